@@ -1,0 +1,122 @@
+# moonbert: build, test, bench.
+#
+#   make            runtime library, Lua module build/lib/moonbert/core.so, build/bin/moonbert
+#   make deps       install the Debian packages (apt-get as root, sudo otherwise; no-op when present)
+#   make test       deps + build + C tests + busted specs; ends with "N passed, N failed"
+#   make sanitize   the same tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-san/)
+#   make valgrind   the C tests under valgrind --leak-check=full
+#   make bench      benchmark figures as JSON
+#   make fuzz       build the libFuzzer targets in fuzz/ (FUZZ_SECONDS=600 make fuzz-run to run them)
+#
+# Sources are found by wildcard: runtime/*.c is the runtime, bindings/*.c the
+# Lua bindings (each declares MB_LUA_MODULE(name)), tests/c/test_*.c one C test
+# program each, tests/spec/*_spec.lua the busted specs.
+
+BUILD   ?= build
+CC      ?= gcc
+SAN     ?= 0
+PKG_CONFIG ?= pkg-config
+
+DEB_PACKAGES := lua5.4 liblua5.4-dev lua-filesystem lua-busted libopenblas-dev libsqlite3-dev \
+                lua-dkjson pkg-config libutf8proc-dev libjansson-dev libreadline-dev sqlite3 valgrind
+
+PKGS    := openblas sqlite3 libutf8proc jansson
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags lua5.4 $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+LUA_LIBS   := $(shell $(PKG_CONFIG) --libs lua5.4 2>/dev/null)
+RL_LIBS    := $(shell $(PKG_CONFIG) --libs readline 2>/dev/null || echo -lreadline)
+
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation -fPIC -fopenmp $(PKG_CFLAGS)
+LDLIBS  := $(PKG_LIBS) -fopenmp -lm -lpthread
+ifeq ($(SAN),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+RUNTIME_SRC  := $(sort $(wildcard runtime/*.c))
+BINDINGS_SRC := $(sort $(wildcard bindings/*.c))
+CTEST_SRC    := $(sort $(wildcard tests/c/test_*.c))
+RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o)
+BINDINGS_OBJ := $(BINDINGS_SRC:%.c=$(BUILD)/obj/%.o)
+CTEST_BIN    := $(CTEST_SRC:tests/c/%.c=$(BUILD)/tests/%)
+
+LIB      := $(BUILD)/lib/libmoonbert.a
+LUAMOD   := $(BUILD)/lib/moonbert/core.so
+CLI      := $(BUILD)/bin/moonbert
+MODLIST  := $(BUILD)/gen/modules.h
+
+.PHONY: all deps deps-check test test-run sanitize valgrind bench fuzz fuzz-run clean run
+all: $(CLI) $(LUAMOD) $(CTEST_BIN)
+
+deps:
+	@scripts/install-deps $(DEB_PACKAGES)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(RUNTIME_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+# The list of binding modules, regenerated when the set of MB_LUA_MODULE lines changes.
+$(MODLIST): $(BINDINGS_SRC)
+	@mkdir -p $(dir $@)
+	@grep -ho '^MB_LUA_MODULE([a-z_0-9]*)' $(BINDINGS_SRC) | sed 's/MB_LUA_MODULE(\(.*\))/MB_MODULE(\1)/' | sort > $@.tmp
+	@cmp -s $@.tmp $@ || mv $@.tmp $@; rm -f $@.tmp
+
+$(BUILD)/obj/bindings/core.o: $(MODLIST)
+$(BUILD)/obj/bindings/core.o: CFLAGS += -I$(BUILD)/gen
+
+$(LUAMOD): $(BINDINGS_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDFLAGS) -o $@ $(BINDINGS_OBJ) $(LIB) $(LDLIBS)
+
+$(CLI): bindings/cli/main.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LUA_LIBS) $(RL_LIBS) -ldl -lm
+
+$(BUILD)/tests/%: tests/c/%.c tests/c/harness.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+test:
+	@scripts/install-deps --check $(DEB_PACKAGES) || scripts/install-deps $(DEB_PACKAGES)
+	@$(MAKE) --no-print-directory all
+	@BUILD=$(BUILD) scripts/run-tests
+
+test-run: all
+	@BUILD=$(BUILD) scripts/run-tests
+
+sanitize:
+	@$(MAKE) --no-print-directory BUILD=build-san SAN=1 OPT=-O1 all
+	@BUILD=build-san SAN=1 scripts/run-tests
+
+valgrind: all
+	@BUILD=$(BUILD) VALGRIND=1 scripts/run-tests --c-only
+
+bench: all
+	@$(CLI) bench all
+
+run: all
+	@$(CLI) run experiments/baseline_vs_finetune.lua $(ARGS)
+
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
+fuzz: $(FUZZ_BIN)
+build-fuzz/%: fuzz/%.c $(RUNTIME_SRC)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fopenmp $(PKG_CFLAGS) \
+	    -o $@ $< $(RUNTIME_SRC) $(PKG_LIBS) -lm -lpthread
+FUZZ_SECONDS ?= 600
+fuzz-run: fuzz
+	@for f in $(FUZZ_BIN); do n=$$(basename $$f); mkdir -p build-fuzz/corpus/$$n; \
+	  seeds=fuzz/corpus/$$n; [ -d $$seeds ] || seeds=; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus/$$n $$seeds 2>&1 | tail -15; done
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(RUNTIME_OBJ:.o=.d) $(BINDINGS_OBJ:.o=.d)

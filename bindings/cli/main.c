@@ -1,0 +1,258 @@
+/* main.c: the moonbert command-line host.
+ *
+ * A small Lua 5.4 host, in the manner of lua.c: it sets the module paths so
+ * that require "moonbert" finds bindings/ and build/lib/, preloads `mb`, and
+ * then either runs a script (`moonbert run SCRIPT args...`, `arg` as lua5.4
+ * gives it), starts the REPL (`moonbert repl`, GNU readline with history), or
+ * hands every other subcommand to the Lua dispatcher moonbert.cli.
+ *
+ * Layout it relies on: the binary is <root>/<build>/bin/moonbert, Lua sources
+ * are in <root>/bindings, the C module in <root>/<build>/lib. MOONBERT_HOME
+ * overrides <root>.
+ */
+#include <lauxlib.h>
+#include <limits.h>
+#include <lua.h>
+#include <lualib.h>
+#include <readline/history.h>
+#include <readline/readline.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static lua_State *g_L;
+
+/* ---- paths --------------------------------------------------------------- */
+
+static void dirname_inplace(char *p) {
+    char *s = strrchr(p, '/');
+    if (s && s != p) *s = '\0';
+    else if (s) s[1] = '\0';
+}
+
+static void set_paths(lua_State *L) {
+    char exe[PATH_MAX], build[PATH_MAX], root[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) n = 0;
+    exe[n] = '\0';
+    snprintf(build, sizeof build, "%s", exe);
+    dirname_inplace(build); /* .../build/bin */
+    dirname_inplace(build); /* .../build */
+    snprintf(root, sizeof root, "%s", build);
+    dirname_inplace(root);
+    const char *home = getenv("MOONBERT_HOME");
+    if (home && *home) snprintf(root, sizeof root, "%s", home);
+
+    lua_getglobal(L, "package");
+    lua_pushfstring(L, "%s/bindings/?.lua;%s/bindings/?/init.lua;", root, root);
+    lua_getfield(L, -2, "path");
+    lua_concat(L, 2);
+    lua_setfield(L, -2, "path");
+    lua_pushfstring(L, "%s/lib/?.so;", build);
+    lua_getfield(L, -2, "cpath");
+    lua_concat(L, 2);
+    lua_setfield(L, -2, "cpath");
+    lua_pop(L, 1);
+    lua_pushstring(L, root);
+    lua_setglobal(L, "MOONBERT_ROOT");
+}
+
+/* ---- running code with tracebacks ----------------------------------------- */
+
+static int msghandler(lua_State *L) {
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+static void lstop(lua_State *L, lua_Debug *ar) {
+    (void)ar;
+    lua_sethook(L, NULL, 0, 0);
+    luaL_error(L, "interrupted!");
+}
+
+static void laction(int sig) {
+    signal(sig, SIG_DFL);
+    lua_sethook(g_L, lstop, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+}
+
+static int docall(lua_State *L, int narg, int nres) {
+    int base = lua_gettop(L) - narg;
+    lua_pushcfunction(L, msghandler);
+    lua_insert(L, base);
+    g_L = L;
+    signal(SIGINT, laction);
+    int status = lua_pcall(L, narg, nres, base);
+    signal(SIGINT, SIG_DFL);
+    lua_remove(L, base);
+    return status;
+}
+
+static int report(lua_State *L, int status) {
+    if (status != LUA_OK) {
+        fprintf(stderr, "moonbert: %s\n", lua_tostring(L, -1));
+        fflush(stderr);
+        lua_pop(L, 1);
+    }
+    return status;
+}
+
+static int preload_mb(lua_State *L) {
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "moonbert");
+    int status = docall(L, 1, 1);
+    if (status != LUA_OK) return report(L, status);
+    lua_setglobal(L, "mb");
+    return LUA_OK;
+}
+
+/* arg table: arg[0] = script, arg[1..] = its arguments, negative = before. */
+static void create_arg_table(lua_State *L, char **argv, int argc, int script) {
+    lua_createtable(L, argc - script - 1, script + 1);
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i - script);
+    }
+    lua_setglobal(L, "arg");
+}
+
+static int run_script(lua_State *L, int argc, char **argv, int script) {
+    create_arg_table(L, argv, argc, script);
+    int status = luaL_loadfile(L, strcmp(argv[script], "-") == 0 ? NULL : argv[script]);
+    if (status == LUA_OK) {
+        int n = argc - script - 1;
+        luaL_checkstack(L, n + 3, "too many arguments to script");
+        for (int i = script + 1; i < argc; i++) lua_pushstring(L, argv[i]);
+        status = docall(L, n, 0);
+    }
+    return report(L, status) == LUA_OK ? 0 : 1;
+}
+
+/* ---- REPL ----------------------------------------------------------------- */
+
+static const char *history_path(void) {
+    static char path[PATH_MAX];
+    const char *home = getenv("HOME");
+    snprintf(path, sizeof path, "%s/.moonbert_history", home ? home : ".");
+    return path;
+}
+
+static int incomplete(lua_State *L, int status) {
+    if (status == LUA_ERRSYNTAX) {
+        size_t lmsg;
+        const char *msg = lua_tolstring(L, -1, &lmsg);
+        const char *eof = "<eof>";
+        size_t le = strlen(eof);
+        if (lmsg >= le && strcmp(msg + lmsg - le, eof) == 0) {
+            lua_pop(L, 1);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Print every value left on the stack with moonbert.repl's formatter. */
+static void print_results(lua_State *L) {
+    int n = lua_gettop(L);
+    if (n == 0) return;
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "moonbert.repl");
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+        lua_pop(L, 1);
+        lua_getglobal(L, "print");
+    } else {
+        lua_getfield(L, -1, "print");
+        lua_remove(L, -2);
+    }
+    lua_insert(L, 1);
+    if (docall(L, n, 0) != LUA_OK) report(L, LUA_ERRRUN);
+}
+
+static int repl(lua_State *L) {
+    printf("moonbert REPL (Lua 5.4). `mb` is loaded; mb.help() lists the modules. Ctrl-D exits.\n");
+    using_history();
+    read_history(history_path());
+    char *line;
+    while ((line = readline("> ")) != NULL) {
+        if (!*line) { free(line); continue; }
+        lua_settop(L, 0);
+        /* First as an expression (`return ...`), then as a statement, then
+           keep reading while the chunk is incomplete. */
+        lua_pushfstring(L, "return %s", line);
+        int status = luaL_loadbuffer(L, lua_tostring(L, -1), lua_rawlen(L, -1), "=stdin");
+        lua_remove(L, -2);
+        luaL_Buffer b;
+        char *full = strdup(line);
+        if (status != LUA_OK) {
+            lua_pop(L, 1);
+            for (;;) {
+                status = luaL_loadbuffer(L, full, strlen(full), "=stdin");
+                if (!incomplete(L, status)) break;
+                char *more = readline(">> ");
+                if (!more) break;
+                size_t nf = strlen(full) + strlen(more) + 2;
+                char *joined = malloc(nf);
+                snprintf(joined, nf, "%s\n%s", full, more);
+                free(full);
+                free(more);
+                full = joined;
+            }
+        }
+        (void)b;
+        add_history(full);
+        free(full);
+        free(line);
+        if (status == LUA_OK) status = docall(L, 0, LUA_MULTRET);
+        if (status == LUA_OK) print_results(L);
+        else report(L, status);
+    }
+    printf("\n");
+    write_history(history_path());
+    return 0;
+}
+
+/* ---- main ----------------------------------------------------------------- */
+
+int main(int argc, char **argv) {
+    lua_State *L = luaL_newstate();
+    if (!L) {
+        fprintf(stderr, "moonbert: cannot create Lua state (out of memory)\n");
+        return 1;
+    }
+    luaL_openlibs(L);
+    set_paths(L);
+    int rc;
+    const char *cmd = argc > 1 ? argv[1] : NULL;
+    if (cmd && strcmp(cmd, "run") == 0 && argc > 2 && strcmp(argv[2], "--help") != 0 &&
+        strcmp(argv[2], "-h") != 0) {
+        rc = preload_mb(L) == LUA_OK ? run_script(L, argc, argv, 2) : 1;
+    } else if (cmd && strcmp(cmd, "repl") == 0 && !(argc > 2 && (strcmp(argv[2], "--help") == 0 ||
+                                                                   strcmp(argv[2], "-h") == 0))) {
+        rc = preload_mb(L) == LUA_OK ? repl(L) : 1;
+    } else {
+        /* Everything else: require("moonbert.cli").main({argv...}) -> exit code. */
+        lua_getglobal(L, "require");
+        lua_pushstring(L, "moonbert.cli");
+        int status = docall(L, 1, 1);
+        if (status == LUA_OK) {
+            lua_getfield(L, -1, "main");
+            lua_createtable(L, argc, 0);
+            for (int i = 1; i < argc; i++) {
+                lua_pushstring(L, argv[i]);
+                lua_rawseti(L, -2, i);
+            }
+            status = docall(L, 1, 1);
+        }
+        if (status != LUA_OK) rc = report(L, status) ? 1 : 0;
+        else rc = (int)luaL_optinteger(L, -1, 0);
+    }
+    fflush(stdout);
+    lua_close(L);
+    return rc;
+}

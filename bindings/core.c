@@ -1,0 +1,123 @@
+/* core.c: the Lua C module moonbert.core and the glue every binding shares.
+ *
+ * require "moonbert.core" returns a table with one field per binding module
+ * (core.tensor, core.tokenizer, ...), collected at build time from the
+ * MB_LUA_MODULE(name) lines in bindings/ (see the Makefile: build/gen/modules.h).
+ */
+#include <string.h>
+
+#include "luamb.h"
+#include "../runtime/parallel.h"
+
+#define MB_MODULE(name) int mb_luaopen_##name(lua_State *L);
+#include "modules.h"
+#undef MB_MODULE
+
+int mb_lua_raise(lua_State *L, const mb_error *err) {
+    return luaL_error(L, "%s", err && err->msg[0] ? err->msg : "unknown moonbert error");
+}
+
+int mb_lua_argraise(lua_State *L, int arg, const mb_error *err) {
+    return luaL_argerror(L, arg, err && err->msg[0] ? err->msg : "invalid value");
+}
+
+lua_Integer mb_lua_optfield_int(lua_State *L, int arg, const char *key, lua_Integer def) {
+    if (lua_type(L, arg) != LUA_TTABLE) return def;
+    lua_getfield(L, arg, key);
+    lua_Integer v = def;
+    if (!lua_isnil(L, -1)) {
+        int ok;
+        v = lua_tointegerx(L, -1, &ok);
+        if (!ok) {
+            lua_pop(L, 1);
+            return luaL_argerror(L, arg, lua_pushfstring(L, "field '%s' must be an integer", key));
+        }
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+lua_Number mb_lua_optfield_num(lua_State *L, int arg, const char *key, lua_Number def) {
+    if (lua_type(L, arg) != LUA_TTABLE) return def;
+    lua_getfield(L, arg, key);
+    lua_Number v = def;
+    if (!lua_isnil(L, -1)) {
+        int ok;
+        v = lua_tonumberx(L, -1, &ok);
+        if (!ok) {
+            lua_pop(L, 1);
+            return luaL_argerror(L, arg, lua_pushfstring(L, "field '%s' must be a number", key));
+        }
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+int mb_lua_optfield_bool(lua_State *L, int arg, const char *key, int def) {
+    if (lua_type(L, arg) != LUA_TTABLE) return def;
+    lua_getfield(L, arg, key);
+    int v = lua_isnil(L, -1) ? def : lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+const char *mb_lua_optfield_str(lua_State *L, int arg, const char *key, const char *def) {
+    if (lua_type(L, arg) != LUA_TTABLE) return def;
+    lua_getfield(L, arg, key);
+    const char *v = def;
+    if (!lua_isnil(L, -1)) {
+        if (lua_type(L, -1) != LUA_TSTRING) {
+            lua_pop(L, 1);
+            luaL_argerror(L, arg, lua_pushfstring(L, "field '%s' must be a string", key));
+            return NULL;
+        }
+        v = lua_tostring(L, -1); /* the table keeps the string alive */
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+void mb_lua_newclass(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta) {
+    if (!luaL_newmetatable(L, name)) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (meta) luaL_setfuncs(L, meta, 0);
+    if (methods) {
+        lua_getfield(L, -1, "__index");
+        int has_index = !lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (!has_index) {
+            lua_newtable(L);
+            luaL_setfuncs(L, methods, 0);
+            lua_setfield(L, -2, "__index");
+        }
+    }
+    lua_pop(L, 1);
+}
+
+static int core_set_threads(lua_State *L) {
+    mb_set_threads((int)luaL_checkinteger(L, 1));
+    return 0;
+}
+
+static int core_threads(lua_State *L) {
+    lua_pushinteger(L, mb_threads());
+    return 1;
+}
+
+int luaopen_moonbert_core(lua_State *L) {
+    mb_threads_init();
+    lua_newtable(L);
+#define MB_MODULE(name)                                                          \
+    lua_pushcfunction(L, mb_luaopen_##name);                                     \
+    lua_call(L, 0, 1);                                                           \
+    lua_setfield(L, -2, #name);
+#include "modules.h"
+#undef MB_MODULE
+    lua_pushcfunction(L, core_set_threads);
+    lua_setfield(L, -2, "set_threads");
+    lua_pushcfunction(L, core_threads);
+    lua_setfield(L, -2, "threads");
+    return 1;
+}

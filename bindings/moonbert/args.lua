@@ -1,0 +1,84 @@
+-- moonbert.args: command-line option parsing shared by the CLI commands and experiments.
+--
+--   local args = require "moonbert.args"
+--   local opts, rest = args.parse(arg, {
+--     { "--model", "DIR", "model directory", default = "models/x" },
+--     { "--epochs", "N", "number of epochs", type = "number", default = 2 },
+--     { "--quick", nil, "small subset, one epoch" },          -- a flag (boolean)
+--     { "--ood", "PATH", "out-of-domain set", multiple = true },
+--   })
+--   opts.model, opts.epochs, opts.quick; rest = positional arguments.
+--
+-- "--name=value" and "--name value" both work; option names map to keys with
+-- '-' turned into '_'. A bad option raises { usage_error = true, message = ... },
+-- which the CLI prints with exit code 2; args.usage(spec) formats the help.
+local M = {}
+
+local function key_of(name) return (name:gsub("^%-%-", ""):gsub("%-", "_")) end
+
+local function usage_error(msg) error({ usage_error = true, message = msg }, 0) end
+M.usage_error = usage_error
+
+function M.usage(spec, head)
+  local lines = { head }
+  for _, o in ipairs(spec) do
+    local left = o[1] .. (o[2] and (" " .. o[2]) or "")
+    local def = o.default ~= nil and o[2] and ("  (default " .. tostring(o.default) .. ")") or ""
+    lines[#lines + 1] = string.format("  %-24s %s%s", left, o[3] or "", def)
+  end
+  return table.concat(lines, "\n")
+end
+
+function M.parse(argv, spec)
+  local byname, opts, rest = {}, {}, {}
+  for _, o in ipairs(spec) do
+    byname[o[1]] = o
+    if o.short then byname[o.short] = o end
+    local k = key_of(o[1])
+    if o.multiple then opts[k] = {} elseif o.default ~= nil then opts[k] = o.default
+    elseif not o[2] then opts[k] = false end
+  end
+  local i = 1
+  while i <= #argv do
+    local a = argv[i]
+    if a == "--" then
+      table.move(argv, i + 1, #argv, #rest + 1, rest)
+      break
+    elseif a:sub(1, 1) == "-" and #a > 1 and not tonumber(a) then
+      local name, value = a:match("^(%-%-[^=]+)=(.*)$")
+      name = name or a
+      local o = byname[name]
+      if not o then usage_error("unknown option '" .. name .. "'") end
+      local k = key_of(o[1])
+      if not o[2] then
+        if value then usage_error("option '" .. name .. "' takes no value") end
+        opts[k] = true
+      else
+        if not value then
+          i = i + 1
+          value = argv[i]
+          if value == nil then usage_error("option '" .. name .. "' needs a value (" .. o[2] .. ")") end
+        end
+        if o.type == "number" then
+          local n = tonumber(value)
+          if not n then usage_error("option '" .. name .. "' expects a number, got '" .. value .. "'") end
+          value = n
+        elseif o.choices then
+          local okc = false
+          for _, c in ipairs(o.choices) do if c == value then okc = true end end
+          if not okc then
+            usage_error("option '" .. name .. "' must be one of " .. table.concat(o.choices, ", ") ..
+                        ", got '" .. value .. "'")
+          end
+        end
+        if o.multiple then table.insert(opts[k], value) else opts[k] = value end
+      end
+    else
+      rest[#rest + 1] = a
+    end
+    i = i + 1
+  end
+  return opts, rest
+end
+
+return M
