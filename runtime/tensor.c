@@ -127,18 +127,32 @@ static inline int32_t wrap_i32(int64_t v) {
 
 /* ---- storage ------------------------------------------------------------- */
 
+/* Process-wide counts of live storages, for leak checks (atomic: views may be
+   freed from worker threads of other parts). */
+static int64_t g_live_storages, g_live_bytes;
+
+int64_t mb_tensor_live_storages(void) { return __atomic_load_n(&g_live_storages, __ATOMIC_RELAXED); }
+int64_t mb_tensor_live_bytes(void) { return __atomic_load_n(&g_live_bytes, __ATOMIC_RELAXED); }
+
+static void count_storage(const mb_storage *s, int sign) {
+    __atomic_add_fetch(&g_live_storages, sign, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&g_live_bytes, sign * (int64_t)s->nbytes, __ATOMIC_RELAXED);
+}
+
 static void release_nothing(void *data, size_t nbytes, void *ctx) {
     (void)data;
     (void)nbytes;
     (void)ctx;
 }
 
-static mb_storage *storage_alloc(size_t nbytes, mb_error *err) {
+/* Plain malloc/calloc on purpose: aligned_alloc's over-allocation leaves holes
+   that a same-size request no longer fits, and a loop of big temporaries then
+   grows the heap without bound (seen with glibc). malloc's 16 bytes suffice
+   for the vector loops and OpenBLAS. calloc gives zeroed pages for free. */
+static mb_storage *storage_alloc(size_t nbytes, int zero, mb_error *err) {
     mb_storage *s = malloc(sizeof *s);
-    /* 64-byte aligned for SIMD; aligned_alloc needs a multiple of the alignment. */
-    size_t alloc = (nbytes + 63) & ~(size_t)63;
-    if (alloc == 0) alloc = 64;
-    void *data = s ? aligned_alloc(64, alloc) : NULL;
+    size_t alloc = nbytes ? nbytes : 1;
+    void *data = s ? (zero ? calloc(1, alloc) : malloc(alloc)) : NULL;
     if (!s || !data) {
         free(s);
         free(data);
@@ -151,6 +165,7 @@ static mb_storage *storage_alloc(size_t nbytes, mb_error *err) {
     s->device = MB_CPU;
     s->release = NULL;
     s->release_ctx = NULL;
+    count_storage(s, 1);
     return s;
 }
 
@@ -159,6 +174,7 @@ static void storage_retain(mb_storage *s) { __atomic_add_fetch(&s->refcount, 1, 
 static void storage_release(mb_storage *s) {
     if (!s) return;
     if (__atomic_sub_fetch(&s->refcount, 1, __ATOMIC_ACQ_REL) > 0) return;
+    count_storage(s, -1);
     if (s->release) s->release(s->data, s->nbytes, s->release_ctx);
     else free(s->data);
     free(s);
@@ -186,14 +202,14 @@ static mb_tensor *tensor_header(mb_storage *s, mb_dtype dtype, int64_t offset, i
 
 /* ---- creation ------------------------------------------------------------- */
 
-mb_tensor *mb_tensor_empty(mb_dtype dtype, int ndim, const int64_t *shape, mb_error *err) {
+static mb_tensor *tensor_new(mb_dtype dtype, int ndim, const int64_t *shape, int zero, mb_error *err) {
     int64_t n;
     if (!dtype_valid(dtype)) {
         mb_fail(err, MB_ERR_DTYPE, "unknown dtype %d", (int)dtype);
         return NULL;
     }
     if (check_shape(ndim, shape, &n, err)) return NULL;
-    mb_storage *s = storage_alloc((size_t)n * mb_dtype_size(dtype), err);
+    mb_storage *s = storage_alloc((size_t)n * mb_dtype_size(dtype), zero, err);
     if (!s) return NULL;
     int64_t stride[MB_MAX_DIMS];
     contiguous_strides(ndim, shape, stride);
@@ -202,10 +218,12 @@ mb_tensor *mb_tensor_empty(mb_dtype dtype, int ndim, const int64_t *shape, mb_er
     return t;
 }
 
+mb_tensor *mb_tensor_empty(mb_dtype dtype, int ndim, const int64_t *shape, mb_error *err) {
+    return tensor_new(dtype, ndim, shape, 0, err);
+}
+
 mb_tensor *mb_tensor_zeros(mb_dtype dtype, int ndim, const int64_t *shape, mb_error *err) {
-    mb_tensor *t = mb_tensor_empty(dtype, ndim, shape, err);
-    if (t) memset(t->storage->data, 0, t->storage->nbytes);
-    return t;
+    return tensor_new(dtype, ndim, shape, 1, err);
 }
 
 static mb_status check_int_value(double v, mb_error *err) {
@@ -291,6 +309,7 @@ mb_tensor *mb_tensor_wrap(mb_dtype dtype, int ndim, const int64_t *shape, void *
     s->device = MB_CPU;
     s->release = release ? release : release_nothing;
     s->release_ctx = ctx;
+    count_storage(s, 1);
     int64_t stride[MB_MAX_DIMS];
     contiguous_strides(ndim, shape, stride);
     mb_tensor *t = tensor_header(s, dtype, 0, ndim, shape, stride, err);
