@@ -373,6 +373,13 @@ static int rand_common(lua_State *L, int normal) {
 static int t_rand(lua_State *L) { return rand_common(L, 0); }
 static int t_randn(lua_State *L) { return rand_common(L, 1); }
 
+/* live() -> storages alive in the process, bytes they hold. */
+static int t_live(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)mb_tensor_live_storages());
+    lua_pushinteger(L, (lua_Integer)mb_tensor_live_bytes());
+    return 2;
+}
+
 static int t_is_tensor(lua_State *L) {
     lua_pushboolean(L, luaL_testudata(L, 1, MB_TENSOR_MT) != NULL);
     return 1;
@@ -1028,6 +1035,7 @@ MB_LUA_MODULE(tensor) {
         {"randn", t_randn},
         {"manual_seed", t_manual_seed},
         {"is_tensor", t_is_tensor},
+        {"live", t_live},
         {"bench_sgemm", t_bench_sgemm},
         {NULL, NULL},
     };

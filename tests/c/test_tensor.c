@@ -298,6 +298,10 @@ TEST(broadcasting_matches_reference) {
         {1, {5}, 4, {2, 3, 1, 1}, 4, {2, 3, 1, 5}},
         {0, {0}, 2, {3, 2}, 2, {3, 2}},
         {2, {300, 200}, 1, {200}, 2, {300, 200}}, /* above MB_PAR_MIN: the threaded path */
+        {1, {100000}, 0, {0}, 1, {100000}},       /* one long run split across threads */
+        {2, {3, 40000}, 2, {3, 40000}, 2, {3, 40000}},
+        {2, {50000, 1}, 1, {1}, 2, {50000, 1}},
+        {4, {2, 1, 3, 4}, 4, {1, 5, 3, 1}, 4, {2, 5, 3, 4}},
     };
     mb_binop ops[] = {MB_ADD, MB_SUB, MB_MUL, MB_DIV, MB_MAXIMUM, MB_MINIMUM};
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
@@ -312,7 +316,18 @@ TEST(broadcasting_matches_reference) {
             CHECK(d < 1e-6, "case %zu op %zu: rel diff %g", c, o, d);
             mb_tensor_free(out);
         }
-        /* Also on a transposed (strided) operand. */
+        /* Also on narrowed views (dims that must not be merged) and a transposed operand. */
+        if (a->ndim >= 1 && a->shape[a->ndim - 1] > 2) {
+            int last = a->ndim - 1;
+            mb_tensor *na = mb_tensor_narrow(a, last, 1, a->shape[last] - 2, &err);
+            mb_tensor *nb = mb_tensor_clone(na, &err);
+            mb_tensor *sum = mb_tensor_binary(MB_ADD, na, na, &err), *twice = mb_tensor_binary_scalar(MB_MUL, nb, 2, 0, &err);
+            CHECK(sum && twice && max_diff(sum, twice) < 1e-6, "case %zu: narrowed operand", c);
+            mb_tensor *ex = mb_tensor_unary(MB_EXP, na, &err), *ex2 = mb_tensor_unary(MB_EXP, nb, &err);
+            CHECK(ex && ex2 && max_diff(ex, ex2) == 0, "case %zu: unary on a narrowed view", c);
+            mb_tensor *all[] = {na, nb, sum, twice, ex, ex2};
+            for (size_t i = 0; i < 6; i++) mb_tensor_free(all[i]);
+        }
         if (a->ndim == 2) {
             mb_tensor *at_ = mb_tensor_transpose(a, &err);
             mb_tensor *ones = mb_tensor_full(MB_FLOAT32, 1, &at_->shape[1], 1, &err);
