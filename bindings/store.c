@@ -1024,10 +1024,14 @@ static int run_gc(lua_State *L) {
     r->ended = 1;
     int changed;
     mb_error err = {0};
-    mb_store_fail(s, r->id,
-                  "the run was never ended: its script stopped (an error, or a missing run:finish()) "
-                  "before run:finish() or run:fail()",
-                  &changed, &err);
+    /* `moonbert run` leaves the error that stopped the script in the registry. */
+    lua_getfield(L, LUA_REGISTRYINDEX, "moonbert.script_error");
+    if (lua_type(L, -1) == LUA_TSTRING)
+        lua_pushfstring(L, "the script stopped with an error before ending the run: %s", lua_tostring(L, -1));
+    else
+        lua_pushliteral(L, "the run was never ended: its script stopped (an error, or a missing run:finish()) "
+                           "before run:finish() or run:fail()");
+    mb_store_fail(s, r->id, lua_tostring(L, -1), &changed, &err);
     return 0;
 }
 
