@@ -160,13 +160,13 @@ static void check_param_value(lua_State *L, int i, mb_value *v, char **json) {
         json_t *j = lua_to_json(L, i, 0);
         if (j) *json = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
         json_decref(j);
-        if (!*json) luaL_argerror(L, i - 1, "table param holds a value JSON cannot express (function, userdata, cycle)");
+        if (!*json) luaL_argerror(L, i, "table param holds a value JSON cannot express (function, userdata, cycle)");
         v->type = MB_VALUE_TEXT;
         v->s = *json;
         return;
     }
     default:
-        luaL_argerror(L, i - 1, lua_pushfstring(L, "number, string, boolean or table expected, got %s", luaL_typename(L, i)));
+        luaL_argerror(L, i, lua_pushfstring(L, "number, string, boolean or table expected, got %s", luaL_typename(L, i)));
     }
 }
 
