@@ -658,9 +658,13 @@ TEST(bulk_predictions_are_fast_and_exact) {
     int64_t run;
     mb_run_start r = start_of("preds");
     mb_store_start_run(s, &r, &run, &err);
-    enum { N = 10000, BATCH = 2000 };
-    static mb_prediction rows[N];
-    static double probs[N][2];
+    enum { N_MAX = 10000, BATCH = 2000 };
+    /* Under valgrind (make valgrind sets VALGRIND=1) fewer rows and no speed bound. */
+    const char *vg = getenv("VALGRIND");
+    int under_valgrind = vg && strcmp(vg, "1") == 0;
+    int N = under_valgrind ? 2000 : N_MAX;
+    static mb_prediction rows[N_MAX];
+    static double probs[N_MAX][2];
     for (int i = 0; i < N; i++) {
         float p = (float)(i / 10000.0);
         probs[i][0] = p;
@@ -674,7 +678,7 @@ TEST(bulk_predictions_are_fast_and_exact) {
         CHECK(mb_store_log_predictions(s, run, "test", rows + b, BATCH, &err) == MB_OK, "%s", err.msg);
     double dt = mb_store_now() - t0;
     fprintf(stderr, "predictions: %d rows in %.3f s (%.0f rows/s)\n", N, dt, N / dt);
-    CHECK(dt < 5.0, "%.2f s for %d rows", dt, N);
+    if (!under_valgrind) CHECK(dt < 5.0, "%.2f s for %d rows", dt, N);
     pred_seen ps = {.ordered = 1, .probs_ok = 1};
     CHECK(mb_store_predictions(s, run, "test", 1, 0, check_prediction, &ps, &err) == MB_OK);
     CHECK(ps.n == N && ps.ordered && ps.probs_ok, "n=%d ordered=%d probs=%d", ps.n, ps.ordered, ps.probs_ok);
