@@ -473,23 +473,6 @@ static int store_start_run_raw(lua_State *L) {
     return 1;
 }
 
-static int no_visit(const mb_run_record *r, void *ctx) { return 0; }
-
-/* store:run_handle(id) -> Run for an existing run (to end it from another process) | nil, message */
-static int store_run_handle(lua_State *L) {
-    mb_store *s = check_store(L, 1);
-    int64_t id = check_run_id(L, 2);
-    mb_error err = {0};
-    if (mb_store_get_run(s, id, no_visit, NULL, &err) != MB_OK) {
-        if (err.code != MB_ERR_RANGE) return mb_lua_raise(L, &err);
-        lua_pushnil(L);
-        lua_pushstring(L, err.msg);
-        return 2;
-    }
-    push_run(L, 1, id);
-    return 1;
-}
-
 /* store:reap{stale_after=60} -> { {id=, reason=}, ... } of runs marked killed */
 static int store_reap(lua_State *L) {
     mb_store *s = check_store(L, 1);
@@ -1044,7 +1027,6 @@ static const luaL_Reg store_methods[] = {
     {"schema_version", store_schema_version},
     {"integrity_check", store_integrity_check},
     {"_start_run", store_start_run_raw},
-    {"run_handle", store_run_handle},
     {"reap", store_reap},
     {"runs", store_runs},
     {"get_run", store_get_run},

@@ -131,7 +131,8 @@ typedef struct mb_prediction {
     int n_probs;
 } mb_prediction;
 
-/* n rows in one transaction (call it per batch of a few thousand rows). */
+/* n rows in one transaction (call it per batch of a few thousand rows). An
+   example (run, split, index) logged again replaces the earlier row. */
 mb_status mb_store_log_predictions(mb_store *s, int64_t run, const char *split, const mb_prediction *rows,
                                    size_t n, mb_error *err);
 /* hash may be NULL (e.g. a directory). */
