@@ -347,9 +347,17 @@ static int l_open(lua_State *L) {
     o.create = mb_lua_optfield_bool(L, 2, "create", o.create);
     o.busy_timeout_s = mb_lua_optfield_num(L, 2, "busy_timeout", o.busy_timeout_s);
     o.heartbeat_interval_s = mb_lua_optfield_num(L, 2, "heartbeat_interval", o.heartbeat_interval_s);
-    lstore *ls = lua_newuserdatauv(L, sizeof *ls, 0);
+    lstore *ls = lua_newuserdatauv(L, sizeof *ls, 1);
     ls->s = NULL;
     luaL_setmetatable(L, STORE_MT);
+    /* User value 1: the store's runs, weak keys (a run's own __gc handles a run
+       that is dropped while its store stays open). */
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_setiuservalue(L, -2, 1);
     mb_error err = {0};
     ls->s = mb_store_open(path, &o, &err);
     if (!ls->s) {
@@ -390,8 +398,29 @@ static int l_sha256_file(lua_State *L) {
 
 /* ---- Store methods --------------------------------------------------------- */
 
+/* close / __close(store, err) / __gc: runs of this store that nobody ended
+   are failed first (with the error unwinding a <close> scope when there is
+   one), so that closing the store never leaves a run looking alive. */
 static int store_close(lua_State *L) {
     lstore *ls = check_store_ud(L, 1);
+    if (!ls->s) return 0;
+    const char *why = lua_isnoneornil(L, 2) || lua_type(L, 2) == LUA_TUSERDATA
+                          ? "the results store was closed before the run was ended"
+                          : luaL_tolstring(L, 2, NULL);
+    if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            lrun *r = luaL_testudata(L, -2, RUN_MT);
+            if (r && !r->ended) {
+                int changed;
+                mb_error err = {0};
+                r->ended = 1;
+                mb_store_fail(ls->s, r->id, why, &changed, &err);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
     mb_store_close(ls->s);
     ls->s = NULL;
     return 0;
@@ -438,6 +467,13 @@ static void push_run(lua_State *L, int store_index, int64_t id) {
     lua_pushvalue(L, store_index);
     lua_setiuservalue(L, -2, 1);
     luaL_setmetatable(L, RUN_MT);
+    /* Remember the run in its store's weak set (see store_close). */
+    if (lua_getiuservalue(L, store_index, 1) == LUA_TTABLE) {
+        lua_pushvalue(L, -2);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -3);
+    }
+    lua_pop(L, 1);
 }
 
 /* store:_start_run{experiment=, name=, seed=, git_commit=, git_dirty=, script_path=,

@@ -320,6 +320,30 @@ describe("mb.store", function()
     assert.matches("never ended", r.error)
   end)
 
+  it("closing the store fails its unended runs (with the error leaving a <close> scope)", function()
+    local path = store:path()
+    local r1 = store:start_run { experiment = "close-store" }
+    local done = store:start_run { experiment = "close-store" }
+    done:finish()
+    store:close()
+    local id2
+    local ok = pcall(function()
+      local s2 <close> = mb.store.open(path)
+      local run = s2:start_run { experiment = "close-store" } -- no <close>: the store's close ends it
+      id2 = run.id
+      error("disk full")
+    end)
+    assert.is_false(ok)
+    store = mb.store.open(path)
+    local a = store:get_run(r1.id)
+    assert.equal("failed", a.status)
+    assert.matches("closed before the run was ended", a.error)
+    assert.equal("completed", store:get_run(done.id).status)
+    local b = store:get_run(id2)
+    assert.equal("failed", b.status)
+    assert.matches("disk full", b.error)
+  end)
+
   it("finish twice is an error, fail after finish is a no-op", function()
     local run = store:start_run { experiment = "twice" }
     run:finish()
