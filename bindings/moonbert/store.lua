@@ -17,6 +17,7 @@
 -- store:params(id), store:metrics(id, key) (the whole series), store:final_metrics(id),
 -- store:best{experiment=, metric=, mode="max"}, store:confusion(id, split),
 -- store:predictions(id, split, {by_loss=true, limit=20}), store:artifacts(id), store:tags(id).
+-- run:artifact_dir() is results/runs/<id> (beside the store file), created on first use.
 -- Params are written once (booleans are kept as "true"/"false", tables as JSON text).
 local core = require("moonbert.core").store
 
@@ -205,6 +206,16 @@ function Store:with_run(opts, fn)
   return table.unpack(res, 2, res.n)
 end
 Store.run_protected = Store.with_run
+
+--- run:artifact_dir() -> path
+-- The run's folder for saved models, caches and reports: runs/<id> beside the
+-- store file (results/runs/<id> for the default store), created when missing.
+function Run:artifact_dir()
+  local base = self.store:path():match("^(.*)/[^/]*$") or "."
+  local dir = base .. "/runs/" .. self.id
+  ensure_parent(dir .. "/x")
+  return dir
+end
 
 --- run:log_params{key = value, ...}
 function Run:log_params(t)
