@@ -131,6 +131,10 @@ static int run_script(lua_State *L, int argc, char **argv, int script) {
         for (int i = script + 1; i < argc; i++) lua_pushstring(L, argv[i]);
         status = docall(L, n, 0);
     }
+    if (status != LUA_OK) { /* finalizers run by lua_close (an unended store run) record why it died */
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "moonbert.script_error");
+    }
     return report(L, status) == LUA_OK ? 0 : 1;
 }
 
