@@ -850,6 +850,7 @@ static int mm_len(lua_State *L) {
 
 #define EDGE 3           /* elements shown at each end of a summarised dimension */
 #define SUMMARY_MIN 1000 /* tensors with more elements are summarised */
+#define LINE_WIDTH 80
 
 typedef struct fmt_state {
     const mb_tensor *t;
@@ -891,6 +892,11 @@ static void fmt_rec(fmt_state *s, int mode, int d, int64_t off) {
         return;
     }
     int64_t n = t->shape[d];
+    /* Innermost rows wrap at LINE_WIDTH columns, as PyTorch's linewidth. */
+    int indent = 7 + d + 1; /* 7 = strlen("tensor(") */
+    int per_line = (LINE_WIDTH - indent) / (s->width + 2);
+    if (per_line < 1) per_line = 1;
+    int on_line = 0;
     if (mode == 2) luaL_addchar(s->B, '[');
     for (int64_t i = 0; i < n; i++) {
         if (s->summarize && n > 2 * EDGE && i == EDGE) {
@@ -901,10 +907,17 @@ static void fmt_rec(fmt_state *s, int mode, int d, int64_t off) {
         }
         if (mode == 2 && i < n - 1) {
             luaL_addchar(s->B, ',');
-            if (d == t->ndim - 1) luaL_addchar(s->B, ' ');
-            else {
+            if (d == t->ndim - 1) {
+                if (++on_line == per_line) {
+                    on_line = 0;
+                    luaL_addchar(s->B, '\n');
+                    for (int k = 0; k < indent; k++) luaL_addchar(s->B, ' ');
+                } else {
+                    luaL_addchar(s->B, ' ');
+                }
+            } else {
                 for (int k = d; k < t->ndim - 1; k++) luaL_addchar(s->B, '\n');
-                for (int k = 0; k < 7 + d + 1; k++) luaL_addchar(s->B, ' '); /* 7 = strlen("tensor(") */
+                for (int k = 0; k < indent; k++) luaL_addchar(s->B, ' ');
             }
         }
     }
