@@ -14,6 +14,34 @@
 #include "../../runtime/tokenizer.h"
 #include "harness.h"
 
+/* Counting allocator: proves that encoding with a warmed-up mb_tokenizer_work
+   allocates nothing (the vocabulary lookup works on (pointer, length) keys).
+   The program's malloc interposes over libc's for every library; it forwards to
+   glibc's __libc_* entry points. Off under AddressSanitizer, which owns malloc. */
+#if defined(__SANITIZE_ADDRESS__)
+#define COUNT_ALLOCS 0
+#else
+#define COUNT_ALLOCS 1
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void __libc_free(void *);
+static volatile long n_allocs;
+void *malloc(size_t n) {
+    n_allocs++;
+    return __libc_malloc(n);
+}
+void *calloc(size_t a, size_t b) {
+    n_allocs++;
+    return __libc_calloc(a, b);
+}
+void *realloc(void *p, size_t n) {
+    n_allocs++;
+    return __libc_realloc(p, n);
+}
+void free(void *p) { __libc_free(p); }
+#endif
+
 static char model_dir[4096];
 static mb_tokenizer *tok; /* distilbert-base-uncased, loaded once */
 
@@ -426,6 +454,42 @@ TEST(decode_and_tokens_to_string) {
     free(d);
 }
 
+TEST(encoding_does_not_allocate_per_token) {
+#if !COUNT_ALLOCS
+    SKIP("allocation counting is off under AddressSanitizer");
+#else
+    if (!tok) SKIP("no tokenizer");
+    char path[4096];
+    if (!harness_shared("data/emotion/train.txt", path, sizeof path)) SKIP("emotion data absent");
+    FILE *f = fopen(path, "r");
+    char *buf = malloc(4 << 20);
+    size_t n = fread(buf, 1, (4 << 20) - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    mb_tokenizer_work *w = mb_tokenizer_work_new();
+    int32_t ids[1024], offs[2048];
+    long tokens = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        long before = n_allocs;
+        char *line = buf;
+        while (*line) {
+            char *end = strchr(line, '\n');
+            size_t len = end ? (size_t)(end - line) : strlen(line);
+            int64_t m = mb_tokenizer_encode(tok, w, line, len, NULL, 0, 512, ids, NULL, offs, 1024, NULL);
+            if (pass == 1) tokens += m;
+            line += len + (end ? 1 : 0);
+        }
+        long during = n_allocs - before;
+        /* > 0 shows the counter sees the tokenizer's allocations at all */
+        if (pass == 0) CHECK(during > 0 && during < 20, "warm-up: %ld allocations (scratch buffers grow a few times)", during);
+        else CHECK(during == 0, "%ld allocations while encoding %ld tokens with a warm work area", during, tokens);
+    }
+    CHECK(tokens > 300000, "%ld", tokens);
+    mb_tokenizer_work_free(w);
+    free(buf);
+#endif
+}
+
 TEST(load_errors_are_messages) {
     mb_error err = {0};
     CHECK(mb_tokenizer_load("/nonexistent/dir", &err) == NULL && strstr(err.msg, "not a directory"), "%s", err.msg);
@@ -472,6 +536,7 @@ int main(void) {
     RUN(batch_padding_truncation_and_lengths);
     RUN(batch_parallel_equals_serial);
     RUN(decode_and_tokens_to_string);
+    RUN(encoding_does_not_allocate_per_token);
     RUN(load_errors_are_messages);
     mb_tokenizer_free(tok);
     cleanup_tmp();
