@@ -480,8 +480,12 @@ TEST(encoding_does_not_allocate_per_token) {
             line += len + (end ? 1 : 0);
         }
         long during = n_allocs - before;
-        /* > 0 shows the counter sees the tokenizer's allocations at all */
-        if (pass == 0) CHECK(during > 0 && during < 20, "warm-up: %ld allocations (scratch buffers grow a few times)", during);
+        if (pass == 0 && during == 0) { /* valgrind replaces malloc in the program too */
+            mb_tokenizer_work_free(w);
+            free(buf);
+            SKIP("malloc is replaced by a tool (valgrind?): allocations cannot be counted");
+        }
+        if (pass == 0) CHECK(during < 20, "warm-up: %ld allocations (scratch buffers grow a few times)", during);
         else CHECK(during == 0, "%ld allocations while encoding %ld tokens with a warm work area", during, tokens);
     }
     CHECK(tokens > 300000, "%ld", tokens);
