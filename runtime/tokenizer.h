@@ -18,7 +18,8 @@
  * Limits: only WordPiece models with BERT normalization; canonical reordering of
  * NFD is not applied (it only matters for spacing marks of nonzero combining class,
  * which strip_accents keeps); added tokens are matched literally in the raw text
- * (normalized, lstrip, rstrip and single_word flags are ignored).
+ * (normalized, lstrip, rstrip and single_word flags are ignored); a text is read up to
+ * 2 GiB (offsets are int32).
  *
  * Threading: a loaded tokenizer is read-only and may be shared by threads;
  * each thread encodes with its own mb_tokenizer_work (or NULL: one per call).
