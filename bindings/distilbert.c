@@ -17,6 +17,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../runtime/distilbert.h"
 #include "luamb.h"
@@ -485,6 +486,14 @@ static int m_tostring(lua_State *L) {
     return 1;
 }
 
+/* Monotonic wall-clock seconds, for the benchmark. */
+static int db_wall_time(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + ts.tv_nsec * 1e-9);
+    return 1;
+}
+
 MB_LUA_MODULE(distilbert) {
     static const luaL_Reg methods[] = {
         {"forward", m_forward}, {"features", m_features}, {"loss", m_loss}, {"backward", m_backward},
@@ -496,7 +505,7 @@ MB_LUA_MODULE(distilbert) {
     static const luaL_Reg meta[] = {
         {"__gc", model_close}, {"__close", model_close}, {"__tostring", m_tostring}, {NULL, NULL}};
     mb_lua_newclass(L, MODEL_MT, methods, meta);
-    static const luaL_Reg fns[] = {{"load", db_load}, {"new", db_new}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"load", db_load}, {"new", db_new}, {"wall_time", db_wall_time}, {NULL, NULL}};
     luaL_newlib(L, fns);
     luaL_getmetatable(L, MODEL_MT);
     lua_getfield(L, -1, "__index");
