@@ -53,43 +53,110 @@ static double row_loss(const double *z, int P, int binary, int y, double *e, dou
 
 /* ---- kernels ------------------------------------------------------------ */
 /* Dense rows [r0, r1): logits z = W x + b in float64 from float32 x, the loss,
-   and (when gW) the gradient gW += e x^T, gb += e. W: [P, d]. Compiled for
-   AVX-512 / AVX2+FMA / baseline and chosen at load time: these loops are the
-   whole cost of a fit. */
-__attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
-static double dense_rows(const float *X, int64_t d, int64_t r0, int64_t r1, const int32_t *y, const double *W,
-                         const double *b, int P, int binary, double *gW, double *gb, float *proba, int K) {
-    double z[P], e[P], pr[K];
+   and (when gW) the gradient gW += e x^T, gb += e. W: [P, d]; scratch: 2P + K
+   doubles. These loops are the whole cost of a fit: the body is compiled for
+   AVX-512, AVX2+FMA and the baseline, and dense_rows picks one at run time. */
+static inline __attribute__((always_inline)) double
+dense_rows_body(const float *X, int64_t d, int64_t r0, int64_t r1, const int32_t *y, const double *W, const double *b,
+                int P, int binary, double *gW, double *gb, float *proba, int K, double *scratch) {
+    double *z = scratch, *e = z + P, *pr = e + P;
     double f = 0;
     for (int64_t r = r0; r < r1; r++) {
         const float *x = X + r * d;
-        for (int k = 0; k < P; k++) {
-            const double *w = W + (int64_t)k * d;
-            double s = 0;
-#pragma omp simd reduction(+ : s)
-            for (int64_t j = 0; j < d; j++) s += (double)x[j] * w[j];
-            z[k] = s + b[k];
+        /* four classes per pass: x is loaded once and the four sums are
+           independent dependency chains (one reduction chain would be
+           latency-bound) */
+        int k = 0;
+        for (; k + 4 <= P; k += 4) {
+            const double *w0 = W + (int64_t)k * d, *w1 = w0 + d, *w2 = w1 + d, *w3 = w2 + d;
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+            for (int64_t j = 0; j < d; j++) {
+                double xj = (double)x[j];
+                s0 += xj * w0[j];
+                s1 += xj * w1[j];
+                s2 += xj * w2[j];
+                s3 += xj * w3[j];
+            }
+            z[k] = s0 + b[k];
+            z[k + 1] = s1 + b[k + 1];
+            z[k + 2] = s2 + b[k + 2];
+            z[k + 3] = s3 + b[k + 3];
+        }
+        if (k + 2 <= P) {
+            const double *w0 = W + (int64_t)k * d, *w1 = w0 + d;
+            double s0 = 0, s1 = 0;
+#pragma omp simd reduction(+ : s0, s1)
+            for (int64_t j = 0; j < d; j++) {
+                double xj = (double)x[j];
+                s0 += xj * w0[j];
+                s1 += xj * w1[j];
+            }
+            z[k] = s0 + b[k];
+            z[k + 1] = s1 + b[k + 1];
+            k += 2;
+        }
+        if (k < P) {
+            const double *w0 = W + (int64_t)k * d;
+            double s0 = 0;
+#pragma omp simd reduction(+ : s0)
+            for (int64_t j = 0; j < d; j++) s0 += (double)x[j] * w0[j];
+            z[k] = s0 + b[k];
         }
         f += row_loss(z, P, binary, y ? y[r] : -1, gW ? e : NULL, proba ? pr : NULL);
         if (proba)
             for (int k = 0; k < K; k++) proba[r * K + k] = (float)pr[k];
         if (!gW) continue;
-        for (int k = 0; k < P; k++) {
-            double ek = e[k];
-            double *g = gW + (int64_t)k * d;
+        for (k = 0; k + 2 <= P; k += 2) { /* two gradient rows per pass over x */
+            double e0 = e[k], e1 = e[k + 1];
+            double *g0 = gW + (int64_t)k * d, *g1 = g0 + d;
 #pragma omp simd
-            for (int64_t j = 0; j < d; j++) g[j] += ek * (double)x[j];
-            gb[k] += ek;
+            for (int64_t j = 0; j < d; j++) {
+                double xj = (double)x[j];
+                g0[j] += e0 * xj;
+                g1[j] += e1 * xj;
+            }
         }
+        if (k < P) {
+            double e0 = e[k], *g0 = gW + (int64_t)k * d;
+#pragma omp simd
+            for (int64_t j = 0; j < d; j++) g0[j] += e0 * (double)x[j];
+        }
+        for (k = 0; k < P; k++) gb[k] += e[k];
     }
     return f;
+}
+
+#define DENSE_ROWS_ARGS                                                                                       \
+    const float *X, int64_t d, int64_t r0, int64_t r1, const int32_t *y, const double *W, const double *b, int P,  \
+        int binary, double *gW, double *gb, float *proba, int K, double *scratch
+#define DENSE_ROWS_CALL dense_rows_body(X, d, r0, r1, y, W, b, P, binary, gW, gb, proba, K, scratch)
+__attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"), optimize("fp-contract=fast"))) static double dense_rows_avx512(DENSE_ROWS_ARGS) {
+    return DENSE_ROWS_CALL;
+}
+__attribute__((target("avx2,fma"), optimize("fp-contract=fast"))) static double dense_rows_avx2(DENSE_ROWS_ARGS) { return DENSE_ROWS_CALL; }
+static double dense_rows_generic(DENSE_ROWS_ARGS) { return DENSE_ROWS_CALL; }
+
+static double dense_rows(DENSE_ROWS_ARGS) {
+    static int level = -1; /* races only write the same value */
+    if (level < 0) {
+        __builtin_cpu_init();
+        level = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                        __builtin_cpu_supports("avx512vl")
+                    ? 2
+                    : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0;
+    }
+    if (level == 2) return dense_rows_avx512(X, d, r0, r1, y, W, b, P, binary, gW, gb, proba, K, scratch);
+    if (level == 1) return dense_rows_avx2(X, d, r0, r1, y, W, b, P, binary, gW, gb, proba, K, scratch);
+    return dense_rows_generic(X, d, r0, r1, y, W, b, P, binary, gW, gb, proba, K, scratch);
 }
 
 /* CSR rows [r0, r1). WT: [d, P] (feature-major so a row touches P adjacent
    values per entry); gWT: [d, P] accumulated the same way. */
 static double sparse_rows(const mb_csr *X, int64_t r0, int64_t r1, const int32_t *y, const double *WT,
-                          const double *b, int P, int binary, double *gWT, double *gb, float *proba, int K) {
-    double z[P], e[P], pr[K];
+                          const double *b, int P, int binary, double *gWT, double *gb, float *proba, int K,
+                          double *scratch) {
+    double *z = scratch, *e = z + P, *pr = e + P;
     double f = 0;
     for (int64_t r = r0; r < r1; r++) {
         for (int k = 0; k < P; k++) z[k] = b[k];
@@ -121,6 +188,7 @@ typedef struct objective {
     int nthreads;
     double *WT;   /* sparse: [d, P] scratch */
     double *part; /* per thread: [P*d + P] gradient partial sums */
+    double *scratch; /* per thread: [2P + K] logits, residuals, probabilities */
 } objective;
 
 static int objective_init(objective *o, const mb_design *X, const int32_t *y, int K, int want_grad, mb_error *err) {
@@ -137,6 +205,8 @@ static int objective_init(objective *o, const mb_design *X, const int32_t *y, in
         o->WT = malloc(sizeof(double) * ((size_t)o->P * (size_t)X->d + 1));
         if (!o->WT) goto nomem;
     }
+    o->scratch = malloc(sizeof(double) * (size_t)(2 * o->P + K) * (size_t)o->nthreads);
+    if (!o->scratch) goto nomem;
     if (want_grad) {
         o->part = malloc(sizeof(double) * gsize * (size_t)o->nthreads);
         if (!o->part) goto nomem;
@@ -145,12 +215,14 @@ static int objective_init(objective *o, const mb_design *X, const int32_t *y, in
 nomem:
     free(o->WT);
     free(o->part);
+    free(o->scratch);
     mb_fail(err, MB_ERR_NOMEM, "logistic regression: out of memory for the gradient (%lld features, %d threads)",
             (long long)X->d, o->nthreads);
     return -1;
 }
 
 static void objective_free(objective *o) {
+    free(o->scratch);
     free(o->WT);
     free(o->part);
 }
@@ -171,16 +243,17 @@ static double data_term(objective *o, const double *W, const double *b, double *
     {
         int t = omp_get_thread_num();
         double *g = want ? o->part + gsize * (size_t)t : NULL;
+        double *scratch = o->scratch + (size_t)(2 * P + o->K) * (size_t)t;
         if (g) memset(g, 0, sizeof(double) * gsize);
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < (n + ROW_CHUNK - 1) / ROW_CHUNK; c++) {
             int64_t r0 = c * ROW_CHUNK, r1 = r0 + ROW_CHUNK < n ? r0 + ROW_CHUNK : n;
             if (X->csr)
                 f += sparse_rows(X->csr, r0, r1, o->y, o->WT, b, P, o->binary, g, g ? g + (size_t)P * d : NULL, proba,
-                                 o->K);
+                                 o->K, scratch);
             else
                 f += dense_rows(X->dense, d, r0, r1, o->y, W, b, P, o->binary, g, g ? g + (size_t)P * d : NULL, proba,
-                                o->K);
+                                o->K, scratch);
         }
     }
     if (!want) return f;
