@@ -79,6 +79,9 @@ mb_status mb_tensor_get(const mb_tensor *t, const int64_t *idx, double *out, mb_
 mb_status mb_tensor_set(mb_tensor *t, const int64_t *idx, double value, mb_error *err);
 /* Bytes held by the storage (for telling Lua's collector). */
 size_t mb_tensor_nbytes(const mb_tensor *t);
+/* Storages alive in this process and the bytes they hold (leak checks, memory reports). */
+int64_t mb_tensor_live_storages(void);
+int64_t mb_tensor_live_bytes(void);
 
 /* ---- views (share storage) --------------------------------------------- */
 /* One dimension of shape may be -1 (inferred). Needs a contiguous input; use
