@@ -94,8 +94,8 @@ function LogisticRegression:predict_proba(X) return fitted(self, "predict_proba"
 function LogisticRegression:predict(X) return fitted(self, "predict"):predict(X) end
 -- decision values are the logits; the probabilities' log is one up to a per-row constant
 function LogisticRegression:score(X, y) return cmetrics.accuracy(y, fitted(self, "score"):predict(X)) end
--- J (scikit-learn's objective) and max|grad J| at the fitted coefficients, on (X, y).
-function LogisticRegression:objective(X, y) return fitted(self, "objective"):objective(X, y, self.C) end
+-- J (scikit-learn's objective, the fitted model's C) and max|grad J| at the fitted coefficients, on (X, y).
+function LogisticRegression:loss(X, y) return fitted(self, "loss"):objective(X, y, self.C) end
 function LogisticRegression:free()
   if self.model then self.model:free() end
   self.model = nil
