@@ -163,13 +163,27 @@ static int l_prf(lua_State *L) {
         if (pos_index < 0)
             return luaL_error(L, "pos_label=%d is not a valid label", (int)pos_label);
     }
-    int64_t *cm = push_cm(L, yt, yp, n, labels, k);
+    /* counts over the requested labels followed by the other present ones */
+    int32_t *u;
+    int nu;
+    mb_error err;
+    if (mb_unique_labels(yt, yp, n, &u, &nu, &err)) return mb_lua_raise(L, &err);
+    int32_t *all = lua_newuserdatauv(L, sizeof(int32_t) * (size_t)(k + nu + 1), 0);
+    memcpy(all, labels, sizeof(int32_t) * (size_t)k);
+    int ka = k;
+    for (int i = 0; i < nu; i++) {
+        int found = 0;
+        for (int j = 0; j < k && !found; j++) found = labels[j] == u[i];
+        if (!found) all[ka++] = u[i];
+    }
+    free(u);
+    int64_t *cm = push_cm(L, yt, yp, n, all, ka);
     int m = avg == MB_AVERAGE_NONE ? k : 1;
     double *vals = lua_newuserdatauv(L, sizeof(double) * 3 * (size_t)m, 0);
     int64_t *support = lua_newuserdatauv(L, sizeof(int64_t) * (size_t)m, 0);
     int ill;
-    mb_error err;
-    if (mb_precision_recall_fscore(cm, k, beta, avg, pos_index, zd, vals, vals + m, vals + 2 * m, support, &ill, &err))
+    if (mb_precision_recall_fscore(cm, ka, k, beta, avg, pos_index, zd, vals, vals + m, vals + 2 * m, support, &ill,
+                                   &err))
         return mb_lua_raise(L, &err);
     int as_table = avg == MB_AVERAGE_NONE;
     push_values(L, vals, m, as_table);

@@ -111,10 +111,11 @@ static double fbeta(double p, double r, double beta) {
     return (1 + b2) * p * r / den;
 }
 
-mb_status mb_precision_recall_fscore(const int64_t *cm, int L, double beta, mb_average average, int pos_index,
+mb_status mb_precision_recall_fscore(const int64_t *cm, int L_all, int n_sel, double beta, mb_average average, int pos_index,
                                      double zero_division, double *precision, double *recall, double *fscore,
                                      int64_t *support, int *ill, mb_error *err) {
-    if (L < 1) return mb_fail(err, MB_ERR_ARG, "precision/recall: no labels");
+    if (n_sel < 1 || n_sel > L_all) return mb_fail(err, MB_ERR_ARG, "precision/recall: no labels");
+    int L = n_sel;
     if (!(beta >= 0)) return mb_fail(err, MB_ERR_ARG, "beta should be >= 0 (got %g)", beta);
     if (average == MB_AVERAGE_BINARY && (pos_index < 0 || pos_index >= L))
         return mb_fail(err, MB_ERR_ARG, "pos_label is not a present label");
@@ -128,10 +129,10 @@ mb_status mb_precision_recall_fscore(const int64_t *cm, int L, double beta, mb_a
     int64_t *pred_sum = tp + L, *true_sum = pred_sum + L;
     double *p = pr, *r = p + L, *f = r + L;
     for (int i = 0; i < L; i++) {
-        tp[i] = cm[i * L + i];
-        for (int j = 0; j < L; j++) {
-            true_sum[i] += cm[i * L + j];
-            pred_sum[i] += cm[j * L + i];
+        tp[i] = cm[(int64_t)i * L_all + i];
+        for (int j = 0; j < L_all; j++) {
+            true_sum[i] += cm[(int64_t)i * L_all + j];
+            pred_sum[i] += cm[(int64_t)j * L_all + i];
         }
     }
     int flags = 0;

@@ -45,11 +45,13 @@ typedef enum mb_average {
 #define MB_ILL_PRECISION 1 /* some label had no predicted samples */
 #define MB_ILL_RECALL 2    /* some label had no true samples */
 
-/* From a confusion matrix cm [L*L]. With MB_AVERAGE_NONE precision, recall,
-   fscore and support are arrays of L; otherwise one value each (support gets
-   the total count). zero_division: 0 or 1 (use 0 for "warn"). *ill gets the
-   MB_ILL_* flags (may be NULL). */
-mb_status mb_precision_recall_fscore(const int64_t *cm, int L, double beta, mb_average average, int pos_index,
+/* From a confusion matrix cm [L*L] over all labels present; the first n_sel
+   labels are the ones reported and averaged (scikit-learn counts predictions
+   and true samples over all labels, then keeps the requested ones). With
+   MB_AVERAGE_NONE precision, recall, fscore and support are arrays of n_sel;
+   otherwise one value each (support gets the total count). zero_division: 0
+   or 1 (use 0 for "warn"). *ill gets the MB_ILL_* flags (may be NULL). */
+mb_status mb_precision_recall_fscore(const int64_t *cm, int L, int n_sel, double beta, mb_average average, int pos_index,
                                      double zero_division, double *precision, double *recall, double *fscore,
                                      int64_t *support, int *ill, mb_error *err);
 

@@ -110,9 +110,11 @@ void mb_optim_free(mb_optim *opt) {
 }
 
 /* p, g, m, v: [n]. Mirrors torch.optim.adamw._single_tensor_adamw. */
+/* one_m_b1, one_m_b2 are 1 - beta computed in double as Python does: 1.0f - 0.999f
+   would be off by 1.3e-5 relative (cancellation), which shows in trajectories. */
 static void adamw_update(float *restrict p, const float *restrict g, float *restrict m, float *restrict v, int64_t n,
-                         float decay, float beta1, float beta2, float step_size, float bc2_sqrt, float eps) {
-    const float one_m_b1 = 1.0f - beta1, one_m_b2 = 1.0f - beta2;
+                         float decay, float beta1, float beta2, float one_m_b1, float one_m_b2, float step_size,
+                         float bc2_sqrt, float eps) {
 #pragma omp parallel for num_threads(mb_threads()) if (n > MB_PAR_MIN) schedule(static)
     for (int64_t i = 0; i < n; i++) {
         float gi = g[i];
@@ -128,13 +130,13 @@ static void adamw_update(float *restrict p, const float *restrict g, float *rest
 
 /* Mirrors torch.optim.sgd._single_tensor_sgd; buf is NULL without momentum. */
 static void sgd_update(float *restrict p, const float *restrict g, float *restrict buf, int64_t n, float lr, float wd,
-                       float momentum, float dampening, int nesterov, int first) {
+                       float momentum, float one_m_dampening, int nesterov, int first) {
 #pragma omp parallel for num_threads(mb_threads()) if (n > MB_PAR_MIN) schedule(static)
     for (int64_t i = 0; i < n; i++) {
         float d = g[i];
         if (wd != 0.0f) d = d + wd * p[i];
         if (buf) {
-            float b = first ? d : buf[i] * momentum + (1.0f - dampening) * d;
+            float b = first ? d : buf[i] * momentum + one_m_dampening * d;
             buf[i] = b;
             d = nesterov ? d + momentum * b : b;
         }
@@ -157,7 +159,8 @@ mb_status mb_optim_step(mb_optim *opt, double lr, mb_error *err) {
             double wd = p->weight_decay ? c->weight_decay : 0.0;
             int64_t o = opt->state_offset[i];
             adamw_update(p->value, p->grad, opt->m + o, opt->v + o, p->numel, (float)(1.0 - lr * wd), (float)c->beta1,
-                         (float)c->beta2, step_size, bc2_sqrt, (float)c->eps);
+                         (float)c->beta2, (float)(1.0 - c->beta1), (float)(1.0 - c->beta2), step_size, bc2_sqrt,
+                         (float)c->eps);
         }
     } else {
         int first = !opt->momentum_started;
@@ -166,7 +169,7 @@ mb_status mb_optim_step(mb_optim *opt, double lr, mb_error *err) {
             if (p->frozen || p->numel == 0) continue;
             float wd = p->weight_decay ? (float)c->weight_decay : 0.0f;
             float *buf = c->momentum > 0 ? opt->m + opt->state_offset[i] : NULL;
-            sgd_update(p->value, p->grad, buf, p->numel, (float)lr, wd, (float)c->momentum, (float)c->dampening,
+            sgd_update(p->value, p->grad, buf, p->numel, (float)lr, wd, (float)c->momentum, (float)(1.0 - c->dampening),
                        c->nesterov, first);
         }
         if (c->momentum > 0) opt->momentum_started = 1;

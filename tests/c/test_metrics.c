@@ -14,7 +14,7 @@ static void prf(const int32_t *yt, const int32_t *yp, int64_t n, mb_average avg,
     CHECK(mb_unique_labels(yt, yp, n, &labels, &L, &err) == MB_OK, "%s", err.msg);
     int64_t cm[64];
     CHECK(mb_confusion_matrix(yt, yp, n, labels, L, cm, &err) == MB_OK, "%s", err.msg);
-    CHECK(mb_precision_recall_fscore(cm, L, 1.0, avg, 0, zd, p, r, f, NULL, ill, &err) == MB_OK, "%s", err.msg);
+    CHECK(mb_precision_recall_fscore(cm, L, L, 1.0, avg, 0, zd, p, r, f, NULL, ill, &err) == MB_OK, "%s", err.msg);
     free(labels);
 }
 
@@ -91,7 +91,7 @@ TEST(weighted_average_without_true_samples) {
     int64_t cm[4] = {0, 0, 0, 0};
     double p, r, f;
     mb_error err;
-    CHECK(mb_precision_recall_fscore(cm, 2, 1.0, MB_AVERAGE_WEIGHTED, 0, 1.0, &p, &r, &f, NULL, NULL, &err) == MB_OK,
+    CHECK(mb_precision_recall_fscore(cm, 2, 2, 1.0, MB_AVERAGE_WEIGHTED, 0, 1.0, &p, &r, &f, NULL, NULL, &err) == MB_OK,
           "%s", err.msg);
     CHECK(p == 1 && r == 1 && f == 1, "p %g r %g f %g", p, r, f);
 }
@@ -103,7 +103,7 @@ TEST(fbeta_and_binary) {
     mb_error err;
     mb_confusion_matrix(yt, yp, 5, labels, 2, cm, &err);
     double p, r, f;
-    CHECK(mb_precision_recall_fscore(cm, 2, 2.0, MB_AVERAGE_BINARY, 1, 0, &p, &r, &f, NULL, NULL, &err) == MB_OK, "%s",
+    CHECK(mb_precision_recall_fscore(cm, 2, 2, 2.0, MB_AVERAGE_BINARY, 1, 0, &p, &r, &f, NULL, NULL, &err) == MB_OK, "%s",
           err.msg);
     CHECK_NEAR(p, 2.0 / 3, 1e-12);
     CHECK_NEAR(r, 2.0 / 3, 1e-12);
