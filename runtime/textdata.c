@@ -183,6 +183,13 @@ static const char *last_occurrence(const char *s, size_t n, const char *sep, siz
     return NULL;
 }
 
+static const char *first_occurrence(const char *s, size_t n, const char *sep, size_t k) {
+    if (k == 0 || k > n) return NULL;
+    for (size_t i = 0; i + k <= n; i++)
+        if (s[i] == sep[0] && memcmp(s + i, sep, k) == 0) return s + i;
+    return NULL;
+}
+
 mb_status mb_textdata_parse_sep(mb_textdata *d, const char *name, const char *src, size_t len,
                                 const mb_textdata_opts *o, mb_error *err) {
     const char *sep = o && o->sep ? o->sep : ";";
@@ -199,14 +206,15 @@ mb_status mb_textdata_parse_sep(mb_textdata *d, const char *name, const char *sr
             if (st) return st;
             continue;
         }
-        const char *at = last_occurrence(ls, ll, sep, k);
+        const char *at = o && o->label_first ? first_occurrence(ls, ll, sep, k) : last_occurrence(ls, ll, sep, k);
         if (!at) {
             mb_status st = bad_record(d, o, err, name, lineno, "no '%s' separator (expected text%slabel)", sep, sep);
             if (st) return st;
             continue;
         }
-        mb_status st = checked_record(d, o, err, name, lineno, ls, (size_t)(at - ls), at + k,
-                                      ll - (size_t)(at - ls) - k);
+        size_t before = (size_t)(at - ls), after = ll - before - k;
+        mb_status st = o && o->label_first ? checked_record(d, o, err, name, lineno, at + k, after, ls, before)
+                                           : checked_record(d, o, err, name, lineno, ls, before, at + k, after);
         if (st) return st;
     }
     return MB_OK;

@@ -3,7 +3,8 @@
  * Three formats, each a function over a byte buffer (so that tests and the
  * libFuzzer targets need no files) plus one reader that loads a file:
  *   - "text;label" lines: the label follows the LAST separator on the line, so
- *     texts may contain the separator (the CARER emotion files).
+ *     texts may contain the separator (the CARER emotion files); with
+ *     label_first, "label;text" lines split at the FIRST separator.
  *   - CSV as in RFC 4180: quoted fields may hold the delimiter, "" (an escaped
  *     quote), LF and CRLF; records end with LF or CRLF; every record has as
  *     many fields as the first one. Strict: a quote inside an unquoted field or
@@ -60,6 +61,7 @@ typedef struct mb_textdata_opts {
     int skip_bad;               /* 0: the first bad record is an error */
     /* text<sep>label */
     const char *sep;            /* NULL: ";" */
+    int label_first;            /* label<sep>text: the label ends at the FIRST separator */
     /* CSV */
     char delimiter;             /* 0: ',' */
     int header;                 /* the first record names the columns */
