@@ -363,7 +363,7 @@ describe("mb.data batches", function()
   local function measure(s, opts)
     local tok = opts.tokenizer
     local seen, tokens, slots, nb = {}, 0, 0, 0
-    local lengths = s:lengths(tok)
+    local lengths = s:lengths(tok, { max_length = opts.max_length })
     for b in s:batches(opts) do
       nb = nb + 1
       local shape = b.input_ids:shape()
@@ -443,6 +443,17 @@ describe("mb.data batches", function()
     for _ in b do n2 = n2 + 1 end
     assert.equal(12, n1)
     assert.equal(12, n2)
+  end)
+
+  it("padding='max_length' pads and truncates every batch to max_length", function()
+    local s = corpus(50)
+    local tok = fake_tokenizer()
+    local lengths = s:lengths(tok, { max_length = 8 })
+    for _, n in ipairs(lengths) do assert.is_true(n <= 8) end
+    local m = measure(s, { tokenizer = tok, batch_size = 16, padding = "max_length", max_length = 8 })
+    assert.equal(50, m.count)
+    assert.equal(50 * 8, m.slots)
+    assert.matches("max_length", errmsg(s.batches, s, { tokenizer = tok, padding = "max_length" }))
   end)
 
   it("checks its options", function()
