@@ -12,73 +12,25 @@
 -- records init=random (see moonbert.experiment for the lookup order). Every number is logged to
 -- the store (--store, default results/moonbert.db); the run's folder holds the model and report.
 local mb = require "moonbert"
-local args = require "moonbert.args"
 local ex = require "moonbert.experiment"
 local T = mb.tensor
 
 -- ---- options ----------------------------------------------------------------------------------
-local SPEC = {
-  { "--data", "DIR", "emotion data folder (train/validation/test .txt)", default = ex.shared_dir() .. "/data/emotion" },
-  { "--model", "DIR", "model folder (default: models/distilbert-base-uncased, models/moonbert-small-mlm, else config only)" },
-  { "--store", "PATH", "results store", default = "results/moonbert.db" },
-  { "--epochs", "N", "fine-tuning epochs", type = "number", default = 2 },
-  { "--batch-size", "N", "batch size", type = "number", default = 64 },
-  { "--lr", "X", "learning rate", type = "number", default = 2e-5 },
-  { "--weight-decay", "X", "AdamW weight decay", type = "number", default = 0.01 },
-  { "--max-length", "N", "truncate texts to N tokens (default 512, --quick 64)", type = "number" },
-  { "--seed", "N", "seed (head init, dropout, shuffling)", type = "number", default = 42 },
-  { "--device", "DEV", "cpu, cuda or auto", default = "auto", choices = { "cpu", "cuda", "auto" } },
+local opts = ex.parse_options("baseline_vs_finetune", ex.common_options {
   { "--pooling", "P", "frozen features: cls, mean or layers-mean", default = "cls",
     choices = { "cls", "mean", "layers-mean" } },
   { "--ood", "PATH", "out-of-domain set (text;label); default ../shared/data/goemotions-ood/emotion_ood.txt" },
   { "--no-ood", nil, "skip the out-of-domain evaluation" },
-  { "--quick", nil, "500 train / 200 validation / 200 test examples, 1 epoch, max length 64" },
-  { "--limit", "N", "at most N examples in every split", type = "number" },
   { "--no-cache", nil, "recompute the frozen-model features" },
-  { "--no-report", nil, "skip the report artifacts (2-D maps take a while)" },
-  { "--name", "NAME", "run name" },
-  { "--help", nil, "show this help" },
-}
-local USAGE = args.usage(SPEC, "usage: moonbert run experiments/baseline_vs_finetune.lua [options]\n\noptions:")
-
-local ok_args, opts = pcall(args.parse, arg or {}, SPEC)
-if not ok_args then
-  io.stderr:write("baseline_vs_finetune: ", type(opts) == "table" and opts.message or tostring(opts), "\n", USAGE, "\n")
-  os.exit(2)
-end
-if opts.help then print(USAGE) return end
-
-local device = ex.check_device(opts.device)
-local max_length = opts.max_length or (opts.quick and 64 or 512)
-local epochs = opts.quick and 1 or opts.epochs
-if opts.quick and opts.epochs ~= 2 then epochs = opts.epochs end -- an explicit --epochs wins
-local bs = math.tointeger(opts.batch_size) or error("--batch-size must be an integer", 0)
-local seed = math.tointeger(opts.seed) or error("--seed must be an integer", 0)
+  { "--no-report", nil, "skip the report artifacts (the 2-D maps take a while on large splits)" },
+}, arg)
+local device, max_length, epochs, bs, seed = opts.device, opts.max_length, opts.epochs, opts.batch_size, opts.seed
 local t_start = mb.store.now()
 
 -- ---- 1. the data ------------------------------------------------------------------------------
-local data = mb.data.load_emotion(opts.data)
+local data = ex.load_splits(opts)
 local names = data.label_names
-local sizes = opts.quick and { train = 500, validation = 200, test = 200, ood = 200 } or {}
-local function limited(k)
-  local n = sizes[k]
-  if opts.limit then n = math.min(n or math.huge, opts.limit) end
-  return n ~= math.huge and n or nil
-end
-local train = ex.subset(data.train, limited("train"), seed)
-local val = ex.subset(data.validation, limited("validation"), seed)
-local test = ex.subset(data.test, limited("test"), seed)
-
-local ood_path = opts.ood
-if not ood_path and not opts.no_ood then
-  local p = ex.shared_dir() .. "/data/goemotions-ood/emotion_ood.txt"
-  if ex.exists(p, "file") then ood_path = p end
-end
-local ood
-if ood_path and not opts.no_ood then
-  ood = ex.subset(mb.data.load_text(ood_path, { sep = ";", names = { "text", "label" }, label_names = names }),
-                  limited("ood"), seed)
-end
+local train, val, test, ood, ood_path = data.train, data.validation, data.test, data.ood, data.ood_path
 
 print("== 1. Dataset")
 local rows = {}
@@ -89,7 +41,7 @@ for _, s in ipairs { { "train", train }, { "validation", val }, { "test", test }
     local sum = 0
     for _, w in ipairs(wpt) do sum = sum + w end
     local r = { s[1], #s[2].text }
-    for i = 1, #names do r[#r + 1] = counts[i - 1] or counts[names[i]] or 0 end
+    for i = 1, #names do r[#r + 1] = counts[i] or 0 end
     r[#r + 1] = sum / math.max(#wpt, 1)
     rows[#rows + 1] = r
   end
@@ -118,7 +70,7 @@ local run <close> = store:start_run {
   tags = { init = info.init },
 }
 print(string.format("run %d (store %s, init=%s)", run.id, opts.store, info.init))
-local report = ex.optional("report")
+local report = not opts.no_report and ex.optional("report") or nil
 if report then
   ex.try("dataset statistics for the report", function()
     report.log_dataset_stats(run, "train", train, names)

@@ -315,7 +315,11 @@ function M.simple_fit(o)
   local model, tok = o.model, o.tokenizer
   local bs, epochs = o.batch_size or 64, o.epochs or 2
   local steps_per_epoch = math.ceil(#o.train.text / bs)
-  local opt = optim.adamw(model:parameters(), {
+  local params = {}
+  for _, p in ipairs(model:parameters()) do
+    if p.trainable ~= false then params[#params + 1] = p end -- a frozen encoder is left out
+  end
+  local opt = optim.adamw(params, {
     lr = o.lr or 2e-5, weight_decay = o.weight_decay or 0.01,
     schedule = optim.schedule.linear { total_steps = steps_per_epoch * epochs } })
   local step, history = 0, {}
@@ -326,7 +330,7 @@ function M.simple_fit(o)
       opt:zero_grad()
       local loss = model:loss(b, b.labels, { train = true })
       model:backward()
-      optim.clip_grad_norm(model:parameters(), 1.0)
+      optim.clip_grad_norm(params, 1.0)
       opt:step()
       step = step + 1
       sum, count = sum + loss, count + 1
@@ -353,6 +357,90 @@ function M.simple_fit(o)
   end
   opt:free()
   return { history = history, steps = step }
+end
+
+-- ---- options and data shared by the experiments ---------------------------------------------------
+
+--- The options every experiment takes (moonbert.args spec entries); extra entries are appended.
+function M.common_options(extra)
+  local spec = {
+    { "--data", "DIR", "emotion data folder (train/validation/test .txt)", default = shared_dir() .. "/data/emotion" },
+    { "--model", "DIR", "model folder (default: models/distilbert-base-uncased, models/moonbert-small-mlm, else config only)" },
+    { "--store", "PATH", "results store", default = "results/moonbert.db" },
+    { "--epochs", "N", "fine-tuning epochs", type = "number", default = 2 },
+    { "--batch-size", "N", "batch size", type = "number", default = 64 },
+    { "--lr", "X", "learning rate", type = "number", default = 2e-5 },
+    { "--weight-decay", "X", "AdamW weight decay", type = "number", default = 0.01 },
+    { "--max-length", "N", "truncate texts to N tokens (default 512, --quick 64)", type = "number" },
+    { "--seed", "N", "seed (head init, dropout, shuffling)", type = "number", default = 42 },
+    { "--device", "DEV", "cpu, cuda or auto", default = "auto", choices = { "cpu", "cuda", "auto" } },
+    { "--quick", nil, "500 train / 200 validation / 200 test examples, 1 epoch, max length 64" },
+    { "--limit", "N", "at most N examples in every split", type = "number" },
+    { "--name", "NAME", "run name" },
+  }
+  for _, o in ipairs(extra or {}) do spec[#spec + 1] = o end
+  spec[#spec + 1] = { "--help", nil, "show this help" }
+  return spec
+end
+
+--- parse_options(script_name, spec) -> opts (exits 2 with the usage on a bad option, 0 on --help)
+-- and derives: opts.max_length (512, --quick 64), opts.epochs (--quick 1 unless given),
+-- opts.batch_size and opts.seed as integers, opts.device checked.
+function M.parse_options(script, spec, argv)
+  local args = require "moonbert.args"
+  local usage = args.usage(spec, "usage: moonbert run experiments/" .. script .. ".lua [options]\n\noptions:")
+  local ok, opts = pcall(args.parse, argv or {}, spec)
+  if not ok then
+    io.stderr:write(script, ": ", type(opts) == "table" and opts.message or tostring(opts), "\n", usage, "\n")
+    os.exit(2)
+  end
+  if opts.help then print(usage) os.exit(0) end
+  local function int(name, v)
+    local i = math.tointeger(v)
+    if not i or i < 1 then
+      io.stderr:write(script, ": --", name, " must be a positive integer, got ", tostring(v), "\n")
+      os.exit(2)
+    end
+    return i
+  end
+  opts.explicit_epochs = false
+  for _, a in ipairs(argv or {}) do if a == "--epochs" or a:match("^%-%-epochs=") then opts.explicit_epochs = true end end
+  opts.max_length = opts.max_length and int("max-length", opts.max_length) or (opts.quick and 64 or 512)
+  opts.epochs = (opts.quick and not opts.explicit_epochs) and 1 or int("epochs", opts.epochs)
+  opts.batch_size = int("batch-size", opts.batch_size)
+  opts.seed = math.tointeger(opts.seed) or int("seed", opts.seed)
+  if opts.limit then opts.limit = int("limit", opts.limit) end
+  local okd, dev = pcall(M.check_device, opts.device)
+  if not okd then io.stderr:write(script, ": ", tostring(dev), "\n") os.exit(2) end
+  opts.device = dev
+  return opts
+end
+
+--- load_splits(opts) -> {train=, validation=, test=, ood= (or nil), ood_path=, label_names=}
+-- --quick keeps 500 / 200 / 200 (and 200 out-of-domain) examples, --limit N at most N per split:
+-- the first ones after a seeded shuffle, so a quick run sees every label.
+function M.load_splits(opts)
+  local mbdata = require "moonbert.data"
+  local data = mbdata.load_emotion(opts.data)
+  local sizes = opts.quick and { train = 500, validation = 200, test = 200, ood = 200 } or {}
+  local function limited(k)
+    local n = sizes[k]
+    if opts.limit then n = math.min(n or math.huge, opts.limit) end
+    return n ~= math.huge and n or nil
+  end
+  local out = { label_names = data.label_names }
+  for _, k in ipairs { "train", "validation", "test" } do out[k] = M.subset(data[k], limited(k), opts.seed) end
+  local path = opts.ood
+  if not path and not opts.no_ood then
+    local p = shared_dir() .. "/data/goemotions-ood/emotion_ood.txt"
+    if exists(p, "file") then path = p end
+  end
+  if path and not opts.no_ood then
+    out.ood_path = path
+    out.ood = M.subset(mbdata.load_text(path, { sep = ";", names = { "text", "label" }, label_names = data.label_names }),
+                       limited("ood"), opts.seed)
+  end
+  return out
 end
 
 -- ---- output ------------------------------------------------------------------------------------
