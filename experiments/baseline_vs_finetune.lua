@@ -189,7 +189,7 @@ end
 -- ---- 7. error analysis ------------------------------------------------------------------------
 print("\n== 7. Error analysis: validation examples by loss")
 local pv = preds.val
-local probs = pv.probs:totable()
+local probs = pv.probs
 local prow = { index = {}, label = {}, predicted = {}, loss = {}, probs = {} }
 for i = 1, #val.text do
   prow.index[i], prow.label[i], prow.predicted[i], prow.loss[i], prow.probs[i] =
@@ -198,7 +198,7 @@ end
 run:log_predictions("validation", prow)
 if preds.test then
   local pt = preds.test
-  local tp = pt.probs:totable()
+  local tp = pt.probs
   local trow = { index = {}, label = {}, predicted = {}, loss = {}, probs = {} }
   for i = 1, #test.text do
     trow.index[i], trow.label[i], trow.predicted[i], trow.loss[i], trow.probs[i] =

@@ -49,15 +49,7 @@ for _, variant in ipairs { "frozen", "unfrozen" } do
   local lr = variant == "frozen" and (opts.frozen_lr or opts.lr) or opts.lr
   print(string.format("\n== %s encoder: %d trainable of %d parameters, lr %g, %d epoch%s", variant, trainable,
                       model:num_parameters(), lr, opts.epochs, opts.epochs == 1 and "" or "s"))
-  local scoped = setmetatable({}, { __index = function(_, k)
-    -- the trainer's metrics land under "<variant>/..." so both runs share one store run
-    if k == "log_metric" then
-      return function(_, key, value, o) return run:log_metric(variant .. "/" .. key, value, o) end
-    end
-    local v = run[k]
-    if type(v) == "function" then return function(_, ...) return v(run, ...) end end
-    return v
-  end })
+  local scoped = ex.prefixed_run(run, variant) -- the trainer's metrics land under "<variant>/..."
   local t0 = mb.store.now()
   ex.fit { model = model, train = data.train, eval = data.validation, tokenizer = tok, epochs = opts.epochs,
            batch_size = opts.batch_size, lr = lr, weight_decay = opts.weight_decay, seed = opts.seed,

@@ -5,7 +5,7 @@
 --   ex.print_banner(m)                                   -- says loudly when weights are random
 --   local model = ex.load_model(m, {num_labels = 6, id2label = names, seed = 42})
 --   local X = ex.features(model, split, tok, {pooling = "cls", cache_dir = "results/cache", model_hash = h})
---   local pred = ex.predict(model, split, tok)           -- {logits=, probs=, predicted=, loss=}
+--   local pred = ex.predict(model, split, tok)           -- mb.trainer.predict: {predicted=, probs=, loss=}
 --   ex.fit{model=, train=, eval=, tokenizer=, epochs=, batch_size=, lr=, ...}  -- mb.trainer.fit
 --   ex.print_table(headers, rows)
 --
@@ -263,26 +263,13 @@ end
 
 -- ---- predictions and metrics -------------------------------------------------------------------
 
---- predict(model, split, tok, {batch_size=64, max_length=}) -> {logits=, probs= [N,K] tensors,
---  predicted = {0-based ids}, loss = {per-example cross-entropy} (when split has labels)}
+--- predict(model, split, tok, {batch_size=64, max_length=}) -> mb.trainer.predict's result:
+--  predicted = {0-based ids}, probs = {{K probabilities}, ...}, loss = {per-example cross-entropy},
+--  in split order, plus accuracy, f1_weighted, confusion.
 function M.predict(model, split, tok, o)
   o = o or {}
-  local n = #split.text
-  local logits
-  for b in split:batches { tokenizer = tok, batch_size = o.batch_size or 64, bucket = true,
-                           max_length = o.max_length } do
-    local out = model:forward(b, { train = false })
-    if not logits then logits = T.zeros { n, out.logits:shape()[2] } end
-    for k, i in ipairs(b.indices) do logits[i]:copy(out.logits[k]) end
-  end
-  local r = { logits = logits, probs = logits:softmax(2) }
-  local am = logits:argmax(2):totable()
-  r.predicted = {}
-  for i = 1, n do r.predicted[i] = am[i] - 1 end
-  if split.label and #split.label == n then
-    r.loss = require("moonbert.metrics").cross_entropy(logits, split.label):totable()
-  end
-  return r
+  return require("moonbert.trainer").predict(model, split, { tokenizer = tok, batch_size = o.batch_size or 64,
+                                                             max_length = o.max_length })
 end
 
 --- scores(y, predicted) -> {accuracy=, f1=} (f1 weighted, as the notebook)
@@ -302,61 +289,28 @@ end
 -- ---- training ----------------------------------------------------------------------------------
 
 --- fit(opts): fine-tune with mb.trainer.fit (opts are its options; see bindings/moonbert/trainer.lua).
-function M.fit(o)
-  local ok, trainer = pcall(require, "moonbert.trainer")
-  if ok then return trainer.fit(o) end
-  return M.simple_fit(o)
-end
+function M.fit(o) return require("moonbert.trainer").fit(o) end
 
--- Used only while mb.trainer is absent: Hugging Face Trainer's defaults (AdamW, linear decay
--- without warmup, clipping at 1.0, evaluation each epoch), without checkpoints or resume.
-function M.simple_fit(o)
-  local optim = require "moonbert.optim"
-  local model, tok = o.model, o.tokenizer
-  local bs, epochs = o.batch_size or 64, o.epochs or 2
-  local steps_per_epoch = math.ceil(#o.train.text / bs)
-  local params = {}
-  for _, p in ipairs(model:parameters()) do
-    if p.trainable ~= false then params[#params + 1] = p end -- a frozen encoder is left out
-  end
-  local opt = optim.adamw(params, {
-    lr = o.lr or 2e-5, weight_decay = o.weight_decay or 0.01,
-    schedule = optim.schedule.linear { total_steps = steps_per_epoch * epochs } })
-  local step, history = 0, {}
-  for epoch = 1, epochs do
-    local sum, count = 0, 0
-    for b in o.train:batches { tokenizer = tok, batch_size = bs, shuffle = true, bucket = true,
-                               seed = o.seed or 42, epoch = epoch, max_length = o.max_length } do
-      opt:zero_grad()
-      local loss = model:loss(b, b.labels, { train = true })
-      model:backward()
-      optim.clip_grad_norm(params, 1.0)
-      opt:step()
-      step = step + 1
-      sum, count = sum + loss, count + 1
-      if o.run then o.run:log_metric("train/loss", loss, { step = step, epoch = epoch, split = "train" }) end
-    end
-    local h = { epoch = epoch, train_loss = sum / math.max(count, 1) }
-    if o.eval then
-      local p = M.predict(model, o.eval, tok, { batch_size = bs, max_length = o.max_length })
-      local s = M.scores(o.eval.label, p.predicted)
-      local l = 0
-      for _, v in ipairs(p.loss) do l = l + v end
-      h.eval_loss, h.eval_accuracy, h.eval_f1 = l / #p.loss, s.accuracy, s.f1
-      if o.run then
-        o.run:log_metric("val/loss", h.eval_loss, { epoch = epoch, step = step, split = "validation" })
-        o.run:log_metric("val/accuracy", s.accuracy, { epoch = epoch, step = step, split = "validation" })
-        o.run:log_metric("val/f1", s.f1, { epoch = epoch, step = step, split = "validation" })
-      end
-      if o.log ~= false then
-        print(string.format("epoch %d: train loss %.4f  val loss %.4f  val accuracy %.4f  val F1 %.4f",
-                            epoch, h.train_loss, h.eval_loss, s.accuracy, s.f1))
-      end
-    end
-    history[#history + 1] = h
-  end
-  opt:free()
-  return { history = history, steps = step }
+--- A view of a store run that files everything under a prefix ("frozen/eval/accuracy",
+--  confusion and predictions of split "frozen/validation"), so that several trainings share a run.
+function M.prefixed_run(run, prefix)
+  local p = prefix .. "/"
+  local wrap = {
+    log_metric = function(_, key, ...) return run:log_metric(p .. key, ...) end,
+    log_metrics = function(_, t, ...)
+      local out = {}
+      for k, v in pairs(t) do out[p .. k] = v end
+      return run:log_metrics(out, ...)
+    end,
+    log_confusion = function(_, split, ...) return run:log_confusion(p .. tostring(split), ...) end,
+    log_predictions = function(_, split, ...) return run:log_predictions(p .. tostring(split), ...) end,
+  }
+  return setmetatable({}, { __index = function(_, k)
+    if wrap[k] then return wrap[k] end
+    local v = run[k]
+    if type(v) == "function" then return function(_, ...) return v(run, ...) end end
+    return v
+  end })
 end
 
 -- ---- options and data shared by the experiments ---------------------------------------------------
