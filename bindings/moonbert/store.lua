@@ -20,7 +20,8 @@
 -- run:artifact_dir() is results/runs/<id> (beside the store file), created on first use.
 -- Params are written once (booleans are kept as "true"/"false", tables as JSON text).
 -- Under `moonbert sweep`, MOONBERT_SWEEP and MOONBERT_TRIAL become the tags sweep
--- and trial of every run started, and MOONBERT_EXPERIMENT replaces the experiment.
+-- and trial of every run started (the trial is also the name of a run given none),
+-- and MOONBERT_EXPERIMENT replaces the experiment.
 local core = require("moonbert.core").store
 
 local M = {
@@ -155,6 +156,7 @@ function Store:start_run(opts)
     sweep_tags = { sweep = sweep, trial = trial }
     local exp = os.getenv("MOONBERT_EXPERIMENT")
     if exp and exp ~= "" then fields.experiment = exp end
+    if fields.name == nil and trial and trial ~= "" then fields.name = trial end
   end
   local script = opts.script
   if script == nil and not opts.script_path then script = rawget(_G, "arg") and arg[0] end
