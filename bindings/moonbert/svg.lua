@@ -54,7 +54,7 @@ function M.escape(v)
 end
 local esc = M.escape
 
---- svg.shorten(s, max_chars) -> s cut to max_chars characters (UTF-8 aware) with "…".
+--- svg.shorten(s, max_chars) -> s cut to max_chars characters in all, the last "…" (UTF-8 aware).
 function M.shorten(s, max)
   s = tostring(s)
   local n = utf8.len(s)
@@ -559,7 +559,8 @@ function M.hexbin_grid(o)
       local cy = inner_t + size * 1.5 * r
       local c = counts[e[3]]
       local t = logscale and math.log(1 + c) / math.log(1 + cmax) or c / cmax
-      out[#out + 1] = string.format('<polygon points="%s" fill="%s"/>', hex_points(cx, cy, size), ramp(color, 0.15 + 0.85 * t))
+      out[#out + 1] = string.format('<polygon points="%s" fill="%s" data-n="%d"/>', hex_points(cx, cy, size),
+                                    ramp(color, 0.15 + 0.85 * t), c)
     end
     out[#out + 1] = "</g></g>"
   end
