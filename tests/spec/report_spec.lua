@@ -251,6 +251,34 @@ describe("mb.report", function()
     assert.are.equal(1, code)
   end)
 
+  it("maps a UMAP embedding of separated blobs to panels that barely overlap", function()
+    if not require("moonbert.core").umap then
+      pending("mb.umap is not built in this tree: UMAP-to-report check skipped")
+      return
+    end
+    local X, y = mb.umap.make_blobs(600, 16, 6, { seed = 3, cluster_std = 0.05 })
+    local Y = mb.umap.fit_transform(X, { n_neighbors = 15, seed = 1, n_epochs = 100 })
+    local run = store:start_run { experiment = "umap map", git = false }
+    mb.report.log_embedding(run, "after", Y, y, LABELS)
+    run:finish()
+    local h = assert(mb.report.build(store, run.id))
+    local maps = h:match('<section id="maps">(.-)</section>')
+    -- Hexagon positions are panel-relative: the same cell in two panels means overlap.
+    local cells, total = {}, 0
+    for panel in maps:gmatch('<g class="panel".-</g></g>') do
+      for pts, n in panel:gmatch('<polygon points="([^"]+)" fill="[^"]+" data%-n="(%d+)"') do
+        cells[pts] = cells[pts] or { panels = 0, n = 0 }
+        cells[pts].panels = cells[pts].panels + 1
+        cells[pts].n = cells[pts].n + tonumber(n)
+        total = total + tonumber(n)
+      end
+    end
+    assert.are.equal(600, total)
+    local shared = 0
+    for _, c in pairs(cells) do if c.panels > 1 then shared = shared + c.n end end
+    assert.is_true(shared / total < 0.1, string.format("%.0f%% of points in hexagons shared by labels", 100 * shared / total))
+  end)
+
   describe("in headless Chromium", function()
     local browser = chromium()
     if not browser then
