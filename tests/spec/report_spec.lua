@@ -260,23 +260,37 @@ describe("mb.report", function()
     local Y = mb.umap.fit_transform(X, { n_neighbors = 15, seed = 1, n_epochs = 100 })
     local run = store:start_run { experiment = "umap map", git = false }
     mb.report.log_embedding(run, "after", Y, y, LABELS)
+    -- Control: the same points with labels dealt round-robin must overlap.
+    local dealt = {}
+    for i = 1, 600 do dealt[i] = (i - 1) % 6 end
+    mb.report.log_embedding(run, "before", Y, dealt, LABELS)
     run:finish()
     local h = assert(mb.report.build(store, run.id))
     local maps = h:match('<section id="maps">(.-)</section>')
-    -- Hexagon positions are panel-relative: the same cell in two panels means overlap.
-    local cells, total = {}, 0
-    for panel in maps:gmatch('<g class="panel".-</g></g>') do
-      for pts, n in panel:gmatch('<polygon points="([^"]+)" fill="[^"]+" data%-n="(%d+)"') do
-        cells[pts] = cells[pts] or { panels = 0, n = 0 }
-        cells[pts].panels = cells[pts].panels + 1
-        cells[pts].n = cells[pts].n + tonumber(n)
-        total = total + tonumber(n)
+    -- Fraction of points in hexagons that hold more than one label. Hexagon
+    -- positions are panel-relative: the same cell in two panels is overlap.
+    local function shared_fraction(grid)
+      local cells, total = {}, 0
+      for panel in grid:gmatch('<g class="panel".-</g></g>') do
+        for pts, n in panel:gmatch('<polygon points="([^"]+)" fill="[^"]+" data%-n="(%d+)"') do
+          cells[pts] = cells[pts] or { panels = 0, n = 0 }
+          cells[pts].panels = cells[pts].panels + 1
+          cells[pts].n = cells[pts].n + tonumber(n)
+          total = total + tonumber(n)
+        end
       end
+      assert.are.equal(600, total)
+      local shared = 0
+      for _, c in pairs(cells) do if c.panels > 1 then shared = shared + c.n end end
+      return shared / total
     end
-    assert.are.equal(600, total)
-    local shared = 0
-    for _, c in pairs(cells) do if c.panels > 1 then shared = shared + c.n end end
-    assert.is_true(shared / total < 0.1, string.format("%.0f%% of points in hexagons shared by labels", 100 * shared / total))
+    local grids = {}
+    for g in maps:gmatch('<svg.-</svg>') do grids[#grids + 1] = g end
+    assert.are.equal(2, #grids)
+    assert.truthy(grids[1]:find("before", 1, true) and grids[2]:find("after", 1, true))
+    local before, after = shared_fraction(grids[1]), shared_fraction(grids[2])
+    assert.is_true(after < 0.1, string.format("%.0f%% of points in hexagons shared by labels", 100 * after))
+    assert.is_true(before > 0.5, string.format("control: only %.0f%% shared", 100 * before))
   end)
 
   describe("in headless Chromium", function()
