@@ -361,7 +361,12 @@ describe("mb.report", function()
       assert.are.equal(3000, h)
       assert.truthy(#data > 5 * #blank, string.format("report png %d bytes, blank page %d bytes", #data, #blank))
       local keep = os.getenv("MOONBERT_REPORT_SAMPLE")
-      if keep and keep ~= "" then write(keep, data) end
+      if keep and keep ~= "" then -- the whole page, for people to look at
+        out, code = run_cmd("cd " .. shq(dir) .. " && timeout 60 " .. shq(browser) .. " " .. chrome_flags(profile) ..
+                            " --window-size=1200,5600 --screenshot=" .. shq(keep) .. " " ..
+                            shq("file://" .. dir .. "/runs/" .. id .. "/report/index.html"))
+        assert.are.equal(0, code, out)
+      end
       os.execute("rm -rf " .. shq(profile))
     end)
   end)
