@@ -38,6 +38,20 @@
 --       pass first_index = 0 when the predictions used 0-based indices).
 --       kind "report/examples" -> the loss tables show text beside label,
 --       prediction and loss. Without it the tables show the index only.
+--
+-- In an experiment (data = mb.data.load_emotion(...), run open):
+--   mb.report.log_dataset_stats(run, "train", data.train, data.label_names)
+--   mb.report.log_embedding(run, "before", mb.umap.fit_transform(X_pretrained, {seed = 42}),
+--                           data.train.label, data.label_names)
+--   ... fine-tune ...
+--   mb.report.log_embedding(run, "after", mb.umap.fit_transform(X_finetuned, {seed = 42}),
+--                           data.train.label, data.label_names)
+--   run:log_predictions("validation", {label = y, predicted = pred, loss = losses, probs = P})
+--   mb.report.log_examples(run, "validation", data.validation.text, {label_names = data.label_names})
+--   mb.report.log_custom_predictions(run, {"I saw a movie today and it was really good."}, P_custom,
+--                                    data.label_names)
+--   run:finish(); print(mb.report.write(store, run.id))   -- or: moonbert report <id>
+--
 -- The report also uses, when present: run:log_metric series (curves by step,
 -- or by epoch when points carry no step; keys "train/loss" and "val/loss" share
 -- a "loss" chart), run:log_confusion (the last matrix of each split, rows
@@ -231,8 +245,13 @@ end
 -- {kind = {key = decoded}} with the latest artifact of each kind and key; notes for unreadable ones.
 local function load_artifacts(store, run_id, notes)
   local found = {}
-  for _, a in ipairs(store:artifacts(run_id)) do
-    if a.kind:match("^report/") then
+  local rows = store:artifacts(run_id)
+  -- Logging a piece again rewrites its file and adds a row: only the last row
+  -- of a path describes the file (and its hash) as it is now.
+  local last_row = {}
+  for i, a in ipairs(rows) do last_row[a.path] = i end
+  for i, a in ipairs(rows) do
+    if a.kind:match("^report/") and last_row[a.path] == i then
       local p = resolve(store, run_id, a.path)
       if not p then
         notes[#notes + 1] = "artifact " .. a.kind .. " (" .. a.path .. ") is missing"

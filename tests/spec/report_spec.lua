@@ -227,6 +227,25 @@ describe("mb.report", function()
     assert.truthy(msg:find("9999", 1, true))
   end)
 
+  it("uses the latest of a piece logged twice and notes files changed after logging", function()
+    local run = store:start_run { experiment = "twice", git = false }
+    mb.report.log_dataset_stats(run, "train", { text = { "a b", "c" }, label = { 0, 1 } }, { "x", "y" })
+    local path = mb.report.log_dataset_stats(run, "train", { text = { "a b c" }, label = { 1 } }, { "x", "y" })
+    run:finish()
+    local h, info = mb.report.build(store, run.id)
+    assert.truthy(h:find("train (1 texts)", 1, true))
+    assert.are.same({}, info.notes)
+    write(path, read(path):gsub('"n":1', '"n":7'))
+    h, info = mb.report.build(store, run.id)
+    assert.truthy(h:find("train (7 texts)", 1, true))
+    assert.are.equal(1, #info.notes)
+    assert.truthy(info.notes[1]:find("changed after it was logged", 1, true))
+    os.remove(path)
+    h, info = mb.report.build(store, run.id)
+    assert.truthy(info.notes[1]:find("is missing", 1, true))
+    assert.is_false(info.sections.dataset)
+  end)
+
   it("rejects bad artifact arguments by name", function()
     local run = store:start_run { experiment = "bad", git = false }
     assert.has_error(function() mb.report.log_embedding(run, "during", {}, {}, LABELS) end,
