@@ -1,0 +1,1170 @@
+/* tensor.c: n-dimensional float32/int32 arrays over reference-counted storage.
+ *
+ * Implements runtime/tensor.h. Every loop that touches elements goes through
+ * the same shape: the (up to 4) dimensions are padded on the left to exactly
+ * 4 with size 1, the first three are flattened into "rows" (run in parallel
+ * with OpenMP above MB_PAR_MIN elements) and the last is the inner loop. That
+ * handles any strides (views, broadcasts with stride 0) with one code path.
+ *
+ * Limits: CPU only; float32 and int32; at most 4 dimensions; matrix products
+ * are float32 only (cblas_sgemm). Reductions and softmax make a contiguous
+ * copy of a strided input first. int32 arithmetic wraps on overflow as two's
+ * complement (like NumPy), division by zero is an error, and float -> int32
+ * conversion truncates toward zero, saturates at the int32 range and maps
+ * NaN to 0 (C leaves those cases undefined).
+ */
+#include "tensor.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "parallel.h"
+
+/* ---- small helpers --------------------------------------------------------- */
+
+const char *mb_dtype_name(mb_dtype dtype) {
+    switch (dtype) {
+    case MB_FLOAT32: return "float32";
+    case MB_INT32: return "int32";
+    }
+    return "unknown";
+}
+
+size_t mb_dtype_size(mb_dtype dtype) {
+    (void)dtype;
+    return 4; /* both float32 and int32 */
+}
+
+static int dtype_valid(mb_dtype dtype) { return dtype == MB_FLOAT32 || dtype == MB_INT32; }
+
+const char *mb_shape_str(int ndim, const int64_t *shape, char *buf, size_t n) {
+    if (!buf || n == 0) return "";
+    size_t len = 0;
+    len += (size_t)snprintf(buf + len, len < n ? n - len : 0, "[");
+    for (int i = 0; i < ndim; i++)
+        len += (size_t)snprintf(buf + len, len < n ? n - len : 0, "%s%lld", i ? "," : "",
+                                (long long)shape[i]);
+    snprintf(buf + (len < n ? len : n - 1), len < n ? n - len : 1, "]");
+    return buf;
+}
+
+/* Shape string of a tensor into a caller buffer (message building). */
+#define SHAPE_BUF 96
+static const char *tshape(const mb_tensor *t, char *buf) {
+    return mb_shape_str(t->ndim, t->shape, buf, SHAPE_BUF);
+}
+
+static mb_status check_shape(int ndim, const int64_t *shape, int64_t *numel, mb_error *err) {
+    if (ndim < 0 || ndim > MB_MAX_DIMS)
+        return mb_fail(err, MB_ERR_SHAPE, "a tensor has 0 to %d dimensions, got %d", MB_MAX_DIMS, ndim);
+    if (ndim > 0 && !shape) return mb_fail(err, MB_ERR_ARG, "shape is NULL");
+    int64_t n = 1;
+    /* 2^40 elements (4 TiB) is far beyond any machine this runs on and keeps
+       every index computation well inside int64. */
+    const int64_t limit = (int64_t)1 << 40;
+    for (int i = 0; i < ndim; i++) {
+        if (shape[i] < 0)
+            return mb_fail(err, MB_ERR_SHAPE, "size %lld of dimension %d is negative", (long long)shape[i], i);
+        if (shape[i] > 0 && n > limit / shape[i]) {
+            char b[SHAPE_BUF];
+            return mb_fail(err, MB_ERR_SHAPE, "shape %s is too large", mb_shape_str(ndim, shape, b, sizeof b));
+        }
+        n *= shape[i];
+    }
+    if (numel) *numel = n;
+    return MB_OK;
+}
+
+static void contiguous_strides(int ndim, const int64_t *shape, int64_t *stride) {
+    int64_t s = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+        stride[i] = s;
+        s *= shape[i] > 0 ? shape[i] : 1;
+    }
+}
+
+/* Dims and strides padded on the left to 4 (size 1, stride 0). */
+static void pad4(const mb_tensor *t, int64_t shape[4], int64_t stride[4]) {
+    int pad = 4 - t->ndim;
+    for (int i = 0; i < 4; i++) {
+        if (i < pad) {
+            shape[i] = 1;
+            stride[i] = 0;
+        } else {
+            shape[i] = t->shape[i - pad];
+            stride[i] = t->stride[i - pad];
+        }
+    }
+}
+
+/* Offset of row r (flattened dims 0..2 of a padded shape) under strides s. */
+static inline int64_t row_offset(int64_t r, const int64_t shape[4], const int64_t s[4]) {
+    int64_t i2 = r % shape[2];
+    int64_t q = r / shape[2];
+    int64_t i1 = q % shape[1];
+    int64_t i0 = q / shape[1];
+    return i0 * s[0] + i1 * s[1] + i2 * s[2];
+}
+
+/* float -> int32 without undefined behaviour (see the header comment). */
+static inline int32_t f2i_sat(double v) {
+    if (v != v) return 0;
+    if (v >= 2147483647.0) return INT32_MAX;
+    if (v <= -2147483648.0) return INT32_MIN;
+    return (int32_t)v;
+}
+
+/* Two's complement wrap of an int64 into int32 (defined, unlike the plain cast). */
+static inline int32_t wrap_i32(int64_t v) {
+    uint32_t u = (uint32_t)(uint64_t)v;
+    return u <= INT32_MAX ? (int32_t)u : (int32_t)(u - 2147483648u) + INT32_MIN;
+}
+
+/* ---- storage ------------------------------------------------------------- */
+
+static void release_nothing(void *data, size_t nbytes, void *ctx) {
+    (void)data;
+    (void)nbytes;
+    (void)ctx;
+}
+
+static mb_storage *storage_alloc(size_t nbytes, mb_error *err) {
+    mb_storage *s = malloc(sizeof *s);
+    /* 64-byte aligned for SIMD; aligned_alloc needs a multiple of the alignment. */
+    size_t alloc = (nbytes + 63) & ~(size_t)63;
+    if (alloc == 0) alloc = 64;
+    void *data = s ? aligned_alloc(64, alloc) : NULL;
+    if (!s || !data) {
+        free(s);
+        free(data);
+        mb_fail(err, MB_ERR_NOMEM, "out of memory allocating %zu bytes for a tensor", nbytes);
+        return NULL;
+    }
+    s->data = data;
+    s->nbytes = nbytes;
+    s->refcount = 1;
+    s->device = MB_CPU;
+    s->release = NULL;
+    s->release_ctx = NULL;
+    return s;
+}
+
+static void storage_retain(mb_storage *s) { __atomic_add_fetch(&s->refcount, 1, __ATOMIC_RELAXED); }
+
+static void storage_release(mb_storage *s) {
+    if (!s) return;
+    if (__atomic_sub_fetch(&s->refcount, 1, __ATOMIC_ACQ_REL) > 0) return;
+    if (s->release) s->release(s->data, s->nbytes, s->release_ctx);
+    else free(s->data);
+    free(s);
+}
+
+/* A tensor header over s, taking a new reference on s. */
+static mb_tensor *tensor_header(mb_storage *s, mb_dtype dtype, int64_t offset, int ndim,
+                                const int64_t *shape, const int64_t *stride, mb_error *err) {
+    mb_tensor *t = calloc(1, sizeof *t);
+    if (!t) {
+        mb_fail(err, MB_ERR_NOMEM, "out of memory allocating a tensor header");
+        return NULL;
+    }
+    storage_retain(s);
+    t->storage = s;
+    t->offset = offset;
+    t->ndim = ndim;
+    t->dtype = dtype;
+    for (int i = 0; i < ndim; i++) {
+        t->shape[i] = shape[i];
+        t->stride[i] = stride[i];
+    }
+    return t;
+}
+
+/* ---- creation ------------------------------------------------------------- */
+
+mb_tensor *mb_tensor_empty(mb_dtype dtype, int ndim, const int64_t *shape, mb_error *err) {
+    int64_t n;
+    if (!dtype_valid(dtype)) {
+        mb_fail(err, MB_ERR_DTYPE, "unknown dtype %d", (int)dtype);
+        return NULL;
+    }
+    if (check_shape(ndim, shape, &n, err)) return NULL;
+    mb_storage *s = storage_alloc((size_t)n * mb_dtype_size(dtype), err);
+    if (!s) return NULL;
+    int64_t stride[MB_MAX_DIMS];
+    contiguous_strides(ndim, shape, stride);
+    mb_tensor *t = tensor_header(s, dtype, 0, ndim, shape, stride, err);
+    storage_release(s); /* the header holds the only reference now (or none on failure) */
+    return t;
+}
+
+mb_tensor *mb_tensor_zeros(mb_dtype dtype, int ndim, const int64_t *shape, mb_error *err) {
+    mb_tensor *t = mb_tensor_empty(dtype, ndim, shape, err);
+    if (t) memset(t->storage->data, 0, t->storage->nbytes);
+    return t;
+}
+
+static mb_status check_int_value(double v, mb_error *err) {
+    if (!(v == floor(v)) || v < -2147483648.0 || v > 2147483647.0)
+        return mb_fail(err, MB_ERR_DTYPE, "value %g is not an int32", v);
+    return MB_OK;
+}
+
+mb_tensor *mb_tensor_full(mb_dtype dtype, int ndim, const int64_t *shape, double value, mb_error *err) {
+    if (dtype == MB_INT32 && check_int_value(value, err)) return NULL;
+    mb_tensor *t = mb_tensor_empty(dtype, ndim, shape, err);
+    if (t && mb_tensor_fill_(t, value, err)) {
+        mb_tensor_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+mb_tensor *mb_tensor_arange(mb_dtype dtype, double start, double stop, double step, mb_error *err) {
+    if (!isfinite(start) || !isfinite(stop) || !isfinite(step)) {
+        mb_fail(err, MB_ERR_ARG, "arange needs finite start, stop and step (got %g, %g, %g)", start, stop, step);
+        return NULL;
+    }
+    if (step == 0) {
+        mb_fail(err, MB_ERR_ARG, "arange step must not be zero");
+        return NULL;
+    }
+    if (dtype == MB_INT32 && (check_int_value(start, err) || check_int_value(step, err))) return NULL;
+    double count = ceil((stop - start) / step);
+    if (count < 0) count = 0;
+    if (count > (double)((int64_t)1 << 40)) {
+        mb_fail(err, MB_ERR_ARG, "arange(%g, %g, %g) has too many elements", start, stop, step);
+        return NULL;
+    }
+    int64_t n = (int64_t)count;
+    if (dtype == MB_INT32 && n > 0 && check_int_value(start + (double)(n - 1) * step, err)) return NULL;
+    mb_tensor *t = mb_tensor_empty(dtype, 1, &n, err);
+    if (!t) return NULL;
+    if (dtype == MB_FLOAT32) {
+        float *p = mb_tensor_f32(t);
+        for (int64_t i = 0; i < n; i++) p[i] = (float)(start + (double)i * step);
+    } else {
+        int32_t *p = mb_tensor_i32(t);
+        for (int64_t i = 0; i < n; i++) p[i] = (int32_t)(start + (double)i * step);
+    }
+    return t;
+}
+
+mb_tensor *mb_tensor_from_data(mb_dtype dtype, int ndim, const int64_t *shape, const void *data, mb_error *err) {
+    mb_tensor *t = mb_tensor_empty(dtype, ndim, shape, err);
+    if (!t) return NULL;
+    if (t->storage->nbytes > 0) {
+        if (!data) {
+            mb_tensor_free(t);
+            mb_fail(err, MB_ERR_ARG, "data is NULL");
+            return NULL;
+        }
+        memcpy(t->storage->data, data, t->storage->nbytes);
+    }
+    return t;
+}
+
+mb_tensor *mb_tensor_wrap(mb_dtype dtype, int ndim, const int64_t *shape, void *data,
+                          void (*release)(void *, size_t, void *), void *ctx, mb_error *err) {
+    int64_t n;
+    if (!dtype_valid(dtype)) {
+        mb_fail(err, MB_ERR_DTYPE, "unknown dtype %d", (int)dtype);
+        return NULL;
+    }
+    if (check_shape(ndim, shape, &n, err)) return NULL;
+    if (!data && n > 0) {
+        mb_fail(err, MB_ERR_ARG, "data is NULL");
+        return NULL;
+    }
+    mb_storage *s = malloc(sizeof *s);
+    if (!s) {
+        mb_fail(err, MB_ERR_NOMEM, "out of memory allocating a tensor storage");
+        return NULL;
+    }
+    s->data = data;
+    s->nbytes = (size_t)n * mb_dtype_size(dtype);
+    s->refcount = 1;
+    s->device = MB_CPU;
+    s->release = release ? release : release_nothing;
+    s->release_ctx = ctx;
+    int64_t stride[MB_MAX_DIMS];
+    contiguous_strides(ndim, shape, stride);
+    mb_tensor *t = tensor_header(s, dtype, 0, ndim, shape, stride, err);
+    if (!t) s->release = release_nothing; /* the caller still owns data on failure */
+    storage_release(s);
+    return t;
+}
+
+mb_tensor *mb_tensor_rand_uniform(int ndim, const int64_t *shape, mb_rng *rng, float lo, float hi, mb_error *err) {
+    if (!rng) {
+        mb_fail(err, MB_ERR_ARG, "rng is NULL");
+        return NULL;
+    }
+    if (!(lo <= hi) || !isfinite(lo) || !isfinite(hi)) {
+        mb_fail(err, MB_ERR_ARG, "uniform range [%g, %g) is not a finite interval with low <= high", lo, hi);
+        return NULL;
+    }
+    mb_tensor *t = mb_tensor_empty(MB_FLOAT32, ndim, shape, err);
+    if (!t) return NULL;
+    float *p = mb_tensor_f32(t);
+    int64_t n = mb_tensor_numel(t);
+    /* Sequential on purpose: the stream must not depend on the thread count. */
+    for (int64_t i = 0; i < n; i++) p[i] = lo + (hi - lo) * mb_rng_uniform_f32(rng);
+    return t;
+}
+
+mb_tensor *mb_tensor_randn(int ndim, const int64_t *shape, mb_rng *rng, float mean, float std, mb_error *err) {
+    if (!rng) {
+        mb_fail(err, MB_ERR_ARG, "rng is NULL");
+        return NULL;
+    }
+    if (!isfinite(mean) || !isfinite(std) || std < 0) {
+        mb_fail(err, MB_ERR_ARG, "normal needs a finite mean and std >= 0 (got %g, %g)", mean, std);
+        return NULL;
+    }
+    mb_tensor *t = mb_tensor_empty(MB_FLOAT32, ndim, shape, err);
+    if (!t) return NULL;
+    float *p = mb_tensor_f32(t);
+    int64_t n = mb_tensor_numel(t);
+    for (int64_t i = 0; i < n; i++) p[i] = (float)(mean + std * mb_rng_normal(rng));
+    return t;
+}
+
+void mb_tensor_free(mb_tensor *t) {
+    if (!t) return;
+    storage_release(t->storage);
+    free(t);
+}
+
+/* ---- inspection ------------------------------------------------------------ */
+
+int64_t mb_tensor_numel(const mb_tensor *t) {
+    if (!t) return 0;
+    int64_t n = 1;
+    for (int i = 0; i < t->ndim; i++) n *= t->shape[i];
+    return n;
+}
+
+int mb_tensor_is_contiguous(const mb_tensor *t) {
+    int64_t s = 1;
+    for (int i = t->ndim - 1; i >= 0; i--) {
+        if (t->shape[i] == 0) return 1;
+        if (t->shape[i] != 1 && t->stride[i] != s) return 0;
+        s *= t->shape[i];
+    }
+    return 1;
+}
+
+float *mb_tensor_f32(const mb_tensor *t) {
+    return t ? (float *)t->storage->data + t->offset : NULL;
+}
+
+int32_t *mb_tensor_i32(const mb_tensor *t) {
+    return t ? (int32_t *)t->storage->data + t->offset : NULL;
+}
+
+int mb_shape_equal(const mb_tensor *a, const mb_tensor *b) {
+    if (a->ndim != b->ndim) return 0;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i]) return 0;
+    return 1;
+}
+
+static mb_status element_offset(const mb_tensor *t, const int64_t *idx, int64_t *off, mb_error *err) {
+    int64_t o = t->offset;
+    for (int i = 0; i < t->ndim; i++) {
+        if (idx[i] < 0 || idx[i] >= t->shape[i])
+            return mb_fail(err, MB_ERR_RANGE, "index %lld is out of range for dimension %d of size %lld",
+                           (long long)idx[i], i, (long long)t->shape[i]);
+        o += idx[i] * t->stride[i];
+    }
+    *off = o;
+    return MB_OK;
+}
+
+mb_status mb_tensor_get(const mb_tensor *t, const int64_t *idx, double *out, mb_error *err) {
+    int64_t o;
+    if (!t) return mb_fail(err, MB_ERR_ARG, "tensor is NULL");
+    if (t->ndim > 0 && !idx) return mb_fail(err, MB_ERR_ARG, "index is NULL");
+    if (element_offset(t, idx, &o, err)) return err ? err->code : MB_ERR_RANGE;
+    *out = t->dtype == MB_FLOAT32 ? (double)((float *)t->storage->data)[o] : (double)((int32_t *)t->storage->data)[o];
+    return MB_OK;
+}
+
+mb_status mb_tensor_set(mb_tensor *t, const int64_t *idx, double value, mb_error *err) {
+    int64_t o;
+    if (!t) return mb_fail(err, MB_ERR_ARG, "tensor is NULL");
+    if (t->ndim > 0 && !idx) return mb_fail(err, MB_ERR_ARG, "index is NULL");
+    if (element_offset(t, idx, &o, err)) return err ? err->code : MB_ERR_RANGE;
+    if (t->dtype == MB_FLOAT32) ((float *)t->storage->data)[o] = (float)value;
+    else {
+        mb_status st = check_int_value(value, err);
+        if (st) return st;
+        ((int32_t *)t->storage->data)[o] = (int32_t)value;
+    }
+    return MB_OK;
+}
+
+size_t mb_tensor_nbytes(const mb_tensor *t) { return t ? t->storage->nbytes : 0; }
+
+/* ---- views ------------------------------------------------------------- */
+
+static mb_status norm_dim(const mb_tensor *t, int *dim, mb_error *err) {
+    int d = *dim;
+    if (d < 0) d += t->ndim;
+    if (d < 0 || d >= t->ndim) {
+        char b[SHAPE_BUF];
+        return mb_fail(err, MB_ERR_RANGE, "dimension %d is out of range for a tensor of shape %s", *dim, tshape(t, b));
+    }
+    *dim = d;
+    return MB_OK;
+}
+
+mb_tensor *mb_tensor_view(const mb_tensor *t, mb_error *err) {
+    if (!t) {
+        mb_fail(err, MB_ERR_ARG, "tensor is NULL");
+        return NULL;
+    }
+    return tensor_header(t->storage, t->dtype, t->offset, t->ndim, t->shape, t->stride, err);
+}
+
+mb_tensor *mb_tensor_reshape(const mb_tensor *t, int ndim, const int64_t *shape, mb_error *err) {
+    if (!t) {
+        mb_fail(err, MB_ERR_ARG, "tensor is NULL");
+        return NULL;
+    }
+    if (ndim < 0 || ndim > MB_MAX_DIMS) {
+        mb_fail(err, MB_ERR_SHAPE, "a tensor has 0 to %d dimensions, got %d", MB_MAX_DIMS, ndim);
+        return NULL;
+    }
+    int64_t want[MB_MAX_DIMS], known = 1, n = mb_tensor_numel(t);
+    int infer = -1;
+    for (int i = 0; i < ndim; i++) {
+        want[i] = shape[i];
+        if (shape[i] == -1) {
+            if (infer >= 0) {
+                mb_fail(err, MB_ERR_SHAPE, "only one dimension of a reshape can be -1");
+                return NULL;
+            }
+            infer = i;
+        } else if (shape[i] < 0) {
+            mb_fail(err, MB_ERR_SHAPE, "size %lld of dimension %d is negative", (long long)shape[i], i);
+            return NULL;
+        } else {
+            known *= shape[i];
+        }
+    }
+    char b1[SHAPE_BUF], b2[SHAPE_BUF];
+    if (infer >= 0) {
+        if (known == 0 || n % known != 0) {
+            mb_fail(err, MB_ERR_SHAPE, "shape %s does not match %s (%lld elements)",
+                    mb_shape_str(ndim, shape, b1, sizeof b1), tshape(t, b2), (long long)n);
+            return NULL;
+        }
+        want[infer] = n / known;
+        known = n;
+    }
+    if (known != n) {
+        mb_fail(err, MB_ERR_SHAPE, "shape %s does not match %s (%lld elements)",
+                mb_shape_str(ndim, shape, b1, sizeof b1), tshape(t, b2), (long long)n);
+        return NULL;
+    }
+    mb_tensor *src = mb_tensor_contiguous(t, err);
+    if (!src) return NULL;
+    int64_t stride[MB_MAX_DIMS];
+    contiguous_strides(ndim, want, stride);
+    mb_tensor *r = tensor_header(src->storage, src->dtype, src->offset, ndim, want, stride, err);
+    mb_tensor_free(src);
+    return r;
+}
+
+mb_tensor *mb_tensor_narrow(const mb_tensor *t, int dim, int64_t start, int64_t length, mb_error *err) {
+    if (!t) {
+        mb_fail(err, MB_ERR_ARG, "tensor is NULL");
+        return NULL;
+    }
+    if (norm_dim(t, &dim, err)) return NULL;
+    if (start < 0 || length < 0 || start > t->shape[dim] - length) {
+        mb_fail(err, MB_ERR_RANGE, "narrow range [%lld, %lld) is out of range for dimension %d of size %lld",
+                (long long)start, (long long)start + (long long)length, dim, (long long)t->shape[dim]);
+        return NULL;
+    }
+    mb_tensor *r = mb_tensor_view(t, err);
+    if (!r) return NULL;
+    r->offset += start * t->stride[dim];
+    r->shape[dim] = length;
+    return r;
+}
+
+mb_tensor *mb_tensor_select(const mb_tensor *t, int dim, int64_t index, mb_error *err) {
+    if (!t) {
+        mb_fail(err, MB_ERR_ARG, "tensor is NULL");
+        return NULL;
+    }
+    if (norm_dim(t, &dim, err)) return NULL;
+    if (index < 0 || index >= t->shape[dim]) {
+        mb_fail(err, MB_ERR_RANGE, "index %lld is out of range for dimension %d of size %lld", (long long)index,
+                dim, (long long)t->shape[dim]);
+        return NULL;
+    }
+    mb_tensor *r = mb_tensor_view(t, err);
+    if (!r) return NULL;
+    r->offset += index * t->stride[dim];
+    for (int i = dim; i < t->ndim - 1; i++) {
+        r->shape[i] = t->shape[i + 1];
+        r->stride[i] = t->stride[i + 1];
+    }
+    r->ndim--;
+    r->shape[r->ndim] = 0;
+    r->stride[r->ndim] = 0;
+    return r;
+}
+
+mb_tensor *mb_tensor_transpose(const mb_tensor *t, mb_error *err) {
+    if (!t) {
+        mb_fail(err, MB_ERR_ARG, "tensor is NULL");
+        return NULL;
+    }
+    if (t->ndim < 2) {
+        mb_fail(err, MB_ERR_SHAPE, "transpose needs at least 2 dimensions, got %d", t->ndim);
+        return NULL;
+    }
+    mb_tensor *r = mb_tensor_view(t, err);
+    if (!r) return NULL;
+    int a = t->ndim - 2, b = t->ndim - 1;
+    r->shape[a] = t->shape[b];
+    r->shape[b] = t->shape[a];
+    r->stride[a] = t->stride[b];
+    r->stride[b] = t->stride[a];
+    return r;
+}
+
+mb_tensor *mb_tensor_contiguous(const mb_tensor *t, mb_error *err) {
+    if (!t) {
+        mb_fail(err, MB_ERR_ARG, "tensor is NULL");
+        return NULL;
+    }
+    if (mb_tensor_is_contiguous(t)) return mb_tensor_view(t, err);
+    return mb_tensor_clone(t, err);
+}
+
+mb_tensor *mb_tensor_to_dtype(const mb_tensor *t, mb_dtype dtype, mb_error *err) {
+    if (!t) {
+        mb_fail(err, MB_ERR_ARG, "tensor is NULL");
+        return NULL;
+    }
+    mb_tensor *r = mb_tensor_empty(dtype, t->ndim, t->shape, err);
+    if (r && mb_tensor_copy_(r, t, err)) {
+        mb_tensor_free(r);
+        return NULL;
+    }
+    return r;
+}
+
+mb_tensor *mb_tensor_clone(const mb_tensor *t, mb_error *err) {
+    if (!t) {
+        mb_fail(err, MB_ERR_ARG, "tensor is NULL");
+        return NULL;
+    }
+    return mb_tensor_to_dtype(t, t->dtype, err);
+}
+
+mb_status mb_tensor_copy_(mb_tensor *dst, const mb_tensor *src, mb_error *err) {
+    if (!dst || !src) return mb_fail(err, MB_ERR_ARG, "tensor is NULL");
+    if (!mb_shape_equal(dst, src)) {
+        char b1[SHAPE_BUF], b2[SHAPE_BUF];
+        return mb_fail(err, MB_ERR_SHAPE, "shape %s does not match %s", tshape(src, b1), tshape(dst, b2));
+    }
+    int64_t shape[4], sd[4], ss[4];
+    pad4(dst, shape, sd);
+    pad4(src, shape, ss);
+    int64_t rows = shape[0] * shape[1] * shape[2], n3 = shape[3];
+    int64_t total = rows * n3;
+    void *dbase = dst->storage->data, *sbase = src->storage->data;
+    int64_t doff = dst->offset, soff = src->offset;
+    mb_dtype dt = dst->dtype, st = src->dtype;
+#pragma omp parallel for num_threads(mb_threads()) if (total > MB_PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t od = doff + row_offset(r, shape, sd), os = soff + row_offset(r, shape, ss);
+        if (dt == MB_FLOAT32 && st == MB_FLOAT32) {
+            float *d = (float *)dbase + od;
+            const float *s = (const float *)sbase + os;
+            for (int64_t j = 0; j < n3; j++) d[j * sd[3]] = s[j * ss[3]];
+        } else if (dt == MB_INT32 && st == MB_INT32) {
+            int32_t *d = (int32_t *)dbase + od;
+            const int32_t *s = (const int32_t *)sbase + os;
+            for (int64_t j = 0; j < n3; j++) d[j * sd[3]] = s[j * ss[3]];
+        } else if (dt == MB_FLOAT32) {
+            float *d = (float *)dbase + od;
+            const int32_t *s = (const int32_t *)sbase + os;
+            for (int64_t j = 0; j < n3; j++) d[j * sd[3]] = (float)s[j * ss[3]];
+        } else {
+            int32_t *d = (int32_t *)dbase + od;
+            const float *s = (const float *)sbase + os;
+            for (int64_t j = 0; j < n3; j++) d[j * sd[3]] = f2i_sat(s[j * ss[3]]);
+        }
+    }
+    return MB_OK;
+}
+
+mb_status mb_tensor_fill_(mb_tensor *t, double value, mb_error *err) {
+    if (!t) return mb_fail(err, MB_ERR_ARG, "tensor is NULL");
+    if (t->dtype == MB_INT32) {
+        mb_status st = check_int_value(value, err);
+        if (st) return st;
+    }
+    int64_t shape[4], s[4];
+    pad4(t, shape, s);
+    int64_t rows = shape[0] * shape[1] * shape[2], n3 = shape[3], total = rows * n3;
+    void *base = t->storage->data;
+    int64_t off = t->offset;
+    float fv = (float)value;
+    int32_t iv = t->dtype == MB_INT32 ? (int32_t)value : 0;
+    mb_dtype dt = t->dtype;
+#pragma omp parallel for num_threads(mb_threads()) if (total > MB_PAR_MIN)
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t o = off + row_offset(r, shape, s);
+        if (dt == MB_FLOAT32)
+            for (int64_t j = 0; j < n3; j++) ((float *)base)[o + j * s[3]] = fv;
+        else
+            for (int64_t j = 0; j < n3; j++) ((int32_t *)base)[o + j * s[3]] = iv;
+    }
+    return MB_OK;
+}
+
+/* ---- element-wise arithmetic ----------------------------------------------- */
+
+/* Output shape of a broadcast, and each operand's strides over it (0 where broadcast). */
+static mb_status broadcast_shapes(const mb_tensor *a, const mb_tensor *b, int *ndim, int64_t shape[4],
+                                  int64_t sa[4], int64_t sb[4], mb_error *err) {
+    int64_t as[4], ast[4], bs[4], bst[4];
+    pad4(a, as, ast);
+    pad4(b, bs, bst);
+    for (int i = 0; i < 4; i++) {
+        if (as[i] == bs[i]) {
+            shape[i] = as[i];
+            sa[i] = ast[i];
+            sb[i] = bst[i];
+        } else if (as[i] == 1) {
+            shape[i] = bs[i];
+            sa[i] = 0;
+            sb[i] = bst[i];
+        } else if (bs[i] == 1) {
+            shape[i] = as[i];
+            sa[i] = ast[i];
+            sb[i] = 0;
+        } else {
+            char b1[SHAPE_BUF], b2[SHAPE_BUF];
+            return mb_fail(err, MB_ERR_SHAPE,
+                           "shape %s does not match %s (sizes %lld and %lld at dimension %d from the end "
+                           "are neither equal nor 1)",
+                           tshape(b, b1), tshape(a, b2), (long long)bs[i], (long long)as[i], 4 - i);
+        }
+    }
+    *ndim = a->ndim > b->ndim ? a->ndim : b->ndim;
+    return MB_OK;
+}
+
+static inline float f32_binop(mb_binop op, float x, float y) {
+    switch (op) {
+    case MB_ADD: return x + y;
+    case MB_SUB: return x - y;
+    case MB_MUL: return x * y;
+    case MB_DIV: return x / y;
+    case MB_POW: return powf(x, y);
+    case MB_MAXIMUM: return (x > y || x != x) ? x : y; /* NaN propagates, as in NumPy */
+    case MB_MINIMUM: return (x < y || x != x) ? x : y;
+    }
+    return 0;
+}
+
+static inline int32_t ipow(int64_t base, int64_t e) {
+    uint64_t r = 1, b = (uint64_t)base; /* unsigned: overflow wraps, no UB */
+    while (e > 0) {
+        if (e & 1) r *= b;
+        b *= b;
+        e >>= 1;
+    }
+    return wrap_i32((int64_t)r);
+}
+
+static inline int32_t i32_binop(mb_binop op, int32_t x, int32_t y) {
+    switch (op) {
+    case MB_ADD: return wrap_i32((int64_t)x + y);
+    case MB_SUB: return wrap_i32((int64_t)x - y);
+    case MB_MUL: return wrap_i32((int64_t)x * y);
+    case MB_DIV: return wrap_i32((int64_t)x / y); /* y != 0 checked before; C truncates toward zero */
+    case MB_POW: return ipow(x, y);
+    case MB_MAXIMUM: return x > y ? x : y;
+    case MB_MINIMUM: return x < y ? x : y;
+    }
+    return 0;
+}
+
+/* Whether an int32 tensor holds a value for which pred is true (0 or negative). */
+static int i32_any(const mb_tensor *t, int negative) {
+    int64_t shape[4], s[4];
+    pad4(t, shape, s);
+    const int32_t *base = (const int32_t *)t->storage->data + t->offset;
+    int64_t rows = shape[0] * shape[1] * shape[2];
+    for (int64_t r = 0; r < rows; r++) {
+        const int32_t *p = base + row_offset(r, shape, s);
+        for (int64_t j = 0; j < shape[3]; j++) {
+            int32_t v = p[j * s[3]];
+            if (negative ? v < 0 : v == 0) return 1;
+        }
+    }
+    return 0;
+}
+
+mb_tensor *mb_tensor_binary(mb_binop op, const mb_tensor *a, const mb_tensor *b, mb_error *err) {
+    if (!a || !b) {
+        mb_fail(err, MB_ERR_ARG, "tensor is NULL");
+        return NULL;
+    }
+    if ((unsigned)op > MB_MINIMUM) {
+        mb_fail(err, MB_ERR_ARG, "unknown binary operation %d", (int)op);
+        return NULL;
+    }
+    int ndim;
+    int64_t shape[4], sa[4], sb[4];
+    if (broadcast_shapes(a, b, &ndim, shape, sa, sb, err)) return NULL;
+    mb_dtype out_dtype = (a->dtype == MB_INT32 && b->dtype == MB_INT32) ? MB_INT32 : MB_FLOAT32;
+    if (out_dtype == MB_INT32) {
+        if (op == MB_DIV && i32_any(b, 0)) {
+            mb_fail(err, MB_ERR_NUMERIC, "integer division by zero");
+            return NULL;
+        }
+        if (op == MB_POW && i32_any(b, 1)) {
+            mb_fail(err, MB_ERR_NUMERIC, "int32 tensors cannot be raised to negative powers (use :float() first)");
+            return NULL;
+        }
+    }
+    /* Mixed dtypes: convert the int32 side to float32 once. */
+    mb_tensor *ca = NULL, *cb = NULL;
+    if (out_dtype == MB_FLOAT32 && a->dtype != MB_FLOAT32 && !(a = ca = mb_tensor_to_dtype(a, MB_FLOAT32, err)))
+        return NULL;
+    if (out_dtype == MB_FLOAT32 && b->dtype != MB_FLOAT32 && !(b = cb = mb_tensor_to_dtype(b, MB_FLOAT32, err))) {
+        mb_tensor_free(ca);
+        return NULL;
+    }
+    /* Strides of converted copies are contiguous; recompute. */
+    if (ca || cb) broadcast_shapes(a, b, &ndim, shape, sa, sb, err);
+    int64_t out_shape[MB_MAX_DIMS];
+    for (int i = 0; i < ndim; i++) out_shape[i] = shape[4 - ndim + i];
+    mb_tensor *out = mb_tensor_empty(out_dtype, ndim, out_shape, err);
+    if (out) {
+        int64_t so[4], dummy[4];
+        pad4(out, dummy, so);
+        int64_t rows = shape[0] * shape[1] * shape[2], n3 = shape[3], total = rows * n3;
+        int64_t sa3 = sa[3], sb3 = sb[3];
+        if (out_dtype == MB_FLOAT32) {
+            const float *pa = mb_tensor_f32(a), *pb = mb_tensor_f32(b);
+            float *po = mb_tensor_f32(out);
+#pragma omp parallel for num_threads(mb_threads()) if (total > MB_PAR_MIN)
+            for (int64_t r = 0; r < rows; r++) {
+                const float *ra = pa + row_offset(r, shape, sa), *rb = pb + row_offset(r, shape, sb);
+                float *ro = po + r * n3;
+                /* The switch outside the loop lets the compiler vectorise each case. */
+                switch (op) {
+                case MB_ADD: for (int64_t j = 0; j < n3; j++) ro[j] = ra[j * sa3] + rb[j * sb3]; break;
+                case MB_SUB: for (int64_t j = 0; j < n3; j++) ro[j] = ra[j * sa3] - rb[j * sb3]; break;
+                case MB_MUL: for (int64_t j = 0; j < n3; j++) ro[j] = ra[j * sa3] * rb[j * sb3]; break;
+                case MB_DIV: for (int64_t j = 0; j < n3; j++) ro[j] = ra[j * sa3] / rb[j * sb3]; break;
+                default:
+                    for (int64_t j = 0; j < n3; j++) ro[j] = f32_binop(op, ra[j * sa3], rb[j * sb3]);
+                }
+            }
+        } else {
+            const int32_t *pa = mb_tensor_i32(a), *pb = mb_tensor_i32(b);
+            int32_t *po = mb_tensor_i32(out);
+#pragma omp parallel for num_threads(mb_threads()) if (total > MB_PAR_MIN)
+            for (int64_t r = 0; r < rows; r++) {
+                const int32_t *ra = pa + row_offset(r, shape, sa), *rb = pb + row_offset(r, shape, sb);
+                int32_t *ro = po + r * n3;
+                for (int64_t j = 0; j < n3; j++) ro[j] = i32_binop(op, ra[j * sa3], rb[j * sb3]);
+            }
+        }
+    }
+    mb_tensor_free(ca);
+    mb_tensor_free(cb);
+    return out;
+}
+
+mb_tensor *mb_tensor_binary_scalar(mb_binop op, const mb_tensor *a, double s, int scalar_first, mb_error *err) {
+    if (!a) {
+        mb_fail(err, MB_ERR_ARG, "tensor is NULL");
+        return NULL;
+    }
+    /* An integral scalar keeps an int32 tensor int32; any other scalar makes float32. */
+    int integral = s == floor(s) && s >= -2147483648.0 && s <= 2147483647.0;
+    mb_dtype sd = (a->dtype == MB_INT32 && integral) ? MB_INT32 : MB_FLOAT32;
+    mb_tensor *st = mb_tensor_full(sd, 0, NULL, s, err);
+    if (!st) return NULL;
+    mb_tensor *r = scalar_first ? mb_tensor_binary(op, st, a, err) : mb_tensor_binary(op, a, st, err);
+    mb_tensor_free(st);
+    return r;
+}
+
+float mb_gelu(float x) { return 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2)); }
+
+float mb_gelu_grad(float x) {
+    /* d/dx [x Phi(x)] = Phi(x) + x phi(x) */
+    float cdf = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));
+    float pdf = expf(-0.5f * x * x) * 0.3989422804014327f; /* 1/sqrt(2 pi) */
+    return cdf + x * pdf;
+}
+
+static inline float f32_unop(mb_unop op, float x) {
+    switch (op) {
+    case MB_NEG: return -x;
+    case MB_EXP: return expf(x);
+    case MB_LOG: return logf(x);
+    case MB_TANH: return tanhf(x);
+    case MB_RELU: return x > 0 ? x : 0.0f;
+    case MB_GELU: return mb_gelu(x);
+    case MB_SQRT: return sqrtf(x);
+    case MB_ABS: return fabsf(x);
+    case MB_SIGMOID: {
+        /* Two forms so that exp never overflows. */
+        if (x >= 0) return 1.0f / (1.0f + expf(-x));
+        float e = expf(x);
+        return e / (1.0f + e);
+    }
+    }
+    return 0;
+}
+
+mb_tensor *mb_tensor_unary(mb_unop op, const mb_tensor *a, mb_error *err) {
+    if (!a) {
+        mb_fail(err, MB_ERR_ARG, "tensor is NULL");
+        return NULL;
+    }
+    if ((unsigned)op > MB_SIGMOID) {
+        mb_fail(err, MB_ERR_ARG, "unknown unary operation %d", (int)op);
+        return NULL;
+    }
+    mb_tensor *ca = NULL;
+    if (a->dtype != MB_FLOAT32 && !(a = ca = mb_tensor_to_dtype(a, MB_FLOAT32, err))) return NULL;
+    mb_tensor *out = mb_tensor_empty(MB_FLOAT32, a->ndim, a->shape, err);
+    if (out) {
+        int64_t shape[4], s[4];
+        pad4(a, shape, s);
+        int64_t rows = shape[0] * shape[1] * shape[2], n3 = shape[3], total = rows * n3, s3 = s[3];
+        const float *pa = mb_tensor_f32(a);
+        float *po = mb_tensor_f32(out);
+#pragma omp parallel for num_threads(mb_threads()) if (total > MB_PAR_MIN)
+        for (int64_t r = 0; r < rows; r++) {
+            const float *ra = pa + row_offset(r, shape, s);
+            float *ro = po + r * n3;
+            for (int64_t j = 0; j < n3; j++) ro[j] = f32_unop(op, ra[j * s3]);
+        }
+    }
+    mb_tensor_free(ca);
+    return out;
+}
+
+/* ---- matrix products --------------------------------------------------------- */
+
+void mb_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *A, int lda,
+              const float *B, int ldb, float beta, float *C, int ldc) {
+    mb_threads_init();
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
+                alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* How a strided r x c matrix can be handed to sgemm without a copy: as a
+   row-major matrix (trans 0) with leading dimension ld, or as the transpose
+   of a row-major c x r matrix (trans 1). Returns 0 when neither fits. */
+static int gemm_layout(int64_t r, int64_t c, int64_t sr, int64_t sc, int *trans, int64_t *ld) {
+    int64_t cc = c > 1 ? c : 1, rr = r > 1 ? r : 1;
+    if ((c <= 1 || sc == 1) && (r <= 1 || sr >= cc)) {
+        *trans = 0;
+        *ld = r <= 1 ? cc : sr;
+        return 1;
+    }
+    if ((r <= 1 || sr == 1) && (c <= 1 || sc >= rr)) {
+        *trans = 1;
+        *ld = c <= 1 ? rr : sc;
+        return 1;
+    }
+    return 0;
+}
+
+mb_tensor *mb_tensor_matmul(const mb_tensor *a0, const mb_tensor *b0, int trans_a, int trans_b, mb_error *err) {
+    if (!a0 || !b0) {
+        mb_fail(err, MB_ERR_ARG, "tensor is NULL");
+        return NULL;
+    }
+    char b1[SHAPE_BUF], b2[SHAPE_BUF];
+    if (a0->dtype != MB_FLOAT32 || b0->dtype != MB_FLOAT32) {
+        mb_fail(err, MB_ERR_DTYPE, "matmul needs float32 tensors, got %s and %s", mb_dtype_name(a0->dtype),
+                mb_dtype_name(b0->dtype));
+        return NULL;
+    }
+    if (a0->ndim < 1 || b0->ndim < 1) {
+        mb_fail(err, MB_ERR_SHAPE, "matmul needs tensors of 1 to 4 dimensions, got shapes %s and %s",
+                tshape(a0, b1), tshape(b0, b2));
+        return NULL;
+    }
+    /* Work on header copies: vectors promoted to matrices, transposes applied. */
+    mb_tensor a = *a0, b = *b0;
+    int a_vec = a.ndim == 1, b_vec = b.ndim == 1;
+    if (a_vec) { /* [k] -> [1,k] */
+        a.shape[1] = a.shape[0];
+        a.stride[1] = a.stride[0];
+        a.shape[0] = 1;
+        a.stride[0] = a.shape[1];
+        a.ndim = 2;
+    } else if (trans_a) {
+        int i = a.ndim - 2, j = a.ndim - 1;
+        int64_t t = a.shape[i]; a.shape[i] = a.shape[j]; a.shape[j] = t;
+        t = a.stride[i]; a.stride[i] = a.stride[j]; a.stride[j] = t;
+    }
+    if (b_vec) { /* [k] -> [k,1] */
+        b.shape[1] = 1;
+        b.stride[1] = 1;
+        b.ndim = 2;
+    } else if (trans_b) {
+        int i = b.ndim - 2, j = b.ndim - 1;
+        int64_t t = b.shape[i]; b.shape[i] = b.shape[j]; b.shape[j] = t;
+        t = b.stride[i]; b.stride[i] = b.stride[j]; b.stride[j] = t;
+    }
+    int64_t m = a.shape[a.ndim - 2], k = a.shape[a.ndim - 1];
+    int64_t k2 = b.shape[b.ndim - 2], n = b.shape[b.ndim - 1];
+    if (k != k2) {
+        mb_fail(err, MB_ERR_SHAPE, "shape %s does not match %s (inner dimensions %lld and %lld differ%s)",
+                tshape(b0, b1), tshape(a0, b2), (long long)k2, (long long)k,
+                (trans_a || trans_b) ? " after transposing" : "");
+        return NULL;
+    }
+    if (m > INT_MAX || n > INT_MAX || k > INT_MAX) {
+        mb_fail(err, MB_ERR_SHAPE, "matmul dimensions exceed the BLAS int range");
+        return NULL;
+    }
+    /* Batch dims (at most 2 each), broadcast as in NumPy. */
+    int abd = a.ndim - 2, bbd = b.ndim - 2, nbd = abd > bbd ? abd : bbd;
+    int64_t bshape[2] = {1, 1}, sa[2] = {0, 0}, sb[2] = {0, 0};
+    for (int i = 0; i < 2; i++) {
+        int ia = i - (2 - abd), ib = i - (2 - bbd); /* index into a/b batch dims, <0 = padded */
+        int64_t as = ia >= 0 ? a.shape[ia] : 1, bs = ib >= 0 ? b.shape[ib] : 1;
+        int64_t ast = ia >= 0 ? a.stride[ia] : 0, bst = ib >= 0 ? b.stride[ib] : 0;
+        if (as == bs || bs == 1) {
+            bshape[i] = as;
+            sa[i] = ast;
+            sb[i] = bs == 1 ? 0 : bst;
+        } else if (as == 1) {
+            bshape[i] = bs;
+            sa[i] = 0;
+            sb[i] = bst;
+        } else {
+            mb_fail(err, MB_ERR_SHAPE, "shape %s does not match %s (batch sizes %lld and %lld differ)",
+                    tshape(b0, b1), tshape(a0, b2), (long long)bs, (long long)as);
+            return NULL;
+        }
+    }
+    /* Output: batch + [m, n], minus the dims that came from vectors. */
+    int64_t oshape[MB_MAX_DIMS];
+    int ond = 0;
+    for (int i = 2 - nbd; i < 2; i++) oshape[ond++] = bshape[i];
+    if (!a_vec) oshape[ond++] = m;
+    if (!b_vec) oshape[ond++] = n;
+    mb_tensor *out = mb_tensor_empty(MB_FLOAT32, ond, oshape, err);
+    if (!out) return NULL;
+    float *po = mb_tensor_f32(out);
+    if (m == 0 || n == 0) return out;
+    if (k == 0) {
+        memset(po, 0, (size_t)(m * n * bshape[0] * bshape[1]) * sizeof(float));
+        return out;
+    }
+    /* Operands sgemm cannot read in place (arbitrary strides) are packed once. */
+    mb_tensor *pa = NULL, *pb = NULL;
+    int ta, tb;
+    int64_t lda, ldb;
+    const mb_tensor *A = &a, *B = &b;
+    if (!gemm_layout(m, k, a.stride[a.ndim - 2], a.stride[a.ndim - 1], &ta, &lda)) {
+        if (!(pa = mb_tensor_clone(&a, err))) goto fail;
+        A = pa;
+        /* clone packs [.., m, k] row-major; batch strides change accordingly. */
+        for (int i = 0; i < 2; i++) {
+            int ia = i - (2 - abd);
+            if (ia >= 0 && sa[i] != 0) sa[i] = pa->stride[ia];
+        }
+        ta = 0;
+        lda = k;
+    }
+    if (!gemm_layout(k, n, b.stride[b.ndim - 2], b.stride[b.ndim - 1], &tb, &ldb)) {
+        if (!(pb = mb_tensor_clone(&b, err))) goto fail;
+        B = pb;
+        for (int i = 0; i < 2; i++) {
+            int ib = i - (2 - bbd);
+            if (ib >= 0 && sb[i] != 0) sb[i] = pb->stride[ib];
+        }
+        tb = 0;
+        ldb = n;
+    }
+    if (lda > INT_MAX || ldb > INT_MAX) {
+        mb_fail(err, MB_ERR_SHAPE, "matmul strides exceed the BLAS int range");
+        goto fail;
+    }
+    const float *baseA = mb_tensor_f32(A), *baseB = mb_tensor_f32(B);
+    int64_t batch = 0;
+    for (int64_t i0 = 0; i0 < bshape[0]; i0++)
+        for (int64_t i1 = 0; i1 < bshape[1]; i1++, batch++)
+            mb_sgemm(ta, tb, (int)m, (int)n, (int)k, 1.0f, baseA + i0 * sa[0] + i1 * sa[1], (int)lda,
+                     baseB + i0 * sb[0] + i1 * sb[1], (int)ldb, 0.0f, po + batch * m * n, (int)n);
+    mb_tensor_free(pa);
+    mb_tensor_free(pb);
+    return out;
+fail:
+    mb_tensor_free(pa);
+    mb_tensor_free(pb);
+    mb_tensor_free(out);
+    return NULL;
+}
+
+/* ---- reductions and softmax ---------------------------------------------------- */
+
+/* Sizes around dim of a contiguous tensor: outer x len x inner. */
+static void split_dim(const mb_tensor *t, int dim, int64_t *outer, int64_t *len, int64_t *inner) {
+    *outer = 1;
+    *inner = 1;
+    for (int i = 0; i < dim; i++) *outer *= t->shape[i];
+    for (int i = dim + 1; i < t->ndim; i++) *inner *= t->shape[i];
+    *len = t->shape[dim];
+}
+
+static double load(const void *base, mb_dtype dt, int64_t i) {
+    return dt == MB_FLOAT32 ? (double)((const float *)base)[i] : (double)((const int32_t *)base)[i];
+}
+
+mb_tensor *mb_tensor_reduce(mb_reduce op, const mb_tensor *t, int dim, mb_error *err) {
+    if (!t) {
+        mb_fail(err, MB_ERR_ARG, "tensor is NULL");
+        return NULL;
+    }
+    if ((unsigned)op > MB_ARGMIN) {
+        mb_fail(err, MB_ERR_ARG, "unknown reduction %d", (int)op);
+        return NULL;
+    }
+    mb_tensor *c = mb_tensor_contiguous(t, err);
+    if (!c) return NULL;
+    int64_t outer, len, inner;
+    int64_t oshape[MB_MAX_DIMS];
+    int ond = 0;
+    if (dim == MB_DIM_ALL) {
+        outer = 1;
+        inner = 1;
+        len = mb_tensor_numel(c);
+    } else {
+        if (norm_dim(c, &dim, err)) {
+            mb_tensor_free(c);
+            return NULL;
+        }
+        split_dim(c, dim, &outer, &len, &inner);
+        for (int i = 0; i < c->ndim; i++)
+            if (i != dim) oshape[ond++] = c->shape[i];
+    }
+    if (len == 0 && op != MB_SUM && op != MB_MEAN) {
+        char b[SHAPE_BUF];
+        mb_fail(err, MB_ERR_SHAPE, "cannot take the %s of an empty dimension (shape %s)",
+                op == MB_MAX ? "max" : op == MB_MIN ? "min" : op == MB_ARGMAX ? "argmax" : "argmin", tshape(t, b));
+        mb_tensor_free(c);
+        return NULL;
+    }
+    mb_dtype odt = (op == MB_ARGMAX || op == MB_ARGMIN) ? MB_INT32
+                   : op == MB_MEAN                      ? MB_FLOAT32
+                                                        : c->dtype;
+    mb_tensor *out = mb_tensor_empty(odt, ond, oshape, err);
+    if (!out) {
+        mb_tensor_free(c);
+        return NULL;
+    }
+    const void *src = c->dtype == MB_FLOAT32 ? (const void *)mb_tensor_f32(c) : (const void *)mb_tensor_i32(c);
+    mb_dtype dt = c->dtype;
+    int64_t nout = outer * inner, total = nout * len;
+    void *dst = out->storage->data;
+#pragma omp parallel for num_threads(mb_threads()) if (total > MB_PAR_MIN && nout > 1)
+    for (int64_t o = 0; o < nout; o++) {
+        int64_t base = (o / inner) * len * inner + (o % inner);
+        double acc = 0, best = 0;
+        int64_t arg = 0;
+        int64_t iacc = 0;
+        for (int64_t i = 0; i < len; i++) {
+            double v = load(src, dt, base + i * inner);
+            switch (op) {
+            case MB_SUM:
+            case MB_MEAN:
+                if (dt == MB_INT32) iacc += (int64_t)v;
+                else acc += v;
+                break;
+            case MB_MAX:
+            case MB_ARGMAX:
+                /* First maximum wins ties; a NaN counts as the maximum (as in PyTorch). */
+                if (i == 0 || (v > best && best == best) || (v != v && best == best)) {
+                    best = v;
+                    arg = i;
+                }
+                break;
+            case MB_MIN:
+            case MB_ARGMIN:
+                if (i == 0 || (v < best && best == best) || (v != v && best == best)) {
+                    best = v;
+                    arg = i;
+                }
+                break;
+            }
+        }
+        if (dt == MB_INT32 && (op == MB_SUM || op == MB_MEAN)) acc = (double)iacc;
+        double r = op == MB_SUM      ? acc
+                   : op == MB_MEAN   ? (len ? acc / (double)len : NAN)
+                   : (op == MB_MAX || op == MB_MIN) ? best
+                                     : (double)arg;
+        if (odt == MB_FLOAT32) ((float *)dst)[o] = (float)r;
+        else ((int32_t *)dst)[o] = (op == MB_SUM) ? wrap_i32(iacc) : (int32_t)r;
+    }
+    mb_tensor_free(c);
+    return out;
+}
+
+mb_tensor *mb_tensor_softmax(const mb_tensor *t, int dim, int log_out, mb_error *err) {
+    if (!t) {
+        mb_fail(err, MB_ERR_ARG, "tensor is NULL");
+        return NULL;
+    }
+    if (t->ndim == 0) {
+        mb_fail(err, MB_ERR_SHAPE, "softmax needs at least 1 dimension, got a 0-d tensor");
+        return NULL;
+    }
+    int d = dim;
+    if (norm_dim(t, &d, err)) return NULL;
+    /* A float32 contiguous copy that becomes the output in place. */
+    mb_tensor *out = mb_tensor_to_dtype(t, MB_FLOAT32, err);
+    if (!out) return NULL;
+    int64_t outer, len, inner;
+    split_dim(out, d, &outer, &len, &inner);
+    float *p = mb_tensor_f32(out);
+    int64_t nout = outer * inner, total = nout * len;
+#pragma omp parallel for num_threads(mb_threads()) if (total > MB_PAR_MIN && nout > 1)
+    for (int64_t o = 0; o < nout; o++) {
+        float *x = p + (o / inner) * len * inner + (o % inner);
+        float mx = -INFINITY;
+        for (int64_t i = 0; i < len; i++)
+            if (x[i * inner] > mx) mx = x[i * inner];
+        if (mx == -INFINITY) mx = 0; /* all -inf: avoid inf - inf */
+        double sum = 0;
+        for (int64_t i = 0; i < len; i++) sum += exp((double)x[i * inner] - mx);
+        if (log_out) {
+            double lse = mx + log(sum);
+            for (int64_t i = 0; i < len; i++) x[i * inner] = (float)((double)x[i * inner] - lse);
+        } else {
+            float inv = (float)(1.0 / sum);
+            for (int64_t i = 0; i < len; i++) x[i * inner] = expf(x[i * inner] - mx) * inv;
+        }
+    }
+    return out;
+}
