@@ -6,7 +6,6 @@
  */
 #include "umap.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -306,7 +305,9 @@ static void sub_graph_free(sub_graph *s) {
 }
 
 static void sub_matvec(const sub_graph *s, const double *x, double *y) {
-#pragma omp parallel for num_threads(mb_threads()) if (s->n > MB_PAR_MIN / 16)
+    /* Threads only pay for graphs with millions of edges: a Lanczos run makes
+       hundreds of these products, and each fork costs more than a small one. */
+#pragma omp parallel for num_threads(mb_threads()) if (s->rowptr[s->n] > (1 << 21))
     for (int64_t i = 0; i < s->n; i++) {
         double acc = 0;
         for (int64_t p = s->rowptr[i]; p < s->rowptr[i + 1]; p++) acc += s->val[p] * x[s->col[p]];
@@ -314,9 +315,32 @@ static void sub_matvec(const sub_graph *s, const double *x, double *y) {
     }
 }
 
+/* Small vector kernels for Lanczos, written out rather than called from
+   BLAS: these are thousands of short level-1/2 calls, where OpenBLAS's thread
+   hand-offs cost more than the arithmetic on a busy machine, and plain loops
+   give the same bits for any thread count. */
+static double vdot(int64_t n, const double *a, const double *b) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+static void vaxpy(int64_t n, double alpha, const double *x, double *y) {
+    for (int64_t i = 0; i < n; i++) y[i] += alpha * x[i];
+}
+
+static void vscale(int64_t n, double alpha, double *x) {
+    for (int64_t i = 0; i < n; i++) x[i] *= alpha;
+}
+
+/* w -= V^T (V w) for the first rows vectors of V [rows, n]; h scratch [rows]. */
+static void orthogonalise(const double *V, int rows, int64_t n, double *w, double *h) {
+    for (int r = 0; r < rows; r++) h[r] = vdot(n, V + (size_t)r * n, w);
+    for (int r = 0; r < rows; r++) vaxpy(n, -h[r], V + (size_t)r * n, w);
+}
+
 static void project_out(double *w, const double *u, int64_t n) {
-    double dot = cblas_ddot((int)n, w, 1, u, 1);
-    cblas_daxpy((int)n, -dot, u, 1, w, 1);
+    vaxpy(n, -vdot(n, w, u), u, w);
 }
 
 /* The nev largest eigenpairs of M restricted to the complement of u0 (unit),
@@ -340,29 +364,26 @@ static mb_status lanczos_top(const sub_graph *s, const double *u0, int nev, mb_r
     /* Seeded start vector. */
     for (int64_t i = 0; i < n; i++) V[i] = mb_rng_uniform(rng) - 0.5;
     double worst = INFINITY;
-    const double tol = 1e-6;
+    const double tol = 1e-4; /* umap-learn asks eigsh for tol 1e-4 */
     for (int restart = 0; restart < 30; restart++) {
         double *v0 = V;
         project_out(v0, u0, n);
-        double nrm = cblas_dnrm2((int)n, v0, 1);
+        double nrm = sqrt(vdot(n, v0, v0));
         if (!(nrm > 0)) { st = mb_fail(err, MB_ERR_NUMERIC, "spectral: the start vector vanished"); goto done; }
-        cblas_dscal((int)n, 1.0 / nrm, v0, 1);
+        vscale(n, 1.0 / nrm, v0);
         int steps = m;
         for (int j = 0; j < m; j++) {
             double *vj = V + (size_t)j * n;
             sub_matvec(s, vj, w);
             project_out(w, u0, n);
             /* Full reorthogonalisation (twice is enough: Kahan-Parlett). */
-            alpha[j] = cblas_ddot((int)n, w, 1, vj, 1);
-            for (int pass = 0; pass < 2; pass++) {
-                cblas_dgemv(CblasRowMajor, CblasNoTrans, j + 1, (int)n, 1.0, V, (int)n, w, 1, 0.0, h, 1);
-                cblas_dgemv(CblasRowMajor, CblasTrans, j + 1, (int)n, -1.0, V, (int)n, h, 1, 1.0, w, 1);
-            }
-            beta[j] = cblas_dnrm2((int)n, w, 1);
+            alpha[j] = vdot(n, w, vj);
+            for (int pass = 0; pass < 2; pass++) orthogonalise(V, j + 1, n, w, h);
+            beta[j] = sqrt(vdot(n, w, w));
             if (j + 1 < m) {
                 if (beta[j] < 1e-12) { steps = j + 1; break; } /* invariant subspace found: exact */
-                cblas_dcopy((int)n, w, 1, V + (size_t)(j + 1) * n, 1);
-                cblas_dscal((int)n, 1.0 / beta[j], V + (size_t)(j + 1) * n, 1);
+                double *next = V + (size_t)(j + 1) * n;
+                for (int64_t i = 0; i < n; i++) next[i] = w[i] / beta[j];
             }
         }
         if (steps < nev) { st = mb_fail(err, MB_ERR_NUMERIC, "spectral: Krylov space of dimension %d is smaller than %d", steps, nev); goto done; }
@@ -382,13 +403,13 @@ static mb_status lanczos_top(const sub_graph *s, const double *u0, int nev, mb_r
         /* Ritz vectors y_c = V^T S[:, c]. */
         for (int c = 0; c < nev; c++) {
             double *y = vecs + (size_t)c * n;
-            for (int j = 0; j < steps; j++) h[j] = S[(size_t)j * nev + c];
-            cblas_dgemv(CblasRowMajor, CblasTrans, steps, (int)n, 1.0, V, (int)n, h, 1, 0.0, y, 1);
+            memset(y, 0, (size_t)n * sizeof(double));
+            for (int j = 0; j < steps; j++) vaxpy(n, S[(size_t)j * nev + c], V + (size_t)j * n, y);
         }
         if (worst < tol || steps < m) break;
         /* Restart from the sum of the wanted Ritz vectors. */
         memset(V, 0, (size_t)n * sizeof(double));
-        for (int c = 0; c < nev; c++) cblas_daxpy((int)n, 1.0, vecs + (size_t)c * n, 1, V, 1);
+        for (int c = 0; c < nev; c++) vaxpy(n, 1.0, vecs + (size_t)c * n, V);
     }
     *residual = worst;
 done:
@@ -429,7 +450,9 @@ static mb_status spectral_component(const mb_umap_graph *g, const int64_t *nodes
     /* The trivial eigenvector sqrt(d)/||sqrt(d)|| (eigenvalue 1), deflated. */
     double *u0 = malloc((size_t)nc * sizeof(double));
     if (!u0) { st = mb_fail(err, MB_ERR_NOMEM, "spectral: out of memory"); goto done; }
-    double nrm = cblas_dnrm2((int)nc, s.sqrt_d, 1);
+    double nrm = 0;
+    for (int64_t a = 0; a < nc; a++) nrm += s.sqrt_d[a] * s.sqrt_d[a]; /* = total degree */
+    nrm = sqrt(nrm);
     for (int64_t a = 0; a < nc; a++) u0[a] = s.sqrt_d[a] / nrm;
     st = lanczos_top(&s, u0, dim, rng, vecs, residual, err);
     free(u0);
@@ -871,4 +894,25 @@ done:
     if (have_ctx) mb_distance_ctx_free(&ctx);
     free(ny); free(dy); free(buf);
     return st;
+}
+
+/* ---- synthetic data with known clusters -------------------------------- */
+
+mb_status mb_make_blobs(int64_t N, int64_t D, int n_clusters, double center_scale, double cluster_std,
+                        uint64_t seed, float *X, int32_t *labels, mb_error *err) {
+    if (N < 1 || D < 1) return mb_fail(err, MB_ERR_ARG, "make_blobs: need n >= 1 and d >= 1, got %lld, %lld", (long long)N, (long long)D);
+    if (n_clusters < 1 || n_clusters > N) return mb_fail(err, MB_ERR_ARG, "make_blobs: centers (%d) must be between 1 and n (%lld)", n_clusters, (long long)N);
+    if (!(center_scale >= 0) || !(cluster_std >= 0)) return mb_fail(err, MB_ERR_ARG, "make_blobs: center_box and cluster_std must be >= 0");
+    double *centres = malloc((size_t)n_clusters * (size_t)D * sizeof(double));
+    if (!centres) return mb_fail(err, MB_ERR_NOMEM, "make_blobs: out of memory");
+    mb_rng rng;
+    mb_rng_seed(&rng, seed);
+    for (int64_t i = 0; i < (int64_t)n_clusters * D; i++) centres[i] = center_scale * mb_rng_normal(&rng);
+    for (int64_t i = 0; i < N; i++) {
+        int c = (int)(i % n_clusters);
+        if (labels) labels[i] = c;
+        for (int64_t d = 0; d < D; d++) X[i * D + d] = (float)(centres[c * D + d] + cluster_std * mb_rng_normal(&rng));
+    }
+    free(centres);
+    return MB_OK;
 }

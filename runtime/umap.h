@@ -99,4 +99,12 @@ void mb_umap_graph_free(mb_umap_graph *g);
 mb_status mb_trustworthiness(const float *X, int64_t N, int64_t D, const float *Y, int64_t DY, int k,
                              mb_metric metric, double *out, mb_error *err);
 
+/* ---- synthetic data with known clusters (tests, benchmarks) ----------- */
+
+/* scikit-learn make_blobs-like: n_clusters centres drawn from
+   N(0, center_scale^2 I) in D dimensions, row i in cluster i mod n_clusters
+   (labels [N], 0-based) with N(0, cluster_std^2 I) noise. X [N,D]. */
+mb_status mb_make_blobs(int64_t N, int64_t D, int n_clusters, double center_scale, double cluster_std,
+                        uint64_t seed, float *X, int32_t *labels, mb_error *err);
+
 #endif
