@@ -877,16 +877,23 @@ mb_status mb_trustworthiness(const float *X, int64_t N, int64_t D, const float *
 #pragma omp parallel for num_threads(mb_threads()) reduction(+ : total) schedule(dynamic, 8) if (rows * N > MB_PAR_MIN)
         for (int64_t r = 0; r < rows; r++) {
             int64_t i = row0 + r;
-            const float *dx = buf + r * N;
-            for (int q = 1; q <= k; q++) {
-                int64_t j = ny[i * (k + 1) + q];
-                float dj = dx[j];
-                /* rank of j among i's neighbours in X: 1 + the others before it */
-                int64_t rank = 1;
-                for (int64_t l = 0; l < N; l++)
-                    if (l != i && l != j && (dx[l] < dj || (dx[l] == dj && l < j))) rank++;
-                if (rank > k) total += (double)(rank - k);
+            float *dx = buf + r * N;
+            dx[i] = INFINITY; /* sklearn puts the point itself last */
+            /* rank of each embedded neighbour j among i's neighbours in X:
+               1 + the points before it, ties broken by index; one pass for all k. */
+            float thr[k];
+            int64_t who[k], rank[k];
+            for (int q = 0; q < k; q++) {
+                who[q] = ny[i * (k + 1) + q + 1];
+                thr[q] = dx[who[q]];
+                rank[q] = 1;
             }
+            for (int64_t l = 0; l < N; l++) {
+                float d = dx[l];
+                for (int q = 0; q < k; q++) rank[q] += (d < thr[q]) | ((d == thr[q]) & (l < who[q]));
+            }
+            for (int q = 0; q < k; q++)
+                if (rank[q] > k) total += (double)(rank[q] - k);
         }
     }
     *out = 1.0 - total * (2.0 / ((double)N * k * (2.0 * N - 3.0 * k - 1.0)));
