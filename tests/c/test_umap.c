@@ -86,8 +86,8 @@ TEST(find_ab_matches_umap_learn) {
 
 /* ---- exact kNN -------------------------------------------------------- */
 
-static void check_knn_metric(mb_metric metric) {
-    const int64_t N = 300, D = 20;
+static void check_knn_metric(mb_metric metric, int64_t N) {
+    const int64_t D = 20;
     const int k = 10;
     float *X = random_matrix(N, D, 7);
     int32_t *idx = malloc(N * k * sizeof(int32_t));
@@ -116,8 +116,14 @@ static void check_knn_metric(mb_metric metric) {
     free(X); free(idx); free(dist); free(row);
 }
 
-TEST(knn_matches_naive_cosine) { check_knn_metric(MB_METRIC_COSINE); }
-TEST(knn_matches_naive_euclidean) { check_knn_metric(MB_METRIC_EUCLIDEAN); }
+/* 300 rows fit one distance tile; 2,600 rows need two tiles per side (2,048 rows and the rest),
+   so the transposed updates of the off-diagonal tiles are checked too. */
+TEST(knn_matches_naive_cosine) { check_knn_metric(MB_METRIC_COSINE, 300); }
+TEST(knn_matches_naive_euclidean) { check_knn_metric(MB_METRIC_EUCLIDEAN, 300); }
+TEST(knn_matches_naive_across_tiles) {
+    check_knn_metric(MB_METRIC_COSINE, 2600);
+    check_knn_metric(MB_METRIC_EUCLIDEAN, 2600);
+}
 
 TEST(knn_rejects_bad_k) {
     float X[6] = {1, 2, 3, 4, 5, 6};
@@ -480,6 +486,7 @@ int main(void) {
     RUN(find_ab_matches_umap_learn);
     RUN(knn_matches_naive_cosine);
     RUN(knn_matches_naive_euclidean);
+    RUN(knn_matches_naive_across_tiles);
     RUN(knn_rejects_bad_k);
     RUN(smooth_knn_dist_hits_log2_k);
     RUN(fuzzy_graph_is_the_fuzzy_union);
