@@ -137,26 +137,23 @@ void mb_umap_smooth_knn_dist(const float *knn_dists, int64_t N, int k, double lo
 #pragma omp parallel for num_threads(mb_threads()) if (N * k > MB_PAR_MIN)
     for (int64_t i = 0; i < N; i++) {
         const float *d = knn_dists + i * k;
-        /* rho: the local_connectivity-th nonzero distance (interpolated). */
+        /* rho: the local_connectivity-th nonzero distance (interpolated). The
+           row is ascending, so its nonzero distances are its tail d[first..]. */
         double rho = 0;
-        int nonzero = 0;
-        for (int j = 0; j < k; j++) nonzero += d[j] > 0;
-        double nz[k > 0 ? k : 1];
-        int c = 0;
-        for (int j = 0; j < k; j++) if (d[j] > 0) nz[c++] = d[j];
-        if (nonzero >= local_connectivity) {
+        int first = 0;
+        while (first < k && !(d[first] > 0)) first++;
+        const int nonzero = k - first;
+        if (nonzero > 0 && nonzero >= local_connectivity) {
             int index = (int)floor(local_connectivity);
             double interp = local_connectivity - index;
             if (index > 0) {
-                rho = nz[index - 1];
-                if (interp > SMOOTH_K_TOLERANCE && index < nonzero) rho += interp * (nz[index] - nz[index - 1]);
+                rho = d[first + index - 1];
+                if (interp > SMOOTH_K_TOLERANCE && index < nonzero) rho += interp * (d[first + index] - d[first + index - 1]);
             } else {
-                rho = interp * nz[0];
+                rho = interp * d[first];
             }
         } else if (nonzero > 0) {
-            double mx = 0;
-            for (int j = 0; j < c; j++) if (nz[j] > mx) mx = nz[j];
-            rho = mx;
+            rho = d[k - 1];
         }
         /* sigma: binary search for sum_{j>=1} exp(-(d_j - rho)/sigma) = log2 k. */
         double lo = 0, hi = INFINITY, mid = 1.0;

@@ -71,7 +71,8 @@ mb_status mb_umap_fit_transform(const float *X, int64_t N, int64_t D, const mb_u
    (least squares by Levenberg-Marquardt, as scipy's curve_fit). */
 mb_status mb_umap_find_ab(double spread, double min_dist, double *a, double *b, mb_error *err);
 
-/* sigmas [N], rhos [N] from knn_dists [N,k] (column 0 the point itself). */
+/* sigmas [N], rhos [N] from knn_dists [N,k] (each row ascending, column 0
+   the point itself, as mb_knn_exact gives them). */
 void mb_umap_smooth_knn_dist(const float *knn_dists, int64_t N, int k, double local_connectivity,
                              double *sigmas, double *rhos);
 
