@@ -14,8 +14,10 @@
  *      4 and a linearly decaying learning rate.
  * Limits: exact kNN (quadratic in N); the layout runs on one thread, so it is
  * deterministic for a seed (the same seed, thread count and machine give
- * the same embedding; the kNN products may round differently with another
- * thread count). umap-learn's densMAP, supervised and transform() paths are
+ * the same embedding, bit for bit; another OpenBLAS kernel, e.g. through
+ * OPENBLAS_CORETYPE, may round the kNN products differently and so change
+ * the graph slightly). A multi-threaded (Hogwild) layout is not offered
+ * because it would give up that determinism. umap-learn's densMAP, supervised and transform() paths are
  * not implemented.
  */
 #ifndef MB_UMAP_H
