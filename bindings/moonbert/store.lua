@@ -19,6 +19,9 @@
 -- store:predictions(id, split, {by_loss=true, limit=20}), store:artifacts(id), store:tags(id).
 -- run:artifact_dir() is results/runs/<id> (beside the store file), created on first use.
 -- Params are written once (booleans are kept as "true"/"false", tables as JSON text).
+-- Under `moonbert sweep`, MOONBERT_SWEEP and MOONBERT_TRIAL become the tags sweep
+-- and trial of every run started (the trial is also the name of a run given none),
+-- and MOONBERT_EXPERIMENT replaces the experiment.
 local core = require("moonbert.core").store
 
 local M = {
@@ -145,6 +148,16 @@ function Store:start_run(opts)
   end
   local fields = {}
   for _, k in ipairs(RUN_FIELDS) do fields[k] = opts[k] end
+  -- A trial of `moonbert sweep` (moonbert.sweep) is told its sweep, trial key
+  -- and experiment through the environment; its runs carry them as tags.
+  local sweep_tags
+  local sweep, trial = os.getenv("MOONBERT_SWEEP"), os.getenv("MOONBERT_TRIAL")
+  if sweep and sweep ~= "" then
+    sweep_tags = { sweep = sweep, trial = trial }
+    local exp = os.getenv("MOONBERT_EXPERIMENT")
+    if exp and exp ~= "" then fields.experiment = exp end
+    if fields.name == nil and trial and trial ~= "" then fields.name = trial end
+  end
   local script = opts.script
   if script == nil and not opts.script_path then script = rawget(_G, "arg") and arg[0] end
   if type(script) == "string" and script ~= "-" then
@@ -177,6 +190,7 @@ function Store:start_run(opts)
       assert(type(opts.tags) == "table", "field 'tags' must be a table")
       for k, v in pairs(opts.tags) do run:set_tag(tostring(k), v) end
     end
+    if sweep_tags then for k, v in pairs(sweep_tags) do run:set_tag(k, v) end end
   end)
   if not ok then
     run:fail(err)

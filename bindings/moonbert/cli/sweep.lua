@@ -1,0 +1,63 @@
+-- moonbert sweep: run a hyperparameter grid or random search (moonbert.sweep).
+--
+-- Exit codes: 0 every trial completed (now or in an earlier run of the sweep),
+-- 1 a trial failed or the spec or store is unusable (message on stderr),
+-- 2 a usage error.
+local args = require "moonbert.args"
+
+local SPEC = {
+  { "--jobs", "N", "trials run at once, each its own process (default: the spec's jobs, else 1)", type = "number" },
+  { "--store", "PATH", "results store (default: the spec's store, else results/moonbert.db)" },
+  { "--dry-run", nil, "list the trials and which are already completed; run nothing" },
+}
+
+local M = { summary = "run a hyperparameter sweep (grid or random), several processes, resumable" }
+
+M.usage = args.usage(SPEC, [[
+usage: moonbert sweep SPEC.lua [--jobs N] [--store PATH] [--dry-run]
+
+SPEC.lua returns a table:
+  script = "experiments/baseline_vs_finetune.lua", args = {"--quick"},
+  grid = { lr = {1e-5, 2e-5}, batch_size = {32, 64} },       -- every combination
+  -- or random = { lr = {log_uniform = {1e-5, 1e-4}}, batch_size = {choice = {32, 64}} },
+  --    (also uniform = {a, b}, int_uniform = {a, b}), with seed = 1
+  trials = 6,                    -- random: points to draw; grid: at most this many
+  metric = "val/accuracy", mode = "max",
+  experiment = "sweep_lr",       -- experiment of the trials' runs (default: spec file name)
+  store = "results/moonbert.db", jobs = 2, timeout = 3600 (seconds per trial)
+
+Each trial runs `moonbert run SCRIPT ARGS --lr 2e-05 --batch-size 64 --store PATH`.
+Trials already completed are skipped, so rerunning resumes. At the end the
+trials are ranked by the metric; `moonbert results best --experiment E --metric M`
+and `moonbert results compare` work on their runs. Logs: sweeps/<name>/ beside the store.
+
+options:]])
+
+function M.main(argv)
+  local opts, rest = args.parse(argv, SPEC)
+  if #rest ~= 1 then args.usage_error("sweep takes one spec file (moonbert sweep SPEC.lua)") end
+  if opts.jobs ~= nil and (opts.jobs < 1 or opts.jobs ~= math.floor(opts.jobs)) then
+    args.usage_error("option '--jobs' must be a positive integer, got " .. tostring(opts.jobs))
+  end
+  local sweep = require "moonbert.sweep"
+  local ok, spec = pcall(sweep.load_spec, rest[1])
+  if not ok then
+    io.stderr:write("moonbert sweep: " .. tostring(spec) .. "\n")
+    return 1
+  end
+  local summary
+  ok, summary = pcall(sweep.run, spec, { jobs = opts.jobs and math.tointeger(opts.jobs), store = opts.store,
+                                         dry_run = opts.dry_run })
+  if not ok then
+    io.stderr:write("moonbert sweep: " .. tostring(summary) .. "\n")
+    return 1
+  end
+  if opts.dry_run then return 0 end
+  io.stdout:write("\n")
+  sweep.print_ranking(spec, summary.ranking)
+  io.stdout:write(string.format("%d trials: %d completed now, %d skipped (already completed), %d failed\n",
+                                summary.trials, summary.completed, summary.skipped, summary.failed))
+  return summary.failed == 0 and 0 or 1
+end
+
+return M

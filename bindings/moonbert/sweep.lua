@@ -1,0 +1,483 @@
+-- moonbert.sweep (mb.sweep): hyperparameter sweeps, one process per trial.
+--
+--   -- experiments/sweep_lr.lua (a spec is a Lua file returning a table)
+--   return {
+--     script = "experiments/baseline_vs_finetune.lua", args = { "--quick" },
+--     grid = { lr = { 1e-5, 2e-5, 5e-5 }, batch_size = { 32, 64 } },
+--     -- or random = { lr = { log_uniform = { 1e-5, 1e-4 } }, batch_size = { choice = { 32, 64 } } },
+--     trials = 6, seed = 1,                 -- trials: required by random, caps a grid
+--     metric = "val/accuracy", mode = "max",
+--     experiment = "sweep_lr",              -- default: the sweep's name (the spec's file name)
+--     store = "results/moonbert.db", jobs = 2, timeout = 3600,
+--   }
+--   moonbert sweep experiments/sweep_lr.lua [--jobs N] [--store PATH] [--dry-run]
+--
+-- Each trial is `moonbert run SCRIPT ARGS... --lr 2e-05 --batch-size 64 --store PATH`
+-- in its own process (option names: '_' becomes '-'; true is a bare flag, false
+-- leaves it out), at most `jobs` at a time, all writing to the same store. The
+-- environment tells the trial's runs who they are (mb.store.start_run reads it):
+-- MOONBERT_SWEEP=<name> and MOONBERT_TRIAL=<key> become tags, and
+-- MOONBERT_EXPERIMENT=<experiment> replaces the script's experiment, so that
+-- `moonbert results best --experiment <experiment> --metric M` ranks the trials.
+-- A trial's key is its options in canonical form, "batch_size=64,lr=2e-05".
+--
+-- Resume: a trial with a completed run tagged with the sweep and its key is
+-- skipped, so rerunning a sweep after a crash or Ctrl-C runs only what is left
+-- (random search draws the same points from the same seed). A trial whose
+-- process fails is reported with its log and counted as failed; its run, if it
+-- started one, is marked failed by the store. Random draws of floats are rounded
+-- to 3 significant digits, so keys stay readable and repeatable.
+-- Limits: processes are started through /bin/sh and polled (every 0.1 s);
+-- trials run on this machine only.
+local M = {}
+
+local function shq(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+local function spec_error(path, msg) error("sweep spec " .. path .. ": " .. msg, 0) end
+
+-- ---- option values and keys -----------------------------------------------------
+
+--- sweep.format_value(v) -> the text of an option value, as in keys and on command lines.
+function M.format_value(v)
+  if math.type(v) == "integer" then return string.format("%d", v) end
+  if type(v) == "number" then
+    if v == math.floor(v) and math.abs(v) < 1e15 then return string.format("%d", v) end
+    local s = string.format("%.15g", v)
+    if tonumber(s) ~= v then s = string.format("%.17g", v) end
+    return s
+  end
+  return tostring(v)
+end
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys)
+  return keys
+end
+
+--- sweep.key(options) -> "a=1,b=2e-05" (sorted by name)
+function M.key(options)
+  local parts = {}
+  for _, k in ipairs(sorted_keys(options)) do parts[#parts + 1] = k .. "=" .. M.format_value(options[k]) end
+  return table.concat(parts, ",")
+end
+
+--- sweep.option_args(options) -> {"--batch-size", "64", "--lr", "2e-05", ...}
+function M.option_args(options)
+  local out = {}
+  for _, k in ipairs(sorted_keys(options)) do
+    local v, flag = options[k], "--" .. k:gsub("_", "-")
+    if v == true then out[#out + 1] = flag
+    elseif v ~= false then out[#out + 1] = flag; out[#out + 1] = M.format_value(v) end
+  end
+  return out
+end
+
+-- ---- the spec ---------------------------------------------------------------------
+
+local KNOWN = { script = true, args = true, grid = true, random = true, trials = true, seed = true, metric = true,
+                mode = true, experiment = true, name = true, store = true, jobs = true, timeout = true }
+
+local function check_name(path, k)
+  if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") then
+    spec_error(path, "option name " .. tostring(k) .. " must be an identifier (letters, digits, '_')")
+  end
+end
+
+local function check_distribution(path, k, d)
+  if type(d) ~= "table" then spec_error(path, "random." .. k .. " must be a table") end
+  if #d > 0 then return { choice = d } end -- a plain list is a choice
+  local kind = next(d)
+  if next(d, kind) ~= nil then spec_error(path, "random." .. k .. " must hold one distribution") end
+  local a = d[kind]
+  if kind == "choice" then
+    if type(a) ~= "table" or #a == 0 then spec_error(path, "random." .. k .. ".choice must be a non-empty list") end
+  elseif kind == "uniform" or kind == "log_uniform" or kind == "int_uniform" then
+    if type(a) ~= "table" or type(a[1]) ~= "number" or type(a[2]) ~= "number" or a[1] > a[2] then
+      spec_error(path, "random." .. k .. "." .. kind .. " must be {low, high} with low <= high")
+    end
+    if kind == "log_uniform" and a[1] <= 0 then spec_error(path, "random." .. k .. ".log_uniform needs low > 0") end
+  else
+    spec_error(path, "random." .. k .. ": unknown distribution '" .. tostring(kind) ..
+               "' (choice, uniform, log_uniform, int_uniform)")
+  end
+  return d
+end
+
+--- sweep.check_spec(spec, path) -> spec with defaults filled (raises on a bad spec)
+function M.check_spec(spec, path)
+  path = path or "(table)"
+  if type(spec) ~= "table" then spec_error(path, "must return a table, got " .. type(spec)) end
+  for k in pairs(spec) do
+    if not KNOWN[k] then spec_error(path, "unknown field '" .. tostring(k) .. "'") end
+  end
+  local s = {}
+  for k, v in pairs(spec) do s[k] = v end
+  if type(s.script) ~= "string" or s.script == "" then spec_error(path, "field 'script' (path of a Lua script) is required") end
+  if s.args ~= nil and type(s.args) ~= "table" then spec_error(path, "field 'args' must be a list of strings") end
+  s.args = s.args or {}
+  for i, a in ipairs(s.args) do s.args[i] = tostring(a) end
+  if (s.grid == nil) == (s.random == nil) then spec_error(path, "give exactly one of 'grid' and 'random'") end
+  if s.grid ~= nil then
+    if type(s.grid) ~= "table" or next(s.grid) == nil then spec_error(path, "field 'grid' must be a table of option = {values}") end
+    for k, vs in pairs(s.grid) do
+      check_name(path, k)
+      if type(vs) ~= "table" or #vs == 0 then spec_error(path, "grid." .. k .. " must be a non-empty list of values") end
+    end
+  else
+    if type(s.random) ~= "table" or next(s.random) == nil then spec_error(path, "field 'random' must be a table of option = distribution") end
+    local r = {}
+    for k, d in pairs(s.random) do check_name(path, k); r[k] = check_distribution(path, k, d) end
+    s.random = r
+    if s.trials == nil then spec_error(path, "random search needs 'trials' (how many points to draw)") end
+  end
+  if s.trials ~= nil and (math.type(s.trials) ~= "integer" or s.trials < 1) then
+    spec_error(path, "field 'trials' must be a positive integer")
+  end
+  s.seed = s.seed or 0
+  if math.type(s.seed) ~= "integer" then spec_error(path, "field 'seed' must be an integer") end
+  if type(s.metric) ~= "string" or s.metric == "" then spec_error(path, "field 'metric' (e.g. \"val/accuracy\") is required") end
+  s.mode = s.mode or "max"
+  if s.mode ~= "max" and s.mode ~= "min" then spec_error(path, "field 'mode' must be \"max\" or \"min\"") end
+  if s.name == nil then
+    s.name = path:match("([^/]+)%.lua$") or path:match("([^/]+)$") or "sweep"
+  end
+  if type(s.name) ~= "string" or s.name == "" then spec_error(path, "field 'name' must be a non-empty string") end
+  s.experiment = s.experiment or s.name
+  if type(s.experiment) ~= "string" or s.experiment == "" then spec_error(path, "field 'experiment' must be a non-empty string") end
+  if s.store ~= nil and type(s.store) ~= "string" then spec_error(path, "field 'store' must be a path") end
+  if s.jobs ~= nil and (math.type(s.jobs) ~= "integer" or s.jobs < 1) then spec_error(path, "field 'jobs' must be a positive integer") end
+  if s.timeout ~= nil and (type(s.timeout) ~= "number" or s.timeout <= 0) then spec_error(path, "field 'timeout' must be a number of seconds") end
+  s.path = path
+  return s
+end
+
+--- sweep.load_spec(path) -> spec. The file runs in an empty environment (it is data).
+function M.load_spec(path)
+  local f, err = io.open(path, "rb")
+  if not f then error("cannot read sweep spec " .. tostring(err), 0) end
+  local text = f:read("a")
+  f:close()
+  local chunk, cerr = load(text, "@" .. path, "t", { math = math })
+  if not chunk then error("sweep spec " .. cerr, 0) end
+  local ok, spec = pcall(chunk)
+  if not ok then error("sweep spec " .. tostring(spec), 0) end
+  return M.check_spec(spec, path)
+end
+
+-- ---- the trials -----------------------------------------------------------------
+
+local function round3(x)
+  if x == 0 then return 0 end
+  return tonumber(string.format("%.3g", x))
+end
+
+local function draw(d)
+  local kind, a = next(d)
+  if kind == "choice" then return a[math.random(1, #a)] end
+  if kind == "int_uniform" then return math.random(math.ceil(a[1]), math.floor(a[2])) end
+  if kind == "uniform" then return round3(a[1] + (a[2] - a[1]) * math.random()) end
+  return round3(math.exp(math.log(a[1]) + (math.log(a[2]) - math.log(a[1])) * math.random()))
+end
+
+--- sweep.trials(spec) -> array of {index=, key=, options=}
+-- Grid: the cartesian product in sorted option order (the last option varies
+-- fastest), cut to spec.trials. Random: spec.trials distinct points drawn with
+-- spec.seed (fewer when the space is smaller).
+function M.trials(spec)
+  local out, seen = {}, {}
+  local function add(options)
+    local key = M.key(options)
+    if seen[key] then return end
+    seen[key] = true
+    out[#out + 1] = { index = #out + 1, key = key, options = options }
+  end
+  if spec.grid then
+    local names = sorted_keys(spec.grid)
+    local function walk(i, acc)
+      if spec.trials and #out >= spec.trials then return end
+      if i > #names then
+        local o = {}
+        for k, v in pairs(acc) do o[k] = v end
+        add(o)
+        return
+      end
+      for _, v in ipairs(spec.grid[names[i]]) do
+        acc[names[i]] = v
+        walk(i + 1, acc)
+      end
+      acc[names[i]] = nil
+    end
+    walk(1, {})
+  else
+    -- Lua 5.4's math.random is xoshiro256**: the same seed draws the same points.
+    local saved = math.random(0)
+    math.randomseed(spec.seed)
+    local names = sorted_keys(spec.random)
+    local attempts = 0
+    while #out < spec.trials and attempts < spec.trials * 50 do
+      attempts = attempts + 1
+      local o = {}
+      for _, k in ipairs(names) do o[k] = draw(spec.random[k]) end
+      add(o)
+    end
+    math.randomseed(saved)
+  end
+  return out
+end
+
+-- ---- finding the binary and the script ---------------------------------------------
+
+--- sweep.binary() -> path of the moonbert executable to run trials with
+function M.binary()
+  local env = os.getenv("MOONBERT_BIN")
+  if env and env ~= "" then return env end
+  local ok, lfs = pcall(require, "lfs")
+  if ok then
+    local a = lfs.symlinkattributes("/proc/self/exe")
+    if a and a.target and a.target:match("/moonbert$") then return a.target end
+    local root = rawget(_G, "MOONBERT_ROOT")
+    if root and lfs.attributes(root .. "/build/bin/moonbert", "mode") == "file" then return root .. "/build/bin/moonbert" end
+  end
+  return "moonbert"
+end
+
+local function exists(p)
+  local f = io.open(p, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+-- The script as named (relative to the current folder), else beside the spec.
+local function resolve_script(spec)
+  if exists(spec.script) or spec.script:sub(1, 1) == "/" then return spec.script end
+  local dir = spec.path:match("^(.*)/[^/]*$")
+  if dir and exists(dir .. "/" .. spec.script) then return dir .. "/" .. spec.script end
+  return spec.script
+end
+
+local function mkdir_p(dir)
+  local lfs = require "lfs"
+  local prefix = dir:sub(1, 1) == "/" and "/" or ""
+  for part in dir:gmatch("[^/]+") do
+    prefix = prefix .. part
+    if not lfs.attributes(prefix, "mode") then lfs.mkdir(prefix) end
+    prefix = prefix .. "/"
+  end
+end
+
+-- ---- the store side ------------------------------------------------------------------
+
+--- sweep.trial_runs(store, spec) -> {key = {runs...}} for runs tagged with the sweep
+-- Each run record gains .tags and .value (its final spec.metric, or nil).
+function M.trial_runs(store, spec)
+  local by_key = {}
+  for _, r in ipairs(store:runs { experiment = spec.experiment }) do
+    local tags = store:tags(r.id)
+    if tags.sweep == spec.name and tags.trial then
+      r.tags = tags
+      local m = store:final_metrics(r.id)[spec.metric]
+      r.value = m and m.value
+      by_key[tags.trial] = by_key[tags.trial] or {}
+      table.insert(by_key[tags.trial], r)
+    end
+  end
+  return by_key
+end
+
+local function better(spec, a, b)
+  if b == nil or b ~= b then return a ~= nil and a == a end
+  if a == nil or a ~= a then return false end
+  if spec.mode == "max" then return a > b end
+  return a < b
+end
+
+--- sweep.rank(store, spec [, trials]) -> rows sorted best first:
+---   {key=, status=, run_id=, value=} (value nil: no completed run or no metric)
+-- A trial's value is the best final metric among its completed runs.
+function M.rank(store, spec, trials)
+  trials = trials or M.trials(spec)
+  local runs = M.trial_runs(store, spec)
+  local rows = {}
+  for _, t in ipairs(trials) do
+    local row = { key = t.key, index = t.index, status = "not run" }
+    for _, r in ipairs(runs[t.key] or {}) do
+      if r.status == "completed" then
+        if row.status ~= "completed" or better(spec, r.value, row.value) then
+          row.status, row.run_id, row.value = "completed", r.id, r.value
+        end
+      elseif row.status ~= "completed" then
+        row.status, row.run_id = r.status, r.id
+      end
+    end
+    rows[#rows + 1] = row
+  end
+  table.sort(rows, function(a, b)
+    local ha, hb = a.value ~= nil and a.value == a.value, b.value ~= nil and b.value == b.value
+    if ha ~= hb then return ha end
+    if ha and a.value ~= b.value then return better(spec, a.value, b.value) end
+    return a.index < b.index
+  end)
+  return rows
+end
+
+-- ---- running --------------------------------------------------------------------------
+
+local function sleep(s) os.execute("sleep " .. s) end
+
+local function read_file(p)
+  local f = io.open(p, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function tail_lines(text, n)
+  local lines = {}
+  for l in (text or ""):gmatch("[^\n]+") do lines[#lines + 1] = l end
+  return table.concat(lines, "\n", math.max(1, #lines - n + 1), #lines)
+end
+
+--- sweep.run(spec, opts) -> summary
+-- opts: store (path; default spec.store or results/moonbert.db), jobs (default
+-- spec.jobs or 1), binary (default sweep.binary()), dry_run, out (a file
+-- handle for progress lines; io.stdout). summary: {trials=, skipped=,
+-- completed=, failed=, failures = {{key=, code=, log=}}, ranking = sweep.rank(...)}
+function M.run(spec, opts)
+  opts = opts or {}
+  local out = opts.out or io.stdout
+  local store_path = opts.store or spec.store or "results/moonbert.db"
+  local jobs = opts.jobs or spec.jobs or 1
+  local bin = opts.binary or M.binary()
+  local mb_store = require "moonbert.store"
+  local trials = M.trials(spec)
+  local summary = { trials = #trials, skipped = 0, completed = 0, failed = 0, failures = {} }
+
+  local done = {}
+  if not (opts.dry_run and not exists(store_path)) then -- a dry run creates no store
+    local store = mb_store.open(store_path)
+    for key, runs in pairs(M.trial_runs(store, spec)) do
+      for _, r in ipairs(runs) do if r.status == "completed" then done[key] = true end end
+    end
+    store:close()
+  end
+
+  local todo = {}
+  for _, t in ipairs(trials) do
+    if done[t.key] then summary.skipped = summary.skipped + 1 else todo[#todo + 1] = t end
+  end
+  out:write(string.format("sweep %s: %d trials (%d already completed, %d to run, %d at a time); experiment %s, store %s\n",
+                          spec.name, #trials, summary.skipped, #todo, jobs, spec.experiment, store_path))
+  if opts.dry_run then
+    for _, t in ipairs(trials) do
+      out:write(string.format("  %s %s\n", done[t.key] and "done" or "todo", t.key))
+    end
+    return summary
+  end
+
+  local base = store_path:match("^(.*)/[^/]*$") or "."
+  local log_dir = base .. "/sweeps/" .. spec.name:gsub("[^%w_%-]", "_")
+  mkdir_p(log_dir)
+  local script = resolve_script(spec)
+
+  local function start(t)
+    local stem = string.format("%s/%03d-%s", log_dir, t.index, t.key:gsub("[^%w_%-=.,]", "_"))
+    t.log, t.rc_file = stem .. ".log", stem .. ".rc"
+    os.remove(t.rc_file)
+    local argv = { shq(bin), "run", shq(script) }
+    for _, a in ipairs(spec.args) do argv[#argv + 1] = shq(a) end
+    for _, a in ipairs(M.option_args(t.options)) do argv[#argv + 1] = shq(a) end
+    argv[#argv + 1] = "--store"
+    argv[#argv + 1] = shq(store_path)
+    local cmd = table.concat(argv, " ")
+    if spec.timeout then cmd = "timeout " .. string.format("%d", math.ceil(spec.timeout)) .. " " .. cmd end
+    local env = "MOONBERT_SWEEP=" .. shq(spec.name) .. " MOONBERT_TRIAL=" .. shq(t.key) ..
+                " MOONBERT_EXPERIMENT=" .. shq(spec.experiment)
+    -- The exit status goes to a file that appears only when the trial ends
+    -- (written then renamed), which is what the wait loop polls for.
+    local shell = "( " .. env .. " " .. cmd .. " > " .. shq(t.log) .. " 2>&1; echo $? > " .. shq(t.rc_file .. ".tmp") ..
+                  "; mv " .. shq(t.rc_file .. ".tmp") .. " " .. shq(t.rc_file) .. " ) < /dev/null > /dev/null 2>&1 & echo $!"
+    local p = assert(io.popen(shell))
+    t.pid = tonumber(p:read("a"):match("%d+"))
+    p:close()
+    t.started = mb_store.now()
+    out:write(string.format("[%d/%d] start  %s (pid %s)\n", t.index, #trials, t.key, tostring(t.pid)))
+    out:flush()
+  end
+
+  local running, next_i = {}, 1
+  while next_i <= #todo or #running > 0 do
+    while #running < jobs and next_i <= #todo do
+      start(todo[next_i])
+      running[#running + 1] = todo[next_i]
+      next_i = next_i + 1
+    end
+    sleep(0.1)
+    for i = #running, 1, -1 do
+      local t = running[i]
+      local rc = read_file(t.rc_file)
+      if rc then
+        table.remove(running, i)
+        os.remove(t.rc_file)
+        local code = tonumber(rc:match("%d+")) or -1
+        local secs = mb_store.now() - t.started
+        if code == 0 then
+          summary.completed = summary.completed + 1
+          out:write(string.format("[%d/%d] done   %s in %.1fs\n", t.index, #trials, t.key, secs))
+        else
+          summary.failed = summary.failed + 1
+          summary.failures[#summary.failures + 1] = { key = t.key, code = code, log = t.log }
+          out:write(string.format("[%d/%d] FAILED %s (exit %d after %.1fs), log %s:\n", t.index, #trials, t.key, code, secs, t.log))
+          local tl = tail_lines(read_file(t.log), 6)
+          if tl ~= "" then out:write("    " .. tl:gsub("\n", "\n    ") .. "\n") end
+        end
+        out:flush()
+      end
+    end
+  end
+
+  local store = mb_store.open(store_path)
+  summary.ranking = M.rank(store, spec, trials)
+  store:close()
+  -- A trial that exited 0 without a completed run of this sweep is not done either.
+  for _, row in ipairs(summary.ranking) do
+    if row.status ~= "completed" and not done[row.key] then
+      local listed = false
+      for _, f in ipairs(summary.failures) do if f.key == row.key then listed = true end end
+      if not listed then
+        summary.completed = summary.completed - 1
+        summary.failed = summary.failed + 1
+        summary.failures[#summary.failures + 1] = { key = row.key, code = 0, log = nil, no_run = true }
+        out:write(string.format("warning: trial %s exited 0 but recorded no completed run (does the script call store:start_run?)\n", row.key))
+      end
+    end
+  end
+  return summary
+end
+
+--- sweep.print_ranking(spec, ranking [, out]): the table of trials, best first, and the best.
+function M.print_ranking(spec, ranking, out)
+  out = out or io.stdout
+  local rows = { { "RANK", "TRIAL", "RUN", spec.metric, "STATUS" } }
+  for i, r in ipairs(ranking) do
+    rows[#rows + 1] = { tostring(i), r.key, r.run_id and tostring(r.run_id) or "-",
+                        r.value ~= nil and string.format("%.6g", r.value) or "-", r.status }
+  end
+  local widths = {}
+  for _, row in ipairs(rows) do for j, c in ipairs(row) do widths[j] = math.max(widths[j] or 0, #c) end end
+  for _, row in ipairs(rows) do
+    local cells = {}
+    for j, c in ipairs(row) do cells[j] = j < #row and (c .. string.rep(" ", widths[j] - #c)) or c end
+    out:write(table.concat(cells, "  "), "\n")
+  end
+  local best = ranking[1]
+  if best and best.value ~= nil then
+    out:write(string.format("best: %s (run %d) with %s = %.6g (%s)\n", best.key, best.run_id, spec.metric, best.value, spec.mode))
+  else
+    out:write("best: none (no completed trial logged " .. spec.metric .. ")\n")
+  end
+end
+
+return M

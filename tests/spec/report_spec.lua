@@ -1,0 +1,394 @@
+-- report_spec.lua: `moonbert report` and mb.report on a synthetic run.
+--
+-- The run holds every piece the report shows (dataset stats, metric series,
+-- confusion matrices, embeddings before/after, custom texts, predictions with
+-- texts), and hostile strings in every place a user or the data can put one.
+-- Checks: each section has its plot; nothing from the data reaches the page as
+-- markup; the page references nothing on the network; a run without artifacts
+-- gets notes instead of sections; and headless Chromium renders it: the SVGs
+-- are in the live DOM with non-zero boxes and shapes, no script element exists
+-- but the probe the test adds, and the screenshot is not blank.
+-- MOONBERT_REPORT_SAMPLE=path keeps the screenshot there.
+local mb = require "moonbert"
+local lfs = require "lfs"
+
+local BIN = os.getenv("MOONBERT_BIN") or (lfs.currentdir() .. "/build/bin/moonbert")
+
+local function shq(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+local function run_cmd(cmd)
+  local f = assert(io.popen(cmd .. " 2>&1"))
+  local out = f:read("a")
+  local _, _, code = f:close()
+  return out, code
+end
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function write(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+local function tmpdir()
+  local p = os.tmpname()
+  os.remove(p)
+  assert(lfs.mkdir(p))
+  return p
+end
+
+local function count(s, pat)
+  local n = 0
+  for _ in s:gmatch(pat) do n = n + 1 end
+  return n
+end
+
+local LABELS = { "sadness", "joy", "love", "anger", "fear", "surprise" }
+local EVIL = '<script>alert("x")</script></svg><img src=x onerror=alert(1)>&amp;'
+
+-- A run with every report piece; returns store, run id.
+local function synthetic_run(dir)
+  local store = mb.store.open(dir .. "/moonbert.db")
+  local run = store:start_run { experiment = "report <test>", name = "evil " .. EVIL, seed = 7, git = false,
+                                params = { lr = 2e-5, note = EVIL, batch_size = 64 }, tags = { who = EVIL } }
+  math.randomseed(7)
+  -- Dataset: label i has about 8 + 2 i words; class counts proportional to (7 - i).
+  local texts, labels = {}, {}
+  for id = 0, 5 do
+    for _ = 1, (6 - id) * 20 do
+      local n = 6 + 2 * id + math.random(0, 6)
+      local w = {}
+      for k = 1, n do w[k] = "w" .. k end
+      texts[#texts + 1] = table.concat(w, " ")
+      labels[#labels + 1] = id
+    end
+  end
+  texts[1] = EVIL .. " " .. texts[1]
+  mb.report.log_dataset_stats(run, "train", { text = texts, label = labels }, LABELS)
+  mb.report.log_dataset_stats(run, "validation", { text = texts, label = mb.tensor.from(labels, { dtype = "int32" }) }, LABELS)
+  -- Curves: train/loss per step, val/loss and val/accuracy per epoch (with steps).
+  for step = 1, 40 do run:log_metric("train/loss", 1.8 * math.exp(-step / 12) + 0.1, { step = step }) end
+  for epoch = 1, 2 do
+    run:log_metric("val/loss", 1.0 / epoch, { step = epoch * 20, epoch = epoch, split = "validation" })
+    run:log_metric("val/accuracy", 0.6 + 0.15 * epoch, { step = epoch * 20, epoch = epoch, split = "validation" })
+  end
+  run:log_metric("test/accuracy", 0.91)
+  local cm = {}
+  for i = 1, 6 do cm[i] = {}; for j = 1, 6 do cm[i][j] = (i == j) and 50 + i or i % 3 end end
+  run:log_confusion("validation", cm, { "sadness", "joy", "love", "anger", "fear", EVIL })
+  -- Embeddings: label blobs, overlapping before fine-tuning, apart after.
+  for _, stage in ipairs { "before", "after" } do
+    local spread = stage == "before" and 0.3 or 3
+    local xy, ls = {}, {}
+    for i = 1, 600 do
+      local id = (i - 1) % 6
+      local a = 2 * math.pi * id / 6
+      xy[i] = { spread * math.cos(a) + (math.random() - 0.5) * 2, spread * math.sin(a) + (math.random() - 0.5) * 2 }
+      ls[i] = id
+    end
+    if stage == "after" then xy = mb.tensor.from(xy) end
+    mb.report.log_embedding(run, stage, xy, ls, LABELS)
+  end
+  mb.report.log_custom_predictions(run, { "I saw a movie today and it was really good.", EVIL },
+    { { 0.01, 0.9, 0.05, 0.01, 0.02, 0.01 }, { 0.5, 0.1, 0.1, 0.1, 0.1, 0.1 } }, LABELS)
+  -- Predictions on validation: loss = index / 10 so the order is known.
+  local rows, vtexts = {}, {}
+  for i = 1, 30 do
+    rows[i] = { label = (i - 1) % 6, predicted = (i * 7) % 6, loss = i / 10, probs = { 0.1, 0.1, 0.1, 0.1, 0.1, 0.5 } }
+    vtexts[i] = "validation text number " .. i
+  end
+  vtexts[30] = "highest loss " .. EVIL
+  run:log_predictions("validation", rows)
+  mb.report.log_examples(run, "validation", vtexts, { label_names = LABELS })
+  run:finish()
+  local id = run.id
+  return store, id
+end
+
+local function chromium()
+  for _, name in ipairs { "chromium", "chromium-browser", "google-chrome" } do
+    local out = run_cmd("command -v " .. name)
+    if out:match("%S") then return (out:gsub("%s+$", "")) end
+  end
+end
+
+-- Chromium is not ours to sanitize: under `make sanitize` the preloaded ASan
+-- runtime would break it, so it runs without that environment.
+local function chrome_flags(profile)
+  return "--headless --no-sandbox --disable-gpu --disable-quic --no-first-run --disable-background-networking " ..
+         "--disable-component-update --disable-sync --hide-scrollbars --user-data-dir=" .. shq(profile)
+end
+
+-- PNG width and height from the IHDR chunk.
+local function png_size(data)
+  assert.are.equal("\137PNG\r\n\26\n", data:sub(1, 8))
+  return string.unpack(">I4I4", data, 17)
+end
+
+describe("mb.report", function()
+  local dir, store, id, html
+  setup(function()
+    dir = tmpdir()
+    store, id = synthetic_run(dir)
+    local path, info = mb.report.write(store, id)
+    assert.truthy(path, info)
+    html = read(path)
+  end)
+  teardown(function()
+    if store then store:close() end
+    os.execute("rm -rf " .. shq(dir))
+  end)
+
+  it("writes index.html under runs/<id>/report beside the store", function()
+    assert.truthy(lfs.attributes(dir .. "/runs/" .. id .. "/report/index.html", "mode") == "file")
+    assert.truthy(html:match("^<!DOCTYPE html>"))
+  end)
+
+  it("draws each section's plots", function()
+    local function section(name)
+      local s = html:match('<section id="' .. name .. '">(.-)</section>')
+      assert.truthy(s, "section " .. name)
+      return s
+    end
+    local ds = section("dataset")
+    assert.are.equal(2, count(ds, 'class="plot bar%-chart"'))  -- train, validation
+    assert.are.equal(2, count(ds, 'class="plot box%-plot"'))
+    assert.are.equal(12, count(ds, '<rect class="bar"'))       -- 6 classes x 2 splits
+    assert.are.equal(12, count(ds, '<g class="box">'))
+    local curves = section("curves")
+    -- "loss" (train/loss + val/loss) and "accuracy" (val/accuracy); test/accuracy has one point: no chart of its own
+    assert.are.equal(2, count(curves, 'class="plot line%-chart"'))
+    assert.are.equal(3, count(curves, "<polyline"))            -- train/loss, val/loss, val/accuracy
+    assert.truthy(curves:find("loss by step", 1, true))
+    assert.truthy(curves:find("accuracy by step", 1, true))
+    assert.is_nil(curves:find("test/accuracy", 1, true))
+    local conf = section("confusion")
+    assert.are.equal(1, count(conf, 'class="plot heatmap"'))
+    assert.are.equal(36, count(conf, '<rect class="cell"'))
+    -- Rows normalised: diagonal of row 1 is 51 / (51 + 5 * 1) = 0.91
+    assert.truthy(conf:find(">0.91</text>", 1, true))
+    local maps = section("maps")
+    assert.are.equal(2, count(maps, 'class="plot hexbin%-grid"'))
+    assert.are.equal(12, count(maps, '<g class="panel"'))
+    assert.truthy(count(maps, "<polygon") > 24)
+    local custom = section("custom")
+    assert.are.equal(2, count(custom, 'class="plot prob%-bars"'))
+    local losses = section("losses")
+    assert.are.equal(2, count(losses, '<table class="losses">'))
+    -- Highest loss first: index 30 (loss 3.0) with its text, lowest last table starts at index 1.
+    local first_row = losses:match('<table class="losses">.-</tr>%s*<tr>(.-)</tr>')
+    assert.truthy(first_row:find("<td>30</td>", 1, true))
+    assert.truthy(first_row:find("highest loss", 1, true))
+    assert.truthy(first_row:find("3.0000", 1, true))
+    local lowest = losses:match("Lowest losses.-<tr>.-</tr>%s*<tr>(.-)</tr>")
+    assert.truthy(lowest:find("validation text number 1<", 1, true))
+  end)
+
+  it("escapes every string from data and users", function()
+    assert.is_nil(html:lower():find("<script", 1, true))
+    assert.is_nil(html:lower():find("<img", 1, true))
+    assert.are.equal(count(html, "<svg"), count(html, "</svg>"))
+    -- The hostile string is there, as text, in the run name, params, tags,
+    -- dataset texts are not shown, confusion labels, custom texts and loss table.
+    local escaped = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&lt;/svg&gt;&lt;img src=x onerror=alert(1)&gt;&amp;amp;"
+    assert.truthy(count(html, escaped:gsub("%p", "%%%0")) >= 5)
+  end)
+
+  it("loads nothing from the network", function()
+    for attr, url in html:gmatch('(%w+)%s*=%s*["\']?%s*(%a[%w+.-]*:)') do
+      -- the only URL is the SVG namespace name, which is never fetched
+      assert.are.equal("xmlns", attr, attr .. "=" .. url)
+    end
+    assert.is_nil(html:find("url%(", 1))
+    assert.is_nil(html:find("@import", 1, true))
+    assert.truthy(html:find("Content-Security-Policy", 1, true))
+  end)
+
+  it("notes what a bare run lacks instead of failing", function()
+    local run = store:start_run { experiment = "bare", git = false }
+    run:finish()
+    local h, info = mb.report.build(store, run.id)
+    assert.truthy(h)
+    assert.is_false(info.sections.dataset)
+    assert.is_false(info.sections.maps)
+    assert.is_false(info.sections.losses)
+    assert.is_nil(h:find("<svg", 1, true))
+    assert.truthy(h:find("mb.report.log_dataset_stats", 1, true))
+    assert.truthy(h:find("mb.report.log_embedding", 1, true))
+    assert.truthy(h:find("run:log_predictions", 1, true))
+    local none, msg = mb.report.build(store, 9999)
+    assert.is_nil(none)
+    assert.truthy(msg:find("9999", 1, true))
+  end)
+
+  it("uses the latest of a piece logged twice and notes files changed after logging", function()
+    local run = store:start_run { experiment = "twice", git = false }
+    mb.report.log_dataset_stats(run, "train", { text = { "a b", "c" }, label = { 0, 1 } }, { "x", "y" })
+    local path = mb.report.log_dataset_stats(run, "train", { text = { "a b c" }, label = { 1 } }, { "x", "y" })
+    run:finish()
+    local h, info = mb.report.build(store, run.id)
+    assert.truthy(h:find("train (1 texts)", 1, true))
+    assert.are.same({}, info.notes)
+    write(path, read(path):gsub('"n":1', '"n":7'))
+    h, info = mb.report.build(store, run.id)
+    assert.truthy(h:find("train (7 texts)", 1, true))
+    assert.are.equal(1, #info.notes)
+    assert.truthy(info.notes[1]:find("changed after it was logged", 1, true))
+    os.remove(path)
+    h, info = mb.report.build(store, run.id)
+    assert.truthy(info.notes[1]:find("is missing", 1, true))
+    assert.is_false(info.sections.dataset)
+  end)
+
+  it("rejects bad artifact arguments by name", function()
+    local run = store:start_run { experiment = "bad", git = false }
+    assert.has_error(function() mb.report.log_embedding(run, "during", {}, {}, LABELS) end,
+                     "bad argument #2 to 'log_embedding' (stage 'before' or 'after' expected, got during)")
+    assert.has_error(function() mb.report.log_dataset_stats(run, "train", { text = { "a" }, label = { 9 } }, LABELS) end,
+                     "bad argument #3 to 'log_dataset_stats' (label 9 of text 1 is not an id in 0..5)")
+    assert.has_error(function() mb.report.log_custom_predictions(run, { "a" }, { { 1 } }, LABELS) end,
+                     "bad argument #3 to 'log_custom_predictions' (row 1 must hold 6 probabilities)")
+    run:finish()
+  end)
+
+  it("moonbert report RUN --store --out prints the path; errors exit 1 and 2", function()
+    local out, code = run_cmd(shq(BIN) .. " report " .. id .. " --store " .. shq(dir .. "/moonbert.db") ..
+                              " --out " .. shq(dir .. "/elsewhere"))
+    assert.are.equal(0, code, out)
+    assert.are.equal(dir .. "/elsewhere/index.html", (out:gsub("%s+$", "")))
+    assert.are.equal(html:gsub("<footer>.-</footer>", ""), read(dir .. "/elsewhere/index.html"):gsub("<footer>.-</footer>", ""))
+    out, code = run_cmd(shq(BIN) .. " report 424242 --store " .. shq(dir .. "/moonbert.db"))
+    assert.are.equal(1, code)
+    assert.truthy(out:find("no run 424242", 1, true), out)
+    out, code = run_cmd(shq(BIN) .. " report --store " .. shq(dir .. "/moonbert.db"))
+    assert.are.equal(2, code)
+    out, code = run_cmd(shq(BIN) .. " report 1 --store " .. shq(dir .. "/absent.db"))
+    assert.are.equal(1, code)
+  end)
+
+  it("maps a UMAP embedding of separated blobs to panels that barely overlap", function()
+    if not require("moonbert.core").umap then
+      pending("mb.umap is not built in this tree: UMAP-to-report check skipped")
+      return
+    end
+    local X, y = mb.umap.make_blobs(600, 16, 6, { seed = 3, cluster_std = 0.05 })
+    local Y = mb.umap.fit_transform(X, { n_neighbors = 15, seed = 1, n_epochs = 100 })
+    local run = store:start_run { experiment = "umap map", git = false }
+    mb.report.log_embedding(run, "after", Y, y, LABELS)
+    -- Control: the same points with labels drawn at random must overlap.
+    math.randomseed(1)
+    local dealt = {}
+    for i = 1, 600 do dealt[i] = math.random(0, 5) end
+    mb.report.log_embedding(run, "before", Y, dealt, LABELS)
+    run:finish()
+    local h = assert(mb.report.build(store, run.id))
+    local maps = h:match('<section id="maps">(.-)</section>')
+    -- Fraction of points in hexagons that hold more than one label. Hexagon
+    -- positions are panel-relative: the same cell in two panels is overlap.
+    local function shared_fraction(grid)
+      local cells, total = {}, 0
+      for panel in grid:gmatch('<g class="panel".-</g></g>') do
+        for pts, n in panel:gmatch('<polygon points="([^"]+)" fill="[^"]+" data%-n="(%d+)"') do
+          cells[pts] = cells[pts] or { panels = 0, n = 0 }
+          cells[pts].panels = cells[pts].panels + 1
+          cells[pts].n = cells[pts].n + tonumber(n)
+          total = total + tonumber(n)
+        end
+      end
+      assert.are.equal(600, total)
+      local shared = 0
+      for _, c in pairs(cells) do if c.panels > 1 then shared = shared + c.n end end
+      return shared / total
+    end
+    local grids = {}
+    for g in maps:gmatch('<svg.-</svg>') do grids[#grids + 1] = g end
+    assert.are.equal(2, #grids)
+    assert.truthy(grids[1]:find("before", 1, true) and grids[2]:find("after", 1, true))
+    local before, after = shared_fraction(grids[1]), shared_fraction(grids[2])
+    assert.is_true(after < 0.1, string.format("%.0f%% of points in hexagons shared by labels", 100 * after))
+    assert.is_true(before > 0.5, string.format("control: only %.0f%% shared", 100 * before))
+  end)
+
+  describe("in headless Chromium", function()
+    local browser = chromium()
+    if not browser then
+      pending("chromium is not installed (apt-get install chromium): browser checks skipped")
+      return
+    end
+
+    it("renders every SVG with a non-zero box, runs no script from the data, and paints the page", function()
+      local profile = tmpdir()
+      -- A test copy with a probe script (the shipped page has none and its CSP forbids scripts).
+      local probe = [[
+<script>
+(function () {
+  var lines = ["SCRIPTS " + document.scripts.length];
+  var svgs = document.querySelectorAll("svg");
+  for (var i = 0; i < svgs.length; i++) {
+    var b = svgs[i].getBoundingClientRect();
+    var shapes = svgs[i].querySelectorAll("rect,polygon,polyline,line,circle,text").length;
+    lines.push("SVG " + svgs[i].getAttribute("class").replace(/ /g, "_") + " " + Math.round(b.width) + " " + Math.round(b.height) + " " + shapes);
+  }
+  var cells = document.querySelectorAll("td.text");
+  for (var j = 0; j < cells.length; j++) if (cells[j].textContent.indexOf("<script>alert") >= 0) lines.push("EVILTEXT");
+  var pre = document.createElement("pre");
+  pre.id = "probe";
+  pre.textContent = lines.join("\n");
+  document.body.appendChild(pre);
+})();
+</script>
+</body>]]
+      local test_html = html:gsub("default%-src 'none';", "default-src 'none'; script-src 'unsafe-inline';")
+                            :gsub("</body>", function() return probe end)
+      write(dir .. "/probe.html", test_html)
+      local dom, code = run_cmd("env -u LD_PRELOAD timeout 60 " .. shq(browser) .. " " .. chrome_flags(profile) ..
+                                " --dump-dom " .. shq("file://" .. dir .. "/probe.html"))
+      assert.are.equal(0, code, dom)
+      local text = dom:match('<pre id="probe">(.-)</pre>')
+      assert.truthy(text, "probe output missing from the DOM:\n" .. dom:sub(1, 2000))
+      assert.truthy(text:find("SCRIPTS 1\n", 1, true), text)   -- only the probe
+      assert.truthy(text:find("EVILTEXT", 1, true), "the hostile text is shown as text")
+      local n = 0
+      for class, w, h, shapes in text:gmatch("SVG (%S+) (%d+) (%d+) (%d+)") do
+        n = n + 1
+        assert.truthy(tonumber(w) > 50 and tonumber(h) > 50, class .. " is " .. w .. "x" .. h)
+        assert.truthy(tonumber(shapes) > 3, class .. " has " .. shapes .. " shapes")
+      end
+      assert.are.equal(count(html, "<svg"), n)
+      assert.truthy(n >= 11)
+
+      -- Screenshots: the report and, as the reference for "blank", an empty page.
+      local png = dir .. "/report.png"
+      local out
+      out, code = run_cmd("cd " .. shq(dir) .. " && env -u LD_PRELOAD timeout 60 " .. shq(browser) .. " " .. chrome_flags(profile) ..
+                          " --window-size=1200,3000 --screenshot=" .. shq(png) .. " " ..
+                          shq("file://" .. dir .. "/runs/" .. id .. "/report/index.html"))
+      assert.are.equal(0, code, out)
+      local blank_html = dir .. "/blank.html"
+      write(blank_html, "<!DOCTYPE html><html><body></body></html>")
+      local blank_png = dir .. "/blank.png"
+      out, code = run_cmd("cd " .. shq(dir) .. " && env -u LD_PRELOAD timeout 60 " .. shq(browser) .. " " .. chrome_flags(profile) ..
+                          " --window-size=1200,3000 --screenshot=" .. shq(blank_png) .. " " .. shq("file://" .. blank_html))
+      assert.are.equal(0, code, out)
+      local data, blank = read(png), read(blank_png)
+      local w, h = png_size(data)
+      assert.are.equal(1200, w)
+      assert.are.equal(3000, h)
+      assert.truthy(#data > 5 * #blank, string.format("report png %d bytes, blank page %d bytes", #data, #blank))
+      local keep = os.getenv("MOONBERT_REPORT_SAMPLE")
+      if keep and keep ~= "" then -- the whole page, for people to look at
+        out, code = run_cmd("cd " .. shq(dir) .. " && env -u LD_PRELOAD timeout 60 " .. shq(browser) .. " " .. chrome_flags(profile) ..
+                            " --window-size=1200,5600 --screenshot=" .. shq(keep) .. " " ..
+                            shq("file://" .. dir .. "/runs/" .. id .. "/report/index.html"))
+        assert.are.equal(0, code, out)
+      end
+      os.execute("rm -rf " .. shq(profile))
+    end)
+  end)
+end)
