@@ -227,6 +227,13 @@ return {
     assert.are.equal(0, code, out)
     assert.are.equal(0, count(out, "%] start "))
     assert.truthy(out:find("0 completed now, 6 skipped", 1, true), out)
+    -- --rank prints the standings without running anything.
+    out, code = sweep_cmd("lr_bs.lua --rank")
+    assert.are.equal(0, code, out)
+    local keys = {}
+    for key in out:gmatch("\n%d+%s+(batch_size=%S+)") do keys[#keys + 1] = key end
+    assert.are.same({ "batch_size=64,lr=0.1", "batch_size=32,lr=0.1", "batch_size=64,lr=0.2", "batch_size=32,lr=0.2",
+                      "batch_size=64,lr=0.5", "batch_size=32,lr=0.5" }, keys)   -- 0.564 > 0.532 at lr 0.5
     local store = mb.store.open(db)
     assert.are.equal(6, #store:runs { experiment = "sweep_test", status = "completed" })
     assert.are.equal(4, #store:runs { experiment = "sweep_test", status = "failed" })

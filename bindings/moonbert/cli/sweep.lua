@@ -9,12 +9,13 @@ local SPEC = {
   { "--jobs", "N", "trials run at once, each its own process (default: the spec's jobs, else 1)", type = "number" },
   { "--store", "PATH", "results store (default: the spec's store, else results/moonbert.db)" },
   { "--dry-run", nil, "list the trials and which are already completed; run nothing" },
+  { "--rank", nil, "print the ranking of the trials run so far; run nothing" },
 }
 
 local M = { summary = "run a hyperparameter sweep (grid or random), several processes, resumable" }
 
 M.usage = args.usage(SPEC, [[
-usage: moonbert sweep SPEC.lua [--jobs N] [--store PATH] [--dry-run]
+usage: moonbert sweep SPEC.lua [--jobs N] [--store PATH] [--dry-run | --rank]
 
 SPEC.lua returns a table:
   script = "experiments/baseline_vs_finetune.lua", args = {"--quick"},
@@ -44,6 +45,19 @@ function M.main(argv)
   if not ok then
     io.stderr:write("moonbert sweep: " .. tostring(spec) .. "\n")
     return 1
+  end
+  if opts.rank then
+    local rok, err = pcall(function()
+      local store = require("moonbert.store").open(opts.store or spec.store or "results/moonbert.db", { create = false })
+      local ranking = sweep.rank(store, spec)
+      store:close()
+      sweep.print_ranking(spec, ranking)
+    end)
+    if not rok then
+      io.stderr:write("moonbert sweep: " .. tostring(err) .. "\n")
+      return 1
+    end
+    return 0
   end
   local summary
   ok, summary = pcall(sweep.run, spec, { jobs = opts.jobs and math.tointeger(opts.jobs), store = opts.store,
