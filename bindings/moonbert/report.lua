@@ -182,9 +182,13 @@ function M.log_embedding(run, stage, xy, labels, label_names)
     if not id or id < 0 or id >= #label_names then
       argerror(4, "log_embedding", string.format("label %s of point %d is not an id in 0..%d", tostring(labels[i]), i, #label_names - 1))
     end
-    xs[i], ys[i], ls[i] = round5(p[1]), round5(p[2]), id
+    -- JSON has no nan or inf: a point without finite coordinates is left out (and counted).
+    if svg.finite(p[1]) and svg.finite(p[2]) then
+      xs[#xs + 1], ys[#ys + 1], ls[#ls + 1] = round5(p[1]), round5(p[2]), id
+    end
   end
-  return save_artifact(run, M.KINDS.embedding, stage, { stage = stage, label_names = label_names, x = xs, y = ys, labels = ls })
+  return save_artifact(run, M.KINDS.embedding, stage, { stage = stage, label_names = label_names, x = xs, y = ys,
+                                                        labels = ls, dropped = #xy - #xs })
 end
 
 --- mb.report.log_custom_predictions(run, texts, probs, label_names) -> path
@@ -461,6 +465,9 @@ local function section_embeddings(art)
       end
       parts[#parts + 1] = svg.hexbin_grid { panels = panels, columns = 3, gridsize = 20,
                                             title = "[CLS] features " .. stage .. " fine-tuning (" .. #(d.labels or {}) .. " points)" }
+      if (d.dropped or 0) > 0 then
+        parts[#parts + 1] = note(string.format("%d points without finite coordinates were left out.", d.dropped))
+      end
     else
       parts[#parts + 1] = note("No map " .. stage .. " fine-tuning was logged.")
     end

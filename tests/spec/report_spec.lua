@@ -92,7 +92,7 @@ local function synthetic_run(dir)
       xy[i] = { spread * math.cos(a) + (math.random() - 0.5) * 2, spread * math.sin(a) + (math.random() - 0.5) * 2 }
       ls[i] = id
     end
-    if stage == "after" then xy = mb.tensor.from(xy) end
+    if stage == "after" then xy = mb.tensor.from(xy) else xy[600] = { 0 / 0, 1 } end
     mb.report.log_embedding(run, stage, xy, ls, LABELS)
   end
   mb.report.log_custom_predictions(run, { "I saw a movie today and it was really good.", EVIL },
@@ -177,6 +177,8 @@ describe("mb.report", function()
     assert.are.equal(2, count(maps, 'class="plot hexbin%-grid"'))
     assert.are.equal(12, count(maps, '<g class="panel"'))
     assert.truthy(count(maps, "<polygon") > 24)
+    assert.truthy(maps:find("[CLS] features before fine-tuning (599 points)", 1, true))
+    assert.truthy(maps:find("1 points without finite coordinates were left out.", 1, true))
     local custom = section("custom")
     assert.are.equal(2, count(custom, 'class="plot prob%-bars"'))
     local losses = section("losses")
@@ -206,6 +208,7 @@ describe("mb.report", function()
       assert.are.equal("xmlns", attr, attr .. "=" .. url)
     end
     assert.is_nil(html:find("url%(", 1))
+    assert.is_nil(html:find("=%s*[\"']?//"))       -- protocol-relative addresses
     assert.is_nil(html:find("@import", 1, true))
     assert.truthy(html:find("Content-Security-Policy", 1, true))
   end)
