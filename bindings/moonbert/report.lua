@@ -20,8 +20,9 @@
 -- latest artifact of a kind and key wins). Label ids are the 0-based ids of the
 -- data (label 0 is label_names[1]).
 --
---   mb.report.log_dataset_stats(run, split_name, split, label_names)
---       split = {text = {...}, label = {...}} (tables or int32 tensors), e.g. data.train.
+--   mb.report.log_dataset_stats(run, split_name, split [, label_names])
+--       split = {text = {...}, label = {...}} (tables or int32 tensors), e.g. data.train;
+--       label_names defaults to split.label_names (an mb.data split has them).
 --       kind "report/dataset": class counts and words-per-text quartiles by label
 --       (words = whitespace-separated tokens, as str.split() in the notebook).
 --       -> "Dataset" section: class distribution bars, words-per-text box plot.
@@ -40,7 +41,7 @@
 --       prediction and loss. Without it the tables show the index only.
 --
 -- In an experiment (data = mb.data.load_emotion(...), run open):
---   mb.report.log_dataset_stats(run, "train", data.train, data.label_names)
+--   mb.report.log_dataset_stats(run, "train", data.train)
 --   mb.report.log_embedding(run, "before", mb.umap.fit_transform(X_pretrained, {seed = 42}),
 --                           data.train.label, data.label_names)
 --   ... fine-tune ...
@@ -131,14 +132,14 @@ local function round5(x) return tonumber(string.format("%.5g", x)) end
 
 -- ---- the artifact writers ----------------------------------------------------------
 
---- mb.report.log_dataset_stats(run, split_name, split, label_names) -> path
+--- mb.report.log_dataset_stats(run, split_name, split [, label_names]) -> path
 function M.log_dataset_stats(run, split_name, split, label_names)
   check_run(run, "log_dataset_stats")
   if type(split_name) ~= "string" then argerror(2, "log_dataset_stats", "split name (string) expected, got " .. type(split_name)) end
   if type(split) ~= "table" or split.text == nil or split.label == nil then
     argerror(3, "log_dataset_stats", "split with fields text and label expected")
   end
-  label_names = check_label_names(label_names, 4, "log_dataset_stats")
+  label_names = check_label_names(label_names or split.label_names, 4, "log_dataset_stats")
   local texts, labels = plain(split.text), plain(split.label)
   if #texts ~= #labels then
     argerror(3, "log_dataset_stats", string.format("%d texts but %d labels", #texts, #labels))

@@ -249,6 +249,34 @@ describe("mb.report", function()
     assert.is_false(info.sections.dataset)
   end)
 
+  it("summarises the real emotion validation split as its README counts it", function()
+    local shared = os.getenv("MOONBERT_SHARED") or "../shared"
+    if not lfs.attributes(shared .. "/data/emotion/validation.txt", "mode") then
+      pending(shared .. "/data/emotion is absent: real-data check skipped")
+      return
+    end
+    local split = mb.data.load_text(shared .. "/data/emotion/validation.txt",
+                                    { sep = ";", names = { "text", "label" }, label_names = LABELS })
+    local run = store:start_run { experiment = "emotion stats", git = false }
+    local path = mb.report.log_dataset_stats(run, "validation", split)   -- label names from the split
+    run:finish()
+    local d = require("dkjson").decode(read(path))
+    assert.are.same({ 550, 704, 178, 275, 212, 81 }, d.class_counts)  -- README table
+    assert.are.equal(2000, d.n)
+    -- Medians against a plain sort of mb.data's own word counts.
+    local words, by = split:words_per_text(), {}
+    for i, id in ipairs(split.label) do by[id + 1] = by[id + 1] or {}; table.insert(by[id + 1], words[i]) end
+    for k = 1, 6 do
+      local v = by[k]
+      table.sort(v)
+      local n = #v
+      local median = n % 2 == 1 and v[(n + 1) // 2] or (v[n // 2] + v[n // 2 + 1]) / 2
+      assert.are.equal(median, d.words_per_text[k].median)
+      assert.are.equal(v[1], d.words_per_text[k].min)
+      assert.are.equal(v[n], d.words_per_text[k].max)
+    end
+  end)
+
   it("rejects bad artifact arguments by name", function()
     local run = store:start_run { experiment = "bad", git = false }
     assert.has_error(function() mb.report.log_embedding(run, "during", {}, {}, LABELS) end,
