@@ -344,8 +344,8 @@ static mb_status check_design(const mb_design *X, const char *what, mb_error *er
     return MB_OK;
 }
 
-mb_logreg *mb_logreg_fit(const mb_design *X, const int32_t *y, int n_classes, const mb_logreg_options *opts_in,
-                         mb_error *err) {
+static mb_logreg *fit_design(const mb_design *X, const int32_t *y, int n_classes, const mb_logreg_options *opts_in,
+                             mb_error *err) {
     mb_logreg_options o = opts_in ? *opts_in : mb_logreg_defaults();
     if (check_design(X, "fit", err)) return NULL;
     if (!(o.C > 0) || !isfinite(o.C)) { mb_fail(err, MB_ERR_ARG, "C must be a positive number (got %g)", o.C); return NULL; }
@@ -446,6 +446,60 @@ fail:
     free(c.mu); free(c.s); free(c.W); free(c.gW); free(c.b); free(c.gb); free(theta);
     mb_logreg_free(m);
     return NULL;
+}
+
+/* CSR input often has many columns that are zero in every row (WordPiece ids
+   that never occur). Their weights are exactly 0 at the optimum (the gradient
+   there is W/C), so the fit runs on the used columns only and spreads the
+   coefficients back: the same optimum with a smaller L-BFGS state. */
+mb_logreg *mb_logreg_fit(const mb_design *X, const int32_t *y, int n_classes, const mb_logreg_options *opts,
+                         mb_error *err) {
+    if (check_design(X, "fit", err) || !X->csr) return check_design(X, "fit", err) ? NULL : fit_design(X, y, n_classes, opts, err);
+    const mb_csr *A = X->csr;
+    int32_t *map = malloc(sizeof(int32_t) * ((size_t)A->ncols + 1));
+    if (!map) {
+        mb_fail(err, MB_ERR_NOMEM, "fit: out of memory");
+        return NULL;
+    }
+    for (int64_t j = 0; j < A->ncols; j++) map[j] = -1;
+    for (int64_t p = 0; p < A->nnz; p++) map[A->indices[p]] = 0;
+    int32_t used = 0;
+    for (int64_t j = 0; j < A->ncols; j++)
+        if (map[j] == 0) map[j] = used++;
+    if (used == A->ncols || used == 0) {
+        free(map);
+        return fit_design(X, y, n_classes, opts, err);
+    }
+    mb_csr *B = mb_csr_new(A->nrows, used, A->nnz, err);
+    if (!B) {
+        free(map);
+        return NULL;
+    }
+    memcpy(B->indptr, A->indptr, sizeof(int64_t) * ((size_t)A->nrows + 1));
+    memcpy(B->data, A->data, sizeof(float) * (size_t)A->nnz);
+    for (int64_t p = 0; p < A->nnz; p++) B->indices[p] = map[A->indices[p]]; /* order kept: map is increasing */
+    mb_design Xc = {X->n, used, NULL, B};
+    mb_logreg *m = fit_design(&Xc, y, n_classes, opts, err);
+    mb_csr_free(B);
+    if (!m) {
+        free(map);
+        return NULL;
+    }
+    float *coef = calloc((size_t)m->n_rows * (size_t)A->ncols, sizeof(float));
+    if (!coef) {
+        free(map);
+        mb_logreg_free(m);
+        mb_fail(err, MB_ERR_NOMEM, "fit: out of memory");
+        return NULL;
+    }
+    for (int k = 0; k < m->n_rows; k++)
+        for (int64_t j = 0; j < A->ncols; j++)
+            if (map[j] >= 0) coef[(int64_t)k * A->ncols + j] = m->coef[(int64_t)k * used + map[j]];
+    free(m->coef);
+    m->coef = coef;
+    m->n_features = A->ncols;
+    free(map);
+    return m;
 }
 
 void mb_logreg_free(mb_logreg *m) {
