@@ -17,8 +17,17 @@ local function now()
   return os.clock()
 end
 
+local function loadavg()
+  local f = io.open("/proc/loadavg")
+  if not f then return nil end
+  local a = f:read("n")
+  f:close()
+  return a
+end
+
 function M.run(opts)
   local mb = require "moonbert"
+  local load_start = loadavg()
   local core = mb.core.learners
   local counts = { 5362, 4666, 2159, 1937, 1304, 572 }
   local scale = opts and opts.quick and 0.125 or 1
@@ -51,6 +60,7 @@ function M.run(opts)
     train_shape = { ntr, 768 }, val_rows = n - ntr, seconds = secs, iterations = lr.n_iter,
     evaluations = lr.n_eval, converged = lr.converged, stop = lr.stop, objective = lr.objective,
     max_abs_grad = lr.grad_max, train_acc = lr:score(Xtr, ytr), val_acc = lr:score(Xva, yva),
+    loadavg_start = load_start, -- shared machines: compare ratios measured at similar load
     sklearn_reference = { seconds = SKLEARN_SECONDS, iterations = SKLEARN_ITERS,
                           note = "scikit-learn 1.2, 2 threads, same data shape (peer/README.md)" },
   }
@@ -60,6 +70,7 @@ function M.run(opts)
     res.sklearn_stopping_rules = { seconds = secs2, iterations = lr2.n_iter, objective = lr2.objective,
                                    max_abs_grad = lr2.grad_max, stop = lr2.stop }
   end
+  res.loadavg_end = loadavg()
   return res
 end
 
