@@ -1017,6 +1017,10 @@ static int gemm_layout(int64_t r, int64_t c, int64_t sr, int64_t sc, int *trans,
     return 0;
 }
 
+static int64_t g_matmul_packs;
+
+int64_t mb_tensor_matmul_packs(void) { return __atomic_load_n(&g_matmul_packs, __ATOMIC_RELAXED); }
+
 mb_tensor *mb_tensor_matmul(const mb_tensor *a0, const mb_tensor *b0, int trans_a, int trans_b, mb_error *err) {
     if (!a0 || !b0) {
         mb_fail(err, MB_ERR_ARG, "tensor is NULL");
@@ -1110,6 +1114,7 @@ mb_tensor *mb_tensor_matmul(const mb_tensor *a0, const mb_tensor *b0, int trans_
     const mb_tensor *A = &a, *B = &b;
     if (!gemm_layout(m, k, a.stride[a.ndim - 2], a.stride[a.ndim - 1], &ta, &lda)) {
         if (!(pa = mb_tensor_clone(&a, err))) goto fail;
+        __atomic_add_fetch(&g_matmul_packs, 1, __ATOMIC_RELAXED);
         A = pa;
         /* clone packs [.., m, k] row-major; batch strides change accordingly. */
         for (int i = 0; i < 2; i++) {
@@ -1121,6 +1126,7 @@ mb_tensor *mb_tensor_matmul(const mb_tensor *a0, const mb_tensor *b0, int trans_
     }
     if (!gemm_layout(k, n, b.stride[b.ndim - 2], b.stride[b.ndim - 1], &tb, &ldb)) {
         if (!(pb = mb_tensor_clone(&b, err))) goto fail;
+        __atomic_add_fetch(&g_matmul_packs, 1, __ATOMIC_RELAXED);
         B = pb;
         for (int i = 0; i < 2; i++) {
             int ib = i - (2 - bbd);

@@ -549,10 +549,15 @@ TEST(matmul_on_views) {
     mb_tensor *blk = mb_tensor_narrow(x, 1, 2, 7, &err);      /* [10,7], ld 12 */
     mb_tensor *blk2 = mb_tensor_narrow(blk, 0, 3, 7, &err);   /* [7,7] */
     mb_tensor *t = mb_tensor_transpose(blk, &err);            /* [7,10] transposed view */
+    int64_t packs = mb_tensor_matmul_packs();
     mb_tensor *p1 = mb_tensor_matmul(blk, t, 0, 0, &err);     /* [10,10] */
     CHECK(p1 && matmul_check(blk, t, 0, 0, p1) < 1e-5);
     mb_tensor *p2 = mb_tensor_matmul(t, blk2, 1, 0, &err);    /* (t^T = blk)[10,7] @ [7,7] */
     CHECK(p2 && matmul_check(t, blk2, 1, 0, p2) < 1e-5);
+    mb_tensor *p2b = mb_tensor_matmul(t, blk, 1, 1, &err);     /* both transposed: [10,7] @ [7,10] */
+    CHECK(p2b && matmul_check(t, blk, 1, 1, p2b) < 1e-5);
+    CHECK(mb_tensor_matmul_packs() == packs, "transposed and narrowed views are read in place (%lld copies)",
+          (long long)(mb_tensor_matmul_packs() - packs));
     int64_t s3[] = {4, 6, 9};
     mb_tensor *c = randn(3, s3);
     mb_tensor *every_other = mb_tensor_select(c, 2, 3, &err); /* [4,6], last-dim stride 9 */
@@ -560,10 +565,12 @@ TEST(matmul_on_views) {
     mb_tensor *w = randn(2, s65);
     mb_tensor *p3 = mb_tensor_matmul(every_other, w, 0, 0, &err);
     CHECK(p3 && matmul_check(every_other, w, 0, 0, p3) < 1e-5, "packed strided operand");
+    CHECK(mb_tensor_matmul_packs() == packs + 1, "a last-dim stride of 9 needs one packed copy");
     mb_tensor *tr3 = mb_tensor_transpose(c, &err); /* [4,9,6] batched transposed view */
     mb_tensor *p4 = mb_tensor_matmul(tr3, w, 0, 0, &err);
     CHECK(p4 && matmul_check(tr3, w, 0, 0, p4) < 1e-5, "batched transposed view");
-    mb_tensor *all[] = {x, blk, blk2, t, p1, p2, c, every_other, w, p3, tr3, p4};
+    CHECK(mb_tensor_matmul_packs() == packs + 1, "batched transposed views are read in place");
+    mb_tensor *all[] = {x, blk, blk2, t, p1, p2, p2b, c, every_other, w, p3, tr3, p4};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) mb_tensor_free(all[i]);
 }
 

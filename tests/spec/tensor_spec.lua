@@ -277,6 +277,15 @@ describe("tostring", function()
       tostring(T.zeros({ 2, 1, 2 }, { dtype = "int32" })))
   end)
 
+  it("wraps long rows at 80 columns", function()
+    assert.equal("tensor([ 0,  1,  2,  3,  4,  5,  6,  7,  8,  9, 10, 11, 12, 13, 14, 15, 16, 17,\n" ..
+                 "        18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35,\n" ..
+                 "        36, 37, 38, 39], shape=[40], dtype=int32)", tostring(T.arange(40)))
+    for line in tostring(T.randn({ 3, 50 }, { seed = 1 })):gmatch("[^\n]+") do
+      assert(#line <= 80 or line:find("shape=", 1, true), line)
+    end
+  end)
+
   it("truncates big tensors with ...", function()
     local s = tostring(T.arange(10000))
     assert.equal("tensor([   0,    1,    2, ..., 9997, 9998, 9999], shape=[10000], dtype=int32)", s)
