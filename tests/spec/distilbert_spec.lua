@@ -279,6 +279,53 @@ describe("mb.distilbert model API", function()
   end)
 end)
 
+describe("mb.distilbert regression and multi-label losses", function()
+  it("regression (num_labels 1) is the mean squared error, with its gradient", function()
+    local m = mb.distilbert.new(tiny_config(), { seed = 6, num_labels = 1 })
+    assert.are.equal("regression", m:config().problem_type)
+    local y = T.from({ 0.5, -1.25 })
+    m:zero_grad()
+    local loss, logits = m:loss(small_batch(), y)
+    local z = logits:reshape(2)
+    local want = ((z - y) * (z - y)):mean()
+    assert.is_true(math.abs(loss - want) < 1e-6 * math.max(1, want))
+    m:backward()
+    -- d loss / d classifier.bias = mean of 2 (z - y)
+    local gb = m:named_parameters()["classifier.bias"].grad[1]
+    assert.is_true(math.abs(gb - (2 * (z - y)):mean()) < 1e-5)
+    m:free()
+  end)
+
+  it("multi-label uses BCE with logits over float targets", function()
+    local m = mb.distilbert.new(tiny_config { problem_type = "multi_label_classification" },
+                                { seed = 6, num_labels = 3 })
+    local y = T.from({ { 1, 0, 1 }, { 0, 0, 1 } })
+    m:zero_grad()
+    local loss, z = m:loss(small_batch(), y)
+    local p = z:sigmoid()
+    local want = -(y * p:log() + (1 - y) * (1 - p):log()):mean()
+    assert.is_true(math.abs(loss - want) < 1e-5)
+    m:backward()
+    local gb = m:named_parameters()["classifier.bias"].grad
+    local want_gb = (p - y):sum(1) / 6
+    assert.is_true((gb - want_gb):abs():max() < 1e-6)
+    m:free()
+  end)
+
+  it("fixed sinusoidal positions are sin/cos and never trained", function()
+    local m = mb.distilbert.new(tiny_config { sinusoidal_pos_embds = true }, { seed = 6 })
+    local pos = m:named_parameters()["distilbert.embeddings.position_embeddings.weight"]
+    assert.is_false(pos.trainable)
+    assert.is_true(math.abs(pos.value[2][1] - math.sin(1)) < 1e-6)
+    assert.is_true(math.abs(pos.value[2][2] - math.cos(1)) < 1e-6)
+    m:zero_grad()
+    m:loss(small_batch(), { 0, 1 })
+    m:backward()
+    assert.are.equal(0, pos.grad:abs():sum())
+    m:free()
+  end)
+end)
+
 describe("mb.distilbert errors", function()
   local m
   setup(function() m = mb.distilbert.new(tiny_config(), { seed = 1 }) end)
