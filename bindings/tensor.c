@@ -95,8 +95,8 @@ static void table_fill(lua_State *L, int arg, int d, int ndim, const int64_t *sh
     where[0] = '\0';
     for (int i = 0; i < d; i++) wl += (size_t)snprintf(where + wl, sizeof where - wl, "[%lld]", (long long)path[i]);
     if (n != shape[d])
-        luaL_argerror(L, arg, lua_pushfstring(L, "ragged nested table: %s has %d elements, expected %d",
-                                              d ? where : "the table", (int)n, (int)shape[d]));
+        luaL_argerror(L, arg, lua_pushfstring(L, "ragged nested table: %s has %I elements, expected %I",
+                                              d ? where : "the table", (lua_Integer)n, (lua_Integer)shape[d]));
     for (int64_t i = 1; i <= n; i++) {
         path[d] = i;
         lua_rawgeti(L, -1, (lua_Integer)i);
@@ -188,15 +188,15 @@ static int check_shape_args(lua_State *L, int arg, int64_t *shape, int *next) {
     if (lua_type(L, arg) == LUA_TTABLE) {
         lua_Integer n = (lua_Integer)lua_rawlen(L, arg);
         if (n > MB_MAX_DIMS)
-            luaL_argerror(L, arg, lua_pushfstring(L, "shape has %d dimensions, at most %d are supported", (int)n,
+            luaL_argerror(L, arg, lua_pushfstring(L, "shape has %I dimensions, at most %d are supported", n,
                                                   MB_MAX_DIMS));
         for (lua_Integer i = 1; i <= n; i++) {
             lua_rawgeti(L, arg, i);
             int ok;
             lua_Integer v = lua_tointegerx(L, -1, &ok);
             if (!ok || lua_type(L, -1) != LUA_TNUMBER || v < 0)
-                luaL_argerror(L, arg, lua_pushfstring(L, "shape entries must be non-negative integers, got %s at %d",
-                                                      luaL_tolstring(L, -1, NULL), (int)i));
+                luaL_argerror(L, arg, lua_pushfstring(L, "shape entries must be non-negative integers, got %s at %I",
+                                                      luaL_tolstring(L, -1, NULL), i));
             lua_pop(L, 1);
             shape[ndim++] = v;
         }
@@ -226,8 +226,8 @@ static int check_dim(lua_State *L, int arg, const mb_tensor *t) {
     if (d >= 1 && d <= t->ndim) return (int)d - 1;
     if (d < 0 && d >= -t->ndim) return (int)(t->ndim + d);
     if (t->ndim == 0) luaL_argerror(L, arg, "a 0-d tensor has no dimensions");
-    return luaL_argerror(L, arg, lua_pushfstring(L, "dimension %d is out of range (1..%d, or -%d..-1 from the end)",
-                                                 (int)d, t->ndim, t->ndim));
+    return luaL_argerror(L, arg, lua_pushfstring(L, "dimension %I is out of range (1..%d, or -%d..-1 from the end)",
+                                                 d, t->ndim, t->ndim));
 }
 
 static int opt_dim(lua_State *L, int arg, const mb_tensor *t, int def) {
@@ -244,8 +244,8 @@ static int64_t check_pos(lua_State *L, int arg, const mb_tensor *t, int d) {
         luaL_typeerror(L, arg, "integer");
     }
     if (i < 1 || i > t->shape[d])
-        luaL_argerror(L, arg, lua_pushfstring(L, "index %d is out of range for dimension %d of size %d", (int)i, d + 1,
-                                              (int)t->shape[d]));
+        luaL_argerror(L, arg, lua_pushfstring(L, "index %I is out of range for dimension %d of size %I", i, d + 1,
+                                              (lua_Integer)t->shape[d]));
     return i - 1;
 }
 
@@ -372,6 +372,13 @@ static int rand_common(lua_State *L, int normal) {
 
 static int t_rand(lua_State *L) { return rand_common(L, 0); }
 static int t_randn(lua_State *L) { return rand_common(L, 1); }
+
+/* live() -> storages alive in the process, bytes they hold. */
+static int t_live(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)mb_tensor_live_storages());
+    lua_pushinteger(L, (lua_Integer)mb_tensor_live_bytes());
+    return 2;
+}
 
 static int t_is_tensor(lua_State *L) {
     lua_pushboolean(L, luaL_testudata(L, 1, MB_TENSOR_MT) != NULL);
@@ -560,8 +567,8 @@ static int m_reshape(lua_State *L) {
             int ok;
             shape[ndim++] = lua_tointegerx(L, -1, &ok);
             if (!ok || lua_type(L, -1) != LUA_TNUMBER)
-                luaL_argerror(L, 2, lua_pushfstring(L, "shape entries must be integers, got %s at %d",
-                                                    luaL_typename(L, -1), (int)i));
+                luaL_argerror(L, 2, lua_pushfstring(L, "shape entries must be integers, got %s at %I",
+                                                    luaL_typename(L, -1), i));
             lua_pop(L, 1);
         }
     } else {
@@ -581,11 +588,11 @@ static int m_narrow(lua_State *L) {
     int d = check_dim(L, 2, t);
     lua_Integer start = luaL_checkinteger(L, 3), len = luaL_checkinteger(L, 4);
     if (start < 1 || start > t->shape[d] + 1)
-        luaL_argerror(L, 3, lua_pushfstring(L, "start %d is out of range for dimension %d of size %d", (int)start, d + 1,
-                                            (int)t->shape[d]));
+        luaL_argerror(L, 3, lua_pushfstring(L, "start %I is out of range for dimension %d of size %I", start, d + 1,
+                                            (lua_Integer)t->shape[d]));
     if (len < 0 || start - 1 + len > t->shape[d])
-        luaL_argerror(L, 4, lua_pushfstring(L, "length %d from %d runs past dimension %d of size %d", (int)len,
-                                            (int)start, d + 1, (int)t->shape[d]));
+        luaL_argerror(L, 4, lua_pushfstring(L, "length %I from %I runs past dimension %d of size %I", len,
+                                            start, d + 1, (lua_Integer)t->shape[d]));
     mb_error err;
     push_error(L, mb_tensor_narrow(t, d, start - 1, len, &err), 2, &err);
     return 1;
@@ -843,6 +850,7 @@ static int mm_len(lua_State *L) {
 
 #define EDGE 3           /* elements shown at each end of a summarised dimension */
 #define SUMMARY_MIN 1000 /* tensors with more elements are summarised */
+#define LINE_WIDTH 80
 
 typedef struct fmt_state {
     const mb_tensor *t;
@@ -884,6 +892,11 @@ static void fmt_rec(fmt_state *s, int mode, int d, int64_t off) {
         return;
     }
     int64_t n = t->shape[d];
+    /* Innermost rows wrap at LINE_WIDTH columns, as PyTorch's linewidth. */
+    int indent = 7 + d + 1; /* 7 = strlen("tensor(") */
+    int per_line = (LINE_WIDTH - indent) / (s->width + 2);
+    if (per_line < 1) per_line = 1;
+    int on_line = 0;
     if (mode == 2) luaL_addchar(s->B, '[');
     for (int64_t i = 0; i < n; i++) {
         if (s->summarize && n > 2 * EDGE && i == EDGE) {
@@ -894,10 +907,17 @@ static void fmt_rec(fmt_state *s, int mode, int d, int64_t off) {
         }
         if (mode == 2 && i < n - 1) {
             luaL_addchar(s->B, ',');
-            if (d == t->ndim - 1) luaL_addchar(s->B, ' ');
-            else {
+            if (d == t->ndim - 1) {
+                if (++on_line == per_line) {
+                    on_line = 0;
+                    luaL_addchar(s->B, '\n');
+                    for (int k = 0; k < indent; k++) luaL_addchar(s->B, ' ');
+                } else {
+                    luaL_addchar(s->B, ' ');
+                }
+            } else {
                 for (int k = d; k < t->ndim - 1; k++) luaL_addchar(s->B, '\n');
-                for (int k = 0; k < 7 + d + 1; k++) luaL_addchar(s->B, ' '); /* 7 = strlen("tensor(") */
+                for (int k = 0; k < indent; k++) luaL_addchar(s->B, ' ');
             }
         }
     }
@@ -1028,6 +1048,7 @@ MB_LUA_MODULE(tensor) {
         {"randn", t_randn},
         {"manual_seed", t_manual_seed},
         {"is_tensor", t_is_tensor},
+        {"live", t_live},
         {"bench_sgemm", t_bench_sgemm},
         {NULL, NULL},
     };

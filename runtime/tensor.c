@@ -2,8 +2,9 @@
  *
  * Implements runtime/tensor.h. Every loop that touches elements goes through
  * the same shape: the (up to 4) dimensions are padded on the left to exactly
- * 4 with size 1, the first three are flattened into "rows" (run in parallel
- * with OpenMP above MB_PAR_MIN elements) and the last is the inner loop. That
+ * 4 with size 1, dims contiguous in every operand are merged, the outer ones
+ * are flattened into "rows" and the last is the inner loop; rows (or row
+ * segments) run in parallel with OpenMP above MB_PAR_MIN elements. That
  * handles any strides (views, broadcasts with stride 0) with one code path.
  *
  * Limits: CPU only; float32 and int32; at most 4 dimensions; matrix products
@@ -15,6 +16,7 @@
  */
 #include "tensor.h"
 
+#include <assert.h>
 #include <cblas.h>
 #include <float.h>
 #include <limits.h>
@@ -111,6 +113,71 @@ static inline int64_t row_offset(int64_t r, const int64_t shape[4], const int64_
     return i0 * s[0] + i1 * s[1] + i2 * s[2];
 }
 
+/* How an element loop over a padded 4-D shape is run. Adjacent dims that are
+   contiguous in every operand are merged first (a contiguous [64,768] tensor
+   becomes one run of 49152), then the work is cut into pieces: whole rows, or
+   row segments when there are too few rows to keep every thread busy. */
+typedef struct loop_plan {
+    int64_t shape[4];
+    int64_t rows, n3;    /* rows = shape[0]*shape[1]*shape[2], n3 = inner length */
+    int64_t splits;      /* pieces per row */
+    int64_t pieces;      /* rows * splits */
+    int parallel;        /* worth forking threads */
+} loop_plan;
+
+/* Merge dims in place for nops operands' strides st[op][4] over shape. */
+static void coalesce(int64_t shape[4], int nops, int64_t st[][4]) {
+    int64_t ns[4] = {1, 1, 1, shape[3]}, nst[3][4] = {{0}};
+    for (int op = 0; op < nops; op++) nst[op][3] = st[op][3];
+    int k = 3;
+    for (int i = 2; i >= 0; i--) {
+        if (shape[i] == 1) continue; /* a size-1 dim has no extent: drop it */
+        if (ns[k] == 1) {            /* the current dim is size 1: take this one's place */
+            ns[k] = shape[i];
+            for (int op = 0; op < nops; op++) nst[op][k] = st[op][i];
+            continue;
+        }
+        int mergeable = 1;
+        for (int op = 0; op < nops; op++)
+            if (st[op][i] != nst[op][k] * ns[k]) mergeable = 0;
+        if (mergeable) {
+            ns[k] *= shape[i];
+        } else {
+            k--;
+            ns[k] = shape[i];
+            for (int op = 0; op < nops; op++) nst[op][k] = st[op][i];
+        }
+    }
+    for (int i = 0; i < 4; i++) {
+        shape[i] = ns[i];
+        for (int op = 0; op < nops; op++) st[op][i] = i < k ? 0 : nst[op][i];
+    }
+}
+
+static void plan_loop(loop_plan *p, const int64_t shape[4], int nops, int64_t st[][4]) {
+    memcpy(p->shape, shape, sizeof p->shape);
+    coalesce(p->shape, nops, st);
+    p->rows = p->shape[0] * p->shape[1] * p->shape[2];
+    p->n3 = p->shape[3];
+    int64_t total = p->rows * p->n3;
+    p->parallel = total > MB_PAR_MIN && mb_threads() > 1;
+    p->splits = 1;
+    if (p->parallel && p->rows < 4 * (int64_t)mb_threads()) {
+        /* Segments of at least 4096 elements, about 4 pieces per thread. */
+        int64_t want = (4 * (int64_t)mb_threads() + p->rows - 1) / p->rows, most = p->n3 / 4096;
+        p->splits = want < most ? want : (most > 0 ? most : 1);
+    }
+    p->pieces = p->rows * p->splits;
+}
+
+/* Row and inner range [*j0, *j1) of piece k. */
+static inline int64_t piece(const loop_plan *p, int64_t k, int64_t *j0, int64_t *j1) {
+    int64_t r = k / p->splits, c = k % p->splits;
+    *j0 = p->n3 * c / p->splits;
+    *j1 = p->n3 * (c + 1) / p->splits;
+    return r;
+}
+
 /* float -> int32 without undefined behaviour (see the header comment). */
 static inline int32_t f2i_sat(double v) {
     if (v != v) return 0;
@@ -127,18 +194,32 @@ static inline int32_t wrap_i32(int64_t v) {
 
 /* ---- storage ------------------------------------------------------------- */
 
+/* Process-wide counts of live storages, for leak checks (atomic: views may be
+   freed from worker threads of other parts). */
+static int64_t g_live_storages, g_live_bytes;
+
+int64_t mb_tensor_live_storages(void) { return __atomic_load_n(&g_live_storages, __ATOMIC_RELAXED); }
+int64_t mb_tensor_live_bytes(void) { return __atomic_load_n(&g_live_bytes, __ATOMIC_RELAXED); }
+
+static void count_storage(const mb_storage *s, int sign) {
+    __atomic_add_fetch(&g_live_storages, sign, __ATOMIC_RELAXED);
+    __atomic_add_fetch(&g_live_bytes, sign * (int64_t)s->nbytes, __ATOMIC_RELAXED);
+}
+
 static void release_nothing(void *data, size_t nbytes, void *ctx) {
     (void)data;
     (void)nbytes;
     (void)ctx;
 }
 
-static mb_storage *storage_alloc(size_t nbytes, mb_error *err) {
+/* Plain malloc/calloc on purpose: aligned_alloc's over-allocation leaves holes
+   that a same-size request no longer fits, and a loop of big temporaries then
+   grows the heap without bound (seen with glibc). malloc's 16 bytes suffice
+   for the vector loops and OpenBLAS. calloc gives zeroed pages for free. */
+static mb_storage *storage_alloc(size_t nbytes, int zero, mb_error *err) {
     mb_storage *s = malloc(sizeof *s);
-    /* 64-byte aligned for SIMD; aligned_alloc needs a multiple of the alignment. */
-    size_t alloc = (nbytes + 63) & ~(size_t)63;
-    if (alloc == 0) alloc = 64;
-    void *data = s ? aligned_alloc(64, alloc) : NULL;
+    size_t alloc = nbytes ? nbytes : 1;
+    void *data = s ? (zero ? calloc(1, alloc) : malloc(alloc)) : NULL;
     if (!s || !data) {
         free(s);
         free(data);
@@ -151,6 +232,7 @@ static mb_storage *storage_alloc(size_t nbytes, mb_error *err) {
     s->device = MB_CPU;
     s->release = NULL;
     s->release_ctx = NULL;
+    count_storage(s, 1);
     return s;
 }
 
@@ -159,6 +241,7 @@ static void storage_retain(mb_storage *s) { __atomic_add_fetch(&s->refcount, 1, 
 static void storage_release(mb_storage *s) {
     if (!s) return;
     if (__atomic_sub_fetch(&s->refcount, 1, __ATOMIC_ACQ_REL) > 0) return;
+    count_storage(s, -1);
     if (s->release) s->release(s->data, s->nbytes, s->release_ctx);
     else free(s->data);
     free(s);
@@ -186,14 +269,14 @@ static mb_tensor *tensor_header(mb_storage *s, mb_dtype dtype, int64_t offset, i
 
 /* ---- creation ------------------------------------------------------------- */
 
-mb_tensor *mb_tensor_empty(mb_dtype dtype, int ndim, const int64_t *shape, mb_error *err) {
+static mb_tensor *tensor_new(mb_dtype dtype, int ndim, const int64_t *shape, int zero, mb_error *err) {
     int64_t n;
     if (!dtype_valid(dtype)) {
         mb_fail(err, MB_ERR_DTYPE, "unknown dtype %d", (int)dtype);
         return NULL;
     }
     if (check_shape(ndim, shape, &n, err)) return NULL;
-    mb_storage *s = storage_alloc((size_t)n * mb_dtype_size(dtype), err);
+    mb_storage *s = storage_alloc((size_t)n * mb_dtype_size(dtype), zero, err);
     if (!s) return NULL;
     int64_t stride[MB_MAX_DIMS];
     contiguous_strides(ndim, shape, stride);
@@ -202,10 +285,12 @@ mb_tensor *mb_tensor_empty(mb_dtype dtype, int ndim, const int64_t *shape, mb_er
     return t;
 }
 
+mb_tensor *mb_tensor_empty(mb_dtype dtype, int ndim, const int64_t *shape, mb_error *err) {
+    return tensor_new(dtype, ndim, shape, 0, err);
+}
+
 mb_tensor *mb_tensor_zeros(mb_dtype dtype, int ndim, const int64_t *shape, mb_error *err) {
-    mb_tensor *t = mb_tensor_empty(dtype, ndim, shape, err);
-    if (t) memset(t->storage->data, 0, t->storage->nbytes);
-    return t;
+    return tensor_new(dtype, ndim, shape, 1, err);
 }
 
 static mb_status check_int_value(double v, mb_error *err) {
@@ -291,6 +376,7 @@ mb_tensor *mb_tensor_wrap(mb_dtype dtype, int ndim, const int64_t *shape, void *
     s->device = MB_CPU;
     s->release = release ? release : release_nothing;
     s->release_ctx = ctx;
+    count_storage(s, 1);
     int64_t stride[MB_MAX_DIMS];
     contiguous_strides(ndim, shape, stride);
     mb_tensor *t = tensor_header(s, dtype, 0, ndim, shape, stride, err);
@@ -579,33 +665,37 @@ mb_status mb_tensor_copy_(mb_tensor *dst, const mb_tensor *src, mb_error *err) {
         char b1[SHAPE_BUF], b2[SHAPE_BUF];
         return mb_fail(err, MB_ERR_SHAPE, "shape %s does not match %s", tshape(src, b1), tshape(dst, b2));
     }
-    int64_t shape[4], sd[4], ss[4];
-    pad4(dst, shape, sd);
-    pad4(src, shape, ss);
-    int64_t rows = shape[0] * shape[1] * shape[2], n3 = shape[3];
-    int64_t total = rows * n3;
+    int64_t shape[4], st[2][4];
+    pad4(dst, shape, st[0]);
+    pad4(src, shape, st[1]);
+    loop_plan p;
+    plan_loop(&p, shape, 2, st);
+    const int64_t *sd = st[0], *ss = st[1];
     void *dbase = dst->storage->data, *sbase = src->storage->data;
-    int64_t doff = dst->offset, soff = src->offset;
-    mb_dtype dt = dst->dtype, st = src->dtype;
-#pragma omp parallel for num_threads(mb_threads()) if (total > MB_PAR_MIN)
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t od = doff + row_offset(r, shape, sd), os = soff + row_offset(r, shape, ss);
-        if (dt == MB_FLOAT32 && st == MB_FLOAT32) {
+    int64_t doff = dst->offset, soff = src->offset, d3 = sd[3], s3 = ss[3];
+    mb_dtype dt = dst->dtype, sdt = src->dtype;
+#pragma omp parallel for num_threads(mb_threads()) if (p.parallel)
+    for (int64_t k = 0; k < p.pieces; k++) {
+        int64_t j0, j1, r = piece(&p, k, &j0, &j1);
+        int64_t od = doff + row_offset(r, p.shape, sd), os = soff + row_offset(r, p.shape, ss);
+        if (dt == sdt && d3 == 1 && s3 == 1) {
+            memmove((char *)dbase + 4 * (od + j0), (const char *)sbase + 4 * (os + j0), (size_t)(j1 - j0) * 4);
+        } else if (dt == MB_FLOAT32 && sdt == MB_FLOAT32) {
             float *d = (float *)dbase + od;
             const float *s = (const float *)sbase + os;
-            for (int64_t j = 0; j < n3; j++) d[j * sd[3]] = s[j * ss[3]];
-        } else if (dt == MB_INT32 && st == MB_INT32) {
+            for (int64_t j = j0; j < j1; j++) d[j * d3] = s[j * s3];
+        } else if (dt == MB_INT32 && sdt == MB_INT32) {
             int32_t *d = (int32_t *)dbase + od;
             const int32_t *s = (const int32_t *)sbase + os;
-            for (int64_t j = 0; j < n3; j++) d[j * sd[3]] = s[j * ss[3]];
+            for (int64_t j = j0; j < j1; j++) d[j * d3] = s[j * s3];
         } else if (dt == MB_FLOAT32) {
             float *d = (float *)dbase + od;
             const int32_t *s = (const int32_t *)sbase + os;
-            for (int64_t j = 0; j < n3; j++) d[j * sd[3]] = (float)s[j * ss[3]];
+            for (int64_t j = j0; j < j1; j++) d[j * d3] = (float)s[j * s3];
         } else {
             int32_t *d = (int32_t *)dbase + od;
             const float *s = (const float *)sbase + os;
-            for (int64_t j = 0; j < n3; j++) d[j * sd[3]] = f2i_sat(s[j * ss[3]]);
+            for (int64_t j = j0; j < j1; j++) d[j * d3] = f2i_sat(s[j * s3]);
         }
     }
     return MB_OK;
@@ -617,21 +707,24 @@ mb_status mb_tensor_fill_(mb_tensor *t, double value, mb_error *err) {
         mb_status st = check_int_value(value, err);
         if (st) return st;
     }
-    int64_t shape[4], s[4];
-    pad4(t, shape, s);
-    int64_t rows = shape[0] * shape[1] * shape[2], n3 = shape[3], total = rows * n3;
+    int64_t shape[4], st[1][4];
+    pad4(t, shape, st[0]);
+    loop_plan p;
+    plan_loop(&p, shape, 1, st);
+    const int64_t *s = st[0];
     void *base = t->storage->data;
-    int64_t off = t->offset;
+    int64_t off = t->offset, s3 = s[3];
     float fv = (float)value;
     int32_t iv = t->dtype == MB_INT32 ? (int32_t)value : 0;
     mb_dtype dt = t->dtype;
-#pragma omp parallel for num_threads(mb_threads()) if (total > MB_PAR_MIN)
-    for (int64_t r = 0; r < rows; r++) {
-        int64_t o = off + row_offset(r, shape, s);
+#pragma omp parallel for num_threads(mb_threads()) if (p.parallel)
+    for (int64_t k = 0; k < p.pieces; k++) {
+        int64_t j0, j1, r = piece(&p, k, &j0, &j1);
+        int64_t o = off + row_offset(r, p.shape, s);
         if (dt == MB_FLOAT32)
-            for (int64_t j = 0; j < n3; j++) ((float *)base)[o + j * s[3]] = fv;
+            for (int64_t j = j0; j < j1; j++) ((float *)base)[o + j * s3] = fv;
         else
-            for (int64_t j = 0; j < n3; j++) ((int32_t *)base)[o + j * s[3]] = iv;
+            for (int64_t j = j0; j < j1; j++) ((int32_t *)base)[o + j * s3] = iv;
     }
     return MB_OK;
 }
@@ -758,35 +851,59 @@ mb_tensor *mb_tensor_binary(mb_binop op, const mb_tensor *a, const mb_tensor *b,
     for (int i = 0; i < ndim; i++) out_shape[i] = shape[4 - ndim + i];
     mb_tensor *out = mb_tensor_empty(out_dtype, ndim, out_shape, err);
     if (out) {
-        int64_t so[4], dummy[4];
-        pad4(out, dummy, so);
-        int64_t rows = shape[0] * shape[1] * shape[2], n3 = shape[3], total = rows * n3;
-        int64_t sa3 = sa[3], sb3 = sb[3];
+        int64_t st[3][4], dummy[4];
+        pad4(out, dummy, st[0]);
+        memcpy(st[1], sa, sizeof st[1]);
+        memcpy(st[2], sb, sizeof st[2]);
+        loop_plan p;
+        plan_loop(&p, shape, 3, st);
+        const int64_t *so = st[0], *sa_ = st[1], *sb_ = st[2];
+        int64_t sa3 = sa_[3], sb3 = sb_[3];
+        assert(so[3] == 1 || p.n3 <= 1); /* out is contiguous */
         if (out_dtype == MB_FLOAT32) {
             const float *pa = mb_tensor_f32(a), *pb = mb_tensor_f32(b);
             float *po = mb_tensor_f32(out);
-#pragma omp parallel for num_threads(mb_threads()) if (total > MB_PAR_MIN)
-            for (int64_t r = 0; r < rows; r++) {
-                const float *ra = pa + row_offset(r, shape, sa), *rb = pb + row_offset(r, shape, sb);
-                float *ro = po + r * n3;
-                /* The switch outside the loop lets the compiler vectorise each case. */
+#pragma omp parallel for num_threads(mb_threads()) if (p.parallel)
+            for (int64_t k = 0; k < p.pieces; k++) {
+                int64_t j0, j1, r = piece(&p, k, &j0, &j1);
+                const float *ra = pa + row_offset(r, p.shape, sa_), *rb = pb + row_offset(r, p.shape, sb_);
+                float *ro = po + row_offset(r, p.shape, so);
+/* One loop per stride pattern (both unit, scalar on one side, general) and
+   per operation, so that the compiler vectorises the common cases. */
+#define MB_BINLOOP(EXPR)                                                                    \
+    do {                                                                                    \
+        if (sa3 == 1 && sb3 == 1)                                                           \
+            for (int64_t j = j0; j < j1; j++) { float x = ra[j], y = rb[j]; ro[j] = (EXPR); } \
+        else if (sa3 == 1 && sb3 == 0) {                                                    \
+            float y = rb[0];                                                                \
+            for (int64_t j = j0; j < j1; j++) { float x = ra[j]; ro[j] = (EXPR); }          \
+        } else if (sa3 == 0 && sb3 == 1) {                                                  \
+            float x = ra[0];                                                                \
+            for (int64_t j = j0; j < j1; j++) { float y = rb[j]; ro[j] = (EXPR); }          \
+        } else                                                                              \
+            for (int64_t j = j0; j < j1; j++) {                                             \
+                float x = ra[j * sa3], y = rb[j * sb3];                                     \
+                ro[j] = (EXPR);                                                             \
+            }                                                                               \
+    } while (0)
                 switch (op) {
-                case MB_ADD: for (int64_t j = 0; j < n3; j++) ro[j] = ra[j * sa3] + rb[j * sb3]; break;
-                case MB_SUB: for (int64_t j = 0; j < n3; j++) ro[j] = ra[j * sa3] - rb[j * sb3]; break;
-                case MB_MUL: for (int64_t j = 0; j < n3; j++) ro[j] = ra[j * sa3] * rb[j * sb3]; break;
-                case MB_DIV: for (int64_t j = 0; j < n3; j++) ro[j] = ra[j * sa3] / rb[j * sb3]; break;
-                default:
-                    for (int64_t j = 0; j < n3; j++) ro[j] = f32_binop(op, ra[j * sa3], rb[j * sb3]);
+                case MB_ADD: MB_BINLOOP(x + y); break;
+                case MB_SUB: MB_BINLOOP(x - y); break;
+                case MB_MUL: MB_BINLOOP(x * y); break;
+                case MB_DIV: MB_BINLOOP(x / y); break;
+                default: MB_BINLOOP(f32_binop(op, x, y));
                 }
+#undef MB_BINLOOP
             }
         } else {
             const int32_t *pa = mb_tensor_i32(a), *pb = mb_tensor_i32(b);
             int32_t *po = mb_tensor_i32(out);
-#pragma omp parallel for num_threads(mb_threads()) if (total > MB_PAR_MIN)
-            for (int64_t r = 0; r < rows; r++) {
-                const int32_t *ra = pa + row_offset(r, shape, sa), *rb = pb + row_offset(r, shape, sb);
-                int32_t *ro = po + r * n3;
-                for (int64_t j = 0; j < n3; j++) ro[j] = i32_binop(op, ra[j * sa3], rb[j * sb3]);
+#pragma omp parallel for num_threads(mb_threads()) if (p.parallel)
+            for (int64_t k = 0; k < p.pieces; k++) {
+                int64_t j0, j1, r = piece(&p, k, &j0, &j1);
+                const int32_t *ra = pa + row_offset(r, p.shape, sa_), *rb = pb + row_offset(r, p.shape, sb_);
+                int32_t *ro = po + row_offset(r, p.shape, so);
+                for (int64_t j = j0; j < j1; j++) ro[j] = i32_binop(op, ra[j * sa3], rb[j * sb3]);
             }
         }
     }
@@ -852,16 +969,21 @@ mb_tensor *mb_tensor_unary(mb_unop op, const mb_tensor *a, mb_error *err) {
     if (a->dtype != MB_FLOAT32 && !(a = ca = mb_tensor_to_dtype(a, MB_FLOAT32, err))) return NULL;
     mb_tensor *out = mb_tensor_empty(MB_FLOAT32, a->ndim, a->shape, err);
     if (out) {
-        int64_t shape[4], s[4];
-        pad4(a, shape, s);
-        int64_t rows = shape[0] * shape[1] * shape[2], n3 = shape[3], total = rows * n3, s3 = s[3];
+        int64_t shape[4], st[2][4];
+        pad4(out, shape, st[0]);
+        pad4(a, shape, st[1]);
+        loop_plan p;
+        plan_loop(&p, shape, 2, st);
+        const int64_t *so = st[0], *s = st[1];
+        int64_t s3 = s[3];
         const float *pa = mb_tensor_f32(a);
         float *po = mb_tensor_f32(out);
-#pragma omp parallel for num_threads(mb_threads()) if (total > MB_PAR_MIN)
-        for (int64_t r = 0; r < rows; r++) {
-            const float *ra = pa + row_offset(r, shape, s);
-            float *ro = po + r * n3;
-            for (int64_t j = 0; j < n3; j++) ro[j] = f32_unop(op, ra[j * s3]);
+#pragma omp parallel for num_threads(mb_threads()) if (p.parallel)
+        for (int64_t k = 0; k < p.pieces; k++) {
+            int64_t j0, j1, r = piece(&p, k, &j0, &j1);
+            const float *ra = pa + row_offset(r, p.shape, s);
+            float *ro = po + row_offset(r, p.shape, so);
+            for (int64_t j = j0; j < j1; j++) ro[j] = f32_unop(op, ra[j * s3]);
         }
     }
     mb_tensor_free(ca);
@@ -894,6 +1016,10 @@ static int gemm_layout(int64_t r, int64_t c, int64_t sr, int64_t sc, int *trans,
     }
     return 0;
 }
+
+static int64_t g_matmul_packs;
+
+int64_t mb_tensor_matmul_packs(void) { return __atomic_load_n(&g_matmul_packs, __ATOMIC_RELAXED); }
 
 mb_tensor *mb_tensor_matmul(const mb_tensor *a0, const mb_tensor *b0, int trans_a, int trans_b, mb_error *err) {
     if (!a0 || !b0) {
@@ -988,6 +1114,7 @@ mb_tensor *mb_tensor_matmul(const mb_tensor *a0, const mb_tensor *b0, int trans_
     const mb_tensor *A = &a, *B = &b;
     if (!gemm_layout(m, k, a.stride[a.ndim - 2], a.stride[a.ndim - 1], &ta, &lda)) {
         if (!(pa = mb_tensor_clone(&a, err))) goto fail;
+        __atomic_add_fetch(&g_matmul_packs, 1, __ATOMIC_RELAXED);
         A = pa;
         /* clone packs [.., m, k] row-major; batch strides change accordingly. */
         for (int i = 0; i < 2; i++) {
@@ -999,6 +1126,7 @@ mb_tensor *mb_tensor_matmul(const mb_tensor *a0, const mb_tensor *b0, int trans_
     }
     if (!gemm_layout(k, n, b.stride[b.ndim - 2], b.stride[b.ndim - 1], &tb, &ldb)) {
         if (!(pb = mb_tensor_clone(&b, err))) goto fail;
+        __atomic_add_fetch(&g_matmul_packs, 1, __ATOMIC_RELAXED);
         B = pb;
         for (int i = 0; i < 2; i++) {
             int ib = i - (2 - bbd);

@@ -79,6 +79,9 @@ mb_status mb_tensor_get(const mb_tensor *t, const int64_t *idx, double *out, mb_
 mb_status mb_tensor_set(mb_tensor *t, const int64_t *idx, double value, mb_error *err);
 /* Bytes held by the storage (for telling Lua's collector). */
 size_t mb_tensor_nbytes(const mb_tensor *t);
+/* Storages alive in this process and the bytes they hold (leak checks, memory reports). */
+int64_t mb_tensor_live_storages(void);
+int64_t mb_tensor_live_bytes(void);
 
 /* ---- views (share storage) --------------------------------------------- */
 /* One dimension of shape may be -1 (inferred). Needs a contiguous input; use
@@ -117,6 +120,9 @@ mb_tensor *mb_tensor_unary(mb_unop op, const mb_tensor *a, mb_error *err);
    which is shared across the batch). trans_a / trans_b transpose the last
    two dimensions of that operand first (no copy). */
 mb_tensor *mb_tensor_matmul(const mb_tensor *a, const mb_tensor *b, int trans_a, int trans_b, mb_error *err);
+/* Operands mb_tensor_matmul had to copy so far (strides sgemm cannot read: a
+   diagnostic that keeps the no-copy paths for transposed views honest). */
+int64_t mb_tensor_matmul_packs(void);
 
 /* ---- reductions (0-based dim; the dim is removed) ----------------------- */
 typedef enum mb_reduce { MB_SUM, MB_MEAN, MB_MAX, MB_MIN, MB_ARGMAX, MB_ARGMIN } mb_reduce;

@@ -131,6 +131,10 @@ static int run_script(lua_State *L, int argc, char **argv, int script) {
         for (int i = script + 1; i < argc; i++) lua_pushstring(L, argv[i]);
         status = docall(L, n, 0);
     }
+    if (status != LUA_OK) { /* finalizers run by lua_close (an unended store run) record why it died */
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, "moonbert.script_error");
+    }
     return report(L, status) == LUA_OK ? 0 : 1;
 }
 
@@ -174,28 +178,68 @@ static void print_results(lua_State *L) {
     if (docall(L, n, 0) != LUA_OK) report(L, LUA_ERRRUN);
 }
 
+/* One line of input without its newline (malloc'd; NULL at end of input).
+   A terminal gets GNU readline with prompts and history; piped input
+   (`echo '1+1' | moonbert repl`) is read plainly, with no prompts or echo,
+   so that the output holds only the results. */
+static int g_tty;
+
+static char *read_line(const char *prompt) {
+    if (g_tty) return readline(prompt);
+    size_t cap = 256, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) return NULL;
+    int c;
+    while ((c = getchar()) != EOF && c != '\n') {
+        if (len + 1 >= cap) {
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb) {
+                free(buf);
+                return NULL;
+            }
+            buf = nb;
+        }
+        buf[len++] = (char)c;
+    }
+    if (c == EOF && len == 0) {
+        free(buf);
+        return NULL;
+    }
+    buf[len] = '\0';
+    return buf;
+}
+
 static int repl(lua_State *L) {
-    printf("moonbert REPL (Lua 5.4). `mb` is loaded; mb.help() lists the modules. Ctrl-D exits.\n");
-    using_history();
-    read_history(history_path());
+    g_tty = isatty(STDIN_FILENO);
+    if (g_tty) {
+        printf("moonbert REPL (Lua 5.4). `mb` is loaded; mb.help() lists the modules. Ctrl-D exits.\n");
+        using_history();
+        read_history(history_path());
+    }
     char *line;
-    while ((line = readline("> ")) != NULL) {
-        if (!*line) { free(line); continue; }
+    while ((line = read_line("> ")) != NULL) {
+        if (!*line) {
+            free(line);
+            continue;
+        }
         lua_settop(L, 0);
         /* First as an expression (`return ...`), then as a statement, then
            keep reading while the chunk is incomplete. */
         lua_pushfstring(L, "return %s", line);
         int status = luaL_loadbuffer(L, lua_tostring(L, -1), lua_rawlen(L, -1), "=stdin");
         lua_remove(L, -2);
-        luaL_Buffer b;
         char *full = strdup(line);
         if (status != LUA_OK) {
             lua_pop(L, 1);
             for (;;) {
                 status = luaL_loadbuffer(L, full, strlen(full), "=stdin");
                 if (!incomplete(L, status)) break;
-                char *more = readline(">> ");
-                if (!more) break;
+                char *more = read_line(">> ");
+                if (!more) {
+                    /* End of input inside a chunk: report it as the syntax error it is. */
+                    status = luaL_loadbuffer(L, full, strlen(full), "=stdin");
+                    break;
+                }
                 size_t nf = strlen(full) + strlen(more) + 2;
                 char *joined = malloc(nf);
                 snprintf(joined, nf, "%s\n%s", full, more);
@@ -204,16 +248,18 @@ static int repl(lua_State *L) {
                 full = joined;
             }
         }
-        (void)b;
-        add_history(full);
+        if (g_tty) add_history(full);
         free(full);
         free(line);
         if (status == LUA_OK) status = docall(L, 0, LUA_MULTRET);
         if (status == LUA_OK) print_results(L);
         else report(L, status);
+        fflush(stdout);
     }
-    printf("\n");
-    write_history(history_path());
+    if (g_tty) {
+        printf("\n");
+        write_history(history_path());
+    }
     return 0;
 }
 

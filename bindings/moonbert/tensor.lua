@@ -18,13 +18,23 @@
 --   * views (t[i], select, narrow, transpose, reshape of a contiguous tensor) share storage.
 --   * random functions without {seed=} draw from the module generator, seeded with 0 at load
 --     (reproducible runs by default); T.manual_seed(n) reseeds it.
+--   * misuse raises errors in the lauxlib style: "bad argument #1 to 'matmul' (shape [4,5] does
+--     not match [2,3] ...)". As everywhere in Lua, a method call t:f(x) counts arguments after
+--     self (x is #1) and a bad self reads "calling 'f' on bad self (tensor is freed)".
+--
+-- Methods: shape size dtype dim numel nbytes is_contiguous get set item totable free is_freed
+--   reshape/view narrow select transpose contiguous clone float int to fill copy
+--   add sub mul div pow maximum minimum neg exp log tanh relu gelu sqrt abs sigmoid
+--   matmul(u, {trans_a=, trans_b=}) sum mean max min argmax argmin softmax log_softmax
+-- Metamethods: + - * / ^ unary -, # (size of dim 1), t[i], t[i] = v, tostring, <close>, __gc.
+-- T.live() returns the number of storages alive and their bytes (leak checks).
 -- The implementation is C (bindings/tensor.c over runtime/tensor.c); this file re-exports it.
 local core = require("moonbert.core").tensor
 
 local M = {}
 
 for _, name in ipairs { "zeros", "ones", "empty", "full", "arange", "from", "rand", "randn",
-                        "manual_seed", "is_tensor", "bench_sgemm" } do
+                        "manual_seed", "is_tensor", "live", "bench_sgemm" } do
   M[name] = core[name]
 end
 

@@ -298,6 +298,10 @@ TEST(broadcasting_matches_reference) {
         {1, {5}, 4, {2, 3, 1, 1}, 4, {2, 3, 1, 5}},
         {0, {0}, 2, {3, 2}, 2, {3, 2}},
         {2, {300, 200}, 1, {200}, 2, {300, 200}}, /* above MB_PAR_MIN: the threaded path */
+        {1, {100000}, 0, {0}, 1, {100000}},       /* one long run split across threads */
+        {2, {3, 40000}, 2, {3, 40000}, 2, {3, 40000}},
+        {2, {50000, 1}, 1, {1}, 2, {50000, 1}},
+        {4, {2, 1, 3, 4}, 4, {1, 5, 3, 1}, 4, {2, 5, 3, 4}},
     };
     mb_binop ops[] = {MB_ADD, MB_SUB, MB_MUL, MB_DIV, MB_MAXIMUM, MB_MINIMUM};
     for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
@@ -312,7 +316,18 @@ TEST(broadcasting_matches_reference) {
             CHECK(d < 1e-6, "case %zu op %zu: rel diff %g", c, o, d);
             mb_tensor_free(out);
         }
-        /* Also on a transposed (strided) operand. */
+        /* Also on narrowed views (dims that must not be merged) and a transposed operand. */
+        if (a->ndim >= 1 && a->shape[a->ndim - 1] > 2) {
+            int last = a->ndim - 1;
+            mb_tensor *na = mb_tensor_narrow(a, last, 1, a->shape[last] - 2, &err);
+            mb_tensor *nb = mb_tensor_clone(na, &err);
+            mb_tensor *sum = mb_tensor_binary(MB_ADD, na, na, &err), *twice = mb_tensor_binary_scalar(MB_MUL, nb, 2, 0, &err);
+            CHECK(sum && twice && max_diff(sum, twice) < 1e-6, "case %zu: narrowed operand", c);
+            mb_tensor *ex = mb_tensor_unary(MB_EXP, na, &err), *ex2 = mb_tensor_unary(MB_EXP, nb, &err);
+            CHECK(ex && ex2 && max_diff(ex, ex2) == 0, "case %zu: unary on a narrowed view", c);
+            mb_tensor *all[] = {na, nb, sum, twice, ex, ex2};
+            for (size_t i = 0; i < 6; i++) mb_tensor_free(all[i]);
+        }
         if (a->ndim == 2) {
             mb_tensor *at_ = mb_tensor_transpose(a, &err);
             mb_tensor *ones = mb_tensor_full(MB_FLOAT32, 1, &at_->shape[1], 1, &err);
@@ -534,10 +549,15 @@ TEST(matmul_on_views) {
     mb_tensor *blk = mb_tensor_narrow(x, 1, 2, 7, &err);      /* [10,7], ld 12 */
     mb_tensor *blk2 = mb_tensor_narrow(blk, 0, 3, 7, &err);   /* [7,7] */
     mb_tensor *t = mb_tensor_transpose(blk, &err);            /* [7,10] transposed view */
+    int64_t packs = mb_tensor_matmul_packs();
     mb_tensor *p1 = mb_tensor_matmul(blk, t, 0, 0, &err);     /* [10,10] */
     CHECK(p1 && matmul_check(blk, t, 0, 0, p1) < 1e-5);
     mb_tensor *p2 = mb_tensor_matmul(t, blk2, 1, 0, &err);    /* (t^T = blk)[10,7] @ [7,7] */
     CHECK(p2 && matmul_check(t, blk2, 1, 0, p2) < 1e-5);
+    mb_tensor *p2b = mb_tensor_matmul(t, blk, 1, 1, &err);     /* both transposed: [10,7] @ [7,10] */
+    CHECK(p2b && matmul_check(t, blk, 1, 1, p2b) < 1e-5);
+    CHECK(mb_tensor_matmul_packs() == packs, "transposed and narrowed views are read in place (%lld copies)",
+          (long long)(mb_tensor_matmul_packs() - packs));
     int64_t s3[] = {4, 6, 9};
     mb_tensor *c = randn(3, s3);
     mb_tensor *every_other = mb_tensor_select(c, 2, 3, &err); /* [4,6], last-dim stride 9 */
@@ -545,10 +565,12 @@ TEST(matmul_on_views) {
     mb_tensor *w = randn(2, s65);
     mb_tensor *p3 = mb_tensor_matmul(every_other, w, 0, 0, &err);
     CHECK(p3 && matmul_check(every_other, w, 0, 0, p3) < 1e-5, "packed strided operand");
+    CHECK(mb_tensor_matmul_packs() == packs + 1, "a last-dim stride of 9 needs one packed copy");
     mb_tensor *tr3 = mb_tensor_transpose(c, &err); /* [4,9,6] batched transposed view */
     mb_tensor *p4 = mb_tensor_matmul(tr3, w, 0, 0, &err);
     CHECK(p4 && matmul_check(tr3, w, 0, 0, p4) < 1e-5, "batched transposed view");
-    mb_tensor *all[] = {x, blk, blk2, t, p1, p2, c, every_other, w, p3, tr3, p4};
+    CHECK(mb_tensor_matmul_packs() == packs + 1, "batched transposed views are read in place");
+    mb_tensor *all[] = {x, blk, blk2, t, p1, p2, p2b, c, every_other, w, p3, tr3, p4};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) mb_tensor_free(all[i]);
 }
 

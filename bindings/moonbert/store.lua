@@ -1,0 +1,228 @@
+-- moonbert.store (mb.store): the results store, one SQLite file of runs.
+--
+--   local store = mb.store.open()                          -- results/moonbert.db
+--   local run <close> = store:start_run{experiment = "baseline", params = {lr = 2e-5}, seed = 42}
+--   run:log_metric("val/accuracy", 0.92, {epoch = 2, split = "validation"})
+--   run:log_confusion("validation", cm, data.label_names, {epoch = 2})
+--   run:finish()        -- or leave the <close> scope: normal exit completes, an error fails
+--
+-- start_run records what makes a run reproducible: seed, host and pid, git commit
+-- and dirty flag, script path and sha256, dataset/model hash and device when
+-- given. A run that is not ended never stays "running": an error leaving a
+-- `<close>` scope or store:with_run marks it failed with the error text, the
+-- garbage collector fails a forgotten run, and store:reap() (run by open and by
+-- `moonbert results`) marks killed the runs whose process died.
+--
+-- Queries return plain tables: store:runs{experiment=, status=}, store:get_run(id),
+-- store:params(id), store:metrics(id, key) (the whole series), store:final_metrics(id),
+-- store:best{experiment=, metric=, mode="max"}, store:confusion(id, split),
+-- store:predictions(id, split, {by_loss=true, limit=20}), store:artifacts(id), store:tags(id).
+-- run:artifact_dir() is results/runs/<id> (beside the store file), created on first use.
+-- Params are written once (booleans are kept as "true"/"false", tables as JSON text).
+local core = require("moonbert.core").store
+
+local M = {
+  default_path = "results/moonbert.db",
+  schema_version = core.schema_version,
+  now = core.now,             -- Unix time in seconds, sub-second precision
+  sha256 = core.sha256,       -- sha256(string) -> hex
+  hash_file = core.sha256_file, -- hash_file(path) -> hex | nil, message
+}
+
+local Store = core.store_methods
+local Run = core.run_methods
+
+-- mkdir -p for the folder that will hold the store file.
+local function ensure_parent(path)
+  local dir = path:match("^(.*)/[^/]*$")
+  if not dir or dir == "" then return end
+  local ok, lfs = pcall(require, "lfs")
+  if not ok then return end
+  local prefix = dir:sub(1, 1) == "/" and "/" or ""
+  for part in dir:gmatch("[^/]+") do
+    prefix = prefix .. part
+    if not lfs.attributes(prefix, "mode") then lfs.mkdir(prefix) end
+    prefix = prefix .. "/"
+  end
+end
+
+--- mb.store.open([path [, opts]]) -> store
+-- opts: create (true), reap (true: mark dead runs killed), stale_after (60 s, runs of
+-- other hosts without a heartbeat for that long are reaped), busy_timeout (30 s),
+-- heartbeat_interval (5 s). Raises when the store cannot be opened.
+function M.open(path, opts)
+  if path ~= nil and type(path) ~= "string" then
+    error("bad argument #1 to 'open' (string expected, got " .. type(path) .. ")", 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #2 to 'open' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  path = path or M.default_path
+  opts = opts or {}
+  if opts.create ~= false then ensure_parent(path) end
+  local store, msg = core.open(path, opts)
+  if not store then error(msg, 2) end
+  if opts.reap ~= false then
+    -- A store another process is busy migrating or writing is no reason to fail
+    -- opening; reaping is retried by the next open or `moonbert results`.
+    pcall(store.reap, store, { stale_after = opts.stale_after or 60 })
+  end
+  return store
+end
+
+--- mb.store.hash_path(path) -> hex | nil, message
+-- A file: sha256 of its bytes. A folder (a model or data directory): sha256 over
+-- "relative/path\0<sha256>\n" for every file below it in sorted order.
+function M.hash_path(path)
+  local lfs = require "lfs"
+  local mode = lfs.attributes(path, "mode")
+  if mode == "file" then return core.sha256_file(path) end
+  if mode ~= "directory" then return nil, path .. ": no such file or directory" end
+  local files = {}
+  local function walk(dir, rel)
+    for name in lfs.dir(dir) do
+      if name ~= "." and name ~= ".." then
+        local full, r = dir .. "/" .. name, rel == "" and name or rel .. "/" .. name
+        local m = lfs.attributes(full, "mode")
+        if m == "directory" then walk(full, r) elseif m == "file" then files[#files + 1] = r end
+      end
+    end
+  end
+  walk(path, "")
+  table.sort(files)
+  local lines = {}
+  for i, r in ipairs(files) do
+    local h, err = core.sha256_file(path .. "/" .. r)
+    if not h then return nil, err end
+    lines[i] = r .. "\0" .. h .. "\n"
+  end
+  return core.sha256(table.concat(lines))
+end
+
+-- Output of a shell command, or nil when it fails (git absent, not a repository).
+local function capture(cmd)
+  local f = io.popen(cmd .. " 2>/dev/null")
+  if not f then return nil end
+  local out = f:read("a")
+  local ok = f:close()
+  if not ok then return nil end
+  return out
+end
+
+local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+-- git commit and dirty flag of the folder holding the script (or the current folder).
+local function git_state(dir)
+  local c = "git -C " .. shell_quote(dir or ".")
+  local head = capture(c .. " rev-parse HEAD")
+  if not head then return nil, nil end
+  head = head:match("^%s*(%x+)")
+  local status = capture(c .. " status --porcelain --untracked-files=no")
+  local dirty
+  if status then dirty = status:match("%S") ~= nil end
+  return head, dirty
+end
+
+local RUN_FIELDS = { "seed", "dataset_hash", "model_hash", "device", "git_commit", "git_dirty",
+                     "script_path", "script_hash", "name", "experiment" }
+local KNOWN = { params = true, tags = true, script = true, git = true }
+for _, k in ipairs(RUN_FIELDS) do KNOWN[k] = true end
+
+--- store:start_run{experiment=, name=, params=, tags=, seed=, dataset_hash=, model_hash=,
+---                 device=, script=arg[0], git=true} -> run
+-- Fills host, pid, git commit/dirty (git=false skips it), script path and sha256.
+function Store:start_run(opts)
+  if type(opts) ~= "table" then
+    error("bad argument #1 to 'start_run' (table expected, got " .. type(opts) .. ")", 2)
+  end
+  for k in pairs(opts) do
+    if not KNOWN[k] then
+      error("bad argument #1 to 'start_run' (unknown field '" .. tostring(k) .. "')", 2)
+    end
+  end
+  if type(opts.experiment) ~= "string" or opts.experiment == "" then
+    error("bad argument #1 to 'start_run' (field 'experiment' (a non-empty string) is required)", 2)
+  end
+  local fields = {}
+  for _, k in ipairs(RUN_FIELDS) do fields[k] = opts[k] end
+  local script = opts.script
+  if script == nil and not opts.script_path then script = rawget(_G, "arg") and arg[0] end
+  if type(script) == "string" and script ~= "-" then
+    fields.script_path = fields.script_path or script
+    fields.script_hash = fields.script_hash or core.sha256_file(script) -- nil if unreadable
+  end
+  if opts.git ~= false and fields.git_commit == nil then
+    local dir = fields.script_path and fields.script_path:match("^(.*)/[^/]*$") or "."
+    fields.git_commit, fields.git_dirty = git_state(dir)
+  end
+  if fields.seed ~= nil and math.type(fields.seed) ~= "integer" then
+    local s = tonumber(fields.seed)
+    if s and s == math.floor(s) then fields.seed = math.tointeger(s) end
+  end
+  local run = self:_start_run(fields)
+  -- Params and tags are written after the run row exists; a bad one fails the run.
+  local ok, err = pcall(function()
+    if opts.params ~= nil then
+      assert(type(opts.params) == "table", "field 'params' must be a table")
+      local keys = {}
+      for k in pairs(opts.params) do keys[#keys + 1] = tostring(k) end
+      table.sort(keys)
+      for _, k in ipairs(keys) do
+        local v = opts.params[k]
+        if v == nil then v = opts.params[tonumber(k)] end
+        run:log_param(k, v)
+      end
+    end
+    if opts.tags ~= nil then
+      assert(type(opts.tags) == "table", "field 'tags' must be a table")
+      for k, v in pairs(opts.tags) do run:set_tag(tostring(k), v) end
+    end
+  end)
+  if not ok then
+    run:fail(err)
+    error(err, 2)
+  end
+  return run
+end
+
+--- store:with_run(opts, fn) -> fn's results
+-- Starts a run, calls fn(run) under xpcall, finishes the run when fn returns
+-- (unless fn ended it) and marks it failed with the error text (then re-raises)
+-- when fn raises.
+function Store:with_run(opts, fn)
+  if type(fn) ~= "function" then
+    error("bad argument #2 to 'with_run' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  local run = self:start_run(opts)
+  local res = table.pack(xpcall(fn, function(e)
+    -- Keep the error object for the caller; the store gets the text and a traceback.
+    return { err = e, text = debug.traceback(tostring(e), 2) }
+  end, run))
+  if not res[1] then
+    run:fail(res[2].text)
+    error(res[2].err, 0)
+  end
+  if run:status() == "running" then run:finish() end
+  return table.unpack(res, 2, res.n)
+end
+Store.run_protected = Store.with_run
+
+--- run:artifact_dir() -> path
+-- The run's folder for saved models, caches and reports: runs/<id> beside the
+-- store file (results/runs/<id> for the default store), created when missing.
+function Run:artifact_dir()
+  local base = self.store:path():match("^(.*)/[^/]*$") or "."
+  local dir = base .. "/runs/" .. self.id
+  ensure_parent(dir .. "/x")
+  return dir
+end
+
+--- run:log_params{key = value, ...}
+function Run:log_params(t)
+  if type(t) ~= "table" then
+    error("bad argument #1 to 'log_params' (table expected, got " .. type(t) .. ")", 2)
+  end
+  for k, v in pairs(t) do self:log_param(tostring(k), v) end
+end
+
+return M

@@ -1,0 +1,1143 @@
+/* store.c (bindings): the results store for Lua, core.store.
+ *
+ * Two userdata types:
+ *   moonbert.Store  an open store (runtime/store.h); queries return plain tables.
+ *   moonbert.Run    one run being logged; holds its store (user value 1) and
+ *                   its id. run.id and run.store read as fields.
+ * An unfinished run is never left "running": __close finishes it (or fails it
+ * with the error that is unwinding the scope), __gc fails it.
+ * bindings/moonbert/store.lua adds the Lua-side methods (start_run gathering
+ * git and script information, with_run) to the same method tables.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <jansson.h>
+
+#include "luamb.h"
+#include "../runtime/sha256.h"
+#include "../runtime/store.h"
+
+#define STORE_MT "moonbert.Store"
+#define RUN_MT "moonbert.Run"
+
+typedef struct lstore {
+    mb_store *s; /* NULL once closed */
+} lstore;
+
+typedef struct lrun {
+    int64_t id;
+    int ended; /* finish() or fail() went through (or the store reported it ended) */
+} lrun;
+
+static lstore *check_store_ud(lua_State *L, int i) { return luaL_checkudata(L, i, STORE_MT); }
+
+static mb_store *check_store(lua_State *L, int i) {
+    lstore *ls = check_store_ud(L, i);
+    if (!ls->s) luaL_error(L, "results store is closed");
+    return ls->s;
+}
+
+static lrun *check_run(lua_State *L, int i) { return luaL_checkudata(L, i, RUN_MT); }
+
+/* The open store behind a run (raises when it was closed). */
+static mb_store *run_store(lua_State *L, int i) {
+    lua_getiuservalue(L, i, 1);
+    lstore *ls = luaL_testudata(L, -1, STORE_MT);
+    lua_pop(L, 1); /* the run keeps the store alive */
+    if (!ls || !ls->s) luaL_error(L, "the results store of this run is closed");
+    return ls->s;
+}
+
+static int64_t check_run_id(lua_State *L, int i) {
+    lua_Integer id = luaL_checkinteger(L, i);
+    if (id <= 0) luaL_argerror(L, i, "run id must be a positive integer");
+    return (int64_t)id;
+}
+
+/* A table (or an object with :totable(), e.g. a moonbert.Tensor) at i as a
+   plain table, replacing it on the stack. */
+static void to_plain_table(lua_State *L, int i, int arg, const char *what) {
+    i = lua_absindex(L, i);
+    if (lua_type(L, i) == LUA_TTABLE) return;
+    if (lua_type(L, i) == LUA_TUSERDATA && luaL_getmetafield(L, i, "__index") != LUA_TNIL) {
+        lua_pop(L, 1);
+        if (lua_getfield(L, i, "totable") == LUA_TFUNCTION) {
+            lua_pushvalue(L, i);
+            lua_call(L, 1, 1);
+            if (lua_type(L, -1) == LUA_TTABLE) {
+                lua_replace(L, i);
+                return;
+            }
+        }
+        lua_pop(L, 1);
+    }
+    luaL_argerror(L, arg, lua_pushfstring(L, "%s: table or tensor expected, got %s", what, luaL_typename(L, i)));
+}
+
+/* ---- values ------------------------------------------------------------- */
+
+static void push_value(lua_State *L, const mb_value *v) {
+    switch (v->type) {
+    case MB_VALUE_INT: lua_pushinteger(L, (lua_Integer)v->i); break;
+    case MB_VALUE_REAL: lua_pushnumber(L, v->r); break;
+    case MB_VALUE_TEXT: lua_pushstring(L, v->s ? v->s : ""); break;
+    default: lua_pushnil(L); break;
+    }
+}
+
+/* A Lua value as JSON (tables as arrays when they are sequences, else objects
+   with sorted keys, so that the same table always gives the same text). */
+static json_t *lua_to_json(lua_State *L, int i, int depth) {
+    i = lua_absindex(L, i);
+    switch (lua_type(L, i)) {
+    case LUA_TBOOLEAN: return json_boolean(lua_toboolean(L, i));
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, i)) return json_integer((json_int_t)lua_tointeger(L, i));
+        return isfinite(lua_tonumber(L, i)) ? json_real(lua_tonumber(L, i)) : json_null();
+    case LUA_TSTRING: return json_string(lua_tostring(L, i));
+    case LUA_TTABLE: {
+        if (depth > 32) return NULL;
+        lua_Integer n = (lua_Integer)lua_rawlen(L, i);
+        int is_array = 1;
+        lua_pushnil(L);
+        while (is_array && lua_next(L, i)) {
+            if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) < 1 || lua_tointeger(L, -2) > n) is_array = 0;
+            lua_pop(L, 1);
+        }
+        if (!is_array) lua_pop(L, 1); /* the key lua_next left */
+        json_t *out = is_array ? json_array() : json_object();
+        lua_pushnil(L);
+        while (lua_next(L, i)) {
+            json_t *x = lua_to_json(L, -1, depth + 1);
+            if (!x) {
+                lua_pop(L, 2);
+                json_decref(out);
+                return NULL;
+            }
+            if (is_array) {
+                json_array_set_new(out, (size_t)lua_tointeger(L, -2) - 1, x);
+            } else {
+                lua_pushvalue(L, -2);
+                const char *k = luaL_tolstring(L, -1, NULL);
+                json_object_set_new(out, k, x);
+                lua_pop(L, 2);
+            }
+            lua_pop(L, 1);
+        }
+        if (is_array) { /* lua_next order is not index order: rebuild in order */
+            json_decref(out);
+            out = json_array();
+            for (lua_Integer k = 1; k <= n; k++) {
+                lua_rawgeti(L, i, k);
+                json_t *x = lua_to_json(L, -1, depth + 1);
+                lua_pop(L, 1);
+                if (!x) { json_decref(out); return NULL; }
+                json_array_append_new(out, x);
+            }
+        }
+        return out;
+    }
+    default: return NULL;
+    }
+}
+
+/* The param value at i: integers, reals and strings as they are, booleans as
+   "true"/"false", tables as JSON text (*json must be freed). */
+static void check_param_value(lua_State *L, int i, mb_value *v, char **json) {
+    memset(v, 0, sizeof *v);
+    *json = NULL;
+    switch (lua_type(L, i)) {
+    case LUA_TNUMBER:
+        if (lua_isinteger(L, i)) { v->type = MB_VALUE_INT; v->i = (int64_t)lua_tointeger(L, i); }
+        else { v->type = MB_VALUE_REAL; v->r = lua_tonumber(L, i); }
+        return;
+    case LUA_TSTRING: v->type = MB_VALUE_TEXT; v->s = lua_tostring(L, i); return;
+    case LUA_TBOOLEAN: v->type = MB_VALUE_TEXT; v->s = lua_toboolean(L, i) ? "true" : "false"; return;
+    case LUA_TTABLE: {
+        json_t *j = lua_to_json(L, i, 0);
+        if (j) *json = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        json_decref(j);
+        if (!*json) luaL_argerror(L, i, "table param holds a value JSON cannot express (function, userdata, cycle)");
+        v->type = MB_VALUE_TEXT;
+        v->s = *json;
+        return;
+    }
+    default:
+        luaL_argerror(L, i, lua_pushfstring(L, "number, string, boolean or table expected, got %s", luaL_typename(L, i)));
+    }
+}
+
+/* ---- records as tables -------------------------------------------------- */
+
+static void set_str(lua_State *L, const char *k, const char *v) {
+    if (!v) return;
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static void set_num(lua_State *L, const char *k, double v) {
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, k);
+}
+
+static void set_int(lua_State *L, const char *k, int64_t v) {
+    lua_pushinteger(L, (lua_Integer)v);
+    lua_setfield(L, -2, k);
+}
+
+static void push_run_record(lua_State *L, const mb_run_record *r) {
+    lua_createtable(L, 0, 20);
+    set_int(L, "id", r->id);
+    set_str(L, "experiment", r->experiment);
+    set_str(L, "name", r->name);
+    set_str(L, "status", r->status);
+    set_str(L, "error", r->error);
+    set_num(L, "start_time", r->start_time);
+    if (r->end_time > 0) set_num(L, "end_time", r->end_time);
+    if (r->heartbeat > 0) set_num(L, "heartbeat", r->heartbeat);
+    if (r->has_seed) set_int(L, "seed", r->seed);
+    set_str(L, "host", r->host);
+    if (r->pid > 0) set_int(L, "pid", r->pid);
+    set_str(L, "git_commit", r->git_commit);
+    if (r->git_dirty >= 0) {
+        lua_pushboolean(L, r->git_dirty);
+        lua_setfield(L, -2, "git_dirty");
+    }
+    set_str(L, "script_path", r->script_path);
+    set_str(L, "script_hash", r->script_hash);
+    set_str(L, "dataset_hash", r->dataset_hash);
+    set_str(L, "model_hash", r->model_hash);
+    set_str(L, "device", r->device);
+}
+
+static void push_metric(lua_State *L, const mb_metric *m) {
+    lua_createtable(L, 0, 6);
+    set_str(L, "key", m->key);
+    set_num(L, "value", m->value);
+    if (m->has_step) set_int(L, "step", m->step);
+    if (m->has_epoch) set_num(L, "epoch", m->epoch);
+    set_str(L, "split", m->split);
+    set_num(L, "time", m->time);
+}
+
+/* Visitors: each appends to (or sets in) the table on top of the stack. */
+static int append_run(const mb_run_record *r, void *ctx) {
+    lua_State *L = ctx;
+    push_run_record(L, r);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    return 0;
+}
+
+static int set_param(const char *key, const mb_value *v, void *ctx) {
+    lua_State *L = ctx;
+    push_value(L, v);
+    lua_setfield(L, -2, key);
+    return 0;
+}
+
+static int set_tag(const char *key, const char *value, void *ctx) {
+    lua_State *L = ctx;
+    lua_pushstring(L, value ? value : "");
+    lua_setfield(L, -2, key);
+    return 0;
+}
+
+static int append_metric(const mb_metric *m, void *ctx) {
+    lua_State *L = ctx;
+    push_metric(L, m);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    return 0;
+}
+
+static int set_metric(const mb_metric *m, void *ctx) {
+    lua_State *L = ctx;
+    push_metric(L, m);
+    lua_setfield(L, -2, m->key);
+    return 0;
+}
+
+static int append_confusion(const mb_confusion *c, void *ctx) {
+    lua_State *L = ctx;
+    lua_createtable(L, 0, 5);
+    set_str(L, "split", c->split);
+    if (c->has_epoch) set_num(L, "epoch", c->epoch);
+    set_num(L, "time", c->time);
+    lua_createtable(L, c->n_labels, 0);
+    for (int i = 0; i < c->n_labels; i++) {
+        lua_pushstring(L, c->labels[i] ? c->labels[i] : "");
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "labels");
+    lua_createtable(L, c->n_rows, 0);
+    for (int i = 0; i < c->n_rows; i++) {
+        lua_createtable(L, c->n_cols, 0);
+        for (int j = 0; j < c->n_cols; j++) {
+            double x = c->matrix[(size_t)i * c->n_cols + j];
+            if (x == floor(x) && fabs(x) < 9007199254740992.0) lua_pushinteger(L, (lua_Integer)x);
+            else lua_pushnumber(L, x);
+            lua_rawseti(L, -2, j + 1);
+        }
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "matrix");
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    return 0;
+}
+
+static int append_prediction(const char *split, const mb_prediction *p, void *ctx) {
+    lua_State *L = ctx;
+    lua_createtable(L, 0, 6);
+    set_str(L, "split", split);
+    set_int(L, "index", p->index);
+    if (p->has_label) set_int(L, "label", p->label);
+    set_int(L, "predicted", p->predicted);
+    if (p->has_loss) set_num(L, "loss", p->loss);
+    if (p->probs) {
+        lua_createtable(L, p->n_probs, 0);
+        for (int k = 0; k < p->n_probs; k++) {
+            lua_pushnumber(L, p->probs[k]);
+            lua_rawseti(L, -2, k + 1);
+        }
+        lua_setfield(L, -2, "probs");
+    }
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    return 0;
+}
+
+static int append_artifact(const char *kind, const char *path, const char *hash, double time, void *ctx) {
+    lua_State *L = ctx;
+    lua_createtable(L, 0, 4);
+    set_str(L, "kind", kind);
+    set_str(L, "path", path);
+    set_str(L, "hash", hash);
+    set_num(L, "time", time);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    return 0;
+}
+
+static int append_reaped(int64_t run, const char *reason, void *ctx) {
+    lua_State *L = ctx;
+    lua_createtable(L, 0, 2);
+    set_int(L, "id", run);
+    set_str(L, "reason", reason);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    return 0;
+}
+
+static void reap_visitor(int64_t run, const char *reason, void *ctx) { append_reaped(run, reason, ctx); }
+
+static int check_status_name(lua_State *L, int arg, const char *status) {
+    static const char *const ok[] = {"running", "completed", "failed", "killed", NULL};
+    for (int i = 0; ok[i]; i++)
+        if (strcmp(status, ok[i]) == 0) return 1;
+    return luaL_argerror(L, arg, lua_pushfstring(L, "status must be running, completed, failed or killed, got '%s'", status));
+}
+
+/* ---- module functions ---------------------------------------------------- */
+
+/* core.store.open(path, {create=, busy_timeout=, heartbeat_interval=}) -> store | nil, message */
+static int l_open(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+    mb_store_options o;
+    mb_store_default_options(&o);
+    o.create = mb_lua_optfield_bool(L, 2, "create", o.create);
+    o.busy_timeout_s = mb_lua_optfield_num(L, 2, "busy_timeout", o.busy_timeout_s);
+    o.heartbeat_interval_s = mb_lua_optfield_num(L, 2, "heartbeat_interval", o.heartbeat_interval_s);
+    lstore *ls = lua_newuserdatauv(L, sizeof *ls, 1);
+    ls->s = NULL;
+    luaL_setmetatable(L, STORE_MT);
+    /* User value 1: the store's runs, weak keys (a run's own __gc handles a run
+       that is dropped while its store stays open). */
+    lua_newtable(L);
+    lua_createtable(L, 0, 1);
+    lua_pushliteral(L, "k");
+    lua_setfield(L, -2, "__mode");
+    lua_setmetatable(L, -2);
+    lua_setiuservalue(L, -2, 1);
+    mb_error err = {0};
+    ls->s = mb_store_open(path, &o, &err);
+    if (!ls->s) {
+        lua_pushnil(L);
+        lua_pushstring(L, err.msg);
+        return 2;
+    }
+    return 1;
+}
+
+static int l_now(lua_State *L) {
+    lua_pushnumber(L, mb_store_now());
+    return 1;
+}
+
+static int l_sha256(lua_State *L) {
+    size_t n;
+    const char *s = luaL_checklstring(L, 1, &n);
+    char hex[MB_SHA256_HEX_LEN + 1];
+    mb_sha256_hex(s, n, hex);
+    lua_pushstring(L, hex);
+    return 1;
+}
+
+/* sha256_file(path) -> hex | nil, message */
+static int l_sha256_file(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    char hex[MB_SHA256_HEX_LEN + 1];
+    mb_error err = {0};
+    if (mb_sha256_file(path, hex, &err) != MB_OK) {
+        lua_pushnil(L);
+        lua_pushstring(L, err.msg);
+        return 2;
+    }
+    lua_pushstring(L, hex);
+    return 1;
+}
+
+/* ---- Store methods --------------------------------------------------------- */
+
+/* close / __close(store, err) / __gc: runs of this store that nobody ended
+   are failed first (with the error unwinding a <close> scope when there is
+   one), so that closing the store never leaves a run looking alive. */
+static int store_close(lua_State *L) {
+    lstore *ls = check_store_ud(L, 1);
+    if (!ls->s) return 0;
+    const char *why = lua_isnoneornil(L, 2) || lua_type(L, 2) == LUA_TUSERDATA
+                          ? "the results store was closed before the run was ended"
+                          : luaL_tolstring(L, 2, NULL);
+    if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) {
+        lua_pushnil(L);
+        while (lua_next(L, -2)) {
+            lrun *r = luaL_testudata(L, -2, RUN_MT);
+            if (r && !r->ended) {
+                int changed;
+                mb_error err = {0};
+                r->ended = 1;
+                mb_store_fail(ls->s, r->id, why, &changed, &err);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    mb_store_close(ls->s);
+    ls->s = NULL;
+    return 0;
+}
+
+static int store_is_closed(lua_State *L) {
+    lua_pushboolean(L, check_store_ud(L, 1)->s == NULL);
+    return 1;
+}
+
+static int store_tostring(lua_State *L) {
+    lstore *ls = check_store_ud(L, 1);
+    if (ls->s) lua_pushfstring(L, "moonbert.Store (%s)", mb_store_path(ls->s));
+    else lua_pushliteral(L, "moonbert.Store (closed)");
+    return 1;
+}
+
+static int store_path(lua_State *L) {
+    lua_pushstring(L, mb_store_path(check_store(L, 1)));
+    return 1;
+}
+
+static int store_schema_version(lua_State *L) {
+    lua_pushinteger(L, mb_store_user_version(check_store(L, 1)));
+    return 1;
+}
+
+/* store:integrity_check() -> true | false, report */
+static int store_integrity_check(lua_State *L) {
+    mb_error err = {0};
+    if (mb_store_integrity_check(check_store(L, 1), &err) == MB_OK) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    lua_pushboolean(L, 0);
+    lua_pushstring(L, err.msg);
+    return 2;
+}
+
+static void push_run(lua_State *L, int store_index, int64_t id) {
+    lrun *r = lua_newuserdatauv(L, sizeof *r, 1);
+    r->id = id;
+    r->ended = 0;
+    lua_pushvalue(L, store_index);
+    lua_setiuservalue(L, -2, 1);
+    luaL_setmetatable(L, RUN_MT);
+    /* Remember the run in its store's weak set (see store_close). */
+    if (lua_getiuservalue(L, store_index, 1) == LUA_TTABLE) {
+        lua_pushvalue(L, -2);
+        lua_pushboolean(L, 1);
+        lua_rawset(L, -3);
+    }
+    lua_pop(L, 1);
+}
+
+/* store:_start_run{experiment=, name=, seed=, git_commit=, git_dirty=, script_path=,
+   script_hash=, dataset_hash=, model_hash=, device=} -> Run (the low-level step of start_run) */
+static int store_start_run_raw(lua_State *L) {
+    mb_store *s = check_store(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    mb_run_start r = {0};
+    r.experiment = mb_lua_optfield_str(L, 2, "experiment", NULL);
+    if (!r.experiment || !*r.experiment) luaL_argerror(L, 2, "field 'experiment' (a non-empty string) is required");
+    r.name = mb_lua_optfield_str(L, 2, "name", NULL);
+    lua_getfield(L, 2, "seed");
+    if (!lua_isnil(L, -1)) {
+        int ok;
+        r.seed = (int64_t)lua_tointegerx(L, -1, &ok);
+        if (!ok) luaL_argerror(L, 2, "field 'seed' must be an integer");
+        r.has_seed = 1;
+    }
+    lua_pop(L, 1);
+    r.git_commit = mb_lua_optfield_str(L, 2, "git_commit", NULL);
+    lua_getfield(L, 2, "git_dirty");
+    r.git_dirty = lua_isnil(L, -1) ? -1 : lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    r.script_path = mb_lua_optfield_str(L, 2, "script_path", NULL);
+    r.script_hash = mb_lua_optfield_str(L, 2, "script_hash", NULL);
+    r.dataset_hash = mb_lua_optfield_str(L, 2, "dataset_hash", NULL);
+    r.model_hash = mb_lua_optfield_str(L, 2, "model_hash", NULL);
+    r.device = mb_lua_optfield_str(L, 2, "device", NULL);
+    mb_error err = {0};
+    int64_t id;
+    if (mb_store_start_run(s, &r, &id, &err) != MB_OK) return mb_lua_raise(L, &err);
+    push_run(L, 1, id);
+    return 1;
+}
+
+/* store:reap{stale_after=60} -> { {id=, reason=}, ... } of runs marked killed */
+static int store_reap(lua_State *L) {
+    mb_store *s = check_store(L, 1);
+    double stale = mb_lua_optfield_num(L, 2, "stale_after", 60.0);
+    if (!(stale > 0)) luaL_argerror(L, 2, "field 'stale_after' must be positive (seconds)");
+    lua_newtable(L);
+    mb_error err = {0};
+    if (mb_store_reap(s, stale, reap_visitor, L, NULL, &err) != MB_OK) return mb_lua_raise(L, &err);
+    return 1;
+}
+
+/* store:runs{experiment=, status=} -> array of run records in id order */
+static int store_runs(lua_State *L) {
+    mb_store *s = check_store(L, 1);
+    if (!lua_isnoneornil(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+    mb_run_filter f = {mb_lua_optfield_str(L, 2, "experiment", NULL), mb_lua_optfield_str(L, 2, "status", NULL)};
+    if (f.status) check_status_name(L, 2, f.status);
+    lua_newtable(L);
+    mb_error err = {0};
+    if (mb_store_runs(s, &f, append_run, L, &err) != MB_OK) return mb_lua_raise(L, &err);
+    return 1;
+}
+
+/* store:get_run(id) -> record | nil, "no run N in PATH" */
+static int store_get_run(lua_State *L) {
+    mb_store *s = check_store(L, 1);
+    int64_t id = check_run_id(L, 2);
+    lua_newtable(L);
+    mb_error err = {0};
+    if (mb_store_get_run(s, id, append_run, L, &err) != MB_OK) {
+        if (err.code != MB_ERR_RANGE) return mb_lua_raise(L, &err);
+        lua_pushnil(L);
+        lua_pushstring(L, err.msg);
+        return 2;
+    }
+    lua_rawgeti(L, -1, 1);
+    return 1;
+}
+
+static int store_params(lua_State *L) {
+    mb_store *s = check_store(L, 1);
+    int64_t id = check_run_id(L, 2);
+    lua_newtable(L);
+    mb_error err = {0};
+    if (mb_store_params(s, id, set_param, L, &err) != MB_OK) return mb_lua_raise(L, &err);
+    return 1;
+}
+
+static int store_tags(lua_State *L) {
+    mb_store *s = check_store(L, 1);
+    int64_t id = check_run_id(L, 2);
+    lua_newtable(L);
+    mb_error err = {0};
+    if (mb_store_tags(s, id, set_tag, L, &err) != MB_OK) return mb_lua_raise(L, &err);
+    return 1;
+}
+
+/* store:metrics(run_id [, key]) -> array of {key=, value=, step=, epoch=, split=, time=} in logging order */
+static int store_metrics(lua_State *L) {
+    mb_store *s = check_store(L, 1);
+    int64_t id = check_run_id(L, 2);
+    const char *key = luaL_optstring(L, 3, NULL);
+    lua_newtable(L);
+    mb_error err = {0};
+    if (mb_store_metrics(s, id, key, append_metric, L, &err) != MB_OK) return mb_lua_raise(L, &err);
+    return 1;
+}
+
+/* store:final_metrics(run_id) -> {key = last point} */
+static int store_final_metrics(lua_State *L) {
+    mb_store *s = check_store(L, 1);
+    int64_t id = check_run_id(L, 2);
+    lua_newtable(L);
+    mb_error err = {0};
+    if (mb_store_final_metrics(s, id, set_metric, L, &err) != MB_OK) return mb_lua_raise(L, &err);
+    return 1;
+}
+
+/* store:best{experiment=, metric=, mode="max"|"min", status="completed"}
+   -> run record with .metric and .value | nil, message */
+static int store_best(lua_State *L) {
+    mb_store *s = check_store(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    const char *experiment = mb_lua_optfield_str(L, 2, "experiment", NULL);
+    const char *metric = mb_lua_optfield_str(L, 2, "metric", NULL);
+    const char *mode = mb_lua_optfield_str(L, 2, "mode", "max");
+    const char *status = mb_lua_optfield_str(L, 2, "status", "completed");
+    if (!experiment) luaL_argerror(L, 2, "field 'experiment' is required");
+    if (!metric) luaL_argerror(L, 2, "field 'metric' is required");
+    if (strcmp(mode, "max") != 0 && strcmp(mode, "min") != 0)
+        luaL_argerror(L, 2, lua_pushfstring(L, "field 'mode' must be 'max' or 'min', got '%s'", mode));
+    check_status_name(L, 2, status);
+    int64_t id;
+    double value;
+    mb_error err = {0};
+    if (mb_store_best(s, experiment, metric, strcmp(mode, "max") == 0, status, &id, &value, &err) != MB_OK) {
+        if (err.code != MB_ERR_RANGE) return mb_lua_raise(L, &err);
+        lua_pushnil(L);
+        lua_pushstring(L, err.msg);
+        return 2;
+    }
+    lua_newtable(L);
+    if (mb_store_get_run(s, id, append_run, L, &err) != MB_OK) return mb_lua_raise(L, &err);
+    lua_rawgeti(L, -1, 1);
+    set_str(L, "metric", metric);
+    set_num(L, "value", value);
+    return 1;
+}
+
+/* store:confusion(run_id [, split]) -> array of {split=, epoch=, labels=, matrix=, time=} */
+static int store_confusion(lua_State *L) {
+    mb_store *s = check_store(L, 1);
+    int64_t id = check_run_id(L, 2);
+    const char *split = luaL_optstring(L, 3, NULL);
+    lua_newtable(L);
+    mb_error err = {0};
+    if (mb_store_confusions(s, id, split, append_confusion, L, &err) != MB_OK) return mb_lua_raise(L, &err);
+    return 1;
+}
+
+/* store:predictions(run_id [, split [, {by_loss=false, limit=}]]) -> array of rows */
+static int store_predictions(lua_State *L) {
+    mb_store *s = check_store(L, 1);
+    int64_t id = check_run_id(L, 2);
+    const char *split = luaL_optstring(L, 3, NULL);
+    if (!lua_isnoneornil(L, 4)) luaL_checktype(L, 4, LUA_TTABLE);
+    int by_loss = mb_lua_optfield_bool(L, 4, "by_loss", 0);
+    lua_Integer limit = mb_lua_optfield_int(L, 4, "limit", 0);
+    lua_newtable(L);
+    mb_error err = {0};
+    if (mb_store_predictions(s, id, split, by_loss, (int64_t)limit, append_prediction, L, &err) != MB_OK)
+        return mb_lua_raise(L, &err);
+    return 1;
+}
+
+static int store_artifacts(lua_State *L) {
+    mb_store *s = check_store(L, 1);
+    int64_t id = check_run_id(L, 2);
+    lua_newtable(L);
+    mb_error err = {0};
+    if (mb_store_artifacts(s, id, append_artifact, L, &err) != MB_OK) return mb_lua_raise(L, &err);
+    return 1;
+}
+
+/* ---- Run methods ---------------------------------------------------------- */
+
+static int run_index(lua_State *L) {
+    lrun *r = check_run(L, 1);
+    const char *k = lua_tostring(L, 2);
+    if (k && strcmp(k, "id") == 0) {
+        lua_pushinteger(L, (lua_Integer)r->id);
+        return 1;
+    }
+    if (k && strcmp(k, "store") == 0) {
+        lua_getiuservalue(L, 1, 1);
+        return 1;
+    }
+    lua_pushvalue(L, lua_upvalueindex(1)); /* the methods table */
+    lua_pushvalue(L, 2);
+    lua_rawget(L, -2);
+    return 1;
+}
+
+static int run_tostring(lua_State *L) {
+    lrun *r = check_run(L, 1);
+    lua_pushfstring(L, "moonbert.Run %I%s", (LUAI_UACINT)r->id, r->ended ? " (ended)" : "");
+    return 1;
+}
+
+static int run_log_param(lua_State *L) {
+    lrun *r = check_run(L, 1);
+    const char *key = luaL_checkstring(L, 2);
+    luaL_checkany(L, 3);
+    mb_store *s = run_store(L, 1);
+    mb_value v;
+    char *json;
+    check_param_value(L, 3, &v, &json);
+    mb_error err = {0};
+    mb_status st = mb_store_log_param(s, r->id, key, &v, &err);
+    free(json);
+    if (st != MB_OK) return mb_lua_raise(L, &err);
+    return 0;
+}
+
+static int run_set_tag(lua_State *L) {
+    lrun *r = check_run(L, 1);
+    const char *key = luaL_checkstring(L, 2);
+    const char *value = luaL_tolstring(L, 3, NULL);
+    mb_error err = {0};
+    if (mb_store_set_tag(run_store(L, 1), r->id, key, value, &err) != MB_OK) return mb_lua_raise(L, &err);
+    return 0;
+}
+
+static void read_metric_opts(lua_State *L, int arg, mb_metric *m) {
+    if (lua_isnoneornil(L, arg)) return;
+    luaL_checktype(L, arg, LUA_TTABLE);
+    lua_getfield(L, arg, "step");
+    if (!lua_isnil(L, -1)) {
+        m->has_step = 1;
+        m->step = (int64_t)mb_lua_optfield_int(L, arg, "step", 0);
+    }
+    lua_getfield(L, arg, "epoch");
+    if (!lua_isnil(L, -1)) {
+        m->has_epoch = 1;
+        m->epoch = mb_lua_optfield_num(L, arg, "epoch", 0);
+    }
+    lua_pop(L, 2);
+    m->split = mb_lua_optfield_str(L, arg, "split", NULL);
+}
+
+/* run:log_metric(key, value [, {step=, epoch=, split=}]) */
+static int run_log_metric(lua_State *L) {
+    lrun *r = check_run(L, 1);
+    mb_metric m = {0};
+    m.key = luaL_checkstring(L, 2);
+    m.value = luaL_checknumber(L, 3);
+    read_metric_opts(L, 4, &m);
+    mb_error err = {0};
+    if (mb_store_log_metric(run_store(L, 1), r->id, &m, &err) != MB_OK) return mb_lua_raise(L, &err);
+    return 0;
+}
+
+/* run:log_metrics({key = value, ...} [, opts]): one transaction, keys in sorted order */
+static int run_log_metrics(lua_State *L) {
+    lrun *r = check_run(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    mb_metric common = {0};
+    read_metric_opts(L, 3, &common);
+    size_t n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TNUMBER)
+            luaL_argerror(L, 2, "table of metric name = number expected");
+        n++;
+        lua_pop(L, 1);
+    }
+    if (n == 0) return 0;
+    mb_metric *m = lua_newuserdatauv(L, n * sizeof *m, 0); /* freed by the collector, even on errors */
+    size_t i = 0;
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+        m[i] = common;
+        m[i].key = lua_tostring(L, -2); /* the table keeps the key alive */
+        m[i].value = lua_tonumber(L, -1);
+        i++;
+        lua_pop(L, 1);
+    }
+    mb_error err = {0};
+    if (mb_store_log_metrics(run_store(L, 1), r->id, m, n, &err) != MB_OK) return mb_lua_raise(L, &err);
+    return 0;
+}
+
+/* run:log_confusion(split, matrix, labels [, {epoch=}]); matrix: table of rows or a tensor */
+static int run_log_confusion(lua_State *L) {
+    lrun *r = check_run(L, 1);
+    mb_confusion c = {0};
+    c.split = luaL_optstring(L, 2, NULL);
+    to_plain_table(L, 3, 2, "matrix");
+    if (!lua_isnoneornil(L, 4)) to_plain_table(L, 4, 3, "labels");
+    if (!lua_isnoneornil(L, 5)) {
+        luaL_checktype(L, 5, LUA_TTABLE);
+        lua_getfield(L, 5, "epoch");
+        if (!lua_isnil(L, -1)) {
+            c.has_epoch = 1;
+            c.epoch = mb_lua_optfield_num(L, 5, "epoch", 0);
+        }
+        lua_pop(L, 1);
+    }
+    c.n_rows = (int)lua_rawlen(L, 3);
+    if (c.n_rows == 0) luaL_argerror(L, 2, "matrix is empty");
+    lua_rawgeti(L, 3, 1);
+    if (lua_type(L, -1) != LUA_TTABLE) luaL_argerror(L, 2, "matrix must be a table of rows");
+    c.n_cols = (int)lua_rawlen(L, -1);
+    lua_pop(L, 1);
+    double *cells = lua_newuserdatauv(L, (size_t)c.n_rows * c.n_cols * sizeof *cells + 1, 0);
+    for (int i = 0; i < c.n_rows; i++) {
+        lua_rawgeti(L, 3, i + 1);
+        if (lua_type(L, -1) != LUA_TTABLE || (int)lua_rawlen(L, -1) != c.n_cols)
+            luaL_argerror(L, 2, lua_pushfstring(L, "row %d is not a table of %d numbers", i + 1, c.n_cols));
+        for (int j = 0; j < c.n_cols; j++) {
+            lua_rawgeti(L, -1, j + 1);
+            int ok;
+            cells[(size_t)i * c.n_cols + j] = lua_tonumberx(L, -1, &ok);
+            if (!ok) luaL_argerror(L, 2, lua_pushfstring(L, "entry [%d][%d] is not a number", i + 1, j + 1));
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+    }
+    c.matrix = cells;
+    if (lua_type(L, 4) == LUA_TTABLE) {
+        c.n_labels = (int)lua_rawlen(L, 4);
+        const char **names = lua_newuserdatauv(L, (size_t)(c.n_labels + 1) * sizeof *names, 0);
+        lua_createtable(L, c.n_labels, 0); /* keeps converted names (numbers) alive */
+        for (int i = 0; i < c.n_labels; i++) {
+            lua_rawgeti(L, 4, i + 1);
+            if (!lua_isstring(L, -1)) luaL_argerror(L, 3, lua_pushfstring(L, "label %d is not a string", i + 1));
+            names[i] = luaL_tolstring(L, -1, NULL);
+            lua_rawseti(L, -3, i + 1);
+            lua_pop(L, 1);
+        }
+        c.labels = names;
+    }
+    mb_error err = {0};
+    if (mb_store_log_confusion(run_store(L, 1), r->id, &c, &err) != MB_OK) return mb_lua_raise(L, &err);
+    return 0;
+}
+
+/* Field k of row i of a predictions argument, rows (array of tables) or
+   columns (table of arrays), pushed on the stack. */
+static int push_pred_field(lua_State *L, int rows, int columnar, lua_Integer i, const char *k) {
+    if (columnar) {
+        lua_getfield(L, rows, k);
+        if (lua_isnil(L, -1)) return LUA_TNIL;
+        lua_rawgeti(L, -1, i);
+        lua_remove(L, -2);
+        return lua_type(L, -1);
+    }
+    lua_rawgeti(L, rows, i);
+    if (lua_type(L, -1) != LUA_TTABLE)
+        luaL_argerror(L, 3, lua_pushfstring(L, "row %I is not a table", (LUAI_UACINT)i));
+    lua_getfield(L, -1, k);
+    lua_remove(L, -2);
+    return lua_type(L, -1);
+}
+
+static int64_t pred_int(lua_State *L, lua_Integer i, const char *k, int *present) {
+    int ok = 1;
+    lua_Integer v = 0;
+    *present = !lua_isnil(L, -1);
+    if (*present) v = lua_tointegerx(L, -1, &ok);
+    if (!ok) luaL_argerror(L, 3, lua_pushfstring(L, "row %I: '%s' must be an integer", (LUAI_UACINT)i, k));
+    lua_pop(L, 1);
+    return (int64_t)v;
+}
+
+/* Read row i into p (probs into buf with room for cap values); returns the
+   row's number of probabilities. buf NULL: only validate and count. */
+static int read_prediction(lua_State *L, int rows, int columnar, lua_Integer i, mb_prediction *p, double *buf, int cap) {
+    int present;
+    memset(p, 0, sizeof *p);
+    push_pred_field(L, rows, columnar, i, "index");
+    p->index = pred_int(L, i, "index", &present);
+    if (!present) p->index = (int64_t)i;
+    push_pred_field(L, rows, columnar, i, "label");
+    p->label = pred_int(L, i, "label", &p->has_label);
+    push_pred_field(L, rows, columnar, i, "predicted");
+    p->predicted = pred_int(L, i, "predicted", &present);
+    if (!present) luaL_argerror(L, 3, lua_pushfstring(L, "row %I has no 'predicted' label id", (LUAI_UACINT)i));
+    if (push_pred_field(L, rows, columnar, i, "loss") != LUA_TNIL) {
+        int ok;
+        p->loss = lua_tonumberx(L, -1, &ok);
+        if (!ok) luaL_argerror(L, 3, lua_pushfstring(L, "row %I: 'loss' must be a number", (LUAI_UACINT)i));
+        p->has_loss = 1;
+    }
+    lua_pop(L, 1);
+    int n = 0;
+    if (push_pred_field(L, rows, columnar, i, "probs") != LUA_TNIL) {
+        to_plain_table(L, -1, 3, "probs");
+        n = (int)lua_rawlen(L, -1);
+        for (int k = 0; k < n; k++) {
+            lua_rawgeti(L, -1, k + 1);
+            int ok;
+            double x = lua_tonumberx(L, -1, &ok);
+            if (!ok) luaL_argerror(L, 3, lua_pushfstring(L, "row %I: probs[%d] is not a number", (LUAI_UACINT)i, k + 1));
+            if (buf && k < cap) buf[k] = x;
+            lua_pop(L, 1);
+        }
+        if (buf) {
+            p->probs = buf;
+            p->n_probs = n < cap ? n : cap;
+        }
+    }
+    lua_pop(L, 1);
+    return n;
+}
+
+#define PREDICTION_BATCH 2048
+
+/* run:log_predictions(split, rows): rows is an array of {index=, label=,
+   predicted=, loss=, probs=} (index defaults to the row's position), or a
+   table of columns {index=, label=, predicted=, loss=, probs=} whose entries
+   may be tensors. Every row is checked first; then one transaction per batch. */
+static int run_log_predictions(lua_State *L) {
+    lrun *r = check_run(L, 1);
+    const char *split = luaL_checkstring(L, 2);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    mb_store *s = run_store(L, 1);
+    lua_rawgeti(L, 3, 1);
+    int columnar = lua_isnil(L, -1);
+    lua_pop(L, 1);
+    int rows = 3;
+    lua_Integer n;
+    if (columnar) {
+        /* Plain-table copy of the columns (tensors converted once). */
+        lua_newtable(L);
+        rows = lua_gettop(L);
+        static const char *const cols[] = {"index", "label", "predicted", "loss", "probs"};
+        for (int c = 0; c < 5; c++) {
+            if (lua_getfield(L, 3, cols[c]) != LUA_TNIL) {
+                to_plain_table(L, -1, 3, cols[c]);
+                lua_setfield(L, rows, cols[c]);
+            } else {
+                lua_pop(L, 1);
+            }
+        }
+        if (lua_getfield(L, rows, "predicted") == LUA_TNIL && lua_rawlen(L, 3) == 0) {
+            lua_pop(L, 1);
+            return 0; /* no rows */
+        }
+        if (lua_isnil(L, -1)) luaL_argerror(L, 3, "rows (array of tables) or columns with 'predicted' expected");
+        n = (lua_Integer)lua_rawlen(L, -1);
+        lua_pop(L, 1);
+    } else {
+        n = (lua_Integer)lua_rawlen(L, 3);
+    }
+    int kmax = 0;
+    mb_prediction scratch;
+    for (lua_Integer i = 1; i <= n; i++) {
+        int k = read_prediction(L, rows, columnar, i, &scratch, NULL, 0);
+        if (k > kmax) kmax = k;
+    }
+    lua_Integer batch = n < PREDICTION_BATCH ? n : PREDICTION_BATCH;
+    if (batch == 0) return 0;
+    mb_prediction *p = lua_newuserdatauv(L, (size_t)batch * sizeof *p, 0);
+    double *probs = lua_newuserdatauv(L, (size_t)batch * (kmax + 1) * sizeof *probs, 0);
+    mb_error err = {0};
+    for (lua_Integer start = 1; start <= n; start += batch) {
+        lua_Integer count = n - start + 1 < batch ? n - start + 1 : batch;
+        for (lua_Integer j = 0; j < count; j++)
+            read_prediction(L, rows, columnar, start + j, &p[j], probs + j * (kmax + 1), kmax);
+        if (mb_store_log_predictions(s, r->id, split, p, (size_t)count, &err) != MB_OK) return mb_lua_raise(L, &err);
+    }
+    return 0;
+}
+
+/* run:log_artifact(kind, path [, {hash=}]): a regular file is hashed (sha256) unless hash is given */
+static int run_log_artifact(lua_State *L) {
+    lrun *r = check_run(L, 1);
+    const char *kind = luaL_checkstring(L, 2);
+    const char *path = luaL_checkstring(L, 3);
+    const char *hash = mb_lua_optfield_str(L, 4, "hash", NULL);
+    char hex[MB_SHA256_HEX_LEN + 1];
+    struct stat sb;
+    mb_error err = {0};
+    if (!hash && stat(path, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        if (mb_sha256_file(path, hex, &err) != MB_OK) return mb_lua_raise(L, &err);
+        hash = hex;
+    }
+    if (mb_store_log_artifact(run_store(L, 1), r->id, kind, path, hash, &err) != MB_OK) return mb_lua_raise(L, &err);
+    if (hash) {
+        lua_pushstring(L, hash);
+        return 1;
+    }
+    return 0;
+}
+
+static int run_heartbeat(lua_State *L) {
+    lrun *r = check_run(L, 1);
+    mb_error err = {0};
+    if (mb_store_heartbeat(run_store(L, 1), r->id, &err) != MB_OK) return mb_lua_raise(L, &err);
+    return 0;
+}
+
+/* run:finish(): running -> completed; an error when the run already ended */
+static int run_finish(lua_State *L) {
+    lrun *r = check_run(L, 1);
+    mb_error err = {0};
+    if (mb_store_finish(run_store(L, 1), r->id, &err) != MB_OK) {
+        if (err.code == MB_ERR_STATE) r->ended = 1;
+        return mb_lua_raise(L, &err);
+    }
+    r->ended = 1;
+    return 0;
+}
+
+/* run:fail([err]) -> true when the run was marked failed, false when it had already ended */
+static int run_fail(lua_State *L) {
+    lrun *r = check_run(L, 1);
+    const char *text = lua_isnoneornil(L, 2) ? "failed" : luaL_tolstring(L, 2, NULL);
+    int changed = 0;
+    mb_error err = {0};
+    if (mb_store_fail(run_store(L, 1), r->id, text, &changed, &err) != MB_OK) return mb_lua_raise(L, &err);
+    r->ended = 1;
+    lua_pushboolean(L, changed);
+    return 1;
+}
+
+static int status_visitor(const mb_run_record *rec, void *ctx) {
+    lua_pushstring((lua_State *)ctx, rec->status);
+    return 1;
+}
+
+/* run:status() -> "running" | "completed" | "failed" | "killed" */
+static int run_status(lua_State *L) {
+    lrun *r = check_run(L, 1);
+    mb_error err = {0};
+    if (mb_store_get_run(run_store(L, 1), r->id, status_visitor, L, &err) != MB_OK) return mb_lua_raise(L, &err);
+    return 1;
+}
+
+/* The store of run i if it is still open, else NULL (finalizers must not raise). */
+static mb_store *run_store_or_null(lua_State *L, int i) {
+    lua_getiuservalue(L, i, 1);
+    lstore *ls = luaL_testudata(L, -1, STORE_MT);
+    lua_pop(L, 1);
+    return ls ? ls->s : NULL;
+}
+
+/* __close(run, err): leaving `local run <close> = ...` normally completes the
+   run; leaving it by an error marks it failed with that error. */
+static int run_close(lua_State *L) {
+    lrun *r = check_run(L, 1);
+    mb_store *s = run_store_or_null(L, 1);
+    if (r->ended || !s) return 0;
+    mb_error err = {0};
+    r->ended = 1;
+    if (lua_isnoneornil(L, 2)) {
+        if (mb_store_finish(s, r->id, &err) != MB_OK && err.code != MB_ERR_STATE) return mb_lua_raise(L, &err);
+    } else {
+        const char *text = luaL_tolstring(L, 2, NULL);
+        int changed;
+        if (mb_store_fail(s, r->id, text, &changed, &err) != MB_OK) return mb_lua_raise(L, &err);
+    }
+    return 0;
+}
+
+/* __gc: a run nobody ended is a run whose script stopped early. */
+static int run_gc(lua_State *L) {
+    lrun *r = check_run(L, 1);
+    mb_store *s = run_store_or_null(L, 1);
+    if (r->ended || !s) return 0;
+    r->ended = 1;
+    int changed;
+    mb_error err = {0};
+    /* `moonbert run` leaves the error that stopped the script in the registry. */
+    lua_getfield(L, LUA_REGISTRYINDEX, "moonbert.script_error");
+    if (lua_type(L, -1) == LUA_TSTRING)
+        lua_pushfstring(L, "the script stopped with an error before ending the run: %s", lua_tostring(L, -1));
+    else
+        lua_pushliteral(L, "the run was never ended: its script stopped (an error, or a missing run:finish()) "
+                           "before run:finish() or run:fail()");
+    mb_store_fail(s, r->id, lua_tostring(L, -1), &changed, &err);
+    return 0;
+}
+
+/* ---- registration ------------------------------------------------------------ */
+
+static const luaL_Reg store_methods[] = {
+    {"close", store_close},
+    {"is_closed", store_is_closed},
+    {"path", store_path},
+    {"schema_version", store_schema_version},
+    {"integrity_check", store_integrity_check},
+    {"_start_run", store_start_run_raw},
+    {"reap", store_reap},
+    {"runs", store_runs},
+    {"get_run", store_get_run},
+    {"params", store_params},
+    {"tags", store_tags},
+    {"metrics", store_metrics},
+    {"final_metrics", store_final_metrics},
+    {"best", store_best},
+    {"confusion", store_confusion},
+    {"predictions", store_predictions},
+    {"artifacts", store_artifacts},
+    {NULL, NULL},
+};
+
+static const luaL_Reg store_meta[] = {
+    {"__gc", store_close},
+    {"__close", store_close},
+    {"__tostring", store_tostring},
+    {NULL, NULL},
+};
+
+static const luaL_Reg run_methods[] = {
+    {"log_param", run_log_param},
+    {"set_tag", run_set_tag},
+    {"log_metric", run_log_metric},
+    {"log_metrics", run_log_metrics},
+    {"log_confusion", run_log_confusion},
+    {"log_predictions", run_log_predictions},
+    {"log_artifact", run_log_artifact},
+    {"heartbeat", run_heartbeat},
+    {"finish", run_finish},
+    {"fail", run_fail},
+    {"status", run_status},
+    {NULL, NULL},
+};
+
+static const luaL_Reg run_meta[] = {
+    {"__gc", run_gc},
+    {"__close", run_close},
+    {"__tostring", run_tostring},
+    {NULL, NULL},
+};
+
+MB_LUA_MODULE(store) {
+    mb_lua_newclass(L, STORE_MT, store_methods, store_meta);
+    /* Run: __index is a function (run.id, run.store) over the methods table. */
+    if (luaL_newmetatable(L, RUN_MT)) {
+        luaL_setfuncs(L, run_meta, 0);
+        luaL_newlib(L, run_methods);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -3, "methods");
+        lua_pushcclosure(L, run_index, 1);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+
+    lua_newtable(L);
+    lua_pushcfunction(L, l_open);
+    lua_setfield(L, -2, "open");
+    lua_pushcfunction(L, l_now);
+    lua_setfield(L, -2, "now");
+    lua_pushcfunction(L, l_sha256);
+    lua_setfield(L, -2, "sha256");
+    lua_pushcfunction(L, l_sha256_file);
+    lua_setfield(L, -2, "sha256_file");
+    lua_pushinteger(L, MB_STORE_SCHEMA_VERSION);
+    lua_setfield(L, -2, "schema_version");
+    /* The method tables, so that moonbert/store.lua can add Lua methods. */
+    luaL_getmetatable(L, STORE_MT);
+    lua_getfield(L, -1, "__index");
+    lua_setfield(L, -3, "store_methods");
+    lua_pop(L, 1);
+    luaL_getmetatable(L, RUN_MT);
+    lua_getfield(L, -1, "methods");
+    lua_setfield(L, -3, "run_methods");
+    lua_pop(L, 1);
+    return 1;
+}
