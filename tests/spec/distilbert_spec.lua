@@ -132,6 +132,26 @@ describe("mb.distilbert parity with the PyTorch fixtures", function()
   end)
 end)
 
+describe("mb.distilbert end to end", function()
+  local has_tok = pcall(require, "moonbert.tokenizer")
+  if not (have_shared and has_tok) then
+    pending("needs ../shared and mb.tokenizer")
+    return
+  end
+  it("text -> tokenizer -> logits matches the fixture", function()
+    local json = require "dkjson"
+    local fx, meta = mb.safetensors.load(TINY .. "/cases.safetensors")
+    local sentences = json.decode(meta.sentences)
+    local tok = mb.tokenizer.load(TINY)
+    local b = tok:encode_batch(sentences, { padding = "longest", truncation = true, max_length = 128 })
+    assert.are.equal(0, (b.input_ids - fx.input_ids):abs():max())
+    local model = mb.distilbert.load(TINY, { quiet = true })
+    local out = model:forward(b)
+    assert.is_true(rel_err(out.logits, fx.logits) <= 1e-4)
+    model:free()
+  end)
+end)
+
 describe("mb.distilbert model API", function()
   it("creates reproducible random models and names parameters in Hugging Face order", function()
     local a = mb.distilbert.new(tiny_config(), { seed = 7, num_labels = 3 })
