@@ -219,6 +219,15 @@ TEST(schedules_match_hugging_face) {
     CHECK(mb_schedule_warmup_from_ratio(10, 0.15) == 2, "ceil(1.5) = 2");
 }
 
+TEST(parameter_groups_follow_the_trainer) {
+    CHECK(mb_param_decays("distilbert.transformer.layer.0.ffn.lin1.weight") == 1, "linear weight decays");
+    CHECK(mb_param_decays("classifier.bias") == 0, "bias");
+    CHECK(mb_param_decays("distilbert.embeddings.LayerNorm.weight") == 0, "embeddings LayerNorm");
+    CHECK(mb_param_decays("distilbert.transformer.layer.1.sa_layer_norm.weight") == 0, "sa_layer_norm");
+    CHECK(mb_param_decays("distilbert.transformer.layer.1.output_layer_norm.weight") == 0, "output_layer_norm");
+    CHECK(mb_param_decays("distilbert.embeddings.word_embeddings.weight") == 1, "embeddings decay");
+}
+
 TEST(clip_measures_only_when_max_norm_infinite) {
     float g[3] = {3, 4, 0}, v[3] = {0};
     mb_param_ref r = {v, g, 3, 1, 0};
@@ -242,5 +251,6 @@ int main(void) {
     RUN(config_errors_are_reported);
     RUN(schedules_match_hugging_face);
     RUN(clip_measures_only_when_max_norm_infinite);
+    RUN(parameter_groups_follow_the_trainer);
     return harness_end();
 }

@@ -55,7 +55,7 @@ function M.run(opts)
   local clock = core.wall_time
   local cfg = { dim = 768, n_layers = 6, n_heads = 12, hidden_dim = 3072, vocab_size = 30522,
                 max_position_embeddings = 512 }
-  local B, T, BI, steps, warmup = 32, 64, 64, opts.steps or 3, 1
+  local B, T, BI, steps, warmup = 32, 64, 64, opts.steps or 2, 1
   if opts.quick then
     cfg = { dim = 64, n_layers = 2, n_heads = 4, hidden_dim = 128, vocab_size = 2000, max_position_embeddings = 64 }
     B, T, BI, steps = 4, 16, 8, 2
