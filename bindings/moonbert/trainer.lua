@@ -16,6 +16,9 @@
 --     progress = nil,          -- nil: a bar on a terminal, else a line every log_every steps;
 --                              -- "bar" | "log" | false
 --     stop_after_epoch = nil,  -- stop (checkpoint written) after this epoch; res.stopped = true
+--     -- also: eval_batch_size (batch_size), eval_split_name ("validation"), max_length (the
+--     -- tokenizer's), betas, eps (AdamW), progress_stream (io.stderr), log_predictions (true:
+--     -- a store run gets the eval predictions of each epoch, the last epoch's kept)
 --   }
 --   res.history[e] = {epoch=, step=, train_loss=, eval_loss=, eval_accuracy=, eval_f1_weighted=,
 --                     seconds=}

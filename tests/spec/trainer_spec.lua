@@ -202,12 +202,21 @@ describe("mb.trainer", function()
       "bad argument #1 to 'fit' (field 'progress' must be nil, \"bar\", \"log\" or false, got x)")
   end)
 
-  it("draws a progress bar with \\r when asked", function()
+  it("draws a progress bar with \\r when asked, and evaluates every N steps with eval_every", function()
     local out = capture()
-    fit(new_model(), { epochs = 1, eval = false, progress = "bar", progress_stream = out })
+    local evals = {}
+    fit(new_model(), { epochs = 1, progress = "bar", progress_stream = out, eval_every = 2,
+                       run = function(event, t) if event == "eval" then evals[#evals + 1] = t end end })
     local text = out:get()
     assert.is_truthy(text:find("\repoch 1/1 [", 1, true))
     assert.is_truthy(text:find("4/4 loss %d%.%d+ %d+ tok/s ETA 00:00"), text)
+    -- step 2 (mid-epoch, fractional epoch) and step 4 (the epoch end, once)
+    assert.are.equal(2, #evals)
+    assert.are.equal(2, evals[1].step)
+    assert.are.equal(0.5, evals[1].epoch)
+    assert.is_false(evals[1].epoch_end)
+    assert.are.equal(4, evals[2].step)
+    assert.is_true(evals[2].epoch_end)
   end)
 
   describe("predict and evaluate", function()
