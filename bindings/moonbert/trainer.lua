@@ -296,9 +296,26 @@ function Progress:update(s)
   end
 end
 
+-- "evaluating k/n" on the bar's line while an evaluation runs (terminal only)
+function Progress:eval_tick(k, n)
+  if self.mode ~= "bar" then return end
+  local t = now()
+  if t - self.last < 0.1 and k < n then return end
+  self.last = t
+  self.out:write(string.format("\r[eval] batch %d/%d%s", k, n, string.rep(" ", 40)))
+  self.out:flush()
+  self.open = true
+end
+
+-- The epoch's last bar stays on screen.
+function Progress:end_epoch()
+  if self.open then self.out:write("\n"); self.open = false end
+end
+
+-- A message line; it replaces a transient line (eval batches) on a terminal.
 function Progress:line(text)
   if self.mode == false then return end
-  if self.open then self.out:write("\n"); self.open = false end
+  if self.open then self.out:write("\r", string.rep(" ", 79), "\r"); self.open = false end
   self.out:write(text, "\n")
   self.out:flush()
 end
@@ -541,7 +558,8 @@ function M.fit(o)
       rows_sink = function(rows) log("predictions", { split = eval_name, epoch = epoch, rows = rows }) end
     end
     local m = eval_pass(model, evalset, { tokenizer = tok, batch_size = o.eval_batch_size or bs, bucket = bucket,
-                                          max_length = o.max_length }, "fit", rows_sink)
+                                          max_length = o.max_length,
+                                          on_tick = function(k, n) progress:eval_tick(k, n) end }, "fit", rows_sink)
     log("eval", { step = step, epoch = epoch_pos, split = eval_name, loss = m.loss, accuracy = m.accuracy,
                   f1_weighted = m.f1_weighted, confusion = m.confusion, labels = labels, epoch_end = epoch_end })
     progress:line(string.format("[eval] epoch %g step %d %s loss %.4f accuracy %.4f f1_weighted %.4f",
@@ -583,6 +601,7 @@ function M.fit(o)
         evaluate(epoch - 1 + k / nb, false, epoch)
       end
     end
+    progress:end_epoch()
     local entry = { epoch = epoch, step = step, train_loss = epoch_loss / nb, seconds = now() - t_epoch }
     if evalset then
       local m = evaluate(epoch, true, epoch)
