@@ -1,5 +1,5 @@
 -- trainer_spec.lua: mb.trainer.fit / predict / evaluate on a tiny random DistilBERT (dim 16)
--- and 200 emotion training texts: bit-exact resume after a run killed at the end of epoch 1,
+-- (one layer) and 200 emotion training texts: bit-exact resume after a run killed at the end of epoch 1,
 -- store logging, a NaN loss stopping the run with the step named, eval metrics against
 -- mb.metrics, predict's per-example losses against model:loss, progress output.
 -- (Fixture parity of the optimizer steps is tests/spec/trajectory_spec.lua.)
@@ -10,7 +10,7 @@ local TINY = SHARED .. "/fixtures/distilbert-tiny"
 local EMOTION = SHARED .. "/data/emotion"
 local have_shared = io.open(TINY .. "/vocab.txt") ~= nil and io.open(EMOTION .. "/train.txt") ~= nil
 
-local CONFIG = { dim = 16, n_layers = 2, n_heads = 2, hidden_dim = 32, vocab_size = 30522,
+local CONFIG = { dim = 16, n_layers = 1, n_heads = 2, hidden_dim = 32, vocab_size = 30522,
                  max_position_embeddings = 64 }
 
 local function tmpdir(tag)
