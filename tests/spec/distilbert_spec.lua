@@ -415,3 +415,26 @@ describe("mb.distilbert errors", function()
     assert.truthy(err:find("/nonexistent/model/config.json: cannot open", 1, true), err)
   end)
 end)
+
+describe("moonbert bench train", function()
+  local bin = os.getenv("MOONBERT_BIN")
+  if not bin then
+    pending("needs MOONBERT_BIN (scripts/run-tests sets it)")
+    return
+  end
+  it("prints throughput figures as JSON (--quick)", function()
+    local p = assert(io.popen(bin .. " bench train --quick --threads 1 2>/dev/null"))
+    local text = p:read("a")
+    p:close()
+    local r = require("dkjson").decode(text)
+    assert.is_table(r, text)
+    local t = r.train
+    for _, k in ipairs { "train", "frozen", "inference" } do
+      assert.is_true(t[k].sequences_per_s > 0, k)
+      assert.is_true(t[k].steps_per_s > 0, k)
+      assert.is_true(t[k].gflop_per_s > 0, k)
+    end
+    assert.is_true(t.peak_rss_mb > 0)
+    assert.are.equal(4, t.batch)
+  end)
+end)
