@@ -5,6 +5,8 @@
  *       (requires_grad=false counts as frozen); opts: lr, weight_decay, beta1, beta2, eps,
  *       momentum, dampening, nesterov
  *   opt:step(lr)  opt:zero_grad()  opt:steps()  opt:state_numel()
+ *   opt:state() -> {kind=, step=, momentum_started=, m=tensor, v=tensor|nil} (copies, for checkpoints)
+ *   opt:set_state(t)  restores what state() returned (same kind and state size)
  *   core.optim.clip_grad_norm(params, max_norm) -> total norm before clipping
  *   core.optim.schedule_factor(kind, warmup_steps, total_steps, step, num_cycles) -> multiplier
  *   core.optim.decays(name) -> whether Hugging Face's Trainer would apply weight decay to it
@@ -120,6 +122,85 @@ static int m_state_numel(lua_State *L) {
     return 1;
 }
 
+/* Copies of the moments (not views: a checkpoint must not dangle if the
+   optimizer is freed while it is being written). */
+static void push_state_copy(lua_State *L, const float *src, int64_t n) {
+    mb_error err;
+    int64_t shape[1] = {n};
+    mb_tensor *t = mb_tensor_empty(MB_FLOAT32, 1, shape, &err);
+    if (t && n > 0) memcpy(mb_tensor_f32(t), src, (size_t)n * sizeof(float));
+    mb_lua_pushtensor(L, t, &err);
+}
+
+static int m_state(lua_State *L) {
+    mb_optim *o = check_optim(L, 1);
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, o->cfg.kind == MB_OPTIM_ADAMW ? "adamw" : "sgd");
+    lua_setfield(L, -2, "kind");
+    lua_pushinteger(L, o->step);
+    lua_setfield(L, -2, "step");
+    lua_pushboolean(L, o->momentum_started);
+    lua_setfield(L, -2, "momentum_started");
+    if (o->m) {
+        push_state_copy(L, o->m, o->state_numel);
+        lua_setfield(L, -2, "m");
+    }
+    if (o->v) {
+        push_state_copy(L, o->v, o->state_numel);
+        lua_setfield(L, -2, "v");
+    }
+    return 1;
+}
+
+static void restore_moment(lua_State *L, mb_optim *o, const char *field, float *dst) {
+    lua_getfield(L, 2, field);
+    mb_tensor *t = mb_lua_testtensor(L, -1);
+    if (!dst) {
+        lua_pop(L, 1);
+        return;
+    }
+    if (!t || t->dtype != MB_FLOAT32 || !mb_tensor_is_contiguous(t) || mb_tensor_numel(t) != o->state_numel)
+        luaL_argerror(L, 2, lua_pushfstring(L, "field '%s' must be a contiguous float32 tensor of %d elements "
+                                               "(the optimizer's state size)",
+                                            field, (int)o->state_numel));
+    if (o->state_numel > 0) memcpy(dst, mb_tensor_f32(t), (size_t)o->state_numel * sizeof(float));
+    lua_pop(L, 1);
+}
+
+static int m_set_state(lua_State *L) {
+    mb_optim *o = check_optim(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    const char *kind = o->cfg.kind == MB_OPTIM_ADAMW ? "adamw" : "sgd";
+    lua_getfield(L, 2, "kind");
+    const char *got = lua_tostring(L, -1);
+    if (!got || strcmp(got, kind) != 0)
+        return luaL_argerror(L, 2, lua_pushfstring(L, "state of a %s optimizer expected, got %s", kind,
+                                                   got ? got : luaL_typename(L, -1)));
+    lua_pop(L, 1);
+    lua_getfield(L, 2, "step");
+    int isint;
+    lua_Integer step = lua_tointegerx(L, -1, &isint);
+    if (!isint || step < 0) return luaL_argerror(L, 2, "field 'step' must be a non-negative integer");
+    lua_pop(L, 1);
+    /* check both moments before writing either */
+    lua_getfield(L, 2, "m");
+    lua_getfield(L, 2, "v");
+    mb_tensor *tm = mb_lua_testtensor(L, -2), *tv = mb_lua_testtensor(L, -1);
+    if ((o->m && (!tm || mb_tensor_numel(tm) != o->state_numel)) ||
+        (o->v && (!tv || mb_tensor_numel(tv) != o->state_numel)))
+        return luaL_argerror(L, 2, lua_pushfstring(L, "fields 'm'%s must be float32 tensors of %d elements "
+                                                      "(the optimizer's state size)",
+                                                   o->v ? " and 'v'" : "", (int)o->state_numel));
+    lua_pop(L, 2);
+    restore_moment(L, o, "m", o->m);
+    restore_moment(L, o, "v", o->v);
+    lua_getfield(L, 2, "momentum_started");
+    o->momentum_started = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    o->step = step;
+    return 0;
+}
+
 static int m_close(lua_State *L) {
     optim_box *b = luaL_checkudata(L, 1, OPTIM_MT);
     mb_optim_free(b->opt);
@@ -165,7 +246,8 @@ static int l_warmup_from_ratio(lua_State *L) {
 
 MB_LUA_MODULE(optim) {
     static const luaL_Reg methods[] = {{"step", m_step},   {"zero_grad", m_zero_grad}, {"steps", m_steps},
-                                       {"state_numel", m_state_numel}, {"free", m_close}, {NULL, NULL}};
+                                       {"state_numel", m_state_numel}, {"state", m_state}, {"set_state", m_set_state},
+                                       {"free", m_close}, {NULL, NULL}};
     static const luaL_Reg meta[] = {{"__gc", m_close}, {"__close", m_close}, {NULL, NULL}};
     mb_lua_newclass(L, OPTIM_MT, methods, meta);
     static const luaL_Reg funcs[] = {{"new", l_new},

@@ -98,6 +98,33 @@ function Optimizer:zero_grad() self.core:zero_grad() end
 function Optimizer:steps() return self.core:steps() end
 function Optimizer:state_numel() return self.core:state_numel() end
 function Optimizer:free() self.core:free() end
+
+-- Checkpoints: the step count and the moments (copies), exactly as float32, so that a resumed run
+-- continues bit for bit. opt:save(path) writes a safetensors file (m, v; metadata kind, step,
+-- momentum_started); opt:load(path) restores it into an optimizer over the same parameters.
+function Optimizer:state() return self.core:state() end
+function Optimizer:set_state(s) self.core:set_state(s) end
+
+function Optimizer:save(path)
+  local s = self.core:state()
+  local tensors = { m = s.m, v = s.v }
+  require("moonbert.safetensors").save(path, tensors, {
+    kind = s.kind, step = tostring(s.step), momentum_started = tostring(s.momentum_started),
+    state_numel = tostring(self.core:state_numel()) })
+end
+
+function Optimizer:load(path)
+  local t, meta = require("moonbert.safetensors").load(path)
+  meta = meta or {}
+  local want = tostring(self.core:state_numel())
+  if meta.state_numel and meta.state_numel ~= want then
+    error(("bad argument #1 to 'load' (%s holds optimizer state for %s trainable elements, this optimizer has %s: "
+      .. "were different parameters frozen?)"):format(path, meta.state_numel, want), 2)
+  end
+  local ok, err = pcall(self.core.set_state, self.core, { kind = meta.kind, step = math.tointeger(tonumber(meta.step)),
+    momentum_started = meta.momentum_started == "true", m = t.m, v = t.v })
+  if not ok then error(("bad argument #1 to 'load' (%s: %s)"):format(path, tostring(err):gsub("^bad argument #%d+ to '[%w_]*' %((.*)%)$", "%1")), 2) end
+end
 Optimizer.__close = Optimizer.free
 
 local function new(kind, params, o, fn)
