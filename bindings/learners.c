@@ -7,6 +7,7 @@
  *   core.learners.column_stats(X)                     -> mean, std, min, max (float32 tensors [d])
  *   core.learners.affine_columns(X, shift, scale)     -> (X - shift) * scale, a new tensor
  *   core.learners.sample_classes(seed, n, probs)      -> int32 tensor [n] of 0-based class indices
+ *   core.learners.gaussian_classes(counts, d, sep, seed) -> X, y (synthetic features for benchmarks)
  * X is a float32 tensor [n, d] or a moonbert.CSR. Labels are a Lua table of integers or an
  * int32 tensor; the model keeps scikit-learn's classes_ (sorted distinct labels) and predicts
  * label values. The user-facing classes are in bindings/moonbert/learners.lua.
@@ -558,6 +559,56 @@ static int l_sample_classes(lua_State *L) {
     return 1;
 }
 
+/* gaussian_classes(counts, d, sep, seed) -> X float32 [n, d], y int32 [n]: the synthetic "CLS
+   features" of ../shared/peer/bench_sklearn.py (same recipe, this RNG): class means N(0, sep),
+   per-feature scale lognormal(0, 0.3), shared offset N(0, 0.5); x = offset + (mean_y + N(0, 1)) * scale;
+   rows shuffled. Used by `moonbert bench logreg`. */
+static int l_gaussian_classes(lua_State *L) {
+    lua_settop(L, 4);
+    int64_t K;
+    mb_tensor *c = push_contiguous(L, 1, MB_INT32);
+    K = mb_tensor_numel(c);
+    lua_Integer d = luaL_checkinteger(L, 2);
+    double sep = luaL_checknumber(L, 3);
+    lua_Integer seed = luaL_optinteger(L, 4, 0);
+    if (K < 1 || d < 1) luaL_argerror(L, 2, "at least one class and one feature expected");
+    int64_t n = 0;
+    for (int64_t k = 0; k < K; k++) {
+        if (mb_tensor_i32(c)[k] < 0) luaL_argerror(L, 1, "class counts must be >= 0");
+        n += mb_tensor_i32(c)[k];
+    }
+    mb_rng rng;
+    mb_rng_seed(&rng, (uint64_t)seed);
+    double *means = lua_newuserdatauv(L, sizeof(double) * (size_t)(K * d + 2 * d), 0);
+    double *scale = means + K * d, *offset = scale + d;
+    for (int64_t i = 0; i < K * d; i++) means[i] = sep * mb_rng_normal(&rng);
+    for (int64_t j = 0; j < d; j++) scale[j] = exp(0.3 * mb_rng_normal(&rng));
+    for (int64_t j = 0; j < d; j++) offset[j] = 0.5 * mb_rng_normal(&rng);
+    int64_t *order = lua_newuserdatauv(L, sizeof(int64_t) * (size_t)(n + 1), 0);
+    int64_t *label = lua_newuserdatauv(L, sizeof(int64_t) * (size_t)(n + 1), 0);
+    int64_t o = 0;
+    for (int64_t k = 0; k < K; k++)
+        for (int32_t i = 0; i < mb_tensor_i32(c)[k]; i++) label[o++] = k;
+    for (int64_t i = 0; i < n; i++) order[i] = i;
+    mb_rng_shuffle_i64(&rng, order, n);
+    int64_t xs[2] = {n, d}, ys[1] = {n};
+    mb_error err;
+    mb_tensor *X = mb_tensor_empty(MB_FLOAT32, 2, xs, &err);
+    if (!X) return mb_lua_raise(L, &err);
+    mb_lua_pushtensor(L, X, NULL);
+    mb_tensor *Y = mb_tensor_empty(MB_INT32, 1, ys, &err);
+    if (!Y) return mb_lua_raise(L, &err);
+    mb_lua_pushtensor(L, Y, NULL);
+    float *x = mb_tensor_f32(X);
+    for (int64_t i = 0; i < n; i++) {
+        int64_t k = label[order[i]];
+        mb_tensor_i32(Y)[i] = (int32_t)k;
+        for (int64_t j = 0; j < d; j++)
+            x[i * d + j] = (float)(offset[j] + (means[k * d + j] + mb_rng_normal(&rng)) * scale[j]);
+    }
+    return 2;
+}
+
 MB_LUA_MODULE(learners) {
     static const luaL_Reg csr_methods[] = {
         {"shape", csr_shape}, {"nnz", csr_nnz}, {"nbytes", csr_nbytes}, {"to_dense", csr_to_dense},
@@ -574,6 +625,7 @@ MB_LUA_MODULE(learners) {
     static const luaL_Reg funcs[] = {{"csr_from_docs", l_csr_from_docs}, {"csr", l_csr},
                                      {"logreg_fit", l_logreg_fit}, {"column_stats", l_column_stats},
                                      {"affine_columns", l_affine_columns}, {"sample_classes", l_sample_classes},
+                                     {"gaussian_classes", l_gaussian_classes},
                                      {NULL, NULL}};
     luaL_newlib(L, funcs);
     return 1;

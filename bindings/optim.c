@@ -9,6 +9,7 @@
  *   opt:set_state(t)  restores what state() returned (same kind and state size)
  *   core.optim.clip_grad_norm(params, max_norm) -> total norm before clipping
  *   core.optim.schedule_factor(kind, warmup_steps, total_steps, step, num_cycles) -> multiplier
+ *   core.optim.decays(name) -> whether Hugging Face's Trainer would apply weight decay to it
  * The optimizer keeps the params list alive (uservalue) because it holds raw
  * pointers into the tensors. The user-facing surface is moonbert/optim.lua.
  */
@@ -233,6 +234,11 @@ static int l_schedule_factor(lua_State *L) {
     return 1;
 }
 
+static int l_decays(lua_State *L) {
+    lua_pushboolean(L, mb_param_decays(luaL_optstring(L, 1, NULL)));
+    return 1;
+}
+
 static int l_warmup_from_ratio(lua_State *L) {
     lua_pushinteger(L, mb_schedule_warmup_from_ratio(luaL_checkinteger(L, 1), luaL_checknumber(L, 2)));
     return 1;
@@ -248,6 +254,7 @@ MB_LUA_MODULE(optim) {
                                      {"clip_grad_norm", l_clip_grad_norm},
                                      {"schedule_factor", l_schedule_factor},
                                      {"warmup_from_ratio", l_warmup_from_ratio},
+                                     {"decays", l_decays},
                                      {NULL, NULL}};
     luaL_newlib(L, funcs);
     return 1;

@@ -365,15 +365,13 @@ char *mb_config_to_json(const mb_distilbert_config *c, const char *architecture,
     json_object_set_new(root, "id2label", id2);
     json_object_set_new(root, "label2id", l2i);
     if (architecture) json_object_set_new(root, "architectures", json_pack("[s]", architecture));
-    if (!json_object_get(root, "torch_dtype")) json_object_set_new(root, "torch_dtype", json_string("float32"));
-    else json_object_set_new(root, "torch_dtype", json_string("float32")); /* we write F32 weights */
+    json_object_set_new(root, "torch_dtype", json_string("float32")); /* we write F32 weights */
     /* Real numbers: jansson prints the shortest round-trip form of a double;
        print the float value's shortest form (0.1, not 0.10000000149011612). */
     const char *fkeys[] = {"dropout", "attention_dropout", "initializer_range", "qa_dropout", "seq_classif_dropout"};
     for (size_t i = 0; i < sizeof fkeys / sizeof fkeys[0]; i++) {
         json_t *v = json_object_get(root, fkeys[i]);
         char buf[64];
-        snprintf(buf, sizeof buf, "%.9g", json_real_value(v));
         for (int prec = 1; prec <= 9; prec++) {
             snprintf(buf, sizeof buf, "%.*g", prec, json_real_value(v));
             if ((float)strtod(buf, NULL) == (float)json_real_value(v)) break;

@@ -72,6 +72,7 @@ typedef struct enc_acts {
     float *dq, *dk, *dv, *dctx;  /* [B,T,D] */
     float *dffn;                 /* [B,T,F] */
     float *scratch;              /* attention scratch */
+    long scratch_floats;         /* its size (depends on the thread count) */
 } enc_acts;
 
 /* Head activations, sized by batch. */
@@ -554,7 +555,8 @@ static void layout_enc(const mb_distilbert_config *c, enc_acts *a, int B, int T,
     } else {
         a->d_res = a->d_tmp = a->dq = a->dk = a->dv = a->dctx = a->dffn = NULL;
     }
-    a->scratch = take(fb, (size_t)attention_scratch_floats(T) * 4);
+    a->scratch_floats = attention_scratch_floats(T);
+    a->scratch = take(fb, (size_t)a->scratch_floats * 4);
 }
 
 /* Make a's blocks big enough for B x T (growing only) and lay them out. */
@@ -829,6 +831,8 @@ mb_status mb_distilbert_backward(mb_distilbert *m, mb_error *err) {
     if (!m->have_loss) return mb_fail(err, MB_ERR_STATE, "backward needs forward and loss first");
     if (!m->fwd_keep)
         return mb_fail(err, MB_ERR_STATE, "backward needs a forward that kept its activations (loss, not forward)");
+    if (!m->frozen && attention_scratch_floats(m->fwd_T) > m->keep_acts.scratch_floats)
+        return mb_fail(err, MB_ERR_STATE, "the thread count grew between forward and backward: run forward again");
     m->have_loss = 0; /* the gradient of this loss is taken once */
     const mb_distilbert_config *c = &m->cfg;
     const int B = m->fwd_B, T = m->fwd_T, D = c->dim, F = c->hidden_dim, H = c->n_heads, L = c->num_labels;

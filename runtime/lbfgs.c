@@ -20,10 +20,18 @@ const char *mb_lbfgs_stop_name(mb_lbfgs_stop stop) {
     return "?";
 }
 
+/* simd reductions: the two-loop recursion is ~4m dot/axpy passes over n
+   values per iteration, a real cost next to a sparse objective. */
 static double dot(int n, const double *a, const double *b) {
     double s = 0;
+#pragma omp simd reduction(+ : s)
     for (int i = 0; i < n; i++) s += a[i] * b[i];
     return s;
+}
+
+static void axpy(int n, double a, const double *x, double *y) {
+#pragma omp simd
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
 static double max_abs(int n, const double *a) {
@@ -149,8 +157,7 @@ mb_status mb_lbfgs_minimize(int n, double *x, mb_lbfgs_eval eval, mb_lbfgs_crite
         for (int j = 0; j < count; j++) {
             int idx = (head - 1 - j + m) % m;
             alpha[idx] = rho[idx] * dot(n, S + nn * idx, d);
-            double a = alpha[idx], *y = Y + nn * idx;
-            for (int i = 0; i < n; i++) d[i] -= a * y[i];
+            axpy(n, -alpha[idx], Y + nn * idx, d);
         }
         if (count > 0) {
             int last = (head - 1 + m) % m;
@@ -159,8 +166,8 @@ mb_status mb_lbfgs_minimize(int n, double *x, mb_lbfgs_eval eval, mb_lbfgs_crite
         }
         for (int j = count - 1; j >= 0; j--) {
             int idx = (head - 1 - j + m) % m;
-            double b = rho[idx] * dot(n, Y + nn * idx, d), a = alpha[idx] - b, *s = S + nn * idx;
-            for (int i = 0; i < n; i++) d[i] += a * s[i];
+            double b = rho[idx] * dot(n, Y + nn * idx, d);
+            axpy(n, alpha[idx] - b, S + nn * idx, d);
         }
         double d0 = dot(n, g, d);
         if (!(d0 < 0)) { /* not a descent direction (lost curvature): restart from steepest descent */

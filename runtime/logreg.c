@@ -2,6 +2,15 @@
  *
  * Reading order: per-row loss, the dense and sparse accumulation kernels, the
  * threaded objective, the change of variables used while fitting, fit, predict.
+ *
+ * Why own kernels rather than sgemm for the dense products: with 6 classes the
+ * products are [n,768]x[768,6], memory-bound, and the gradient must be summed
+ * in float64 (a float32 sum over 16,000 rows is noisier than tol = 1e-4); the
+ * fused pass reads each row of X once per evaluation (logits, loss and gradient
+ * while the row is in cache) and converts float32 to float64 in registers,
+ * where sgemm would need a float64 copy of X (2x the memory) and two passes.
+ * Threads split the rows (OpenMP, mb_threads()) with per-thread gradient sums
+ * reduced in a fixed order, so results do not depend on scheduling.
  */
 #include "logreg.h"
 
@@ -52,6 +61,52 @@ static double row_loss(const double *z, int P, int binary, int y, double *e, dou
 }
 
 /* ---- kernels ------------------------------------------------------------ */
+/* gW[k, j] += sum_r E[r, k] x[r, j] over the rows of one chunk, by tiles of 8
+   columns: three classes' partial sums stay in registers across the rows, so
+   gW is read and written once per chunk instead of once per row. */
+#define GRAD_TILE 8
+static inline __attribute__((always_inline)) void dense_grad_tiles(const float *X, int64_t d, int64_t r0, int64_t r1,
+                                                                   const double *E, int P, double *gW) {
+    int64_t nr = r1 - r0, j0 = 0;
+    for (; j0 + GRAD_TILE <= d; j0 += GRAD_TILE) {
+        int k = 0;
+        for (; k + 3 <= P; k += 3) {
+            double *g0 = gW + (int64_t)k * d + j0, *g1 = g0 + d, *g2 = g1 + d;
+            double a0[GRAD_TILE], a1[GRAD_TILE], a2[GRAD_TILE];
+            for (int t = 0; t < GRAD_TILE; t++) { a0[t] = g0[t]; a1[t] = g1[t]; a2[t] = g2[t]; }
+            for (int64_t r = 0; r < nr; r++) {
+                const float *x = X + (r0 + r) * d + j0;
+                double e0 = E[r * P + k], e1 = E[r * P + k + 1], e2 = E[r * P + k + 2];
+#pragma omp simd
+                for (int t = 0; t < GRAD_TILE; t++) {
+                    double xv = (double)x[t];
+                    a0[t] += e0 * xv;
+                    a1[t] += e1 * xv;
+                    a2[t] += e2 * xv;
+                }
+            }
+            for (int t = 0; t < GRAD_TILE; t++) { g0[t] = a0[t]; g1[t] = a1[t]; g2[t] = a2[t]; }
+        }
+        for (; k < P; k++) {
+            double *g0 = gW + (int64_t)k * d + j0, a0[GRAD_TILE];
+            for (int t = 0; t < GRAD_TILE; t++) a0[t] = g0[t];
+            for (int64_t r = 0; r < nr; r++) {
+                const float *x = X + (r0 + r) * d + j0;
+                double e0 = E[r * P + k];
+#pragma omp simd
+                for (int t = 0; t < GRAD_TILE; t++) a0[t] += e0 * (double)x[t];
+            }
+            for (int t = 0; t < GRAD_TILE; t++) g0[t] = a0[t];
+        }
+    }
+    for (; j0 < d; j0++) /* the last d % 8 columns */
+        for (int k = 0; k < P; k++) {
+            double s = 0;
+            for (int64_t r = 0; r < nr; r++) s += E[r * P + k] * (double)X[(r0 + r) * d + j0];
+            gW[(int64_t)k * d + j0] += s;
+        }
+}
+
 /* Dense rows [r0, r1): logits z = W x + b in float64 from float32 x, the loss,
    and (when gW) the gradient gW += e x^T, gb += e. W: [P, d]; scratch: 2P + K
    doubles. These loops are the whole cost of a fit: the body is compiled for
@@ -59,7 +114,7 @@ static double row_loss(const double *z, int P, int binary, int y, double *e, dou
 static inline __attribute__((always_inline)) double
 dense_rows_body(const float *X, int64_t d, int64_t r0, int64_t r1, const int32_t *y, const double *W, const double *b,
                 int P, int binary, double *gW, double *gb, float *proba, int K, double *scratch) {
-    double *z = scratch, *e = z + P, *pr = e + P;
+    double *z = scratch, *e = z + P, *pr = e + P, *E = pr + K; /* E: [ROW_CHUNK, P] residuals */
     double f = 0;
     for (int64_t r = r0; r < r1; r++) {
         const float *x = X + r * d;
@@ -107,23 +162,12 @@ dense_rows_body(const float *X, int64_t d, int64_t r0, int64_t r1, const int32_t
         if (proba)
             for (int k = 0; k < K; k++) proba[r * K + k] = (float)pr[k];
         if (!gW) continue;
-        for (k = 0; k + 2 <= P; k += 2) { /* two gradient rows per pass over x */
-            double e0 = e[k], e1 = e[k + 1];
-            double *g0 = gW + (int64_t)k * d, *g1 = g0 + d;
-#pragma omp simd
-            for (int64_t j = 0; j < d; j++) {
-                double xj = (double)x[j];
-                g0[j] += e0 * xj;
-                g1[j] += e1 * xj;
-            }
+        for (k = 0; k < P; k++) {
+            E[(r - r0) * P + k] = e[k];
+            gb[k] += e[k];
         }
-        if (k < P) {
-            double e0 = e[k], *g0 = gW + (int64_t)k * d;
-#pragma omp simd
-            for (int64_t j = 0; j < d; j++) g0[j] += e0 * (double)x[j];
-        }
-        for (k = 0; k < P; k++) gb[k] += e[k];
     }
+    if (gW) dense_grad_tiles(X, d, r0, r1, E, P, gW);
     return f;
 }
 
@@ -188,7 +232,7 @@ typedef struct objective {
     int nthreads;
     double *WT;   /* sparse: [d, P] scratch */
     double *part; /* per thread: [P*d + P] gradient partial sums */
-    double *scratch; /* per thread: [2P + K] logits, residuals, probabilities */
+    double *scratch; /* per thread: [2P + K + ROW_CHUNK*P] logits, residuals, probabilities, chunk residuals */
 } objective;
 
 static int objective_init(objective *o, const mb_design *X, const int32_t *y, int K, int want_grad, mb_error *err) {
@@ -205,7 +249,7 @@ static int objective_init(objective *o, const mb_design *X, const int32_t *y, in
         o->WT = malloc(sizeof(double) * ((size_t)o->P * (size_t)X->d + 1));
         if (!o->WT) goto nomem;
     }
-    o->scratch = malloc(sizeof(double) * (size_t)(2 * o->P + K) * (size_t)o->nthreads);
+    o->scratch = malloc(sizeof(double) * (size_t)((2 + ROW_CHUNK) * o->P + K) * (size_t)o->nthreads);
     if (!o->scratch) goto nomem;
     if (want_grad) {
         o->part = malloc(sizeof(double) * gsize * (size_t)o->nthreads);
@@ -243,7 +287,7 @@ static double data_term(objective *o, const double *W, const double *b, double *
     {
         int t = omp_get_thread_num();
         double *g = want ? o->part + gsize * (size_t)t : NULL;
-        double *scratch = o->scratch + (size_t)(2 * P + o->K) * (size_t)t;
+        double *scratch = o->scratch + (size_t)((2 + ROW_CHUNK) * P + o->K) * (size_t)t;
         if (g) memset(g, 0, sizeof(double) * gsize);
 #pragma omp for schedule(static)
         for (int64_t c = 0; c < (n + ROW_CHUNK - 1) / ROW_CHUNK; c++) {
@@ -344,8 +388,8 @@ static mb_status check_design(const mb_design *X, const char *what, mb_error *er
     return MB_OK;
 }
 
-mb_logreg *mb_logreg_fit(const mb_design *X, const int32_t *y, int n_classes, const mb_logreg_options *opts_in,
-                         mb_error *err) {
+static mb_logreg *fit_design(const mb_design *X, const int32_t *y, int n_classes, const mb_logreg_options *opts_in,
+                             mb_error *err) {
     mb_logreg_options o = opts_in ? *opts_in : mb_logreg_defaults();
     if (check_design(X, "fit", err)) return NULL;
     if (!(o.C > 0) || !isfinite(o.C)) { mb_fail(err, MB_ERR_ARG, "C must be a positive number (got %g)", o.C); return NULL; }
@@ -446,6 +490,61 @@ fail:
     free(c.mu); free(c.s); free(c.W); free(c.gW); free(c.b); free(c.gb); free(theta);
     mb_logreg_free(m);
     return NULL;
+}
+
+/* CSR input often has many columns that are zero in every row (WordPiece ids
+   that never occur). Their weights are exactly 0 at the optimum (the gradient
+   there is W/C), so the fit runs on the used columns only and spreads the
+   coefficients back: the same optimum with a smaller L-BFGS state. */
+mb_logreg *mb_logreg_fit(const mb_design *X, const int32_t *y, int n_classes, const mb_logreg_options *opts,
+                         mb_error *err) {
+    if (check_design(X, "fit", err)) return NULL;
+    if (!X->csr) return fit_design(X, y, n_classes, opts, err);
+    const mb_csr *A = X->csr;
+    int32_t *map = malloc(sizeof(int32_t) * ((size_t)A->ncols + 1));
+    if (!map) {
+        mb_fail(err, MB_ERR_NOMEM, "fit: out of memory");
+        return NULL;
+    }
+    for (int64_t j = 0; j < A->ncols; j++) map[j] = -1;
+    for (int64_t p = 0; p < A->nnz; p++) map[A->indices[p]] = 0;
+    int32_t used = 0;
+    for (int64_t j = 0; j < A->ncols; j++)
+        if (map[j] == 0) map[j] = used++;
+    if (used == A->ncols || used == 0) {
+        free(map);
+        return fit_design(X, y, n_classes, opts, err);
+    }
+    mb_csr *B = mb_csr_new(A->nrows, used, A->nnz, err);
+    if (!B) {
+        free(map);
+        return NULL;
+    }
+    memcpy(B->indptr, A->indptr, sizeof(int64_t) * ((size_t)A->nrows + 1));
+    memcpy(B->data, A->data, sizeof(float) * (size_t)A->nnz);
+    for (int64_t p = 0; p < A->nnz; p++) B->indices[p] = map[A->indices[p]]; /* order kept: map is increasing */
+    mb_design Xc = {X->n, used, NULL, B};
+    mb_logreg *m = fit_design(&Xc, y, n_classes, opts, err);
+    mb_csr_free(B);
+    if (!m) {
+        free(map);
+        return NULL;
+    }
+    float *coef = calloc((size_t)m->n_rows * (size_t)A->ncols, sizeof(float));
+    if (!coef) {
+        free(map);
+        mb_logreg_free(m);
+        mb_fail(err, MB_ERR_NOMEM, "fit: out of memory");
+        return NULL;
+    }
+    for (int k = 0; k < m->n_rows; k++)
+        for (int64_t j = 0; j < A->ncols; j++)
+            if (map[j] >= 0) coef[(int64_t)k * A->ncols + j] = m->coef[(int64_t)k * used + map[j]];
+    free(m->coef);
+    m->coef = coef;
+    m->n_features = A->ncols;
+    free(map);
+    return m;
 }
 
 void mb_logreg_free(mb_logreg *m) {

@@ -13,6 +13,14 @@
 
 #include "parallel.h"
 
+int mb_param_decays(const char *name) {
+    if (!name) return 1;
+    size_t n = strlen(name);
+    if (n >= 4 && strcmp(name + n - 4, "bias") == 0) return 0;
+    if (strstr(name, "LayerNorm") || strstr(name, "layer_norm")) return 0;
+    return 1;
+}
+
 mb_optim_config mb_adamw_defaults(void) {
     mb_optim_config c = {0};
     c.kind = MB_OPTIM_ADAMW;

@@ -32,6 +32,11 @@ typedef struct mb_param_ref {
     int frozen;       /* 1: skipped by step and clipping, no state */
 } mb_param_ref;
 
+/* Hugging Face Trainer's default parameter groups: 0 (no weight decay) for
+   names ending in "bias" and for LayerNorm weights (names containing
+   "LayerNorm" or "layer_norm"), 1 otherwise. */
+int mb_param_decays(const char *name);
+
 typedef enum mb_optim_kind { MB_OPTIM_ADAMW = 0, MB_OPTIM_SGD = 1 } mb_optim_kind;
 
 typedef struct mb_optim_config {

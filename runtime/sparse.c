@@ -41,9 +41,11 @@ mb_status mb_csr_validate(const mb_csr *m, mb_error *err) {
     if (m->indptr[m->nrows] != m->nnz)
         return mb_fail(err, MB_ERR_FORMAT, "csr: the last indptr (%lld) must equal the number of entries (%lld)",
                        (long long)m->indptr[m->nrows], (long long)m->nnz);
+    for (int64_t i = 0; i < m->nrows; i++) /* all offsets first: entries are read only within [0, nnz) */
+        if (m->indptr[i + 1] < m->indptr[i] || m->indptr[i + 1] > m->nnz)
+            return mb_fail(err, MB_ERR_FORMAT, "csr: indptr decreases or passes the number of entries at row %lld",
+                           (long long)i + 1);
     for (int64_t i = 0; i < m->nrows; i++) {
-        if (m->indptr[i + 1] < m->indptr[i])
-            return mb_fail(err, MB_ERR_FORMAT, "csr: indptr decreases at row %lld", (long long)i + 1);
         for (int64_t p = m->indptr[i]; p < m->indptr[i + 1]; p++) {
             int32_t c = m->indices[p];
             if (c < 0 || c >= m->ncols)

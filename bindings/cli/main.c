@@ -263,9 +263,27 @@ static int repl(lua_State *L) {
     return 0;
 }
 
+/* ---- OpenBLAS kernel choice ---------------------------------------------- */
+
+/* OpenBLAS 0.3.21 (Debian 12) does not know recent Xeons (Sapphire/Emerald
+   Rapids) and falls back to its generic Prescott kernel, 4-5x slower. Its
+   choice is made when the library loads (when moonbert.core is required), so
+   the host names the kernel first from the CPU's features, unless the user did. */
+static void choose_openblas_kernel(void) {
+    const char *set = getenv("OPENBLAS_CORETYPE");
+    if (set && *set) return;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        setenv("OPENBLAS_CORETYPE", "SkylakeX", 0);
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        setenv("OPENBLAS_CORETYPE", "Haswell", 0);
+}
+
 /* ---- main ----------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
+    choose_openblas_kernel();
     lua_State *L = luaL_newstate();
     if (!L) {
         fprintf(stderr, "moonbert: cannot create Lua state (out of memory)\n");

@@ -18,12 +18,11 @@ local core = require("moonbert.core").optim
 
 local M = {}
 
--- Hugging Face's default grouping: no decay for biases and LayerNorm weights.
+-- Hugging Face's default grouping: no decay for biases and LayerNorm weights (runtime/optim.c's
+-- mb_param_decays, the rule C callers use too).
 function M.decays(name)
   if type(name) ~= "string" then return true end
-  if name:match("bias$") then return false end
-  if name:find("LayerNorm", 1, true) or name:find("layer_norm", 1, true) then return false end
-  return true
+  return core.decays(name)
 end
 
 local function entries(params, fn)

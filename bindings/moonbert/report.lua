@@ -20,8 +20,9 @@
 -- latest artifact of a kind and key wins). Label ids are the 0-based ids of the
 -- data (label 0 is label_names[1]).
 --
---   mb.report.log_dataset_stats(run, split_name, split, label_names)
---       split = {text = {...}, label = {...}} (tables or int32 tensors), e.g. data.train.
+--   mb.report.log_dataset_stats(run, split_name, split [, label_names])
+--       split = {text = {...}, label = {...}} (tables or int32 tensors), e.g. data.train;
+--       label_names defaults to split.label_names (an mb.data split has them).
 --       kind "report/dataset": class counts and words-per-text quartiles by label
 --       (words = whitespace-separated tokens, as str.split() in the notebook).
 --       -> "Dataset" section: class distribution bars, words-per-text box plot.
@@ -40,7 +41,7 @@
 --       prediction and loss. Without it the tables show the index only.
 --
 -- In an experiment (data = mb.data.load_emotion(...), run open):
---   mb.report.log_dataset_stats(run, "train", data.train, data.label_names)
+--   mb.report.log_dataset_stats(run, "train", data.train)
 --   mb.report.log_embedding(run, "before", mb.umap.fit_transform(X_pretrained, {seed = 42}),
 --                           data.train.label, data.label_names)
 --   ... fine-tune ...
@@ -131,14 +132,14 @@ local function round5(x) return tonumber(string.format("%.5g", x)) end
 
 -- ---- the artifact writers ----------------------------------------------------------
 
---- mb.report.log_dataset_stats(run, split_name, split, label_names) -> path
+--- mb.report.log_dataset_stats(run, split_name, split [, label_names]) -> path
 function M.log_dataset_stats(run, split_name, split, label_names)
   check_run(run, "log_dataset_stats")
   if type(split_name) ~= "string" then argerror(2, "log_dataset_stats", "split name (string) expected, got " .. type(split_name)) end
   if type(split) ~= "table" or split.text == nil or split.label == nil then
     argerror(3, "log_dataset_stats", "split with fields text and label expected")
   end
-  label_names = check_label_names(label_names, 4, "log_dataset_stats")
+  label_names = check_label_names(label_names or split.label_names, 4, "log_dataset_stats")
   local texts, labels = plain(split.text), plain(split.label)
   if #texts ~= #labels then
     argerror(3, "log_dataset_stats", string.format("%d texts but %d labels", #texts, #labels))
@@ -182,9 +183,13 @@ function M.log_embedding(run, stage, xy, labels, label_names)
     if not id or id < 0 or id >= #label_names then
       argerror(4, "log_embedding", string.format("label %s of point %d is not an id in 0..%d", tostring(labels[i]), i, #label_names - 1))
     end
-    xs[i], ys[i], ls[i] = round5(p[1]), round5(p[2]), id
+    -- JSON has no nan or inf: a point without finite coordinates is left out (and counted).
+    if svg.finite(p[1]) and svg.finite(p[2]) then
+      xs[#xs + 1], ys[#ys + 1], ls[#ls + 1] = round5(p[1]), round5(p[2]), id
+    end
   end
-  return save_artifact(run, M.KINDS.embedding, stage, { stage = stage, label_names = label_names, x = xs, y = ys, labels = ls })
+  return save_artifact(run, M.KINDS.embedding, stage, { stage = stage, label_names = label_names, x = xs, y = ys,
+                                                        labels = ls, dropped = #xy - #xs })
 end
 
 --- mb.report.log_custom_predictions(run, texts, probs, label_names) -> path
@@ -461,6 +466,9 @@ local function section_embeddings(art)
       end
       parts[#parts + 1] = svg.hexbin_grid { panels = panels, columns = 3, gridsize = 20,
                                             title = "[CLS] features " .. stage .. " fine-tuning (" .. #(d.labels or {}) .. " points)" }
+      if (d.dropped or 0) > 0 then
+        parts[#parts + 1] = note(string.format("%d points without finite coordinates were left out.", d.dropped))
+      end
     else
       parts[#parts + 1] = note("No map " .. stage .. " fine-tuning was logged.")
     end

@@ -27,8 +27,11 @@
 -- process fails is reported with its log and counted as failed; its run, if it
 -- started one, is marked failed by the store. Random draws of floats are rounded
 -- to 3 significant digits, so keys stay readable and repeatable.
--- Limits: processes are started through /bin/sh and polled (every 0.1 s);
--- trials run on this machine only.
+-- Interrupting the sweep (Ctrl-C) stops its running trials (each is a process
+-- group of its own, sent SIGTERM; their runs end up killed or failed) and a
+-- rerun starts them again. Limits: processes are started through /bin/sh and
+-- setsid and polled every 0.1 s; a sweep killed with SIGKILL leaves its running
+-- trials to finish on their own; trials run on this machine only.
 local M = {}
 
 local function shq(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
@@ -324,7 +327,13 @@ end
 
 -- ---- running --------------------------------------------------------------------------
 
-local function sleep(s) os.execute("sleep " .. s) end
+-- Sleep; true when a Ctrl-C (SIGINT to the terminal's process group) or a
+-- SIGTERM ended the sleep: system() ignores SIGINT in this process while it
+-- waits, so the dead sleep is how the sweep learns of the interruption.
+local function sleep_interrupted(s)
+  local _, how, sig = os.execute("sleep " .. s)
+  return how == "signal" and (sig == 2 or sig == 15)
+end
 
 local function read_file(p)
   local f = io.open(p, "rb")
@@ -344,7 +353,8 @@ end
 -- opts: store (path; default spec.store or results/moonbert.db), jobs (default
 -- spec.jobs or 1), binary (default sweep.binary()), dry_run, out (a file
 -- handle for progress lines; io.stdout). summary: {trials=, skipped=,
--- completed=, failed=, failures = {{key=, code=, log=}}, ranking = sweep.rank(...)}
+-- completed=, failed=, failures = {{key=, code=, log=}}, ranking = sweep.rank(...),
+-- interrupted = true when a Ctrl-C stopped it (then no ranking)}
 function M.run(spec, opts)
   opts = opts or {}
   local out = opts.out or io.stdout
@@ -397,8 +407,11 @@ function M.run(spec, opts)
                 " MOONBERT_EXPERIMENT=" .. shq(spec.experiment)
     -- The exit status goes to a file that appears only when the trial ends
     -- (written then renamed), which is what the wait loop polls for.
-    local shell = "( " .. env .. " " .. cmd .. " > " .. shq(t.log) .. " 2>&1; echo $? > " .. shq(t.rc_file .. ".tmp") ..
-                  "; mv " .. shq(t.rc_file .. ".tmp") .. " " .. shq(t.rc_file) .. " ) < /dev/null > /dev/null 2>&1 & echo $!"
+    -- setsid: the trial is a process group of its own (pid = group id), which
+    -- the sweep stops as a whole when interrupted.
+    local inner = env .. " " .. cmd .. " > " .. shq(t.log) .. " 2>&1; echo $? > " .. shq(t.rc_file .. ".tmp") ..
+                  "; mv " .. shq(t.rc_file .. ".tmp") .. " " .. shq(t.rc_file)
+    local shell = "setsid sh -c " .. shq(inner) .. " < /dev/null > /dev/null 2>&1 & echo $!"
     local p = assert(io.popen(shell))
     t.pid = tonumber(p:read("a"):match("%d+"))
     p:close()
@@ -408,13 +421,29 @@ function M.run(spec, opts)
   end
 
   local running, next_i = {}, 1
-  while next_i <= #todo or #running > 0 do
-    while #running < jobs and next_i <= #todo do
-      start(todo[next_i])
-      running[#running + 1] = todo[next_i]
-      next_i = next_i + 1
+  local function stop_running(why)
+    for _, t in ipairs(running) do
+      if t.pid then os.execute("kill -TERM -" .. t.pid .. " 2>/dev/null") end
     end
-    sleep(0.1)
+    out:write(string.format("%s: stopped %d running trial%s; rerun the sweep to go on\n", why, #running,
+                            #running == 1 and "" or "s"))
+    out:flush()
+    summary.interrupted = true
+  end
+  while next_i <= #todo or #running > 0 do
+    local ok, err = pcall(function()
+      while #running < jobs and next_i <= #todo do
+        start(todo[next_i])
+        running[#running + 1] = todo[next_i]
+        next_i = next_i + 1
+      end
+      if sleep_interrupted(0.1) then error("interrupted!", 0) end
+    end)
+    if not ok then
+      stop_running(tostring(err):match("interrupted") and "interrupted" or ("error: " .. tostring(err)))
+      if not tostring(err):match("interrupted") then error(err, 0) end
+      return summary
+    end
     for i = #running, 1, -1 do
       local t = running[i]
       local rc = read_file(t.rc_file)

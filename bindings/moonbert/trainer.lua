@@ -16,6 +16,9 @@
 --     progress = nil,          -- nil: a bar on a terminal, else a line every log_every steps;
 --                              -- "bar" | "log" | false
 --     stop_after_epoch = nil,  -- stop (checkpoint written) after this epoch; res.stopped = true
+--     -- also: eval_batch_size (batch_size), eval_split_name ("validation"), max_length (the
+--     -- tokenizer's), betas, eps (AdamW), progress_stream (io.stderr), log_predictions (true:
+--     -- a store run gets the eval predictions of each epoch, the last epoch's kept)
 --   }
 --   res.history[e] = {epoch=, step=, train_loss=, eval_loss=, eval_accuracy=, eval_f1_weighted=,
 --                     seconds=}
@@ -89,14 +92,25 @@ function M.optimizer_params(model)
   return list
 end
 
-local function step_error(what, value, o)
-  local where = ""
+local function step_where(o)
+  local where = string.format("step %d", o.step)
   if o.epoch then
-    where = string.format(" (epoch %d%s)", o.epoch,
+    where = where .. string.format(" (epoch %d%s)", o.epoch,
       o.batch and string.format(", batch %d of %d", o.batch, o.batches or 0) or "")
   end
-  error(string.format("mb.trainer: %s is %s at step %d%s; stopping (lower the learning rate, "
-    .. "check the inputs, or clip gradients)", what, tostring(value), o.step, where), 0)
+  return where
+end
+
+local function step_error(what, value, o)
+  error(string.format("mb.trainer: %s is %s at %s; stopping (lower the learning rate, "
+    .. "check the inputs, or clip gradients)", what, tostring(value), step_where(o)), 0)
+end
+
+-- A model error (it names a non-finite parameter, a bad batch) gains the step it happened at.
+local function call_model(o, fn, ...)
+  local ok, res = pcall(fn, ...)
+  if not ok then error(string.format("mb.trainer: %s failed: %s", step_where(o), tostring(res)), 0) end
+  return res
 end
 
 --- One training step: zero_grad, loss, backward, clip, optimizer step.
@@ -106,9 +120,9 @@ function M.step(model, opt, batch, labels, o)
   o = o or {}
   o.step = o.step or opt:steps() + 1
   model:zero_grad()
-  local loss = model:loss(batch, labels, { train = o.train ~= false })
+  local loss = call_model(o, model.loss, model, batch, labels, { train = o.train ~= false })
   if not finite(loss) then step_error("the training loss", loss, o) end
-  model:backward()
+  call_model(o, model.backward, model)
   local max_norm = o.max_grad_norm
   if not max_norm or max_norm <= 0 then max_norm = math.huge end
   local norm = optim.clip_grad_norm(opt.params, max_norm)
@@ -119,6 +133,9 @@ end
 
 -- ---- evaluation -------------------------------------------------------------------------------
 
+-- Metrics from a confusion matrix (rows: true label, columns: predicted; 1-based), with
+-- scikit-learn's definitions: weighted F1 averages the per-label F1 by support, an undefined
+-- precision or recall counts as 0 (labels with no support weigh nothing).
 local function metrics_from_confusion(cm, loss_sum, n)
   local C = #cm
   local correct, f1w = 0, 0
@@ -139,6 +156,15 @@ local function metrics_from_confusion(cm, loss_sum, n)
     n = n, loss = n > 0 and loss_sum / n or 0 / 0, accuracy = n > 0 and correct / n or 0 / 0,
     f1_weighted = n > 0 and f1w / n or 0 / 0, confusion = cm,
   }
+end
+
+--- mb.trainer.confusion_metrics(cm [, loss_sum, n]) -> {accuracy=, f1_weighted=, loss=, n=}
+function M.confusion_metrics(cm, loss_sum, n)
+  if n == nil then
+    n = 0
+    for _, row in ipairs(cm) do for _, v in ipairs(row) do n = n + v end end
+  end
+  return metrics_from_confusion(cm, loss_sum or 0, n)
 end
 
 local function num_labels(model) return model:config().num_labels end
@@ -270,9 +296,26 @@ function Progress:update(s)
   end
 end
 
+-- "evaluating k/n" on the bar's line while an evaluation runs (terminal only)
+function Progress:eval_tick(k, n)
+  if self.mode ~= "bar" then return end
+  local t = now()
+  if t - self.last < 0.1 and k < n then return end
+  self.last = t
+  self.out:write(string.format("\r[eval] batch %d/%d%s", k, n, string.rep(" ", 40)))
+  self.out:flush()
+  self.open = true
+end
+
+-- The epoch's last bar stays on screen.
+function Progress:end_epoch()
+  if self.open then self.out:write("\n"); self.open = false end
+end
+
+-- A message line; it replaces a transient line (eval batches) on a terminal.
 function Progress:line(text)
   if self.mode == false then return end
-  if self.open then self.out:write("\n"); self.open = false end
+  if self.open then self.out:write("\r", string.rep(" ", 79), "\r"); self.open = false end
   self.out:write(text, "\n")
   self.out:flush()
 end
@@ -296,6 +339,29 @@ end
 
 local function to_hex(s) return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end)) end
 local function from_hex(h) return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end)) end
+
+-- dkjson writes numbers with 14 digits; the history must survive a resume exactly, so its
+-- floats are stored as "%.17g" strings.
+local function history_out(history)
+  local out = {}
+  for i, e in ipairs(history) do
+    out[i] = {}
+    for k, v in pairs(e) do
+      out[i][k] = math.type(v) == "float" and string.format("%.17g", v) or v
+    end
+  end
+  return out
+end
+
+local function history_in(history)
+  local out = {}
+  for i, e in ipairs(history or {}) do
+    out[i] = {}
+    for k, v in pairs(e) do out[i][k] = type(v) == "string" and tonumber(v) or v end
+    out[i].epoch, out[i].step = math.tointeger(out[i].epoch) or out[i].epoch, math.tointeger(out[i].step) or out[i].step
+  end
+  return out
+end
 
 local function write_file_atomic(path, text)
   local tmp = path .. ".tmp"
@@ -418,6 +484,7 @@ function M.fit(o)
   if type(train) ~= "table" or type(train.batches) ~= "function" then
     argerror("fit", 1, "field 'train' must be a split (mb.data), got " .. type(train))
   end
+  if evalset == false then evalset = nil end
   if evalset ~= nil and (type(evalset) ~= "table" or type(evalset.batches) ~= "function") then
     argerror("fit", 1, "field 'eval' must be a split (mb.data), got " .. type(evalset))
   end
@@ -472,7 +539,7 @@ function M.fit(o)
   end
   if resume_dir then
     local state = load_checkpoint(resume_dir, model, opt, expect)
-    start_epoch, step, history = state.epoch, state.step, state.history or {}
+    start_epoch, step, history = math.tointeger(state.epoch), math.tointeger(state.step), history_in(state.history)
     progress:line(string.format("[train] resumed from %s (epoch %d, step %d)", resume_dir, start_epoch, step))
   else
     model:seed(seed) -- dropout draws, as the Trainer's set_seed before training
@@ -491,7 +558,8 @@ function M.fit(o)
       rows_sink = function(rows) log("predictions", { split = eval_name, epoch = epoch, rows = rows }) end
     end
     local m = eval_pass(model, evalset, { tokenizer = tok, batch_size = o.eval_batch_size or bs, bucket = bucket,
-                                          max_length = o.max_length }, "fit", rows_sink)
+                                          max_length = o.max_length,
+                                          on_tick = function(k, n) progress:eval_tick(k, n) end }, "fit", rows_sink)
     log("eval", { step = step, epoch = epoch_pos, split = eval_name, loss = m.loss, accuracy = m.accuracy,
                   f1_weighted = m.f1_weighted, confusion = m.confusion, labels = labels, epoch_end = epoch_end })
     progress:line(string.format("[eval] epoch %g step %d %s loss %.4f accuracy %.4f f1_weighted %.4f",
@@ -533,6 +601,7 @@ function M.fit(o)
         evaluate(epoch - 1 + k / nb, false, epoch)
       end
     end
+    progress:end_epoch()
     local entry = { epoch = epoch, step = step, train_loss = epoch_loss / nb, seconds = now() - t_epoch }
     if evalset then
       local m = evaluate(epoch, true, epoch)
@@ -541,7 +610,7 @@ function M.fit(o)
     history[#history + 1] = entry
     log("epoch", entry)
     if o.checkpoint_dir then
-      local state = { epoch = epoch, step = step, model_rng = to_hex(model:rng_state()), history = history,
+      local state = { epoch = epoch, step = step, model_rng = to_hex(model:rng_state()), history = history_out(history),
                       data_order = { seed = seed, next_epoch = epoch + 1 } }
       for k, v in pairs(expect) do state[k] = v end
       local dir = save_checkpoint(o.checkpoint_dir, epoch, model, opt, state)

@@ -196,9 +196,11 @@ TEST(parity_heads12_f16) { check_fixture("fixtures/distilbert-heads12", 1e-4, 1e
 
 /* ---- finite differences on a tiny random model ----------------------------- */
 
-static mb_distilbert *tiny_model(uint64_t seed, int num_labels) {
+static mb_distilbert *tiny_model_with(uint64_t seed, int num_labels, mb_activation act, int sinusoidal) {
     mb_distilbert_config cfg;
     mb_config_defaults(&cfg);
+    cfg.activation = act;
+    cfg.sinusoidal_pos_embds = sinusoidal;
     cfg.vocab_size = 50;
     cfg.dim = 16;
     cfg.n_layers = 2;
@@ -213,6 +215,8 @@ static mb_distilbert *tiny_model(uint64_t seed, int num_labels) {
     return m;
 }
 
+static mb_distilbert *tiny_model(uint64_t seed, int num_labels) { return tiny_model_with(seed, num_labels, MB_ACT_GELU, 0); }
+
 static double loss_at(mb_distilbert *m, const int32_t *ids, const int32_t *mask, const int32_t *labels, int B, int T) {
     mb_error err;
     mb_forward_opts o = {.keep = 0};
@@ -222,8 +226,8 @@ static double loss_at(mb_distilbert *m, const int32_t *ids, const int32_t *mask,
     return loss;
 }
 
-TEST(finite_difference_gradients) {
-    mb_distilbert *m = tiny_model(7, 3);
+static void finite_difference_check(mb_activation act, int sinusoidal) {
+    mb_distilbert *m = tiny_model_with(7, 3, act, sinusoidal);
     CHECK(m != NULL);
     if (!m) return;
     enum { B = 3, T = 7 };
@@ -244,12 +248,14 @@ TEST(finite_difference_gradients) {
     double worst = 0;
     for (int i = 0; i < mb_distilbert_num_tensors(m); i++) {
         const mb_param_info *pi = mb_distilbert_param_info(m, i);
+        if (!mb_distilbert_trainable(m, i)) continue; /* fixed sinusoidal positions: no gradient by design */
         for (int s = 0; s < 3; s++) {
             size_t k = pi->offset + mb_rng_below(&rng, pi->numel);
             /* the word embedding rows of unused ids have zero gradient: pick used rows */
             if (i == 0) k = pi->offset + (size_t)ids[mb_rng_below(&rng, 5) + 7] * pi->shape[1] + mb_rng_below(&rng, pi->shape[1]);
             float old = p[k];
-            double h = 1e-2 * fmax(1.0, fabs(old));
+            /* ReLU has kinks: a smaller step crosses fewer of them */
+            double h = (act == MB_ACT_RELU ? 1e-3 : 1e-2) * fmax(1.0, fabs(old));
             p[k] = (float)(old + h);
             double lp = loss_at(m, ids, mask, labels, B, T);
             p[k] = (float)(old - h);
@@ -266,11 +272,25 @@ TEST(finite_difference_gradients) {
             checked++;
         }
     }
-    printf("FD: %d samples over %d tensors, %d outside tolerance, worst rel %.3g\n", checked,
+    printf("FD (%s%s): %d samples over %d tensors, %d outside tolerance, worst rel %.3g\n",
+           act == MB_ACT_GELU ? "gelu" : "relu", sinusoidal ? ", sinusoidal positions" : "", checked,
            mb_distilbert_num_tensors(m), bad, worst);
     CHECK(bad == 0, "%d of %d finite-difference samples disagree", bad, checked);
+    if (sinusoidal) { /* fixed positions: sin/cos values, no gradient, not trainable */
+        int pi = mb_distilbert_find_param(m, "distilbert.embeddings.position_embeddings.weight");
+        const mb_param_info *info = mb_distilbert_param_info(m, pi);
+        const float *pw = p + info->offset, *pg = g + info->offset;
+        CHECK(fabsf(pw[1 * 16 + 0] - sinf(1.0f)) < 1e-6 && fabsf(pw[1 * 16 + 1] - cosf(1.0f)) < 1e-6);
+        double s = 0;
+        for (size_t k = 0; k < info->numel; k++) s += fabs(pg[k]);
+        CHECK(s == 0.0, "sinusoidal positions got a gradient");
+        CHECK(!mb_distilbert_trainable(m, pi));
+    }
     mb_distilbert_free(m);
 }
+
+TEST(finite_difference_gradients) { finite_difference_check(MB_ACT_GELU, 0); }
+TEST(finite_difference_relu_sinusoidal) { finite_difference_check(MB_ACT_RELU, 1); }
 
 /* Train-mode dropout: same seed, same stream; gradients stay consistent with
    the dropped forward (FD with the RNG state restored each time). */
@@ -540,6 +560,7 @@ int main(void) {
     RUN(parity_tiny);
     RUN(parity_heads12_f16);
     RUN(finite_difference_gradients);
+    RUN(finite_difference_relu_sinusoidal);
     RUN(dropout_is_seeded_and_differentiated);
     RUN(frozen_encoder_only_head_grads);
     RUN(save_reload_bit_identical);

@@ -228,7 +228,8 @@ TEST(logreg_sparse_input_matches_dense) {
 
 /* Binary problems use one weight row (sklearn's coef_ shape (1, d)); checked by
    the naive binary objective's gradient at the solution. Sparse data with many
-   zeros, so that CSR and dense paths are compared on a real sparse matrix. */
+   zeros and ten empty columns, so that CSR and dense paths are compared on a
+   real sparse matrix, including the CSR fit's skipping of empty columns. */
 TEST(logreg_binary_sparse_and_dense_agree) {
     int64_t n = 300, d = 40;
     float *X = calloc(n * d, sizeof(float));
@@ -238,7 +239,7 @@ TEST(logreg_binary_sparse_and_dense_agree) {
     for (int64_t i = 0; i < n; i++) {
         y[i] = mb_rng_uniform(&rng) < 0.4;
         for (int64_t j = 0; j < d; j++)
-            if (mb_rng_uniform(&rng) < 0.2) X[i * d + j] = (float)(mb_rng_below(&rng, 3) + 1 + (y[i] && j < 5));
+            if (j < 30 && mb_rng_uniform(&rng) < 0.2) X[i * d + j] = (float)(mb_rng_below(&rng, 3) + 1 + (y[i] && j < 5));
     }
     mb_logreg_options o = mb_logreg_defaults();
     o.C = 0.5;
@@ -256,6 +257,9 @@ TEST(logreg_binary_sparse_and_dense_agree) {
         double worst = 0;
         for (int64_t j = 0; j < d; j++) worst = fmax(worst, fabs(md->coef[j] - ms->coef[j]));
         CHECK(worst <= 1e-5, "dense vs csr coef differ by %.3g", worst);
+        /* columns 30..39 are empty: the CSR fit skips them and their weights are exactly 0 */
+        for (int64_t j = 30; j < d; j++) CHECK(ms->coef[j] == 0.0f && fabs(md->coef[j]) < 1e-9, "empty column %lld", (long long)j);
+        CHECK(ms->n_features == d, "n_features %lld", (long long)ms->n_features);
         double gW[40], gb[1];
         naive_objective(X, y, n, d, 2, md->coef, md->intercept, o.C, gW, gb);
         double g = fabs(gb[0]);

@@ -132,6 +132,26 @@ describe("mb.distilbert parity with the PyTorch fixtures", function()
   end)
 end)
 
+describe("mb.distilbert end to end", function()
+  local has_tok = pcall(require, "moonbert.tokenizer")
+  if not (have_shared and has_tok) then
+    pending("needs ../shared and mb.tokenizer")
+    return
+  end
+  it("text -> tokenizer -> logits matches the fixture", function()
+    local json = require "dkjson"
+    local fx, meta = mb.safetensors.load(TINY .. "/cases.safetensors")
+    local sentences = json.decode(meta.sentences)
+    local tok = mb.tokenizer.load(TINY)
+    local b = tok:encode_batch(sentences, { padding = "longest", truncation = true, max_length = 128 })
+    assert.are.equal(0, (b.input_ids - fx.input_ids):abs():max())
+    local model = mb.distilbert.load(TINY, { quiet = true })
+    local out = model:forward(b)
+    assert.is_true(rel_err(out.logits, fx.logits) <= 1e-4)
+    model:free()
+  end)
+end)
+
 describe("mb.distilbert model API", function()
   it("creates reproducible random models and names parameters in Hugging Face order", function()
     local a = mb.distilbert.new(tiny_config(), { seed = 7, num_labels = 3 })
@@ -279,6 +299,53 @@ describe("mb.distilbert model API", function()
   end)
 end)
 
+describe("mb.distilbert regression and multi-label losses", function()
+  it("regression (num_labels 1) is the mean squared error, with its gradient", function()
+    local m = mb.distilbert.new(tiny_config(), { seed = 6, num_labels = 1 })
+    assert.are.equal("regression", m:config().problem_type)
+    local y = T.from({ 0.5, -1.25 })
+    m:zero_grad()
+    local loss, logits = m:loss(small_batch(), y)
+    local z = logits:reshape(2)
+    local want = ((z - y) * (z - y)):mean()
+    assert.is_true(math.abs(loss - want) < 1e-6 * math.max(1, want))
+    m:backward()
+    -- d loss / d classifier.bias = mean of 2 (z - y)
+    local gb = m:named_parameters()["classifier.bias"].grad[1]
+    assert.is_true(math.abs(gb - (2 * (z - y)):mean()) < 1e-5)
+    m:free()
+  end)
+
+  it("multi-label uses BCE with logits over float targets", function()
+    local m = mb.distilbert.new(tiny_config { problem_type = "multi_label_classification" },
+                                { seed = 6, num_labels = 3 })
+    local y = T.from({ { 1, 0, 1 }, { 0, 0, 1 } })
+    m:zero_grad()
+    local loss, z = m:loss(small_batch(), y)
+    local p = z:sigmoid()
+    local want = -(y * p:log() + (1 - y) * (1 - p):log()):mean()
+    assert.is_true(math.abs(loss - want) < 1e-5)
+    m:backward()
+    local gb = m:named_parameters()["classifier.bias"].grad
+    local want_gb = (p - y):sum(1) / 6
+    assert.is_true((gb - want_gb):abs():max() < 1e-6)
+    m:free()
+  end)
+
+  it("fixed sinusoidal positions are sin/cos and never trained", function()
+    local m = mb.distilbert.new(tiny_config { sinusoidal_pos_embds = true }, { seed = 6 })
+    local pos = m:named_parameters()["distilbert.embeddings.position_embeddings.weight"]
+    assert.is_false(pos.trainable)
+    assert.is_true(math.abs(pos.value[2][1] - math.sin(1)) < 1e-6)
+    assert.is_true(math.abs(pos.value[2][2] - math.cos(1)) < 1e-6)
+    m:zero_grad()
+    m:loss(small_batch(), { 0, 1 })
+    m:backward()
+    assert.are.equal(0, pos.grad:abs():sum())
+    m:free()
+  end)
+end)
+
 describe("mb.distilbert errors", function()
   local m
   setup(function() m = mb.distilbert.new(tiny_config(), { seed = 1 }) end)
@@ -346,5 +413,28 @@ describe("mb.distilbert errors", function()
     local ok, err = pcall(mb.distilbert.load, "/nonexistent/model")
     assert.is_false(ok)
     assert.truthy(err:find("/nonexistent/model/config.json: cannot open", 1, true), err)
+  end)
+end)
+
+describe("moonbert bench train", function()
+  local bin = os.getenv("MOONBERT_BIN")
+  if not bin then
+    pending("needs MOONBERT_BIN (scripts/run-tests sets it)")
+    return
+  end
+  it("prints throughput figures as JSON (--quick)", function()
+    local p = assert(io.popen(bin .. " bench train --quick --threads 1 2>/dev/null"))
+    local text = p:read("a")
+    p:close()
+    local r = require("dkjson").decode(text)
+    assert.is_table(r, text)
+    local t = r.train
+    for _, k in ipairs { "train", "frozen", "inference" } do
+      assert.is_true(t[k].sequences_per_s > 0, k)
+      assert.is_true(t[k].steps_per_s > 0, k)
+      assert.is_true(t[k].gflop_per_s > 0, k)
+    end
+    assert.is_true(t.peak_rss_mb > 0)
+    assert.are.equal(4, t.batch)
   end)
 end)

@@ -92,7 +92,7 @@ local function synthetic_run(dir)
       xy[i] = { spread * math.cos(a) + (math.random() - 0.5) * 2, spread * math.sin(a) + (math.random() - 0.5) * 2 }
       ls[i] = id
     end
-    if stage == "after" then xy = mb.tensor.from(xy) end
+    if stage == "after" then xy = mb.tensor.from(xy) else xy[600] = { 0 / 0, 1 } end
     mb.report.log_embedding(run, stage, xy, ls, LABELS)
   end
   mb.report.log_custom_predictions(run, { "I saw a movie today and it was really good.", EVIL },
@@ -177,6 +177,8 @@ describe("mb.report", function()
     assert.are.equal(2, count(maps, 'class="plot hexbin%-grid"'))
     assert.are.equal(12, count(maps, '<g class="panel"'))
     assert.truthy(count(maps, "<polygon") > 24)
+    assert.truthy(maps:find("[CLS] features before fine-tuning (599 points)", 1, true))
+    assert.truthy(maps:find("1 points without finite coordinates were left out.", 1, true))
     local custom = section("custom")
     assert.are.equal(2, count(custom, 'class="plot prob%-bars"'))
     local losses = section("losses")
@@ -206,6 +208,7 @@ describe("mb.report", function()
       assert.are.equal("xmlns", attr, attr .. "=" .. url)
     end
     assert.is_nil(html:find("url%(", 1))
+    assert.is_nil(html:find("=%s*[\"']?//"))       -- protocol-relative addresses
     assert.is_nil(html:find("@import", 1, true))
     assert.truthy(html:find("Content-Security-Policy", 1, true))
   end)
@@ -244,6 +247,34 @@ describe("mb.report", function()
     h, info = mb.report.build(store, run.id)
     assert.truthy(info.notes[1]:find("is missing", 1, true))
     assert.is_false(info.sections.dataset)
+  end)
+
+  it("summarises the real emotion validation split as its README counts it", function()
+    local shared = os.getenv("MOONBERT_SHARED") or "../shared"
+    if not lfs.attributes(shared .. "/data/emotion/validation.txt", "mode") then
+      pending(shared .. "/data/emotion is absent: real-data check skipped")
+      return
+    end
+    local split = mb.data.load_text(shared .. "/data/emotion/validation.txt",
+                                    { sep = ";", names = { "text", "label" }, label_names = LABELS })
+    local run = store:start_run { experiment = "emotion stats", git = false }
+    local path = mb.report.log_dataset_stats(run, "validation", split)   -- label names from the split
+    run:finish()
+    local d = require("dkjson").decode(read(path))
+    assert.are.same({ 550, 704, 178, 275, 212, 81 }, d.class_counts)  -- README table
+    assert.are.equal(2000, d.n)
+    -- Medians against a plain sort of mb.data's own word counts.
+    local words, by = split:words_per_text(), {}
+    for i, id in ipairs(split.label) do by[id + 1] = by[id + 1] or {}; table.insert(by[id + 1], words[i]) end
+    for k = 1, 6 do
+      local v = by[k]
+      table.sort(v)
+      local n = #v
+      local median = n % 2 == 1 and v[(n + 1) // 2] or (v[n // 2] + v[n // 2 + 1]) / 2
+      assert.are.equal(median, d.words_per_text[k].median)
+      assert.are.equal(v[1], d.words_per_text[k].min)
+      assert.are.equal(v[n], d.words_per_text[k].max)
+    end
   end)
 
   it("rejects bad artifact arguments by name", function()

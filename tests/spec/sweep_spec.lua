@@ -51,7 +51,7 @@ local opts = args.parse(arg, {
 local here = arg[0]:match("^(.*)/[^/]*$") or "."
 local store = mb.store.open(opts.store)
 local run = store:start_run { experiment = "trial", params = { lr = opts.lr, batch_size = opts.batch_size, quick = opts.quick } }
-os.execute("sleep 0.4")
+os.execute(io.open(here .. "/slow.flag") and "sleep 30" or "sleep 0.4")
 if opts.lr == 0.5 and io.open(here .. "/fail.flag") then error("deliberate failure at lr 0.5") end
 run:log_metric("val/accuracy", 1 - opts.lr + opts.batch_size / 1000)
 run:finish()
@@ -227,10 +227,62 @@ return {
     assert.are.equal(0, code, out)
     assert.are.equal(0, count(out, "%] start "))
     assert.truthy(out:find("0 completed now, 6 skipped", 1, true), out)
+    -- --rank prints the standings without running anything.
+    out, code = sweep_cmd("lr_bs.lua --rank")
+    assert.are.equal(0, code, out)
+    local keys = {}
+    for key in out:gmatch("\n%d+%s+(batch_size=%S+)") do keys[#keys + 1] = key end
+    assert.are.same({ "batch_size=64,lr=0.1", "batch_size=32,lr=0.1", "batch_size=64,lr=0.2", "batch_size=32,lr=0.2",
+                      "batch_size=64,lr=0.5", "batch_size=32,lr=0.5" }, keys)   -- 0.564 > 0.532 at lr 0.5
     local store = mb.store.open(db)
     assert.are.equal(6, #store:runs { experiment = "sweep_test", status = "completed" })
     assert.are.equal(4, #store:runs { experiment = "sweep_test", status = "failed" })
     store:close()
+  end)
+
+  it("stops its running trials on Ctrl-C, and a rerun finishes the sweep", function()
+    write(dir .. "/slow.flag", "")
+    write(dir .. "/slow_spec.lua", 'return { script = "trial.lua", grid = { lr = { 0.3, 0.4, 0.6 }, batch_size = { 32 } }, metric = "val/accuracy", ' ..
+                                   'experiment = "sweep_slow", store = "' .. db .. '" }')
+    -- A session of its own, so that SIGINT to its process group is a terminal's Ctrl-C.
+    local log = dir .. "/slow.out"
+    local p = assert(io.popen("cd " .. shq(dir) .. " && setsid sh -c " ..
+      shq(shq(BIN) .. " sweep slow_spec.lua --jobs 2 --store " .. shq(db) .. " > " .. shq(log) .. " 2>&1; echo rc=$? >> " .. shq(log)) ..
+      " < /dev/null > /dev/null 2>&1 & echo $!"))
+    local pgid = assert(tonumber(p:read("a"):match("%d+")))
+    p:close()
+    local function text() local f = io.open(log); if not f then return "" end local s = f:read("a"); f:close(); return s end
+    local function wait_for(pred, what)
+      for _ = 1, 100 do
+        if pred() then return end
+        os.execute("sleep 0.1")
+      end
+      error("timed out waiting for " .. what .. ":\n" .. text())
+    end
+    wait_for(function() return count(text(), "%] start ") == 2 end, "two trials to start")
+    os.execute("sleep 0.3")                              -- let them start their runs
+    os.execute("kill -INT -" .. pgid)
+    wait_for(function() return text():find("interrupted: stopped 2 running trials", 1, true) end, "the sweep to stop")
+    -- The trials' processes are gone; the store calls their runs killed.
+    local groups = {}
+    for pid in text():gmatch("%(pid (%d+)%)") do groups[#groups + 1] = pid end
+    assert.are.equal(2, #groups)
+    wait_for(function()
+      for _, g in ipairs(groups) do
+        if os.execute("kill -0 -" .. g .. " 2>/dev/null") then return false end -- the group still has a process
+      end
+      return true
+    end, "trial processes to end")
+    local store = mb.store.open(db)
+    local runs = store:runs { experiment = "sweep_slow" }
+    assert.are.equal(2, #runs)
+    for _, r in ipairs(runs) do assert.truthy(r.status == "killed" or r.status == "failed", r.status) end
+    store:close()
+    os.remove(dir .. "/slow.flag")
+    local out, code = sweep_cmd("slow_spec.lua --jobs 3")
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("3 trials (0 already completed, 3 to run", 1, true), out)
+    assert.truthy(out:find("3 completed now", 1, true), out)
   end)
 
   it("counts a trial that exits 0 without a completed run as failed", function()

@@ -2,19 +2,20 @@
 --
 -- Exit codes: 0 every trial completed (now or in an earlier run of the sweep),
 -- 1 a trial failed or the spec or store is unusable (message on stderr),
--- 2 a usage error.
+-- 2 a usage error, 130 interrupted (Ctrl-C; running trials are stopped).
 local args = require "moonbert.args"
 
 local SPEC = {
   { "--jobs", "N", "trials run at once, each its own process (default: the spec's jobs, else 1)", type = "number" },
   { "--store", "PATH", "results store (default: the spec's store, else results/moonbert.db)" },
   { "--dry-run", nil, "list the trials and which are already completed; run nothing" },
+  { "--rank", nil, "print the ranking of the trials run so far; run nothing" },
 }
 
 local M = { summary = "run a hyperparameter sweep (grid or random), several processes, resumable" }
 
 M.usage = args.usage(SPEC, [[
-usage: moonbert sweep SPEC.lua [--jobs N] [--store PATH] [--dry-run]
+usage: moonbert sweep SPEC.lua [--jobs N] [--store PATH] [--dry-run | --rank]
 
 SPEC.lua returns a table:
   script = "experiments/baseline_vs_finetune.lua", args = {"--quick"},
@@ -45,6 +46,19 @@ function M.main(argv)
     io.stderr:write("moonbert sweep: " .. tostring(spec) .. "\n")
     return 1
   end
+  if opts.rank then
+    local rok, err = pcall(function()
+      local store = require("moonbert.store").open(opts.store or spec.store or "results/moonbert.db", { create = false })
+      local ranking = sweep.rank(store, spec)
+      store:close()
+      sweep.print_ranking(spec, ranking)
+    end)
+    if not rok then
+      io.stderr:write("moonbert sweep: " .. tostring(err) .. "\n")
+      return 1
+    end
+    return 0
+  end
   local summary
   ok, summary = pcall(sweep.run, spec, { jobs = opts.jobs and math.tointeger(opts.jobs), store = opts.store,
                                          dry_run = opts.dry_run })
@@ -53,6 +67,7 @@ function M.main(argv)
     return 1
   end
   if opts.dry_run then return 0 end
+  if summary.interrupted then return 130 end
   io.stdout:write("\n")
   sweep.print_ranking(spec, summary.ranking)
   io.stdout:write(string.format("%d trials: %d completed now, %d skipped (already completed), %d failed\n",
