@@ -292,6 +292,78 @@ describe("moonbert.experiment model lookup", function()
   end)
 end)
 
+describe("moonbert.experiment features", function()
+  -- The fixture's PyTorch reference: 4 sentences, their [CLS] states and every token's last state.
+  local json = require "dkjson"
+  local fx, meta = mb.safetensors.load(TINY .. "/cases.safetensors")
+  local sentences = json.decode(meta.sentences)
+  local split = mb.data.from_table { text = sentences, label = fx.labels:totable(), label_names =
+    { "sadness", "joy", "love", "anger", "fear", "surprise" } }
+  local model = mb.distilbert.load(TINY)
+  local tok = mb.tokenizer.load(TINY)
+
+  local function max_rel(a, b)
+    local worst, scale = 0, 0
+    for i, row in ipairs(b) do
+      for j, v in ipairs(row) do
+        worst = math.max(worst, math.abs(a[i][j] - v))
+        scale = math.max(scale, math.abs(v))
+      end
+    end
+    return worst / scale
+  end
+
+  it("cls pooling is the reference [CLS] hidden state, in split order", function()
+    local X = ex.features(model, split, tok, { pooling = "cls", batch_size = 3 })
+    assert.are.same({ 4, 64 }, X:shape())
+    assert.is_true(max_rel(X:totable(), fx.cls_hidden:totable()) < 1e-4)
+  end)
+
+  it("mean pooling is the masked mean of the reference last hidden state", function()
+    local h, mask = fx.last_hidden_state:totable(), fx.attention_mask:totable()
+    local ref = {}
+    for i = 1, 4 do
+      local n, r = 0, {}
+      for d = 1, 64 do r[d] = 0 end
+      for t = 1, #mask[i] do
+        if mask[i][t] == 1 then
+          n = n + 1
+          for d = 1, 64 do r[d] = r[d] + h[i][t][d] end
+        end
+      end
+      for d = 1, 64 do r[d] = r[d] / n end
+      ref[i] = r
+    end
+    local X = ex.features(model, split, tok, { pooling = "mean", batch_size = 3 })
+    assert.is_true(max_rel(X:totable(), ref) < 1e-4)
+    -- layers-mean: embeddings + 2 layers, the last block is the mean pooling above
+    local L = ex.features(model, split, tok, { pooling = "layers-mean", batch_size = 3 })
+    assert.are.same({ 4, 3 * 64 }, L:shape())
+    assert.is_true(max_rel(L:narrow(2, 129, 64):totable(), ref) < 1e-4)
+  end)
+
+  it("caches by model, data and pooling", function()
+    local dir = tmpdir()
+    local o = { pooling = "mean", cache_dir = dir, model_hash = "m1" }
+    local X1, hit1 = ex.features(model, split, tok, o)
+    local X2, hit2 = ex.features(model, split, tok, { pooling = "mean", cache_dir = dir, model_hash = "m1" })
+    local _, hit3 = ex.features(model, split, tok, { pooling = "cls", cache_dir = dir, model_hash = "m1" })
+    local _, hit4 = ex.features(model, split, tok, { pooling = "mean", cache_dir = dir, model_hash = "m2" })
+    local _, hit5 = ex.features(model, split:head(3), tok, { pooling = "mean", cache_dir = dir, model_hash = "m1" })
+    assert.is_false(hit1)
+    assert.is_true(hit2)
+    assert.are.same(X1:totable(), X2:totable())
+    assert.is_false(hit3); assert.is_false(hit4); assert.is_false(hit5)
+    os.execute("rm -rf " .. q(dir))
+  end)
+
+  it("rejects an unknown pooling", function()
+    local ok, e = pcall(ex.features, model, split, tok, { pooling = "max" })
+    assert.is_false(ok)
+    assert.truthy(tostring(e):find("pooling must be cls, mean or layers-mean", 1, true))
+  end)
+end)
+
 describe("frozen_vs_unfrozen.lua on the tiny fixture", function()
   it("trains the head alone and the whole model, and compares them in one run", function()
     local dir = tmpdir()
