@@ -121,7 +121,7 @@ local function evaluate_baseline(key, title, clf, Xv, Xt)
     row[#row + 1], row[#row + 2] = sc.accuracy, sc.f1
   end
   results[#results + 1] = row
-  print(string.format("%-32s val accuracy %.4f  F1 %.4f   test accuracy %.4f  F1 %.4f", title, row[2], row[3], row[4], row[5]))
+  print(string.format("%-40s val accuracy %.4f  F1 %.4f   test accuracy %.4f  F1 %.4f", title, row[2], row[3], row[4], row[5]))
 end
 
 for _, strategy in ipairs { "most_frequent", "uniform" } do
@@ -253,6 +253,19 @@ for i, scores in ipairs(clf(custom)) do
   custom_rows[i] = r
 end
 clf:free()
+-- the custom texts in the store too: predictions of split "custom" (no true label) and their texts
+local crow = {}
+for i = 1, #custom do
+  local best = 1
+  for k = 2, #names do if custom_probs[i][k] > custom_probs[i][best] then best = k end end
+  crow[i] = { index = i, predicted = best - 1, probs = custom_probs[i] }
+end
+run:log_predictions("custom", crow)
+local texts_path = run:artifact_dir() .. "/custom_texts.json"
+local f = assert(io.open(texts_path, "w"))
+f:write(require("dkjson").encode(custom), "\n")
+f:close()
+run:log_artifact("custom_texts", texts_path)
 local ch = { "text", "label" }
 for _, n in ipairs(names) do ch[#ch + 1] = n end
 ex.print_table(ch, custom_rows)

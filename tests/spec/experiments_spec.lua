@@ -171,6 +171,15 @@ describe("baseline_vs_finetune.lua on the tiny fixture", function()
     local kinds = {}
     for _, a in ipairs(arts) do kinds[a.kind] = true end
     assert.is_true(kinds.model)
+    assert.is_true(kinds.custom_texts)
+    local custom = store:predictions(run_id, "custom")
+    assert.are.equal(3, #custom)
+    for _, r in ipairs(custom) do
+      local s, best = 0, 1
+      for k, p in ipairs(r.probs) do s = s + p; if p > r.probs[best] then best = k end end
+      assert.near(1, s, 1e-5)
+      assert.are.equal(best - 1, r.predicted)
+    end
   end)
 
   it("prints the summary table, the error analysis and the run folder", function()
