@@ -13,7 +13,6 @@
 -- the store (--store, default results/moonbert.db); the run's folder holds the model and report.
 local mb = require "moonbert"
 local ex = require "moonbert.experiment"
-local T = mb.tensor
 
 -- ---- options ----------------------------------------------------------------------------------
 local opts = ex.parse_options("baseline_vs_finetune", ex.common_options {
