@@ -57,8 +57,8 @@ for _, variant in ipairs { "frozen", "unfrozen" } do
   local seconds = mb.store.now() - t0
   run:log_metric(variant .. "/time/fine_tune_seconds", seconds)
   run:log_metric(variant .. "/trainable_parameters", trainable)
-  local row = { variant, trainable }
-  for _, s in ipairs { { "val", data.validation, "validation" }, { "test", data.test, "test" }, { "ood", data.ood, "ood" } } do
+  local row = { variant, trainable } -- then accuracy and F1 of val, test, ood (columns 3..8), seconds
+  for j, s in ipairs { { "val", data.validation, "validation" }, { "test", data.test, "test" }, { "ood", data.ood, "ood" } } do
     if s[2] then
       local p = ex.predict(model, s[2], tok, { batch_size = opts.batch_size, max_length = opts.max_length })
       local sc = ex.scores(s[2].label, p.predicted)
@@ -68,12 +68,10 @@ for _, variant in ipairs { "frozen", "unfrozen" } do
         run:log_confusion(variant .. "/validation", ex.confusion(s[2].label, p.predicted, names), names,
                           { epoch = opts.epochs })
       end
-      row[#row + 1], row[#row + 2] = sc.accuracy, sc.f1
-    else
-      row[#row + 1], row[#row + 2] = nil, nil
+      row[2 * j + 1], row[2 * j + 2] = sc.accuracy, sc.f1
     end
   end
-  row[#row + 1] = seconds
+  row[9] = seconds
   rows[#rows + 1] = row
   model:free()
 end
