@@ -70,13 +70,7 @@ function M.load(dir, opts)
   return model
 end
 
-local function read_file(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read_file = require("moonbert.fs").read_file
 
 --- A randomly initialised model (HF _init_weights) from a config table, a
 -- config.json path or a checkpoint directory. opts: seed (default 42),

@@ -34,14 +34,9 @@ end
 M.exists = exists
 
 local function mkdir_p(dir)
-  local lfs = require "lfs"
-  local prefix = dir:sub(1, 1) == "/" and "/" or ""
-  for part in dir:gmatch("[^/]+") do
-    prefix = prefix .. part
-    if not lfs.attributes(prefix, "mode") then lfs.mkdir(prefix) end
-    prefix = prefix .. "/"
-  end
-  if not exists(dir, "directory") then error("cannot create folder " .. dir, 2) end
+  local ok, err = require("moonbert.fs").mkdir_p(dir)
+  if not ok then error(err, 2) end
+  return true
 end
 M.mkdir_p = mkdir_p
 

@@ -39,14 +39,7 @@ local Run = core.run_methods
 local function ensure_parent(path)
   local dir = path:match("^(.*)/[^/]*$")
   if not dir or dir == "" then return end
-  local ok, lfs = pcall(require, "lfs")
-  if not ok then return end
-  local prefix = dir:sub(1, 1) == "/" and "/" or ""
-  for part in dir:gmatch("[^/]+") do
-    prefix = prefix .. part
-    if not lfs.attributes(prefix, "mode") then lfs.mkdir(prefix) end
-    prefix = prefix .. "/"
-  end
+  require("moonbert.fs").mkdir_p(dir)
 end
 
 --- mb.store.open([path [, opts]]) -> store
@@ -112,7 +105,7 @@ local function capture(cmd)
   return out
 end
 
-local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+local shell_quote = require("moonbert.fs").shell_quote
 
 -- git commit and dirty flag of the folder holding the script (or the current folder).
 local function git_state(dir)

@@ -34,7 +34,8 @@
 -- trials to finish on their own; trials run on this machine only.
 local M = {}
 
-local function shq(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local fs = require "moonbert.fs"
+local shq = fs.shell_quote
 
 local function spec_error(path, msg) error("sweep spec " .. path .. ": " .. msg, 0) end
 
@@ -260,15 +261,7 @@ local function resolve_script(spec)
   return spec.script
 end
 
-local function mkdir_p(dir)
-  local lfs = require "lfs"
-  local prefix = dir:sub(1, 1) == "/" and "/" or ""
-  for part in dir:gmatch("[^/]+") do
-    prefix = prefix .. part
-    if not lfs.attributes(prefix, "mode") then lfs.mkdir(prefix) end
-    prefix = prefix .. "/"
-  end
-end
+local mkdir_p = fs.mkdir_p
 
 -- ---- the store side ------------------------------------------------------------------
 
@@ -335,13 +328,7 @@ local function sleep_interrupted(s)
   return how == "signal" and (sig == 2 or sig == 15)
 end
 
-local function read_file(p)
-  local f = io.open(p, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read_file = fs.read_file
 
 local function tail_lines(text, n)
   local lines = {}

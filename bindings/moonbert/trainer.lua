@@ -322,19 +322,11 @@ end
 
 -- ---- checkpoints ------------------------------------------------------------------------------
 
+local fs = require "moonbert.fs"
+
 local function mkdir_p(dir)
-  local lfs = require "lfs"
-  local prefix = dir:sub(1, 1) == "/" and "/" or ""
-  for part in dir:gmatch("[^/]+") do
-    prefix = prefix .. part
-    if not lfs.attributes(prefix, "mode") then
-      local ok, err = lfs.mkdir(prefix)
-      if not ok and lfs.attributes(prefix, "mode") ~= "directory" then
-        error("mb.trainer: cannot create checkpoint folder " .. prefix .. ": " .. tostring(err), 0)
-      end
-    end
-    prefix = prefix .. "/"
-  end
+  local ok, err = fs.mkdir_p(dir)
+  if not ok then error("mb.trainer: " .. err, 0) end
 end
 
 local function to_hex(s) return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end)) end
@@ -364,22 +356,11 @@ local function history_in(history)
 end
 
 local function write_file_atomic(path, text)
-  local tmp = path .. ".tmp"
-  local f, err = io.open(tmp, "wb")
-  if not f then error("mb.trainer: cannot write " .. tmp .. ": " .. tostring(err), 0) end
-  f:write(text)
-  f:close()
-  local ok, rerr = os.rename(tmp, path)
-  if not ok then error("mb.trainer: cannot rename " .. tmp .. ": " .. tostring(rerr), 0) end
+  local ok, err = fs.write_file_atomic(path, text)
+  if not ok then error("mb.trainer: " .. err, 0) end
 end
 
-local function read_file(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read_file = fs.read_file
 
 local function save_checkpoint(root, epoch, model, opt, state)
   local dir = string.format("%s/epoch-%d", root, epoch)
