@@ -97,6 +97,7 @@ local fopts = { pooling = opts.pooling, max_length = max_length, batch_size = bs
 local X, hits = {}, 0
 for _, s in ipairs { { "train", train }, { "validation", val }, { "test", test } } do
   local t0 = mb.store.now()
+  fopts.label = s[1]
   local Xs, hit, path = ex.features(model, s[2], tok, fopts)
   X[s[1]] = Xs
   if hit then hits = hits + 1 end

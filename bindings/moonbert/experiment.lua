@@ -217,13 +217,17 @@ end
 local function compute_features(model, split, tok, o)
   local n = #split.text
   local X
+  local bar = o.progress == nil and n >= 256 and
+      require("moonbert.progress").new { label = "features " .. (o.label or o.pooling), total = n } or nil
   for b in split:batches { tokenizer = tok, batch_size = o.batch_size or 64, bucket = true,
                            max_length = o.max_length } do
     local f = batch_features(model, b, o.pooling)
     if not X then X = T.zeros { n, f:shape()[2] } end
     for k, i in ipairs(b.indices) do X[i]:copy(f[k]) end
     if o.progress then o.progress(#b.indices) end
+    if bar then bar:advance(#b.indices) end
   end
+  if bar then bar:done() end
   return X or T.zeros { 0, 1 }
 end
 
