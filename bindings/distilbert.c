@@ -1,0 +1,515 @@
+/* distilbert.c (bindings): the moonbert.DistilBert userdata and core.distilbert.
+ *
+ *   core.distilbert.load(dir, num_labels, {id2label names 0-based in a list}, seed) -> model
+ *   core.distilbert.new(config_json_text, source_name, seed) -> model
+ *   model:forward(batch, {train=, output_hidden_states=, output_attentions=})
+ *   model:features(batch), model:loss(batch, labels, {train=}), model:backward(),
+ *   model:parameters(), model:parameter_block(), model:zero_grad(), model:num_parameters(),
+ *   model:freeze_encoder(bool), model:save(dir), model:config_json(), model:warnings(),
+ *   model:rng_state(), model:set_rng_state(s), model:free()
+ *
+ * bindings/moonbert/distilbert.lua wraps this for users (mb.distilbert).
+ * Parameter and gradient tensors are views onto the model's blocks: they keep
+ * the model's memory alive (a reference count) even after model:free(), so a
+ * view never dangles. Other bindings (optimizer, trainer) reach the C model
+ * with mb_lua_checkdistilbert(L, arg) (declared below; extern it) or through
+ * model:parameter_block().
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../runtime/distilbert.h"
+#include "luamb.h"
+
+#define MODEL_MT "moonbert.DistilBert"
+
+/* The model with a count of holders (the userdata and every view). */
+typedef struct model_ref {
+    mb_distilbert *m;
+    int refs;
+} model_ref;
+
+typedef struct model_box {
+    model_ref *r; /* NULL once closed */
+} model_box;
+
+static void ref_release(model_ref *r) {
+    if (--r->refs == 0) {
+        mb_distilbert_free(r->m);
+        free(r);
+    }
+}
+
+static void view_release(void *data, size_t nbytes, void *ctx) { ref_release(ctx); }
+
+mb_distilbert *mb_lua_checkdistilbert(lua_State *L, int arg);
+
+mb_distilbert *mb_lua_checkdistilbert(lua_State *L, int arg) {
+    model_box *b = luaL_checkudata(L, arg, MODEL_MT);
+    if (!b->r) luaL_argerror(L, arg, "model is freed");
+    return b->r->m;
+}
+
+static model_ref *check_ref(lua_State *L, int arg) {
+    model_box *b = luaL_checkudata(L, arg, MODEL_MT);
+    if (!b->r) luaL_argerror(L, arg, "model is freed");
+    return b->r;
+}
+
+static void push_model(lua_State *L, mb_distilbert *m) {
+    model_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->r = NULL;
+    luaL_setmetatable(L, MODEL_MT);
+    model_ref *r = malloc(sizeof *r);
+    if (!r) {
+        mb_distilbert_free(m);
+        luaL_error(L, "out of memory");
+        return;
+    }
+    r->m = m;
+    r->refs = 1;
+    b->r = r;
+    /* tell the collector about the blocks (params + grads) */
+    size_t kb = mb_distilbert_num_params(m) * 8 / 1024;
+    if (kb > 0) lua_gc(L, LUA_GCSTEP, (int)(kb > 1000000 ? 1000000 : kb));
+}
+
+static int model_close(lua_State *L) {
+    model_box *b = luaL_checkudata(L, 1, MODEL_MT);
+    if (b->r) {
+        ref_release(b->r);
+        b->r = NULL;
+    }
+    return 0;
+}
+
+/* ---- constructors ---------------------------------------------------------------- */
+
+static int db_load(lua_State *L) {
+    const char *dir = luaL_checkstring(L, 1);
+    int num_labels = (int)luaL_optinteger(L, 2, 0);
+    lua_Integer seed = luaL_optinteger(L, 4, 42);
+    const char **names = NULL;
+    int n_names = 0;
+    if (!lua_isnoneornil(L, 3)) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        n_names = (int)lua_rawlen(L, 3);
+        if (n_names < 1 || n_names > MB_MAX_LABELS) return luaL_argerror(L, 3, "id2label must list 1..4096 names");
+        if (num_labels && num_labels != n_names)
+            return luaL_argerror(L, 3, lua_pushfstring(L, "id2label has %d names but num_labels is %d", n_names,
+                                                      num_labels));
+        names = lua_newuserdatauv(L, sizeof(char *) * (size_t)n_names, 0);
+        for (int i = 0; i < n_names; i++) {
+            lua_rawgeti(L, 3, i + 1);
+            if (lua_type(L, -1) != LUA_TSTRING)
+                return luaL_argerror(L, 3, lua_pushfstring(L, "id2label entry %d is not a string", i + 1));
+            names[i] = lua_tostring(L, -1); /* kept alive by the table */
+            lua_pop(L, 1);
+        }
+        num_labels = n_names;
+    }
+    mb_distilbert_load_opts o = {num_labels, names, (uint64_t)seed};
+    mb_error err;
+    mb_distilbert *m = mb_distilbert_load(dir, &o, &err);
+    if (!m) return mb_lua_raise(L, &err);
+    push_model(L, m);
+    return 1;
+}
+
+static int db_new(lua_State *L) {
+    size_t len;
+    const char *json = luaL_checklstring(L, 1, &len);
+    const char *source = luaL_optstring(L, 2, "config");
+    lua_Integer seed = luaL_optinteger(L, 3, 42);
+    mb_distilbert_config cfg;
+    mb_error err;
+    if (mb_config_parse(&cfg, json, len, source, &err) != MB_OK) return mb_lua_raise(L, &err);
+    mb_distilbert *m = mb_distilbert_new(&cfg, (uint64_t)seed, &err);
+    mb_config_free(&cfg);
+    if (!m) return mb_lua_raise(L, &err);
+    push_model(L, m);
+    return 1;
+}
+
+/* ---- batches ---------------------------------------------------------------------- */
+
+typedef struct batch {
+    mb_tensor *ids, *mask; /* contiguous int32 [B,T], owned by Lua userdata on the stack */
+    int B, T;
+} batch;
+
+/* A contiguous int32 [B,T] from a tensor or nested table at idx, pushed on
+   the stack (so that Lua owns it and any later error frees it). */
+static mb_tensor *push_int_matrix(lua_State *L, int idx, int arg, const char *field) {
+    mb_error err;
+    mb_tensor *t = mb_lua_testtensor(L, idx), *c = NULL;
+    if (t) {
+        if (t->dtype != MB_INT32)
+            luaL_argerror(L, arg, lua_pushfstring(L, "batch.%s must be an int32 tensor (got %s)", field,
+                                                  mb_dtype_name(t->dtype)));
+        c = mb_tensor_contiguous(t, &err);
+        if (!c) mb_lua_argraise(L, arg, &err);
+    } else if (lua_istable(L, idx)) {
+        c = mb_lua_totensor(L, idx, MB_INT32);
+    } else {
+        luaL_argerror(L, arg, lua_pushfstring(L, "batch.%s must be an int32 tensor [B,T] (got %s)", field,
+                                              luaL_typename(L, idx)));
+    }
+    mb_lua_pushtensor(L, c, &err);
+    if (c->ndim == 1) { /* one sequence */
+        int64_t shape[2] = {1, c->shape[0]};
+        c = mb_tensor_reshape(c, 2, shape, &err);
+        mb_lua_pushtensor(L, c, &err);
+        lua_remove(L, -2);
+    }
+    if (c->ndim != 2) luaL_argerror(L, arg, lua_pushfstring(L, "batch.%s must be 2-D [B,T]", field));
+    return c;
+}
+
+/* Read {input_ids=, attention_mask=} at arg; pushes two values (the tensors,
+   or nil for an absent mask). */
+static void get_batch(lua_State *L, int arg, batch *b) {
+    luaL_checktype(L, arg, LUA_TTABLE);
+    lua_getfield(L, arg, "input_ids");
+    if (lua_isnil(L, -1)) luaL_argerror(L, arg, "batch.input_ids is missing");
+    b->ids = push_int_matrix(L, lua_gettop(L), arg, "input_ids");
+    lua_remove(L, -2);
+    b->B = (int)b->ids->shape[0];
+    b->T = (int)b->ids->shape[1];
+    b->mask = NULL;
+    lua_getfield(L, arg, "attention_mask");
+    if (!lua_isnil(L, -1)) {
+        b->mask = push_int_matrix(L, lua_gettop(L), arg, "attention_mask");
+        lua_remove(L, -2);
+        if (b->mask->shape[0] != b->B || b->mask->shape[1] != b->T) {
+            char s1[64], s2[64];
+            luaL_argerror(L, arg, lua_pushfstring(L, "batch.attention_mask has shape %s but input_ids has %s",
+                                                  mb_shape_str(2, b->mask->shape, s1, sizeof s1),
+                                                  mb_shape_str(2, b->ids->shape, s2, sizeof s2)));
+        }
+    }
+}
+
+static const int32_t *mask_ptr(const batch *b) { return b->mask ? mb_tensor_i32(b->mask) : NULL; }
+
+static mb_tensor *new_f32(lua_State *L, int ndim, const int64_t *shape, const float *src) {
+    mb_error err;
+    mb_tensor *t = mb_tensor_empty(MB_FLOAT32, ndim, shape, &err);
+    if (!t) mb_lua_raise(L, &err);
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    if (src) memcpy(mb_tensor_f32(t), src, sizeof(float) * (size_t)n);
+    return t;
+}
+
+/* ---- forward, features, loss, backward ------------------------------------------ */
+
+static int m_forward(lua_State *L) {
+    mb_distilbert *m = mb_lua_checkdistilbert(L, 1);
+    int train = mb_lua_optfield_bool(L, 3, "train", 0);
+    int want_hidden = mb_lua_optfield_bool(L, 3, "output_hidden_states", 0);
+    int want_att = mb_lua_optfield_bool(L, 3, "output_attentions", 0);
+    batch b;
+    get_batch(L, 2, &b);
+    const mb_distilbert_config *c = mb_distilbert_get_config(m);
+    int NL = c->n_layers;
+    mb_error err;
+    lua_newtable(L); /* result */
+    int res = lua_gettop(L);
+    float *hs_ptr[1025], *att_ptr[1025];
+    mb_forward_opts o = {.train = train, .keep = 0};
+    if (want_hidden) {
+        lua_createtable(L, NL + 1, 0);
+        int64_t shape[3] = {b.B, b.T, c->dim};
+        for (int l = 0; l <= NL; l++) {
+            mb_tensor *t = mb_tensor_empty(MB_FLOAT32, 3, shape, &err);
+            if (!t) {
+                return mb_lua_raise(L, &err);
+            }
+            hs_ptr[l] = mb_tensor_f32(t);
+            mb_lua_pushtensor(L, t, &err);
+            lua_rawseti(L, -2, l + 1);
+        }
+        lua_setfield(L, res, "hidden_states");
+        o.hidden_states = hs_ptr;
+    }
+    if (want_att) {
+        lua_createtable(L, NL, 0);
+        int64_t shape[4] = {b.B, c->n_heads, b.T, b.T};
+        for (int l = 0; l < NL; l++) {
+            mb_tensor *t = mb_tensor_empty(MB_FLOAT32, 4, shape, &err);
+            if (!t) {
+                return mb_lua_raise(L, &err);
+            }
+            att_ptr[l] = mb_tensor_f32(t);
+            mb_lua_pushtensor(L, t, &err);
+            lua_rawseti(L, -2, l + 1);
+        }
+        lua_setfield(L, res, "attentions");
+        o.attentions = att_ptr;
+    }
+    mb_status rc = mb_distilbert_forward(m, mb_tensor_i32(b.ids), mask_ptr(&b), b.B, b.T, &o, &err);
+    int B = b.B, T = b.T;
+    if (rc != MB_OK) return mb_lua_raise(L, &err);
+    int64_t ls[2] = {B, c->num_labels};
+    mb_lua_pushtensor(L, new_f32(L, 2, ls, mb_distilbert_logits(m)), NULL);
+    lua_setfield(L, res, "logits");
+    int64_t hs[3] = {B, T, c->dim};
+    if (want_hidden) {
+        lua_getfield(L, res, "hidden_states");
+        lua_rawgeti(L, -1, NL + 1);
+        lua_setfield(L, res, "last_hidden_state");
+        lua_pop(L, 1);
+    } else {
+        mb_lua_pushtensor(L, new_f32(L, 3, hs, mb_distilbert_last_hidden(m)), NULL);
+        lua_setfield(L, res, "last_hidden_state");
+    }
+    return 1;
+}
+
+static int m_features(lua_State *L) {
+    mb_distilbert *m = mb_lua_checkdistilbert(L, 1);
+    batch b;
+    get_batch(L, 2, &b);
+    int64_t shape[2] = {b.B, mb_distilbert_get_config(m)->dim};
+    mb_error err;
+    mb_tensor *out = mb_tensor_empty(MB_FLOAT32, 2, shape, &err);
+    if (!out) {
+        return mb_lua_raise(L, &err);
+    }
+    mb_status rc = mb_distilbert_features(m, mb_tensor_i32(b.ids), mask_ptr(&b), b.B, b.T, mb_tensor_f32(out), &err);
+    if (rc != MB_OK) {
+        mb_tensor_free(out);
+        return mb_lua_raise(L, &err);
+    }
+    mb_lua_pushtensor(L, out, &err);
+    return 1;
+}
+
+static int m_loss(lua_State *L) {
+    mb_distilbert *m = mb_lua_checkdistilbert(L, 1);
+    const mb_distilbert_config *c = mb_distilbert_get_config(m);
+    int train = mb_lua_optfield_bool(L, 4, "train", 0);
+    int single = c->problem_type == MB_PROBLEM_SINGLE_LABEL;
+    if (lua_isnoneornil(L, 3)) return luaL_argerror(L, 3, "labels expected (int32 tensor [B] or a list of ids)");
+    mb_tensor *labels = mb_lua_totensor(L, 3, single ? MB_INT32 : MB_FLOAT32);
+    mb_error err;
+    mb_tensor *lc = mb_tensor_contiguous(labels, &err);
+    mb_tensor_free(labels);
+    if (!lc) return mb_lua_argraise(L, 3, &err);
+    /* keep lc owned by Lua so that a raised error frees it */
+    mb_lua_pushtensor(L, lc, &err);
+    int lidx = lua_gettop(L);
+    batch b;
+    get_batch(L, 2, &b);
+    int64_t want = single ? b.B : (int64_t)b.B * c->num_labels;
+    if (mb_tensor_numel(lc) != want) {
+        int B = b.B;
+        return luaL_argerror(L, 3, lua_pushfstring(L, "%d labels expected for a batch of %d, got %d", (int)want, B,
+                                                   (int)mb_tensor_numel(lc)));
+    }
+    mb_forward_opts o = {.train = train, .keep = 1};
+    mb_status rc = mb_distilbert_forward(m, mb_tensor_i32(b.ids), mask_ptr(&b), b.B, b.T, &o, &err);
+    int B = b.B;
+    if (rc != MB_OK) return mb_lua_raise(L, &err);
+    double loss;
+    int64_t ps[1] = {B};
+    mb_tensor *per = new_f32(L, 1, ps, NULL);
+    rc = mb_distilbert_loss(m, single ? mb_tensor_i32(lc) : NULL, single ? NULL : mb_tensor_f32(lc), B, &loss,
+                            mb_tensor_f32(per), &err);
+    if (rc != MB_OK) {
+        mb_tensor_free(per);
+        return mb_lua_raise(L, &err);
+    }
+    lua_settop(L, lidx - 1);
+    lua_pushnumber(L, loss);
+    int64_t ls[2] = {B, c->num_labels};
+    mb_lua_pushtensor(L, new_f32(L, 2, ls, mb_distilbert_logits(m)), NULL);
+    mb_lua_pushtensor(L, per, NULL);
+    return 3;
+}
+
+static int m_backward(lua_State *L) {
+    mb_distilbert *m = mb_lua_checkdistilbert(L, 1);
+    mb_error err;
+    if (mb_distilbert_backward(m, &err) != MB_OK) return mb_lua_raise(L, &err);
+    return 0;
+}
+
+/* ---- parameters ------------------------------------------------------------------ */
+
+static void push_view(lua_State *L, model_ref *r, float *base, size_t offset, int ndim, const int64_t *shape) {
+    mb_error err;
+    mb_tensor *t = mb_tensor_wrap(MB_FLOAT32, ndim, shape, base + offset, view_release, r, &err);
+    if (!t) mb_lua_raise(L, &err);
+    r->refs++;
+    mb_lua_pushtensor(L, t, &err);
+}
+
+/* {{name=, value=, grad=, no_decay=, trainable=, encoder=}, ...} in HF order */
+static int m_parameters(lua_State *L) {
+    model_ref *r = check_ref(L, 1);
+    mb_distilbert *m = r->m;
+    int n = mb_distilbert_num_tensors(m);
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        const mb_param_info *pi = mb_distilbert_param_info(m, i);
+        lua_createtable(L, 0, 6);
+        lua_pushstring(L, pi->name);
+        lua_setfield(L, -2, "name");
+        push_view(L, r, mb_distilbert_params(m), pi->offset, pi->ndim, pi->shape);
+        lua_setfield(L, -2, "value");
+        push_view(L, r, mb_distilbert_grads(m), pi->offset, pi->ndim, pi->shape);
+        lua_setfield(L, -2, "grad");
+        lua_pushboolean(L, pi->no_decay);
+        lua_setfield(L, -2, "no_decay");
+        lua_pushboolean(L, mb_distilbert_trainable(m, i));
+        lua_setfield(L, -2, "trainable");
+        lua_pushboolean(L, pi->encoder);
+        lua_setfield(L, -2, "encoder");
+        lua_pushinteger(L, (lua_Integer)pi->offset);
+        lua_setfield(L, -2, "offset");
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+/* The whole blocks as 1-D views: {params=, grads=, size=} */
+static int m_parameter_block(lua_State *L) {
+    model_ref *r = check_ref(L, 1);
+    int64_t n[1] = {(int64_t)mb_distilbert_num_params(r->m)};
+    lua_createtable(L, 0, 3);
+    push_view(L, r, mb_distilbert_params(r->m), 0, 1, n);
+    lua_setfield(L, -2, "params");
+    push_view(L, r, mb_distilbert_grads(r->m), 0, 1, n);
+    lua_setfield(L, -2, "grads");
+    lua_pushinteger(L, n[0]);
+    lua_setfield(L, -2, "size");
+    return 1;
+}
+
+static int m_zero_grad(lua_State *L) {
+    mb_distilbert_zero_grad(mb_lua_checkdistilbert(L, 1));
+    return 0;
+}
+
+static int m_num_parameters(lua_State *L) {
+    mb_distilbert *m = mb_lua_checkdistilbert(L, 1);
+    int trainable_only = lua_toboolean(L, 2);
+    size_t n = 0;
+    for (int i = 0; i < mb_distilbert_num_tensors(m); i++)
+        if (!trainable_only || mb_distilbert_trainable(m, i)) n += mb_distilbert_param_info(m, i)->numel;
+    lua_pushinteger(L, (lua_Integer)n);
+    return 1;
+}
+
+static int m_freeze_encoder(lua_State *L) {
+    mb_distilbert *m = mb_lua_checkdistilbert(L, 1);
+    mb_distilbert_freeze_encoder(m, lua_isnone(L, 2) ? 1 : lua_toboolean(L, 2));
+    return 0;
+}
+
+static int m_encoder_frozen(lua_State *L) {
+    lua_pushboolean(L, mb_distilbert_encoder_frozen(mb_lua_checkdistilbert(L, 1)));
+    return 1;
+}
+
+static int m_save(lua_State *L) {
+    mb_distilbert *m = mb_lua_checkdistilbert(L, 1);
+    const char *dir = luaL_checkstring(L, 2);
+    mb_error err;
+    if (mb_distilbert_save(m, dir, &err) != MB_OK) return mb_lua_raise(L, &err);
+    return 0;
+}
+
+static int m_config_json(lua_State *L) {
+    mb_distilbert *m = mb_lua_checkdistilbert(L, 1);
+    mb_error err;
+    char *s = mb_config_to_json(mb_distilbert_get_config(m), "DistilBertForSequenceClassification", &err);
+    if (!s) return mb_lua_raise(L, &err);
+    lua_pushstring(L, s);
+    free(s);
+    return 1;
+}
+
+static int m_warnings(lua_State *L) {
+    lua_pushstring(L, mb_distilbert_warnings(mb_lua_checkdistilbert(L, 1)));
+    return 1;
+}
+
+static int m_rng_state(lua_State *L) {
+    mb_rng *rng = mb_distilbert_rng(mb_lua_checkdistilbert(L, 1));
+    lua_pushlstring(L, (const char *)rng, sizeof *rng);
+    return 1;
+}
+
+static int m_set_rng_state(lua_State *L) {
+    mb_rng *rng = mb_distilbert_rng(mb_lua_checkdistilbert(L, 1));
+    size_t len;
+    const char *s = luaL_checklstring(L, 2, &len);
+    if (len != sizeof *rng)
+        return luaL_argerror(L, 2, lua_pushfstring(L, "RNG state of %d bytes expected (from rng_state()), got %d",
+                                                   (int)sizeof *rng, (int)len));
+    memcpy(rng, s, sizeof *rng);
+    return 0;
+}
+
+static int m_seed(lua_State *L) {
+    mb_rng *rng = mb_distilbert_rng(mb_lua_checkdistilbert(L, 1));
+    mb_rng_seed(rng, (uint64_t)luaL_checkinteger(L, 2));
+    return 0;
+}
+
+static int m_flops(lua_State *L) {
+    mb_distilbert *m = mb_lua_checkdistilbert(L, 1);
+    int B = (int)luaL_checkinteger(L, 2), T = (int)luaL_checkinteger(L, 3);
+    lua_pushnumber(L, mb_distilbert_flops(m, B, T, lua_toboolean(L, 4), lua_toboolean(L, 5)));
+    return 1;
+}
+
+static int m_ptr(lua_State *L) {
+    lua_pushlightuserdata(L, mb_lua_checkdistilbert(L, 1));
+    return 1;
+}
+
+static int m_tostring(lua_State *L) {
+    model_box *b = luaL_checkudata(L, 1, MODEL_MT);
+    if (!b->r) {
+        lua_pushstring(L, "moonbert.DistilBert (freed)");
+        return 1;
+    }
+    const mb_distilbert_config *c = mb_distilbert_get_config(b->r->m);
+    lua_pushfstring(L, "moonbert.DistilBert (dim %d, %d layers, %d heads, %d labels, %f M parameters%s)", c->dim,
+                    c->n_layers, c->n_heads, c->num_labels, (double)mb_distilbert_num_params(b->r->m) / 1e6,
+                    mb_distilbert_encoder_frozen(b->r->m) ? ", encoder frozen" : "");
+    return 1;
+}
+
+/* Monotonic wall-clock seconds, for the benchmark. */
+static int db_wall_time(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + ts.tv_nsec * 1e-9);
+    return 1;
+}
+
+MB_LUA_MODULE(distilbert) {
+    static const luaL_Reg methods[] = {
+        {"forward", m_forward}, {"features", m_features}, {"loss", m_loss}, {"backward", m_backward},
+        {"parameters", m_parameters}, {"parameter_block", m_parameter_block}, {"zero_grad", m_zero_grad},
+        {"num_parameters", m_num_parameters}, {"freeze_encoder", m_freeze_encoder},
+        {"encoder_frozen", m_encoder_frozen}, {"save", m_save}, {"config_json", m_config_json},
+        {"warnings", m_warnings}, {"rng_state", m_rng_state}, {"set_rng_state", m_set_rng_state},
+        {"seed", m_seed}, {"flops", m_flops}, {"ptr", m_ptr}, {"free", model_close}, {NULL, NULL}};
+    static const luaL_Reg meta[] = {
+        {"__gc", model_close}, {"__close", model_close}, {"__tostring", m_tostring}, {NULL, NULL}};
+    mb_lua_newclass(L, MODEL_MT, methods, meta);
+    static const luaL_Reg fns[] = {{"load", db_load}, {"new", db_new}, {"wall_time", db_wall_time}, {NULL, NULL}};
+    luaL_newlib(L, fns);
+    luaL_getmetatable(L, MODEL_MT);
+    lua_getfield(L, -1, "__index");
+    lua_setfield(L, -3, "methods");
+    lua_pop(L, 1);
+    return 1;
+}

@@ -1,0 +1,144 @@
+-- moonbert.distilbert (mb.distilbert): DistilBertForSequenceClassification in C.
+--
+--   local model = mb.distilbert.load("models/distilbert-base-uncased", {num_labels=6, id2label=names})
+--   local model = mb.distilbert.new({dim=64, n_layers=2, n_heads=4, hidden_dim=256,
+--                                    vocab_size=30522, max_position_embeddings=128}, {seed=42})
+--   local out  = model:forward(batch, {train=false, output_hidden_states=true, output_attentions=true})
+--                -- out.logits [B,num_labels], out.last_hidden_state [B,T,dim],
+--                -- out.hidden_states {embeddings, layer 1, ...}, out.attentions {[B,heads,T,T], ...}
+--   local X    = model:features(batch)            -- [CLS] hidden states [B,dim], eval mode
+--   local loss, logits = model:loss(batch, labels, {train=true})  -- labels: int32 tensor [B] or list of ids
+--   model:backward()                               -- gradients accumulate: model:zero_grad() between steps
+--   for _, p in ipairs(model:parameters()) do print(p.name, p.value, p.grad, p.no_decay) end
+--   model:freeze_encoder(true); model:save("results/runs/1/model"); model:config().id2label
+--
+-- A batch is {input_ids=, attention_mask=} int32 tensors [B,T] as tok:encode_batch makes
+-- them (nested Lua tables work too). Label ids are 0-based, as in Hugging Face.
+-- load() accepts checkpoints with or without the distilbert. prefix, in F32/F16/BF16;
+-- a base model gets a new classification head, with Hugging Face's warning on stderr
+-- (opts.quiet=true silences it; model:warnings() returns it).
+local core = require("moonbert.core").distilbert
+local json = require "dkjson"
+
+local M = {}
+local methods = core.methods
+
+local function argerror(n, fname, msg)
+  error(string.format("bad argument #%d to '%s' (%s)", n, fname, msg), 3)
+end
+
+-- id2label may be a list {"sadness", ...} (ids 0.. in order) or a map {[0]="sadness", ...}.
+local function label_list(id2label, fname)
+  if id2label == nil then return nil end
+  if type(id2label) ~= "table" then argerror(2, fname, "opts.id2label must be a table") end
+  local list = {}
+  if id2label[0] ~= nil then
+    local n = 0
+    for k in pairs(id2label) do
+      if math.type(k) ~= "integer" then argerror(2, fname, "opts.id2label keys must be integer ids") end
+      n = math.max(n, k + 1)
+    end
+    for i = 0, n - 1 do
+      local v = id2label[i]
+      if v == nil then argerror(2, fname, "opts.id2label has no name for id " .. i) end
+      list[i + 1] = tostring(v)
+    end
+  else
+    for i, v in ipairs(id2label) do list[i] = tostring(v) end
+  end
+  if #list == 0 then argerror(2, fname, "opts.id2label is empty") end
+  return list
+end
+
+--- Load a Hugging Face checkpoint directory (config.json + model.safetensors).
+-- opts: num_labels, id2label (list or 0-based map), seed (head init), quiet.
+function M.load(dir, opts)
+  if type(dir) ~= "string" then argerror(1, "load", "directory expected, got " .. type(dir)) end
+  opts = opts or {}
+  if type(opts) ~= "table" then argerror(2, "load", "options table expected, got " .. type(opts)) end
+  local names = label_list(opts.id2label, "load")
+  local n = opts.num_labels
+  if n ~= nil and (math.type(n) ~= "integer" or n < 1) then
+    argerror(2, "load", "opts.num_labels must be a positive integer")
+  end
+  if names and n and #names ~= n then
+    argerror(2, "load", string.format("opts.id2label has %d names but num_labels is %d", #names, n))
+  end
+  local model = core.load(dir, n, names, opts.seed or 42)
+  local w = model:warnings()
+  if w ~= "" and not opts.quiet then io.stderr:write(w, "\n") end
+  return model
+end
+
+local function read_file(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+--- A randomly initialised model (HF _init_weights) from a config table, a
+-- config.json path or a checkpoint directory. opts: seed (default 42),
+-- num_labels, id2label.
+function M.new(config, opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then argerror(2, "new", "options table expected, got " .. type(opts)) end
+  local text, source
+  if type(config) == "string" then
+    source = config
+    text = read_file(config .. "/config.json")
+    if text then source = config .. "/config.json" else text = read_file(config) end
+    if not text then argerror(1, "new", "cannot read config '" .. config .. "'") end
+  elseif type(config) == "table" then
+    local ok, err = pcall(function() text = json.encode(config) end)
+    if not ok or not text then argerror(1, "new", "config table cannot be encoded as JSON: " .. tostring(err)) end
+    source = "config"
+  else
+    argerror(1, "new", "config table or path expected, got " .. type(config))
+  end
+  local names = label_list(opts.id2label, "new")
+  if names or opts.num_labels then
+    local cfg = json.decode(text)
+    if type(cfg) ~= "table" then argerror(1, "new", source .. " is not a JSON object") end
+    local n = opts.num_labels or #names
+    cfg.id2label, cfg.label2id = {}, {}
+    for i = 0, n - 1 do
+      local name = names and names[i + 1] or ("LABEL_" .. i)
+      cfg.id2label[tostring(i)] = name
+      cfg.label2id[name] = i
+    end
+    cfg.num_labels = nil
+    text = json.encode(cfg)
+  end
+  return core.new(text, source, opts.seed or 42)
+end
+
+--- The configuration as a table (config.json keys; id2label as a 0-based map).
+function methods:config()
+  local cfg = json.decode(self:config_json())
+  local id2label = {}
+  for k, v in pairs(cfg.id2label or {}) do id2label[tonumber(k)] = v end
+  cfg.id2label = id2label
+  cfg.num_labels = 0
+  for _ in pairs(id2label) do cfg.num_labels = cfg.num_labels + 1 end
+  return cfg
+end
+
+--- Label names as a 1-based list (label id i is names[i + 1]).
+function methods:label_names()
+  local cfg = self:config()
+  local out = {}
+  for i = 0, cfg.num_labels - 1 do out[i + 1] = cfg.id2label[i] end
+  return out
+end
+
+--- The named parameters as a map name -> {value=, grad=, ...}.
+function methods:named_parameters()
+  local out = {}
+  for _, p in ipairs(self:parameters()) do out[p.name] = p end
+  return out
+end
+
+M.methods = methods
+return M

@@ -1,0 +1,910 @@
+/* distilbert.c: DistilBertForSequenceClassification: parameter block, checkpoint
+ * I/O, forward, loss and backward on raw buffers (see distilbert.h).
+ *
+ * Reading order: parameter layout and views; activation layout; construction,
+ * init, load, save; forward; loss; backward.
+ */
+#include "distilbert.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "layers.h"
+#include "parallel.h"
+#include "safetensors.h"
+
+#define LN_EPS 1e-12f
+
+/* ---- parameter layout ---------------------------------------------------- */
+
+/* Views into one block (params or grads), Hugging Face order. */
+typedef struct layer_views {
+    float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b; /* attention.{q,k,v,out}_lin */
+    float *sa_ln_w, *sa_ln_b;                              /* sa_layer_norm */
+    float *ff1_w, *ff1_b, *ff2_w, *ff2_b;                  /* ffn.lin1, ffn.lin2 */
+    float *out_ln_w, *out_ln_b;                            /* output_layer_norm */
+} layer_views;
+
+typedef struct views {
+    float *word, *pos, *emb_ln_w, *emb_ln_b; /* embeddings */
+    layer_views *layer;                      /* [n_layers] */
+    float *pre_w, *pre_b, *cls_w, *cls_b;    /* pre_classifier, classifier */
+} views;
+
+/* ---- activation layout ---------------------------------------------------- */
+
+typedef struct layer_acts {
+    float *q, *k, *v;           /* [B,T,D] projections */
+    float *probs;               /* [B,H,T,T] softmax, before dropout */
+    float *ctx;                 /* [B,T,D] heads merged */
+    float *h1;                  /* [B,T,D] x + out_lin(ctx), LN1 input */
+    float *ln1_mean, *ln1_rstd; /* [B,T] */
+    float *sa;                  /* [B,T,D] LN1 output */
+    float *ffn_h;               /* [B,T,F] lin1 output (activation input) */
+    float *h2;                  /* [B,T,D] sa + dropout(lin2), LN2 input */
+    float *ln2_mean, *ln2_rstd; /* [B,T] */
+    float *out;                 /* [B,T,D] layer output */
+    uint8_t *attn_drop;         /* [B,H,T,T] keep mask (train) */
+    uint8_t *ffn_drop;          /* [B,T,D] keep mask (train) */
+} layer_acts;
+
+/* Encoder activations of one shape class. keep=1 holds every layer for
+   backward; keep=0 reuses one layer's buffers (inference, frozen encoder). */
+typedef struct enc_acts {
+    size_t cap_f, cap_u8, cap_i;
+    float *f;
+    uint8_t *u8;
+    int32_t *i32;
+    int B, T, keep, train;
+    int32_t *ids, *mask;         /* [B,T] copies of the inputs */
+    float *emb_sum;              /* [B,T,D] word + position, LN input */
+    float *emb_mean, *emb_rstd;  /* [B,T] */
+    float *emb_out;              /* [B,T,D] after LN and dropout */
+    uint8_t *emb_drop;           /* [B,T,D] */
+    layer_acts *layer;           /* [n_layers] (aliases when keep=0) */
+    float *ffn_g;                /* [B,T,F] activation output (recomputed in backward) */
+    /* backward only (keep=1) */
+    float *d_res, *d_tmp;        /* [B,T,D] residual-stream gradients */
+    float *dq, *dk, *dv, *dctx;  /* [B,T,D] */
+    float *dffn;                 /* [B,T,F] */
+    float *scratch;              /* attention scratch */
+    long scratch_floats;         /* its size (depends on the thread count) */
+} enc_acts;
+
+/* Head activations, sized by batch. */
+typedef struct head_acts {
+    size_t cap_f, cap_u8;
+    float *f;
+    uint8_t *u8;
+    float *cls;       /* [B,D] hidden[:,0] */
+    float *pre;       /* [B,D] pre_classifier output */
+    float *act;       /* [B,D] ReLU output */
+    float *dropped;   /* [B,D] after dropout (classifier input) */
+    uint8_t *drop;    /* [B,D] */
+    float *logits;    /* [B,L] */
+    float *probs;     /* [B,L] softmax / sigmoid */
+    float *dlogits;   /* [B,L] */
+    float *per_ex;    /* [B] */
+    float *d_a, *d_b; /* [B,D] */
+    int32_t *labels;  /* [B] */
+    size_t cap_labels;
+} head_acts;
+
+struct mb_distilbert {
+    mb_distilbert_config cfg;
+    float *params, *grads;
+    size_t n_params;
+    mb_param_info *info;
+    int n_tensors, n_encoder_tensors;
+    views p, g;
+    mb_rng rng;
+    int frozen;
+    char *warnings;
+    enc_acts keep_acts, infer_acts;
+    head_acts head;
+    /* state of the last forward/loss */
+    enc_acts *last;        /* acts used by the last forward */
+    int fwd_B, fwd_T, fwd_keep, fwd_train, fwd_head, have_loss;
+    const float *last_hidden;
+};
+
+/* ---- parameter table ------------------------------------------------------ */
+
+typedef struct tensor_spec {
+    const char *suffix;
+    int rows, cols; /* cols 0: 1-D */
+    int kind;       /* 0 linear/embedding weight, 1 bias, 2 LayerNorm weight */
+} tensor_spec;
+
+static int add_tensor(mb_distilbert *m, int *idx, size_t *off, const char *name, int rows, int cols, int kind,
+                      int encoder) {
+    mb_param_info *pi = &m->info[(*idx)++];
+    snprintf(pi->name, sizeof pi->name, "%s", name);
+    pi->offset = *off;
+    pi->ndim = cols ? 2 : 1;
+    pi->shape[0] = rows;
+    pi->shape[1] = cols;
+    pi->numel = (size_t)rows * (cols ? (size_t)cols : 1);
+    pi->no_decay = kind != 0;
+    pi->encoder = encoder;
+    *off += pi->numel;
+    return kind;
+}
+
+/* Fill m->info in HF order; returns the number of floats. */
+static size_t build_table(mb_distilbert *m) {
+    const mb_distilbert_config *c = &m->cfg;
+    int D = c->dim, F = c->hidden_dim, L = c->num_labels, i = 0;
+    size_t off = 0;
+    char name[MB_PARAM_NAME_MAX];
+    add_tensor(m, &i, &off, "distilbert.embeddings.word_embeddings.weight", c->vocab_size, D, 0, 1);
+    add_tensor(m, &i, &off, "distilbert.embeddings.position_embeddings.weight", c->max_position_embeddings, D, 0, 1);
+    add_tensor(m, &i, &off, "distilbert.embeddings.LayerNorm.weight", D, 0, 2, 1);
+    add_tensor(m, &i, &off, "distilbert.embeddings.LayerNorm.bias", D, 0, 1, 1);
+    const tensor_spec layer[] = {
+        {"attention.q_lin.weight", D, D, 0}, {"attention.q_lin.bias", D, 0, 1},
+        {"attention.k_lin.weight", D, D, 0}, {"attention.k_lin.bias", D, 0, 1},
+        {"attention.v_lin.weight", D, D, 0}, {"attention.v_lin.bias", D, 0, 1},
+        {"attention.out_lin.weight", D, D, 0}, {"attention.out_lin.bias", D, 0, 1},
+        {"sa_layer_norm.weight", D, 0, 2}, {"sa_layer_norm.bias", D, 0, 1},
+        {"ffn.lin1.weight", F, D, 0}, {"ffn.lin1.bias", F, 0, 1},
+        {"ffn.lin2.weight", D, F, 0}, {"ffn.lin2.bias", D, 0, 1},
+        {"output_layer_norm.weight", D, 0, 2}, {"output_layer_norm.bias", D, 0, 1}};
+    for (int l = 0; l < c->n_layers; l++)
+        for (size_t s = 0; s < sizeof layer / sizeof layer[0]; s++) {
+            snprintf(name, sizeof name, "distilbert.transformer.layer.%d.%s", l, layer[s].suffix);
+            add_tensor(m, &i, &off, name, layer[s].rows, layer[s].cols, layer[s].kind, 1);
+        }
+    m->n_encoder_tensors = i;
+    add_tensor(m, &i, &off, "pre_classifier.weight", D, D, 0, 0);
+    add_tensor(m, &i, &off, "pre_classifier.bias", D, 0, 1, 0);
+    add_tensor(m, &i, &off, "classifier.weight", L, D, 0, 0);
+    add_tensor(m, &i, &off, "classifier.bias", L, 0, 1, 0);
+    m->n_tensors = i;
+    return off;
+}
+
+static void make_views(const mb_distilbert *m, float *base, views *v) {
+    const mb_param_info *pi = m->info;
+    int i = 0;
+#define NEXT (base + pi[i++].offset)
+    v->word = NEXT;
+    v->pos = NEXT;
+    v->emb_ln_w = NEXT;
+    v->emb_ln_b = NEXT;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        layer_views *lv = &v->layer[l];
+        lv->q_w = NEXT; lv->q_b = NEXT; lv->k_w = NEXT; lv->k_b = NEXT;
+        lv->v_w = NEXT; lv->v_b = NEXT; lv->o_w = NEXT; lv->o_b = NEXT;
+        lv->sa_ln_w = NEXT; lv->sa_ln_b = NEXT;
+        lv->ff1_w = NEXT; lv->ff1_b = NEXT; lv->ff2_w = NEXT; lv->ff2_b = NEXT;
+        lv->out_ln_w = NEXT; lv->out_ln_b = NEXT;
+    }
+    v->pre_w = NEXT;
+    v->pre_b = NEXT;
+    v->cls_w = NEXT;
+    v->cls_b = NEXT;
+#undef NEXT
+}
+
+/* ---- construction ---------------------------------------------------------- */
+
+static void append_warning(mb_distilbert *m, const char *text) {
+    size_t old = m->warnings ? strlen(m->warnings) : 0, add = strlen(text);
+    char *w = realloc(m->warnings, old + add + 2);
+    if (!w) return;
+    if (old) w[old++] = '\n';
+    memcpy(w + old, text, add + 1);
+    m->warnings = w;
+}
+
+/* Allocate the blocks for cfg (copied). */
+static mb_distilbert *alloc_model(const mb_distilbert_config *cfg, uint64_t seed, mb_error *err) {
+    if (mb_config_validate(cfg, "config", err) != MB_OK) return NULL;
+    mb_threads_init();
+    mb_distilbert *m = calloc(1, sizeof *m);
+    if (!m) goto nomem;
+    if (mb_config_copy(&m->cfg, cfg, err) != MB_OK) {
+        free(m);
+        return NULL;
+    }
+    int n = 4 + 16 * cfg->n_layers + 4;
+    m->info = calloc((size_t)n, sizeof *m->info);
+    m->p.layer = calloc((size_t)cfg->n_layers, sizeof(layer_views));
+    m->g.layer = calloc((size_t)cfg->n_layers, sizeof(layer_views));
+    m->keep_acts.layer = calloc((size_t)cfg->n_layers, sizeof(layer_acts));
+    m->infer_acts.layer = calloc((size_t)cfg->n_layers, sizeof(layer_acts));
+    if (!m->info || !m->p.layer || !m->g.layer || !m->keep_acts.layer || !m->infer_acts.layer) goto nomem;
+    m->n_params = build_table(m);
+    m->params = calloc(m->n_params, sizeof(float));
+    m->grads = calloc(m->n_params, sizeof(float));
+    if (!m->params || !m->grads) {
+        mb_fail(err, MB_ERR_NOMEM, "out of memory for %zu parameters (%.1f MB twice)", m->n_params,
+                m->n_params * 4.0 / 1e6);
+        mb_distilbert_free(m);
+        return NULL;
+    }
+    make_views(m, m->params, &m->p);
+    make_views(m, m->grads, &m->g);
+    m->keep_acts.keep = 1;
+    m->infer_acts.keep = 0;
+    mb_rng_seed(&m->rng, seed);
+    return m;
+nomem:
+    mb_fail(err, MB_ERR_NOMEM, "out of memory creating the model");
+    mb_distilbert_free(m);
+    return NULL;
+}
+
+/* HF _init_weights for one tensor. */
+static void init_tensor(mb_distilbert *m, int i, mb_rng *rng) {
+    const mb_param_info *pi = &m->info[i];
+    float *w = m->params + pi->offset;
+    const char *name = pi->name;
+    size_t len = strlen(name);
+    int is_ln = strstr(name, "LayerNorm") || strstr(name, "layer_norm");
+    int is_bias = len > 5 && strcmp(name + len - 5, ".bias") == 0;
+    if (is_bias) {
+        memset(w, 0, pi->numel * sizeof(float));
+    } else if (is_ln) {
+        for (size_t k = 0; k < pi->numel; k++) w[k] = 1.0f;
+    } else if (strstr(name, "position_embeddings") && m->cfg.sinusoidal_pos_embds) {
+        int P = (int)pi->shape[0], D = (int)pi->shape[1];
+        for (int pos = 0; pos < P; pos++)
+            for (int j = 0; j < D; j++) {
+                double angle = pos / pow(10000.0, 2.0 * (j / 2) / D);
+                w[(size_t)pos * D + j] = (float)((j % 2 == 0) ? sin(angle) : cos(angle));
+            }
+    } else {
+        float sd = m->cfg.initializer_range;
+        for (size_t k = 0; k < pi->numel; k++) w[k] = (float)(mb_rng_normal(rng) * sd);
+        if (strstr(name, "word_embeddings"))
+            memset(w + (size_t)m->cfg.pad_token_id * pi->shape[1], 0, pi->shape[1] * sizeof(float));
+    }
+}
+
+mb_distilbert *mb_distilbert_new(const mb_distilbert_config *cfg, uint64_t seed, mb_error *err) {
+    mb_distilbert *m = alloc_model(cfg, seed, err);
+    if (!m) return NULL;
+    for (int i = 0; i < m->n_tensors; i++) init_tensor(m, i, &m->rng);
+    return m;
+}
+
+static void free_enc_acts(enc_acts *a) {
+    free(a->f);
+    free(a->u8);
+    free(a->i32);
+    free(a->layer);
+}
+
+void mb_distilbert_free(mb_distilbert *m) {
+    if (!m) return;
+    mb_config_free(&m->cfg);
+    free(m->params);
+    free(m->grads);
+    free(m->info);
+    free(m->p.layer);
+    free(m->g.layer);
+    free_enc_acts(&m->keep_acts);
+    free_enc_acts(&m->infer_acts);
+    free(m->head.f);
+    free(m->head.u8);
+    free(m->head.labels);
+    free(m->warnings);
+    free(m);
+}
+
+/* ---- load ------------------------------------------------------------------ */
+
+static const char *shape_str(int ndim, const int64_t *shape, char *buf, size_t n) {
+    size_t k = 0;
+    k += (size_t)snprintf(buf + k, n - k, "[");
+    for (int d = 0; d < ndim && k < n; d++)
+        k += (size_t)snprintf(buf + k, n - k, d ? ",%lld" : "%lld", (long long)shape[d]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+    return buf;
+}
+
+mb_distilbert *mb_distilbert_load(const char *dir, const mb_distilbert_load_opts *opts, mb_error *err) {
+    mb_distilbert_load_opts defaults = {0, NULL, 42};
+    if (!opts) opts = &defaults;
+    char path[4096];
+    mb_distilbert_config cfg;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (mb_config_load(&cfg, path, err) != MB_OK) return NULL;
+    if (opts->num_labels > 0 || opts->id2label) {
+        int n = opts->num_labels > 0 ? opts->num_labels : cfg.num_labels;
+        if (mb_config_set_labels(&cfg, n, opts->id2label, err) != MB_OK) {
+            mb_config_free(&cfg);
+            return NULL;
+        }
+        if (n == 1 && !cfg.problem_type_set) cfg.problem_type = MB_PROBLEM_REGRESSION;
+        else if (n > 1 && cfg.problem_type == MB_PROBLEM_REGRESSION && !cfg.problem_type_set)
+            cfg.problem_type = MB_PROBLEM_SINGLE_LABEL;
+    }
+    mb_distilbert *m = alloc_model(&cfg, opts->seed, err);
+    mb_config_free(&cfg);
+    if (!m) return NULL;
+
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    mb_safetensors *st = mb_safetensors_open(path, err);
+    if (!st) {
+        mb_distilbert_free(m);
+        return NULL;
+    }
+    char *used = calloc((size_t)st->n_tensors + 1, 1);
+    char missing[2048] = "";
+    int n_missing = 0;
+    if (!used) {
+        mb_fail(err, MB_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (int i = 0; i < m->n_tensors; i++) {
+        const mb_param_info *pi = &m->info[i];
+        const mb_st_tensor *t = mb_safetensors_find(st, pi->name);
+        /* A base DistilBertModel checkpoint names its tensors without the prefix. */
+        if (!t && pi->encoder) t = mb_safetensors_find(st, pi->name + strlen("distilbert."));
+        if (!t) {
+            if (pi->encoder) {
+                mb_fail(err, MB_ERR_FORMAT, "%s: missing tensor '%s' (is this a DistilBERT checkpoint for this config?)",
+                        path, pi->name);
+                goto fail;
+            }
+            size_t k = strlen(missing);
+            snprintf(missing + k, sizeof missing - k, "%s'%s'", n_missing ? ", " : "", pi->name);
+            n_missing++;
+            init_tensor(m, i, &m->rng);
+            continue;
+        }
+        used[t - st->tensors] = 1;
+        int same = t->ndim == pi->ndim && t->shape[0] == pi->shape[0] && (pi->ndim == 1 || t->shape[1] == pi->shape[1]);
+        if (!same) {
+            char a[96], b[96];
+            mb_fail(err, MB_ERR_SHAPE, "%s: tensor '%s' has shape %s but config.json needs %s%s", path, t->name,
+                    shape_str(t->ndim, t->shape, a, sizeof a), shape_str(pi->ndim, pi->shape, b, sizeof b),
+                    pi->encoder ? "" : " (num_labels differs from the checkpoint's classifier?)");
+            goto fail;
+        }
+        if (!mb_st_dtype_is_float(t->dtype)) {
+            mb_fail(err, MB_ERR_DTYPE, "%s: tensor '%s' has dtype %s; F32, F16 or BF16 expected", path, t->name,
+                    mb_st_dtype_name(t->dtype));
+            goto fail;
+        }
+        if (mb_safetensors_read_f32(t, m->params + pi->offset, err) != MB_OK) goto fail;
+    }
+    if (n_missing) {
+        char msg[2600];
+        snprintf(msg, sizeof msg,
+                 "Some weights of DistilBertForSequenceClassification were not initialized from the model checkpoint "
+                 "at %s and are newly initialized: [%s]\nYou should probably TRAIN this model on a down-stream task "
+                 "to be able to use it for predictions and inference.", dir, missing);
+        append_warning(m, msg);
+    }
+    char unused[2048] = "";
+    int n_unused = 0, mlm = 0;
+    for (int j = 0; j < st->n_tensors; j++) {
+        if (used[j]) continue;
+        const char *nm = st->tensors[j].name;
+        if (strncmp(nm, "vocab_", 6) == 0 || strncmp(nm, "distilbert.vocab_", 17) == 0) mlm = 1;
+        size_t k = strlen(unused);
+        if (k < sizeof unused - 200)
+            snprintf(unused + k, sizeof unused - k, "%s'%s'", n_unused ? ", " : "", nm);
+        n_unused++;
+    }
+    if (n_unused) {
+        char msg[2600];
+        snprintf(msg, sizeof msg, "Some weights of the model checkpoint at %s were not used when initializing "
+                 "DistilBertForSequenceClassification: [%s]%s", dir, unused,
+                 mlm ? "\n(the masked-LM head vocab_transform/vocab_layer_norm/vocab_projector is not used for "
+                       "classification: expected when loading a pretrained checkpoint)" : "");
+        append_warning(m, msg);
+    }
+    free(used);
+    mb_safetensors_close(st);
+    return m;
+fail:
+    free(used);
+    mb_safetensors_close(st);
+    mb_distilbert_free(m);
+    return NULL;
+}
+
+/* ---- save ------------------------------------------------------------------ */
+
+static mb_status make_dirs(const char *dir, mb_error *err) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return mb_fail(err, MB_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return mb_fail(err, MB_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+    struct stat sb;
+    if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode))
+        return mb_fail(err, MB_ERR_IO, "%s: not a directory", buf);
+    return MB_OK;
+}
+
+mb_status mb_distilbert_save(const mb_distilbert *m, const char *dir, mb_error *err) {
+    if (make_dirs(dir, err) != MB_OK) return err ? err->code : MB_ERR_IO;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (mb_config_save(&m->cfg, path, "DistilBertForSequenceClassification", err) != MB_OK)
+        return err ? err->code : MB_ERR_IO;
+    mb_st_entry *e = calloc((size_t)m->n_tensors, sizeof *e);
+    if (!e) return mb_fail(err, MB_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < m->n_tensors; i++) {
+        e[i].name = m->info[i].name;
+        e[i].dtype = MB_ST_F32;
+        e[i].ndim = m->info[i].ndim;
+        e[i].shape = m->info[i].shape;
+        e[i].data = m->params + m->info[i].offset;
+    }
+    /* transformers refuses safetensors files without format metadata. */
+    mb_st_meta meta[] = {{"format", "pt"}};
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    mb_status rc = mb_safetensors_write(path, e, m->n_tensors, meta, 1, err);
+    free(e);
+    return rc;
+}
+
+/* ---- accessors ---------------------------------------------------------- */
+
+const mb_distilbert_config *mb_distilbert_get_config(const mb_distilbert *m) { return &m->cfg; }
+const char *mb_distilbert_warnings(const mb_distilbert *m) { return m->warnings ? m->warnings : ""; }
+mb_rng *mb_distilbert_rng(mb_distilbert *m) { return &m->rng; }
+float *mb_distilbert_params(mb_distilbert *m) { return m->params; }
+float *mb_distilbert_grads(mb_distilbert *m) { return m->grads; }
+size_t mb_distilbert_num_params(const mb_distilbert *m) { return m->n_params; }
+int mb_distilbert_num_tensors(const mb_distilbert *m) { return m->n_tensors; }
+const mb_param_info *mb_distilbert_param_info(const mb_distilbert *m, int i) {
+    return i >= 0 && i < m->n_tensors ? &m->info[i] : NULL;
+}
+int mb_distilbert_find_param(const mb_distilbert *m, const char *name) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->info[i].name, name) == 0) return i;
+    return -1;
+}
+int mb_distilbert_trainable(const mb_distilbert *m, int i) {
+    if (i < 0 || i >= m->n_tensors) return 0;
+    if (m->info[i].encoder && m->frozen) return 0;
+    if (m->cfg.sinusoidal_pos_embds && strstr(m->info[i].name, "position_embeddings")) return 0;
+    return 1;
+}
+void mb_distilbert_zero_grad(mb_distilbert *m) { memset(m->grads, 0, m->n_params * sizeof(float)); }
+void mb_distilbert_freeze_encoder(mb_distilbert *m, int frozen) {
+    m->frozen = frozen != 0;
+    m->have_loss = 0;
+}
+int mb_distilbert_encoder_frozen(const mb_distilbert *m) { return m->frozen; }
+const float *mb_distilbert_logits(const mb_distilbert *m) { return m->fwd_head ? m->head.logits : NULL; }
+const float *mb_distilbert_last_hidden(const mb_distilbert *m) { return m->last_hidden; }
+
+/* ---- activation layout ------------------------------------------------------ */
+
+/* Bump allocator that counts when base is NULL. */
+typedef struct bump {
+    char *base;
+    size_t used;
+} bump;
+
+static void *take(bump *b, size_t bytes) {
+    size_t at = (b->used + 63) & ~(size_t)63; /* cache-line aligned */
+    b->used = at + bytes;
+    return b->base ? b->base + at : NULL;
+}
+
+/* Assign (or count, when the blocks are NULL) the encoder buffers for B x T. */
+static void layout_enc(const mb_distilbert_config *c, enc_acts *a, int B, int T, bump *fb, bump *ub, bump *ib) {
+    size_t BT = (size_t)B * T, D = (size_t)c->dim, F = (size_t)c->hidden_dim, H = (size_t)c->n_heads;
+    size_t BTD = BT * D * 4, BTF = BT * F * 4, BHTT = (size_t)B * H * T * T, BTs = BT * 4;
+    int train = a->train, keep = a->keep;
+    a->ids = take(ib, BT * 4);
+    a->mask = take(ib, BT * 4);
+    a->emb_sum = take(fb, BTD);
+    a->emb_mean = take(fb, BTs);
+    a->emb_rstd = take(fb, BTs);
+    a->emb_out = take(fb, BTD);
+    a->emb_drop = train ? take(ub, BT * D) : NULL;
+    a->ffn_g = take(fb, BTF);
+    float *out_pingpong[2] = {NULL, NULL};
+    if (!keep) {
+        out_pingpong[0] = take(fb, BTD);
+        out_pingpong[1] = take(fb, BTD);
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        layer_acts *la = &a->layer[l];
+        if (!keep && l > 0) {
+            *la = a->layer[0];
+            la->out = out_pingpong[l % 2];
+            continue;
+        }
+        la->q = take(fb, BTD);
+        la->k = take(fb, BTD);
+        la->v = take(fb, BTD);
+        la->probs = take(fb, BHTT * 4);
+        la->ctx = take(fb, BTD);
+        la->h1 = take(fb, BTD);
+        la->ln1_mean = take(fb, BTs);
+        la->ln1_rstd = take(fb, BTs);
+        la->sa = take(fb, BTD);
+        la->ffn_h = take(fb, BTF);
+        la->h2 = take(fb, BTD);
+        la->ln2_mean = take(fb, BTs);
+        la->ln2_rstd = take(fb, BTs);
+        la->out = keep ? take(fb, BTD) : out_pingpong[0];
+        la->attn_drop = train ? take(ub, BHTT) : NULL;
+        la->ffn_drop = train ? take(ub, BT * D) : NULL;
+    }
+    if (keep) {
+        a->d_res = take(fb, BTD);
+        a->d_tmp = take(fb, BTD);
+        a->dq = take(fb, BTD);
+        a->dk = take(fb, BTD);
+        a->dv = take(fb, BTD);
+        a->dctx = take(fb, BTD);
+        a->dffn = take(fb, BTF);
+    } else {
+        a->d_res = a->d_tmp = a->dq = a->dk = a->dv = a->dctx = a->dffn = NULL;
+    }
+    a->scratch_floats = attention_scratch_floats(T);
+    a->scratch = take(fb, (size_t)a->scratch_floats * 4);
+}
+
+/* Make a's blocks big enough for B x T (growing only) and lay them out. */
+static mb_status prepare_enc(const mb_distilbert_config *c, enc_acts *a, int B, int T, int train, mb_error *err) {
+    a->train = train;
+    bump fb = {0}, ub = {0}, ib = {0};
+    layout_enc(c, a, B, T, &fb, &ub, &ib);
+    if (fb.used > a->cap_f) {
+        free(a->f);
+        a->f = malloc(fb.used);
+        a->cap_f = a->f ? fb.used : 0;
+    }
+    if (ub.used > a->cap_u8) {
+        free(a->u8);
+        a->u8 = malloc(ub.used);
+        a->cap_u8 = a->u8 ? ub.used : 0;
+    }
+    if (ib.used > a->cap_i) {
+        free(a->i32);
+        a->i32 = malloc(ib.used);
+        a->cap_i = a->i32 ? ib.used : 0;
+    }
+    if ((fb.used && !a->f) || (ub.used && !a->u8) || (ib.used && !a->i32))
+        return mb_fail(err, MB_ERR_NOMEM, "out of memory for activations at batch %d x length %d (%.0f MB)", B, T,
+                       (fb.used + ub.used) / 1e6);
+    bump f2 = {(char *)a->f, 0}, u2 = {(char *)a->u8, 0}, i2 = {(char *)a->i32, 0};
+    layout_enc(c, a, B, T, &f2, &u2, &i2);
+    a->B = B;
+    a->T = T;
+    return MB_OK;
+}
+
+static mb_status prepare_head(mb_distilbert *m, int B, mb_error *err) {
+    head_acts *h = &m->head;
+    size_t D = (size_t)m->cfg.dim, L = (size_t)m->cfg.num_labels;
+    size_t need_f = (size_t)B * (6 * D + 3 * L + 1) + 64, need_u = (size_t)B * D;
+    if (need_f > h->cap_f) {
+        free(h->f);
+        h->f = malloc(need_f * sizeof(float));
+        h->cap_f = h->f ? need_f : 0;
+    }
+    if (need_u > h->cap_u8) {
+        free(h->u8);
+        h->u8 = malloc(need_u);
+        h->cap_u8 = h->u8 ? need_u : 0;
+    }
+    if (!h->f || !h->u8) return mb_fail(err, MB_ERR_NOMEM, "out of memory for the head at batch %d", B);
+    float *p = h->f;
+    h->cls = p; p += B * D;
+    h->pre = p; p += B * D;
+    h->act = p; p += B * D;
+    h->dropped = p; p += B * D;
+    h->d_a = p; p += B * D;
+    h->d_b = p; p += B * D;
+    h->logits = p; p += B * L;
+    h->probs = p; p += B * L;
+    h->dlogits = p; p += B * L;
+    h->per_ex = p;
+    h->drop = h->u8;
+    return MB_OK;
+}
+
+/* ---- forward ---------------------------------------------------------------- */
+
+static mb_status check_inputs(const mb_distilbert *m, const int32_t *ids, int B, int T, mb_error *err) {
+    const mb_distilbert_config *c = &m->cfg;
+    if (B < 1 || T < 1) return mb_fail(err, MB_ERR_SHAPE, "batch is empty (%d x %d)", B, T);
+    if (T > c->max_position_embeddings)
+        return mb_fail(err, MB_ERR_SHAPE,
+                       "sequence length %d is longer than max_position_embeddings (%d): truncate the input "
+                       "(tokenizer max_length)", T, c->max_position_embeddings);
+    for (long i = 0; i < (long)B * T; i++)
+        if (ids[i] < 0 || ids[i] >= c->vocab_size)
+            return mb_fail(err, MB_ERR_RANGE, "input_ids[%ld][%ld] = %d is outside the vocabulary (0..%d)",
+                           i / T + 1, i % T + 1, ids[i], c->vocab_size - 1);
+    return MB_OK;
+}
+
+static void act_forward(const mb_distilbert *m, float *out, const float *inp, long n) {
+    if (m->cfg.activation == MB_ACT_RELU) relu_forward(out, inp, n);
+    else gelu_forward(out, inp, n);
+}
+
+mb_status mb_distilbert_forward(mb_distilbert *m, const int32_t *ids, const int32_t *mask, int B, int T,
+                                const mb_forward_opts *opts, mb_error *err) {
+    mb_forward_opts none = {0};
+    if (!opts) opts = &none;
+    const mb_distilbert_config *c = &m->cfg;
+    m->have_loss = 0;
+    m->fwd_head = 0;
+    m->last_hidden = NULL;
+    if (check_inputs(m, ids, B, T, err) != MB_OK) return err ? err->code : MB_ERR_ARG;
+    int keep_enc = opts->keep && !m->frozen;
+    enc_acts *a = keep_enc ? &m->keep_acts : &m->infer_acts;
+    if (prepare_enc(c, a, B, T, opts->train, err) != MB_OK) return err ? err->code : MB_ERR_NOMEM;
+    if (!opts->encoder_only && prepare_head(m, B, err) != MB_OK) return err ? err->code : MB_ERR_NOMEM;
+    m->last = a;
+    const int D = c->dim, F = c->hidden_dim, H = c->n_heads, BT = B * T;
+    const long BTD = (long)BT * D;
+    const int train = opts->train;
+    memcpy(a->ids, ids, sizeof(int32_t) * BT);
+    if (mask) memcpy(a->mask, mask, sizeof(int32_t) * BT);
+    else for (int i = 0; i < BT; i++) a->mask[i] = 1;
+
+    /* embeddings: LN(word + position), dropout */
+    embedding_forward(a->emb_sum, a->ids, m->p.word, m->p.pos, B, T, D);
+    layernorm_forward(a->emb_out, a->emb_mean, a->emb_rstd, a->emb_sum, m->p.emb_ln_w, m->p.emb_ln_b, BT, D, LN_EPS);
+    if (train && c->dropout > 0.0f) {
+        dropout_mask(a->emb_drop, BTD, c->dropout, &m->rng);
+        dropout_apply(a->emb_out, a->emb_out, a->emb_drop, c->dropout, BTD);
+    }
+    if (opts->hidden_states) memcpy(opts->hidden_states[0], a->emb_out, BTD * sizeof(float));
+
+    const float *x = a->emb_out;
+    float p_attn = train ? c->attention_dropout : 0.0f, p_ffn = train ? c->dropout : 0.0f;
+    for (int l = 0; l < c->n_layers; l++) {
+        const layer_views *w = &m->p.layer[l];
+        layer_acts *la = &a->layer[l];
+        /* x = LN(x + out_lin(attention(q, k, v))) */
+        linear_forward(la->q, x, w->q_w, w->q_b, BT, D, D);
+        linear_forward(la->k, x, w->k_w, w->k_b, BT, D, D);
+        linear_forward(la->v, x, w->v_w, w->v_b, BT, D, D);
+        if (p_attn > 0.0f) dropout_mask(la->attn_drop, (long)B * H * T * T, p_attn, &m->rng);
+        attention_forward(la->ctx, la->probs, la->q, la->k, la->v, a->mask, la->attn_drop, p_attn, B, T, D, H,
+                          a->scratch);
+        if (opts->attentions) {
+            long n = (long)B * H * T * T;
+            if (p_attn > 0.0f) dropout_apply(opts->attentions[l], la->probs, la->attn_drop, p_attn, n);
+            else memcpy(opts->attentions[l], la->probs, n * sizeof(float));
+        }
+        linear_forward(la->h1, la->ctx, w->o_w, w->o_b, BT, D, D);
+        residual_add(la->h1, x, BTD);
+        layernorm_forward(la->sa, la->ln1_mean, la->ln1_rstd, la->h1, w->sa_ln_w, w->sa_ln_b, BT, D, LN_EPS);
+        /* x = LN(sa + dropout(lin2(act(lin1(sa))))) */
+        linear_forward(la->ffn_h, la->sa, w->ff1_w, w->ff1_b, BT, D, F);
+        act_forward(m, a->ffn_g, la->ffn_h, (long)BT * F);
+        linear_forward(la->h2, a->ffn_g, w->ff2_w, w->ff2_b, BT, F, D);
+        if (p_ffn > 0.0f) {
+            dropout_mask(la->ffn_drop, BTD, p_ffn, &m->rng);
+            dropout_apply(la->h2, la->h2, la->ffn_drop, p_ffn, BTD);
+        }
+        residual_add(la->h2, la->sa, BTD);
+        layernorm_forward(la->out, la->ln2_mean, la->ln2_rstd, la->h2, w->out_ln_w, w->out_ln_b, BT, D, LN_EPS);
+        if (opts->hidden_states) memcpy(opts->hidden_states[l + 1], la->out, BTD * sizeof(float));
+        x = la->out;
+    }
+    m->last_hidden = x;
+    m->fwd_B = B;
+    m->fwd_T = T;
+    m->fwd_keep = opts->keep;
+    m->fwd_train = train;
+    if (opts->encoder_only) return MB_OK;
+
+    /* head: [CLS] -> pre_classifier -> ReLU -> dropout -> classifier */
+    head_acts *h = &m->head;
+    const int L = c->num_labels;
+    for (int b = 0; b < B; b++) memcpy(h->cls + (long)b * D, x + (long)b * T * D, D * sizeof(float));
+    linear_forward(h->pre, h->cls, m->p.pre_w, m->p.pre_b, B, D, D);
+    relu_forward(h->act, h->pre, (long)B * D);
+    if (train && c->seq_classif_dropout > 0.0f) {
+        dropout_mask(h->drop, (long)B * D, c->seq_classif_dropout, &m->rng);
+        dropout_apply(h->dropped, h->act, h->drop, c->seq_classif_dropout, (long)B * D);
+    } else {
+        memcpy(h->dropped, h->act, (size_t)B * D * sizeof(float));
+    }
+    linear_forward(h->logits, h->dropped, m->p.cls_w, m->p.cls_b, B, D, L);
+    m->fwd_head = 1;
+    return MB_OK;
+}
+
+mb_status mb_distilbert_features(mb_distilbert *m, const int32_t *ids, const int32_t *mask, int B, int T,
+                                 float *out, mb_error *err) {
+    mb_forward_opts o = {.train = 0, .keep = 0, .encoder_only = 1};
+    int frozen = m->frozen;
+    mb_status rc = mb_distilbert_forward(m, ids, mask, B, T, &o, err);
+    m->frozen = frozen;
+    if (rc != MB_OK) return rc;
+    const int D = m->cfg.dim;
+    for (int b = 0; b < B; b++) memcpy(out + (long)b * D, m->last_hidden + (long)b * T * D, D * sizeof(float));
+    return MB_OK;
+}
+
+/* ---- loss ------------------------------------------------------------------ */
+
+static int first_nonfinite(const float *x, size_t n, size_t *at) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) {
+            *at = i;
+            return 1;
+        }
+    return 0;
+}
+
+/* Name the first place a non-finite value appears, in forward order. */
+static mb_status report_nonfinite(mb_distilbert *m, double loss, mb_error *err) {
+    const char *what = isnan(loss) ? "NaN" : "Inf";
+    size_t at;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (first_nonfinite(m->params + m->info[i].offset, m->info[i].numel, &at))
+            return mb_fail(err, MB_ERR_NUMERIC, "loss is %s: parameter '%s' holds a non-finite value at element %zu "
+                           "(diverged? lower the learning rate)", what, m->info[i].name, at);
+    enc_acts *a = m->last;
+    size_t BTD = (size_t)m->fwd_B * m->fwd_T * m->cfg.dim;
+    if (a && first_nonfinite(a->emb_out, BTD, &at))
+        return mb_fail(err, MB_ERR_NUMERIC, "loss is %s: the embeddings output is not finite", what);
+    if (a && a->keep)
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            if (first_nonfinite(a->layer[l].out, BTD, &at))
+                return mb_fail(err, MB_ERR_NUMERIC, "loss is %s: the output of distilbert.transformer.layer.%d is "
+                               "not finite", what, l);
+    if (first_nonfinite(m->head.logits, (size_t)m->fwd_B * m->cfg.num_labels, &at))
+        return mb_fail(err, MB_ERR_NUMERIC, "loss is %s: logits are not finite (row %zu)", what,
+                       at / m->cfg.num_labels + 1);
+    return mb_fail(err, MB_ERR_NUMERIC, "loss is %s: the labels or targets are not finite", what);
+}
+
+mb_status mb_distilbert_loss(mb_distilbert *m, const int32_t *labels, const float *targets, int B, double *loss,
+                             float *per_example, mb_error *err) {
+    if (!m->fwd_head) return mb_fail(err, MB_ERR_STATE, "loss needs a forward pass with the head first");
+    if (B != m->fwd_B)
+        return mb_fail(err, MB_ERR_SHAPE, "%d labels for a batch of %d", B, m->fwd_B);
+    head_acts *h = &m->head;
+    const int L = m->cfg.num_labels;
+    const long n = (long)B * L;
+    double mean = 0.0;
+    if (m->cfg.problem_type == MB_PROBLEM_SINGLE_LABEL) {
+        if (!labels) return mb_fail(err, MB_ERR_DTYPE, "single-label classification needs integer labels");
+        for (int b = 0; b < B; b++)
+            if (labels[b] != -100 && (labels[b] < 0 || labels[b] >= L))
+                return mb_fail(err, MB_ERR_RANGE, "labels[%d] = %d is outside 0..%d (num_labels %d)", b + 1, labels[b],
+                               L - 1, L);
+        int count;
+        crossentropy_forward(h->per_ex, h->probs, h->logits, labels, B, L, &mean, &count);
+        if (count == 0) return mb_fail(err, MB_ERR_ARG, "every label is -100 (ignored): the loss is undefined");
+        if (isfinite(mean)) crossentropy_backward(h->dlogits, h->probs, labels, B, L, 1.0f / count);
+    } else {
+        if (!targets)
+            return mb_fail(err, MB_ERR_DTYPE, "%s needs float targets [%d,%d]", mb_problem_type_name(m->cfg.problem_type),
+                           B, L);
+        int bce = m->cfg.problem_type == MB_PROBLEM_MULTI_LABEL;
+        double total = 0.0;
+        for (int b = 0; b < B; b++) {
+            double row = 0.0;
+            for (int j = 0; j < L; j++) {
+                long i = (long)b * L + j;
+                double z = h->logits[i], y = targets[i], l, d;
+                if (bce) {
+                    l = fmax(z, 0.0) - z * y + log1p(exp(-fabs(z)));
+                    d = 1.0 / (1.0 + exp(-z)) - y;
+                } else {
+                    l = (z - y) * (z - y);
+                    d = 2.0 * (z - y);
+                }
+                row += l;
+                h->dlogits[i] = (float)(d / n);
+            }
+            h->per_ex[b] = (float)(row / L);
+            total += row;
+        }
+        mean = total / n;
+    }
+    if (per_example) memcpy(per_example, h->per_ex, sizeof(float) * B);
+    *loss = mean;
+    if (!isfinite(mean)) return report_nonfinite(m, mean, err);
+    m->have_loss = 1;
+    return MB_OK;
+}
+
+/* ---- backward ------------------------------------------------------------- */
+
+mb_status mb_distilbert_backward(mb_distilbert *m, mb_error *err) {
+    if (!m->have_loss) return mb_fail(err, MB_ERR_STATE, "backward needs forward and loss first");
+    if (!m->fwd_keep)
+        return mb_fail(err, MB_ERR_STATE, "backward needs a forward that kept its activations (loss, not forward)");
+    if (!m->frozen && attention_scratch_floats(m->fwd_T) > m->keep_acts.scratch_floats)
+        return mb_fail(err, MB_ERR_STATE, "the thread count grew between forward and backward: run forward again");
+    m->have_loss = 0; /* the gradient of this loss is taken once */
+    const mb_distilbert_config *c = &m->cfg;
+    const int B = m->fwd_B, T = m->fwd_T, D = c->dim, F = c->hidden_dim, H = c->n_heads, L = c->num_labels;
+    const int BT = B * T;
+    const long BTD = (long)BT * D;
+    const int train = m->fwd_train;
+    head_acts *h = &m->head;
+
+    /* head */
+    linear_backward(h->d_a, m->g.cls_w, m->g.cls_b, h->dlogits, h->dropped, m->p.cls_w, B, D, L, 0);
+    if (train && c->seq_classif_dropout > 0.0f) dropout_apply(h->d_a, h->d_a, h->drop, c->seq_classif_dropout, (long)B * D);
+    relu_backward(h->d_a, h->act, h->d_a, (long)B * D);
+    if (m->frozen) {
+        linear_backward(NULL, m->g.pre_w, m->g.pre_b, h->d_a, h->cls, m->p.pre_w, B, D, D, 0);
+        return MB_OK;
+    }
+    linear_backward(h->d_b, m->g.pre_w, m->g.pre_b, h->d_a, h->cls, m->p.pre_w, B, D, D, 0);
+
+    /* the head reads position 0 only */
+    enc_acts *a = &m->keep_acts;
+    memset(a->d_res, 0, BTD * sizeof(float));
+    for (int b = 0; b < B; b++) memcpy(a->d_res + (long)b * T * D, h->d_b + (long)b * D, D * sizeof(float));
+
+    float p_attn = train ? c->attention_dropout : 0.0f, p_ffn = train ? c->dropout : 0.0f;
+    for (int l = c->n_layers - 1; l >= 0; l--) {
+        const layer_views *w = &m->p.layer[l];
+        layer_views *g = &m->g.layer[l];
+        layer_acts *la = &a->layer[l];
+        const float *x = l == 0 ? a->emb_out : a->layer[l - 1].out;
+        /* out = LN2(h2): d_tmp = d h2 */
+        layernorm_backward(a->d_tmp, g->out_ln_w, g->out_ln_b, a->d_res, la->h2, w->out_ln_w, la->ln2_mean,
+                           la->ln2_rstd, BT, D);
+        /* h2 = sa + dropout(lin2(act(lin1(sa)))) */
+        const float *d_ffn_out = a->d_tmp;
+        if (p_ffn > 0.0f) {
+            dropout_apply(a->d_res, a->d_tmp, la->ffn_drop, p_ffn, BTD);
+            d_ffn_out = a->d_res;
+        }
+        act_forward(m, a->ffn_g, la->ffn_h, (long)BT * F); /* recomputed, not kept */
+        linear_backward(a->dffn, g->ff2_w, g->ff2_b, d_ffn_out, a->ffn_g, w->ff2_w, BT, F, D, 0);
+        if (c->activation == MB_ACT_RELU) relu_backward(a->dffn, la->ffn_h, a->dffn, (long)BT * F);
+        else gelu_backward(a->dffn, la->ffn_h, a->dffn, (long)BT * F);
+        linear_backward(a->d_tmp, g->ff1_w, g->ff1_b, a->dffn, la->sa, w->ff1_w, BT, D, F, 1); /* d sa */
+        /* sa = LN1(h1): d_res = d h1 */
+        layernorm_backward(a->d_res, g->sa_ln_w, g->sa_ln_b, a->d_tmp, la->h1, w->sa_ln_w, la->ln1_mean,
+                           la->ln1_rstd, BT, D);
+        /* h1 = x + out_lin(attention(q(x), k(x), v(x))): d_res accumulates d x */
+        linear_backward(a->dctx, g->o_w, g->o_b, a->d_res, la->ctx, w->o_w, BT, D, D, 0);
+        attention_backward(a->dq, a->dk, a->dv, a->dctx, la->probs, la->q, la->k, la->v, a->mask, la->attn_drop,
+                           p_attn, B, T, D, H, a->scratch);
+        linear_backward(a->d_res, g->q_w, g->q_b, a->dq, x, w->q_w, BT, D, D, 1);
+        linear_backward(a->d_res, g->k_w, g->k_b, a->dk, x, w->k_w, BT, D, D, 1);
+        linear_backward(a->d_res, g->v_w, g->v_b, a->dv, x, w->v_w, BT, D, D, 1);
+    }
+    /* emb_out = dropout(LN(word + position)) */
+    if (train && c->dropout > 0.0f) dropout_apply(a->d_res, a->d_res, a->emb_drop, c->dropout, BTD);
+    layernorm_backward(a->d_tmp, m->g.emb_ln_w, m->g.emb_ln_b, a->d_res, a->emb_sum, m->p.emb_ln_w, a->emb_mean,
+                       a->emb_rstd, BT, D);
+    embedding_backward(m->g.word, c->sinusoidal_pos_embds ? NULL : m->g.pos, a->d_tmp, a->ids, B, T, D,
+                       c->pad_token_id);
+    return MB_OK;
+}
+
+/* ---- cost model ------------------------------------------------------------- */
+
+double mb_distilbert_flops(const mb_distilbert *m, int B, int T, int backward, int frozen) {
+    const mb_distilbert_config *c = &m->cfg;
+    double D = c->dim, F = c->hidden_dim, L = c->num_labels, BT = (double)B * T;
+    double enc = c->n_layers * (2.0 * BT * (4 * D * D + 2 * D * F) + 4.0 * B * T * T * D);
+    double head = 2.0 * B * (D * D + D * L);
+    double fwd = enc + head;
+    if (!backward) return fwd;
+    if (frozen) return fwd + 2.0 * head;
+    return 3.0 * fwd;
+}

@@ -1,0 +1,331 @@
+/* layers.c: forward/backward of embeddings, LayerNorm, linear, attention,
+ * GELU/ReLU, dropout and cross-entropy on raw float buffers (see layers.h). */
+#include "layers.h"
+
+#include <cblas.h>
+#include <float.h>
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "parallel.h"
+
+#define PAR_FOR _Pragma("omp parallel for num_threads(mb_threads()) if (n > MB_PAR_MIN) schedule(static)")
+
+/* ---- embeddings --------------------------------------------------------- */
+
+void embedding_forward(float *out, const int32_t *ids, const float *wte, const float *wpe, int B, int T, int C) {
+    long n = (long)B * T * C;
+#pragma omp parallel for num_threads(mb_threads()) if (n > MB_PAR_MIN) schedule(static)
+    for (long bt = 0; bt < (long)B * T; bt++) {
+        int t = (int)(bt % T);
+        const float *we = wte + (long)ids[bt] * C, *pe = wpe + (long)t * C;
+        float *o = out + bt * C;
+        for (int c = 0; c < C; c++) o[c] = we[c] + pe[c];
+    }
+}
+
+void embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *ids, int B, int T, int C,
+                        int padding_idx) {
+    /* Serial over rows: two rows may share a token id (a race if threaded);
+       the channel loop is the work and it vectorises. */
+    for (long bt = 0; bt < (long)B * T; bt++) {
+        const float *d = dout + bt * C;
+        if (ids[bt] != padding_idx) {
+            float *g = dwte + (long)ids[bt] * C;
+            for (int c = 0; c < C; c++) g[c] += d[c];
+        }
+        if (dwpe) {
+            float *g = dwpe + (bt % T) * C;
+            for (int c = 0; c < C; c++) g[c] += d[c];
+        }
+    }
+}
+
+/* ---- LayerNorm ---------------------------------------------------------- */
+
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+                       int N, int C, float eps) {
+    long n = (long)N * C;
+#pragma omp parallel for num_threads(mb_threads()) if (n > MB_PAR_MIN) schedule(static)
+    for (int i = 0; i < N; i++) {
+        const float *x = inp + (long)i * C;
+        double s = 0.0;
+        for (int c = 0; c < C; c++) s += x[c];
+        double m = s / C, v = 0.0;
+        for (int c = 0; c < C; c++) {
+            double d = x[c] - m;
+            v += d * d;
+        }
+        float r = (float)(1.0 / sqrt(v / C + eps));
+        float mf = (float)m;
+        float *o = out + (long)i * C;
+        for (int c = 0; c < C; c++) o[c] = (x[c] - mf) * r * w[c] + b[c];
+        mean[i] = mf;
+        rstd[i] = r;
+    }
+}
+
+void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                        const float *mean, const float *rstd, int N, int C) {
+    long n = (long)N * C;
+    /* dinp rows are independent; dw/db are reduced over rows by each thread
+       into a private copy, then summed in thread order (deterministic). */
+    int nt = n > MB_PAR_MIN ? mb_threads() : 1;
+#pragma omp parallel num_threads(nt)
+    {
+        int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+        int lo = (int)((long)N * tid / nth), hi = (int)((long)N * (tid + 1) / nth);
+        float dwl[C > 0 ? C : 1], dbl[C > 0 ? C : 1];
+        memset(dwl, 0, sizeof(float) * C);
+        memset(dbl, 0, sizeof(float) * C);
+        for (int i = lo; i < hi; i++) {
+            const float *x = inp + (long)i * C, *d = dout + (long)i * C;
+            float m = mean[i], r = rstd[i];
+            double sum_dn = 0.0, sum_dn_xhat = 0.0;
+            for (int c = 0; c < C; c++) {
+                float xhat = (x[c] - m) * r;
+                float dn = d[c] * w[c];
+                sum_dn += dn;
+                sum_dn_xhat += (double)dn * xhat;
+                dbl[c] += d[c];
+                dwl[c] += d[c] * xhat;
+            }
+            float mean_dn = (float)(sum_dn / C), mean_dn_xhat = (float)(sum_dn_xhat / C);
+            float *g = dinp + (long)i * C;
+            for (int c = 0; c < C; c++) {
+                float xhat = (x[c] - m) * r;
+                g[c] = (d[c] * w[c] - mean_dn - xhat * mean_dn_xhat) * r;
+            }
+        }
+        for (int t = 0; t < nth; t++) {
+#pragma omp barrier
+            if (t == tid)
+                for (int c = 0; c < C; c++) {
+                    dw[c] += dwl[c];
+                    db[c] += dbl[c];
+                }
+        }
+    }
+}
+
+/* ---- linear ------------------------------------------------------------- */
+
+void linear_forward(float *out, const float *inp, const float *w, const float *b, int N, int IC, int OC) {
+    float beta = 0.0f;
+    if (b) {
+        long n = (long)N * OC;
+#pragma omp parallel for num_threads(mb_threads()) if (n > MB_PAR_MIN) schedule(static)
+        for (int i = 0; i < N; i++) memcpy(out + (long)i * OC, b, sizeof(float) * OC);
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, IC, beta, out, OC);
+}
+
+void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                     int N, int IC, int OC, int accumulate) {
+    if (dinp)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, w, IC,
+                    accumulate ? 1.0f : 0.0f, dinp, IC);
+    if (dw)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC);
+    if (db) {
+        long n = (long)N * OC;
+#pragma omp parallel for num_threads(mb_threads()) if (n > MB_PAR_MIN) schedule(static)
+        for (int o = 0; o < OC; o++) {
+            float s = 0.0f;
+            for (int i = 0; i < N; i++) s += dout[(long)i * OC + o];
+            db[o] += s;
+        }
+    }
+}
+
+/* ---- attention ---------------------------------------------------------- */
+
+long attention_scratch_floats(int T) { return 2L * T * T * mb_threads(); }
+
+void attention_forward(float *ctx, float *probs, const float *q, const float *k, const float *v,
+                       const int32_t *mask, const uint8_t *drop_mask, float p, int B, int T, int C, int NH,
+                       float *scratch) {
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    float keep_scale = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
+    long n = (long)B * NH * T * T * hs / 16;
+#pragma omp parallel for num_threads(mb_threads()) if (n > MB_PAR_MIN) schedule(dynamic, 1)
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        const float *qh = q + (long)b * T * C + h * hs, *kh = k + (long)b * T * C + h * hs,
+                    *vh = v + (long)b * T * C + h * hs;
+        float *P = probs + (long)bh * T * T;
+        /* scores[T,T] = q_h k_h^T / sqrt(hs) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, qh, C, kh, C, 0.0f, P, T);
+        const int32_t *mrow = mask + (long)b * T;
+        for (int i = 0; i < T; i++) {
+            float *row = P + (long)i * T;
+            float mx = -FLT_MAX;
+            for (int j = 0; j < T; j++) {
+                if (mrow[j] == 0) row[j] = -FLT_MAX;
+                if (row[j] > mx) mx = row[j];
+            }
+            float s = 0.0f;
+            for (int j = 0; j < T; j++) {
+                row[j] = expf(row[j] - mx);
+                s += row[j];
+            }
+            float inv = 1.0f / s;
+            for (int j = 0; j < T; j++) row[j] *= inv;
+        }
+        const float *Pd = P;
+        if (p > 0.0f) {
+            float *S = scratch + (long)omp_get_thread_num() * 2 * T * T;
+            const uint8_t *dm = drop_mask + (long)bh * T * T;
+            for (long i = 0; i < (long)T * T; i++) S[i] = dm[i] ? P[i] * keep_scale : 0.0f;
+            Pd = S;
+        }
+        /* ctx_h[T,hs] = P[T,T] v_h[T,hs] */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, Pd, T, vh, C, 0.0f,
+                    ctx + (long)b * T * C + h * hs, C);
+    }
+}
+
+void attention_backward(float *dq, float *dk, float *dv, const float *dctx, const float *probs,
+                        const float *q, const float *k, const float *v, const int32_t *mask,
+                        const uint8_t *drop_mask, float p, int B, int T, int C, int NH, float *scratch) {
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    float keep_scale = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
+    long n = (long)B * NH * T * T * hs / 16;
+#pragma omp parallel for num_threads(mb_threads()) if (n > MB_PAR_MIN) schedule(dynamic, 1)
+    for (int bh = 0; bh < B * NH; bh++) {
+        int b = bh / NH, h = bh % NH;
+        long off = (long)b * T * C + h * hs;
+        const float *P = probs + (long)bh * T * T;
+        float *dP = scratch + (long)omp_get_thread_num() * 2 * T * T;
+        float *Pd = dP + (long)T * T;
+        const uint8_t *dm = p > 0.0f ? drop_mask + (long)bh * T * T : NULL;
+        const float *Pused = P;
+        if (dm) {
+            for (long i = 0; i < (long)T * T; i++) Pd[i] = dm[i] ? P[i] * keep_scale : 0.0f;
+            Pused = Pd;
+        }
+        /* dv_h[T,hs] = Pd^T dctx_h */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, 1.0f, Pused, T, dctx + off, C, 0.0f,
+                    dv + off, C);
+        /* dPd[T,T] = dctx_h v_h^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dctx + off, C, v + off, C, 0.0f, dP, T);
+        /* through dropout and softmax; masked keys get no gradient (masked_fill) */
+        const int32_t *mrow = mask + (long)b * T;
+        for (int i = 0; i < T; i++) {
+            float *drow = dP + (long)i * T;
+            const float *prow = P + (long)i * T;
+            if (dm) {
+                const uint8_t *mr = dm + (long)i * T;
+                for (int j = 0; j < T; j++) drow[j] = mr[j] ? drow[j] * keep_scale : 0.0f;
+            }
+            float dot = 0.0f;
+            for (int j = 0; j < T; j++) dot += drow[j] * prow[j];
+            for (int j = 0; j < T; j++) drow[j] = mrow[j] ? prow[j] * (drow[j] - dot) : 0.0f;
+        }
+        /* dq_h = scale dS k_h ; dk_h = scale dS^T q_h */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, dP, T, k + off, C, 0.0f, dq + off, C);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, dP, T, q + off, C, 0.0f, dk + off, C);
+    }
+}
+
+/* ---- activations -------------------------------------------------------- */
+
+void gelu_forward(float *out, const float *inp, long n) {
+    PAR_FOR
+    for (long i = 0; i < n; i++) {
+        float x = inp[i];
+        out[i] = 0.5f * x * (1.0f + erff(x * (float)M_SQRT1_2));
+    }
+}
+
+void gelu_backward(float *dinp, const float *inp, const float *dout, long n) {
+    const float inv_sqrt_2pi = 0.3989422804014327f;
+    PAR_FOR
+    for (long i = 0; i < n; i++) {
+        float x = inp[i];
+        float cdf = 0.5f * (1.0f + erff(x * (float)M_SQRT1_2));
+        float pdf = inv_sqrt_2pi * expf(-0.5f * x * x);
+        dinp[i] = dout[i] * (cdf + x * pdf);
+    }
+}
+
+void relu_forward(float *out, const float *inp, long n) {
+    PAR_FOR
+    for (long i = 0; i < n; i++) out[i] = inp[i] < 0.0f ? 0.0f : inp[i]; /* NaN passes, as in torch */
+}
+
+void relu_backward(float *dinp, const float *out, const float *dout, long n) {
+    PAR_FOR
+    for (long i = 0; i < n; i++) dinp[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+}
+
+/* ---- dropout ------------------------------------------------------------ */
+
+void dropout_mask(uint8_t *mask, long n, float p, mb_rng *rng) {
+    /* 8 uniform 8-bit draws per 64-bit number would bias p; use 16-bit
+       fractions (4 per draw): resolution 1/65536 is ample for dropout. */
+    uint32_t thresh = (uint32_t)((double)p * 65536.0 + 0.5);
+    long i = 0;
+    while (i < n) {
+        uint64_t r = mb_rng_next_u64(rng);
+        for (int j = 0; j < 4 && i < n; j++, i++) {
+            mask[i] = (uint32_t)(r & 0xffff) >= thresh;
+            r >>= 16;
+        }
+    }
+}
+
+void dropout_apply(float *out, const float *inp, const uint8_t *mask, float p, long n) {
+    float s = 1.0f / (1.0f - p);
+    PAR_FOR
+    for (long i = 0; i < n; i++) out[i] = mask[i] ? inp[i] * s : 0.0f;
+}
+
+void residual_add(float *out, const float *a, long n) {
+    PAR_FOR
+    for (long i = 0; i < n; i++) out[i] += a[i];
+}
+
+/* ---- loss --------------------------------------------------------------- */
+
+void crossentropy_forward(float *losses, float *probs, const float *logits, const int32_t *labels, int B, int L,
+                          double *mean, int *count) {
+    double total = 0.0;
+    int cnt = 0;
+    for (int b = 0; b < B; b++) {
+        const float *z = logits + (long)b * L;
+        float *pr = probs + (long)b * L;
+        float mx = z[0];
+        for (int j = 1; j < L; j++) if (z[j] > mx) mx = z[j];
+        double s = 0.0;
+        for (int j = 0; j < L; j++) s += exp((double)z[j] - mx);
+        double lse = mx + log(s);
+        for (int j = 0; j < L; j++) pr[j] = (float)exp((double)z[j] - lse);
+        if (labels[b] == -100) {
+            losses[b] = 0.0f;
+            continue;
+        }
+        double l = lse - z[labels[b]];
+        losses[b] = (float)l;
+        total += l;
+        cnt++;
+    }
+    *mean = cnt ? total / cnt : NAN;
+    *count = cnt;
+}
+
+void crossentropy_backward(float *dlogits, const float *probs, const int32_t *labels, int B, int L, float scale) {
+    for (int b = 0; b < B; b++) {
+        float *d = dlogits + (long)b * L;
+        const float *pr = probs + (long)b * L;
+        if (labels[b] == -100) {
+            memset(d, 0, sizeof(float) * L);
+            continue;
+        }
+        for (int j = 0; j < L; j++) d[j] = scale * (pr[j] - (j == labels[b] ? 1.0f : 0.0f));
+    }
+}
