@@ -52,6 +52,9 @@ NVCC_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=s
 NVCCFLAGS ?= -O2 -std=c++17 -Xcompiler -fPIC $(NVCC_ARCH)
 CUDA_HOST_SRC := $(filter-out runtime/cuda/gpu_%.c,$(sort $(wildcard runtime/cuda/*.c)))
 ifeq ($(CUDA),1)
+ifeq ($(strip $(NVCC)),)
+$(error CUDA=1 but nvcc was not found: set NVCC=/path/to/nvcc, or build without the backend: make CUDA=0)
+endif
 CFLAGS  += -DMB_HAVE_CUDA=1 -I$(CUDA_HOME)/include
 LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
 CUDA_SRC := $(CUDA_HOST_SRC) $(sort $(wildcard runtime/cuda/gpu_*.c))
