@@ -2,10 +2,11 @@
  *
  * runtime/cuda/gpu_model.c is compiled into this test unchanged, against a
  * fake device defined below: device memory is host memory, the CUDA runtime
- * and cuBLAS calls it makes are re-implemented on the host (the GEMM with
- * cuBLAS's column-major semantics, written from the cuBLAS documentation,
- * not from gpu_model.c's row-major mapping), and each kernel launcher of
- * kernels.h is a plain loop written from its contract. What this checks
+ * and cuBLAS calls it makes are re-implemented on the host (the GEMM takes
+ * cuBLAS's column-major arguments as they are and hands them to a
+ * column-major cblas_sgemm, so gpu_model.c's row-major mapping is checked,
+ * not repeated), and each kernel launcher of kernels.h is a plain loop
+ * written from its contract (tests/c/cuda_ref.h). What this checks
  * without a GPU: the orchestration — parameter offsets, every GEMM's
  * transposes, leading dimensions and batch strides, the head split/merge,
  * the buffer choreography of backward, the dropout offsets that backward
@@ -26,6 +27,7 @@ int main(void) {
 }
 #else
 
+#include <cblas.h>
 #include <float.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -88,37 +90,39 @@ cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t mode) { return C
 
 static long emu_gemms;
 
-static double elem(const void *p, cudaDataType t, long i) {
-    return t == CUDA_R_16BF ? mb_bf16_to_f32(((const uint16_t *)p)[i]) : ((const float *)p)[i];
+/* A operand of `rows` x `cols` (column-major, leading dimension ld) as float32:
+   the data itself, or a widened copy of bf16 data in *tmp. */
+static const float *as_f32(const void *p, cudaDataType t, int rows, int cols, int ld, float **tmp) {
+    if (t == CUDA_R_32F) return p;
+    long extent = (long)ld * (cols - 1) + rows;
+    *tmp = realloc(*tmp, (size_t)extent * sizeof(float));
+    for (long i = 0; i < extent; i++) (*tmp)[i] = mb_bf16_to_f32(((const uint16_t *)p)[i]);
+    return *tmp;
 }
 
-/* cuBLAS (column-major): C = alpha op(A) op(B) + beta C, op(A) m x k, op(B) k x n, per batch. */
+/* cuBLAS (column-major): C = alpha op(A) op(B) + beta C, op(A) m x k, op(B) k x n, per
+   batch, computed by cblas_sgemm in column-major order with the very same arguments. */
 cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb,
                                           int m, int n, int k, const void *alpha, const void *A, cudaDataType Atype,
                                           int lda, long long int strideA, const void *B, cudaDataType Btype, int ldb,
                                           long long int strideB, const void *beta, void *C, cudaDataType Ctype,
                                           int ldc, long long int strideC, int batchCount,
                                           cublasComputeType_t computeType, cublasGemmAlgo_t algo) {
-    if (Ctype != CUDA_R_32F || Atype != Btype) return CUBLAS_STATUS_NOT_SUPPORTED;
-    if (lda < (transa == CUBLAS_OP_N ? m : k) || ldb < (transb == CUBLAS_OP_N ? k : n) || ldc < m)
-        return CUBLAS_STATUS_INVALID_VALUE; /* as cuBLAS checks leading dimensions */
-    float al = *(const float *)alpha, be = *(const float *)beta;
+    if (Ctype != CUDA_R_32F || Atype != Btype || (Atype != CUDA_R_32F && Atype != CUDA_R_16BF))
+        return CUBLAS_STATUS_NOT_SUPPORTED;
+    int ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N;
+    if (lda < (ta ? k : m) || ldb < (tb ? n : k) || ldc < m) return CUBLAS_STATUS_INVALID_VALUE;
+    size_t esz = Atype == CUDA_R_16BF ? 2 : 4;
+    float *ta_buf = NULL, *tb_buf = NULL;
     emu_gemms++;
     for (int bt = 0; bt < batchCount; bt++) {
-        long oa = (long)(bt * strideA), ob = (long)(bt * strideB);
-        float *c = (float *)C + bt * strideC;
-        for (int j = 0; j < n; j++)
-            for (int i = 0; i < m; i++) {
-                double s = 0.0;
-                for (int p = 0; p < k; p++) {
-                    double a = elem(A, Atype, oa + (transa == CUBLAS_OP_N ? i + (long)p * lda : p + (long)i * lda));
-                    double b = elem(B, Btype, ob + (transb == CUBLAS_OP_N ? p + (long)j * ldb : j + (long)p * ldb));
-                    s += a * b;
-                }
-                float *cij = c + i + (long)j * ldc;
-                *cij = (float)(al * s + (be != 0.0f ? be * (double)*cij : 0.0));
-            }
+        const float *a = as_f32((const char *)A + bt * strideA * esz, Atype, ta ? k : m, ta ? m : k, lda, &ta_buf);
+        const float *b = as_f32((const char *)B + bt * strideB * esz, Btype, tb ? n : k, tb ? k : n, ldb, &tb_buf);
+        cblas_sgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k,
+                    *(const float *)alpha, a, lda, b, ldb, *(const float *)beta, (float *)C + bt * strideC, ldc);
     }
+    free(ta_buf);
+    free(tb_buf);
     return CUBLAS_STATUS_SUCCESS;
 }
 
