@@ -1,0 +1,632 @@
+-- moonbert.trainer (mb.trainer): fine-tuning loop for mb.distilbert models, with the
+-- semantics of Hugging Face's Trainer (AdamW, linear decay, gradient clipping, per-epoch eval).
+--
+--   local res = mb.trainer.fit{
+--     model = model, tokenizer = tok, train = data.train, eval = data.validation,
+--     epochs = 2, batch_size = 64, lr = 2e-5, weight_decay = 0.01,  -- the notebook's Trainer run
+--     warmup = 0,              -- steps (integer >= 1) or a ratio of all steps (0 <= x < 1)
+--     max_grad_norm = 1.0,     -- false/0: no clipping (the norm is still measured and logged)
+--     seed = 42,               -- dropout RNG and the shuffling of every epoch
+--     bucket = true,           -- length-bucketed batches (less padding)
+--     eval_every = "epoch",    -- or N: also evaluate every N steps
+--     checkpoint_dir = "results/runs/7/checkpoints",  -- epoch-<n>/ after each epoch
+--     resume = true,           -- or a checkpoint folder: continue a killed run, bit for bit
+--     run = run,               -- a results-store run (metrics are logged) or function(event, t)
+--     log_every = 50,          -- steps between train/loss logs and plain progress lines
+--     progress = nil,          -- nil: a bar on a terminal, else a line every log_every steps;
+--                              -- "bar" | "log" | false
+--     stop_after_epoch = nil,  -- stop (checkpoint written) after this epoch; res.stopped = true
+--     -- also: eval_batch_size (batch_size), eval_split_name ("validation"), max_length (the
+--     -- tokenizer's), betas, eps (AdamW), progress_stream (io.stderr), log_predictions (true:
+--     -- a store run gets the eval predictions of each epoch, the last epoch's kept)
+--   }
+--   res.history[e] = {epoch=, step=, train_loss=, eval_loss=, eval_accuracy=, eval_f1_weighted=,
+--                     seconds=}
+--   res.steps, res.seconds, res.train_tokens_per_s, res.stopped
+--
+--   local p = mb.trainer.predict(model, split, {tokenizer=tok, batch_size=64,
+--                                               on_batch=function(rows) end})
+--   p.predicted[i]  0-based label id for split row i      p.probs[i]  {C probabilities}
+--   p.loss[i]       per-example cross-entropy             p.labels[i] the true id
+--   p.accuracy, p.f1_weighted, p.loss_mean, p.confusion ({C rows of C counts}), p.n
+--   mb.trainer.evaluate(model, split, opts) -> the same metrics without the per-example lists
+--     (memory bounded by one batch: every batch is reduced to counts; rows go to on_batch only)
+--   mb.trainer.step(model, opt, batch, labels, {lr=, max_grad_norm=, train=true, step=})
+--     -> loss, grad_norm (before clipping), lr: one optimizer step (zero_grad, loss, backward,
+--     clip, AdamW), each a single C call; fit and the parity tests share it.
+--   mb.trainer.optimizer_params(model) -> the list mb.optim takes (HF's decay groups, frozen skipped)
+--
+-- on_batch rows: {index= (1-based split position), label=, predicted=, loss=, probs={...}}
+-- (run:log_predictions takes them as they are).
+--
+-- Callback events (run = function(event, t)): "log" {step, epoch, loss, lr, grad_norm,
+-- tokens_per_s}, "eval" {step, epoch, split, loss, accuracy, f1_weighted, confusion, labels},
+-- "predictions" {split, epoch, rows}, "epoch" (the history entry), "checkpoint" {epoch, step,
+-- path}, "done" (the result). An error raised by the callback stops the run (checkpoints
+-- already written stay).
+--
+-- Store logging (run has log_metric): train/loss (mean over the last log_every steps),
+-- train/lr, train/grad_norm with step and fractional epoch; eval/loss, eval/accuracy,
+-- eval/f1_weighted with step, epoch and split; the eval confusion matrix per epoch; the eval
+-- predictions (each epoch replaces the last); run:heartbeat() every ~10 s.
+--
+-- Checkpoint folder epoch-<n>: config.json + model.safetensors (model:save), optimizer.safetensors
+-- (moments and step count), trainer_state.json (epoch, step, model RNG state, data-order seed,
+-- settings, history), written last so that a half-written checkpoint is never resumed.
+-- A data order is a function of (seed, epoch), so it is not stored beyond them.
+--
+-- Limits: single-label classification; one process; checkpoints at epoch ends only (a run
+-- killed mid-epoch resumes from the last finished epoch); no gradient accumulation or mixed
+-- precision.
+local optim = require "moonbert.optim"
+local json = require "dkjson"
+
+local M = {}
+
+M.defaults = {
+  epochs = 2, batch_size = 64, lr = 2e-5, weight_decay = 0.01, warmup = 0, max_grad_norm = 1.0,
+  seed = 42, bucket = true, eval_every = "epoch", log_every = 50, eval_batch_size = nil,
+}
+
+local STATE_FILE = "trainer_state.json"
+local HEARTBEAT_S = 10
+
+local function now() return require("moonbert.store").now() end
+
+local function argerror(fname, n, msg)
+  error(string.format("bad argument #%d to '%s' (%s)", n, fname, msg), 3)
+end
+
+local function finite(x) return x == x and x ~= math.huge and x ~= -math.huge end
+
+-- ---- one step ------------------------------------------------------------------------------
+
+--- The parameter list for mb.optim: Hugging Face's groups (no decay for biases and LayerNorm
+-- weights, as the model marks them) and the model's frozen tensors skipped.
+function M.optimizer_params(model)
+  local list = {}
+  for i, p in ipairs(model:parameters()) do
+    list[i] = { name = p.name, value = p.value, grad = p.grad, weight_decay = not p.no_decay,
+                frozen = p.trainable == false }
+  end
+  return list
+end
+
+local function step_where(o)
+  local where = string.format("step %d", o.step)
+  if o.epoch then
+    where = where .. string.format(" (epoch %d%s)", o.epoch,
+      o.batch and string.format(", batch %d of %d", o.batch, o.batches or 0) or "")
+  end
+  return where
+end
+
+local function step_error(what, value, o)
+  error(string.format("mb.trainer: %s is %s at %s; stopping (lower the learning rate, "
+    .. "check the inputs, or clip gradients)", what, tostring(value), step_where(o)), 0)
+end
+
+-- A model error (it names a non-finite parameter, a bad batch) gains the step it happened at.
+local function call_model(o, fn, ...)
+  local ok, res = pcall(fn, ...)
+  if not ok then error(string.format("mb.trainer: %s failed: %s", step_where(o), tostring(res)), 0) end
+  return res
+end
+
+--- One training step: zero_grad, loss, backward, clip, optimizer step.
+-- o: lr (default: the optimizer's schedule), max_grad_norm (nil/false/0: measure only),
+-- train (dropout on, default true), step/epoch/batch (named in errors).
+function M.step(model, opt, batch, labels, o)
+  o = o or {}
+  o.step = o.step or opt:steps() + 1
+  model:zero_grad()
+  local loss = call_model(o, model.loss, model, batch, labels, { train = o.train ~= false })
+  if not finite(loss) then step_error("the training loss", loss, o) end
+  call_model(o, model.backward, model)
+  local max_norm = o.max_grad_norm
+  if not max_norm or max_norm <= 0 then max_norm = math.huge end
+  local norm = optim.clip_grad_norm(opt.params, max_norm)
+  if not finite(norm) then step_error("the gradient norm", norm, o) end
+  local lr = opt:step(o.lr)
+  return loss, norm, lr
+end
+
+-- ---- evaluation -------------------------------------------------------------------------------
+
+-- Metrics from a confusion matrix (rows: true label, columns: predicted; 1-based), with
+-- scikit-learn's definitions: weighted F1 averages the per-label F1 by support, an undefined
+-- precision or recall counts as 0 (labels with no support weigh nothing).
+local function metrics_from_confusion(cm, loss_sum, n)
+  local C = #cm
+  local correct, f1w = 0, 0
+  local colsum = {}
+  for j = 1, C do colsum[j] = 0 end
+  for i = 1, C do for j = 1, C do colsum[j] = colsum[j] + cm[i][j] end end
+  for i = 1, C do
+    local tp, support = cm[i][i], 0
+    for j = 1, C do support = support + cm[i][j] end
+    correct = correct + tp
+    -- scikit-learn's zero_division: an undefined precision or recall counts as 0
+    local p = colsum[i] > 0 and tp / colsum[i] or 0
+    local r = support > 0 and tp / support or 0
+    local f = (p + r) > 0 and 2 * p * r / (p + r) or 0
+    f1w = f1w + f * support
+  end
+  return {
+    n = n, loss = n > 0 and loss_sum / n or 0 / 0, accuracy = n > 0 and correct / n or 0 / 0,
+    f1_weighted = n > 0 and f1w / n or 0 / 0, confusion = cm,
+  }
+end
+
+--- mb.trainer.confusion_metrics(cm [, loss_sum, n]) -> {accuracy=, f1_weighted=, loss=, n=}
+function M.confusion_metrics(cm, loss_sum, n)
+  if n == nil then
+    n = 0
+    for _, row in ipairs(cm) do for _, v in ipairs(row) do n = n + v end end
+  end
+  return metrics_from_confusion(cm, loss_sum or 0, n)
+end
+
+local function num_labels(model) return model:config().num_labels end
+
+-- Walk a split in eval mode, batch by batch: counts and loss sums only; rows (with
+-- probabilities when want_rows) are handed to sink(rows) and dropped.
+local function eval_pass(model, split, o, fname, sink)
+  if type(split) ~= "table" or type(split.batches) ~= "function" then
+    argerror(fname, 2, "split expected (mb.data), got " .. type(split))
+  end
+  local tok = o.tokenizer
+  if tok == nil then argerror(fname, 3, "field 'tokenizer' is required") end
+  local C = num_labels(model)
+  local cm = {}
+  for i = 1, C do
+    cm[i] = {}
+    for j = 1, C do cm[i][j] = 0 end
+  end
+  local batches = split:batches { tokenizer = tok, batch_size = o.batch_size or 64, shuffle = false,
+                                  bucket = o.bucket ~= false, max_length = o.max_length }
+  local loss_sum, n = 0, 0
+  for k = 1, #batches do
+    local b = batches:get(k)
+    local _, logits, per = model:loss(b, b.labels, { train = false })
+    local pred = logits:argmax(2):totable() -- 1-based positions
+    local labels = b.labels:totable()
+    local losses = per:totable()
+    local probs = sink and logits:softmax(2):totable()
+    local rows = sink and {}
+    for j = 1, #pred do
+      local y = labels[j]
+      if y < 0 or y >= C then
+        error(string.format("mb.trainer.%s: label %d of row %d is outside the model's %d labels", fname, y,
+          b.indices[j], C), 0)
+      end
+      cm[y + 1][pred[j]] = cm[y + 1][pred[j]] + 1
+      loss_sum = loss_sum + losses[j]
+      if rows then
+        rows[j] = { index = b.indices[j], label = y, predicted = pred[j] - 1, loss = losses[j], probs = probs[j] }
+      end
+    end
+    n = n + #pred
+    logits:free(); per:free()
+    if sink then sink(rows) end
+    if o.on_tick then o.on_tick(k, #batches) end
+  end
+  return metrics_from_confusion(cm, loss_sum, n)
+end
+
+local function check_opts(fname, o)
+  if o == nil then return {} end
+  if type(o) ~= "table" then argerror(fname, 3, "options table expected, got " .. type(o)) end
+  return o
+end
+
+--- Loss, accuracy and weighted F1 over a split; memory bounded by one batch.
+-- opts: tokenizer (required), batch_size (64), bucket (true), on_batch(rows).
+function M.evaluate(model, split, opts)
+  opts = check_opts("evaluate", opts)
+  local sink = opts.on_batch
+  return eval_pass(model, split, opts, "evaluate", sink)
+end
+
+--- Predictions for error analysis, in split order: predicted ids, probabilities, per-example
+-- losses and labels, plus the metrics. opts as evaluate.
+function M.predict(model, split, opts)
+  opts = check_opts("predict", opts)
+  local predicted, probs, loss, labels = {}, {}, {}, {}
+  local m = eval_pass(model, split, opts, "predict", function(rows)
+    for _, r in ipairs(rows) do
+      predicted[r.index], probs[r.index], loss[r.index], labels[r.index] = r.predicted, r.probs, r.loss, r.label
+    end
+    if opts.on_batch then opts.on_batch(rows) end
+  end)
+  m.loss_mean = m.loss -- evaluate's mean; loss becomes the per-example list
+  m.predicted, m.probs, m.loss, m.labels = predicted, probs, loss, labels
+  return m
+end
+
+-- ---- progress ---------------------------------------------------------------------------------
+
+-- stderr is a terminal: TERM set (not "dumb") and `test -t 2` in a shell that inherits our stderr.
+local function stderr_is_terminal()
+  local term = os.getenv("TERM")
+  if not term or term == "" or term == "dumb" then return false end
+  return os.execute("test -t 2") == true
+end
+
+local function fmt_time(s)
+  if not finite(s) or s < 0 then return "--:--" end
+  s = math.floor(s + 0.5)
+  if s >= 3600 then return string.format("%d:%02d:%02d", s // 3600, s % 3600 // 60, s % 60) end
+  return string.format("%02d:%02d", s // 60, s % 60)
+end
+
+local Progress = {}
+Progress.__index = Progress
+
+local function new_progress(mode, out, log_every)
+  if mode == nil then mode = stderr_is_terminal() and "bar" or "log" end
+  if mode ~= "bar" and mode ~= "log" and mode ~= false then
+    argerror("fit", 1, "field 'progress' must be nil, \"bar\", \"log\" or false, got " .. tostring(mode))
+  end
+  return setmetatable({ mode = mode, out = out or io.stderr, log_every = log_every, last = 0, smooth = nil,
+                        beta = 0.98, updates = 0 }, Progress)
+end
+
+-- s: epoch, epochs, step, total, k, nbatches, loss, lr, grad_norm, tokens_per_s, eta
+function Progress:update(s)
+  -- bias-corrected exponential moving average of the loss
+  self.updates = self.updates + 1
+  self.smooth = (self.smooth or 0) * self.beta + (1 - self.beta) * s.loss
+  local smooth = self.smooth / (1 - self.beta ^ self.updates)
+  if self.mode == "bar" then
+    local t = now()
+    if t - self.last < 0.1 and s.k < s.nbatches then return end
+    self.last = t
+    local width = 24
+    local filled = math.floor(width * s.k / s.nbatches)
+    self.out:write(string.format("\repoch %d/%d [%s%s] %d/%d loss %.4f %.0f tok/s ETA %s  ", s.epoch, s.epochs,
+      string.rep("=", filled), string.rep(" ", width - filled), s.step, s.total, smooth, s.tokens_per_s,
+      fmt_time(s.eta)))
+    self.out:flush()
+    self.open = true
+  elseif self.mode == "log" and (s.step % self.log_every == 0 or s.k == s.nbatches) then
+    self.out:write(string.format("[train] epoch %d/%d step %d/%d loss %.4f lr %.3g grad_norm %.3g %.0f tok/s ETA %s\n",
+      s.epoch, s.epochs, s.step, s.total, smooth, s.lr, s.grad_norm, s.tokens_per_s, fmt_time(s.eta)))
+    self.out:flush()
+  end
+end
+
+-- "evaluating k/n" on the bar's line while an evaluation runs (terminal only)
+function Progress:eval_tick(k, n)
+  if self.mode ~= "bar" then return end
+  local t = now()
+  if t - self.last < 0.1 and k < n then return end
+  self.last = t
+  self.out:write(string.format("\r[eval] batch %d/%d%s", k, n, string.rep(" ", 40)))
+  self.out:flush()
+  self.open = true
+end
+
+-- The epoch's last bar stays on screen.
+function Progress:end_epoch()
+  if self.open then self.out:write("\n"); self.open = false end
+end
+
+-- A message line; it replaces a transient line (eval batches) on a terminal.
+function Progress:line(text)
+  if self.mode == false then return end
+  if self.open then self.out:write("\r", string.rep(" ", 79), "\r"); self.open = false end
+  self.out:write(text, "\n")
+  self.out:flush()
+end
+
+-- ---- checkpoints ------------------------------------------------------------------------------
+
+local function mkdir_p(dir)
+  local lfs = require "lfs"
+  local prefix = dir:sub(1, 1) == "/" and "/" or ""
+  for part in dir:gmatch("[^/]+") do
+    prefix = prefix .. part
+    if not lfs.attributes(prefix, "mode") then
+      local ok, err = lfs.mkdir(prefix)
+      if not ok and lfs.attributes(prefix, "mode") ~= "directory" then
+        error("mb.trainer: cannot create checkpoint folder " .. prefix .. ": " .. tostring(err), 0)
+      end
+    end
+    prefix = prefix .. "/"
+  end
+end
+
+local function to_hex(s) return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end)) end
+local function from_hex(h) return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end)) end
+
+-- dkjson writes numbers with 14 digits; the history must survive a resume exactly, so its
+-- floats are stored as "%.17g" strings.
+local function history_out(history)
+  local out = {}
+  for i, e in ipairs(history) do
+    out[i] = {}
+    for k, v in pairs(e) do
+      out[i][k] = math.type(v) == "float" and string.format("%.17g", v) or v
+    end
+  end
+  return out
+end
+
+local function history_in(history)
+  local out = {}
+  for i, e in ipairs(history or {}) do
+    out[i] = {}
+    for k, v in pairs(e) do out[i][k] = type(v) == "string" and tonumber(v) or v end
+    out[i].epoch, out[i].step = math.tointeger(out[i].epoch) or out[i].epoch, math.tointeger(out[i].step) or out[i].step
+  end
+  return out
+end
+
+local function write_file_atomic(path, text)
+  local tmp = path .. ".tmp"
+  local f, err = io.open(tmp, "wb")
+  if not f then error("mb.trainer: cannot write " .. tmp .. ": " .. tostring(err), 0) end
+  f:write(text)
+  f:close()
+  local ok, rerr = os.rename(tmp, path)
+  if not ok then error("mb.trainer: cannot rename " .. tmp .. ": " .. tostring(rerr), 0) end
+end
+
+local function read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function save_checkpoint(root, epoch, model, opt, state)
+  local dir = string.format("%s/epoch-%d", root, epoch)
+  mkdir_p(dir)
+  os.remove(dir .. "/" .. STATE_FILE) -- an older state must not vouch for the files rewritten below
+  model:save(dir)
+  opt:save(dir .. "/optimizer.safetensors")
+  write_file_atomic(dir .. "/" .. STATE_FILE, json.encode(state, { indent = true }))
+  return dir
+end
+
+-- The newest complete checkpoint under root (a trainer_state.json present), or nil.
+local function latest_checkpoint(root)
+  local lfs = require "lfs"
+  if not root or lfs.attributes(root, "mode") ~= "directory" then return nil end
+  local best, best_epoch
+  for name in lfs.dir(root) do
+    local e = tonumber(name:match("^epoch%-(%d+)$"))
+    if e and lfs.attributes(root .. "/" .. name .. "/" .. STATE_FILE, "mode") == "file" and
+      (not best_epoch or e > best_epoch) then
+      best, best_epoch = root .. "/" .. name, e
+    end
+  end
+  return best
+end
+
+local function load_checkpoint(dir, model, opt, expect)
+  local text = read_file(dir .. "/" .. STATE_FILE)
+  if not text then error("mb.trainer.fit: resume: " .. dir .. " has no " .. STATE_FILE .. " (not a finished checkpoint)", 0) end
+  local state = json.decode(text)
+  if type(state) ~= "table" then error("mb.trainer.fit: resume: " .. dir .. "/" .. STATE_FILE .. " is not valid JSON", 0) end
+  for _, k in ipairs { "total_steps", "batch_size", "seed", "epochs", "train_hash", "bucket" } do
+    if state[k] ~= expect[k] then
+      error(string.format("mb.trainer.fit: resume: checkpoint %s was made with %s = %s, this run has %s; "
+        .. "resume with the same settings (or start without resume)", dir, k, tostring(state[k]), tostring(expect[k])), 0)
+    end
+  end
+  local st = require("moonbert.safetensors").load(dir .. "/model.safetensors")
+  for _, p in ipairs(model:parameters()) do
+    local t = st[p.name]
+    if not t then error("mb.trainer.fit: resume: " .. dir .. "/model.safetensors has no tensor " .. p.name, 0) end
+    p.value:copy(t)
+  end
+  opt:load(dir .. "/optimizer.safetensors")
+  model:set_rng_state(from_hex(state.model_rng))
+  return state
+end
+
+-- ---- logging -----------------------------------------------------------------------------------
+
+local function make_logger(run)
+  if run == nil then return function() end, nil end
+  if type(run) == "function" then return run, nil end
+  local ok = (type(run) == "table" or type(run) == "userdata") and pcall(function() return run.log_metric end)
+  if not ok or not run.log_metric then
+    argerror("fit", 1, "field 'run' must be a results-store run or a function(event, t), got " .. type(run))
+  end
+  local function log(event, t)
+    if event == "log" then
+      run:log_metrics({ ["train/loss"] = t.loss, ["train/lr"] = t.lr, ["train/grad_norm"] = t.grad_norm },
+        { step = t.step, epoch = t.epoch, split = "train" })
+    elseif event == "eval" then
+      run:log_metrics({ ["eval/loss"] = t.loss, ["eval/accuracy"] = t.accuracy, ["eval/f1_weighted"] = t.f1_weighted },
+        { step = t.step, epoch = t.epoch, split = t.split })
+      if t.epoch_end then run:log_confusion(t.split, t.confusion, t.labels, { epoch = t.epoch }) end
+    elseif event == "predictions" then
+      run:log_predictions(t.split, t.rows)
+    end
+  end
+  return log, run
+end
+
+-- ---- fit -----------------------------------------------------------------------------------------
+
+local function opt_number(o, key, default, check)
+  local v = o[key]
+  if v == nil then return default end
+  if type(v) ~= "number" or (check and not check(v)) then
+    argerror("fit", 1, string.format("field '%s' is invalid (%s)", key, tostring(v)))
+  end
+  return v
+end
+
+local function opt_int(o, key, default, min)
+  local v = o[key]
+  if v == nil then return default end
+  if math.type(v) ~= "integer" or v < min then
+    argerror("fit", 1, string.format("field '%s' must be an integer >= %d, got %s", key, min, tostring(v)))
+  end
+  return v
+end
+
+--- Fine-tune (see the header for the options and the result).
+function M.fit(o)
+  if type(o) ~= "table" then argerror("fit", 1, "options table expected, got " .. type(o)) end
+  local D = M.defaults
+  local model, tok, train, evalset = o.model, o.tokenizer, o.train, o.eval
+  if type(model) ~= "userdata" or not pcall(function() return model.loss end) then
+    argerror("fit", 1, "field 'model' must be an mb.distilbert model, got " .. type(model))
+  end
+  if tok == nil then argerror("fit", 1, "field 'tokenizer' is required") end
+  if type(train) ~= "table" or type(train.batches) ~= "function" then
+    argerror("fit", 1, "field 'train' must be a split (mb.data), got " .. type(train))
+  end
+  if evalset == false then evalset = nil end
+  if evalset ~= nil and (type(evalset) ~= "table" or type(evalset.batches) ~= "function") then
+    argerror("fit", 1, "field 'eval' must be a split (mb.data), got " .. type(evalset))
+  end
+  local epochs = opt_int(o, "epochs", D.epochs, 1)
+  local bs = opt_int(o, "batch_size", D.batch_size, 1)
+  local lr = opt_number(o, "lr", D.lr, function(v) return v >= 0 and finite(v) end)
+  local wd = opt_number(o, "weight_decay", D.weight_decay, function(v) return v >= 0 end)
+  local warmup = opt_number(o, "warmup", D.warmup, function(v) return v >= 0 end)
+  local max_norm = o.max_grad_norm
+  if max_norm == nil then max_norm = D.max_grad_norm end
+  if max_norm ~= false and (type(max_norm) ~= "number" or max_norm < 0) then
+    argerror("fit", 1, "field 'max_grad_norm' must be a number >= 0 or false")
+  end
+  local seed = opt_int(o, "seed", D.seed, 0)
+  local bucket = o.bucket
+  if bucket == nil then bucket = D.bucket end
+  local log_every = opt_int(o, "log_every", D.log_every, 1)
+  local eval_every = o.eval_every or D.eval_every
+  if eval_every ~= "epoch" and (math.type(eval_every) ~= "integer" or eval_every < 1) then
+    argerror("fit", 1, "field 'eval_every' must be \"epoch\" or an integer >= 1")
+  end
+  local stop_after = o.stop_after_epoch
+  local eval_name = o.eval_split_name or "validation"
+  local log, store_run = make_logger(o.run)
+  local progress = new_progress(o.progress, o.progress_stream, log_every)
+  local labels = model:label_names()
+
+  local function plan(epoch)
+    return train:batches { tokenizer = tok, batch_size = bs, shuffle = true, seed = seed, epoch = epoch,
+                           bucket = bucket, max_length = o.max_length }
+  end
+  local steps_per_epoch = #plan(1)
+  local total = steps_per_epoch * epochs
+  local warmup_steps = warmup
+  if math.type(warmup) ~= "integer" then
+    if warmup >= 1 then argerror("fit", 1, "field 'warmup' must be an integer step count or a ratio < 1") end
+    warmup_steps = math.ceil(total * warmup)
+  end
+  local schedule = optim.schedule.linear { warmup_steps = warmup_steps, total_steps = total }
+  local opt <close> = optim.adamw(M.optimizer_params(model),
+    { lr = lr, weight_decay = wd, betas = o.betas, eps = o.eps, schedule = schedule })
+
+  local expect = { total_steps = total, batch_size = bs, seed = seed, epochs = epochs, train_hash = train:hash(),
+                   bucket = bucket }
+  local start_epoch, step, history = 0, 0, {}
+  local resume_dir = o.resume
+  if resume_dir == true then
+    resume_dir = latest_checkpoint(o.checkpoint_dir)
+    if not resume_dir then progress:line("[train] resume: no checkpoint in " .. tostring(o.checkpoint_dir) .. ", starting from scratch") end
+  elseif resume_dir ~= nil and resume_dir ~= false and type(resume_dir) ~= "string" then
+    argerror("fit", 1, "field 'resume' must be true or a checkpoint folder")
+  end
+  if resume_dir then
+    local state = load_checkpoint(resume_dir, model, opt, expect)
+    start_epoch, step, history = math.tointeger(state.epoch), math.tointeger(state.step), history_in(state.history)
+    progress:line(string.format("[train] resumed from %s (epoch %d, step %d)", resume_dir, start_epoch, step))
+  else
+    model:seed(seed) -- dropout draws, as the Trainer's set_seed before training
+  end
+
+  local t_start = now()
+  local train_seconds, train_tokens = 0, 0
+  local last_heartbeat = t_start
+  local stopped = false
+
+  local function evaluate(epoch_pos, epoch_end, epoch)
+    local rows_sink
+    if store_run and epoch_end and o.log_predictions ~= false then
+      rows_sink = function(rows) log("predictions", { split = eval_name, epoch = epoch, rows = rows }) end
+    elseif type(o.run) == "function" and epoch_end then
+      rows_sink = function(rows) log("predictions", { split = eval_name, epoch = epoch, rows = rows }) end
+    end
+    local m = eval_pass(model, evalset, { tokenizer = tok, batch_size = o.eval_batch_size or bs, bucket = bucket,
+                                          max_length = o.max_length,
+                                          on_tick = function(k, n) progress:eval_tick(k, n) end }, "fit", rows_sink)
+    log("eval", { step = step, epoch = epoch_pos, split = eval_name, loss = m.loss, accuracy = m.accuracy,
+                  f1_weighted = m.f1_weighted, confusion = m.confusion, labels = labels, epoch_end = epoch_end })
+    progress:line(string.format("[eval] epoch %g step %d %s loss %.4f accuracy %.4f f1_weighted %.4f",
+      epoch_pos, step, eval_name, m.loss, m.accuracy, m.f1_weighted))
+    return m
+  end
+
+  for epoch = start_epoch + 1, epochs do
+    local batches = plan(epoch)
+    local nb = #batches
+    local epoch_loss, win_loss, win_n = 0, 0, 0
+    local t_epoch = now()
+    for k = 1, nb do
+      local t0 = now()
+      local b = batches:get(k)
+      step = step + 1
+      local loss, norm, used_lr = M.step(model, opt, b, b.labels,
+        { max_grad_norm = max_norm, step = step, epoch = epoch, batch = k, batches = nb })
+      local ntok = b.attention_mask:sum()
+      local t1 = now()
+      train_seconds = train_seconds + (t1 - t0)
+      train_tokens = train_tokens + ntok
+      epoch_loss = epoch_loss + loss
+      win_loss, win_n = win_loss + loss, win_n + 1
+      local tps = train_seconds > 0 and train_tokens / train_seconds or 0
+      local per_step = (t1 - t_start) / math.max(1, step - start_epoch * steps_per_epoch)
+      progress:update { epoch = epoch, epochs = epochs, step = step, total = total, k = k, nbatches = nb, loss = loss,
+                        lr = used_lr, grad_norm = norm, tokens_per_s = tps, eta = per_step * (total - step) }
+      if step % log_every == 0 or k == nb then
+        log("log", { step = step, epoch = epoch - 1 + k / nb, loss = win_loss / win_n, lr = used_lr,
+                     grad_norm = norm, tokens_per_s = tps })
+        win_loss, win_n = 0, 0
+      end
+      if store_run and store_run.heartbeat and t1 - last_heartbeat >= HEARTBEAT_S then
+        store_run:heartbeat()
+        last_heartbeat = t1
+      end
+      if evalset and eval_every ~= "epoch" and step % eval_every == 0 and k < nb then
+        evaluate(epoch - 1 + k / nb, false, epoch)
+      end
+    end
+    progress:end_epoch()
+    local entry = { epoch = epoch, step = step, train_loss = epoch_loss / nb, seconds = now() - t_epoch }
+    if evalset then
+      local m = evaluate(epoch, true, epoch)
+      entry.eval_loss, entry.eval_accuracy, entry.eval_f1_weighted = m.loss, m.accuracy, m.f1_weighted
+    end
+    history[#history + 1] = entry
+    log("epoch", entry)
+    if o.checkpoint_dir then
+      local state = { epoch = epoch, step = step, model_rng = to_hex(model:rng_state()), history = history_out(history),
+                      data_order = { seed = seed, next_epoch = epoch + 1 } }
+      for k, v in pairs(expect) do state[k] = v end
+      local dir = save_checkpoint(o.checkpoint_dir, epoch, model, opt, state)
+      log("checkpoint", { epoch = epoch, step = step, path = dir })
+    end
+    if stop_after and epoch >= stop_after and epoch < epochs then
+      stopped = true
+      break
+    end
+  end
+
+  local seconds = now() - t_start
+  local result = { history = history, steps = step, seconds = seconds, stopped = stopped,
+                   train_tokens_per_s = train_seconds > 0 and train_tokens / train_seconds or 0 }
+  log("done", result)
+  return result
+end
+
+return M
