@@ -21,6 +21,7 @@ M.PRECISIONS = { "fp32", "tf32", "bf16" }
 M.DEFAULT_PRECISION = "tf32"
 
 function M.available() return core.available() end
+M.is_available = M.available -- the name moonbert.experiment.check_device looks for (as torch.cuda.is_available)
 function M.built() return core.built() end
 function M.unavailable_reason() return core.unavailable_reason() end
 function M.device_name() return core.device_name() end

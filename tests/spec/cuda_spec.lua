@@ -38,6 +38,9 @@ local function small_batch()
 end
 
 describe("mb.cuda without a GPU (the CPU fallback)", function()
+  -- the models and tensors made here go before the next spec file runs
+  -- (specs share one Lua state; some count live storages)
+  teardown(function() collectgarbage() collectgarbage() end)
   if GPU then
     pending("a GPU is present (" .. tostring(cuda.device_name()) .. "): the device specs below cover it")
     return
