@@ -247,8 +247,9 @@ static int cm_forward(lua_State *L) {
     return 1;
 }
 
-/* forward + loss on the device; pushes loss and logits. */
-static int do_loss(lua_State *L, cuda_model_box *b, int train) {
+/* forward + loss on the device; pushes loss and logits (nil when want_logits
+   is 0: a training step reads back the losses only). */
+static int do_loss(lua_State *L, cuda_model_box *b, int train, int want_logits) {
     dbatch bt;
     get_batch(L, 2, &bt);
     if (lua_isnoneornil(L, 3)) return luaL_argerror(L, 3, "labels expected (int32 tensor [B] or a list of ids)");
@@ -256,11 +257,13 @@ static int do_loss(lua_State *L, cuda_model_box *b, int train) {
     if (mb_tensor_numel(labels) != bt.B)
         return luaL_argerror(L, 3, lua_pushfstring(L, "%d labels expected for a batch of %d, got %d", bt.B, bt.B,
                                                    (int)mb_tensor_numel(labels)));
-    mb_tensor *logits = push_logits(L, b->cm, bt.B, num_labels(b));
+    mb_tensor *logits = NULL;
+    if (want_logits) logits = push_logits(L, b->cm, bt.B, num_labels(b));
+    else lua_pushnil(L);
     mb_error err;
     double loss;
     if (mb_cuda_model_forward(b->cm, mb_tensor_i32(bt.ids), bt.mask ? mb_tensor_i32(bt.mask) : NULL, bt.B, bt.T, train,
-                              mb_tensor_f32(logits), &err) != MB_OK ||
+                              logits ? mb_tensor_f32(logits) : NULL, &err) != MB_OK ||
         mb_cuda_model_loss(b->cm, mb_tensor_i32(labels), bt.B, &loss, NULL, &err) != MB_OK)
         return mb_lua_raise(L, &err);
     lua_pushnumber(L, loss);
@@ -270,7 +273,7 @@ static int do_loss(lua_State *L, cuda_model_box *b, int train) {
 
 static int cm_loss(lua_State *L) {
     cuda_model_box *b = check_cm(L, 1);
-    return do_loss(L, b, mb_lua_optfield_bool(L, 4, "train", 0));
+    return do_loss(L, b, mb_lua_optfield_bool(L, 4, "train", 0), 1);
 }
 
 static int cm_backward(lua_State *L) {
@@ -331,7 +334,7 @@ static int cm_train_step(lua_State *L) {
     if (mb_cuda_model_zero_grad(b->cm, &err) != MB_OK) return mb_lua_raise(L, &err);
     lua_settop(L, 3);
     int train = 1;
-    do_loss(L, b, train);
+    do_loss(L, b, train, 0);
     double loss = lua_tonumber(L, -2), gn;
     if (mb_cuda_model_backward(b->cm, &err) != MB_OK || mb_cuda_model_step(b->cm, &o, &gn, &err) != MB_OK)
         return mb_lua_raise(L, &err);
