@@ -1,6 +1,7 @@
 # moonbert: build, test, bench.
 #
 #   make            runtime library, Lua module build/lib/moonbert/core.so, build/bin/moonbert
+#                   (with the CUDA backend when nvcc is found; make CUDA=0 leaves it out)
 #   make deps       install the Debian packages (apt-get as root, sudo otherwise; no-op when present)
 #   make test       deps + build + C tests + busted specs; ends with "N passed, N failed"
 #   make sanitize   the same tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-san/)
@@ -35,10 +36,38 @@ CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-re
 LDFLAGS += -fsanitize=address,undefined
 endif
 
-RUNTIME_SRC  := $(sort $(wildcard runtime/*.c))
+# CUDA backend (docs/cuda.md): built wherever nvcc is found; CUDA=0 leaves it
+# out and links runtime/cuda_stub.c instead (every device call then reports
+# "built without CUDA"). runtime/cuda/gpu_*.c and *.cu need the toolkit;
+# runtime/cuda/*.c else is host-side logic built either way.
+NVCC    ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+ifneq ($(strip $(NVCC)),)
+CUDA    ?= 1
+else
+CUDA    ?= 0
+endif
+CUDA_HOME ?= $(abspath $(dir $(NVCC))..)
+NVCC_ARCH ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+             -gencode arch=compute_90,code=compute_90
+NVCCFLAGS ?= -O2 -std=c++17 -Xcompiler -fPIC $(NVCC_ARCH)
+CUDA_HOST_SRC := $(filter-out runtime/cuda/gpu_%.c,$(sort $(wildcard runtime/cuda/*.c)))
+ifeq ($(CUDA),1)
+ifeq ($(strip $(NVCC)),)
+$(error CUDA=1 but nvcc was not found: set NVCC=/path/to/nvcc, or build without the backend: make CUDA=0)
+endif
+CFLAGS  += -DMB_HAVE_CUDA=1 -I$(CUDA_HOME)/include
+LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+CUDA_SRC := $(CUDA_HOST_SRC) $(sort $(wildcard runtime/cuda/gpu_*.c))
+CUDA_CU  := $(sort $(wildcard runtime/cuda/*.cu))
+else
+CUDA_SRC := $(CUDA_HOST_SRC) runtime/cuda_stub.c
+CUDA_CU  :=
+endif
+
+RUNTIME_SRC  := $(filter-out runtime/cuda_stub.c,$(sort $(wildcard runtime/*.c))) $(CUDA_SRC)
 BINDINGS_SRC := $(sort $(wildcard bindings/*.c))
 CTEST_SRC    := $(sort $(wildcard tests/c/test_*.c))
-RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o)
+RUNTIME_OBJ  := $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o) $(CUDA_CU:%.cu=$(BUILD)/obj/%.o)
 BINDINGS_OBJ := $(BINDINGS_SRC:%.c=$(BUILD)/obj/%.o)
 CTEST_BIN    := $(CTEST_SRC:tests/c/%.c=$(BUILD)/tests/%)
 
@@ -56,6 +85,11 @@ deps:
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# Device code: no sanitizer flags (SAN=1 instruments the host C only).
+$(BUILD)/obj/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
 
 $(LIB): $(RUNTIME_OBJ)
 	@mkdir -p $(dir $@)
@@ -108,10 +142,11 @@ run: all
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
 fuzz: $(FUZZ_BIN)
-build-fuzz/%: fuzz/%.c $(RUNTIME_SRC)
+FUZZ_RUNTIME_SRC := $(filter-out runtime/cuda_stub.c runtime/cuda/gpu_%.c,$(RUNTIME_SRC)) runtime/cuda_stub.c
+build-fuzz/%: fuzz/%.c $(FUZZ_RUNTIME_SRC)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fopenmp $(PKG_CFLAGS) \
-	    -o $@ $< $(RUNTIME_SRC) $(PKG_LIBS) -lm -lpthread
+	    -o $@ $< $(FUZZ_RUNTIME_SRC) $(PKG_LIBS) -lm -lpthread
 FUZZ_SECONDS ?= 600
 fuzz-run: fuzz
 	@for f in $(FUZZ_BIN); do n=$$(basename $$f); mkdir -p build-fuzz/corpus/$$n; \

@@ -47,16 +47,33 @@ void mb_lua_pushtensor(lua_State *L, mb_tensor *t, const mb_error *err) {
     }
 }
 
-mb_tensor *mb_lua_testtensor(lua_State *L, int arg) {
-    tensor_box *b = luaL_testudata(L, arg, MB_TENSOR_MT);
-    return b ? b->t : NULL;
+/* Tensors whose storage is on a device (t:to("cuda")) hold device memory:
+   every CPU operation refuses them here, before anything reads the data. */
+static mb_tensor *on_cpu(lua_State *L, int arg, mb_tensor *t) {
+    if (t && t->storage->device != MB_CPU)
+        luaL_argerror(L, arg, "tensor is on cuda: CPU operations need a CPU tensor (use t:cpu())");
+    return t;
 }
 
-mb_tensor *mb_lua_checktensor(lua_State *L, int arg) {
+mb_tensor *mb_lua_testtensor(lua_State *L, int arg) {
+    tensor_box *b = luaL_testudata(L, arg, MB_TENSOR_MT);
+    return b ? on_cpu(L, arg, b->t) : NULL;
+}
+
+/* Any live tensor, on any device (metadata and device transfers only). */
+mb_tensor *mb_lua_checktensor_anydevice(lua_State *L, int arg);
+mb_tensor *mb_lua_checktensor_anydevice(lua_State *L, int arg) {
     tensor_box *b = luaL_checkudata(L, arg, MB_TENSOR_MT);
     if (!b->t) luaL_argerror(L, arg, "tensor is freed");
     return b->t;
 }
+
+mb_tensor *mb_lua_checktensor(lua_State *L, int arg) {
+    return on_cpu(L, arg, mb_lua_checktensor_anydevice(L, arg));
+}
+
+/* t:to("cuda") / t:to("cpu") (bindings/cuda.c): a copy on that device. */
+int mb_lua_tensor_to_device(lua_State *L, int arg, const char *device);
 
 mb_tensor *mb_lua_checktensor_as(lua_State *L, int arg, mb_dtype dtype, int ndim) {
     mb_tensor *t = mb_lua_checktensor(L, arg);
@@ -441,7 +458,7 @@ static int m_is_freed(lua_State *L) {
 }
 
 static int m_shape(lua_State *L) {
-    mb_tensor *t = mb_lua_checktensor(L, 1);
+    mb_tensor *t = mb_lua_checktensor_anydevice(L, 1);
     lua_createtable(L, t->ndim, 0);
     for (int i = 0; i < t->ndim; i++) {
         lua_pushinteger(L, t->shape[i]);
@@ -452,34 +469,34 @@ static int m_shape(lua_State *L) {
 
 /* size() = shape table; size(dim) = that dimension's size. */
 static int m_size(lua_State *L) {
-    mb_tensor *t = mb_lua_checktensor(L, 1);
+    mb_tensor *t = mb_lua_checktensor_anydevice(L, 1);
     if (lua_isnoneornil(L, 2)) return m_shape(L);
     lua_pushinteger(L, t->shape[check_dim(L, 2, t)]);
     return 1;
 }
 
 static int m_dtype(lua_State *L) {
-    lua_pushstring(L, mb_dtype_name(mb_lua_checktensor(L, 1)->dtype));
+    lua_pushstring(L, mb_dtype_name(mb_lua_checktensor_anydevice(L, 1)->dtype));
     return 1;
 }
 
 static int m_dim(lua_State *L) {
-    lua_pushinteger(L, mb_lua_checktensor(L, 1)->ndim);
+    lua_pushinteger(L, mb_lua_checktensor_anydevice(L, 1)->ndim);
     return 1;
 }
 
 static int m_numel(lua_State *L) {
-    lua_pushinteger(L, mb_tensor_numel(mb_lua_checktensor(L, 1)));
+    lua_pushinteger(L, mb_tensor_numel(mb_lua_checktensor_anydevice(L, 1)));
     return 1;
 }
 
 static int m_nbytes(lua_State *L) {
-    lua_pushinteger(L, (lua_Integer)mb_tensor_nbytes(mb_lua_checktensor(L, 1)));
+    lua_pushinteger(L, (lua_Integer)mb_tensor_nbytes(mb_lua_checktensor_anydevice(L, 1)));
     return 1;
 }
 
 static int m_is_contiguous(lua_State *L) {
-    lua_pushboolean(L, mb_tensor_is_contiguous(mb_lua_checktensor(L, 1)));
+    lua_pushboolean(L, mb_tensor_is_contiguous(mb_lua_checktensor_anydevice(L, 1)));
     return 1;
 }
 
@@ -638,10 +655,19 @@ static int m_int(lua_State *L) {
 }
 
 static int m_to(lua_State *L) {
+    const char *name = luaL_checkstring(L, 2);
+    if (strcmp(name, "cuda") == 0 || strcmp(name, "cpu") == 0) return mb_lua_tensor_to_device(L, 1, name);
     mb_tensor *t = mb_lua_checktensor(L, 1);
     mb_dtype dt = check_dtype_name(L, 2, luaL_checkstring(L, 2));
     mb_error err;
     push_error(L, mb_tensor_to_dtype(t, dt, &err), 2, &err);
+    return 1;
+}
+
+static int m_cpu(lua_State *L) { return mb_lua_tensor_to_device(L, 1, "cpu"); }
+
+static int m_device(lua_State *L) {
+    lua_pushstring(L, mb_lua_checktensor_anydevice(L, 1)->storage->device == MB_CPU ? "cpu" : "cuda");
     return 1;
 }
 
@@ -931,6 +957,12 @@ static int mm_tostring(lua_State *L) {
         return 1;
     }
     const mb_tensor *t = b->t;
+    if (t->storage->device != MB_CPU) { /* no peeking into device memory */
+        char sh[96];
+        lua_pushfstring(L, "tensor(<on cuda>, shape=%s, dtype=%s)", mb_shape_str(t->ndim, t->shape, sh, sizeof sh),
+                        mb_dtype_name(t->dtype));
+        return 1;
+    }
     luaL_Buffer B;
     luaL_buffinit(L, &B);
     fmt_state s = {t, mb_tensor_numel(t) > SUMMARY_MIN, 0, 0, 0, INFINITY, NULL};
@@ -974,6 +1006,8 @@ static const luaL_Reg tensor_methods[] = {
     {"float", m_float},
     {"int", m_int},
     {"to", m_to},
+    {"cpu", m_cpu},
+    {"device", m_device},
     {"fill", m_fill},
     {"copy", m_copy},
     {"add", m_add},

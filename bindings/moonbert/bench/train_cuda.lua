@@ -1,0 +1,84 @@
+-- moonbert bench train_cuda: the whole DistilBERT training step on the GPU.
+--
+-- Full-size config (dim 768, 6 layers, 12 heads, hidden 3072, vocab 30522,
+-- random init, 6 labels), batch 64 x length 64 (the PyTorch comparison of
+-- scripts/torch_gpu_bench.py uses the same shape). One step = zero_grad,
+-- forward (train mode, dropout), loss, backward, gradient-norm clipping and
+-- fused AdamW, all on the device: only the batch goes in and the loss and
+-- norm come out. Each precision (fp32, tf32, bf16) reports seconds per step,
+-- sequences and tokens per second, achieved TFLOP/s (the model's cost model)
+-- and the peak device memory moonbert allocated. --quick uses a tiny model.
+-- Without a GPU this benchmark fails with the reason (moonbert bench train is
+-- the CPU one).
+local M = { summary = "DistilBERT training step on the GPU per precision (needs CUDA)" }
+
+local function make_batch(mb, B, T, vocab)
+  local ids, mask, rng = {}, {}, mb.tensor.rand({ B }, { seed = 1 })
+  for b = 1, B do
+    local len = b == 1 and T or math.max(8, math.floor(8 + rng[b] * (T - 8)))
+    local row, mrow = {}, {}
+    for t = 1, T do
+      if t <= len then
+        row[t] = t == 1 and 101 or (t == len and 102 or (1000 + (b * 7919 + t * 104729) % (vocab - 1000)))
+        mrow[t] = 1
+      else
+        row[t], mrow[t] = 0, 0
+      end
+    end
+    ids[b], mask[b] = row, mrow
+  end
+  return { input_ids = mb.tensor.from(ids, { dtype = "int32" }),
+           attention_mask = mb.tensor.from(mask, { dtype = "int32" }) }
+end
+
+function M.run(opts)
+  opts = opts or {}
+  local mb = require "moonbert"
+  local cuda = mb.cuda
+  if not cuda.available() then
+    error("bench train_cuda: CUDA is not available: " .. cuda.unavailable_reason() ..
+          " (moonbert bench train measures the CPU)", 0)
+  end
+  local clock = require("moonbert.core").distilbert.wall_time
+  local cfg = { dim = 768, n_layers = 6, n_heads = 12, hidden_dim = 3072, vocab_size = 30522,
+                max_position_embeddings = 512 }
+  local B, T, steps, warmup = 64, 64, opts.steps or 20, 3
+  if opts.quick then
+    cfg = { dim = 64, n_layers = 2, n_heads = 4, hidden_dim = 128, vocab_size = 2000, max_position_embeddings = 64 }
+    B, T, steps, warmup = 8, 16, 3, 1
+  end
+  local batch = make_batch(mb, B, T, cfg.vocab_size)
+  local labels = {}
+  for b = 1, B do labels[b] = (b - 1) % 6 end
+  local adamw = { lr = 5e-5, weight_decay = 0.01, max_grad_norm = 1.0 }
+  local result = {
+    device = cuda.device_name(), batch = B, length = T, steps = steps,
+    config = { dim = cfg.dim, n_layers = cfg.n_layers, n_heads = cfg.n_heads, hidden_dim = cfg.hidden_dim,
+               vocab_size = cfg.vocab_size },
+  }
+  local precisions = opts.precision and { opts.precision } or cuda.PRECISIONS
+  for _, prec in ipairs(precisions) do
+    local model = mb.distilbert.new(cfg, { seed = 42, num_labels = 6 })
+    result.config.parameters = model:num_parameters()
+    local flops = model:flops(B, T, true, false)
+    collectgarbage()
+    cuda.reset_peak()
+    local cm = cuda.model(model, { precision = prec, seed = 1 })
+    local loss
+    for _ = 1, warmup do loss = cm:train_step(batch, labels, adamw) end
+    local t0 = clock()
+    for _ = 1, steps do loss = cm:train_step(batch, labels, adamw) end
+    local sec = (clock() - t0) / steps
+    local mem = cuda.memory()
+    result[prec] = {
+      seconds_per_step = sec, steps_per_s = 1 / sec, sequences_per_s = B / sec, tokens_per_s = B * T / sec,
+      tflop_per_s = flops / sec / 1e12, peak_device_mb = mem.peak / 1e6, model_device_mb = cm:bytes() / 1e6,
+      last_loss = loss,
+    }
+    cm:free()
+    model:free()
+  end
+  return result
+end
+
+return M
