@@ -19,7 +19,7 @@ SAN     ?= 0
 PKG_CONFIG ?= pkg-config
 
 DEB_PACKAGES := lua5.4 liblua5.4-dev lua-filesystem lua-busted libopenblas-dev libsqlite3-dev \
-                lua-dkjson pkg-config libutf8proc-dev libjansson-dev libreadline-dev sqlite3 valgrind chromium
+                lua-dkjson pkg-config libutf8proc-dev libjansson-dev libreadline-dev sqlite3 valgrind chromium wordnet-base
 
 PKGS    := openblas sqlite3 libutf8proc jansson
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags lua5.4 $(PKGS) 2>/dev/null)
