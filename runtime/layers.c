@@ -6,6 +6,7 @@
 #include <float.h>
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "parallel.h"
@@ -37,6 +38,33 @@ void embedding_backward(float *dwte, float *dwpe, const float *dout, const int32
         }
         if (dwpe) {
             float *g = dwpe + (bt % T) * C;
+            for (int c = 0; c < C; c++) g[c] += d[c];
+        }
+    }
+}
+
+void embedding_forward_rows(float *out, const int32_t *ids, const int32_t *pos, const float *wte, const float *wpe,
+                            int N, int C) {
+    long n = (long)N * C;
+#pragma omp parallel for num_threads(mb_threads()) if (n > MB_PAR_MIN) schedule(static)
+    for (long r = 0; r < N; r++) {
+        const float *we = wte + (long)ids[r] * C, *pe = wpe + (long)pos[r] * C;
+        float *o = out + r * C;
+        for (int c = 0; c < C; c++) o[c] = we[c] + pe[c];
+    }
+}
+
+void embedding_backward_rows(float *dwte, float *dwpe, const float *dout, const int32_t *ids, const int32_t *pos,
+                             int N, int C, int padding_idx) {
+    /* Serial over rows, as embedding_backward. */
+    for (long r = 0; r < N; r++) {
+        const float *d = dout + r * C;
+        if (ids[r] != padding_idx) {
+            float *g = dwte + (long)ids[r] * C;
+            for (int c = 0; c < C; c++) g[c] += d[c];
+        }
+        if (dwpe) {
+            float *g = dwpe + (long)pos[r] * C;
             for (int c = 0; c < C; c++) g[c] += d[c];
         }
     }
@@ -144,65 +172,76 @@ void linear_backward(float *dinp, float *dw, float *db, const float *dout, const
 
 long attention_scratch_floats(int T) { return 2L * T * T * mb_threads(); }
 
-void attention_forward(float *ctx, float *probs, const float *q, const float *k, const float *v,
-                       const int32_t *mask, const uint8_t *drop_mask, float p, int B, int T, int C, int NH,
-                       float *scratch) {
+/* Work of one head of one sequence, for the thread-count decision. */
+static long attention_work(const attn_seqs *s, int hs) {
+    long n = 0;
+    for (int b = 0; b < s->B; b++) n += (long)s->len[b] * s->len[b];
+    return n * hs / 16;
+}
+
+void attention_forward_seqs(float *ctx, float *probs, const float *q, const float *k, const float *v,
+                            const attn_seqs *s, const uint8_t *drop_mask, float p, int C, int NH, float *scratch) {
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     float keep_scale = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
-    long n = (long)B * NH * T * T * hs / 16;
+    long n = attention_work(s, hs) * NH;
+    /* One task per (sequence, head): each head's scores, softmax (scale,
+       key mask and max in one sweep, exp and sum in the next) and the
+       dropout of the probabilities stay in the thread's cache. */
 #pragma omp parallel for num_threads(mb_threads()) if (n > MB_PAR_MIN) schedule(dynamic, 1)
-    for (int bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, h = bh % NH;
-        const float *qh = q + (long)b * T * C + h * hs, *kh = k + (long)b * T * C + h * hs,
-                    *vh = v + (long)b * T * C + h * hs;
-        float *P = probs + (long)bh * T * T;
+    for (int bh = 0; bh < s->B * NH; bh++) {
+        int b = bh / NH, h = bh % NH, T = s->len[b];
+        long off = s->row[b] * C + h * hs, poff = s->prob[b] + (long)h * T * T;
+        float *P = probs + poff;
         /* scores[T,T] = q_h k_h^T / sqrt(hs) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, qh, C, kh, C, 0.0f, P, T);
-        const int32_t *mrow = mask + (long)b * T;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, scale, q + off, C, k + off, C, 0.0f, P, T);
+        const int32_t *mrow = s->key_mask ? s->key_mask + (long)b * s->mask_T : NULL;
         for (int i = 0; i < T; i++) {
             float *row = P + (long)i * T;
             float mx = -FLT_MAX;
-            for (int j = 0; j < T; j++) {
-                if (mrow[j] == 0) row[j] = -FLT_MAX;
-                if (row[j] > mx) mx = row[j];
+            if (mrow) {
+                for (int j = 0; j < T; j++) {
+                    if (mrow[j] == 0) row[j] = -FLT_MAX;
+                    mx = row[j] > mx ? row[j] : mx;
+                }
+            } else {
+                for (int j = 0; j < T; j++) mx = row[j] > mx ? row[j] : mx;
             }
-            float s = 0.0f;
+            float sum = 0.0f;
             for (int j = 0; j < T; j++) {
                 row[j] = expf(row[j] - mx);
-                s += row[j];
+                sum += row[j];
             }
-            float inv = 1.0f / s;
+            float inv = 1.0f / sum;
             for (int j = 0; j < T; j++) row[j] *= inv;
         }
         const float *Pd = P;
         if (p > 0.0f) {
-            float *S = scratch + (long)omp_get_thread_num() * 2 * T * T;
-            const uint8_t *dm = drop_mask + (long)bh * T * T;
+            float *S = scratch + (long)omp_get_thread_num() * 2 * s->max_len * s->max_len;
+            const uint8_t *dm = drop_mask + poff;
             for (long i = 0; i < (long)T * T; i++) S[i] = dm[i] ? P[i] * keep_scale : 0.0f;
             Pd = S;
         }
         /* ctx_h[T,hs] = P[T,T] v_h[T,hs] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, Pd, T, vh, C, 0.0f,
-                    ctx + (long)b * T * C + h * hs, C);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, Pd, T, v + off, C, 0.0f, ctx + off, C);
     }
 }
 
-void attention_backward(float *dq, float *dk, float *dv, const float *dctx, const float *probs,
-                        const float *q, const float *k, const float *v, const int32_t *mask,
-                        const uint8_t *drop_mask, float p, int B, int T, int C, int NH, float *scratch) {
+void attention_backward_seqs(float *dq, float *dk, float *dv, const float *dctx, const float *probs,
+                             const float *q, const float *k, const float *v, const attn_seqs *s,
+                             const uint8_t *drop_mask, float p, int C, int NH, float *scratch) {
     int hs = C / NH;
     float scale = 1.0f / sqrtf((float)hs);
     float keep_scale = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
-    long n = (long)B * NH * T * T * hs / 16;
+    long n = attention_work(s, hs) * NH;
 #pragma omp parallel for num_threads(mb_threads()) if (n > MB_PAR_MIN) schedule(dynamic, 1)
-    for (int bh = 0; bh < B * NH; bh++) {
-        int b = bh / NH, h = bh % NH;
-        long off = (long)b * T * C + h * hs;
-        const float *P = probs + (long)bh * T * T;
-        float *dP = scratch + (long)omp_get_thread_num() * 2 * T * T;
+    for (int bh = 0; bh < s->B * NH; bh++) {
+        int b = bh / NH, h = bh % NH, T = s->len[b];
+        long off = s->row[b] * C + h * hs, poff = s->prob[b] + (long)h * T * T;
+        const float *P = probs + poff;
+        float *dP = scratch + (long)omp_get_thread_num() * 2 * s->max_len * s->max_len;
         float *Pd = dP + (long)T * T;
-        const uint8_t *dm = p > 0.0f ? drop_mask + (long)bh * T * T : NULL;
+        const uint8_t *dm = p > 0.0f ? drop_mask + poff : NULL;
         const float *Pused = P;
         if (dm) {
             for (long i = 0; i < (long)T * T; i++) Pd[i] = dm[i] ? P[i] * keep_scale : 0.0f;
@@ -214,7 +253,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dctx, cons
         /* dPd[T,T] = dctx_h v_h^T */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hs, 1.0f, dctx + off, C, v + off, C, 0.0f, dP, T);
         /* through dropout and softmax; masked keys get no gradient (masked_fill) */
-        const int32_t *mrow = mask + (long)b * T;
+        const int32_t *mrow = s->key_mask ? s->key_mask + (long)b * s->mask_T : NULL;
         for (int i = 0; i < T; i++) {
             float *drow = dP + (long)i * T;
             const float *prow = P + (long)i * T;
@@ -224,12 +263,61 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dctx, cons
             }
             float dot = 0.0f;
             for (int j = 0; j < T; j++) dot += drow[j] * prow[j];
-            for (int j = 0; j < T; j++) drow[j] = mrow[j] ? prow[j] * (drow[j] - dot) : 0.0f;
+            if (mrow)
+                for (int j = 0; j < T; j++) drow[j] = mrow[j] ? prow[j] * (drow[j] - dot) : 0.0f;
+            else
+                for (int j = 0; j < T; j++) drow[j] = prow[j] * (drow[j] - dot);
         }
         /* dq_h = scale dS k_h ; dk_h = scale dS^T q_h */
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, scale, dP, T, k + off, C, 0.0f, dq + off, C);
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hs, T, scale, dP, T, q + off, C, 0.0f, dk + off, C);
     }
+}
+
+/* The padded-batch form: every sequence T long, keys masked. */
+typedef struct padded_seqs {
+    attn_seqs s;
+    int *len;
+    long *row;
+} padded_seqs;
+
+static int padded_seqs_init(padded_seqs *ps, const int32_t *mask, int B, int T, int NH) {
+    ps->len = malloc(sizeof(int) * (size_t)B);
+    ps->row = malloc(sizeof(long) * 2 * (size_t)B);
+    if (!ps->len || !ps->row) {
+        free(ps->len);
+        free(ps->row);
+        return 0;
+    }
+    long *prob = ps->row + B;
+    for (int b = 0; b < B; b++) {
+        ps->len[b] = T;
+        ps->row[b] = (long)b * T;
+        prob[b] = (long)b * NH * T * T;
+    }
+    ps->s = (attn_seqs){.B = B, .max_len = T, .len = ps->len, .row = ps->row, .prob = prob, .key_mask = mask,
+                        .mask_T = T};
+    return 1;
+}
+
+void attention_forward(float *ctx, float *probs, const float *q, const float *k, const float *v,
+                       const int32_t *mask, const uint8_t *drop_mask, float p, int B, int T, int C, int NH,
+                       float *scratch) {
+    padded_seqs ps;
+    if (!padded_seqs_init(&ps, mask, B, T, NH)) return;
+    attention_forward_seqs(ctx, probs, q, k, v, &ps.s, drop_mask, p, C, NH, scratch);
+    free(ps.len);
+    free(ps.row);
+}
+
+void attention_backward(float *dq, float *dk, float *dv, const float *dctx, const float *probs,
+                        const float *q, const float *k, const float *v, const int32_t *mask,
+                        const uint8_t *drop_mask, float p, int B, int T, int C, int NH, float *scratch) {
+    padded_seqs ps;
+    if (!padded_seqs_init(&ps, mask, B, T, NH)) return;
+    attention_backward_seqs(dq, dk, dv, dctx, probs, q, k, v, &ps.s, drop_mask, p, C, NH, scratch);
+    free(ps.len);
+    free(ps.row);
 }
 
 /* ---- activations -------------------------------------------------------- */
