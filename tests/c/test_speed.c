@@ -6,11 +6,13 @@
  * loss, logits, [CLS] features and gradients, at 1 and at 2 threads; a batch
  * that is not right-padded (left padding, holes) falls back to the padded
  * path. Reference: the padded path, itself checked against PyTorch fixtures
- * and finite differences in test_distilbert.c.
+ * and finite differences in test_distilbert.c. The vectorised GELU is checked
+ * against the exact erf form in double precision.
  */
 #include <stdint.h>
 
 #include "../../runtime/distilbert.h"
+#include "../../runtime/layers.h"
 #include "../../runtime/parallel.h"
 #include "harness.h"
 
@@ -113,7 +115,40 @@ TEST(packed_matches_padded_2_threads) { compare_paths(RIGHT, 2); }
 TEST(unpackable_mask_falls_back_1_thread) { compare_paths(OTHER, 1); }
 TEST(unpackable_mask_falls_back_2_threads) { compare_paths(OTHER, 2); }
 
+/* GELU and its derivative against x/2 (1 + erf(x/sqrt 2)) in double, on a
+   grid over [-12, 12] (both signs, the tails, near 0) and at NaN. */
+TEST(gelu_matches_exact_erf) {
+    enum { n = 240001 };
+    float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float)), *d = malloc(n * sizeof(float)),
+          *one = malloc(n * sizeof(float));
+    for (int i = 0; i < n; i++) {
+        x[i] = -12.0f + 24.0f * (float)i / (n - 1);
+        one[i] = 1.0f;
+    }
+    gelu_forward(y, x, n);
+    gelu_backward(d, x, one, n);
+    double worst_y = 0, worst_d = 0;
+    for (int i = 0; i < n; i++) {
+        double v = x[i], cdf = 0.5 * (1.0 + erf(v / sqrt(2.0)));
+        double ry = v * cdf, rd = cdf + v * exp(-0.5 * v * v) / sqrt(2.0 * M_PI);
+        worst_y = fmax(worst_y, fabs(y[i] - ry) / fmax(fabs(v), 1.0));
+        worst_d = fmax(worst_d, fabs(d[i] - rd));
+    }
+    printf("gelu: worst error %.3g (relative to max(|x|,1)), derivative worst abs error %.3g\n", worst_y, worst_d);
+    CHECK(worst_y <= 1e-6, "gelu error %.3g", worst_y);
+    CHECK(worst_d <= 2e-6, "gelu derivative error %.3g", worst_d);
+    x[0] = NAN;
+    gelu_forward(y, x, 1);
+    gelu_backward(d, x, one, 1);
+    CHECK(isnan(y[0]) && isnan(d[0]), "NaN propagates: %g %g", y[0], d[0]);
+    free(x);
+    free(y);
+    free(d);
+    free(one);
+}
+
 int main(void) {
+    RUN(gelu_matches_exact_erf);
     RUN(packed_matches_padded_1_thread);
     RUN(packed_matches_padded_2_threads);
     RUN(unpackable_mask_falls_back_1_thread);
