@@ -82,6 +82,7 @@ typedef struct enc_acts {
     float *d_res, *d_tmp;        /* [B,T,D] residual-stream gradients */
     float *dq, *dk, *dv, *dctx;  /* [B,T,D] */
     float *dffn;                 /* [B,T,F] */
+    float *recompute;            /* [B,T,D] ctx, then the layer input, recomputed in backward */
     float *scratch;              /* attention scratch */
     long scratch_floats;         /* its size (depends on the thread count) */
 } enc_acts;
@@ -534,11 +535,14 @@ static void layout_enc(const mb_distilbert_config *c, enc_acts *a, int B, int T,
     a->emb_out = take(fb, BTD);
     a->emb_drop = train ? take(ub, BT * D) : NULL;
     a->ffn_g = take(fb, BTF);
-    float *out_pingpong[2] = {NULL, NULL};
-    if (!keep) {
-        out_pingpong[0] = take(fb, BTD);
-        out_pingpong[1] = take(fb, BTD);
-    }
+    /* Layer outputs, and (keep) ctx and sa, are not kept per layer: backward
+       recomputes them (LayerNorm from its kept input and statistics, ctx from
+       the kept probabilities and v), bit for bit. That is 3 of 12 [N,D]-sized
+       buffers per layer; dq, dctx and dffn share buffers free at their time. */
+    float *out_pingpong[2], *shared = NULL;
+    out_pingpong[0] = take(fb, BTD);
+    out_pingpong[1] = take(fb, BTD);
+    if (keep) shared = take(fb, BTD); /* forward: ctx, then sa; backward: sa, then dctx */
     for (int l = 0; l < c->n_layers; l++) {
         layer_acts *la = &a->layer[l];
         if (!keep && l > 0) {
@@ -550,29 +554,30 @@ static void layout_enc(const mb_distilbert_config *c, enc_acts *a, int B, int T,
         la->k = take(fb, BTD);
         la->v = take(fb, BTD);
         la->probs = take(fb, probs_bytes);
-        la->ctx = take(fb, BTD);
+        la->ctx = keep ? shared : take(fb, BTD);
         la->h1 = take(fb, BTD);
         la->ln1_mean = take(fb, BTs);
         la->ln1_rstd = take(fb, BTs);
-        la->sa = take(fb, BTD);
+        la->sa = keep ? shared : take(fb, BTD);
         la->ffn_h = take(fb, BTF);
         la->h2 = take(fb, BTD);
         la->ln2_mean = take(fb, BTs);
         la->ln2_rstd = take(fb, BTs);
-        la->out = keep ? take(fb, BTD) : out_pingpong[0];
+        la->out = out_pingpong[l % 2];
         la->attn_drop = train ? take(ub, BHTT) : NULL;
         la->ffn_drop = train ? take(ub, BT * D) : NULL;
     }
     if (keep) {
         a->d_res = take(fb, BTD);
         a->d_tmp = take(fb, BTD);
-        a->dq = take(fb, BTD);
+        a->dq = a->d_tmp; /* d_tmp is free from LN1 backward to the next LN2 backward */
         a->dk = take(fb, BTD);
         a->dv = take(fb, BTD);
-        a->dctx = take(fb, BTD);
-        a->dffn = take(fb, BTF);
+        a->dctx = shared;
+        a->dffn = a->ffn_g; /* lin2's weight gradient is taken before its input gradient */
+        a->recompute = out_pingpong[c->n_layers % 2]; /* not the final output */
     } else {
-        a->d_res = a->d_tmp = a->dq = a->dk = a->dv = a->dctx = a->dffn = NULL;
+        a->d_res = a->d_tmp = a->dq = a->dk = a->dv = a->dctx = a->dffn = a->recompute = NULL;
     }
     a->scratch_floats = attention_scratch_floats(T); /* T bounds every len[b] */
     a->scratch = take(fb, (size_t)a->scratch_floats * 4);
@@ -863,9 +868,9 @@ static mb_status report_nonfinite(mb_distilbert *m, double loss, mb_error *err) 
     size_t BTD = a ? (size_t)a->N * m->cfg.dim : 0;
     if (a && first_nonfinite(a->emb_out, BTD, &at))
         return mb_fail(err, MB_ERR_NUMERIC, "loss is %s: the embeddings output is not finite", what);
-    if (a && a->keep)
+    if (a && a->keep) /* out = LN2(h2): finite exactly where h2 is (outputs are not kept) */
         for (int l = 0; l < m->cfg.n_layers; l++)
-            if (first_nonfinite(a->layer[l].out, BTD, &at))
+            if (first_nonfinite(a->layer[l].h2, BTD, &at))
                 return mb_fail(err, MB_ERR_NUMERIC, "loss is %s: the output of distilbert.transformer.layer.%d is "
                                "not finite", what, l);
     if (first_nonfinite(m->head.logits, (size_t)m->fwd_B * m->cfg.num_labels, &at))
@@ -964,7 +969,6 @@ mb_status mb_distilbert_backward(mb_distilbert *m, mb_error *err) {
         const layer_views *w = &m->p.layer[l];
         layer_views *g = &m->g.layer[l];
         layer_acts *la = &a->layer[l];
-        const float *x = l == 0 ? a->emb_out : a->layer[l - 1].out;
         /* out = LN2(h2): d_tmp = d h2 */
         layernorm_backward(a->d_tmp, g->out_ln_w, g->out_ln_b, a->d_res, la->h2, w->out_ln_w, la->ln2_mean,
                            la->ln2_rstd, N, D);
@@ -975,17 +979,28 @@ mb_status mb_distilbert_backward(mb_distilbert *m, mb_error *err) {
             d_ffn_out = a->d_res;
         }
         act_forward(m, a->ffn_g, la->ffn_h, (long)N * F); /* recomputed, not kept */
-        linear_backward(a->dffn, g->ff2_w, g->ff2_b, d_ffn_out, a->ffn_g, w->ff2_w, N, F, D, 0);
+        linear_backward(NULL, g->ff2_w, g->ff2_b, d_ffn_out, a->ffn_g, w->ff2_w, N, F, D, 0);
+        linear_backward(a->dffn, NULL, NULL, d_ffn_out, NULL, w->ff2_w, N, F, D, 0); /* over ffn_g */
         if (c->activation == MB_ACT_RELU) relu_backward(a->dffn, la->ffn_h, a->dffn, (long)N * F);
         else gelu_backward(a->dffn, la->ffn_h, a->dffn, (long)N * F);
+        layernorm_recompute(la->sa, la->h1, la->ln1_mean, la->ln1_rstd, w->sa_ln_w, w->sa_ln_b, N, D);
         linear_backward(a->d_tmp, g->ff1_w, g->ff1_b, a->dffn, la->sa, w->ff1_w, N, D, F, 1); /* d sa */
         /* sa = LN1(h1): d_res = d h1 */
         layernorm_backward(a->d_res, g->sa_ln_w, g->sa_ln_b, a->d_tmp, la->h1, w->sa_ln_w, la->ln1_mean,
                            la->ln1_rstd, N, D);
         /* h1 = x + out_lin(attention(q(x), k(x), v(x))): d_res accumulates d x */
-        linear_backward(a->dctx, g->o_w, g->o_b, a->d_res, la->ctx, w->o_w, N, D, D, 0);
+        attention_context_seqs(a->recompute, la->probs, la->v, &seqs, la->attn_drop, p_attn, D, H, a->scratch);
+        linear_backward(a->dctx, g->o_w, g->o_b, a->d_res, a->recompute, w->o_w, N, D, D, 0);
         attention_backward_seqs(a->dq, a->dk, a->dv, a->dctx, la->probs, la->q, la->k, la->v, &seqs, la->attn_drop,
                                 p_attn, D, H, a->scratch);
+        /* the layer input: the embeddings, or the previous layer's output again */
+        const float *x = a->emb_out;
+        if (l > 0) {
+            const layer_acts *pa = &a->layer[l - 1];
+            const layer_views *pw = &m->p.layer[l - 1];
+            layernorm_recompute(a->recompute, pa->h2, pa->ln2_mean, pa->ln2_rstd, pw->out_ln_w, pw->out_ln_b, N, D);
+            x = a->recompute;
+        }
         linear_backward(a->d_res, g->q_w, g->q_b, a->dq, x, w->q_w, N, D, D, 1);
         linear_backward(a->d_res, g->k_w, g->k_b, a->dk, x, w->k_w, N, D, D, 1);
         linear_backward(a->d_res, g->v_w, g->v_b, a->dv, x, w->v_w, N, D, D, 1);

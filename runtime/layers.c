@@ -72,6 +72,11 @@ void embedding_backward_rows(float *dwte, float *dwpe, const float *dout, const 
 
 /* ---- LayerNorm ---------------------------------------------------------- */
 
+/* The one expression both LayerNorm forwards use: recomputation is bit-exact. */
+static inline void normalize_row(float *o, const float *x, float mf, float r, const float *w, const float *b, int C) {
+    for (int c = 0; c < C; c++) o[c] = (x[c] - mf) * r * w[c] + b[c];
+}
+
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                        int N, int C, float eps) {
     long n = (long)N * C;
@@ -87,11 +92,17 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
         }
         float r = (float)(1.0 / sqrt(v / C + eps));
         float mf = (float)m;
-        float *o = out + (long)i * C;
-        for (int c = 0; c < C; c++) o[c] = (x[c] - mf) * r * w[c] + b[c];
+        normalize_row(out + (long)i * C, x, mf, r, w, b, C);
         mean[i] = mf;
         rstd[i] = r;
     }
+}
+
+void layernorm_recompute(float *out, const float *inp, const float *mean, const float *rstd, const float *w,
+                         const float *b, int N, int C) {
+    long n = (long)N * C;
+#pragma omp parallel for num_threads(mb_threads()) if (n > MB_PAR_MIN) schedule(static)
+    for (int i = 0; i < N; i++) normalize_row(out + (long)i * C, inp + (long)i * C, mean[i], rstd[i], w, b, C);
 }
 
 void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
@@ -179,6 +190,18 @@ static long attention_work(const attn_seqs *s, int hs) {
     return n * hs / 16;
 }
 
+/* ctx_h[T,hs] = dropout(P)[T,T] v_h[T,hs] for one head (rows strided by C);
+   S: T*T floats of scratch for the dropped probabilities. */
+static void head_context(float *ctx, const float *P, const float *v, const uint8_t *dm, float keep_scale, int T,
+                         int hs, int C, float *S) {
+    const float *Pd = P;
+    if (dm) {
+        for (long i = 0; i < (long)T * T; i++) S[i] = dm[i] ? P[i] * keep_scale : 0.0f;
+        Pd = S;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, Pd, T, v, C, 0.0f, ctx, C);
+}
+
 void attention_forward_seqs(float *ctx, float *probs, const float *q, const float *k, const float *v,
                             const attn_seqs *s, const uint8_t *drop_mask, float p, int C, int NH, float *scratch) {
     int hs = C / NH;
@@ -215,15 +238,22 @@ void attention_forward_seqs(float *ctx, float *probs, const float *q, const floa
             float inv = 1.0f / sum;
             for (int j = 0; j < T; j++) row[j] *= inv;
         }
-        const float *Pd = P;
-        if (p > 0.0f) {
-            float *S = scratch + (long)omp_get_thread_num() * 2 * s->max_len * s->max_len;
-            const uint8_t *dm = drop_mask + poff;
-            for (long i = 0; i < (long)T * T; i++) S[i] = dm[i] ? P[i] * keep_scale : 0.0f;
-            Pd = S;
-        }
-        /* ctx_h[T,hs] = P[T,T] v_h[T,hs] */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hs, T, 1.0f, Pd, T, v + off, C, 0.0f, ctx + off, C);
+        head_context(ctx + off, P, v + off, p > 0.0f ? drop_mask + poff : NULL, keep_scale, T, hs, C,
+                     scratch + (long)omp_get_thread_num() * 2 * s->max_len * s->max_len);
+    }
+}
+
+void attention_context_seqs(float *ctx, const float *probs, const float *v, const attn_seqs *s,
+                            const uint8_t *drop_mask, float p, int C, int NH, float *scratch) {
+    int hs = C / NH;
+    float keep_scale = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
+    long n = attention_work(s, hs) * NH;
+#pragma omp parallel for num_threads(mb_threads()) if (n > MB_PAR_MIN) schedule(dynamic, 1)
+    for (int bh = 0; bh < s->B * NH; bh++) {
+        int b = bh / NH, h = bh % NH, T = s->len[b];
+        long off = s->row[b] * C + h * hs, poff = s->prob[b] + (long)h * T * T;
+        head_context(ctx + off, probs + poff, v + off, p > 0.0f ? drop_mask + poff : NULL, keep_scale, T, hs, C,
+                     scratch + (long)omp_get_thread_num() * 2 * s->max_len * s->max_len);
     }
 }
 

@@ -38,6 +38,10 @@ void embedding_backward_rows(float *dwte, float *dwpe, const float *dout, const 
 /* out[N,C] = (inp - mean) * rstd * w + b per row; mean[N], rstd[N] kept for backward. */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                        int N, int C, float eps);
+/* out = the forward's output again from its input and kept mean/rstd,
+   bit for bit (activations recomputed in backward instead of kept). */
+void layernorm_recompute(float *out, const float *inp, const float *mean, const float *rstd, const float *w,
+                         const float *b, int N, int C);
 /* dinp[N,C] = (written); dw[C], db[C] += */
 void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                         const float *mean, const float *rstd, int N, int C);
@@ -82,6 +86,9 @@ typedef struct attn_seqs {
 } attn_seqs;
 void attention_forward_seqs(float *ctx, float *probs, const float *q, const float *k, const float *v,
                             const attn_seqs *s, const uint8_t *drop_mask, float p, int C, int NH, float *scratch);
+/* ctx = dropout(probs) v again (the forward's second product, bit for bit). */
+void attention_context_seqs(float *ctx, const float *probs, const float *v, const attn_seqs *s,
+                            const uint8_t *drop_mask, float p, int C, int NH, float *scratch);
 void attention_backward_seqs(float *dq, float *dk, float *dv, const float *dctx, const float *probs,
                              const float *q, const float *k, const float *v, const attn_seqs *s,
                              const uint8_t *drop_mask, float p, int C, int NH, float *scratch);
