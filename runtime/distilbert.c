@@ -65,6 +65,7 @@ typedef struct enc_acts {
        Otherwise N = B*T (padded rows computed, keys masked, as PyTorch).
        Every [B,T,*] buffer below holds N rows. */
     int packed, N;
+    int ckpt;                    /* keep only layer inputs/outputs, recompute the rest (kept_bytes) */
     int *len;                    /* [B] */
     long *row, *prob;            /* [B] first row, first attention probability */
     size_t cap_seq;
@@ -550,6 +551,13 @@ static void layout_enc(const mb_distilbert_config *c, enc_acts *a, int B, int T,
             la->out = out_pingpong[l % 2];
             continue;
         }
+        if (a->ckpt && l > 0) { /* one set of buffers; per layer only its output and masks */
+            *la = a->layer[0];
+            la->out = take(fb, BTD);
+            la->attn_drop = train ? take(ub, BHTT) : NULL;
+            la->ffn_drop = train ? take(ub, BT * D) : NULL;
+            continue;
+        }
         la->q = take(fb, BTD);
         la->k = take(fb, BTD);
         la->v = take(fb, BTD);
@@ -563,7 +571,7 @@ static void layout_enc(const mb_distilbert_config *c, enc_acts *a, int B, int T,
         la->h2 = take(fb, BTD);
         la->ln2_mean = take(fb, BTs);
         la->ln2_rstd = take(fb, BTs);
-        la->out = out_pingpong[l % 2];
+        la->out = a->ckpt ? take(fb, BTD) : out_pingpong[l % 2];
         la->attn_drop = train ? take(ub, BHTT) : NULL;
         la->ffn_drop = train ? take(ub, BT * D) : NULL;
     }
@@ -621,6 +629,23 @@ static mb_status plan_rows(const mb_distilbert_config *c, enc_acts *a, const int
     a->N = (int)N;
     a->n_probs = np;
     return MB_OK;
+}
+
+/* Bytes of activations a training forward keeps for all layers (plan_rows done). */
+static double kept_bytes(const mb_distilbert_config *c, const enc_acts *a) {
+    double per_layer = (5.0 * c->dim + c->hidden_dim) * a->N + (double)a->n_probs;
+    return 4.0 * c->n_layers * per_layer;
+}
+
+/* Above this many bytes of kept activations a training forward keeps only
+   each layer's input and recomputes the layer in backward (one more forward:
+   +1/3 of the step's flops, on the few longest batches). MOONBERT_ACTIVATION_MB
+   sets it (default 320 MB: a full-size batch-64 fine-tune step stays under
+   1.5 GB with AdamW; 0 checkpoints always). */
+static double activation_budget(void) {
+    const char *e = getenv("MOONBERT_ACTIVATION_MB");
+    double mb = e && *e ? atof(e) : 320.0;
+    return mb * 1e6;
 }
 
 /* Make a's blocks big enough for B x T (growing only) and lay them out. */
@@ -723,6 +748,54 @@ static void act_forward(const mb_distilbert *m, float *out, const float *inp, lo
     else gelu_forward(out, inp, n);
 }
 
+/* One transformer block on x [N,D] into a->layer[l] (its buffers may be
+   shared, see layout_enc). draw: draw the dropout masks (forward) or reuse
+   the kept ones (recomputation in backward). attn_out: NULL or [B,H,T,T]
+   for output_attentions (padded path only). */
+static void layer_forward(mb_distilbert *m, enc_acts *a, int l, const float *x, const attn_seqs *seqs, float p_attn,
+                          float p_ffn, int draw, float *attn_out) {
+    const mb_distilbert_config *c = &m->cfg;
+    const int B = a->B, T = a->T, D = c->dim, F = c->hidden_dim, H = c->n_heads, N = a->N;
+    const long BTD = (long)B * T * D;
+    const layer_views *w = &m->p.layer[l];
+    layer_acts *la = &a->layer[l];
+    /* x = LN(x + out_lin(attention(q, k, v))) */
+    linear_forward(la->q, x, w->q_w, w->q_b, N, D, D);
+    linear_forward(la->k, x, w->k_w, w->k_b, N, D, D);
+    linear_forward(la->v, x, w->v_w, w->v_b, N, D, D);
+    if (p_attn > 0.0f && draw) {
+        dropout_mask(la->attn_drop, (long)B * H * T * T, p_attn, &m->rng);
+        compact_probs(a, la->attn_drop, B, T, H);
+    }
+    attention_forward_seqs(la->ctx, la->probs, la->q, la->k, la->v, seqs, la->attn_drop, p_attn, D, H, a->scratch);
+    if (attn_out) {
+        long n = (long)B * H * T * T;
+        if (p_attn > 0.0f) dropout_apply(attn_out, la->probs, la->attn_drop, p_attn, n);
+        else memcpy(attn_out, la->probs, n * sizeof(float));
+    }
+    /* biases, dropout and residuals are added in the LayerNorm's sweep and
+       the GELU's (bias_gelu_forward, add_layernorm_forward), not by
+       separate passes over memory */
+    linear_forward(la->h1, la->ctx, w->o_w, NULL, N, D, D);
+    add_layernorm_forward(la->h1, la->sa, la->ln1_mean, la->ln1_rstd, x, w->o_b, NULL, 0.0f, w->sa_ln_w,
+                          w->sa_ln_b, N, D, LN_EPS);
+    /* x = LN(sa + dropout(lin2(act(lin1(sa))))) */
+    if (c->activation == MB_ACT_GELU) {
+        linear_forward(la->ffn_h, la->sa, w->ff1_w, NULL, N, D, F);
+        bias_gelu_forward(la->ffn_h, a->ffn_g, w->ff1_b, N, F);
+    } else {
+        linear_forward(la->ffn_h, la->sa, w->ff1_w, w->ff1_b, N, D, F);
+        act_forward(m, a->ffn_g, la->ffn_h, (long)N * F);
+    }
+    linear_forward(la->h2, a->ffn_g, w->ff2_w, NULL, N, F, D);
+    if (p_ffn > 0.0f && draw) {
+        dropout_mask(la->ffn_drop, BTD, p_ffn, &m->rng);
+        compact_rows(a, la->ffn_drop, B, T, D);
+    }
+    add_layernorm_forward(la->h2, la->out, la->ln2_mean, la->ln2_rstd, la->sa, w->ff2_b,
+                          p_ffn > 0.0f ? la->ffn_drop : NULL, p_ffn, w->out_ln_w, w->out_ln_b, N, D, LN_EPS);
+}
+
 mb_status mb_distilbert_forward(mb_distilbert *m, const int32_t *ids, const int32_t *mask, int B, int T,
                                 const mb_forward_opts *opts, mb_error *err) {
     mb_forward_opts none = {0};
@@ -738,10 +811,11 @@ mb_status mb_distilbert_forward(mb_distilbert *m, const int32_t *ids, const int3
        (keep) and [CLS] features; a plain forward returns every row. */
     int pack = (opts->keep || opts->encoder_only) && !opts->hidden_states && !opts->attentions;
     if (plan_rows(c, a, mask, B, T, pack, err) != MB_OK) return err ? err->code : MB_ERR_NOMEM;
+    a->ckpt = a->keep && kept_bytes(c, a) > activation_budget();
     if (prepare_enc(c, a, B, T, opts->train, err) != MB_OK) return err ? err->code : MB_ERR_NOMEM;
     if (!opts->encoder_only && prepare_head(m, B, err) != MB_OK) return err ? err->code : MB_ERR_NOMEM;
     m->last = a;
-    const int D = c->dim, F = c->hidden_dim, H = c->n_heads, BT = B * T, N = a->N;
+    const int D = c->dim, BT = B * T, N = a->N;
     const long BTD = (long)BT * D, ND = (long)N * D;
     const int train = opts->train;
     for (int b = 0; b < B; b++)
@@ -767,39 +841,9 @@ mb_status mb_distilbert_forward(mb_distilbert *m, const int32_t *ids, const int3
     const float *x = a->emb_out;
     float p_attn = train ? c->attention_dropout : 0.0f, p_ffn = train ? c->dropout : 0.0f;
     for (int l = 0; l < c->n_layers; l++) {
-        const layer_views *w = &m->p.layer[l];
-        layer_acts *la = &a->layer[l];
-        /* x = LN(x + out_lin(attention(q, k, v))) */
-        linear_forward(la->q, x, w->q_w, w->q_b, N, D, D);
-        linear_forward(la->k, x, w->k_w, w->k_b, N, D, D);
-        linear_forward(la->v, x, w->v_w, w->v_b, N, D, D);
-        if (p_attn > 0.0f) {
-            dropout_mask(la->attn_drop, (long)B * H * T * T, p_attn, &m->rng);
-            compact_probs(a, la->attn_drop, B, T, H);
-        }
-        attention_forward_seqs(la->ctx, la->probs, la->q, la->k, la->v, &seqs, la->attn_drop, p_attn, D, H,
-                               a->scratch);
-        if (opts->attentions) {
-            long n = (long)B * H * T * T;
-            if (p_attn > 0.0f) dropout_apply(opts->attentions[l], la->probs, la->attn_drop, p_attn, n);
-            else memcpy(opts->attentions[l], la->probs, n * sizeof(float));
-        }
-        linear_forward(la->h1, la->ctx, w->o_w, w->o_b, N, D, D);
-        residual_add(la->h1, x, ND);
-        layernorm_forward(la->sa, la->ln1_mean, la->ln1_rstd, la->h1, w->sa_ln_w, w->sa_ln_b, N, D, LN_EPS);
-        /* x = LN(sa + dropout(lin2(act(lin1(sa))))) */
-        linear_forward(la->ffn_h, la->sa, w->ff1_w, w->ff1_b, N, D, F);
-        act_forward(m, a->ffn_g, la->ffn_h, (long)N * F);
-        linear_forward(la->h2, a->ffn_g, w->ff2_w, w->ff2_b, N, F, D);
-        if (p_ffn > 0.0f) {
-            dropout_mask(la->ffn_drop, BTD, p_ffn, &m->rng);
-            compact_rows(a, la->ffn_drop, B, T, D);
-            dropout_apply(la->h2, la->h2, la->ffn_drop, p_ffn, ND);
-        }
-        residual_add(la->h2, la->sa, ND);
-        layernorm_forward(la->out, la->ln2_mean, la->ln2_rstd, la->h2, w->out_ln_w, w->out_ln_b, N, D, LN_EPS);
-        if (opts->hidden_states) memcpy(opts->hidden_states[l + 1], la->out, BTD * sizeof(float));
-        x = la->out;
+        layer_forward(m, a, l, x, &seqs, p_attn, p_ffn, 1, opts->attentions ? opts->attentions[l] : NULL);
+        if (opts->hidden_states) memcpy(opts->hidden_states[l + 1], a->layer[l].out, BTD * sizeof(float));
+        x = a->layer[l].out;
     }
     if (a->packed) {
         /* the [B,T,D] view callers expect; padded rows were not computed */
@@ -870,7 +914,7 @@ static mb_status report_nonfinite(mb_distilbert *m, double loss, mb_error *err) 
         return mb_fail(err, MB_ERR_NUMERIC, "loss is %s: the embeddings output is not finite", what);
     if (a && a->keep) /* out = LN2(h2): finite exactly where h2 is (outputs are not kept) */
         for (int l = 0; l < m->cfg.n_layers; l++)
-            if (first_nonfinite(a->layer[l].h2, BTD, &at))
+            if (first_nonfinite(a->ckpt ? a->layer[l].out : a->layer[l].h2, BTD, &at))
                 return mb_fail(err, MB_ERR_NUMERIC, "loss is %s: the output of distilbert.transformer.layer.%d is "
                                "not finite", what, l);
     if (first_nonfinite(m->head.logits, (size_t)m->fwd_B * m->cfg.num_labels, &at))
@@ -969,6 +1013,8 @@ mb_status mb_distilbert_backward(mb_distilbert *m, mb_error *err) {
         const layer_views *w = &m->p.layer[l];
         layer_views *g = &m->g.layer[l];
         layer_acts *la = &a->layer[l];
+        if (a->ckpt) /* the layer's activations again, from its kept input and dropout masks */
+            layer_forward(m, a, l, l == 0 ? a->emb_out : a->layer[l - 1].out, &seqs, p_attn, p_ffn, 0, NULL);
         /* out = LN2(h2): d_tmp = d h2 */
         layernorm_backward(a->d_tmp, g->out_ln_w, g->out_ln_b, a->d_res, la->h2, w->out_ln_w, la->ln2_mean,
                            la->ln2_rstd, N, D);
@@ -995,7 +1041,9 @@ mb_status mb_distilbert_backward(mb_distilbert *m, mb_error *err) {
                                 p_attn, D, H, a->scratch);
         /* the layer input: the embeddings, or the previous layer's output again */
         const float *x = a->emb_out;
-        if (l > 0) {
+        if (l > 0 && a->ckpt) {
+            x = a->layer[l - 1].out;
+        } else if (l > 0) {
             const layer_acts *pa = &a->layer[l - 1];
             const layer_views *pw = &m->p.layer[l - 1];
             layernorm_recompute(a->recompute, pa->h2, pa->ln2_mean, pa->ln2_rstd, pw->out_ln_w, pw->out_ln_b, N, D);

@@ -98,6 +98,36 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
     }
 }
 
+void add_layernorm_forward(float *h, float *out, float *mean, float *rstd, const float *res, const float *bias,
+                           const uint8_t *drop, float p, const float *w, const float *b, int N, int C, float eps) {
+    long n = (long)N * C;
+    float keep_scale = drop ? 1.0f / (1.0f - p) : 1.0f;
+#pragma omp parallel for num_threads(mb_threads()) if (n > MB_PAR_MIN) schedule(static)
+    for (int i = 0; i < N; i++) {
+        float *x = h + (long)i * C;
+        const float *r = res + (long)i * C;
+        /* the row stays in L1 between the sweeps below: one pass over memory */
+        if (drop) {
+            const uint8_t *d = drop + (long)i * C;
+            for (int c = 0; c < C; c++) x[c] = (d[c] ? (x[c] + bias[c]) * keep_scale : 0.0f) + r[c];
+        } else {
+            for (int c = 0; c < C; c++) x[c] = x[c] + bias[c] + r[c];
+        }
+        double s = 0.0;
+        for (int c = 0; c < C; c++) s += x[c];
+        double m = s / C, v = 0.0;
+        for (int c = 0; c < C; c++) {
+            double d = x[c] - m;
+            v += d * d;
+        }
+        float rs = (float)(1.0 / sqrt(v / C + eps));
+        float mf = (float)m;
+        normalize_row(out + (long)i * C, x, mf, rs, w, b, C);
+        mean[i] = mf;
+        rstd[i] = rs;
+    }
+}
+
 void layernorm_recompute(float *out, const float *inp, const float *mean, const float *rstd, const float *w,
                          const float *b, int N, int C) {
     long n = (long)N * C;
@@ -427,6 +457,24 @@ static void gelu_backward_span(float *dinp, const float *inp, const float *dout,
     } while (0)
 
 void gelu_forward(float *out, const float *inp, long n) { PAR_SPANS(n, gelu_forward_span(out, inp, lo, hi)); }
+
+__attribute__((target_clones("avx512f", "avx2", "default")))
+static void bias_gelu_rows(float *h, float *out, const float *bias, int lo, int hi, int C) {
+    for (int i = lo; i < hi; i++) {
+        float *x = h + (long)i * C, *o = out + (long)i * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++) {
+            float v = x[c] + bias[c];
+            x[c] = v;
+            o[c] = 0.5f * v * (1.0f + erf_approx(v * (float)M_SQRT1_2));
+        }
+    }
+}
+
+void bias_gelu_forward(float *h, float *out, const float *bias, int N, int C) {
+    long n = (long)N * C;
+    PAR_SPANS(n, bias_gelu_rows(h, out, bias, (int)(lo / C), (int)(hi / C), C));
+}
 
 void gelu_backward(float *dinp, const float *inp, const float *dout, long n) {
     PAR_SPANS(n, gelu_backward_span(dinp, inp, dout, lo, hi));

@@ -38,6 +38,11 @@ void embedding_backward_rows(float *dwte, float *dwpe, const float *dout, const 
 /* out[N,C] = (inp - mean) * rstd * w + b per row; mean[N], rstd[N] kept for backward. */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                        int N, int C, float eps);
+/* Fused residual + LayerNorm, one sweep per row: h[N,C] = (drop ?
+   dropout(h + bias) : h + bias) + res (kept for backward), then out, mean,
+   rstd as layernorm_forward of h. drop: [N,C] keep mask or NULL. */
+void add_layernorm_forward(float *h, float *out, float *mean, float *rstd, const float *res, const float *bias,
+                           const uint8_t *drop, float p, const float *w, const float *b, int N, int C, float eps);
 /* out = the forward's output again from its input and kept mean/rstd,
    bit for bit (activations recomputed in backward instead of kept). */
 void layernorm_recompute(float *out, const float *inp, const float *mean, const float *rstd, const float *w,
@@ -98,6 +103,8 @@ long attention_scratch_floats(int T);
 /* Exact erf GELU: x/2 (1 + erf(x/sqrt 2)). */
 void gelu_forward(float *out, const float *inp, long n);
 void gelu_backward(float *dinp, const float *inp, const float *dout, long n);
+/* Fused bias + GELU: h[N,C] += bias (kept), out = gelu(h), one sweep. */
+void bias_gelu_forward(float *h, float *out, const float *bias, int N, int C);
 void relu_forward(float *out, const float *inp, long n);
 /* Uses the forward OUTPUT (or input: same sign) to gate. */
 void relu_backward(float *dinp, const float *out, const float *dout, long n);

@@ -147,7 +147,46 @@ TEST(gelu_matches_exact_erf) {
     free(one);
 }
 
+/* Layer checkpointing (MOONBERT_ACTIVATION_MB=0: keep only layer outputs,
+   recompute each layer in backward with its kept dropout masks) gives the
+   same gradients bit for bit. */
+static void compare_checkpointing(int threads) {
+    mb_set_threads(threads);
+    mb_distilbert *m = small_model();
+    CHECK(m != NULL, "model creation failed");
+    if (!m) return;
+    int32_t ids[B * T];
+    for (int i = 0; i < B * T; i++) ids[i] = RIGHT[i] ? 1 + (i * 7919) % (V - 1) : 0;
+    mb_rng state = *mb_distilbert_rng(m);
+    run_out kept, ckpt, ckpt_full;
+    unsetenv("MOONBERT_ACTIVATION_MB");
+    train_step(m, &state, ids, RIGHT, 0, &kept);
+    setenv("MOONBERT_ACTIVATION_MB", "0", 1);
+    train_step(m, &state, ids, RIGHT, 0, &ckpt);
+    train_step(m, &state, ids, RIGHT, 1, &ckpt_full); /* padded rows too */
+    unsetenv("MOONBERT_ACTIVATION_MB");
+    size_t n = mb_distilbert_num_params(m);
+    double eg = max_rel(ckpt.grads, kept.grads, n);
+    run_out full;
+    train_step(m, &state, ids, RIGHT, 1, &full);
+    double ef = max_rel(ckpt_full.grads, full.grads, n);
+    printf("threads %d: checkpointed vs kept: loss %.9g vs %.9g, gradients rel %.3g (packed), %.3g (padded)\n", threads,
+           ckpt.loss, kept.loss, eg, ef);
+    CHECK(ckpt.loss == kept.loss, "loss %.9g vs %.9g", ckpt.loss, kept.loss);
+    CHECK(eg == 0 && ef == 0, "gradients rel %.3g, %.3g", eg, ef);
+    free(kept.grads);
+    free(ckpt.grads);
+    free(ckpt_full.grads);
+    free(full.grads);
+    mb_distilbert_free(m);
+}
+
+TEST(checkpointing_is_exact_1_thread) { compare_checkpointing(1); }
+TEST(checkpointing_is_exact_2_threads) { compare_checkpointing(2); }
+
 int main(void) {
+    RUN(checkpointing_is_exact_1_thread);
+    RUN(checkpointing_is_exact_2_threads);
     RUN(gelu_matches_exact_erf);
     RUN(packed_matches_padded_1_thread);
     RUN(packed_matches_padded_2_threads);

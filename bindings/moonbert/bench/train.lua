@@ -6,10 +6,13 @@
 --   train       forward + loss + backward + AdamW step, train mode (dropout)
 --   frozen      the same with the encoder frozen (AdamW over the head only)
 --   inference   [CLS] features for a batch of 64 (eval mode)
---   memory      (in its own process: MOONBERT_BENCH_ROWS=memory) one fine-tune
---               step at batch 64 on a bucketed batch (length 40, lengths
---               24..40) with AdamW: seconds per step and peak RSS, the figures
---               behind the 2-epoch emotion estimate (500 such steps).
+--   memory      (in its own process: MOONBERT_BENCH_ROWS=memory) fine-tune
+--               steps at batch 64 with AdamW on bucketed batches as the
+--               emotion fine-tune makes them (16000 texts, mean ~22 tokens,
+--               chunks of 50 batches sorted by length): a typical batch
+--               (length 32, lengths 12..32) gives seconds per step and the
+--               2-epoch estimate (500 such steps); the longest bucket
+--               (length 72, lengths 48..72) gives the peak RSS.
 -- MOONBERT_BENCH_ROWS (comma list, default train,frozen,inference) picks rows;
 -- MOONBERT_BENCH_STEPS the timed steps per row (default 2, one warm-up).
 -- Each reports seconds per step, steps/s, sequences/s and achieved GFLOP/s
@@ -109,10 +112,11 @@ function M.run(opts)
   local cfg = FULL
   local B, T, BI, warmup = 32, 64, 64, 1
   local steps = opts.steps or tonumber(os.getenv("MOONBERT_BENCH_STEPS") or "") or 2
-  local MB, MT, MMIN = 64, 40, 24 -- the memory row's bucketed batch
+  local MB, MT, MMIN = 64, 32, 12 -- the memory row's typical bucketed batch
+  local WT, WMIN = 72, 48          -- and its longest bucket
   if opts.quick then
     cfg = QUICK
-    B, T, BI, steps, MB, MT, MMIN = 4, 16, 8, 2, 8, 12, 6
+    B, T, BI, steps, MB, MT, MMIN, WT, WMIN = 4, 16, 8, 2, 8, 12, 6, 16, 12
   end
   local model = mb.distilbert.new(cfg, { seed = 42, num_labels = 6 })
   local labels = {}
@@ -153,6 +157,8 @@ function M.run(opts)
     local opt = mb.optim.adamw(model:parameters(), { lr = 2e-5, weight_decay = 0.01 })
     local lb = labels_for(MB)
     secs.memory = timed(clock, warmup, steps, function() train_step(model, opt, batch, lb) end)
+    local longest = make_batch(mb, 4, MB, WT, cfg.vocab_size, WMIN)
+    secs.memory_longest = timed(clock, 0, 1, function() train_step(model, opt, longest, lb) end)
     opt:free()
   end
   sgemm = (sgemm_before + sgemm_gflops(mb, B * T, cfg.dim, cfg.hidden_dim)) / 2
@@ -175,6 +181,7 @@ function M.run(opts)
   if secs.memory then
     result.memory = figures(secs.memory, MB, model:flops(MB, MT, true, false))
     result.memory.batch, result.memory.length, result.memory.min_length = MB, MT, MMIN
+    result.memory.longest = { length = WT, min_length = WMIN, seconds_per_step = secs.memory_longest }
     result.memory.peak_rss_mb = result.peak_rss_mb
     result.memory.two_epoch_estimate_minutes = 500 * secs.memory / 60 -- 16000 texts / 64, twice
   end
