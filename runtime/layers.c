@@ -407,7 +407,11 @@ static inline float erf_approx(float a) {
 
 /* exp(x) for -87 <= x <= 0 (the GELU density): 2^n * poly(r), r = x - n ln 2. */
 static inline float exp_nonpos_approx(float x) {
-    float n = (float)(int)(x * 1.44269504088896341f - 0.5f); /* round to nearest (x <= 0) */
+    /* n = round(x / ln 2) by the 1.5*2^23 trick: its low mantissa bits hold n,
+       so 2^n is built with unsigned arithmetic (no float-to-int conversion:
+       NaN stays defined and propagates through p) */
+    union { float f; uint32_t u; } t = {.f = x * 1.44269504088896341f + 12582912.0f};
+    float n = t.f - 12582912.0f;
     float r = x - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
@@ -417,7 +421,7 @@ static inline float exp_nonpos_approx(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } e = {.i = ((int32_t)n + 127) << 23};
+    union { uint32_t u; float f; } e = {.u = (t.u - 0x4B400000u + 127u) << 23};
     return p * e.f;
 }
 
