@@ -107,6 +107,7 @@ struct mb_distilbert {
     enc_acts keep_acts, infer_acts;
     head_acts head;
     /* state of the last forward/loss */
+    const float *d_hidden_in; /* set by backward_hidden: d loss/d last hidden from another head */
     enc_acts *last;        /* acts used by the last forward */
     int fwd_B, fwd_T, fwd_keep, fwd_train, fwd_head, have_loss;
     const float *last_hidden;
@@ -840,6 +841,11 @@ mb_status mb_distilbert_backward(mb_distilbert *m, mb_error *err) {
     const long BTD = (long)BT * D;
     const int train = m->fwd_train;
     head_acts *h = &m->head;
+    enc_acts *a = &m->keep_acts;
+    if (m->d_hidden_in) { /* another head (masked LM) supplies d last_hidden */
+        memcpy(a->d_res, m->d_hidden_in, BTD * sizeof(float));
+        goto encoder;
+    }
 
     /* head */
     linear_backward(h->d_a, m->g.cls_w, m->g.cls_b, h->dlogits, h->dropped, m->p.cls_w, B, D, L, 0);
@@ -852,9 +858,9 @@ mb_status mb_distilbert_backward(mb_distilbert *m, mb_error *err) {
     linear_backward(h->d_b, m->g.pre_w, m->g.pre_b, h->d_a, h->cls, m->p.pre_w, B, D, D, 0);
 
     /* the head reads position 0 only */
-    enc_acts *a = &m->keep_acts;
     memset(a->d_res, 0, BTD * sizeof(float));
     for (int b = 0; b < B; b++) memcpy(a->d_res + (long)b * T * D, h->d_b + (long)b * D, D * sizeof(float));
+encoder:;
 
     float p_attn = train ? c->attention_dropout : 0.0f, p_ffn = train ? c->dropout : 0.0f;
     for (int l = c->n_layers - 1; l >= 0; l--) {
@@ -894,6 +900,18 @@ mb_status mb_distilbert_backward(mb_distilbert *m, mb_error *err) {
     embedding_backward(m->g.word, c->sinusoidal_pos_embds ? NULL : m->g.pos, a->d_tmp, a->ids, B, T, D,
                        c->pad_token_id);
     return MB_OK;
+}
+
+mb_status mb_distilbert_backward_hidden(mb_distilbert *m, const float *d_hidden, mb_error *err) {
+    if (!m->last_hidden || m->fwd_head)
+        return mb_fail(err, MB_ERR_STATE, "backward_hidden needs an encoder-only forward first");
+    if (m->frozen) return MB_OK; /* nothing below the hidden state trains */
+    m->have_loss = 1;
+    m->d_hidden_in = d_hidden;
+    mb_status rc = mb_distilbert_backward(m, err);
+    m->d_hidden_in = NULL;
+    m->have_loss = 0;
+    return rc;
 }
 
 /* ---- cost model ------------------------------------------------------------- */
