@@ -70,9 +70,11 @@ $(MODLIST): $(BINDINGS_SRC)
 $(BUILD)/obj/bindings/core.o: $(MODLIST)
 $(BUILD)/obj/bindings/core.o: CFLAGS += -I$(BUILD)/gen
 
+# -z nodelete: lua_close must not unload core.so (and with it libgomp) while OpenMP worker
+# threads still spin in it; that crashed scripts at exit (SIGSEGV, about half the time).
 $(LUAMOD): $(BINDINGS_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(LDFLAGS) -o $@ $(BINDINGS_OBJ) $(LIB) $(LDLIBS)
+	$(CC) -shared -Wl,-z,nodelete $(LDFLAGS) -o $@ $(BINDINGS_OBJ) $(LIB) $(LDLIBS)
 
 $(CLI): bindings/cli/main.c
 	@mkdir -p $(dir $@)

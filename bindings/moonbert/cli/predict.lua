@@ -1,0 +1,75 @@
+-- moonbert predict --model DIR [--top-k K] [--json] TEXT...: the label and class probabilities
+-- of new texts from a fine-tuned model folder (one a run saved under results/runs/<id>/model).
+-- Without TEXT arguments, one text per stdin line. This is mb.pipeline("text-classification").
+local args = require "moonbert.args"
+
+local SPEC = {
+  { "--model", "DIR", "model folder: config.json (id2label), model.safetensors, tokenizer files" },
+  { "--top-k", "K", "print the K most probable classes (default: all)", type = "number" },
+  { "--max-length", "N", "truncate texts to N tokens (default: the tokenizer's, 512)", type = "number" },
+  { "--json", nil, "one JSON object per text: {\"text\":..., \"label\":..., \"scores\":[{label, score}...]}" },
+  { "--help", nil, "show this help" },
+}
+
+local M = {
+  summary = "label and class probabilities of texts from a fine-tuned model",
+  usage = args.usage(SPEC, [[
+usage: moonbert predict --model DIR [--top-k K] [--json] TEXT...
+       moonbert predict --model DIR < texts.txt        (one text per line)
+
+Prints, for each text, the predicted label and the class probabilities, most
+probable first. DIR is a model folder saved by an experiment
+(results/runs/<id>/model) or any Hugging Face DistilBertForSequenceClassification folder.
+
+options:]]),
+}
+
+local function fail(msg)
+  io.stderr:write("moonbert predict: ", msg, "\n")
+  return 1
+end
+
+function M.main(argv)
+  local opts, texts = args.parse(argv, SPEC)
+  if opts.help then print(M.usage) return 0 end
+  if not opts.model then args.usage_error("--model DIR is required (a fine-tuned model folder)") end
+  if opts.top_k and (opts.top_k < 1 or opts.top_k ~= math.floor(opts.top_k)) then
+    args.usage_error("--top-k must be an integer >= 1, got " .. tostring(opts.top_k))
+  end
+  if opts.max_length and (opts.max_length < 2 or opts.max_length ~= math.floor(opts.max_length)) then
+    args.usage_error("--max-length must be an integer >= 2, got " .. tostring(opts.max_length))
+  end
+  local ok, clf = pcall(require("moonbert.pipeline").new, "text-classification", opts.model,
+                        { top_k = "all", max_length = opts.max_length and math.tointeger(opts.max_length) })
+  if not ok then return fail((tostring(clf):gsub("^[^\n]-%.lua:%d+: ", ""):gsub("^pipeline: ", ""))) end
+
+  if #texts == 0 then
+    for line in io.stdin:lines() do
+      if line:match("%S") then texts[#texts + 1] = line end
+    end
+    if #texts == 0 then clf:free() return fail("no texts (give them as arguments or one per stdin line)") end
+  end
+  local k = opts.top_k and math.tointeger(opts.top_k) or "all"
+  local json = opts.json and require "dkjson"
+  local out = io.stdout
+  local CHUNK = 256 -- texts per call: bounded memory on long stdin input
+  for start = 1, #texts, CHUNK do
+    local chunk = table.move(texts, start, math.min(start + CHUNK - 1, #texts), 1, {})
+    local results = clf(chunk, { top_k = k })
+    for i, scores in ipairs(results) do
+      if json then
+        local list = {}
+        for j, s in ipairs(scores) do list[j] = { label = s.label, score = s.score } end
+        out:write(json.encode({ text = chunk[i], label = scores[1].label, scores = list }), "\n")
+      else
+        out:write(chunk[i], "\n")
+        out:write(string.format("  label: %s\n", scores[1].label))
+        for _, s in ipairs(scores) do out:write(string.format("  %-12s %.4f\n", s.label, s.score)) end
+      end
+    end
+  end
+  clf:free()
+  return 0
+end
+
+return M

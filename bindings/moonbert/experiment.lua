@@ -1,0 +1,466 @@
+-- moonbert.experiment: the pieces the experiment scripts in experiments/ share.
+--
+--   local ex = require "moonbert.experiment"
+--   local m  = ex.resolve_model{model = opts.model}     -- which weights, and how the run is initialised
+--   ex.print_banner(m)                                   -- says loudly when weights are random
+--   local model = ex.load_model(m, {num_labels = 6, id2label = names, seed = 42})
+--   local X = ex.features(model, split, tok, {pooling = "cls", cache_dir = "results/cache", model_hash = h})
+--   local pred = ex.predict(model, split, tok)           -- mb.trainer.predict: {predicted=, probs=, loss=}
+--   ex.fit{model=, train=, eval=, tokenizer=, epochs=, batch_size=, lr=, ...}  -- mb.trainer.fit
+--   ex.print_table(headers, rows)
+--
+-- Model lookup order (resolve_model): --model DIR; models/distilbert-base-uncased with
+-- model.safetensors (init "pretrained"); models/moonbert-small-mlm with weights (init
+-- "moonbert-small-mlm"); else config and tokenizer only, from models/distilbert-base-uncased or
+-- ../shared/models/distilbert-base-uncased, with random weights (init "random"). A run records
+-- init so that no result from random weights is mistaken for a pretrained one.
+--
+-- Feature cache: features(...) with cache_dir keeps [N, D] float32 features in
+-- <cache_dir>/features-<key>.safetensors, key = sha256(model hash, split hash, pooling,
+-- max_length). A second run with the same model and data reads them instead of recomputing.
+--
+-- Limits: everything runs on the CPU (the CUDA backend is not built yet); features and
+-- predictions are computed batch by batch in evaluation mode (no dropout).
+local T = require "moonbert.tensor"
+
+local M = {}
+
+local function exists(path, mode)
+  local lfs = require "lfs"
+  local m = lfs.attributes(path, "mode")
+  if mode then return m == mode end
+  return m ~= nil
+end
+M.exists = exists
+
+local function mkdir_p(dir)
+  local lfs = require "lfs"
+  local prefix = dir:sub(1, 1) == "/" and "/" or ""
+  for part in dir:gmatch("[^/]+") do
+    prefix = prefix .. part
+    if not lfs.attributes(prefix, "mode") then lfs.mkdir(prefix) end
+    prefix = prefix .. "/"
+  end
+  if not exists(dir, "directory") then error("cannot create folder " .. dir, 2) end
+end
+M.mkdir_p = mkdir_p
+
+local function shared_dir() return os.getenv("MOONBERT_SHARED") or "../shared" end
+M.shared_dir = shared_dir
+
+-- ---- device ------------------------------------------------------------------------------------
+
+--- check_device("cpu" | "cuda" | "auto") -> "cpu". CUDA raises until a backend exists.
+function M.check_device(dev)
+  dev = dev or "auto"
+  if dev == "cpu" then return "cpu" end
+  local ok, cuda = pcall(function() return require("moonbert").cuda end)
+  local available = ok and type(cuda) == "table" and type(cuda.is_available) == "function" and cuda.is_available()
+  if dev == "auto" then return "cpu" end -- models run on the CPU until the CUDA path is wired in
+  if dev == "cuda" then
+    if not available then error("--device cuda: CUDA backend not built/available (use --device cpu)", 0) end
+    error("--device cuda: the experiments do not run on CUDA yet (use --device cpu)", 0)
+  end
+  error("--device must be cpu, cuda or auto, got '" .. tostring(dev) .. "'", 0)
+end
+
+-- ---- model lookup ------------------------------------------------------------------------------
+
+local TOKENIZER_FILES = { "tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json" }
+M.TOKENIZER_FILES = TOKENIZER_FILES
+
+local function has_weights(dir) return exists(dir .. "/model.safetensors", "file") end
+local function has_config(dir) return exists(dir .. "/config.json", "file") end
+local function has_tokenizer(dir)
+  return exists(dir .. "/tokenizer.json", "file") or exists(dir .. "/vocab.txt", "file")
+end
+
+--- resolve_model{model = DIR or nil, models_dir = "models"} -> info
+-- info = {dir = config/weights folder, tokenizer_dir =, init = "pretrained"|"moonbert-small-mlm"|
+--         "random", weights = path or nil, looked = {folders tried}}
+function M.resolve_model(o)
+  o = o or {}
+  local models = o.models_dir or "models"
+  local looked = {}
+  if o.model then
+    local dir = o.model
+    if not exists(dir, "directory") then
+      error("--model " .. dir .. ": no such folder (a Hugging Face model folder with config.json is expected)", 0)
+    end
+    if not has_config(dir) then error("--model " .. dir .. ": no config.json in this folder", 0) end
+    if not has_tokenizer(dir) then
+      error("--model " .. dir .. ": no tokenizer files (tokenizer.json or vocab.txt) in this folder", 0)
+    end
+    looked[1] = dir
+    if has_weights(dir) then
+      local init = dir:match("moonbert%-small%-mlm/?$") and "moonbert-small-mlm" or "pretrained"
+      return { dir = dir, tokenizer_dir = dir, init = init, weights = dir .. "/model.safetensors", looked = looked }
+    end
+    return { dir = dir, tokenizer_dir = dir, init = "random", looked = looked }
+  end
+  local real = models .. "/distilbert-base-uncased"
+  looked[#looked + 1] = real
+  if has_weights(real) and has_config(real) then
+    return { dir = real, tokenizer_dir = has_tokenizer(real) and real or (shared_dir() .. "/models/distilbert-base-uncased"),
+             init = "pretrained", weights = real .. "/model.safetensors", looked = looked }
+  end
+  local small = models .. "/moonbert-small-mlm"
+  looked[#looked + 1] = small
+  if has_weights(small) and has_config(small) then
+    local tokdir = has_tokenizer(small) and small or
+      (has_tokenizer(real) and real or shared_dir() .. "/models/distilbert-base-uncased")
+    return { dir = small, tokenizer_dir = tokdir, init = "moonbert-small-mlm",
+             weights = small .. "/model.safetensors", looked = looked }
+  end
+  for _, dir in ipairs { real, shared_dir() .. "/models/distilbert-base-uncased" } do
+    if has_config(dir) and has_tokenizer(dir) then
+      if dir ~= real then looked[#looked + 1] = dir end
+      return { dir = dir, tokenizer_dir = dir, init = "random", looked = looked }
+    end
+  end
+  error("no model found: looked in " .. table.concat(looked, ", ") .. " and " .. shared_dir() ..
+        "/models/distilbert-base-uncased for config.json and tokenizer files; " ..
+        "fetch the model with scripts/fetch-model or pass --model DIR", 0)
+end
+
+--- The banner saying which weights a run starts from (random and substitute weights loudly).
+function M.banner(info)
+  local bar = string.rep("=", 78)
+  if info.init == "pretrained" then
+    return "model: pretrained weights from " .. info.weights
+  elseif info.init == "moonbert-small-mlm" then
+    return table.concat({
+      bar,
+      " NOTE: distilbert-base-uncased weights not found (looked in " .. info.looked[1] .. ").",
+      " Using moonbert-small-mlm, the small model pretrained by moonbert, from " .. info.dir .. ".",
+      " Results are NOT those of pretrained DistilBERT. Fetch the real checkpoint with",
+      "     scripts/fetch-model        (into models/distilbert-base-uncased/)",
+      " This run is recorded with init=moonbert-small-mlm.",
+      bar }, "\n")
+  end
+  return table.concat({
+    bar,
+    " WARNING: no pretrained weights found (looked in " .. table.concat(info.looked, ", ") .. ").",
+    " Continuing with RANDOM initial weights from " .. info.dir .. "/config.json:",
+    " these results are NOT those of a pretrained model. Fetch the weights with",
+    "     scripts/fetch-model        (into models/distilbert-base-uncased/)",
+    " This run is recorded with init=random.",
+    bar }, "\n")
+end
+
+function M.print_banner(info, out)
+  (out or io.stdout):write(M.banner(info), "\n")
+end
+
+--- load_model(info, {num_labels=, id2label=, seed=}) -> model
+-- Pretrained folders load their weights (a fresh classification head, seeded); otherwise a
+-- randomly initialised model of the folder's config.
+function M.load_model(info, o)
+  o = o or {}
+  local db = require "moonbert.distilbert"
+  if info.weights then
+    return db.load(info.dir, { num_labels = o.num_labels, id2label = o.id2label, seed = o.seed, quiet = true })
+  end
+  return db.new(info.dir, { num_labels = o.num_labels, id2label = o.id2label, seed = o.seed })
+end
+
+--- A hash naming the initial weights: the weights file's sha256, or the config's with the seed.
+function M.model_hash(info, seed)
+  local store = require "moonbert.store"
+  if info.weights then
+    local h, err = store.hash_file(info.weights)
+    if not h then error(err, 0) end
+    return h
+  end
+  local h = store.hash_file(info.dir .. "/config.json") or "noconfig"
+  return store.sha256("random:" .. h .. ":seed=" .. tostring(seed))
+end
+
+--- Copy the tokenizer files of src into dst (saved models are complete HF folders).
+function M.copy_tokenizer(src, dst)
+  for _, f in ipairs(TOKENIZER_FILES) do
+    local i = io.open(src .. "/" .. f, "rb")
+    if i then
+      local s = i:read("a")
+      i:close()
+      local o = assert(io.open(dst .. "/" .. f, "wb"))
+      o:write(s)
+      o:close()
+    end
+  end
+end
+
+-- ---- features ----------------------------------------------------------------------------------
+
+local POOLINGS = { cls = true, mean = true, ["layers-mean"] = true }
+M.POOLINGS = POOLINGS
+
+-- Masked mean over tokens: h [B,T,D], mask [B,T] (float) -> [B,D].
+local function masked_mean(h, mask)
+  local B, Tn = mask:shape()[1], mask:shape()[2]
+  local n = mask:sum(2):reshape { B, 1 }
+  return (h * mask:reshape { B, Tn, 1 }):sum(2) / n
+end
+
+-- One batch of features [B, D'] for a pooling.
+local function batch_features(model, b, pooling)
+  if pooling == "cls" then return model:features(b) end
+  local mask = b.attention_mask:float()
+  if pooling == "mean" then
+    local out = model:forward(b, { train = false })
+    return masked_mean(out.last_hidden_state, mask)
+  end
+  -- layers-mean: every hidden state Hugging Face returns (embeddings output, then each layer)
+  local out = model:forward(b, { train = false, output_hidden_states = true })
+  local hs = out.hidden_states
+  local B, D = mask:shape()[1], hs[1]:shape()[3]
+  local X = T.zeros { B, D * #hs }
+  for l, h in ipairs(hs) do X:narrow(2, (l - 1) * D + 1, D):copy(masked_mean(h, mask)) end
+  return X
+end
+
+local function compute_features(model, split, tok, o)
+  local n = #split.text
+  local X
+  for b in split:batches { tokenizer = tok, batch_size = o.batch_size or 64, bucket = true,
+                           max_length = o.max_length } do
+    local f = batch_features(model, b, o.pooling)
+    if not X then X = T.zeros { n, f:shape()[2] } end
+    for k, i in ipairs(b.indices) do X[i]:copy(f[k]) end
+    if o.progress then o.progress(#b.indices) end
+  end
+  return X or T.zeros { 0, 1 }
+end
+
+--- features(model, split, tok, {pooling="cls", max_length=, batch_size=64, cache_dir=, model_hash=})
+--  -> X float32 [N, D], hit (true when read from the cache)
+function M.features(model, split, tok, o)
+  o = o or {}
+  o.pooling = o.pooling or "cls"
+  if not POOLINGS[o.pooling] then
+    error("pooling must be cls, mean or layers-mean, got '" .. tostring(o.pooling) .. "'", 2)
+  end
+  local path
+  if o.cache_dir and o.model_hash then
+    local store = require "moonbert.store"
+    local key = store.sha256(table.concat({ "features v1", o.model_hash, split:hash(), tostring(#split.text),
+                                            o.pooling, tostring(o.max_length or "none") }, "\n"))
+    path = o.cache_dir .. "/features-" .. key:sub(1, 24) .. ".safetensors"
+    if exists(path, "file") then
+      local ok, t = pcall(require("moonbert.safetensors").load, path)
+      if ok and t.X and t.X:shape()[1] == #split.text then return t.X, true, path end
+    end
+  end
+  local X = compute_features(model, split, tok, o)
+  if path then
+    mkdir_p(o.cache_dir)
+    local tmp = path .. ".tmp"
+    require("moonbert.safetensors").save(tmp, { X = X }, { pooling = o.pooling, model_hash = o.model_hash })
+    os.rename(tmp, path)
+  end
+  return X, false, path
+end
+
+-- ---- predictions and metrics -------------------------------------------------------------------
+
+--- predict(model, split, tok, {batch_size=64, max_length=}) -> mb.trainer.predict's result:
+--  predicted = {0-based ids}, probs = {{K probabilities}, ...}, loss = {per-example cross-entropy},
+--  in split order, plus accuracy, f1_weighted, confusion.
+function M.predict(model, split, tok, o)
+  o = o or {}
+  return require("moonbert.trainer").predict(model, split, { tokenizer = tok, batch_size = o.batch_size or 64,
+                                                             max_length = o.max_length })
+end
+
+--- scores(y, predicted) -> {accuracy=, f1=} (f1 weighted, as the notebook)
+function M.scores(y, p)
+  local metrics = require "moonbert.metrics"
+  return { accuracy = metrics.accuracy(y, p), f1 = metrics.f1(y, p, { average = "weighted", zero_division = 0 }) }
+end
+
+--- Confusion matrix over all labels (rows true, columns predicted) as a plain table.
+function M.confusion(y, p, label_names)
+  local labels = {}
+  for i = 1, #label_names do labels[i] = i - 1 end
+  local cm = require("moonbert.metrics").confusion_matrix(y, p, { labels = labels })
+  return cm:totable()
+end
+
+-- ---- training ----------------------------------------------------------------------------------
+
+--- fit(opts): fine-tune with mb.trainer.fit (opts are its options; see bindings/moonbert/trainer.lua).
+function M.fit(o) return require("moonbert.trainer").fit(o) end
+
+--- A view of a store run that files everything under a prefix ("frozen/eval/accuracy",
+--  confusion and predictions of split "frozen/validation"), so that several trainings share a run.
+function M.prefixed_run(run, prefix)
+  local p = prefix .. "/"
+  local wrap = {
+    log_metric = function(_, key, ...) return run:log_metric(p .. key, ...) end,
+    log_metrics = function(_, t, ...)
+      local out = {}
+      for k, v in pairs(t) do out[p .. k] = v end
+      return run:log_metrics(out, ...)
+    end,
+    log_confusion = function(_, split, ...) return run:log_confusion(p .. tostring(split), ...) end,
+    log_predictions = function(_, split, ...) return run:log_predictions(p .. tostring(split), ...) end,
+  }
+  return setmetatable({}, { __index = function(_, k)
+    if wrap[k] then return wrap[k] end
+    local v = run[k]
+    if type(v) == "function" then return function(_, ...) return v(run, ...) end end
+    return v
+  end })
+end
+
+-- ---- options and data shared by the experiments ---------------------------------------------------
+
+--- The options every experiment takes (moonbert.args spec entries); extra entries are appended.
+function M.common_options(extra)
+  local spec = {
+    { "--data", "DIR", "emotion data folder (train/validation/test .txt)", default = shared_dir() .. "/data/emotion" },
+    { "--model", "DIR", "model folder (default: models/distilbert-base-uncased, models/moonbert-small-mlm, else config only)" },
+    { "--store", "PATH", "results store", default = "results/moonbert.db" },
+    { "--epochs", "N", "fine-tuning epochs", type = "number", default = 2 },
+    { "--batch-size", "N", "batch size", type = "number", default = 64 },
+    { "--lr", "X", "learning rate", type = "number", default = 2e-5 },
+    { "--weight-decay", "X", "AdamW weight decay", type = "number", default = 0.01 },
+    { "--max-length", "N", "truncate texts to N tokens (default 512, --quick 64)", type = "number" },
+    { "--seed", "N", "seed (head init, dropout, shuffling)", type = "number", default = 42 },
+    { "--device", "DEV", "cpu, cuda or auto", default = "auto", choices = { "cpu", "cuda", "auto" } },
+    { "--quick", nil, "500 train / 200 validation / 200 test examples, 1 epoch, max length 64" },
+    { "--limit", "N", "at most N examples in every split", type = "number" },
+    { "--name", "NAME", "run name" },
+  }
+  for _, o in ipairs(extra or {}) do spec[#spec + 1] = o end
+  spec[#spec + 1] = { "--help", nil, "show this help" }
+  return spec
+end
+
+--- parse_options(script_name, spec) -> opts (exits 2 with the usage on a bad option, 0 on --help)
+-- and derives: opts.max_length (512, --quick 64), opts.epochs (--quick 1 unless given),
+-- opts.batch_size and opts.seed as integers, opts.device checked.
+function M.parse_options(script, spec, argv)
+  local args = require "moonbert.args"
+  local usage = args.usage(spec, "usage: moonbert run experiments/" .. script .. ".lua [options]\n\noptions:")
+  local ok, opts = pcall(args.parse, argv or {}, spec)
+  if not ok then
+    io.stderr:write(script, ": ", type(opts) == "table" and opts.message or tostring(opts), "\n", usage, "\n")
+    os.exit(2)
+  end
+  if opts.help then print(usage) os.exit(0) end
+  local function int(name, v)
+    local i = math.tointeger(v)
+    if not i or i < 1 then
+      io.stderr:write(script, ": --", name, " must be a positive integer, got ", tostring(v), "\n")
+      os.exit(2)
+    end
+    return i
+  end
+  opts.explicit_epochs = false
+  for _, a in ipairs(argv or {}) do if a == "--epochs" or a:match("^%-%-epochs=") then opts.explicit_epochs = true end end
+  opts.max_length = opts.max_length and int("max-length", opts.max_length) or (opts.quick and 64 or 512)
+  opts.epochs = (opts.quick and not opts.explicit_epochs) and 1 or int("epochs", opts.epochs)
+  opts.batch_size = int("batch-size", opts.batch_size)
+  opts.seed = math.tointeger(opts.seed) or int("seed", opts.seed)
+  if opts.limit then opts.limit = int("limit", opts.limit) end
+  local okd, dev = pcall(M.check_device, opts.device)
+  if not okd then io.stderr:write(script, ": ", tostring(dev), "\n") os.exit(2) end
+  opts.device = dev
+  return opts
+end
+
+--- load_splits(opts) -> {train=, validation=, test=, ood= (or nil), ood_path=, label_names=}
+-- --quick keeps 500 / 200 / 200 (and 200 out-of-domain) examples, --limit N at most N per split:
+-- the first ones after a seeded shuffle, so a quick run sees every label.
+function M.load_splits(opts)
+  local mbdata = require "moonbert.data"
+  local data = mbdata.load_emotion(opts.data)
+  local sizes = opts.quick and { train = 500, validation = 200, test = 200, ood = 200 } or {}
+  local function limited(k)
+    local n = sizes[k]
+    if opts.limit then n = math.min(n or math.huge, opts.limit) end
+    return n ~= math.huge and n or nil
+  end
+  local out = { label_names = data.label_names }
+  for _, k in ipairs { "train", "validation", "test" } do out[k] = M.subset(data[k], limited(k), opts.seed) end
+  local path = opts.ood
+  if not path and not opts.no_ood then
+    local p = shared_dir() .. "/data/goemotions-ood/emotion_ood.txt"
+    if exists(p, "file") then path = p end
+  end
+  if path and not opts.no_ood then
+    out.ood_path = path
+    out.ood = M.subset(mbdata.load_text(path, { sep = ";", names = { "text", "label" }, label_names = data.label_names }),
+                       limited("ood"), opts.seed)
+  end
+  return out
+end
+
+-- ---- output ------------------------------------------------------------------------------------
+
+local function fmt(v)
+  if v == nil then return "-" end
+  if type(v) == "number" then
+    if math.type(v) == "integer" then return tostring(v) end
+    return string.format("%.4f", v)
+  end
+  return tostring(v)
+end
+M.fmt = fmt
+
+--- print_table(headers, rows [, out]): a plain text table, first column left-aligned.
+function M.format_table(headers, rows)
+  local w = {}
+  local cells = { headers }
+  for _, r in ipairs(rows) do
+    local c = {}
+    for j = 1, #headers do c[j] = fmt(r[j]) end
+    cells[#cells + 1] = c
+  end
+  for _, r in ipairs(cells) do
+    for j = 1, #headers do w[j] = math.max(w[j] or 0, utf8.len(r[j]) or #r[j]) end
+  end
+  local lines = {}
+  for i, r in ipairs(cells) do
+    local parts = {}
+    for j = 1, #headers do
+      local pad = string.rep(" ", w[j] - (utf8.len(r[j]) or #r[j]))
+      parts[j] = j == 1 and (r[j] .. pad) or (pad .. r[j])
+    end
+    lines[#lines + 1] = table.concat(parts, "  ")
+    if i == 1 then
+      local sep = {}
+      for j = 1, #headers do sep[j] = string.rep("-", w[j]) end
+      lines[#lines + 1] = table.concat(sep, "  ")
+    end
+  end
+  return table.concat(lines, "\n")
+end
+
+function M.print_table(headers, rows, out)
+  (out or io.stdout):write(M.format_table(headers, rows), "\n")
+end
+
+--- A subset for --quick / --limit: the first n examples after a seeded shuffle.
+function M.subset(split, n, seed)
+  if not n or n >= #split.text then return split end
+  return split:shuffle(seed or 42):head(n)
+end
+
+--- Optional module (report, umap, trainer): the module or nil, never an error.
+function M.optional(name)
+  if not package.searchpath("moonbert." .. name, package.path) then return nil end
+  local ok, m = pcall(require, "moonbert." .. name)
+  if ok then return m end
+  return nil
+end
+
+--- Call an optional step; a failure prints a note and the experiment goes on.
+function M.try(what, fn, ...)
+  local ok, err = pcall(fn, ...)
+  if not ok then io.stderr:write("note: ", what, " skipped: ", tostring(err), "\n") end
+  return ok, err
+end
+
+return M

@@ -1,0 +1,128 @@
+-- moonbert.pipeline: Hugging Face-style pipelines (mb.pipeline(task, dir, opts)).
+--
+--   local clf = mb.pipeline("text-classification", "results/runs/3/model")
+--   clf("I saw a movie today and it was really good.")
+--     --> {{label = "joy", score = 0.93}}                 (top_k = 1, as Hugging Face's default)
+--   clf({"text one", "text two"}, {top_k = 3})
+--     --> {{{label=, score=}, x3}, {{label=, score=}, x3}}  one list per text, best first
+--   clf(text, {top_k = "all"})                            -- every class (also top_k = 0)
+--   clf:free()
+--
+-- opts (at creation or per call): top_k (1), max_length (the tokenizer's, 512),
+-- batch_size (32). The folder is a Hugging Face model folder: config.json (with id2label),
+-- model.safetensors and tokenizer files, as the experiments save under a run's folder.
+-- Scores are softmax probabilities in evaluation mode (no dropout); ties keep label order.
+--
+-- Tasks live in M.tasks: each is {load = function(dir, opts) -> pipeline object}. A new task
+-- ("fill-mask", ...) adds an entry; mb.pipeline needs no change.
+local M = { tasks = {} }
+
+local function exists(path, mode)
+  local lfs = require "lfs"
+  return lfs.attributes(path, "mode") == mode
+end
+
+local function check_dir(dir, fname)
+  if type(dir) ~= "string" then
+    error(string.format("bad argument #2 to '%s' (model folder expected, got %s)", fname, type(dir)), 4)
+  end
+  if not exists(dir, "directory") then error(fname .. ": model folder '" .. dir .. "' not found", 4) end
+  if not exists(dir .. "/config.json", "file") then error(fname .. ": no config.json in '" .. dir .. "'", 4) end
+  if not exists(dir .. "/tokenizer.json", "file") and not exists(dir .. "/vocab.txt", "file") then
+    error(fname .. ": no tokenizer files (tokenizer.json or vocab.txt) in '" .. dir .. "'", 4)
+  end
+end
+
+-- top_k option -> number of classes to return (nil/"all"/0 -> all of K)
+local function top_k_of(v, K, fname)
+  if v == nil then return nil end
+  if v == "all" or v == 0 then return K end
+  if math.type(v) ~= "integer" and not (type(v) == "number" and v == math.floor(v)) or v < 0 then
+    error(string.format("bad argument to '%s' (top_k must be a positive integer or \"all\", got %s)", fname, tostring(v)), 4)
+  end
+  return math.min(math.tointeger(v), K)
+end
+
+-- ---- text-classification --------------------------------------------------------------------------
+local TextClassification = {}
+TextClassification.__index = TextClassification
+TextClassification.__name = "moonbert.TextClassificationPipeline"
+
+function TextClassification:__call(texts, o)
+  o = o or {}
+  if type(o) ~= "table" then error("bad argument #2 to 'text-classification' (options table expected)", 2) end
+  if self.model == nil then error("text-classification: pipeline is freed", 2) end
+  local single = type(texts) == "string"
+  if single then texts = { texts } end
+  if type(texts) ~= "table" then
+    error("bad argument #1 to 'text-classification' (string or list of strings expected, got " .. type(texts) .. ")", 2)
+  end
+  for i, t in ipairs(texts) do
+    if type(t) ~= "string" then
+      error(string.format("bad argument #1 to 'text-classification' (text %d: string expected, got %s)", i, type(t)), 2)
+    end
+  end
+  local K = #self.labels
+  local k = top_k_of(o.top_k, K, "text-classification") or self.top_k
+  local bs = o.batch_size or self.batch_size
+  local max_length = o.max_length or self.max_length
+  local out = {}
+  for start = 1, #texts, bs do
+    local chunk = table.move(texts, start, math.min(start + bs - 1, #texts), 1, {})
+    local b = self.tokenizer:encode_batch(chunk, { padding = "longest", truncation = true, max_length = max_length })
+    local logits = self.model:forward(b, { train = false }).logits
+    local probs = logits:softmax(2):totable()
+    logits:free()
+    for j, p in ipairs(probs) do
+      local order = {}
+      for c = 1, K do order[c] = c end
+      table.sort(order, function(a, c) if p[a] ~= p[c] then return p[a] > p[c] end return a < c end)
+      local r = {}
+      for c = 1, k do r[c] = { label = self.labels[order[c]], score = p[order[c]] } end
+      out[start + j - 1] = r
+    end
+  end
+  if single then return out[1] end
+  return out
+end
+
+function TextClassification:free()
+  if self.model then self.model:free(); self.model = nil end
+  if self.tokenizer then self.tokenizer:free(); self.tokenizer = nil end
+end
+TextClassification.__close = TextClassification.free
+TextClassification.__gc = TextClassification.free
+
+M.tasks["text-classification"] = {
+  load = function(dir, opts)
+    check_dir(dir, "pipeline")
+    local model = require("moonbert.distilbert").load(dir, { quiet = true })
+    local self = setmetatable({
+      model = model, tokenizer = require("moonbert.tokenizer").load(dir), labels = model:label_names(),
+      dir = dir, batch_size = opts.batch_size or 32, max_length = opts.max_length,
+    }, TextClassification)
+    self.top_k = top_k_of(opts.top_k, #self.labels, "pipeline") or 1
+    return self
+  end,
+}
+M.tasks["sentiment-analysis"] = M.tasks["text-classification"] -- Hugging Face's alias
+
+--- new(task, dir, opts) -> pipeline (callable)
+function M.new(task, dir, opts)
+  if type(task) ~= "string" then
+    error("bad argument #1 to 'pipeline' (task name expected, got " .. type(task) .. ")", 3)
+  end
+  local t = M.tasks[task]
+  if not t then
+    local names = {}
+    for k in pairs(M.tasks) do names[#names + 1] = k end
+    table.sort(names)
+    error("bad argument #1 to 'pipeline' (unknown task '" .. task .. "'; known: " .. table.concat(names, ", ") .. ")", 3)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("bad argument #3 to 'pipeline' (options table expected, got " .. type(opts) .. ")", 3)
+  end
+  return t.load(dir, opts or {})
+end
+
+return M
