@@ -375,7 +375,7 @@ mb_status mb_mlm_loss(mb_distilbert_mlm *m, const int32_t *ids, const int32_t *m
     free(pos);
     if (rc != MB_OK) return rc;
     for (int i = 0; i < n; i++) m->labels[i] = labels[m->rows[i]];
-    /* softmax cross-entropy per row (double sums), d logits = (p - onehot) / n */
+    /* softmax cross-entropy per row, d logits = (p - onehot) / n */
     double total = 0.0;
     const float scale = 1.0f / (float)n;
 #pragma omp parallel for num_threads(mb_threads()) reduction(+ : total) schedule(static)
@@ -384,12 +384,15 @@ mb_status mb_mlm_loss(mb_distilbert_mlm *m, const int32_t *ids, const int32_t *m
         float *d = m->dlogits + (size_t)r * V;
         float mx = z[0];
         for (int j = 1; j < V; j++) if (z[j] > mx) mx = z[j];
-        double s = 0.0;
-        for (int j = 0; j < V; j++) s += exp((double)z[j] - mx);
-        double lse = mx + log(s);
-        for (int j = 0; j < V; j++) d[j] = (float)exp((double)z[j] - lse) * scale;
+        double s = 0.0; /* float exponentials (one per logit), summed in double */
+        for (int j = 0; j < V; j++) {
+            d[j] = expf(z[j] - mx);
+            s += d[j];
+        }
+        const float k = (float)(scale / s);
+        for (int j = 0; j < V; j++) d[j] *= k;
         d[m->labels[r]] -= scale;
-        total += lse - z[m->labels[r]];
+        total += mx + log(s) - z[m->labels[r]];
     }
     double mean = total / n;
     *loss = mean;
