@@ -22,8 +22,10 @@
 -- newest one, bit for bit (same settings required).
 -- Output: --out (models/moonbert-small-mlm) with config.json, model.safetensors (no
 -- vocab_projector.weight: tied) and the tokenizer files.
--- Limits: CPU only; one process; the default 3000 steps of batch 64 take about 40 minutes on
--- 2 cores (see the throughput line it prints).
+-- Length: --steps N, or by default as many steps as fit in --minutes (40), from the time of three
+-- measured steps (the count is printed, stored and kept in checkpoints; give --steps for runs that
+-- must match across machines).
+-- Limits: CPU only; one process.
 local mb = require "moonbert"
 local args = require "moonbert.args"
 local json = require "dkjson"
@@ -44,7 +46,9 @@ local SPEC = {
   { "--no-train-texts", nil, "do not use the emotion training split's texts" },
   { "--data", "DIR", "emotion data folder", default = SHARED .. "/data/emotion" },
   { "--tokenizer", "DIR", "tokenizer folder", default = SHARED .. "/models/distilbert-base-uncased" },
-  { "--steps", "N", "optimizer steps", type = "number", default = 3000 },
+  { "--steps", "N", "optimizer steps (default: as many as fit in --minutes)", type = "number" },
+  { "--minutes", "M", "time budget without --steps: the step count comes from a measured step time", type = "number",
+    default = 40 },
   { "--batch-size", "N", "texts per step", type = "number", default = 64 },
   { "--lr", "X", "peak learning rate", type = "number", default = 5e-4 },
   { "--warmup", "X", "warmup fraction of the steps", type = "number", default = 0.06 },
@@ -88,7 +92,8 @@ if opts.quick then
   if not given["checkpoint-every"] then opts.checkpoint_every = 20 end
   if not given["eval-size"] then opts.eval_size = 200 end
 end
-for _, n in ipairs { "steps", "batch-size", "max-length", "eval-size", "eval-every", "log-every", "checkpoint-every",
+if opts.steps then int("steps") end
+for _, n in ipairs { "batch-size", "max-length", "eval-size", "eval-every", "log-every", "checkpoint-every",
                      "seed" } do int(n) end
 opts.checkpoint_dir = opts.checkpoint_dir or (opts.out .. ".checkpoints")
 
@@ -162,26 +167,36 @@ do
 end
 print("pretraining text: " .. table.concat(sources, " + ") .. string.format(" = %d texts; held out: %d", #texts, #held))
 
--- texts of epoch e in a seeded order (Fisher-Yates with Lua's xoshiro, reseeded per epoch)
-local order_epoch, order = -1, nil
-local function batch_texts(step0)
+-- Batches of epoch e: the texts in a seeded order (Fisher-Yates with Lua's xoshiro, reseeded per
+-- epoch), cut into groups of 50 batches, each group sorted by token length before it is cut into
+-- batches (transformers' group_by_length): little padding, still random. Step s is batch s % nb of
+-- epoch s // nb, so a resumed run draws the same batches.
+local lengths = tok:lengths(texts)
+local nb = #texts // opts.batch_size
+if nb < 1 then error(string.format("pretrain_mlm: %d texts is fewer than one batch of %d", #texts, opts.batch_size), 0) end
+local epoch_cache, epoch_batches = -1, nil
+local function batch_texts(s)
   local B, N = opts.batch_size, #texts
-  local out = {}
-  for j = 0, B - 1 do
-    local pos = step0 * B + j
-    local e, i = pos // N, pos % N
-    if e ~= order_epoch then
-      math.randomseed(opts.seed * 1000003 + e)
-      order = {}
-      for k = 1, N do order[k] = k end
-      for k = N, 2, -1 do
-        local r = math.random(k)
-        order[k], order[r] = order[r], order[k]
-      end
-      order_epoch = e
+  local e, j = s // nb, s % nb
+  if e ~= epoch_cache then
+    math.randomseed(opts.seed * 1000003 + e)
+    local order = {}
+    for k = 1, N do order[k] = k end
+    for k = N, 2, -1 do
+      local r = math.random(k)
+      order[k], order[r] = order[r], order[k]
     end
-    out[#out + 1] = texts[order[i + 1]]
+    epoch_batches = {}
+    local group = 50 * B
+    for g0 = 1, nb * B, group do
+      local chunk = table.move(order, g0, math.min(g0 + group - 1, nb * B), 1, {})
+      table.sort(chunk, function(a, b) if lengths[a] ~= lengths[b] then return lengths[a] > lengths[b] end return a < b end)
+      for k = 1, #chunk, B do epoch_batches[#epoch_batches + 1] = table.move(chunk, k, k + B - 1, 1, {}) end
+    end
+    epoch_cache = e
   end
+  local out = {}
+  for k, i in ipairs(epoch_batches[j + 1]) do out[k] = texts[i] end
   return out
 end
 
@@ -234,6 +249,7 @@ local resume_dir = opts.resume and newest_checkpoint()
 if opts.resume and not resume_dir then print("resume: no checkpoint in " .. opts.checkpoint_dir .. ", starting anew") end
 if resume_dir then
   state = json.decode(assert(io.open(resume_dir .. "/state.json")):read("a"))
+  opts.steps = opts.steps or state.settings.steps
   for _, k in ipairs(SETTINGS) do
     if tostring(state.settings[k]) ~= tostring(opts[k]) then
       error(string.format("pretrain_mlm: checkpoint %s was made with %s = %s, this run has %s; resume with the same "
@@ -244,6 +260,25 @@ if resume_dir then
   start_step = state.step
 else
   model = mb.distilbert.new_masked_lm(cfg, { seed = opts.seed })
+end
+-- Without --steps: time loss + backward on three batches (eval mode, a collator of its own: the
+-- run's RNG streams are untouched), add 15% for clipping and the optimizer, and fill --minutes.
+if not opts.steps then
+  local probe = mb.mlm.collator(tok, { seed = opts.seed + 1, mlm_probability = opts.mlm_probability })
+  local t_probe, n_probe = 0, 0
+  for _, j in ipairs { 1, nb // 3, (2 * nb) // 3 } do
+    local b = probe:mask(encode(batch_texts(j)))
+    if b.n_masked > 0 then
+      local t = mb.store.now()
+      model:loss(b, b.labels, { train = false })
+      model:backward()
+      t_probe, n_probe = t_probe + mb.store.now() - t, n_probe + 1
+    end
+  end
+  model:zero_grad()
+  local per_step = 1.15 * t_probe / math.max(n_probe, 1)
+  opts.steps = math.max(20, math.floor(opts.minutes * 60 / per_step))
+  print(string.format("steps: %d (%.2f s per step measured, %g minutes)", opts.steps, per_step, opts.minutes))
 end
 local params = mb.trainer.optimizer_params(model)
 local opt = mb.optim.adamw(params, { lr = opts.lr, weight_decay = opts.weight_decay })
