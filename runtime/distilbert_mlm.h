@@ -20,9 +20,9 @@
  * tokens); inference can ask for every position or a list of positions.
  * Buffers grow to the largest N seen and are reused.
  *
- * Limits: CPU only, F32; the encoder must not be frozen to train it (a frozen
- * encoder trains the head alone, the tied matrix then gets only the projector
- * gradient... none: the word embeddings are encoder weights and stay fixed).
+ * Limits: CPU only, F32. A frozen encoder (mb_distilbert_freeze_encoder on
+ * mb_mlm_encoder) trains the head's own tensors only: the tied matrix is an
+ * encoder tensor and stays fixed with it.
  */
 #ifndef MB_DISTILBERT_MLM_H
 #define MB_DISTILBERT_MLM_H
@@ -71,7 +71,7 @@ mb_status mb_mlm_loss(mb_distilbert_mlm *m, const int32_t *ids, const int32_t *m
 /* Gradients of the last loss, accumulated (+=) into every tensor. */
 mb_status mb_mlm_backward(mb_distilbert_mlm *m, mb_error *err);
 
-const float *mb_mlm_logits(const mb_distilbert_mlm *m); /* [n, vocab]; invalid after backward */
+const float *mb_mlm_logits(const mb_distilbert_mlm *m); /* [n, vocab] of the last forward */
 int mb_mlm_num_rows(const mb_distilbert_mlm *m);
 const int32_t *mb_mlm_rows(const mb_distilbert_mlm *m); /* flat b*T+t of each logits row */
 
