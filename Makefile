@@ -6,6 +6,7 @@
 #   make sanitize   the same tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-san/)
 #   make valgrind   the C tests under valgrind --leak-check=full
 #   make bench      benchmark figures as JSON
+#   make bench-compare  moonbert's DistilBERT bench against the PyTorch peer (../shared/peer), ratio table
 #   make fuzz       build the libFuzzer targets in fuzz/ (FUZZ_SECONDS=600 make fuzz-run to run them)
 #
 # Sources are found by wildcard: runtime/*.c is the runtime, bindings/*.c the
@@ -47,7 +48,7 @@ LUAMOD   := $(BUILD)/lib/moonbert/core.so
 CLI      := $(BUILD)/bin/moonbert
 MODLIST  := $(BUILD)/gen/modules.h
 
-.PHONY: all deps deps-check test test-run sanitize valgrind bench fuzz fuzz-run clean run pretrain
+.PHONY: all deps deps-check test test-run sanitize valgrind bench bench-compare fuzz fuzz-run clean run pretrain
 all: $(CLI) $(LUAMOD) $(CTEST_BIN)
 
 deps:
@@ -101,6 +102,9 @@ valgrind: all
 
 bench: all
 	@$(CLI) bench all
+
+bench-compare: all
+	@scripts/bench-compare
 
 run: all
 	@$(CLI) run experiments/baseline_vs_finetune.lua $(ARGS)

@@ -60,7 +60,19 @@ typedef struct enc_acts {
     uint8_t *u8;
     int32_t *i32;
     int B, T, keep, train;
-    int32_t *ids, *mask;         /* [B,T] copies of the inputs */
+    /* Rows: a packed forward (plan_rows) computes only the real tokens of a
+       right-padded batch: N rows, sequence b at rows row[b] .. row[b]+len[b]-1.
+       Otherwise N = B*T (padded rows computed, keys masked, as PyTorch).
+       Every [B,T,*] buffer below holds N rows. */
+    int packed, N;
+    int ckpt;                    /* keep only layer inputs/outputs, recompute the rest (kept_bytes) */
+    int *len;                    /* [B] */
+    long *row, *prob;            /* [B] first row, first attention probability */
+    size_t cap_seq;
+    long n_probs;                /* sum over b of H*len[b]^2 */
+    int32_t *ids, *pos;          /* [N] token id and position of each row */
+    int32_t *mask;               /* [B,T] copy of the input mask */
+    float *hidden;               /* [B,T,D] last hidden state, padded rows 0 (packed only) */
     float *emb_sum;              /* [B,T,D] word + position, LN input */
     float *emb_mean, *emb_rstd;  /* [B,T] */
     float *emb_out;              /* [B,T,D] after LN and dropout */
@@ -71,6 +83,7 @@ typedef struct enc_acts {
     float *d_res, *d_tmp;        /* [B,T,D] residual-stream gradients */
     float *dq, *dk, *dv, *dctx;  /* [B,T,D] */
     float *dffn;                 /* [B,T,F] */
+    float *recompute;            /* [B,T,D] ctx, then the layer input, recomputed in backward */
     float *scratch;              /* attention scratch */
     long scratch_floats;         /* its size (depends on the thread count) */
 } enc_acts;
@@ -276,6 +289,8 @@ mb_distilbert *mb_distilbert_new(const mb_distilbert_config *cfg, uint64_t seed,
 }
 
 static void free_enc_acts(enc_acts *a) {
+    free(a->len);
+    free(a->row);
     free(a->f);
     free(a->u8);
     free(a->i32);
@@ -506,21 +521,30 @@ static void *take(bump *b, size_t bytes) {
 /* Assign (or count, when the blocks are NULL) the encoder buffers for B x T. */
 static void layout_enc(const mb_distilbert_config *c, enc_acts *a, int B, int T, bump *fb, bump *ub, bump *ib) {
     size_t BT = (size_t)B * T, D = (size_t)c->dim, F = (size_t)c->hidden_dim, H = (size_t)c->n_heads;
-    size_t BTD = BT * D * 4, BTF = BT * F * 4, BHTT = (size_t)B * H * T * T, BTs = BT * 4;
+    size_t N = (size_t)a->N;
+    /* float buffers hold N rows; the dropout masks are drawn for the padded
+       shape (the RNG stream does not depend on packing) and compacted */
+    size_t BTD = N * D * 4, BTF = N * F * 4, BHTT = (size_t)B * H * T * T, BTs = N * 4;
+    size_t probs_bytes = (size_t)a->n_probs * 4;
     int train = a->train, keep = a->keep;
     a->ids = take(ib, BT * 4);
+    a->pos = take(ib, BT * 4);
     a->mask = take(ib, BT * 4);
+    a->hidden = a->packed ? take(fb, BT * D * 4) : NULL;
     a->emb_sum = take(fb, BTD);
     a->emb_mean = take(fb, BTs);
     a->emb_rstd = take(fb, BTs);
     a->emb_out = take(fb, BTD);
     a->emb_drop = train ? take(ub, BT * D) : NULL;
     a->ffn_g = take(fb, BTF);
-    float *out_pingpong[2] = {NULL, NULL};
-    if (!keep) {
-        out_pingpong[0] = take(fb, BTD);
-        out_pingpong[1] = take(fb, BTD);
-    }
+    /* Layer outputs, and (keep) ctx and sa, are not kept per layer: backward
+       recomputes them (LayerNorm from its kept input and statistics, ctx from
+       the kept probabilities and v), bit for bit. That is 3 of 12 [N,D]-sized
+       buffers per layer; dq, dctx and dffn share buffers free at their time. */
+    float *out_pingpong[2], *shared = NULL;
+    out_pingpong[0] = take(fb, BTD);
+    out_pingpong[1] = take(fb, BTD);
+    if (keep) shared = take(fb, BTD); /* forward: ctx, then sa; backward: sa, then dctx */
     for (int l = 0; l < c->n_layers; l++) {
         layer_acts *la = &a->layer[l];
         if (!keep && l > 0) {
@@ -528,36 +552,101 @@ static void layout_enc(const mb_distilbert_config *c, enc_acts *a, int B, int T,
             la->out = out_pingpong[l % 2];
             continue;
         }
+        if (a->ckpt && l > 0) { /* one set of buffers; per layer only its output and masks */
+            *la = a->layer[0];
+            la->out = take(fb, BTD);
+            la->attn_drop = train ? take(ub, BHTT) : NULL;
+            la->ffn_drop = train ? take(ub, BT * D) : NULL;
+            continue;
+        }
         la->q = take(fb, BTD);
         la->k = take(fb, BTD);
         la->v = take(fb, BTD);
-        la->probs = take(fb, BHTT * 4);
-        la->ctx = take(fb, BTD);
+        la->probs = take(fb, probs_bytes);
+        la->ctx = keep ? shared : take(fb, BTD);
         la->h1 = take(fb, BTD);
         la->ln1_mean = take(fb, BTs);
         la->ln1_rstd = take(fb, BTs);
-        la->sa = take(fb, BTD);
+        la->sa = keep ? shared : take(fb, BTD);
         la->ffn_h = take(fb, BTF);
         la->h2 = take(fb, BTD);
         la->ln2_mean = take(fb, BTs);
         la->ln2_rstd = take(fb, BTs);
-        la->out = keep ? take(fb, BTD) : out_pingpong[0];
+        la->out = a->ckpt ? take(fb, BTD) : out_pingpong[l % 2];
         la->attn_drop = train ? take(ub, BHTT) : NULL;
         la->ffn_drop = train ? take(ub, BT * D) : NULL;
     }
     if (keep) {
         a->d_res = take(fb, BTD);
         a->d_tmp = take(fb, BTD);
-        a->dq = take(fb, BTD);
+        a->dq = a->d_tmp; /* d_tmp is free from LN1 backward to the next LN2 backward */
         a->dk = take(fb, BTD);
         a->dv = take(fb, BTD);
-        a->dctx = take(fb, BTD);
-        a->dffn = take(fb, BTF);
+        a->dctx = shared;
+        a->dffn = a->ffn_g; /* lin2's weight gradient is taken before its input gradient */
+        a->recompute = out_pingpong[c->n_layers % 2]; /* not the final output */
     } else {
-        a->d_res = a->d_tmp = a->dq = a->dk = a->dv = a->dctx = a->dffn = NULL;
+        a->d_res = a->d_tmp = a->dq = a->dk = a->dv = a->dctx = a->dffn = a->recompute = NULL;
     }
-    a->scratch_floats = attention_scratch_floats(T);
+    a->scratch_floats = attention_scratch_floats(T); /* T bounds every len[b] */
     a->scratch = take(fb, (size_t)a->scratch_floats * 4);
+}
+
+/* Choose the rows a forward computes (a->packed, N, len, row, prob). A batch
+   is packed when the caller needs no padded row (pack) and every mask row is
+   1...1 0...0 with at least one 1 (right padding, what the tokenizer makes).
+   Padded rows never influence the real ones (their keys are masked) and the
+   head reads row 0, so loss and gradients are the same either way; only
+   the padded rows of the hidden states differ (0 when packed). */
+static mb_status plan_rows(const mb_distilbert_config *c, enc_acts *a, const int32_t *mask, int B, int T, int pack,
+                           mb_error *err) {
+    if ((size_t)B > a->cap_seq) {
+        free(a->len);
+        free(a->row);
+        a->len = malloc(sizeof(int) * (size_t)B);
+        a->row = malloc(sizeof(long) * 2 * (size_t)B);
+        a->cap_seq = a->len && a->row ? (size_t)B : 0;
+        if (!a->cap_seq) return mb_fail(err, MB_ERR_NOMEM, "out of memory for a batch of %d", B);
+    }
+    a->prob = a->row + B;
+    int packed = pack && mask != NULL;
+    for (int b = 0; b < B && packed; b++) {
+        const int32_t *mr = mask + (long)b * T;
+        int len = 0;
+        while (len < T && mr[len] != 0) len++;
+        for (int t = len; t < T && packed; t++) packed = mr[t] == 0;
+        packed = packed && len > 0;
+        a->len[b] = len;
+    }
+    a->packed = packed;
+    long N = 0, np = 0;
+    for (int b = 0; b < B; b++) {
+        if (!packed) a->len[b] = T;
+        a->row[b] = N;
+        a->prob[b] = np;
+        N += a->len[b];
+        np += (long)c->n_heads * a->len[b] * a->len[b];
+    }
+    a->N = (int)N;
+    a->n_probs = np;
+    return MB_OK;
+}
+
+/* Bytes of activations a training forward keeps for all layers (plan_rows done). */
+static double kept_bytes(const mb_distilbert_config *c, const enc_acts *a) {
+    double per_layer = (5.0 * c->dim + c->hidden_dim) * a->N + (double)a->n_probs;
+    return 4.0 * c->n_layers * per_layer;
+}
+
+/* Above this many bytes of kept activations a training forward keeps only
+   each layer's input and recomputes the layer in backward (one more forward:
+   +1/3 of the step's flops, on the few longest batches). MOONBERT_ACTIVATION_MB
+   sets it (default 320 MB: a full-size batch-64 fine-tune step stays under
+   1.5 GB with AdamW; 0 checkpoints always). */
+static double activation_budget(void) {
+    const char *e = getenv("MOONBERT_ACTIVATION_MB");
+    double mb = e && *e ? atof(e) : 320.0;
+    return mb * 1e6;
 }
 
 /* Make a's blocks big enough for B x T (growing only) and lay them out. */
@@ -636,9 +725,76 @@ static mb_status check_inputs(const mb_distilbert *m, const int32_t *ids, int B,
     return MB_OK;
 }
 
+/* Keep masks are drawn for the padded shape; a packed forward moves the rows
+   (or probability blocks) of real tokens to the front, in row order (each
+   destination is at or before its source, so in place is safe). */
+static void compact_rows(const enc_acts *a, uint8_t *mask, int B, int T, int D) {
+    if (!a->packed) return;
+    for (int b = 0; b < B; b++)
+        memmove(mask + a->row[b] * D, mask + (long)b * T * D, (size_t)a->len[b] * D);
+}
+
+static void compact_probs(const enc_acts *a, uint8_t *mask, int B, int T, int H) {
+    if (!a->packed) return;
+    for (int b = 0; b < B; b++) {
+        long n = a->len[b];
+        for (int h = 0; h < H; h++)
+            for (long i = 0; i < n; i++)
+                memmove(mask + a->prob[b] + h * n * n + i * n, mask + (((long)b * H + h) * T + i) * T, (size_t)n);
+    }
+}
+
 static void act_forward(const mb_distilbert *m, float *out, const float *inp, long n) {
     if (m->cfg.activation == MB_ACT_RELU) relu_forward(out, inp, n);
     else gelu_forward(out, inp, n);
+}
+
+/* One transformer block on x [N,D] into a->layer[l] (its buffers may be
+   shared, see layout_enc). draw: draw the dropout masks (forward) or reuse
+   the kept ones (recomputation in backward). attn_out: NULL or [B,H,T,T]
+   for output_attentions (padded path only). */
+static void layer_forward(mb_distilbert *m, enc_acts *a, int l, const float *x, const attn_seqs *seqs, float p_attn,
+                          float p_ffn, int draw, float *attn_out) {
+    const mb_distilbert_config *c = &m->cfg;
+    const int B = a->B, T = a->T, D = c->dim, F = c->hidden_dim, H = c->n_heads, N = a->N;
+    const long BTD = (long)B * T * D;
+    const layer_views *w = &m->p.layer[l];
+    layer_acts *la = &a->layer[l];
+    /* x = LN(x + out_lin(attention(q, k, v))) */
+    linear_forward(la->q, x, w->q_w, w->q_b, N, D, D);
+    linear_forward(la->k, x, w->k_w, w->k_b, N, D, D);
+    linear_forward(la->v, x, w->v_w, w->v_b, N, D, D);
+    if (p_attn > 0.0f && draw) {
+        dropout_mask(la->attn_drop, (long)B * H * T * T, p_attn, &m->rng);
+        compact_probs(a, la->attn_drop, B, T, H);
+    }
+    attention_forward_seqs(la->ctx, la->probs, la->q, la->k, la->v, seqs, la->attn_drop, p_attn, D, H, a->scratch);
+    if (attn_out) {
+        long n = (long)B * H * T * T;
+        if (p_attn > 0.0f) dropout_apply(attn_out, la->probs, la->attn_drop, p_attn, n);
+        else memcpy(attn_out, la->probs, n * sizeof(float));
+    }
+    /* biases, dropout and residuals are added in the LayerNorm's sweep and
+       the GELU's (bias_gelu_forward, add_layernorm_forward), not by
+       separate passes over memory */
+    linear_forward(la->h1, la->ctx, w->o_w, NULL, N, D, D);
+    add_layernorm_forward(la->h1, la->sa, la->ln1_mean, la->ln1_rstd, x, w->o_b, NULL, 0.0f, w->sa_ln_w,
+                          w->sa_ln_b, N, D, LN_EPS);
+    /* x = LN(sa + dropout(lin2(act(lin1(sa))))) */
+    if (c->activation == MB_ACT_GELU) {
+        linear_forward(la->ffn_h, la->sa, w->ff1_w, NULL, N, D, F);
+        bias_gelu_forward(la->ffn_h, a->ffn_g, w->ff1_b, N, F);
+    } else {
+        linear_forward(la->ffn_h, la->sa, w->ff1_w, w->ff1_b, N, D, F);
+        act_forward(m, a->ffn_g, la->ffn_h, (long)N * F);
+    }
+    linear_forward(la->h2, a->ffn_g, w->ff2_w, NULL, N, F, D);
+    if (p_ffn > 0.0f && draw) {
+        dropout_mask(la->ffn_drop, BTD, p_ffn, &m->rng);
+        compact_rows(a, la->ffn_drop, B, T, D);
+    }
+    add_layernorm_forward(la->h2, la->out, la->ln2_mean, la->ln2_rstd, la->sa, w->ff2_b,
+                          p_ffn > 0.0f ? la->ffn_drop : NULL, p_ffn, w->out_ln_w, w->out_ln_b, N, D, LN_EPS);
 }
 
 mb_status mb_distilbert_forward(mb_distilbert *m, const int32_t *ids, const int32_t *mask, int B, int T,
@@ -652,59 +808,53 @@ mb_status mb_distilbert_forward(mb_distilbert *m, const int32_t *ids, const int3
     if (check_inputs(m, ids, B, T, err) != MB_OK) return err ? err->code : MB_ERR_ARG;
     int keep_enc = opts->keep && !m->frozen;
     enc_acts *a = keep_enc ? &m->keep_acts : &m->infer_acts;
+    /* Padded rows are left out where the caller cannot see them: training
+       (keep) and [CLS] features; a plain forward returns every row. */
+    int pack = (opts->keep || opts->encoder_only) && !opts->hidden_states && !opts->attentions;
+    if (plan_rows(c, a, mask, B, T, pack, err) != MB_OK) return err ? err->code : MB_ERR_NOMEM;
+    a->ckpt = a->keep && kept_bytes(c, a) > activation_budget();
     if (prepare_enc(c, a, B, T, opts->train, err) != MB_OK) return err ? err->code : MB_ERR_NOMEM;
     if (!opts->encoder_only && prepare_head(m, B, err) != MB_OK) return err ? err->code : MB_ERR_NOMEM;
     m->last = a;
-    const int D = c->dim, F = c->hidden_dim, H = c->n_heads, BT = B * T;
-    const long BTD = (long)BT * D;
+    const int D = c->dim, BT = B * T, N = a->N;
+    const long BTD = (long)BT * D, ND = (long)N * D;
     const int train = opts->train;
-    memcpy(a->ids, ids, sizeof(int32_t) * BT);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < a->len[b]; t++) {
+            a->ids[a->row[b] + t] = ids[(long)b * T + t];
+            a->pos[a->row[b] + t] = t;
+        }
     if (mask) memcpy(a->mask, mask, sizeof(int32_t) * BT);
     else for (int i = 0; i < BT; i++) a->mask[i] = 1;
+    attn_seqs seqs = {.B = B, .max_len = T, .len = a->len, .row = a->row, .prob = a->prob,
+                      .key_mask = a->packed ? NULL : a->mask, .mask_T = T};
 
     /* embeddings: LN(word + position), dropout */
-    embedding_forward(a->emb_sum, a->ids, m->p.word, m->p.pos, B, T, D);
-    layernorm_forward(a->emb_out, a->emb_mean, a->emb_rstd, a->emb_sum, m->p.emb_ln_w, m->p.emb_ln_b, BT, D, LN_EPS);
+    embedding_forward_rows(a->emb_sum, a->ids, a->pos, m->p.word, m->p.pos, N, D);
+    layernorm_forward(a->emb_out, a->emb_mean, a->emb_rstd, a->emb_sum, m->p.emb_ln_w, m->p.emb_ln_b, N, D, LN_EPS);
     if (train && c->dropout > 0.0f) {
         dropout_mask(a->emb_drop, BTD, c->dropout, &m->rng);
-        dropout_apply(a->emb_out, a->emb_out, a->emb_drop, c->dropout, BTD);
+        compact_rows(a, a->emb_drop, B, T, D);
+        dropout_apply(a->emb_out, a->emb_out, a->emb_drop, c->dropout, ND);
     }
     if (opts->hidden_states) memcpy(opts->hidden_states[0], a->emb_out, BTD * sizeof(float));
 
     const float *x = a->emb_out;
     float p_attn = train ? c->attention_dropout : 0.0f, p_ffn = train ? c->dropout : 0.0f;
     for (int l = 0; l < c->n_layers; l++) {
-        const layer_views *w = &m->p.layer[l];
-        layer_acts *la = &a->layer[l];
-        /* x = LN(x + out_lin(attention(q, k, v))) */
-        linear_forward(la->q, x, w->q_w, w->q_b, BT, D, D);
-        linear_forward(la->k, x, w->k_w, w->k_b, BT, D, D);
-        linear_forward(la->v, x, w->v_w, w->v_b, BT, D, D);
-        if (p_attn > 0.0f) dropout_mask(la->attn_drop, (long)B * H * T * T, p_attn, &m->rng);
-        attention_forward(la->ctx, la->probs, la->q, la->k, la->v, a->mask, la->attn_drop, p_attn, B, T, D, H,
-                          a->scratch);
-        if (opts->attentions) {
-            long n = (long)B * H * T * T;
-            if (p_attn > 0.0f) dropout_apply(opts->attentions[l], la->probs, la->attn_drop, p_attn, n);
-            else memcpy(opts->attentions[l], la->probs, n * sizeof(float));
-        }
-        linear_forward(la->h1, la->ctx, w->o_w, w->o_b, BT, D, D);
-        residual_add(la->h1, x, BTD);
-        layernorm_forward(la->sa, la->ln1_mean, la->ln1_rstd, la->h1, w->sa_ln_w, w->sa_ln_b, BT, D, LN_EPS);
-        /* x = LN(sa + dropout(lin2(act(lin1(sa))))) */
-        linear_forward(la->ffn_h, la->sa, w->ff1_w, w->ff1_b, BT, D, F);
-        act_forward(m, a->ffn_g, la->ffn_h, (long)BT * F);
-        linear_forward(la->h2, a->ffn_g, w->ff2_w, w->ff2_b, BT, F, D);
-        if (p_ffn > 0.0f) {
-            dropout_mask(la->ffn_drop, BTD, p_ffn, &m->rng);
-            dropout_apply(la->h2, la->h2, la->ffn_drop, p_ffn, BTD);
-        }
-        residual_add(la->h2, la->sa, BTD);
-        layernorm_forward(la->out, la->ln2_mean, la->ln2_rstd, la->h2, w->out_ln_w, w->out_ln_b, BT, D, LN_EPS);
-        if (opts->hidden_states) memcpy(opts->hidden_states[l + 1], la->out, BTD * sizeof(float));
-        x = la->out;
+        layer_forward(m, a, l, x, &seqs, p_attn, p_ffn, 1, opts->attentions ? opts->attentions[l] : NULL);
+        if (opts->hidden_states) memcpy(opts->hidden_states[l + 1], a->layer[l].out, BTD * sizeof(float));
+        x = a->layer[l].out;
     }
-    m->last_hidden = x;
+    if (a->packed) {
+        /* the [B,T,D] view callers expect; padded rows were not computed */
+        memset(a->hidden, 0, BTD * sizeof(float));
+        for (int b = 0; b < B; b++)
+            memcpy(a->hidden + (long)b * T * D, x + a->row[b] * D, (size_t)a->len[b] * D * sizeof(float));
+        m->last_hidden = a->hidden;
+    } else {
+        m->last_hidden = x;
+    }
     m->fwd_B = B;
     m->fwd_T = T;
     m->fwd_keep = opts->keep;
@@ -714,7 +864,7 @@ mb_status mb_distilbert_forward(mb_distilbert *m, const int32_t *ids, const int3
     /* head: [CLS] -> pre_classifier -> ReLU -> dropout -> classifier */
     head_acts *h = &m->head;
     const int L = c->num_labels;
-    for (int b = 0; b < B; b++) memcpy(h->cls + (long)b * D, x + (long)b * T * D, D * sizeof(float));
+    for (int b = 0; b < B; b++) memcpy(h->cls + (long)b * D, x + a->row[b] * D, D * sizeof(float));
     linear_forward(h->pre, h->cls, m->p.pre_w, m->p.pre_b, B, D, D);
     relu_forward(h->act, h->pre, (long)B * D);
     if (train && c->seq_classif_dropout > 0.0f) {
@@ -760,12 +910,12 @@ static mb_status report_nonfinite(mb_distilbert *m, double loss, mb_error *err) 
             return mb_fail(err, MB_ERR_NUMERIC, "loss is %s: parameter '%s' holds a non-finite value at element %zu "
                            "(diverged? lower the learning rate)", what, m->info[i].name, at);
     enc_acts *a = m->last;
-    size_t BTD = (size_t)m->fwd_B * m->fwd_T * m->cfg.dim;
+    size_t BTD = a ? (size_t)a->N * m->cfg.dim : 0;
     if (a && first_nonfinite(a->emb_out, BTD, &at))
         return mb_fail(err, MB_ERR_NUMERIC, "loss is %s: the embeddings output is not finite", what);
-    if (a && a->keep)
+    if (a && a->keep) /* out = LN2(h2): finite exactly where h2 is (outputs are not kept) */
         for (int l = 0; l < m->cfg.n_layers; l++)
-            if (first_nonfinite(a->layer[l].out, BTD, &at))
+            if (first_nonfinite(a->ckpt ? a->layer[l].out : a->layer[l].h2, BTD, &at))
                 return mb_fail(err, MB_ERR_NUMERIC, "loss is %s: the output of distilbert.transformer.layer.%d is "
                                "not finite", what, l);
     if (first_nonfinite(m->head.logits, (size_t)m->fwd_B * m->cfg.num_labels, &at))
@@ -837,13 +987,14 @@ mb_status mb_distilbert_backward(mb_distilbert *m, mb_error *err) {
     m->have_loss = 0; /* the gradient of this loss is taken once */
     const mb_distilbert_config *c = &m->cfg;
     const int B = m->fwd_B, T = m->fwd_T, D = c->dim, F = c->hidden_dim, H = c->n_heads, L = c->num_labels;
-    const int BT = B * T;
-    const long BTD = (long)BT * D;
+    enc_acts *a = &m->keep_acts;
+    const int N = a->N; /* rows computed by the forward (plan_rows) */
+    const long ND = (long)N * D;
     const int train = m->fwd_train;
     head_acts *h = &m->head;
-    enc_acts *a = &m->keep_acts;
-    if (m->d_hidden_in) { /* another head (masked LM) supplies d last_hidden */
-        memcpy(a->d_res, m->d_hidden_in, BTD * sizeof(float));
+    if (m->d_hidden_in) { /* another head (masked LM) supplies d last_hidden [B,T,D]: the computed rows */
+        for (int b = 0; b < B; b++)
+            memcpy(a->d_res + a->row[b] * D, m->d_hidden_in + (long)b * T * D, (size_t)a->len[b] * D * sizeof(float));
         goto encoder;
     }
 
@@ -858,47 +1009,63 @@ mb_status mb_distilbert_backward(mb_distilbert *m, mb_error *err) {
     linear_backward(h->d_b, m->g.pre_w, m->g.pre_b, h->d_a, h->cls, m->p.pre_w, B, D, D, 0);
 
     /* the head reads position 0 only */
-    memset(a->d_res, 0, BTD * sizeof(float));
-    for (int b = 0; b < B; b++) memcpy(a->d_res + (long)b * T * D, h->d_b + (long)b * D, D * sizeof(float));
+    memset(a->d_res, 0, ND * sizeof(float));
+    for (int b = 0; b < B; b++) memcpy(a->d_res + a->row[b] * D, h->d_b + (long)b * D, D * sizeof(float));
 encoder:;
+    attn_seqs seqs = {.B = B, .max_len = T, .len = a->len, .row = a->row, .prob = a->prob,
+                      .key_mask = a->packed ? NULL : a->mask, .mask_T = T};
 
     float p_attn = train ? c->attention_dropout : 0.0f, p_ffn = train ? c->dropout : 0.0f;
     for (int l = c->n_layers - 1; l >= 0; l--) {
         const layer_views *w = &m->p.layer[l];
         layer_views *g = &m->g.layer[l];
         layer_acts *la = &a->layer[l];
-        const float *x = l == 0 ? a->emb_out : a->layer[l - 1].out;
+        if (a->ckpt) /* the layer's activations again, from its kept input and dropout masks */
+            layer_forward(m, a, l, l == 0 ? a->emb_out : a->layer[l - 1].out, &seqs, p_attn, p_ffn, 0, NULL);
         /* out = LN2(h2): d_tmp = d h2 */
         layernorm_backward(a->d_tmp, g->out_ln_w, g->out_ln_b, a->d_res, la->h2, w->out_ln_w, la->ln2_mean,
-                           la->ln2_rstd, BT, D);
+                           la->ln2_rstd, N, D);
         /* h2 = sa + dropout(lin2(act(lin1(sa)))) */
         const float *d_ffn_out = a->d_tmp;
         if (p_ffn > 0.0f) {
-            dropout_apply(a->d_res, a->d_tmp, la->ffn_drop, p_ffn, BTD);
+            dropout_apply(a->d_res, a->d_tmp, la->ffn_drop, p_ffn, ND);
             d_ffn_out = a->d_res;
         }
-        act_forward(m, a->ffn_g, la->ffn_h, (long)BT * F); /* recomputed, not kept */
-        linear_backward(a->dffn, g->ff2_w, g->ff2_b, d_ffn_out, a->ffn_g, w->ff2_w, BT, F, D, 0);
-        if (c->activation == MB_ACT_RELU) relu_backward(a->dffn, la->ffn_h, a->dffn, (long)BT * F);
-        else gelu_backward(a->dffn, la->ffn_h, a->dffn, (long)BT * F);
-        linear_backward(a->d_tmp, g->ff1_w, g->ff1_b, a->dffn, la->sa, w->ff1_w, BT, D, F, 1); /* d sa */
+        act_forward(m, a->ffn_g, la->ffn_h, (long)N * F); /* recomputed, not kept */
+        linear_backward(NULL, g->ff2_w, g->ff2_b, d_ffn_out, a->ffn_g, w->ff2_w, N, F, D, 0);
+        linear_backward(a->dffn, NULL, NULL, d_ffn_out, NULL, w->ff2_w, N, F, D, 0); /* over ffn_g */
+        if (c->activation == MB_ACT_RELU) relu_backward(a->dffn, la->ffn_h, a->dffn, (long)N * F);
+        else gelu_backward(a->dffn, la->ffn_h, a->dffn, (long)N * F);
+        layernorm_recompute(la->sa, la->h1, la->ln1_mean, la->ln1_rstd, w->sa_ln_w, w->sa_ln_b, N, D);
+        linear_backward(a->d_tmp, g->ff1_w, g->ff1_b, a->dffn, la->sa, w->ff1_w, N, D, F, 1); /* d sa */
         /* sa = LN1(h1): d_res = d h1 */
         layernorm_backward(a->d_res, g->sa_ln_w, g->sa_ln_b, a->d_tmp, la->h1, w->sa_ln_w, la->ln1_mean,
-                           la->ln1_rstd, BT, D);
+                           la->ln1_rstd, N, D);
         /* h1 = x + out_lin(attention(q(x), k(x), v(x))): d_res accumulates d x */
-        linear_backward(a->dctx, g->o_w, g->o_b, a->d_res, la->ctx, w->o_w, BT, D, D, 0);
-        attention_backward(a->dq, a->dk, a->dv, a->dctx, la->probs, la->q, la->k, la->v, a->mask, la->attn_drop,
-                           p_attn, B, T, D, H, a->scratch);
-        linear_backward(a->d_res, g->q_w, g->q_b, a->dq, x, w->q_w, BT, D, D, 1);
-        linear_backward(a->d_res, g->k_w, g->k_b, a->dk, x, w->k_w, BT, D, D, 1);
-        linear_backward(a->d_res, g->v_w, g->v_b, a->dv, x, w->v_w, BT, D, D, 1);
+        attention_context_seqs(a->recompute, la->probs, la->v, &seqs, la->attn_drop, p_attn, D, H, a->scratch);
+        linear_backward(a->dctx, g->o_w, g->o_b, a->d_res, a->recompute, w->o_w, N, D, D, 0);
+        attention_backward_seqs(a->dq, a->dk, a->dv, a->dctx, la->probs, la->q, la->k, la->v, &seqs, la->attn_drop,
+                                p_attn, D, H, a->scratch);
+        /* the layer input: the embeddings, or the previous layer's output again */
+        const float *x = a->emb_out;
+        if (l > 0 && a->ckpt) {
+            x = a->layer[l - 1].out;
+        } else if (l > 0) {
+            const layer_acts *pa = &a->layer[l - 1];
+            const layer_views *pw = &m->p.layer[l - 1];
+            layernorm_recompute(a->recompute, pa->h2, pa->ln2_mean, pa->ln2_rstd, pw->out_ln_w, pw->out_ln_b, N, D);
+            x = a->recompute;
+        }
+        linear_backward(a->d_res, g->q_w, g->q_b, a->dq, x, w->q_w, N, D, D, 1);
+        linear_backward(a->d_res, g->k_w, g->k_b, a->dk, x, w->k_w, N, D, D, 1);
+        linear_backward(a->d_res, g->v_w, g->v_b, a->dv, x, w->v_w, N, D, D, 1);
     }
     /* emb_out = dropout(LN(word + position)) */
-    if (train && c->dropout > 0.0f) dropout_apply(a->d_res, a->d_res, a->emb_drop, c->dropout, BTD);
+    if (train && c->dropout > 0.0f) dropout_apply(a->d_res, a->d_res, a->emb_drop, c->dropout, ND);
     layernorm_backward(a->d_tmp, m->g.emb_ln_w, m->g.emb_ln_b, a->d_res, a->emb_sum, m->p.emb_ln_w, a->emb_mean,
-                       a->emb_rstd, BT, D);
-    embedding_backward(m->g.word, c->sinusoidal_pos_embds ? NULL : m->g.pos, a->d_tmp, a->ids, B, T, D,
-                       c->pad_token_id);
+                       a->emb_rstd, N, D);
+    embedding_backward_rows(m->g.word, c->sinusoidal_pos_embds ? NULL : m->g.pos, a->d_tmp, a->ids, a->pos, N, D,
+                            c->pad_token_id);
     return MB_OK;
 }
 

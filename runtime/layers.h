@@ -28,9 +28,25 @@ void embedding_forward(float *out, const int32_t *ids, const float *wte, const f
 void embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *ids, int B, int T, int C,
                         int padding_idx);
 
+/* The same on N rows with explicit positions: out[r] = wte[ids[r]] + wpe[pos[r]]
+   (a packed batch: padded rows left out). */
+void embedding_forward_rows(float *out, const int32_t *ids, const int32_t *pos, const float *wte, const float *wpe,
+                            int N, int C);
+void embedding_backward_rows(float *dwte, float *dwpe, const float *dout, const int32_t *ids, const int32_t *pos,
+                             int N, int C, int padding_idx);
+
 /* out[N,C] = (inp - mean) * rstd * w + b per row; mean[N], rstd[N] kept for backward. */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                        int N, int C, float eps);
+/* Fused residual + LayerNorm, one sweep per row: h[N,C] = (drop ?
+   dropout(h + bias) : h + bias) + res (kept for backward), then out, mean,
+   rstd as layernorm_forward of h. drop: [N,C] keep mask or NULL. */
+void add_layernorm_forward(float *h, float *out, float *mean, float *rstd, const float *res, const float *bias,
+                           const uint8_t *drop, float p, const float *w, const float *b, int N, int C, float eps);
+/* out = the forward's output again from its input and kept mean/rstd,
+   bit for bit (activations recomputed in backward instead of kept). */
+void layernorm_recompute(float *out, const float *inp, const float *mean, const float *rstd, const float *w,
+                         const float *b, int N, int C);
 /* dinp[N,C] = (written); dw[C], db[C] += */
 void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                         const float *mean, const float *rstd, int N, int C);
@@ -57,12 +73,38 @@ void attention_forward(float *ctx, float *probs, const float *q, const float *k,
 void attention_backward(float *dq, float *dk, float *dv, const float *dctx, const float *probs,
                         const float *q, const float *k, const float *v, const int32_t *mask,
                         const uint8_t *drop_mask, float p, int B, int T, int C, int NH, float *scratch);
+/* Sequences of a batch as attention sees them. Sequence b has len[b] rows
+   (its queries and keys) starting at row row[b] of q, k, v, ctx ([rows,C]);
+   its probabilities (and dropout keep mask) for head h are the len x len
+   block at prob[b] + h*len*len. key_mask is NULL (every key counts) or
+   [B,mask_T] (keys j with key_mask[b*mask_T + j] == 0 get probability 0).
+   A padded batch is len = T, row = b*T, prob = b*NH*T*T with its mask (what
+   attention_forward builds); a packed batch leaves the padded rows out:
+   len = real length, rows back to back, no key mask. max_len sizes the
+   scratch (attention_scratch_floats(max_len)). */
+typedef struct attn_seqs {
+    int B, max_len;
+    const int *len;
+    const long *row, *prob;
+    const int32_t *key_mask;
+    int mask_T;
+} attn_seqs;
+void attention_forward_seqs(float *ctx, float *probs, const float *q, const float *k, const float *v,
+                            const attn_seqs *s, const uint8_t *drop_mask, float p, int C, int NH, float *scratch);
+/* ctx = dropout(probs) v again (the forward's second product, bit for bit). */
+void attention_context_seqs(float *ctx, const float *probs, const float *v, const attn_seqs *s,
+                            const uint8_t *drop_mask, float p, int C, int NH, float *scratch);
+void attention_backward_seqs(float *dq, float *dk, float *dv, const float *dctx, const float *probs,
+                             const float *q, const float *k, const float *v, const attn_seqs *s,
+                             const uint8_t *drop_mask, float p, int C, int NH, float *scratch);
 /* Floats of scratch the attention functions need for B*NH heads of length T. */
 long attention_scratch_floats(int T);
 
 /* Exact erf GELU: x/2 (1 + erf(x/sqrt 2)). */
 void gelu_forward(float *out, const float *inp, long n);
 void gelu_backward(float *dinp, const float *inp, const float *dout, long n);
+/* Fused bias + GELU: h[N,C] += bias (kept), out = gelu(h), one sweep. */
+void bias_gelu_forward(float *h, float *out, const float *bias, int N, int C);
 void relu_forward(float *out, const float *inp, long n);
 /* Uses the forward OUTPUT (or input: same sign) to gate. */
 void relu_backward(float *dinp, const float *out, const float *dout, long n);

@@ -1,10 +1,20 @@
 -- moonbert bench train: DistilBERT training and inference throughput on the CPU.
 --
 -- Full-size config (dim 768, 6 layers, 12 heads, hidden 3072, vocab 30522,
--- random init), batch 32 padded to length 64 (lengths 8..64, one of 64):
---   train       forward + loss + backward (no optimizer), train mode (dropout)
---   frozen      the same with the encoder frozen (no encoder backward)
+-- random init), batch 32 padded to length 64 (lengths 8..64, one of 64), the
+-- same work as shared/peer/bench_torch.py:
+--   train       forward + loss + backward + AdamW step, train mode (dropout)
+--   frozen      the same with the encoder frozen (AdamW over the head only)
 --   inference   [CLS] features for a batch of 64 (eval mode)
+--   memory      (in its own process: MOONBERT_BENCH_ROWS=memory) fine-tune
+--               steps at batch 64 with AdamW on bucketed batches as the
+--               emotion fine-tune makes them (16000 texts, mean ~22 tokens,
+--               chunks of 50 batches sorted by length): a typical batch
+--               (length 32, lengths 12..32) gives seconds per step and the
+--               2-epoch estimate (500 such steps); the longest bucket
+--               (length 72, lengths 48..72) gives the peak RSS.
+-- MOONBERT_BENCH_ROWS (comma list, default train,frozen,inference) picks rows;
+-- MOONBERT_BENCH_STEPS the timed steps per row (default 2, one warm-up).
 -- Each reports seconds per step, steps/s, sequences/s and achieved GFLOP/s
 -- (matrix-product flops of the model's cost model); peak RSS is the
 -- process's high-water mark. --quick uses a tiny model (for tests).
@@ -23,11 +33,12 @@ local function peak_rss_mb()
   return kb and tonumber(kb) / 1024 or nil
 end
 
-local function make_batch(mb, rng_seed, B, T, vocab)
+local function make_batch(mb, rng_seed, B, T, vocab, min_len)
   local ids, mask = {}, {}
   local rng = mb.tensor.rand({ B }, { seed = rng_seed })
+  min_len = min_len or 8
   for b = 1, B do
-    local len = b == 1 and T or math.max(8, math.floor(8 + rng[b] * (T - 8)))
+    local len = b == 1 and T or math.max(min_len, math.floor(min_len + rng[b] * (T - min_len)))
     local row, mrow = {}, {}
     for t = 1, T do
       if t <= len then
@@ -66,23 +77,51 @@ local function timed(clock, warmup, steps, fn)
   return (clock() - t0) / steps
 end
 
+local function wanted_rows()
+  local rows = {}
+  for r in (os.getenv("MOONBERT_BENCH_ROWS") or "train,frozen,inference"):gmatch("[%w_]+") do rows[r] = true end
+  return rows
+end
+
+local FULL = { dim = 768, n_layers = 6, n_heads = 12, hidden_dim = 3072, vocab_size = 30522,
+               max_position_embeddings = 512 }
+local QUICK = { dim = 64, n_layers = 2, n_heads = 4, hidden_dim = 128, vocab_size = 2000, max_position_embeddings = 64 }
+
+local function head_params(model)
+  local list = {}
+  for _, p in ipairs(model:parameters()) do
+    if not p.name:match("^distilbert%.") then list[#list + 1] = p end
+  end
+  return list
+end
+
+-- One training step as the peer times it: forward, loss, backward, AdamW.
+local function train_step(model, opt, batch, labels)
+  opt:zero_grad()
+  model:loss(batch, labels, { train = true })
+  model:backward()
+  opt:step()
+end
+
 function M.run(opts)
   opts = opts or {}
   local mb = require "moonbert"
   local core = require("moonbert.core").distilbert
   local clock = core.wall_time
-  local cfg = { dim = 768, n_layers = 6, n_heads = 12, hidden_dim = 3072, vocab_size = 30522,
-                max_position_embeddings = 512 }
-  local B, T, BI, steps, warmup = 32, 64, 64, opts.steps or 2, 1
+  local rows = wanted_rows()
+  local cfg = FULL
+  local B, T, BI, warmup = 32, 64, 64, 1
+  local steps = opts.steps or tonumber(os.getenv("MOONBERT_BENCH_STEPS") or "") or 2
+  local MB, MT, MMIN = 64, 32, 12 -- the memory row's typical bucketed batch
+  local WT, WMIN = 72, 48          -- and its longest bucket
   if opts.quick then
-    cfg = { dim = 64, n_layers = 2, n_heads = 4, hidden_dim = 128, vocab_size = 2000, max_position_embeddings = 64 }
-    B, T, BI, steps = 4, 16, 8, 2
+    cfg = QUICK
+    B, T, BI, steps, MB, MT, MMIN, WT, WMIN = 4, 16, 8, 2, 8, 12, 6, 16, 12
   end
   local model = mb.distilbert.new(cfg, { seed = 42, num_labels = 6 })
-  local batch = make_batch(mb, 1, B, T, cfg.vocab_size)
-  local ibatch = make_batch(mb, 2, BI, T, cfg.vocab_size)
   local labels = {}
-  for b = 1, B do labels[b] = (b - 1) % 6 end
+  for b = 1, math.max(B, MB) do labels[b] = (b - 1) % 6 end
+  local function labels_for(n) return table.move(labels, 1, n, 1, {}) end
 
   local sgemm
   local function figures(sec, seqs, flops)
@@ -92,36 +131,60 @@ function M.run(opts)
 
   local load_before = loadavg()
   local sgemm_before = sgemm_gflops(mb, B * T, cfg.dim, cfg.hidden_dim)
-  local train_s = timed(clock, warmup, steps, function()
-    model:zero_grad()
-    model:loss(batch, labels, { train = true })
-    model:backward()
-  end)
-  model:freeze_encoder(true)
-  local frozen_s = timed(clock, warmup, steps, function()
-    model:zero_grad()
-    model:loss(batch, labels, { train = true })
-    model:backward()
-  end)
-  model:freeze_encoder(false)
-  local infer_s = timed(clock, warmup, steps, function() model:features(ibatch) end)
+  local secs = {}
+  if rows.train then
+    local batch = make_batch(mb, 1, B, T, cfg.vocab_size)
+    local opt = mb.optim.adamw(model:parameters(), { lr = 2e-5, weight_decay = 0.01 })
+    local lb = labels_for(B)
+    secs.train = timed(clock, warmup, steps, function() train_step(model, opt, batch, lb) end)
+    opt:free()
+  end
+  if rows.frozen then
+    local batch = make_batch(mb, 1, B, T, cfg.vocab_size)
+    model:freeze_encoder(true)
+    local opt = mb.optim.adamw(head_params(model), { lr = 2e-5, weight_decay = 0.01 })
+    local lb = labels_for(B)
+    secs.frozen = timed(clock, warmup, steps, function() train_step(model, opt, batch, lb) end)
+    opt:free()
+    model:freeze_encoder(false)
+  end
+  if rows.inference then
+    local ibatch = make_batch(mb, 2, BI, T, cfg.vocab_size)
+    secs.inference = timed(clock, warmup, steps, function() model:features(ibatch) end)
+  end
+  if rows.memory then
+    local batch = make_batch(mb, 3, MB, MT, cfg.vocab_size, MMIN)
+    local opt = mb.optim.adamw(model:parameters(), { lr = 2e-5, weight_decay = 0.01 })
+    local lb = labels_for(MB)
+    secs.memory = timed(clock, warmup, steps, function() train_step(model, opt, batch, lb) end)
+    local longest = make_batch(mb, 4, MB, WT, cfg.vocab_size, WMIN)
+    secs.memory_longest = timed(clock, 0, 1, function() train_step(model, opt, longest, lb) end)
+    opt:free()
+  end
   sgemm = (sgemm_before + sgemm_gflops(mb, B * T, cfg.dim, cfg.hidden_dim)) / 2
 
   local result = {
     config = { dim = cfg.dim, n_layers = cfg.n_layers, n_heads = cfg.n_heads, hidden_dim = cfg.hidden_dim,
                vocab_size = cfg.vocab_size, parameters = model:num_parameters() },
     batch = B, length = T, inference_batch = BI, steps = steps, threads = mb.threads(),
-    train = figures(train_s, B, model:flops(B, T, true, false)),
-    frozen = figures(frozen_s, B, model:flops(B, T, true, true)),
-    inference = figures(infer_s, BI, model:flops(BI, T, false, false)),
     peak_rss_mb = peak_rss_mb(),
     sgemm_gflop_per_s = sgemm,
     load_average = { before = load_before, after = loadavg() },
     pytorch_reference_2_threads = {
-      train_seconds_per_step_with_adamw = 4.1, frozen_seconds_per_step = 1.19,
+      train_seconds_per_step_with_adamw = 4.14, frozen_seconds_per_step = 1.19,
       inference_seconds_per_64 = 2.17, train_gflop_per_s = 126, sgemm_gflop_per_s = "158-172",
     },
   }
+  if secs.train then result.train = figures(secs.train, B, model:flops(B, T, true, false)) end
+  if secs.frozen then result.frozen = figures(secs.frozen, B, model:flops(B, T, true, true)) end
+  if secs.inference then result.inference = figures(secs.inference, BI, model:flops(BI, T, false, false)) end
+  if secs.memory then
+    result.memory = figures(secs.memory, MB, model:flops(MB, MT, true, false))
+    result.memory.batch, result.memory.length, result.memory.min_length = MB, MT, MMIN
+    result.memory.longest = { length = WT, min_length = WMIN, seconds_per_step = secs.memory_longest }
+    result.memory.peak_rss_mb = result.peak_rss_mb
+    result.memory.two_epoch_estimate_minutes = 500 * secs.memory / 60 -- 16000 texts / 64, twice
+  end
   model:free()
   return result
 end
