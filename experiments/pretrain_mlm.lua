@@ -12,8 +12,8 @@
 -- Masking: mb.mlm.collator (15% of non-special, non-padding tokens; 80% [MASK], 10% random, 10%
 -- unchanged), seeded. Logits are computed at the masked positions only.
 -- Optimiser: AdamW (wd 0.01, none for biases and LayerNorm weights), linear warmup (6%) then linear
--- decay to 0 over --steps, clip 1.0, dropout on. Batches: texts shuffled per epoch (seeded),
--- padded to the longest in the batch, truncated at --max-length.
+-- decay to 0 over --steps, clip 1.0, dropout on. Batches: texts shuffled per epoch (seeded), grouped
+-- by length within 50-batch windows, padded to the longest in the batch, truncated at --max-length.
 -- Store: one run (experiment pretrain_mlm): train/mlm_loss every --log-every steps,
 -- eval/mlm_loss and eval/masked_accuracy every --eval-every steps, params, time.
 -- Checkpoints: every --checkpoint-every steps under --checkpoint-dir/step-N (model, optimizer,
