@@ -77,7 +77,7 @@ LUAMOD   := $(BUILD)/lib/moonbert/core.so
 CLI      := $(BUILD)/bin/moonbert
 MODLIST  := $(BUILD)/gen/modules.h
 
-.PHONY: all deps deps-check test test-run sanitize valgrind bench bench-compare fuzz fuzz-run clean run
+.PHONY: all deps deps-check test test-run sanitize valgrind bench bench-compare fuzz fuzz-run clean run pretrain
 all: $(CLI) $(LUAMOD) $(CTEST_BIN)
 
 deps:
@@ -142,6 +142,9 @@ bench-compare: all
 
 run: all
 	@$(CLI) run experiments/baseline_vs_finetune.lua $(ARGS)
+
+pretrain: all
+	@$(CLI) run experiments/pretrain_mlm.lua $(ARGS)
 
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)

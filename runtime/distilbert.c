@@ -120,6 +120,7 @@ struct mb_distilbert {
     enc_acts keep_acts, infer_acts;
     head_acts head;
     /* state of the last forward/loss */
+    const float *d_hidden_in; /* set by backward_hidden: d loss/d last hidden from another head */
     enc_acts *last;        /* acts used by the last forward */
     int fwd_B, fwd_T, fwd_keep, fwd_train, fwd_head, have_loss;
     const float *last_hidden;
@@ -991,6 +992,11 @@ mb_status mb_distilbert_backward(mb_distilbert *m, mb_error *err) {
     const long ND = (long)N * D;
     const int train = m->fwd_train;
     head_acts *h = &m->head;
+    if (m->d_hidden_in) { /* another head (masked LM) supplies d last_hidden [B,T,D]: the computed rows */
+        for (int b = 0; b < B; b++)
+            memcpy(a->d_res + a->row[b] * D, m->d_hidden_in + (long)b * T * D, (size_t)a->len[b] * D * sizeof(float));
+        goto encoder;
+    }
 
     /* head */
     linear_backward(h->d_a, m->g.cls_w, m->g.cls_b, h->dlogits, h->dropped, m->p.cls_w, B, D, L, 0);
@@ -1003,10 +1009,11 @@ mb_status mb_distilbert_backward(mb_distilbert *m, mb_error *err) {
     linear_backward(h->d_b, m->g.pre_w, m->g.pre_b, h->d_a, h->cls, m->p.pre_w, B, D, D, 0);
 
     /* the head reads position 0 only */
-    attn_seqs seqs = {.B = B, .max_len = T, .len = a->len, .row = a->row, .prob = a->prob,
-                      .key_mask = a->packed ? NULL : a->mask, .mask_T = T};
     memset(a->d_res, 0, ND * sizeof(float));
     for (int b = 0; b < B; b++) memcpy(a->d_res + a->row[b] * D, h->d_b + (long)b * D, D * sizeof(float));
+encoder:;
+    attn_seqs seqs = {.B = B, .max_len = T, .len = a->len, .row = a->row, .prob = a->prob,
+                      .key_mask = a->packed ? NULL : a->mask, .mask_T = T};
 
     float p_attn = train ? c->attention_dropout : 0.0f, p_ffn = train ? c->dropout : 0.0f;
     for (int l = c->n_layers - 1; l >= 0; l--) {
@@ -1060,6 +1067,18 @@ mb_status mb_distilbert_backward(mb_distilbert *m, mb_error *err) {
     embedding_backward_rows(m->g.word, c->sinusoidal_pos_embds ? NULL : m->g.pos, a->d_tmp, a->ids, a->pos, N, D,
                             c->pad_token_id);
     return MB_OK;
+}
+
+mb_status mb_distilbert_backward_hidden(mb_distilbert *m, const float *d_hidden, mb_error *err) {
+    if (!m->last_hidden || m->fwd_head)
+        return mb_fail(err, MB_ERR_STATE, "backward_hidden needs an encoder-only forward first");
+    if (m->frozen) return MB_OK; /* nothing below the hidden state trains */
+    m->have_loss = 1;
+    m->d_hidden_in = d_hidden;
+    mb_status rc = mb_distilbert_backward(m, err);
+    m->d_hidden_in = NULL;
+    m->have_loss = 0;
+    return rc;
 }
 
 /* ---- cost model ------------------------------------------------------------- */

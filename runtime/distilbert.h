@@ -115,6 +115,11 @@ mb_status mb_distilbert_loss(mb_distilbert *m, const int32_t *labels_i32, const 
    keep=1 and loss first. */
 mb_status mb_distilbert_backward(mb_distilbert *m, mb_error *err);
 
+/* Encoder backward from d loss / d last_hidden_state [B,T,dim] supplied by
+   another head (the masked-LM head, runtime/distilbert_mlm.h): needs an
+   encoder_only forward with keep=1. A frozen encoder makes it a no-op. */
+mb_status mb_distilbert_backward_hidden(mb_distilbert *m, const float *d_hidden, mb_error *err);
+
 /* Floating-point operations of one forward (and backward, ~2x) at B x T,
    for throughput figures. */
 double mb_distilbert_flops(const mb_distilbert *m, int B, int T, int backward, int frozen);

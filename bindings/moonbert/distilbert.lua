@@ -134,5 +134,9 @@ function methods:named_parameters()
   return out
 end
 
+--- DistilBertForMaskedLM (bindings/moonbert/mlm.lua): load a HF masked-LM directory / a new one.
+function M.load_masked_lm(dir, opts) return require("moonbert.mlm").load(dir, opts) end
+function M.new_masked_lm(config, opts) return require("moonbert.mlm").new(config, opts) end
+
 M.methods = methods
 return M

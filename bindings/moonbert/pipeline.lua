@@ -106,6 +106,7 @@ M.tasks["text-classification"] = {
   end,
 }
 M.tasks["sentiment-analysis"] = M.tasks["text-classification"] -- Hugging Face's alias
+M.tasks["fill-mask"] = require("moonbert.pipeline_fill_mask") -- bindings/moonbert/pipeline_fill_mask.lua
 
 --- new(task, dir, opts) -> pipeline (callable)
 function M.new(task, dir, opts)

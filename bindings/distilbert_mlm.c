@@ -1,0 +1,401 @@
+/* distilbert_mlm.c (bindings): the moonbert.DistilBertMLM userdata and core.distilbert_mlm.
+ *
+ *   core.distilbert_mlm.load(dir, seed) -> model;  core.distilbert_mlm.new(config_json, source, seed)
+ *   model:forward(batch, {positions=, train=}) -> logits [B,T,V], or [n,V] at the 0-based
+ *       flat positions b*T+t listed
+ *   model:loss(batch, labels [B,T] (-100 = not predicted), {train=, logits=bool})
+ *       -> loss, n_masked[, logits [n,V] in row-major order of the predicted positions]
+ *   model:backward(), model:parameters(), model:zero_grad(), model:num_parameters(),
+ *   model:save(dir), model:config_json(), model:warnings(), model:rng_state(),
+ *   model:set_rng_state(s), model:seed(n), model:free()
+ *
+ * bindings/moonbert/distilbert.lua wraps it as mb.distilbert.load_masked_lm / new_masked_lm.
+ * Parameter views keep the model alive through a reference count, as in
+ * bindings/distilbert.c. The tied projector has no entry of its own:
+ * distilbert.embeddings.word_embeddings.weight is listed once.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../runtime/distilbert_mlm.h"
+#include "luamb.h"
+
+#define MLM_MT "moonbert.DistilBertMLM"
+
+typedef struct mlm_ref {
+    mb_distilbert_mlm *m;
+    int refs;
+} mlm_ref;
+
+typedef struct mlm_box {
+    mlm_ref *r;
+} mlm_box;
+
+static void ref_release(mlm_ref *r) {
+    if (--r->refs == 0) {
+        mb_mlm_free(r->m);
+        free(r);
+    }
+}
+
+static void view_release(void *data, size_t nbytes, void *ctx) { ref_release(ctx); }
+
+static mlm_ref *check_ref(lua_State *L, int arg) {
+    mlm_box *b = luaL_checkudata(L, arg, MLM_MT);
+    if (!b->r) luaL_argerror(L, arg, "model is freed");
+    return b->r;
+}
+
+static mb_distilbert_mlm *check_mlm(lua_State *L, int arg) { return check_ref(L, arg)->m; }
+
+static void push_model(lua_State *L, mb_distilbert_mlm *m) {
+    mlm_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->r = NULL;
+    luaL_setmetatable(L, MLM_MT);
+    mlm_ref *r = malloc(sizeof *r);
+    if (!r) {
+        mb_mlm_free(m);
+        luaL_error(L, "out of memory");
+        return;
+    }
+    r->m = m;
+    r->refs = 1;
+    b->r = r;
+    size_t kb = mb_mlm_num_params(m) * 8 / 1024;
+    if (kb > 0) lua_gc(L, LUA_GCSTEP, (int)(kb > 1000000 ? 1000000 : kb));
+}
+
+static int model_close(lua_State *L) {
+    mlm_box *b = luaL_checkudata(L, 1, MLM_MT);
+    if (b->r) {
+        ref_release(b->r);
+        b->r = NULL;
+    }
+    return 0;
+}
+
+static int mlm_load(lua_State *L) {
+    const char *dir = luaL_checkstring(L, 1);
+    lua_Integer seed = luaL_optinteger(L, 2, 42);
+    mb_error err;
+    mb_distilbert_mlm *m = mb_mlm_load(dir, (uint64_t)seed, &err);
+    if (!m) return mb_lua_raise(L, &err);
+    push_model(L, m);
+    return 1;
+}
+
+static int mlm_new(lua_State *L) {
+    size_t len;
+    const char *json = luaL_checklstring(L, 1, &len);
+    const char *source = luaL_optstring(L, 2, "config");
+    lua_Integer seed = luaL_optinteger(L, 3, 42);
+    mb_distilbert_config cfg;
+    mb_error err;
+    if (mb_config_parse(&cfg, json, len, source, &err) != MB_OK) return mb_lua_raise(L, &err);
+    mb_distilbert_mlm *m = mb_mlm_new(&cfg, (uint64_t)seed, &err);
+    mb_config_free(&cfg);
+    if (!m) return mb_lua_raise(L, &err);
+    push_model(L, m);
+    return 1;
+}
+
+/* An int32 [B,T] (a 1-D one is one sequence) from field `key` of the table at
+   arg, or from the value at idx when key is NULL; pushed on the stack (Lua owns it). */
+static mb_tensor *push_matrix(lua_State *L, int arg, int idx, const char *what, int required) {
+    if (lua_isnil(L, idx)) {
+        if (required) luaL_argerror(L, arg, lua_pushfstring(L, "%s is missing", what));
+        lua_pushnil(L);
+        return NULL;
+    }
+    if (!lua_istable(L, idx) && !mb_lua_testtensor(L, idx))
+        luaL_argerror(L, arg, lua_pushfstring(L, "%s must be an int32 tensor [B,T] or a nested table (got %s)", what,
+                                              luaL_typename(L, idx)));
+    mb_error err;
+    mb_tensor *t = mb_lua_totensor(L, idx, MB_INT32);
+    mb_lua_pushtensor(L, t, &err);
+    if (t->ndim == 1) {
+        int64_t shape[2] = {1, t->shape[0]};
+        mb_tensor *r = mb_tensor_reshape(t, 2, shape, &err);
+        mb_lua_pushtensor(L, r, &err);
+        lua_remove(L, -2);
+        t = r;
+    }
+    if (t->ndim != 2) luaL_argerror(L, arg, lua_pushfstring(L, "%s must be 2-D [B,T]", what));
+    return t;
+}
+
+typedef struct batch {
+    mb_tensor *ids, *mask;
+    int B, T;
+} batch;
+
+/* Pushes two values (ids, mask or nil). */
+static void get_batch(lua_State *L, int arg, batch *b) {
+    luaL_checktype(L, arg, LUA_TTABLE);
+    lua_getfield(L, arg, "input_ids");
+    b->ids = push_matrix(L, arg, lua_gettop(L), "batch.input_ids", 1);
+    lua_remove(L, -2);
+    b->B = (int)b->ids->shape[0];
+    b->T = (int)b->ids->shape[1];
+    lua_getfield(L, arg, "attention_mask");
+    b->mask = push_matrix(L, arg, lua_gettop(L), "batch.attention_mask", 0);
+    lua_remove(L, -2);
+    if (b->mask && (b->mask->shape[0] != b->B || b->mask->shape[1] != b->T))
+        luaL_argerror(L, arg, "batch.attention_mask and batch.input_ids differ in shape");
+}
+
+static void push_f32(lua_State *L, int ndim, const int64_t *shape, const float *src) {
+    mb_error err;
+    mb_tensor *t = mb_tensor_empty(MB_FLOAT32, ndim, shape, &err);
+    if (!t) mb_lua_raise(L, &err);
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    memcpy(mb_tensor_f32(t), src, sizeof(float) * (size_t)n);
+    mb_lua_pushtensor(L, t, &err);
+}
+
+static int m_forward(lua_State *L) {
+    mb_distilbert_mlm *m = check_mlm(L, 1);
+    int train = mb_lua_optfield_bool(L, 3, "train", 0);
+    batch b;
+    get_batch(L, 2, &b);
+    mb_tensor *pos = NULL;
+    if (lua_istable(L, 3)) {
+        lua_getfield(L, 3, "positions");
+        if (!lua_isnil(L, -1)) {
+            mb_error e2;
+            pos = mb_lua_totensor(L, lua_gettop(L), MB_INT32);
+            mb_lua_pushtensor(L, pos, &e2);
+        }
+    }
+    mb_error err;
+    int n = pos ? (int)mb_tensor_numel(pos) : 0;
+    if (mb_mlm_forward(m, mb_tensor_i32(b.ids), b.mask ? mb_tensor_i32(b.mask) : NULL, b.B, b.T,
+                       pos ? mb_tensor_i32(pos) : NULL, n, train, 0, &err) != MB_OK)
+        return mb_lua_raise(L, &err);
+    int V = mb_distilbert_get_config(mb_mlm_encoder(m))->vocab_size;
+    if (pos) {
+        int64_t shape[2] = {n, V};
+        push_f32(L, 2, shape, mb_mlm_logits(m));
+    } else {
+        int64_t shape[3] = {b.B, b.T, V};
+        push_f32(L, 3, shape, mb_mlm_logits(m));
+    }
+    return 1;
+}
+
+static int m_loss(lua_State *L) {
+    mb_distilbert_mlm *m = check_mlm(L, 1);
+    int train = mb_lua_optfield_bool(L, 4, "train", 0);
+    int want_logits = mb_lua_optfield_bool(L, 4, "logits", 0);
+    batch b;
+    get_batch(L, 2, &b);
+    mb_tensor *labels = push_matrix(L, 3, 3, "labels", 1);
+    if (labels->shape[0] != b.B || labels->shape[1] != b.T)
+        return luaL_argerror(L, 3, lua_pushfstring(L, "labels must be [%d,%d] like input_ids", b.B, b.T));
+    mb_error err;
+    double loss;
+    int n;
+    if (mb_mlm_loss(m, mb_tensor_i32(b.ids), b.mask ? mb_tensor_i32(b.mask) : NULL, mb_tensor_i32(labels), b.B, b.T,
+                    train, &loss, &n, &err) != MB_OK)
+        return mb_lua_raise(L, &err);
+    lua_pushnumber(L, loss);
+    lua_pushinteger(L, n);
+    if (!want_logits) return 2;
+    int64_t shape[2] = {n, mb_distilbert_get_config(mb_mlm_encoder(m))->vocab_size};
+    push_f32(L, 2, shape, mb_mlm_logits(m));
+    return 3;
+}
+
+static int m_backward(lua_State *L) {
+    mb_error err;
+    if (mb_mlm_backward(check_mlm(L, 1), &err) != MB_OK) return mb_lua_raise(L, &err);
+    return 0;
+}
+
+static void push_view(lua_State *L, mlm_ref *r, float *data, int ndim, const int64_t *shape) {
+    mb_error err;
+    mb_tensor *t = mb_tensor_wrap(MB_FLOAT32, ndim, shape, data, view_release, r, &err);
+    if (!t) mb_lua_raise(L, &err);
+    r->refs++;
+    mb_lua_pushtensor(L, t, &err);
+}
+
+/* {{name=, value=, grad=, no_decay=, trainable=, encoder=}, ...}: the encoder's tensors, then the head's */
+static int m_parameters(lua_State *L) {
+    mlm_ref *r = check_ref(L, 1);
+    mb_distilbert_mlm *m = r->m;
+    mb_distilbert *enc = mb_mlm_encoder(m);
+    int n = mb_mlm_num_tensors(m);
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        const mb_param_info *pi = mb_mlm_param_info(m, i);
+        lua_createtable(L, 0, 6);
+        lua_pushstring(L, pi->name);
+        lua_setfield(L, -2, "name");
+        push_view(L, r, mb_mlm_param(m, i), pi->ndim, pi->shape);
+        lua_setfield(L, -2, "value");
+        push_view(L, r, mb_mlm_grad(m, i), pi->ndim, pi->shape);
+        lua_setfield(L, -2, "grad");
+        lua_pushboolean(L, pi->no_decay);
+        lua_setfield(L, -2, "no_decay");
+        lua_pushboolean(L, pi->encoder ? mb_distilbert_trainable(enc, i) : 1);
+        lua_setfield(L, -2, "trainable");
+        lua_pushboolean(L, pi->encoder);
+        lua_setfield(L, -2, "encoder");
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+static int m_zero_grad(lua_State *L) {
+    mb_mlm_zero_grad(check_mlm(L, 1));
+    return 0;
+}
+
+static int m_num_parameters(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)mb_mlm_num_params(check_mlm(L, 1)));
+    return 1;
+}
+
+static int m_save(lua_State *L) {
+    mb_distilbert_mlm *m = check_mlm(L, 1);
+    const char *dir = luaL_checkstring(L, 2);
+    mb_error err;
+    if (mb_mlm_save(m, dir, &err) != MB_OK) return mb_lua_raise(L, &err);
+    return 0;
+}
+
+static int m_config_json(lua_State *L) {
+    mb_distilbert_mlm *m = check_mlm(L, 1);
+    mb_error err;
+    char *s = mb_config_to_json(mb_distilbert_get_config(mb_mlm_encoder(m)), "DistilBertForMaskedLM", &err);
+    if (!s) return mb_lua_raise(L, &err);
+    lua_pushstring(L, s);
+    free(s);
+    return 1;
+}
+
+static int m_warnings(lua_State *L) {
+    lua_pushstring(L, mb_mlm_warnings(check_mlm(L, 1)));
+    return 1;
+}
+
+static int m_rng_state(lua_State *L) {
+    mb_rng *rng = mb_distilbert_rng(mb_mlm_encoder(check_mlm(L, 1)));
+    lua_pushlstring(L, (const char *)rng, sizeof *rng);
+    return 1;
+}
+
+static int m_set_rng_state(lua_State *L) {
+    mb_rng *rng = mb_distilbert_rng(mb_mlm_encoder(check_mlm(L, 1)));
+    size_t len;
+    const char *s = luaL_checklstring(L, 2, &len);
+    if (len != sizeof *rng)
+        return luaL_argerror(L, 2, lua_pushfstring(L, "RNG state of %d bytes expected (from rng_state()), got %d",
+                                                   (int)sizeof *rng, (int)len));
+    memcpy(rng, s, sizeof *rng);
+    return 0;
+}
+
+static int m_seed(lua_State *L) {
+    mb_rng *rng = mb_distilbert_rng(mb_mlm_encoder(check_mlm(L, 1)));
+    mb_rng_seed(rng, (uint64_t)luaL_checkinteger(L, 2));
+    return 0;
+}
+
+static int m_tostring(lua_State *L) {
+    mlm_box *b = luaL_checkudata(L, 1, MLM_MT);
+    if (!b->r) {
+        lua_pushstring(L, "moonbert.DistilBertMLM (freed)");
+        return 1;
+    }
+    const mb_distilbert_config *c = mb_distilbert_get_config(mb_mlm_encoder(b->r->m));
+    lua_pushfstring(L, "moonbert.DistilBertMLM (dim %d, %d layers, %d heads, vocab %d, %f M parameters)", c->dim,
+                    c->n_layers, c->n_heads, c->vocab_size, (double)mb_mlm_num_params(b->r->m) / 1e6);
+    return 1;
+}
+
+/* ---- the masking collator's kernel ---------------------------------------------------------- */
+
+/* core.distilbert_mlm.rng_seed(seed) -> state string (an mb_rng, byte for byte) */
+static int mlm_rng_seed(lua_State *L) {
+    mb_rng rng;
+    mb_rng_seed(&rng, (uint64_t)luaL_checkinteger(L, 1));
+    lua_pushlstring(L, (const char *)&rng, sizeof rng);
+    return 1;
+}
+
+/* core.distilbert_mlm.mask_tokens(ids [B,T], attention_mask [B,T] or nil, special_ids {..},
+ *   mask_id, vocab_size, mlm_probability, rng_state) -> input_ids, labels, n_masked, rng_state
+ * As transformers' DataCollatorForLanguageModeling: every token that is not padding
+ * (attention_mask 0) and not special is chosen with probability p; chosen tokens become
+ * [MASK] with probability 0.8, a uniform random id with 0.1 (as torch.randint(vocab)),
+ * else stay; labels hold the original id at chosen positions and -100 elsewhere. */
+static int mlm_mask_tokens(lua_State *L) {
+    mb_tensor *ids = push_matrix(L, 1, 1, "input_ids", 1);
+    mb_tensor *mask = push_matrix(L, 2, 2, "attention_mask", 0);
+    luaL_checktype(L, 3, LUA_TTABLE);
+    int mask_id = (int)luaL_checkinteger(L, 4);
+    lua_Integer V = luaL_checkinteger(L, 5);
+    double p = luaL_checknumber(L, 6);
+    size_t len;
+    const char *state = luaL_checklstring(L, 7, &len);
+    mb_rng rng;
+    if (len != sizeof rng) return luaL_argerror(L, 7, "RNG state from rng_seed expected");
+    if (V < 1) return luaL_argerror(L, 5, "vocab_size must be positive");
+    if (!(p >= 0.0 && p <= 1.0)) return luaL_argerror(L, 6, "mlm_probability must be in [0, 1]");
+    if (mask && (mask->shape[0] != ids->shape[0] || mask->shape[1] != ids->shape[1]))
+        return luaL_argerror(L, 2, "attention_mask and input_ids differ in shape");
+    memcpy(&rng, state, sizeof rng);
+    int n_special = (int)lua_rawlen(L, 3);
+    int32_t special[64];
+    if (n_special > 64) return luaL_argerror(L, 3, "at most 64 special ids");
+    for (int i = 0; i < n_special; i++) {
+        lua_rawgeti(L, 3, i + 1);
+        special[i] = (int32_t)luaL_checkinteger(L, -1);
+        lua_pop(L, 1);
+    }
+    mb_error err;
+    mb_tensor *out = mb_tensor_clone(ids, &err);
+    mb_lua_pushtensor(L, out, &err);
+    mb_tensor *labels = mb_tensor_full(MB_INT32, 2, ids->shape, -100, &err);
+    mb_lua_pushtensor(L, labels, &err);
+    int32_t *x = mb_tensor_i32(out), *y = mb_tensor_i32(labels);
+    const int32_t *am = mask ? mb_tensor_i32(mask) : NULL;
+    int64_t n = mb_tensor_numel(ids), n_masked = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (am && am[i] == 0) continue;
+        int is_special = 0;
+        for (int k = 0; k < n_special; k++) is_special |= x[i] == special[k];
+        if (is_special) continue;
+        if (mb_rng_uniform(&rng) >= p) continue;
+        y[i] = x[i];
+        n_masked++;
+        double u = mb_rng_uniform(&rng);
+        if (u < 0.8) x[i] = mask_id;
+        else if (u < 0.9) x[i] = (int32_t)mb_rng_below(&rng, (uint64_t)V);
+    }
+    lua_pushinteger(L, (lua_Integer)n_masked);
+    lua_pushlstring(L, (const char *)&rng, sizeof rng);
+    return 4;
+}
+
+MB_LUA_MODULE(distilbert_mlm) {
+    static const luaL_Reg methods[] = {
+        {"forward", m_forward}, {"loss", m_loss}, {"backward", m_backward}, {"parameters", m_parameters},
+        {"zero_grad", m_zero_grad}, {"num_parameters", m_num_parameters}, {"save", m_save},
+        {"config_json", m_config_json}, {"warnings", m_warnings}, {"rng_state", m_rng_state},
+        {"set_rng_state", m_set_rng_state}, {"seed", m_seed}, {"free", model_close}, {NULL, NULL}};
+    static const luaL_Reg meta[] = {
+        {"__gc", model_close}, {"__close", model_close}, {"__tostring", m_tostring}, {NULL, NULL}};
+    mb_lua_newclass(L, MLM_MT, methods, meta);
+    static const luaL_Reg fns[] = {{"load", mlm_load}, {"new", mlm_new}, {"rng_seed", mlm_rng_seed},
+                                     {"mask_tokens", mlm_mask_tokens}, {NULL, NULL}};
+    luaL_newlib(L, fns);
+    luaL_getmetatable(L, MLM_MT);
+    lua_getfield(L, -1, "__index");
+    lua_setfield(L, -3, "methods");
+    lua_pop(L, 1);
+    return 1;
+}

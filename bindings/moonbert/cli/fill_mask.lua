@@ -1,0 +1,81 @@
+-- moonbert fill-mask --model DIR [--top-k K] [--json] TEXT...: the most probable tokens for each
+-- [MASK] of a text, with their probabilities and the filled-in sequence, as Hugging Face's
+-- fill-mask pipeline returns them. Without TEXT arguments, one text per stdin line.
+-- This is mb.pipeline("fill-mask") (bindings/moonbert/pipeline_fill_mask.lua).
+local args = require "moonbert.args"
+
+local SPEC = {
+  { "--model", "DIR", "masked-LM folder: config.json, model.safetensors (vocab_* head), tokenizer files" },
+  { "--top-k", "K", "tokens per mask (default 5, as Hugging Face)", type = "number" },
+  { "--max-length", "N", "truncate texts to N tokens (default: the tokenizer's, 512)", type = "number" },
+  { "--json", nil, "one JSON line per text: HF's list of {score, token, token_str, sequence} (a list per mask)" },
+  { "--help", nil, "show this help" },
+}
+
+local M = {
+  name = "fill-mask",
+  summary = "most probable tokens for [MASK] from a masked-LM model",
+  usage = args.usage(SPEC, [[
+usage: moonbert fill-mask --model DIR [--top-k K] [--json] "i feel so [MASK] today"
+       moonbert fill-mask --model DIR < texts.txt        (one text per line)
+
+Prints, for each [MASK] in each text, the K most probable tokens with their
+probabilities (softmax over the vocabulary) and the sequence with that token
+filled in. DIR is a Hugging Face DistilBertForMaskedLM folder, such as
+models/moonbert-small-mlm from `make pretrain` or distilbert-base-uncased.
+
+options:]]),
+}
+
+local function fail(msg)
+  io.stderr:write("moonbert fill-mask: ", msg, "\n")
+  return 1
+end
+
+local function clean(err) return (tostring(err):gsub("^[^\n]-%.lua:%d+: ", ""):gsub("^fill%-mask: ", "")) end
+
+function M.main(argv)
+  local opts, texts = args.parse(argv, SPEC)
+  if opts.help then print(M.usage) return 0 end
+  if not opts.model then args.usage_error("--model DIR is required (a masked-LM model folder)") end
+  if opts.top_k and (opts.top_k < 1 or opts.top_k ~= math.floor(opts.top_k)) then
+    args.usage_error("--top-k must be an integer >= 1, got " .. tostring(opts.top_k))
+  end
+  if opts.max_length and (opts.max_length < 2 or opts.max_length ~= math.floor(opts.max_length)) then
+    args.usage_error("--max-length must be an integer >= 2, got " .. tostring(opts.max_length))
+  end
+  local ok, fill = pcall(require("moonbert.pipeline_fill_mask").load, opts.model,
+    { top_k = opts.top_k and math.tointeger(opts.top_k), max_length = opts.max_length and math.tointeger(opts.max_length) })
+  if not ok then return fail(clean(fill)) end
+  if #texts == 0 then
+    for line in io.stdin:lines() do
+      if line:match("%S") then texts[#texts + 1] = line end
+    end
+    if #texts == 0 then fill:free() return fail("no texts (give them as arguments or one per stdin line)") end
+  end
+  local json = opts.json and require "dkjson"
+  local out = io.stdout
+  local rc = 0
+  for _, text in ipairs(texts) do
+    local okc, res = pcall(fill, text)
+    if not okc then
+      io.stderr:write("moonbert fill-mask: ", clean(res), "\n")
+      rc = 1
+    elseif json then
+      out:write(json.encode(res), "\n")
+    else
+      out:write(text, "\n")
+      local per_mask = res[1] and res[1].score and { res } or res
+      for m, list in ipairs(per_mask) do
+        if #per_mask > 1 then out:write(string.format("  [MASK] %d:\n", m)) end
+        for _, r in ipairs(list) do
+          out:write(string.format("  %-10.4g %-16s %s\n", r.score, r.token_str, r.sequence))
+        end
+      end
+    end
+  end
+  fill:free()
+  return rc
+end
+
+return M

@@ -1,0 +1,385 @@
+-- pretrain_mlm.lua: masked-language-model pretraining of a small DistilBERT from random weights,
+-- on unlabelled text, saved as a Hugging Face DistilBertForMaskedLM folder.
+--
+--   moonbert run experiments/pretrain_mlm.lua [--config small] [--corpus results/corpus/wordnet.txt]
+--       [--steps N] [--batch-size 64] [--lr 5e-4] [--resume] [--quick]
+--   make pretrain ARGS="--corpus results/corpus/wordnet.txt"
+--
+-- Text: the emotion training split's texts (unless --no-train-texts) plus every --corpus file (one
+-- text per line; scripts/wordnet-corpus writes WordNet glosses and examples as one). Held out: the
+-- validation split's first --eval-size texts, masked once with a fixed seed, so every evaluation
+-- scores the same masked tokens (MLM loss and masked-token accuracy).
+-- Masking: mb.mlm.collator (15% of non-special, non-padding tokens; 80% [MASK], 10% random, 10%
+-- unchanged), seeded. Logits are computed at the masked positions only.
+-- Optimiser: AdamW (wd 0.01, none for biases and LayerNorm weights), linear warmup (6%) then linear
+-- decay to 0 over --steps, clip 1.0, dropout on. Batches: texts shuffled per epoch (seeded), grouped
+-- by length within 50-batch windows, padded to the longest in the batch, truncated at --max-length.
+-- Store: one run (experiment pretrain_mlm): train/mlm_loss every --log-every steps,
+-- eval/mlm_loss and eval/masked_accuracy every --eval-every steps, params, time.
+-- Checkpoints: every --checkpoint-every steps under --checkpoint-dir/step-N (model, optimizer,
+-- state.json with the step, the collator's and the model's RNG states; state.json last, so a
+-- half-written checkpoint is never resumed; the two newest kept). --resume continues from the
+-- newest one, bit for bit (same settings required).
+-- Output: --out (models/moonbert-small-mlm) with config.json, model.safetensors (no
+-- vocab_projector.weight: tied) and the tokenizer files.
+-- Length: --steps N, or by default as many steps as fit in --minutes (40), from the time of three
+-- measured steps (the count is printed, stored and kept in checkpoints; give --steps for runs that
+-- must match across machines).
+-- Limits: CPU only; one process.
+local mb = require "moonbert"
+local args = require "moonbert.args"
+local json = require "dkjson"
+local lfs = require "lfs"
+
+local SHARED = os.getenv("MOONBERT_SHARED") or "../shared"
+
+local CONFIGS = {
+  small = { dim = 256, n_layers = 4, n_heads = 4, hidden_dim = 1024 },
+  tiny = { dim = 64, n_layers = 2, n_heads = 4, hidden_dim = 256 },
+  base = { dim = 768, n_layers = 6, n_heads = 12, hidden_dim = 3072 },
+}
+
+local SPEC = {
+  { "--config", "NAME", "model size: small (dim 256, 4 layers, 4 heads, hidden 1024), tiny, base", default = "small",
+    choices = { "small", "tiny", "base" } },
+  { "--corpus", "PATH", "extra unlabelled text, one per line (repeatable)", multiple = true },
+  { "--no-train-texts", nil, "do not use the emotion training split's texts" },
+  { "--data", "DIR", "emotion data folder", default = SHARED .. "/data/emotion" },
+  { "--tokenizer", "DIR", "tokenizer folder", default = SHARED .. "/models/distilbert-base-uncased" },
+  { "--steps", "N", "optimizer steps (default: as many as fit in --minutes)", type = "number" },
+  { "--minutes", "M", "time budget without --steps: the step count comes from a measured step time", type = "number",
+    default = 40 },
+  { "--batch-size", "N", "texts per step", type = "number", default = 64 },
+  { "--lr", "X", "peak learning rate", type = "number", default = 5e-4 },
+  { "--warmup", "X", "warmup fraction of the steps", type = "number", default = 0.06 },
+  { "--weight-decay", "X", "AdamW weight decay", type = "number", default = 0.01 },
+  { "--max-length", "N", "truncate texts to N tokens", type = "number", default = 64 },
+  { "--mlm-probability", "X", "fraction of tokens masked", type = "number", default = 0.15 },
+  { "--eval-size", "N", "held-out texts (validation split)", type = "number", default = 500 },
+  { "--eval-every", "N", "evaluate every N steps", type = "number", default = 250 },
+  { "--log-every", "N", "log the training loss every N steps", type = "number", default = 10 },
+  { "--checkpoint-every", "N", "checkpoint every N steps", type = "number", default = 250 },
+  { "--checkpoint-dir", "DIR", "checkpoints (default: <out>.checkpoints)" },
+  { "--resume", nil, "continue from the newest checkpoint" },
+  { "--out", "DIR", "output model folder", default = "models/moonbert-small-mlm" },
+  { "--store", "PATH", "results store", default = "results/moonbert.db" },
+  { "--seed", "N", "seed (init, masking, dropout, shuffling)", type = "number", default = 42 },
+  { "--quick", nil, "60 steps, eval/checkpoint every 20, 200 held-out texts (a few minutes)" },
+  { "--name", "NAME", "run name" },
+  { "--help", nil, "show this help" },
+}
+local usage = args.usage(SPEC, "usage: moonbert run experiments/pretrain_mlm.lua [options]\n\noptions:")
+local okp, opts = pcall(args.parse, arg or {}, SPEC)
+if not okp then
+  io.stderr:write("pretrain_mlm: ", type(opts) == "table" and opts.message or tostring(opts), "\n", usage, "\n")
+  os.exit(2)
+end
+if opts.help then print(usage) os.exit(0) end
+local function int(name)
+  local key = name:gsub("%-", "_")
+  local v = math.tointeger(opts[key])
+  if not v or v < 1 then
+    io.stderr:write("pretrain_mlm: --", name, " must be a positive integer, got ", tostring(opts[key]), "\n")
+    os.exit(2)
+  end
+  opts[key] = v
+end
+if opts.quick then
+  local given = {}
+  for _, a in ipairs(arg) do given[(a:match("^%-%-([%w%-]+)") or "")] = true end
+  if not given.steps then opts.steps = 60 end
+  if not given["eval-every"] then opts.eval_every = 20 end
+  if not given["checkpoint-every"] then opts.checkpoint_every = 20 end
+  if not given["eval-size"] then opts.eval_size = 200 end
+end
+if opts.steps then int("steps") end
+for _, n in ipairs { "batch-size", "max-length", "eval-size", "eval-every", "log-every", "checkpoint-every",
+                     "seed" } do int(n) end
+opts.checkpoint_dir = opts.checkpoint_dir or (opts.out .. ".checkpoints")
+
+-- ---- helpers --------------------------------------------------------------------------------
+local function mkdir_p(dir)
+  local prefix = dir:sub(1, 1) == "/" and "/" or ""
+  for part in dir:gmatch("[^/]+") do
+    prefix = prefix .. part
+    if not lfs.attributes(prefix, "mode") then lfs.mkdir(prefix) end
+    prefix = prefix .. "/"
+  end
+  assert(lfs.attributes(dir, "mode") == "directory", "cannot create folder " .. dir)
+end
+
+local function rm_rf(dir)
+  if lfs.attributes(dir, "mode") ~= "directory" then return end
+  for f in lfs.dir(dir) do
+    if f ~= "." and f ~= ".." then
+      local p = dir .. "/" .. f
+      if lfs.attributes(p, "mode") == "directory" then rm_rf(p) else os.remove(p) end
+    end
+  end
+  lfs.rmdir(dir)
+end
+
+local function write_atomic(path, text)
+  local tmp = path .. ".tmp"
+  local f = assert(io.open(tmp, "wb"))
+  f:write(text)
+  f:close()
+  assert(os.rename(tmp, path))
+end
+
+local function read_lines(path, into)
+  local f, err = io.open(path, "r")
+  if not f then error("pretrain_mlm: cannot read corpus " .. path .. ": " .. tostring(err), 0) end
+  local n = 0
+  for line in f:lines() do
+    if line:match("%S") then into[#into + 1] = line; n = n + 1 end
+  end
+  f:close()
+  return n
+end
+
+local function hex(s) return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end)) end
+local function unhex(h) return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end)) end
+
+-- lr at 0-based step s: linear warmup, then linear decay to 0 (transformers' linear schedule)
+local function lr_at(s)
+  local warm = math.floor(opts.warmup * opts.steps + 0.5)
+  if s < warm then return opts.lr * (s + 1) / warm end
+  return opts.lr * math.max(0, (opts.steps - s) / math.max(1, opts.steps - warm))
+end
+
+-- ---- data -------------------------------------------------------------------------------------
+local tok = mb.tokenizer.load(opts.tokenizer)
+local texts, sources = {}, {}
+if not opts.no_train_texts then
+  local train = mb.data.load_emotion(opts.data).train
+  for _, t in ipairs(train.text) do texts[#texts + 1] = t end
+  sources[#sources + 1] = string.format("%s train split (%d texts)", opts.data, #train.text)
+end
+for _, path in ipairs(opts.corpus) do
+  sources[#sources + 1] = string.format("%s (%d texts)", path, read_lines(path, texts))
+end
+if #texts == 0 then error("pretrain_mlm: no text (--no-train-texts without --corpus)", 0) end
+local held = {}
+do
+  local val = mb.data.load_emotion(opts.data).validation.text
+  for i = 1, math.min(opts.eval_size, #val) do held[i] = val[i] end
+end
+print("pretraining text: " .. table.concat(sources, " + ") .. string.format(" = %d texts; held out: %d", #texts, #held))
+
+-- Batches of epoch e: the texts in a seeded order (Fisher-Yates with Lua's xoshiro, reseeded per
+-- epoch), cut into groups of 50 batches, each group sorted by token length before it is cut into
+-- batches (transformers' group_by_length): little padding, still random. Step s is batch s % nb of
+-- epoch s // nb, so a resumed run draws the same batches.
+local lengths = tok:lengths(texts)
+local nb = #texts // opts.batch_size
+if nb < 1 then error(string.format("pretrain_mlm: %d texts is fewer than one batch of %d", #texts, opts.batch_size), 0) end
+local epoch_cache, epoch_batches = -1, nil
+local function batch_texts(s)
+  local B, N = opts.batch_size, #texts
+  local e, j = s // nb, s % nb
+  if e ~= epoch_cache then
+    math.randomseed(opts.seed * 1000003 + e)
+    local order = {}
+    for k = 1, N do order[k] = k end
+    for k = N, 2, -1 do
+      local r = math.random(k)
+      order[k], order[r] = order[r], order[k]
+    end
+    epoch_batches = {}
+    local group = 50 * B
+    for g0 = 1, nb * B, group do
+      local chunk = table.move(order, g0, math.min(g0 + group - 1, nb * B), 1, {})
+      table.sort(chunk, function(a, b) if lengths[a] ~= lengths[b] then return lengths[a] > lengths[b] end return a < b end)
+      for k = 1, #chunk, B do epoch_batches[#epoch_batches + 1] = table.move(chunk, k, k + B - 1, 1, {}) end
+    end
+    epoch_cache = e
+  end
+  local out = {}
+  for k, i in ipairs(epoch_batches[j + 1]) do out[k] = texts[i] end
+  return out
+end
+
+local function encode(list)
+  return tok:encode_batch(list, { padding = "longest", truncation = true, max_length = opts.max_length })
+end
+
+-- held-out batches, masked once
+local eval_batches = {}
+do
+  local col = mb.mlm.collator(tok, { seed = opts.seed + 7919, mlm_probability = opts.mlm_probability })
+  for s = 1, #held, 64 do
+    local b = col:mask(encode(table.move(held, s, math.min(s + 63, #held), 1, {})))
+    if b.n_masked > 0 then eval_batches[#eval_batches + 1] = b end
+  end
+end
+
+-- ---- model, optimizer, resume --------------------------------------------------------------------
+local cfg = {
+  model_type = "distilbert", architectures = { "DistilBertForMaskedLM" }, vocab_size = tok.vocab_size,
+  max_position_embeddings = 128, sinusoidal_pos_embds = false, activation = "gelu", dropout = 0.1,
+  attention_dropout = 0.1, initializer_range = 0.02, pad_token_id = 0, tie_weights_ = true,
+  qa_dropout = 0.1, seq_classif_dropout = 0.2,
+}
+for k, v in pairs(CONFIGS[opts.config]) do cfg[k] = v end
+if opts.max_length > cfg.max_position_embeddings then
+  error(string.format("pretrain_mlm: --max-length %d exceeds max_position_embeddings %d", opts.max_length,
+    cfg.max_position_embeddings), 0)
+end
+
+local SETTINGS = { "config", "steps", "batch_size", "lr", "warmup", "weight_decay", "max_length", "mlm_probability",
+                   "seed" }
+
+local function newest_checkpoint()
+  if lfs.attributes(opts.checkpoint_dir, "mode") ~= "directory" then return nil end
+  local best, best_step
+  for f in lfs.dir(opts.checkpoint_dir) do
+    local s = tonumber(f:match("^step%-(%d+)$"))
+    if s and lfs.attributes(opts.checkpoint_dir .. "/" .. f .. "/state.json", "mode") == "file"
+        and (not best_step or s > best_step) then
+      best, best_step = opts.checkpoint_dir .. "/" .. f, s
+    end
+  end
+  return best
+end
+
+local model, state, start_step = nil, nil, 0
+local collator = mb.mlm.collator(tok, { seed = opts.seed, mlm_probability = opts.mlm_probability })
+local resume_dir = opts.resume and newest_checkpoint()
+if opts.resume and not resume_dir then print("resume: no checkpoint in " .. opts.checkpoint_dir .. ", starting anew") end
+if resume_dir then
+  state = json.decode(assert(io.open(resume_dir .. "/state.json")):read("a"))
+  opts.steps = opts.steps or state.settings.steps
+  for _, k in ipairs(SETTINGS) do
+    if tostring(state.settings[k]) ~= tostring(opts[k]) then
+      error(string.format("pretrain_mlm: checkpoint %s was made with %s = %s, this run has %s; resume with the same "
+        .. "settings", resume_dir, k, tostring(state.settings[k]), tostring(opts[k])), 0)
+    end
+  end
+  model = mb.distilbert.load_masked_lm(resume_dir, { quiet = true })
+  start_step = state.step
+else
+  model = mb.distilbert.new_masked_lm(cfg, { seed = opts.seed })
+end
+-- Without --steps: time loss + backward on three batches (eval mode, a collator of its own: the
+-- run's RNG streams are untouched), add 15% for clipping and the optimizer, and fill --minutes.
+if not opts.steps then
+  local probe = mb.mlm.collator(tok, { seed = opts.seed + 1, mlm_probability = opts.mlm_probability })
+  local t_probe, n_probe = 0, 0
+  for _, j in ipairs { 1, nb // 3, (2 * nb) // 3 } do
+    local b = probe:mask(encode(batch_texts(j)))
+    if b.n_masked > 0 then
+      local t = mb.store.now()
+      model:loss(b, b.labels, { train = false })
+      model:backward()
+      t_probe, n_probe = t_probe + mb.store.now() - t, n_probe + 1
+    end
+  end
+  model:zero_grad()
+  local per_step = 1.15 * t_probe / math.max(n_probe, 1)
+  opts.steps = math.max(20, math.floor(opts.minutes * 60 / per_step))
+  print(string.format("steps: %d (%.2f s per step measured, %g minutes)", opts.steps, per_step, opts.minutes))
+end
+local params = mb.trainer.optimizer_params(model)
+local opt = mb.optim.adamw(params, { lr = opts.lr, weight_decay = opts.weight_decay })
+if resume_dir then
+  opt:load(resume_dir .. "/optimizer.safetensors")
+  collator:set_state(state.collator)
+  model:set_rng_state(unhex(state.model_rng))
+  print(string.format("resumed from %s (step %d of %d)", resume_dir, start_step, opts.steps))
+end
+print(string.format("model: %s config, %s", opts.config, tostring(model)))
+
+-- ---- store ------------------------------------------------------------------------------------------
+local store = mb.store.open(opts.store)
+local run <close> = store:start_run {
+  experiment = "pretrain_mlm", name = opts.name, seed = opts.seed, device = "cpu",
+  dataset_hash = mb.store.sha256(table.concat(texts, "\n")),
+  params = { config = opts.config, model_config = cfg, steps = opts.steps, batch_size = opts.batch_size, lr = opts.lr,
+             warmup = opts.warmup, weight_decay = opts.weight_decay, max_length = opts.max_length,
+             mlm_probability = opts.mlm_probability, corpus = opts.corpus, train_texts = not opts.no_train_texts,
+             n_texts = #texts, n_held_out = #held, out = opts.out, resumed_from = resume_dir or "",
+             start_step = start_step, quick = opts.quick },
+  tags = { init = "random", config = opts.config },
+}
+print(string.format("run %d (store %s)", run.id, opts.store))
+
+local function evaluate(step)
+  local loss_sum, n_sum, correct = 0, 0, 0
+  for _, b in ipairs(eval_batches) do
+    local loss, n, logits = model:loss(b, b.labels, { train = false, logits = true })
+    local pred = logits:argmax(2):totable()
+    logits:free()
+    local y = b.labels:totable()
+    local k = 0
+    for bi = 1, #y do
+      for t = 1, #y[bi] do
+        if y[bi][t] ~= -100 then
+          k = k + 1
+          if pred[k] - 1 == y[bi][t] then correct = correct + 1 end
+        end
+      end
+    end
+    loss_sum, n_sum = loss_sum + loss * n, n_sum + n
+  end
+  local loss, acc = loss_sum / n_sum, correct / n_sum
+  run:log_metric("eval/mlm_loss", loss, { step = step, split = "validation" })
+  run:log_metric("eval/masked_accuracy", acc, { step = step, split = "validation" })
+  print(string.format("[eval] step %d: held-out MLM loss %.4f, masked-token accuracy %.4f (%d tokens)", step, loss,
+    acc, n_sum))
+  return loss, acc
+end
+
+local function checkpoint(step)
+  local dir = string.format("%s/step-%d", opts.checkpoint_dir, step)
+  mkdir_p(dir)
+  model:save(dir)
+  opt:save(dir .. "/optimizer.safetensors")
+  local settings = {}
+  for _, k in ipairs(SETTINGS) do settings[k] = opts[k] end
+  write_atomic(dir .. "/state.json", json.encode({ step = step, collator = collator:state(),
+    model_rng = hex(model:rng_state()), settings = settings }))
+  -- keep the two newest
+  local steps = {}
+  for f in lfs.dir(opts.checkpoint_dir) do
+    local s = tonumber(f:match("^step%-(%d+)$"))
+    if s then steps[#steps + 1] = s end
+  end
+  table.sort(steps)
+  for i = 1, #steps - 2 do rm_rf(string.format("%s/step-%d", opts.checkpoint_dir, steps[i])) end
+end
+
+-- ---- training loop --------------------------------------------------------------------------------------
+local t0 = mb.store.now()
+local window_loss, window_n, tokens = 0, 0, 0
+if start_step == 0 then evaluate(0) end
+for s = start_step, opts.steps - 1 do
+  local b = collator:mask(encode(batch_texts(s)))
+  if b.n_masked > 0 then -- a batch of very short texts can draw no mask: nothing to learn from it
+    local loss, norm, lr = mb.trainer.step(model, opt, b, b.labels, { max_grad_norm = 1.0, lr = lr_at(s), step = s + 1 })
+    window_loss, window_n = window_loss + loss, window_n + 1
+    tokens = tokens + b.input_ids:size(1) * b.input_ids:size(2)
+    if (s + 1) % opts.log_every == 0 or s + 1 == opts.steps then
+      local elapsed = mb.store.now() - t0
+      run:log_metric("train/mlm_loss", window_loss / window_n, { step = s + 1, split = "train" })
+      run:log_metric("train/lr", lr, { step = s + 1 })
+      run:log_metric("train/grad_norm", norm, { step = s + 1 })
+      print(string.format("[train] step %d/%d  loss %.4f  lr %.2e  |g| %.2f  %.2f s/step  %.0f tokens/s", s + 1,
+        opts.steps, window_loss / window_n, lr, norm, elapsed / (s + 1 - start_step), tokens / elapsed))
+      window_loss, window_n = 0, 0
+    end
+  end
+  if (s + 1) % opts.eval_every == 0 or s + 1 == opts.steps then evaluate(s + 1) end
+  if (s + 1) % opts.checkpoint_every == 0 and s + 1 < opts.steps then checkpoint(s + 1) end
+end
+
+-- ---- save -----------------------------------------------------------------------------------------------
+mkdir_p(opts.out)
+model:save(opts.out)
+require("moonbert.experiment").copy_tokenizer(opts.tokenizer, opts.out)
+local seconds = mb.store.now() - t0
+run:log_metric("time/pretrain_seconds", seconds)
+run:log_artifact("model", opts.out .. "/model.safetensors")
+run:finish()
+print(string.format("saved %s (HF DistilBertForMaskedLM + tokenizer) after %d steps, %.0f s; run %d", opts.out,
+  opts.steps, seconds, run.id))

@@ -1,0 +1,133 @@
+-- pretraining_effect.lua: what masked-LM pretraining buys. The same small config twice, from
+-- random initial weights and from the pretrained encoder of models/moonbert-small-mlm (make
+-- pretrain), side by side in one table:
+--   dummy (most frequent)                      (no model: the same in both columns)
+--   bag-of-words logistic regression           (no model: the same in both columns)
+--   frozen features + logistic regression      [CLS], mean over tokens, mean of every layer's mean
+--   fine-tuning for --epochs (1) epoch         every parameter, AdamW, linear schedule
+--
+--   moonbert run experiments/pretraining_effect.lua [--pretrained models/moonbert-small-mlm] [--quick]
+--
+-- The random model is mb.distilbert.new(<pretrained>/config.json, {seed}) with HF's init; the
+-- pretrained one is mb.distilbert.load(<pretrained>) (the encoder; the masked-LM head is dropped,
+-- a new classification head from the same seed). Both see the same data, seed, batches and
+-- settings. One store run (experiment pretraining_effect): metrics <init>/<method>/{val,test}/...
+-- Limits: CPU only; validation and test of the emotion data (no out-of-domain set here).
+local mb = require "moonbert"
+local ex = require "moonbert.experiment"
+
+local opts = ex.parse_options("pretraining_effect", ex.common_options {
+  { "--pretrained", "DIR", "masked-LM folder from make pretrain", default = "models/moonbert-small-mlm" },
+  { "--feature-iters", "N", "logistic regression iterations on frozen features", type = "number", default = 2000 },
+}, arg)
+-- this comparison's own defaults: 1 epoch, a rate for a small model, the pretraining's length
+local given = {}
+for _, a in ipairs(arg) do given[(a:match("^%-%-([%w%-]+)") or "")] = true end
+if not given.epochs then opts.epochs = 1 end
+if not given.lr then opts.lr = 1e-4 end
+if not given["max-length"] then opts.max_length = 64 end
+opts.no_ood = true
+local t_start = mb.store.now()
+
+local pre = opts.pretrained
+if not ex.exists(pre .. "/model.safetensors", "file") then
+  io.stderr:write("pretraining_effect: no pretrained model in ", pre, " (run `make pretrain` first, or give ",
+    "--pretrained DIR: a DistilBertForMaskedLM folder)\n")
+  os.exit(1)
+end
+
+local data = ex.load_splits(opts)
+local names, train, val, test = data.label_names, data.train, data.validation, data.test
+print(string.format("data: %d train, %d validation, %d test", #train.text, #val.text, #test.text))
+local tokdir = ex.exists(pre .. "/vocab.txt", "file") and pre or (ex.shared_dir() .. "/models/distilbert-base-uncased")
+local tok = mb.tokenizer.load(tokdir)
+
+local store = mb.store.open(opts.store)
+local run <close> = store:start_run {
+  experiment = "pretraining_effect", name = opts.name, seed = opts.seed, device = opts.device,
+  dataset_hash = mb.store.sha256(train:hash() .. val:hash() .. test:hash()),
+  model_hash = mb.store.hash_file(pre .. "/model.safetensors"),
+  params = { pretrained = pre, epochs = opts.epochs, batch_size = opts.batch_size, lr = opts.lr,
+             weight_decay = opts.weight_decay, max_length = opts.max_length, quick = opts.quick, limit = opts.limit,
+             n_train = #train.text },
+  tags = { init = "random+moonbert-small-mlm" },
+}
+print(string.format("run %d (store %s); pretrained encoder: %s", run.id, opts.store, pre))
+
+local rows, by_key = {}, {}
+local function row(key, title)
+  if not by_key[key] then
+    by_key[key] = { title }
+    rows[#rows + 1] = by_key[key]
+  end
+  return by_key[key]
+end
+
+-- columns: random val acc, random val F1, pretrained val acc, pretrained val F1, random test acc, pretrained test acc
+local COL = { random = { 2, 3, 6 }, pretrained = { 4, 5, 7 } }
+local function record(init, key, title, pv, pt)
+  local r = row(key, title)
+  local sv, st = ex.scores(val.label, pv), ex.scores(test.label, pt)
+  for _, i in ipairs(init == "both" and { "random", "pretrained" } or { init }) do
+    local c = COL[i]
+    r[c[1]], r[c[2]], r[c[3]] = sv.accuracy, sv.f1, st.accuracy
+    run:log_metric(i .. "/" .. key .. "/val/accuracy", sv.accuracy, { split = "validation" })
+    run:log_metric(i .. "/" .. key .. "/val/f1", sv.f1, { split = "validation" })
+    run:log_metric(i .. "/" .. key .. "/test/accuracy", st.accuracy, { split = "test" })
+  end
+  print(string.format("%-11s %-44s val accuracy %.4f  F1 %.4f  test accuracy %.4f", init, title, sv.accuracy, sv.f1,
+    st.accuracy))
+end
+
+local function as_list(p) return type(p) == "table" and p or p:totable() end
+
+-- ---- baselines without a model ----------------------------------------------------------------
+local dummy = mb.learners.dummy { strategy = "most_frequent", seed = opts.seed }
+dummy:fit(#train.text, train.label)
+record("both", "dummy", "dummy (most frequent)", as_list(dummy:predict(#val.text)), as_list(dummy:predict(#test.text)))
+local bow = mb.learners.count_vectorizer { tokenizer = false }
+local Xb = bow:fit_transform(train.text)
+local bow_lr = mb.learners.logistic_regression { max_iter = 1000 }
+bow_lr:fit(Xb, train.label)
+record("both", "bow_logreg", "bag-of-words logistic regression", as_list(bow_lr:predict(bow:transform(val.text))),
+  as_list(bow_lr:predict(bow:transform(test.text))))
+
+-- ---- the two initialisations --------------------------------------------------------------------
+local function make_model(init)
+  if init == "random" then
+    return mb.distilbert.new(pre, { num_labels = #names, id2label = names, seed = opts.seed })
+  end
+  return mb.distilbert.load(pre, { num_labels = #names, id2label = names, seed = opts.seed, quiet = true })
+end
+
+for _, init in ipairs { "random", "pretrained" } do
+  print(string.format("\n== %s weights (%s config)", init, pre))
+  local model = make_model(init)
+  for _, pooling in ipairs { "cls", "mean", "layers-mean" } do
+    local t0 = mb.store.now()
+    local fo = { pooling = pooling, max_length = opts.max_length, batch_size = opts.batch_size }
+    local Xtr, Xv, Xt = ex.features(model, train, tok, fo), ex.features(model, val, tok, fo), ex.features(model, test, tok, fo)
+    local lr = mb.learners.logistic_regression { max_iter = opts.feature_iters }
+    lr:fit(Xtr, train.label)
+    record(init, "features_" .. pooling, "frozen " .. pooling .. " features + logistic regression",
+      as_list(lr:predict(Xv)), as_list(lr:predict(Xt)))
+    run:log_metric(init .. "/features_" .. pooling .. "/seconds", mb.store.now() - t0)
+  end
+  local t0 = mb.store.now()
+  ex.fit { model = model, train = train, eval = val, tokenizer = tok, epochs = opts.epochs, batch_size = opts.batch_size,
+           lr = opts.lr, weight_decay = opts.weight_decay, seed = opts.seed, run = ex.prefixed_run(run, init),
+           max_length = opts.max_length }
+  run:log_metric(init .. "/fine_tune/seconds", mb.store.now() - t0)
+  local pv = ex.predict(model, val, tok, { batch_size = opts.batch_size, max_length = opts.max_length })
+  local pt = ex.predict(model, test, tok, { batch_size = opts.batch_size, max_length = opts.max_length })
+  record(init, "fine_tune", string.format("fine-tuned, %d epoch%s (lr %g)", opts.epochs, opts.epochs == 1 and "" or "s",
+    opts.lr), pv.predicted, pt.predicted)
+  model:free()
+end
+
+-- ---- the table -----------------------------------------------------------------------------------
+run:log_metric("time/total_seconds", mb.store.now() - t_start)
+run:finish()
+print(string.format("\n== Pretraining effect: run %d, small config from %s%s", run.id, pre, opts.quick and " (quick)" or ""))
+ex.print_table({ "method", "random val acc", "random val F1", "pretrained val acc", "pretrained val F1",
+                 "random test acc", "pretrained test acc" }, rows)

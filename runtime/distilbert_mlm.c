@@ -1,0 +1,425 @@
+/* distilbert_mlm.c: DistilBertForMaskedLM = the encoder of distilbert.c plus
+ * HF's masked-LM head with the projector tied to the word embeddings (see
+ * distilbert_mlm.h).
+ *
+ * Reading order: the head's parameter table; construction, load, save;
+ * forward at selected rows; loss; backward (head, then the encoder through
+ * mb_distilbert_backward_hidden).
+ */
+#include "distilbert_mlm.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "layers.h"
+#include "parallel.h"
+#include "safetensors.h"
+
+#define LN_EPS 1e-12f
+
+enum { TW, TB, LNW, LNB, PB }; /* the head's tensors, HF order */
+
+typedef struct head_views {
+    float *tw, *tb, *lnw, *lnb, *pb; /* vocab_transform, vocab_layer_norm, vocab_projector.bias */
+} head_views;
+
+struct mb_distilbert_mlm {
+    mb_distilbert *enc;
+    int n_enc; /* encoder tensors of enc (its classification head is left out) */
+    mb_param_info info[MB_MLM_HEAD_TENSORS];
+    float *params, *grads; /* the head's block */
+    size_t n_head;
+    head_views p, g;
+    char *warnings;
+    /* activations of the last forward, for n rows (capacity cap_rows) */
+    size_t cap_rows, cap_hidden;
+    float *f;             /* one block for the per-row buffers below */
+    int32_t *rows;        /* [n] flat b*T+t */
+    int32_t *labels;      /* [n] */
+    float *h;             /* [n,D] gathered hidden states */
+    float *t, *a, *x;     /* [n,D] transform output, activation output, LN output */
+    float *mean, *rstd;   /* [n] */
+    float *dx, *dt;       /* [n,D] */
+    float *logits, *dlogits; /* [n,V] */
+    float *d_hidden;      /* [B,T,D] */
+    int n, B, T, keep, have_loss;
+};
+
+/* ---- parameters ------------------------------------------------------------ */
+
+static void build_head(mb_distilbert_mlm *m) {
+    const mb_distilbert_config *c = mb_distilbert_get_config(m->enc);
+    int D = c->dim, V = c->vocab_size;
+    struct { const char *name; int rows, cols, no_decay; } spec[MB_MLM_HEAD_TENSORS] = {
+        {"vocab_transform.weight", D, D, 0}, {"vocab_transform.bias", D, 0, 1},
+        {"vocab_layer_norm.weight", D, 0, 1}, {"vocab_layer_norm.bias", D, 0, 1},
+        {"vocab_projector.bias", V, 0, 1}};
+    size_t off = 0;
+    for (int i = 0; i < MB_MLM_HEAD_TENSORS; i++) {
+        mb_param_info *pi = &m->info[i];
+        snprintf(pi->name, sizeof pi->name, "%s", spec[i].name);
+        pi->offset = off;
+        pi->ndim = spec[i].cols ? 2 : 1;
+        pi->shape[0] = spec[i].rows;
+        pi->shape[1] = spec[i].cols;
+        pi->numel = (size_t)spec[i].rows * (spec[i].cols ? (size_t)spec[i].cols : 1);
+        pi->no_decay = spec[i].no_decay;
+        pi->encoder = 0;
+        off += pi->numel;
+    }
+    m->n_head = off;
+    m->n_enc = 0;
+    for (int i = 0; i < mb_distilbert_num_tensors(m->enc); i++)
+        if (mb_distilbert_param_info(m->enc, i)->encoder) m->n_enc = i + 1;
+}
+
+static void head_views_of(const mb_distilbert_mlm *m, float *base, head_views *v) {
+    v->tw = base + m->info[TW].offset;
+    v->tb = base + m->info[TB].offset;
+    v->lnw = base + m->info[LNW].offset;
+    v->lnb = base + m->info[LNB].offset;
+    v->pb = base + m->info[PB].offset;
+}
+
+/* HF _init_weights: Linear N(0, initializer_range), bias 0, LayerNorm 1/0. */
+static void init_head_tensor(mb_distilbert_mlm *m, int i) {
+    float *w = m->params + m->info[i].offset;
+    size_t n = m->info[i].numel;
+    if (i == TW) {
+        float sd = mb_distilbert_get_config(m->enc)->initializer_range;
+        mb_rng *rng = mb_distilbert_rng(m->enc);
+        for (size_t k = 0; k < n; k++) w[k] = (float)(mb_rng_normal(rng) * sd);
+    } else if (i == LNW) {
+        for (size_t k = 0; k < n; k++) w[k] = 1.0f;
+    } else {
+        memset(w, 0, n * sizeof(float));
+    }
+}
+
+static void append_warning(mb_distilbert_mlm *m, const char *text) {
+    size_t old = m->warnings ? strlen(m->warnings) : 0, add = strlen(text);
+    char *w = realloc(m->warnings, old + add + 2);
+    if (!w) return;
+    if (old) w[old++] = '\n';
+    memcpy(w + old, text, add + 1);
+    m->warnings = w;
+}
+
+/* Wrap enc (taking it over) and allocate the head's block. */
+static mb_distilbert_mlm *wrap(mb_distilbert *enc, mb_error *err) {
+    if (!enc) return NULL;
+    mb_distilbert_mlm *m = calloc(1, sizeof *m);
+    if (!m) {
+        mb_distilbert_free(enc);
+        mb_fail(err, MB_ERR_NOMEM, "out of memory creating the masked-LM model");
+        return NULL;
+    }
+    m->enc = enc;
+    build_head(m);
+    m->params = calloc(m->n_head, sizeof(float));
+    m->grads = calloc(m->n_head, sizeof(float));
+    if (!m->params || !m->grads) {
+        mb_mlm_free(m);
+        mb_fail(err, MB_ERR_NOMEM, "out of memory for the masked-LM head");
+        return NULL;
+    }
+    head_views_of(m, m->params, &m->p);
+    head_views_of(m, m->grads, &m->g);
+    return m;
+}
+
+mb_distilbert_mlm *mb_mlm_new(const mb_distilbert_config *cfg, uint64_t seed, mb_error *err) {
+    mb_distilbert_mlm *m = wrap(mb_distilbert_new(cfg, seed, err), err);
+    if (!m) return NULL;
+    for (int i = 0; i < MB_MLM_HEAD_TENSORS; i++) init_head_tensor(m, i);
+    return m;
+}
+
+void mb_mlm_free(mb_distilbert_mlm *m) {
+    if (!m) return;
+    mb_distilbert_free(m->enc);
+    free(m->params);
+    free(m->grads);
+    free(m->warnings);
+    free(m->f);
+    free(m->d_hidden);
+    free(m);
+}
+
+mb_distilbert_mlm *mb_mlm_load(const char *dir, uint64_t seed, mb_error *err) {
+    mb_distilbert_load_opts o = {0, NULL, seed};
+    /* The encoder's loader handles prefixes, dtypes and shapes; its warnings
+       are about the classification head, which this model does not use. */
+    mb_distilbert_mlm *m = wrap(mb_distilbert_load(dir, &o, err), err);
+    if (!m) return NULL;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    mb_safetensors *st = mb_safetensors_open(path, err);
+    if (!st) {
+        mb_mlm_free(m);
+        return NULL;
+    }
+    char missing[512] = "";
+    for (int i = 0; i < MB_MLM_HEAD_TENSORS; i++) {
+        const mb_param_info *pi = &m->info[i];
+        const mb_st_tensor *t = mb_safetensors_find(st, pi->name);
+        if (!t) {
+            size_t k = strlen(missing);
+            snprintf(missing + k, sizeof missing - k, "%s'%s'", k ? ", " : "", pi->name);
+            init_head_tensor(m, i);
+            continue;
+        }
+        if (t->ndim != pi->ndim || t->shape[0] != pi->shape[0] || (pi->ndim == 2 && t->shape[1] != pi->shape[1])) {
+            mb_fail(err, MB_ERR_SHAPE, "%s: tensor '%s' has %d dims [%lld,...] but config.json needs [%lld%s]", path,
+                    pi->name, t->ndim, (long long)t->shape[0], (long long)pi->shape[0], pi->ndim == 2 ? ",dim" : "");
+            goto fail;
+        }
+        if (!mb_st_dtype_is_float(t->dtype)) {
+            mb_fail(err, MB_ERR_DTYPE, "%s: tensor '%s' has dtype %s; F32, F16 or BF16 expected", path, pi->name,
+                    mb_st_dtype_name(t->dtype));
+            goto fail;
+        }
+        if (mb_safetensors_read_f32(t, m->params + pi->offset, err) != MB_OK) goto fail;
+    }
+    if (missing[0]) {
+        char msg[1024];
+        snprintf(msg, sizeof msg, "Some weights of DistilBertForMaskedLM were not initialized from the model "
+                 "checkpoint at %s and are newly initialized: [%s]\nYou should probably TRAIN this model on a "
+                 "down-stream task to be able to use it for predictions and inference.", dir, missing);
+        append_warning(m, msg);
+    }
+    mb_safetensors_close(st);
+    return m;
+fail:
+    mb_safetensors_close(st);
+    mb_mlm_free(m);
+    return NULL;
+}
+
+static mb_status make_dirs(const char *dir, mb_error *err) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+            return mb_fail(err, MB_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return mb_fail(err, MB_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+    struct stat sb;
+    if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode)) return mb_fail(err, MB_ERR_IO, "%s: not a directory", buf);
+    return MB_OK;
+}
+
+mb_status mb_mlm_save(const mb_distilbert_mlm *m, const char *dir, mb_error *err) {
+    if (make_dirs(dir, err) != MB_OK) return err ? err->code : MB_ERR_IO;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    if (mb_config_save(mb_distilbert_get_config(m->enc), path, "DistilBertForMaskedLM", err) != MB_OK)
+        return err ? err->code : MB_ERR_IO;
+    int n = m->n_enc + MB_MLM_HEAD_TENSORS;
+    mb_st_entry *e = calloc((size_t)n, sizeof *e);
+    if (!e) return mb_fail(err, MB_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        const mb_param_info *pi = mb_mlm_param_info(m, i);
+        e[i].name = pi->name;
+        e[i].dtype = MB_ST_F32;
+        e[i].ndim = pi->ndim;
+        e[i].shape = pi->shape;
+        e[i].data = mb_mlm_param((mb_distilbert_mlm *)m, i);
+    }
+    mb_st_meta meta[] = {{"format", "pt"}}; /* transformers needs it */
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    mb_status rc = mb_safetensors_write(path, e, n, meta, 1, err);
+    free(e);
+    return rc;
+}
+
+/* ---- accessors ------------------------------------------------------------- */
+
+mb_distilbert *mb_mlm_encoder(mb_distilbert_mlm *m) { return m->enc; }
+const char *mb_mlm_warnings(const mb_distilbert_mlm *m) { return m->warnings ? m->warnings : ""; }
+int mb_mlm_num_tensors(const mb_distilbert_mlm *m) { return m->n_enc + MB_MLM_HEAD_TENSORS; }
+const mb_param_info *mb_mlm_param_info(const mb_distilbert_mlm *m, int i) {
+    if (i < 0 || i >= mb_mlm_num_tensors(m)) return NULL;
+    return i < m->n_enc ? mb_distilbert_param_info(m->enc, i) : &m->info[i - m->n_enc];
+}
+float *mb_mlm_param(mb_distilbert_mlm *m, int i) {
+    const mb_param_info *pi = mb_mlm_param_info(m, i);
+    if (!pi) return NULL;
+    return (i < m->n_enc ? mb_distilbert_params(m->enc) : m->params) + pi->offset;
+}
+float *mb_mlm_grad(mb_distilbert_mlm *m, int i) {
+    const mb_param_info *pi = mb_mlm_param_info(m, i);
+    if (!pi) return NULL;
+    return (i < m->n_enc ? mb_distilbert_grads(m->enc) : m->grads) + pi->offset;
+}
+int mb_mlm_find_param(const mb_distilbert_mlm *m, const char *name) {
+    for (int i = 0; i < mb_mlm_num_tensors(m); i++)
+        if (strcmp(mb_mlm_param_info(m, i)->name, name) == 0) return i;
+    return -1;
+}
+size_t mb_mlm_num_params(const mb_distilbert_mlm *m) {
+    size_t n = 0;
+    for (int i = 0; i < mb_mlm_num_tensors(m); i++) n += mb_mlm_param_info(m, i)->numel;
+    return n;
+}
+void mb_mlm_zero_grad(mb_distilbert_mlm *m) {
+    mb_distilbert_zero_grad(m->enc);
+    memset(m->grads, 0, m->n_head * sizeof(float));
+}
+const float *mb_mlm_logits(const mb_distilbert_mlm *m) { return m->n ? m->logits : NULL; }
+int mb_mlm_num_rows(const mb_distilbert_mlm *m) { return m->n; }
+const int32_t *mb_mlm_rows(const mb_distilbert_mlm *m) { return m->rows; }
+
+/* ---- forward ------------------------------------------------------------------ */
+
+static mb_status prepare_rows(mb_distilbert_mlm *m, int n, int B, int T, mb_error *err) {
+    const mb_distilbert_config *c = mb_distilbert_get_config(m->enc);
+    size_t D = (size_t)c->dim, V = (size_t)c->vocab_size;
+    if ((size_t)n > m->cap_rows) {
+        /* per row: rows, labels (as floats' room), 6 x D, mean, rstd, 2 x V */
+        size_t per = 2 + 6 * D + 2 + 2 * V;
+        free(m->f);
+        m->f = malloc((size_t)n * per * sizeof(float));
+        m->cap_rows = m->f ? (size_t)n : 0;
+        if (!m->f) return mb_fail(err, MB_ERR_NOMEM, "out of memory for masked-LM logits at %d rows (%.0f MB)", n,
+                                  (double)n * per * 4 / 1e6);
+    }
+    size_t N = m->cap_rows;
+    float *p = m->f;
+    m->logits = p; p += N * V; /* the big ones first: aligned as malloc's block */
+    m->dlogits = p; p += N * V;
+    m->h = p; p += N * D;
+    m->t = p; p += N * D;
+    m->a = p; p += N * D;
+    m->x = p; p += N * D;
+    m->dx = p; p += N * D;
+    m->dt = p; p += N * D;
+    m->mean = p; p += N;
+    m->rstd = p; p += N;
+    m->rows = (int32_t *)p; p += N;
+    m->labels = (int32_t *)p;
+    size_t need = (size_t)B * T * D;
+    if (need > m->cap_hidden) {
+        free(m->d_hidden);
+        m->d_hidden = malloc(need * sizeof(float));
+        m->cap_hidden = m->d_hidden ? need : 0;
+        if (!m->d_hidden) return mb_fail(err, MB_ERR_NOMEM, "out of memory for d hidden at %d x %d", B, T);
+    }
+    return MB_OK;
+}
+
+mb_status mb_mlm_forward(mb_distilbert_mlm *m, const int32_t *ids, const int32_t *mask, int B, int T,
+                         const int32_t *positions, int n_pos, int train, int keep, mb_error *err) {
+    m->have_loss = 0;
+    m->n = 0;
+    const mb_distilbert_config *c = mb_distilbert_get_config(m->enc);
+    const int D = c->dim, V = c->vocab_size;
+    if (B < 1 || T < 1) return mb_fail(err, MB_ERR_SHAPE, "batch is empty (%d x %d)", B, T);
+    int n = positions ? n_pos : B * T;
+    if (n < 1) return mb_fail(err, MB_ERR_ARG, "no positions to predict");
+    if (positions)
+        for (int i = 0; i < n; i++)
+            if (positions[i] < 0 || positions[i] >= B * T)
+                return mb_fail(err, MB_ERR_RANGE, "position %d is %d, outside the batch's %d x %d tokens", i + 1,
+                               positions[i], B, T);
+    mb_forward_opts o = {.train = train, .keep = keep, .encoder_only = 1};
+    if (mb_distilbert_forward(m->enc, ids, mask, B, T, &o, err) != MB_OK) return err ? err->code : MB_ERR_ARG;
+    if (prepare_rows(m, n, B, T, err) != MB_OK) return err ? err->code : MB_ERR_NOMEM;
+    const float *hidden = mb_distilbert_last_hidden(m->enc);
+    for (int i = 0; i < n; i++) {
+        m->rows[i] = positions ? positions[i] : i;
+        memcpy(m->h + (size_t)i * D, hidden + (size_t)m->rows[i] * D, D * sizeof(float));
+    }
+    /* x = LN(act(vocab_transform(h))); logits = x W_word^T + b (HF uses config.activation here too) */
+    linear_forward(m->t, m->h, m->p.tw, m->p.tb, n, D, D);
+    if (c->activation == MB_ACT_RELU) relu_forward(m->a, m->t, (long)n * D);
+    else gelu_forward(m->a, m->t, (long)n * D);
+    layernorm_forward(m->x, m->mean, m->rstd, m->a, m->p.lnw, m->p.lnb, n, D, LN_EPS);
+    const float *word = mb_mlm_param(m, 0);
+    linear_forward(m->logits, m->x, word, m->p.pb, n, D, V);
+    m->n = n;
+    m->B = B;
+    m->T = T;
+    m->keep = keep;
+    return MB_OK;
+}
+
+/* ---- loss ---------------------------------------------------------------------- */
+
+mb_status mb_mlm_loss(mb_distilbert_mlm *m, const int32_t *ids, const int32_t *mask, const int32_t *labels, int B,
+                      int T, int train, double *loss, int *n_masked, mb_error *err) {
+    const int V = mb_distilbert_get_config(m->enc)->vocab_size;
+    if (B < 1 || T < 1) return mb_fail(err, MB_ERR_SHAPE, "batch is empty (%d x %d)", B, T);
+    int n = 0;
+    for (long i = 0; i < (long)B * T; i++) {
+        if (labels[i] == -100) continue;
+        if (labels[i] < 0 || labels[i] >= V)
+            return mb_fail(err, MB_ERR_RANGE, "labels[%ld][%ld] = %d is outside the vocabulary (0..%d) and not -100",
+                           i / T + 1, i % T + 1, labels[i], V - 1);
+        n++;
+    }
+    if (n == 0) return mb_fail(err, MB_ERR_ARG, "every label is -100 (no masked token): the loss is undefined");
+    int32_t *pos = malloc((size_t)n * sizeof *pos);
+    if (!pos) return mb_fail(err, MB_ERR_NOMEM, "out of memory");
+    for (long i = 0, k = 0; i < (long)B * T; i++)
+        if (labels[i] != -100) pos[k++] = (int32_t)i;
+    mb_status rc = mb_mlm_forward(m, ids, mask, B, T, pos, n, train, 1, err);
+    free(pos);
+    if (rc != MB_OK) return rc;
+    for (int i = 0; i < n; i++) m->labels[i] = labels[m->rows[i]];
+    /* softmax cross-entropy per row, d logits = (p - onehot) / n */
+    double total = 0.0;
+    const float scale = 1.0f / (float)n;
+#pragma omp parallel for num_threads(mb_threads()) reduction(+ : total) schedule(static)
+    for (int r = 0; r < n; r++) {
+        const float *z = m->logits + (size_t)r * V;
+        float *d = m->dlogits + (size_t)r * V;
+        float mx = z[0];
+        for (int j = 1; j < V; j++) if (z[j] > mx) mx = z[j];
+        double s = 0.0; /* float exponentials (one per logit), summed in double */
+        for (int j = 0; j < V; j++) {
+            d[j] = expf(z[j] - mx);
+            s += d[j];
+        }
+        const float k = (float)(scale / s);
+        for (int j = 0; j < V; j++) d[j] *= k;
+        d[m->labels[r]] -= scale;
+        total += mx + log(s) - z[m->labels[r]];
+    }
+    double mean = total / n;
+    *loss = mean;
+    if (n_masked) *n_masked = n;
+    if (!isfinite(mean))
+        return mb_fail(err, MB_ERR_NUMERIC, "masked-LM loss is %s (diverged? lower the learning rate)",
+                       isnan(mean) ? "NaN" : "Inf");
+    m->have_loss = 1;
+    return MB_OK;
+}
+
+/* ---- backward --------------------------------------------------------------------- */
+
+mb_status mb_mlm_backward(mb_distilbert_mlm *m, mb_error *err) {
+    if (!m->have_loss || !m->keep) return mb_fail(err, MB_ERR_STATE, "backward needs mb_mlm_loss first");
+    m->have_loss = 0;
+    const mb_distilbert_config *c = mb_distilbert_get_config(m->enc);
+    const int D = c->dim, V = c->vocab_size, n = m->n;
+    /* logits = x W^T + b: the tied projector part of d W goes into the word embeddings' gradient */
+    linear_backward(m->dx, mb_mlm_grad(m, 0), m->g.pb, m->dlogits, m->x, mb_mlm_param(m, 0), n, D, V, 0);
+    layernorm_backward(m->dt, m->g.lnw, m->g.lnb, m->dx, m->a, m->p.lnw, m->mean, m->rstd, n, D);
+    if (c->activation == MB_ACT_RELU) relu_backward(m->dt, m->a, m->dt, (long)n * D);
+    else gelu_backward(m->dt, m->t, m->dt, (long)n * D);
+    linear_backward(m->dx, m->g.tw, m->g.tb, m->dt, m->h, m->p.tw, n, D, D, 0);
+    size_t BTD = (size_t)m->B * m->T * D;
+    memset(m->d_hidden, 0, BTD * sizeof(float));
+    for (int i = 0; i < n; i++) /* rows are distinct positions */
+        memcpy(m->d_hidden + (size_t)m->rows[i] * D, m->dx + (size_t)i * D, D * sizeof(float));
+    return mb_distilbert_backward_hidden(m->enc, m->d_hidden, err);
+}
