@@ -320,6 +320,9 @@ describe("mb.tensor memory", function()
 
   it("keeps views alive after their base is freed, and releases the storage with the last view", function()
     local core = require("moonbert.core").tensor
+    -- Collect first: creating a tensor steps the collector, which would otherwise free
+    -- unreachable tensors of earlier specs in the middle of this count.
+    collectgarbage("collect"); collectgarbage("collect")
     local before = core.live()
     local t = T.from { { 1, 2 }, { 3, 4 } }
     local row, tr = t[2], t:transpose()
