@@ -17,7 +17,7 @@ function mb.threads() return core.threads() end
 -- Names of the submodules, for mb.help() and the REPL.
 mb.modules = {
   "tensor", "tokenizer", "data", "safetensors", "distilbert", "optim", "trainer",
-  "learners", "metrics", "store", "umap", "report", "cuda", "sweep",
+  "learners", "metrics", "store", "umap", "report", "cuda", "sweep", "mlm", "pipeline",
 }
 
 function mb.help()
