@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fsutil.h"
 #include "layers.h"
 #include "parallel.h"
 #include "safetensors.h"
@@ -431,26 +432,8 @@ fail:
 
 /* ---- save ------------------------------------------------------------------ */
 
-static mb_status make_dirs(const char *dir, mb_error *err) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = '\0';
-        if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-            return mb_fail(err, MB_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
-        *p = '/';
-    }
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-        return mb_fail(err, MB_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
-    struct stat sb;
-    if (stat(buf, &sb) != 0 || !S_ISDIR(sb.st_mode))
-        return mb_fail(err, MB_ERR_IO, "%s: not a directory", buf);
-    return MB_OK;
-}
-
 mb_status mb_distilbert_save(const mb_distilbert *m, const char *dir, mb_error *err) {
-    if (make_dirs(dir, err) != MB_OK) return err ? err->code : MB_ERR_IO;
+    if (mb_make_dirs(dir, err) != MB_OK) return err ? err->code : MB_ERR_IO;
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (mb_config_save(&m->cfg, path, "DistilBertForSequenceClassification", err) != MB_OK)
