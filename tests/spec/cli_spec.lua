@@ -5,30 +5,10 @@
 local BIN = os.getenv("MOONBERT_BIN")
 local have_bin = BIN and io.open(BIN, "r") ~= nil
 
-local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local support = require "tests.spec.support"
+local shell_quote = support.q
 
--- Run a shell command line; returns stdout, stderr, exit code.
-local function run(cmdline, stdin)
-  local errf, inf = os.tmpname(), nil
-  if stdin then
-    inf = os.tmpname()
-    local f = assert(io.open(inf, "w"))
-    f:write(stdin)
-    f:close()
-    cmdline = cmdline .. " < " .. shell_quote(inf)
-  end
-  local p = assert(io.popen(cmdline .. " 2>" .. shell_quote(errf) .. "; echo \"__rc=$?\""))
-  local out = p:read("a")
-  p:close()
-  local code = tonumber(out:match("__rc=(%d+)\n?$"))
-  out = out:gsub("__rc=%d+\n?$", "")
-  local ef = assert(io.open(errf))
-  local err = ef:read("a")
-  ef:close()
-  os.remove(errf)
-  if inf then os.remove(inf) end
-  return out, err, code
-end
+local run = support.sh
 
 local function mb(args, stdin) return run(shell_quote(BIN) .. " " .. args, stdin) end
 

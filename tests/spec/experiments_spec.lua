@@ -12,21 +12,10 @@ local lfs = require "lfs"
 local have = BIN and lfs.attributes(BIN, "mode") == "file" and lfs.attributes(TINY .. "/model.safetensors", "mode")
   and lfs.attributes(EMOTION .. "/train.txt", "mode")
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local support = require "tests.spec.support"
+local q = support.q
 
-local function sh(cmdline)
-  local errf = os.tmpname()
-  local p = assert(io.popen(cmdline .. " 2>" .. q(errf) .. "; echo \"__rc=$?\""))
-  local out = p:read("a")
-  p:close()
-  local code = tonumber(out:match("__rc=(%d+)\n?$"))
-  out = out:gsub("__rc=%d+\n?$", "")
-  local f = assert(io.open(errf))
-  local err = f:read("a")
-  f:close()
-  os.remove(errf)
-  return out, err, code
-end
+local sh = support.sh
 
 local function tmpdir()
   local d = os.tmpname()

@@ -8,21 +8,10 @@ local DIR = SHARED .. "/fixtures/distilbert-mlm-tiny"
 local lfs = require "lfs"
 local have = lfs.attributes(DIR .. "/model.safetensors", "mode") == "file"
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local support = require "tests.spec.support"
+local q = support.q
 
-local function sh(cmdline)
-  local errf = os.tmpname()
-  local p = assert(io.popen(cmdline .. " 2>" .. q(errf) .. "; echo \"__rc=$?\""))
-  local out = p:read("a")
-  p:close()
-  local code = tonumber(out:match("__rc=(%d+)\n?$"))
-  out = out:gsub("__rc=%d+\n?$", "")
-  local f = assert(io.open(errf))
-  local err = f:read("a")
-  f:close()
-  os.remove(errf)
-  return out, err, code
-end
+local sh = support.sh
 
 if not have then
   describe("fill-mask", function() pending("needs " .. DIR .. " (../shared absent?)") end)

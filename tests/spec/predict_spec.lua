@@ -8,29 +8,10 @@ local lfs = require "lfs"
 local have = lfs.attributes(TINY .. "/model.safetensors", "mode") == "file"
 local NAMES = { "sadness", "joy", "love", "anger", "fear", "surprise" }
 
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local support = require "tests.spec.support"
+local q = support.q
 
-local function sh(cmdline, stdin)
-  local errf, inf = os.tmpname(), nil
-  if stdin then
-    inf = os.tmpname()
-    local f = assert(io.open(inf, "w"))
-    f:write(stdin)
-    f:close()
-    cmdline = cmdline .. " < " .. q(inf)
-  end
-  local p = assert(io.popen(cmdline .. " 2>" .. q(errf) .. "; echo \"__rc=$?\""))
-  local out = p:read("a")
-  p:close()
-  local code = tonumber(out:match("__rc=(%d+)\n?$"))
-  out = out:gsub("__rc=%d+\n?$", "")
-  local f = assert(io.open(errf))
-  local err = f:read("a")
-  f:close()
-  os.remove(errf)
-  if inf then os.remove(inf) end
-  return out, err, code
-end
+local sh = support.sh
 
 if not have then
   describe("predict", function() pending("needs " .. TINY .. " (../shared absent?)") end)
