@@ -4,10 +4,12 @@
  * (core.tensor, core.tokenizer, ...), collected at build time from the
  * MB_LUA_MODULE(name) lines in bindings/ (see the Makefile: build/gen/modules.h).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "luamb.h"
 #include "../runtime/parallel.h"
+#include "../runtime/rng.h"
 
 #define MB_MODULE(name) int mb_luaopen_##name(lua_State *L);
 #include "modules.h"
@@ -75,6 +77,72 @@ const char *mb_lua_optfield_str(lua_State *L, int arg, const char *key, const ch
     }
     lua_pop(L, 1);
     return v;
+}
+
+typedef struct shared_box {
+    mb_lua_shared *s; /* NULL once closed */
+} shared_box;
+
+static void shared_release(mb_lua_shared *s) {
+    if (--s->refs == 0) {
+        s->free_obj(s->obj);
+        free(s);
+    }
+}
+
+static void view_release(void *data, size_t nbytes, void *ctx) { shared_release(ctx); }
+
+void mb_lua_pushshared(lua_State *L, const char *mt, void *obj, void (*free_obj)(void *), size_t gc_bytes) {
+    shared_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->s = NULL;
+    luaL_setmetatable(L, mt);
+    mb_lua_shared *s = malloc(sizeof *s);
+    if (!s) {
+        free_obj(obj);
+        luaL_error(L, "out of memory");
+        return;
+    }
+    *s = (mb_lua_shared){obj, free_obj, 1};
+    b->s = s;
+    size_t kb = gc_bytes / 1024;
+    if (kb > 0) lua_gc(L, LUA_GCSTEP, (int)(kb > 1000000 ? 1000000 : kb));
+}
+
+mb_lua_shared *mb_lua_shared_or_null(lua_State *L, int arg, const char *mt) {
+    return ((shared_box *)luaL_checkudata(L, arg, mt))->s;
+}
+
+mb_lua_shared *mb_lua_checkshared(lua_State *L, int arg, const char *mt) {
+    mb_lua_shared *s = mb_lua_shared_or_null(L, arg, mt);
+    if (!s) luaL_argerror(L, arg, "model is freed");
+    return s;
+}
+
+void mb_lua_closeshared(lua_State *L, int arg, const char *mt) {
+    shared_box *b = luaL_checkudata(L, arg, mt);
+    if (b->s) {
+        shared_release(b->s);
+        b->s = NULL;
+    }
+}
+
+void mb_lua_pushview(lua_State *L, mb_lua_shared *s, float *data, int ndim, const int64_t *shape) {
+    mb_error err;
+    mb_tensor *t = mb_tensor_wrap(MB_FLOAT32, ndim, shape, data, view_release, s, &err);
+    if (!t) mb_lua_raise(L, &err);
+    s->refs++;
+    mb_lua_pushtensor(L, t, &err);
+}
+
+void mb_lua_push_rng_state(lua_State *L, const mb_rng *rng) { lua_pushlstring(L, (const char *)rng, sizeof *rng); }
+
+void mb_lua_check_rng_state(lua_State *L, int arg, mb_rng *rng) {
+    size_t len;
+    const char *s = luaL_checklstring(L, arg, &len);
+    if (len != sizeof *rng)
+        luaL_argerror(L, arg, lua_pushfstring(L, "RNG state of %d bytes expected (from rng_state()), got %d",
+                                              (int)sizeof *rng, (int)len));
+    memcpy(rng, s, sizeof *rng);
 }
 
 void mb_lua_newclass(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta) {

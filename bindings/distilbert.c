@@ -24,63 +24,21 @@
 
 #define MODEL_MT "moonbert.DistilBert"
 
-/* The model with a count of holders (the userdata and every view). */
-typedef struct model_ref {
-    mb_distilbert *m;
-    int refs;
-} model_ref;
+static void free_model(void *m) { mb_distilbert_free(m); }
 
-typedef struct model_box {
-    model_ref *r; /* NULL once closed */
-} model_box;
-
-static void ref_release(model_ref *r) {
-    if (--r->refs == 0) {
-        mb_distilbert_free(r->m);
-        free(r);
-    }
+/* The userdata and every parameter view share the model (luamb.h: mb_lua_shared). */
+static void push_model(lua_State *L, mb_distilbert *m) {
+    mb_lua_pushshared(L, MODEL_MT, m, free_model, mb_distilbert_num_params(m) * 2 * sizeof(float));
 }
 
-static void view_release(void *data, size_t nbytes, void *ctx) { ref_release(ctx); }
+static mb_lua_shared *check_ref(lua_State *L, int arg) { return mb_lua_checkshared(L, arg, MODEL_MT); }
 
 mb_distilbert *mb_lua_checkdistilbert(lua_State *L, int arg);
 
-mb_distilbert *mb_lua_checkdistilbert(lua_State *L, int arg) {
-    model_box *b = luaL_checkudata(L, arg, MODEL_MT);
-    if (!b->r) luaL_argerror(L, arg, "model is freed");
-    return b->r->m;
-}
-
-static model_ref *check_ref(lua_State *L, int arg) {
-    model_box *b = luaL_checkudata(L, arg, MODEL_MT);
-    if (!b->r) luaL_argerror(L, arg, "model is freed");
-    return b->r;
-}
-
-static void push_model(lua_State *L, mb_distilbert *m) {
-    model_box *b = lua_newuserdatauv(L, sizeof *b, 0);
-    b->r = NULL;
-    luaL_setmetatable(L, MODEL_MT);
-    model_ref *r = malloc(sizeof *r);
-    if (!r) {
-        mb_distilbert_free(m);
-        luaL_error(L, "out of memory");
-        return;
-    }
-    r->m = m;
-    r->refs = 1;
-    b->r = r;
-    /* tell the collector about the blocks (params + grads) */
-    size_t kb = mb_distilbert_num_params(m) * 8 / 1024;
-    if (kb > 0) lua_gc(L, LUA_GCSTEP, (int)(kb > 1000000 ? 1000000 : kb));
-}
+mb_distilbert *mb_lua_checkdistilbert(lua_State *L, int arg) { return check_ref(L, arg)->obj; }
 
 static int model_close(lua_State *L) {
-    model_box *b = luaL_checkudata(L, 1, MODEL_MT);
-    if (b->r) {
-        ref_release(b->r);
-        b->r = NULL;
-    }
+    mb_lua_closeshared(L, 1, MODEL_MT);
     return 0;
 }
 
@@ -339,18 +297,10 @@ static int m_backward(lua_State *L) {
 
 /* ---- parameters ------------------------------------------------------------------ */
 
-static void push_view(lua_State *L, model_ref *r, float *base, size_t offset, int ndim, const int64_t *shape) {
-    mb_error err;
-    mb_tensor *t = mb_tensor_wrap(MB_FLOAT32, ndim, shape, base + offset, view_release, r, &err);
-    if (!t) mb_lua_raise(L, &err);
-    r->refs++;
-    mb_lua_pushtensor(L, t, &err);
-}
-
 /* {{name=, value=, grad=, no_decay=, trainable=, encoder=}, ...} in HF order */
 static int m_parameters(lua_State *L) {
-    model_ref *r = check_ref(L, 1);
-    mb_distilbert *m = r->m;
+    mb_lua_shared *r = check_ref(L, 1);
+    mb_distilbert *m = r->obj;
     int n = mb_distilbert_num_tensors(m);
     lua_createtable(L, n, 0);
     for (int i = 0; i < n; i++) {
@@ -358,9 +308,9 @@ static int m_parameters(lua_State *L) {
         lua_createtable(L, 0, 6);
         lua_pushstring(L, pi->name);
         lua_setfield(L, -2, "name");
-        push_view(L, r, mb_distilbert_params(m), pi->offset, pi->ndim, pi->shape);
+        mb_lua_pushview(L, r, mb_distilbert_params(m) + pi->offset, pi->ndim, pi->shape);
         lua_setfield(L, -2, "value");
-        push_view(L, r, mb_distilbert_grads(m), pi->offset, pi->ndim, pi->shape);
+        mb_lua_pushview(L, r, mb_distilbert_grads(m) + pi->offset, pi->ndim, pi->shape);
         lua_setfield(L, -2, "grad");
         lua_pushboolean(L, pi->no_decay);
         lua_setfield(L, -2, "no_decay");
@@ -377,12 +327,13 @@ static int m_parameters(lua_State *L) {
 
 /* The whole blocks as 1-D views: {params=, grads=, size=} */
 static int m_parameter_block(lua_State *L) {
-    model_ref *r = check_ref(L, 1);
-    int64_t n[1] = {(int64_t)mb_distilbert_num_params(r->m)};
+    mb_lua_shared *r = check_ref(L, 1);
+    mb_distilbert *m = r->obj;
+    int64_t n[1] = {(int64_t)mb_distilbert_num_params(m)};
     lua_createtable(L, 0, 3);
-    push_view(L, r, mb_distilbert_params(r->m), 0, 1, n);
+    mb_lua_pushview(L, r, mb_distilbert_params(m), 1, n);
     lua_setfield(L, -2, "params");
-    push_view(L, r, mb_distilbert_grads(r->m), 0, 1, n);
+    mb_lua_pushview(L, r, mb_distilbert_grads(m), 1, n);
     lua_setfield(L, -2, "grads");
     lua_pushinteger(L, n[0]);
     lua_setfield(L, -2, "size");
@@ -439,19 +390,12 @@ static int m_warnings(lua_State *L) {
 }
 
 static int m_rng_state(lua_State *L) {
-    mb_rng *rng = mb_distilbert_rng(mb_lua_checkdistilbert(L, 1));
-    lua_pushlstring(L, (const char *)rng, sizeof *rng);
+    mb_lua_push_rng_state(L, mb_distilbert_rng(mb_lua_checkdistilbert(L, 1)));
     return 1;
 }
 
 static int m_set_rng_state(lua_State *L) {
-    mb_rng *rng = mb_distilbert_rng(mb_lua_checkdistilbert(L, 1));
-    size_t len;
-    const char *s = luaL_checklstring(L, 2, &len);
-    if (len != sizeof *rng)
-        return luaL_argerror(L, 2, lua_pushfstring(L, "RNG state of %d bytes expected (from rng_state()), got %d",
-                                                   (int)sizeof *rng, (int)len));
-    memcpy(rng, s, sizeof *rng);
+    mb_lua_check_rng_state(L, 2, mb_distilbert_rng(mb_lua_checkdistilbert(L, 1)));
     return 0;
 }
 
@@ -474,15 +418,16 @@ static int m_ptr(lua_State *L) {
 }
 
 static int m_tostring(lua_State *L) {
-    model_box *b = luaL_checkudata(L, 1, MODEL_MT);
-    if (!b->r) {
+    mb_lua_shared *r = mb_lua_shared_or_null(L, 1, MODEL_MT);
+    if (!r) {
         lua_pushstring(L, "moonbert.DistilBert (freed)");
         return 1;
     }
-    const mb_distilbert_config *c = mb_distilbert_get_config(b->r->m);
+    mb_distilbert *m = r->obj;
+    const mb_distilbert_config *c = mb_distilbert_get_config(m);
     lua_pushfstring(L, "moonbert.DistilBert (dim %d, %d layers, %d heads, %d labels, %f M parameters%s)", c->dim,
-                    c->n_layers, c->n_heads, c->num_labels, (double)mb_distilbert_num_params(b->r->m) / 1e6,
-                    mb_distilbert_encoder_frozen(b->r->m) ? ", encoder frozen" : "");
+                    c->n_layers, c->n_heads, c->num_labels, (double)mb_distilbert_num_params(m) / 1e6,
+                    mb_distilbert_encoder_frozen(m) ? ", encoder frozen" : "");
     return 1;
 }
 

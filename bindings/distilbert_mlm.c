@@ -10,7 +10,7 @@
  *   model:set_rng_state(s), model:seed(n), model:free()
  *
  * bindings/moonbert/distilbert.lua wraps it as mb.distilbert.load_masked_lm / new_masked_lm.
- * Parameter views keep the model alive through a reference count, as in
+ * Parameter views keep the model alive (luamb.h: mb_lua_shared), as in
  * bindings/distilbert.c. The tied projector has no entry of its own:
  * distilbert.embeddings.word_embeddings.weight is listed once.
  */
@@ -22,55 +22,19 @@
 
 #define MLM_MT "moonbert.DistilBertMLM"
 
-typedef struct mlm_ref {
-    mb_distilbert_mlm *m;
-    int refs;
-} mlm_ref;
+static void free_mlm(void *m) { mb_mlm_free(m); }
 
-typedef struct mlm_box {
-    mlm_ref *r;
-} mlm_box;
-
-static void ref_release(mlm_ref *r) {
-    if (--r->refs == 0) {
-        mb_mlm_free(r->m);
-        free(r);
-    }
-}
-
-static void view_release(void *data, size_t nbytes, void *ctx) { ref_release(ctx); }
-
-static mlm_ref *check_ref(lua_State *L, int arg) {
-    mlm_box *b = luaL_checkudata(L, arg, MLM_MT);
-    if (!b->r) luaL_argerror(L, arg, "model is freed");
-    return b->r;
-}
-
-static mb_distilbert_mlm *check_mlm(lua_State *L, int arg) { return check_ref(L, arg)->m; }
-
+/* The userdata and every parameter view share the model (luamb.h: mb_lua_shared). */
 static void push_model(lua_State *L, mb_distilbert_mlm *m) {
-    mlm_box *b = lua_newuserdatauv(L, sizeof *b, 0);
-    b->r = NULL;
-    luaL_setmetatable(L, MLM_MT);
-    mlm_ref *r = malloc(sizeof *r);
-    if (!r) {
-        mb_mlm_free(m);
-        luaL_error(L, "out of memory");
-        return;
-    }
-    r->m = m;
-    r->refs = 1;
-    b->r = r;
-    size_t kb = mb_mlm_num_params(m) * 8 / 1024;
-    if (kb > 0) lua_gc(L, LUA_GCSTEP, (int)(kb > 1000000 ? 1000000 : kb));
+    mb_lua_pushshared(L, MLM_MT, m, free_mlm, mb_mlm_num_params(m) * 2 * sizeof(float));
 }
+
+static mb_lua_shared *check_ref(lua_State *L, int arg) { return mb_lua_checkshared(L, arg, MLM_MT); }
+
+static mb_distilbert_mlm *check_mlm(lua_State *L, int arg) { return check_ref(L, arg)->obj; }
 
 static int model_close(lua_State *L) {
-    mlm_box *b = luaL_checkudata(L, 1, MLM_MT);
-    if (b->r) {
-        ref_release(b->r);
-        b->r = NULL;
-    }
+    mb_lua_closeshared(L, 1, MLM_MT);
     return 0;
 }
 
@@ -213,18 +177,10 @@ static int m_backward(lua_State *L) {
     return 0;
 }
 
-static void push_view(lua_State *L, mlm_ref *r, float *data, int ndim, const int64_t *shape) {
-    mb_error err;
-    mb_tensor *t = mb_tensor_wrap(MB_FLOAT32, ndim, shape, data, view_release, r, &err);
-    if (!t) mb_lua_raise(L, &err);
-    r->refs++;
-    mb_lua_pushtensor(L, t, &err);
-}
-
 /* {{name=, value=, grad=, no_decay=, trainable=, encoder=}, ...}: the encoder's tensors, then the head's */
 static int m_parameters(lua_State *L) {
-    mlm_ref *r = check_ref(L, 1);
-    mb_distilbert_mlm *m = r->m;
+    mb_lua_shared *r = check_ref(L, 1);
+    mb_distilbert_mlm *m = r->obj;
     mb_distilbert *enc = mb_mlm_encoder(m);
     int n = mb_mlm_num_tensors(m);
     lua_createtable(L, n, 0);
@@ -233,9 +189,9 @@ static int m_parameters(lua_State *L) {
         lua_createtable(L, 0, 6);
         lua_pushstring(L, pi->name);
         lua_setfield(L, -2, "name");
-        push_view(L, r, mb_mlm_param(m, i), pi->ndim, pi->shape);
+        mb_lua_pushview(L, r, mb_mlm_param(m, i), pi->ndim, pi->shape);
         lua_setfield(L, -2, "value");
-        push_view(L, r, mb_mlm_grad(m, i), pi->ndim, pi->shape);
+        mb_lua_pushview(L, r, mb_mlm_grad(m, i), pi->ndim, pi->shape);
         lua_setfield(L, -2, "grad");
         lua_pushboolean(L, pi->no_decay);
         lua_setfield(L, -2, "no_decay");
@@ -282,19 +238,12 @@ static int m_warnings(lua_State *L) {
 }
 
 static int m_rng_state(lua_State *L) {
-    mb_rng *rng = mb_distilbert_rng(mb_mlm_encoder(check_mlm(L, 1)));
-    lua_pushlstring(L, (const char *)rng, sizeof *rng);
+    mb_lua_push_rng_state(L, mb_distilbert_rng(mb_mlm_encoder(check_mlm(L, 1))));
     return 1;
 }
 
 static int m_set_rng_state(lua_State *L) {
-    mb_rng *rng = mb_distilbert_rng(mb_mlm_encoder(check_mlm(L, 1)));
-    size_t len;
-    const char *s = luaL_checklstring(L, 2, &len);
-    if (len != sizeof *rng)
-        return luaL_argerror(L, 2, lua_pushfstring(L, "RNG state of %d bytes expected (from rng_state()), got %d",
-                                                   (int)sizeof *rng, (int)len));
-    memcpy(rng, s, sizeof *rng);
+    mb_lua_check_rng_state(L, 2, mb_distilbert_rng(mb_mlm_encoder(check_mlm(L, 1))));
     return 0;
 }
 
@@ -305,14 +254,15 @@ static int m_seed(lua_State *L) {
 }
 
 static int m_tostring(lua_State *L) {
-    mlm_box *b = luaL_checkudata(L, 1, MLM_MT);
-    if (!b->r) {
+    mb_lua_shared *r = mb_lua_shared_or_null(L, 1, MLM_MT);
+    if (!r) {
         lua_pushstring(L, "moonbert.DistilBertMLM (freed)");
         return 1;
     }
-    const mb_distilbert_config *c = mb_distilbert_get_config(mb_mlm_encoder(b->r->m));
+    mb_distilbert_mlm *m = r->obj;
+    const mb_distilbert_config *c = mb_distilbert_get_config(mb_mlm_encoder(m));
     lua_pushfstring(L, "moonbert.DistilBertMLM (dim %d, %d layers, %d heads, vocab %d, %f M parameters)", c->dim,
-                    c->n_layers, c->n_heads, c->vocab_size, (double)mb_mlm_num_params(b->r->m) / 1e6);
+                    c->n_layers, c->n_heads, c->vocab_size, (double)mb_mlm_num_params(m) / 1e6);
     return 1;
 }
 

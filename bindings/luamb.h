@@ -49,6 +49,33 @@ lua_Number mb_lua_optfield_num(lua_State *L, int arg, const char *key, lua_Numbe
 int mb_lua_optfield_bool(lua_State *L, int arg, const char *key, int def);
 const char *mb_lua_optfield_str(lua_State *L, int arg, const char *key, const char *def);
 
+/* Shared objects: a C object (a model) held by its Lua userdata and by every
+   tensor view onto its memory (parameters, gradients), freed when the last
+   holder lets go; so a view never dangles after model:free(). The userdata
+   is a box around the handle, emptied by close. */
+typedef struct mb_lua_shared {
+    void *obj;
+    void (*free_obj)(void *obj);
+    int refs;
+} mb_lua_shared;
+
+/* Push a userdata of type mt owning obj; frees obj and raises on out of
+   memory. gc_bytes tells the collector how much C memory it holds. */
+void mb_lua_pushshared(lua_State *L, const char *mt, void *obj, void (*free_obj)(void *), size_t gc_bytes);
+/* The live handle at arg, else "bad argument (model is freed)" or a type error. */
+mb_lua_shared *mb_lua_checkshared(lua_State *L, int arg, const char *mt);
+/* The handle at arg, NULL once closed (for __tostring). */
+mb_lua_shared *mb_lua_shared_or_null(lua_State *L, int arg, const char *mt);
+/* Release the userdata's hold (idempotent): __gc, __close and :free(). */
+void mb_lua_closeshared(lua_State *L, int arg, const char *mt);
+/* Push a float32 view onto memory owned by s (holds s until the view dies). */
+void mb_lua_pushview(lua_State *L, mb_lua_shared *s, float *data, int ndim, const int64_t *shape);
+
+/* A model's dropout RNG as a Lua string (byte for byte), and back. */
+struct mb_rng;
+void mb_lua_push_rng_state(lua_State *L, const struct mb_rng *rng);
+void mb_lua_check_rng_state(lua_State *L, int arg, struct mb_rng *rng);
+
 /* Register a userdata type: metatable name, methods (may be NULL), metamethods. */
 void mb_lua_newclass(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta);
 
