@@ -104,6 +104,8 @@ $(MODLIST): $(BINDINGS_SRC)
 
 $(BUILD)/obj/bindings/core.o: $(MODLIST)
 $(BUILD)/obj/bindings/core.o: CFLAGS += -I$(BUILD)/gen
+# sqrtf in the AdamW loop vectorises only without errno (see runtime/optim.c)
+$(BUILD)/obj/runtime/optim.o: CFLAGS += -fno-math-errno
 
 # -z nodelete: lua_close must not unload core.so (and with it libgomp) while OpenMP worker
 # threads still spin in it; that crashed scripts at exit (SIGSEGV, about half the time).

@@ -449,17 +449,6 @@ static void gelu_backward_span(float *dinp, const float *inp, const float *dout,
     }
 }
 
-/* Split [0,n) into one contiguous span per thread. */
-#define PAR_SPANS(n, body)                                                                  \
-    do {                                                                                    \
-        int nt_ = (n) > MB_PAR_MIN ? mb_threads() : 1;                                      \
-        _Pragma("omp parallel num_threads(nt_)") {                                          \
-            int t_ = omp_get_thread_num(), k_ = omp_get_num_threads();                      \
-            long lo = (n) * t_ / k_, hi = (n) * (t_ + 1) / k_;                              \
-            body;                                                                           \
-        }                                                                                   \
-    } while (0)
-
 void gelu_forward(float *out, const float *inp, long n) { PAR_SPANS(n, gelu_forward_span(out, inp, lo, hi)); }
 
 __attribute__((target_clones("avx512f", "avx2", "default")))

@@ -12,6 +12,19 @@
 /* Below this many elements a loop runs on one thread: the fork costs more. */
 #define MB_PAR_MIN 16384
 
+/* Split [0,n) into one contiguous span per thread and run body with lo, hi
+   bound; the span functions are where target_clones and `omp simd` go.
+   Needs <omp.h>. */
+#define PAR_SPANS(n, body)                                                                  \
+    do {                                                                                    \
+        int nt_ = (n) > MB_PAR_MIN ? mb_threads() : 1;                                      \
+        _Pragma("omp parallel num_threads(nt_)") {                                          \
+            int t_ = omp_get_thread_num(), k_ = omp_get_num_threads();                      \
+            long lo = (n) * t_ / k_, hi = (n) * (t_ + 1) / k_;                              \
+            body;                                                                           \
+        }                                                                                   \
+    } while (0)
+
 /* Idempotent; called by every entry point that may run parallel work. */
 void mb_threads_init(void);
 int mb_threads(void);

@@ -6,6 +6,9 @@
 --   train       forward + loss + backward + AdamW step, train mode (dropout)
 --   frozen      the same with the encoder frozen (AdamW over the head only)
 --   inference   [CLS] features for a batch of 64 (eval mode)
+--   optimizer   gradient clipping (max norm 1) + one AdamW step over all
+--               66 M parameters, nothing else: the part of a step that
+--               grows with the parameter count, not the batch
 --   memory      (in its own process: MOONBERT_BENCH_ROWS=memory) fine-tune
 --               steps at batch 64 with AdamW on bucketed batches as the
 --               emotion fine-tune makes them (16000 texts, mean ~22 tokens,
@@ -13,7 +16,7 @@
 --               (length 32, lengths 12..32) gives seconds per step and the
 --               2-epoch estimate (500 such steps); the longest bucket
 --               (length 72, lengths 48..72) gives the peak RSS.
--- MOONBERT_BENCH_ROWS (comma list, default train,frozen,inference) picks rows;
+-- MOONBERT_BENCH_ROWS (comma list, default train,frozen,inference,optimizer) picks rows;
 -- MOONBERT_BENCH_STEPS the timed steps per row (default 2, one warm-up).
 -- Each reports seconds per step, steps/s, sequences/s and achieved GFLOP/s
 -- (matrix-product flops of the model's cost model); peak RSS is the
@@ -79,7 +82,7 @@ end
 
 local function wanted_rows()
   local rows = {}
-  for r in (os.getenv("MOONBERT_BENCH_ROWS") or "train,frozen,inference"):gmatch("[%w_]+") do rows[r] = true end
+  for r in (os.getenv("MOONBERT_BENCH_ROWS") or "train,frozen,inference,optimizer"):gmatch("[%w_]+") do rows[r] = true end
   return rows
 end
 
@@ -152,6 +155,15 @@ function M.run(opts)
     local ibatch = make_batch(mb, 2, BI, T, cfg.vocab_size)
     secs.inference = timed(clock, warmup, steps, function() model:features(ibatch) end)
   end
+  if rows.optimizer then
+    local params = model:parameters()
+    local opt = mb.optim.adamw(params, { lr = 2e-5, weight_decay = 0.01 })
+    secs.optimizer = timed(clock, 1, math.max(steps, 5), function()
+      mb.optim.clip_grad_norm(params, 1.0)
+      opt:step()
+    end)
+    opt:free()
+  end
   if rows.memory then
     local batch = make_batch(mb, 3, MB, MT, cfg.vocab_size, MMIN)
     local opt = mb.optim.adamw(model:parameters(), { lr = 2e-5, weight_decay = 0.01 })
@@ -178,6 +190,10 @@ function M.run(opts)
   if secs.train then result.train = figures(secs.train, B, model:flops(B, T, true, false)) end
   if secs.frozen then result.frozen = figures(secs.frozen, B, model:flops(B, T, true, true)) end
   if secs.inference then result.inference = figures(secs.inference, BI, model:flops(BI, T, false, false)) end
+  if secs.optimizer then
+    result.optimizer = { seconds_per_step = secs.optimizer, parameters = model:num_parameters(),
+                         parameters_per_s = model:num_parameters() / secs.optimizer }
+  end
   if secs.memory then
     result.memory = figures(secs.memory, MB, model:flops(MB, MT, true, false))
     result.memory.batch, result.memory.length, result.memory.min_length = MB, MT, MMIN
