@@ -16,16 +16,12 @@
 local mb = require "moonbert"
 local ex = require "moonbert.experiment"
 
-local opts = ex.parse_options("pretraining_effect", ex.common_options {
+-- this comparison's own defaults: the study's recipe (1 epoch at lr 5e-4, issue #10) and the
+-- pretraining's length
+local opts = ex.parse_options("pretraining_effect", ex.common_options({
   { "--pretrained", "DIR", "masked-LM folder from make pretrain", default = "models/moonbert-small-mlm" },
   { "--feature-iters", "N", "logistic regression iterations on frozen features", type = "number", default = 2000 },
-}, arg)
--- this comparison's own defaults: 1 epoch, a rate for a small model, the pretraining's length
-local given = {}
-for _, a in ipairs(arg) do given[(a:match("^%-%-([%w%-]+)") or "")] = true end
-if not given.epochs then opts.epochs = 1 end
-if not given.lr then opts.lr = 1e-4 end
-if not given["max-length"] then opts.max_length = 64 end
+}, { epochs = 1, lr = 5e-4, ["max-length"] = 64 }), arg)
 opts.no_ood = true
 local t_start = mb.store.now()
 

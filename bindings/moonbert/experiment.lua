@@ -315,7 +315,10 @@ end
 -- ---- options and data shared by the experiments ---------------------------------------------------
 
 --- The options every experiment takes (moonbert.args spec entries); extra entries are appended.
-function M.common_options(extra)
+-- common_options(extra, defaults): the shared options plus extra, with this experiment's own
+-- defaults (keyed by option name without dashes, e.g. {epochs = 1, lr = 5e-4, ["max-length"] = 64})
+-- in place of the shared ones, so that --help shows what the run will really use.
+function M.common_options(extra, defaults)
   local spec = {
     { "--data", "DIR", "emotion data folder (train/validation/test .txt)", default = shared_dir() .. "/data/emotion" },
     { "--model", "DIR", "model folder (default: models/distilbert-base-uncased, models/moonbert-small-mlm, else config only)" },
@@ -331,6 +334,13 @@ function M.common_options(extra)
     { "--limit", "N", "at most N examples in every split", type = "number" },
     { "--name", "NAME", "run name" },
   }
+  for _, o in ipairs(spec) do
+    local d = (defaults or {})[o[1]:sub(3)]
+    if d ~= nil then
+      o.default = d
+      if o[1] == "--max-length" then o[3] = "truncate texts to N tokens" end
+    end
+  end
   for _, o in ipairs(extra or {}) do spec[#spec + 1] = o end
   spec[#spec + 1] = { "--help", nil, "show this help" }
   return spec
