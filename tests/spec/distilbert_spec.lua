@@ -5,6 +5,8 @@
 -- READMEs suggest 1e-4 for both and the C test (tests/c/test_distilbert.c)
 -- checks that; measured errors are ~1e-6.
 local mb = require "moonbert"
+local support = require "tests.spec.support"
+local tmpdir = support.tmppath
 local T = mb.tensor
 
 local SHARED = os.getenv("MOONBERT_SHARED") or "../shared"
@@ -16,12 +18,6 @@ local function rel_err(got, ref)
   local scale = ref:abs():max()
   local err = (got - ref):abs():max()
   return scale > 0 and err / scale or err, err
-end
-
-local function tmpdir(tag)
-  local d = os.tmpname()
-  os.remove(d)
-  return d .. "_" .. tag
 end
 
 local function rmtree(dir)

@@ -13,16 +13,10 @@ local have = BIN and lfs.attributes(BIN, "mode") == "file" and lfs.attributes(TI
   and lfs.attributes(EMOTION .. "/train.txt", "mode")
 
 local support = require "tests.spec.support"
+local tmpdir = support.tmpdir
 local q = support.q
 
 local sh = support.sh
-
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(lfs.mkdir(d))
-  return d
-end
 
 local function copy(src, dst)
   local i = assert(io.open(src, "rb"))

@@ -5,6 +5,8 @@
 -- the measured errors. Also: save/load in HF's format (no vocab_projector.weight), and a
 -- classification model loaded from the masked-LM checkpoint takes the encoder and drops the head.
 local mb = require "moonbert"
+local support = require "tests.spec.support"
+local tmpdir = support.tmpdir
 
 local SHARED = os.getenv("MOONBERT_SHARED") or "../shared"
 local DIR = SHARED .. "/fixtures/distilbert-mlm-tiny"
@@ -13,13 +15,6 @@ local verbose = os.getenv("MOONBERT_VERBOSE")
 
 local function report(fmt, ...)
   if verbose then io.stderr:write(string.format(fmt, ...), "\n") end
-end
-
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(os.execute("mkdir -p '" .. d .. "'"))
-  return d
 end
 
 -- |got - ref| <= rel * max|ref| (or atol); returns the error

@@ -5,11 +5,11 @@
 -- decoded with dkjson).
 local mb = require "moonbert"
 local lfs = require "lfs"
+local support = require "tests.spec.support"
+local shq = support.q
 local json = require "dkjson"
 
 local BIN = os.getenv("MOONBERT_BIN") or (lfs.currentdir() .. "/build/bin/moonbert")
-
-local function shq(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
 local function capture(cmd)
   local f = assert(io.popen(cmd))

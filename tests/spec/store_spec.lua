@@ -5,6 +5,8 @@
 -- ($MOONBERT_BIN run) for concurrency, failing scripts and SIGKILL.
 local mb = require "moonbert"
 local lfs = require "lfs"
+local support = require "tests.spec.support"
+local shq, write = support.q, support.write
 
 local ROOT = lfs.currentdir()
 local BIN = os.getenv("MOONBERT_BIN") or (ROOT .. "/build/bin/moonbert")
@@ -20,17 +22,9 @@ local function tmpdir()
   return sh("mktemp -d /tmp/moonbert-store-spec-XXXXXX")
 end
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
-
 local function exists(path) return lfs.attributes(path, "mode") ~= nil end
 
 local function sleep(s) os.execute("sleep " .. s) end
-
-local function shq(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
 describe("mb.store", function()
   local dir, store

@@ -2,7 +2,10 @@
 --
 --   local support = require "tests.spec.support"
 --   local out, err, code = support.sh("ls /", optional_stdin)
+--   local out, code = support.run("cmd")        -- stdout and stderr together
 --   support.q("it's") --> shell-quoted
+--   support.tmpdir()      a new empty folder;  support.tmppath(tag)  a fresh path, not created
+--   support.read(path), support.write(path, s), support.count(s, pattern)
 local M = {}
 
 M.q = require("moonbert.fs").shell_quote
@@ -29,6 +32,48 @@ function M.sh(cmdline, stdin)
   os.remove(errf)
   if inf then os.remove(inf) end
   return out, err, code
+end
+
+-- Run a shell command line with stderr merged into stdout; returns the output and exit code.
+function M.run(cmdline)
+  local f = assert(io.popen(cmdline .. " 2>&1"))
+  local out = f:read("a")
+  local _, _, code = f:close()
+  return out, code
+end
+
+function M.tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  assert(require("lfs").mkdir(d))
+  return d
+end
+
+-- A path nobody uses yet, for a folder that the code under test creates.
+function M.tmppath(tag)
+  local d = os.tmpname()
+  os.remove(d)
+  return d .. "_" .. tag
+end
+
+function M.read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+function M.write(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+-- Occurrences of a Lua pattern in s.
+function M.count(s, pat)
+  local n = 0
+  for _ in s:gmatch(pat) do n = n + 1 end
+  return n
 end
 
 return M

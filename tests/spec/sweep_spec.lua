@@ -8,37 +8,11 @@
 -- and the metric formula for the ranking.
 local mb = require "moonbert"
 local lfs = require "lfs"
+local support = require "tests.spec.support"
+local shq, run_cmd, write, tmpdir, count = support.q, support.run, support.write, support.tmpdir, support.count
 local sweep = require "moonbert.sweep"
 
 local BIN = os.getenv("MOONBERT_BIN") or (lfs.currentdir() .. "/build/bin/moonbert")
-
-local function shq(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
-
-local function run_cmd(cmd)
-  local f = assert(io.popen(cmd .. " 2>&1"))
-  local out = f:read("a")
-  local _, _, code = f:close()
-  return out, code
-end
-
-local function write(path, s)
-  local f = assert(io.open(path, "wb"))
-  f:write(s)
-  f:close()
-end
-
-local function tmpdir()
-  local p = os.tmpname()
-  os.remove(p)
-  assert(lfs.mkdir(p))
-  return p
-end
-
-local function count(s, pat)
-  local n = 0
-  for _ in s:gmatch(pat) do n = n + 1 end
-  return n
-end
 
 local TRIAL = [[
 local args = require "moonbert.args"

@@ -4,6 +4,8 @@
 -- mb.metrics, predict's per-example losses against model:loss, progress output.
 -- (Fixture parity of the optimizer steps is tests/spec/trajectory_spec.lua.)
 local mb = require "moonbert"
+local support = require "tests.spec.support"
+local tmpdir = support.tmppath
 
 local SHARED = os.getenv("MOONBERT_SHARED") or "../shared"
 local TINY = SHARED .. "/fixtures/distilbert-tiny"
@@ -12,12 +14,6 @@ local have_shared = io.open(TINY .. "/vocab.txt") ~= nil and io.open(EMOTION .. 
 
 local CONFIG = { dim = 16, n_layers = 1, n_heads = 2, hidden_dim = 32, vocab_size = 30522,
                  max_position_embeddings = 64 }
-
-local function tmpdir(tag)
-  local d = os.tmpname()
-  os.remove(d)
-  return d .. "_" .. tag
-end
 
 local function rmtree(dir)
   local lfs = require "lfs"
