@@ -334,6 +334,112 @@ void attention_backward_seqs(float *dq, float *dk, float *dv, const float *dctx,
     }
 }
 
+/* ---- attention with one query per sequence ([CLS]) -------------------------- */
+
+/* Work of the [CLS] attention, for the thread-count decision. */
+static long cls_attention_work(const attn_seqs *s, int C) {
+    long n = 0;
+    for (int b = 0; b < s->B; b++) n += s->len[b];
+    return n * C / 4;
+}
+
+/* ctx_h = sum_j dropout(P)_j v_j for one head of sequence b. */
+static void cls_head_context(float *ctx, const float *P, const float *v, const uint8_t *dm, float keep_scale, int T,
+                             int hs, int C) {
+    for (int d = 0; d < hs; d++) ctx[d] = 0.0f;
+    for (int j = 0; j < T; j++) {
+        float pj = dm ? (dm[j] ? P[j] * keep_scale : 0.0f) : P[j];
+        const float *vj = v + (long)j * C;
+        for (int d = 0; d < hs; d++) ctx[d] += pj * vj[d];
+    }
+}
+
+void attention_cls_forward(float *ctx, float *probs, const float *q, const float *k, const float *v,
+                           const attn_seqs *s, const long *qprob, const uint8_t *drop_mask, float p, int C, int NH) {
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    float keep_scale = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
+#pragma omp parallel for num_threads(mb_threads()) if (cls_attention_work(s, C) > MB_PAR_MIN) schedule(static)
+    for (int bh = 0; bh < s->B * NH; bh++) {
+        int b = bh / NH, h = bh % NH, T = s->len[b];
+        const float *qh = q + (long)b * C + h * hs, *kh = k + s->row[b] * C + h * hs;
+        long poff = qprob[b] + (long)h * T;
+        float *P = probs + poff;
+        const int32_t *mrow = s->key_mask ? s->key_mask + (long)b * s->mask_T : NULL;
+        float mx = -FLT_MAX;
+        for (int j = 0; j < T; j++) {
+            const float *kj = kh + (long)j * C;
+            float dot = 0.0f;
+            for (int d = 0; d < hs; d++) dot += qh[d] * kj[d];
+            P[j] = mrow && mrow[j] == 0 ? -FLT_MAX : scale * dot;
+            mx = P[j] > mx ? P[j] : mx;
+        }
+        float sum = 0.0f;
+        for (int j = 0; j < T; j++) {
+            P[j] = expf(P[j] - mx);
+            sum += P[j];
+        }
+        float inv = 1.0f / sum;
+        for (int j = 0; j < T; j++) P[j] *= inv;
+        cls_head_context(ctx + (long)b * C + h * hs, P, v + s->row[b] * C + h * hs,
+                         p > 0.0f ? drop_mask + poff : NULL, keep_scale, T, hs, C);
+    }
+}
+
+void attention_cls_context(float *ctx, const float *probs, const float *v, const attn_seqs *s, const long *qprob,
+                           const uint8_t *drop_mask, float p, int C, int NH) {
+    int hs = C / NH;
+    float keep_scale = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
+#pragma omp parallel for num_threads(mb_threads()) if (cls_attention_work(s, C) > MB_PAR_MIN) schedule(static)
+    for (int bh = 0; bh < s->B * NH; bh++) {
+        int b = bh / NH, h = bh % NH, T = s->len[b];
+        long poff = qprob[b] + (long)h * T;
+        cls_head_context(ctx + (long)b * C + h * hs, probs + poff, v + s->row[b] * C + h * hs,
+                         p > 0.0f ? drop_mask + poff : NULL, keep_scale, T, hs, C);
+    }
+}
+
+void attention_cls_backward(float *dq, float *dk, float *dv, const float *dctx, const float *probs, const float *q,
+                            const float *k, const float *v, const attn_seqs *s, const long *qprob,
+                            const uint8_t *drop_mask, float p, int C, int NH) {
+    int hs = C / NH;
+    float scale = 1.0f / sqrtf((float)hs);
+    float keep_scale = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
+#pragma omp parallel for num_threads(mb_threads()) if (cls_attention_work(s, C) > MB_PAR_MIN) schedule(static)
+    for (int bh = 0; bh < s->B * NH; bh++) {
+        int b = bh / NH, h = bh % NH, T = s->len[b];
+        long off = s->row[b] * C + h * hs, poff = qprob[b] + (long)h * T;
+        const float *P = probs + poff, *dc = dctx + (long)b * C + h * hs, *qh = q + (long)b * C + h * hs;
+        const uint8_t *dm = p > 0.0f ? drop_mask + poff : NULL;
+        const int32_t *mrow = s->key_mask ? s->key_mask + (long)b * s->mask_T : NULL;
+        float *dqh = dq + (long)b * C + h * hs;
+        /* dv_j = Pd_j dctx; dP_j = dropout'(dctx . v_j); then softmax' */
+        float dP[T > 0 ? T : 1], dot = 0.0f;
+        for (int j = 0; j < T; j++) {
+            const float *vj = v + off + (long)j * C;
+            float *dvj = dv + off + (long)j * C;
+            float pj = dm ? (dm[j] ? P[j] * keep_scale : 0.0f) : P[j];
+            float g = 0.0f;
+            for (int d = 0; d < hs; d++) {
+                dvj[d] = pj * dc[d];
+                g += dc[d] * vj[d];
+            }
+            dP[j] = dm ? (dm[j] ? g * keep_scale : 0.0f) : g;
+            dot += dP[j] * P[j];
+        }
+        for (int d = 0; d < hs; d++) dqh[d] = 0.0f;
+        for (int j = 0; j < T; j++) {
+            float dS = mrow && mrow[j] == 0 ? 0.0f : P[j] * (dP[j] - dot) * scale;
+            const float *kj = k + off + (long)j * C;
+            float *dkj = dk + off + (long)j * C;
+            for (int d = 0; d < hs; d++) {
+                dqh[d] += dS * kj[d];
+                dkj[d] = dS * qh[d];
+            }
+        }
+    }
+}
+
 /* The padded-batch form: every sequence T long, keys masked. */
 typedef struct padded_seqs {
     attn_seqs s;

@@ -97,6 +97,18 @@ void attention_context_seqs(float *ctx, const float *probs, const float *v, cons
 void attention_backward_seqs(float *dq, float *dk, float *dv, const float *dctx, const float *probs,
                              const float *q, const float *k, const float *v, const attn_seqs *s,
                              const uint8_t *drop_mask, float p, int C, int NH, float *scratch);
+/* The same with one query per sequence, its first token ([CLS]): the last
+   layer when only [CLS] is read. q, ctx, dq: [B,C] (row b = sequence b);
+   k, v, dk, dv: the rows of s (every key); probs and drop_mask: NH*len[b]
+   values for sequence b from qprob[b] (head h at qprob[b] + h*len[b]).
+   No scratch: the dropped probabilities are formed on the fly. */
+void attention_cls_forward(float *ctx, float *probs, const float *q, const float *k, const float *v,
+                           const attn_seqs *s, const long *qprob, const uint8_t *drop_mask, float p, int C, int NH);
+void attention_cls_context(float *ctx, const float *probs, const float *v, const attn_seqs *s, const long *qprob,
+                           const uint8_t *drop_mask, float p, int C, int NH);
+void attention_cls_backward(float *dq, float *dk, float *dv, const float *dctx, const float *probs, const float *q,
+                            const float *k, const float *v, const attn_seqs *s, const long *qprob,
+                            const uint8_t *drop_mask, float p, int C, int NH);
 /* Floats of scratch the attention functions need for B*NH heads of length T. */
 long attention_scratch_floats(int T);
 
