@@ -80,9 +80,15 @@ static const char *cublas_name(cublasStatus_t s) {
     }
 }
 
+#define STR2_(x) #x
+#define STR2(x) STR2_(x)
+#define STR_CUBLAS_MAJOR STR2(CUBLAS_VER_MAJOR)
+
 mb_status mb_cublas_status(cublasStatus_t s, const char *what, mb_error *err) {
-    return mb_fail(err, s == CUBLAS_STATUS_ALLOC_FAILED ? MB_ERR_NOMEM : MB_ERR_STATE, "%s failed: %s (%d)", what,
-                   cublas_name(s), (int)s);
+    return mb_fail(err, s == CUBLAS_STATUS_ALLOC_FAILED ? MB_ERR_NOMEM : MB_ERR_STATE, "%s failed: %s (%d)%s", what,
+                   cublas_name(s), (int)s,
+                   s == CUBLAS_STATUS_NOT_INITIALIZED ? " (cuBLAS is opened on first use: is libcublas.so."
+                   STR_CUBLAS_MAJOR " installed with the CUDA runtime?)" : "");
 }
 
 mb_status mb_cuda_device_name(char *buf, size_t n, mb_error *err) {
