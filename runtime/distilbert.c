@@ -744,6 +744,20 @@ static void act_forward(const mb_distilbert *m, float *out, const float *inp, lo
     else gelu_forward(out, inp, n);
 }
 
+/* h2 = lin2(act(lin1(sa))) on the first `rows` rows (bias of lin2 and the
+   residual come in the LayerNorm sweep that follows). */
+static void ffn_forward(mb_distilbert *m, enc_acts *a, layer_acts *la, const layer_views *w, int rows) {
+    const int D = m->cfg.dim, F = m->cfg.hidden_dim;
+    if (m->cfg.activation == MB_ACT_GELU) {
+        linear_forward(la->ffn_h, la->sa, w->ff1_w, NULL, rows, D, F);
+        bias_gelu_forward(la->ffn_h, a->ffn_g, w->ff1_b, rows, F);
+    } else {
+        linear_forward(la->ffn_h, la->sa, w->ff1_w, w->ff1_b, rows, D, F);
+        act_forward(m, a->ffn_g, la->ffn_h, (long)rows * F);
+    }
+    linear_forward(la->h2, a->ffn_g, w->ff2_w, NULL, rows, F, D);
+}
+
 /* The last block when only [CLS] is read (a->cls_only): q, attention,
    out_lin, LayerNorms and FFN on the B [CLS] rows (a->cls_x, gathered from x),
    k and v on every row of x. Dropout masks are drawn for the padded shape as
@@ -751,7 +765,7 @@ static void act_forward(const mb_distilbert *m, float *out, const float *inp, lo
 static void cls_layer_forward(mb_distilbert *m, enc_acts *a, int l, const float *x, const attn_seqs *seqs,
                               float p_attn, float p_ffn, int draw) {
     const mb_distilbert_config *c = &m->cfg;
-    const int B = a->B, T = a->T, D = c->dim, F = c->hidden_dim, H = c->n_heads, N = a->N;
+    const int B = a->B, T = a->T, D = c->dim, H = c->n_heads, N = a->N;
     const layer_views *w = &m->p.layer[l];
     layer_acts *la = &a->layer[l];
     for (int b = 0; b < B; b++) memcpy(a->cls_x + (long)b * D, x + a->row[b] * D, D * sizeof(float));
@@ -769,14 +783,7 @@ static void cls_layer_forward(mb_distilbert *m, enc_acts *a, int l, const float 
     linear_forward(la->h1, la->ctx, w->o_w, NULL, B, D, D);
     add_layernorm_forward(la->h1, la->sa, la->ln1_mean, la->ln1_rstd, a->cls_x, w->o_b, NULL, 0.0f, w->sa_ln_w,
                           w->sa_ln_b, B, D, LN_EPS);
-    if (c->activation == MB_ACT_GELU) {
-        linear_forward(la->ffn_h, la->sa, w->ff1_w, NULL, B, D, F);
-        bias_gelu_forward(la->ffn_h, a->ffn_g, w->ff1_b, B, F);
-    } else {
-        linear_forward(la->ffn_h, la->sa, w->ff1_w, w->ff1_b, B, D, F);
-        act_forward(m, a->ffn_g, la->ffn_h, (long)B * F);
-    }
-    linear_forward(la->h2, a->ffn_g, w->ff2_w, NULL, B, F, D);
+    ffn_forward(m, a, la, w, B);
     if (p_ffn > 0.0f && draw) { /* keep position 0 of each sequence */
         dropout_mask(la->ffn_drop, (long)B * T * D, p_ffn, &m->rng);
         for (int b = 0; b < B; b++) memmove(la->ffn_drop + (long)b * D, la->ffn_drop + (long)b * T * D, (size_t)D);
@@ -792,7 +799,7 @@ static void cls_layer_forward(mb_distilbert *m, enc_acts *a, int l, const float 
 static void layer_forward(mb_distilbert *m, enc_acts *a, int l, const float *x, const attn_seqs *seqs, float p_attn,
                           float p_ffn, int draw, float *attn_out) {
     const mb_distilbert_config *c = &m->cfg;
-    const int B = a->B, T = a->T, D = c->dim, F = c->hidden_dim, H = c->n_heads, N = a->N;
+    const int B = a->B, T = a->T, D = c->dim, H = c->n_heads, N = a->N;
     const long BTD = (long)B * T * D;
     const layer_views *w = &m->p.layer[l];
     layer_acts *la = &a->layer[l];
@@ -817,14 +824,7 @@ static void layer_forward(mb_distilbert *m, enc_acts *a, int l, const float *x, 
     add_layernorm_forward(la->h1, la->sa, la->ln1_mean, la->ln1_rstd, x, w->o_b, NULL, 0.0f, w->sa_ln_w,
                           w->sa_ln_b, N, D, LN_EPS);
     /* x = LN(sa + dropout(lin2(act(lin1(sa))))) */
-    if (c->activation == MB_ACT_GELU) {
-        linear_forward(la->ffn_h, la->sa, w->ff1_w, NULL, N, D, F);
-        bias_gelu_forward(la->ffn_h, a->ffn_g, w->ff1_b, N, F);
-    } else {
-        linear_forward(la->ffn_h, la->sa, w->ff1_w, w->ff1_b, N, D, F);
-        act_forward(m, a->ffn_g, la->ffn_h, (long)N * F);
-    }
-    linear_forward(la->h2, a->ffn_g, w->ff2_w, NULL, N, F, D);
+    ffn_forward(m, a, la, w, N);
     if (p_ffn > 0.0f && draw) {
         dropout_mask(la->ffn_drop, BTD, p_ffn, &m->rng);
         compact_rows(a, la->ffn_drop, B, T, D);
@@ -1021,6 +1021,31 @@ mb_status mb_distilbert_loss(mb_distilbert *m, const int32_t *labels, const floa
 
 /* ---- backward ------------------------------------------------------------- */
 
+/* Backward from d out (a->d_res, first `rows` rows) through LN2, dropout and
+   the FFN to d sa in a->d_tmp (the residual included); sa is recomputed from
+   LN1's kept input and statistics, the activation from lin1's output. */
+static void ffn_backward(mb_distilbert *m, enc_acts *a, int l, int rows, float p_ffn) {
+    const int D = m->cfg.dim, F = m->cfg.hidden_dim;
+    const layer_views *w = &m->p.layer[l];
+    layer_views *g = &m->g.layer[l];
+    layer_acts *la = &a->layer[l];
+    layernorm_backward(a->d_tmp, g->out_ln_w, g->out_ln_b, a->d_res, la->h2, w->out_ln_w, la->ln2_mean,
+                       la->ln2_rstd, rows, D);
+    /* h2 = sa + dropout(lin2(act(lin1(sa)))) */
+    const float *d_ffn_out = a->d_tmp;
+    if (p_ffn > 0.0f) {
+        dropout_apply(a->d_res, a->d_tmp, la->ffn_drop, p_ffn, (long)rows * D);
+        d_ffn_out = a->d_res;
+    }
+    act_forward(m, a->ffn_g, la->ffn_h, (long)rows * F); /* recomputed, not kept */
+    linear_backward(NULL, g->ff2_w, g->ff2_b, d_ffn_out, a->ffn_g, w->ff2_w, rows, F, D, 0);
+    linear_backward(a->dffn, NULL, NULL, d_ffn_out, NULL, w->ff2_w, rows, F, D, 0); /* over ffn_g */
+    if (m->cfg.activation == MB_ACT_RELU) relu_backward(a->dffn, la->ffn_h, a->dffn, (long)rows * F);
+    else gelu_backward(a->dffn, la->ffn_h, a->dffn, (long)rows * F);
+    layernorm_recompute(la->sa, la->h1, la->ln1_mean, la->ln1_rstd, w->sa_ln_w, w->sa_ln_b, rows, D);
+    linear_backward(a->d_tmp, g->ff1_w, g->ff1_b, a->dffn, la->sa, w->ff1_w, rows, D, F, 1); /* d sa */
+}
+
 /* The layer's input x [N,D] in backward: the embeddings, the previous
    layer's kept output (checkpointing), or its output recomputed from the
    kept LayerNorm input and statistics into a->recompute. */
@@ -1039,26 +1064,12 @@ static const float *layer_input(mb_distilbert *m, enc_acts *a, int l) {
 static void cls_layer_backward(mb_distilbert *m, enc_acts *a, int l, const attn_seqs *seqs, float p_attn,
                                float p_ffn) {
     const mb_distilbert_config *c = &m->cfg;
-    const int B = a->B, D = c->dim, F = c->hidden_dim, H = c->n_heads, N = a->N;
-    const long BD = (long)B * D;
+    const int B = a->B, D = c->dim, H = c->n_heads, N = a->N;
     const layer_views *w = &m->p.layer[l];
     layer_views *g = &m->g.layer[l];
     layer_acts *la = &a->layer[l];
     if (a->ckpt) cls_layer_forward(m, a, l, l == 0 ? a->emb_out : a->layer[l - 1].out, seqs, p_attn, p_ffn, 0);
-    layernorm_backward(a->d_tmp, g->out_ln_w, g->out_ln_b, a->d_res, la->h2, w->out_ln_w, la->ln2_mean,
-                       la->ln2_rstd, B, D);
-    const float *d_ffn_out = a->d_tmp;
-    if (p_ffn > 0.0f) {
-        dropout_apply(a->d_res, a->d_tmp, la->ffn_drop, p_ffn, BD);
-        d_ffn_out = a->d_res;
-    }
-    act_forward(m, a->ffn_g, la->ffn_h, (long)B * F);
-    linear_backward(NULL, g->ff2_w, g->ff2_b, d_ffn_out, a->ffn_g, w->ff2_w, B, F, D, 0);
-    linear_backward(a->dffn, NULL, NULL, d_ffn_out, NULL, w->ff2_w, B, F, D, 0);
-    if (c->activation == MB_ACT_RELU) relu_backward(a->dffn, la->ffn_h, a->dffn, (long)B * F);
-    else gelu_backward(a->dffn, la->ffn_h, a->dffn, (long)B * F);
-    layernorm_recompute(la->sa, la->h1, la->ln1_mean, la->ln1_rstd, w->sa_ln_w, w->sa_ln_b, B, D);
-    linear_backward(a->d_tmp, g->ff1_w, g->ff1_b, a->dffn, la->sa, w->ff1_w, B, D, F, 1);
+    ffn_backward(m, a, l, B, p_ffn);
     /* d h1 into cls_d: the [CLS] rows' residual gradient, added to d x at the end */
     layernorm_backward(a->cls_d, g->sa_ln_w, g->sa_ln_b, a->d_tmp, la->h1, w->sa_ln_w, la->ln1_mean, la->ln1_rstd,
                        B, D);
@@ -1085,7 +1096,7 @@ mb_status mb_distilbert_backward(mb_distilbert *m, mb_error *err) {
         return mb_fail(err, MB_ERR_STATE, "the thread count grew between forward and backward: run forward again");
     m->have_loss = 0; /* the gradient of this loss is taken once */
     const mb_distilbert_config *c = &m->cfg;
-    const int B = m->fwd_B, T = m->fwd_T, D = c->dim, F = c->hidden_dim, H = c->n_heads, L = c->num_labels;
+    const int B = m->fwd_B, T = m->fwd_T, D = c->dim, H = c->n_heads, L = c->num_labels;
     enc_acts *a = &m->keep_acts;
     const int N = a->N; /* rows computed by the forward (plan_rows) */
     const long ND = (long)N * D;
@@ -1130,21 +1141,7 @@ encoder:;
         if (a->ckpt) /* the layer's activations again, from its kept input and dropout masks */
             layer_forward(m, a, l, l == 0 ? a->emb_out : a->layer[l - 1].out, &seqs, p_attn, p_ffn, 0, NULL);
         /* out = LN2(h2): d_tmp = d h2 */
-        layernorm_backward(a->d_tmp, g->out_ln_w, g->out_ln_b, a->d_res, la->h2, w->out_ln_w, la->ln2_mean,
-                           la->ln2_rstd, N, D);
-        /* h2 = sa + dropout(lin2(act(lin1(sa)))) */
-        const float *d_ffn_out = a->d_tmp;
-        if (p_ffn > 0.0f) {
-            dropout_apply(a->d_res, a->d_tmp, la->ffn_drop, p_ffn, ND);
-            d_ffn_out = a->d_res;
-        }
-        act_forward(m, a->ffn_g, la->ffn_h, (long)N * F); /* recomputed, not kept */
-        linear_backward(NULL, g->ff2_w, g->ff2_b, d_ffn_out, a->ffn_g, w->ff2_w, N, F, D, 0);
-        linear_backward(a->dffn, NULL, NULL, d_ffn_out, NULL, w->ff2_w, N, F, D, 0); /* over ffn_g */
-        if (c->activation == MB_ACT_RELU) relu_backward(a->dffn, la->ffn_h, a->dffn, (long)N * F);
-        else gelu_backward(a->dffn, la->ffn_h, a->dffn, (long)N * F);
-        layernorm_recompute(la->sa, la->h1, la->ln1_mean, la->ln1_rstd, w->sa_ln_w, w->sa_ln_b, N, D);
-        linear_backward(a->d_tmp, g->ff1_w, g->ff1_b, a->dffn, la->sa, w->ff1_w, N, D, F, 1); /* d sa */
+        ffn_backward(m, a, l, N, p_ffn);
         /* sa = LN1(h1): d_res = d h1 */
         layernorm_backward(a->d_res, g->sa_ln_w, g->sa_ln_b, a->d_tmp, la->h1, w->sa_ln_w, la->ln1_mean,
                            la->ln1_rstd, N, D);

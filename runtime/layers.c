@@ -220,6 +220,17 @@ static long attention_work(const attn_seqs *s, int hs) {
     return n * hs / 16;
 }
 
+/* row = softmax(row) given its maximum mx (masked entries hold -FLT_MAX). */
+static void softmax_shifted(float *row, int T, float mx) {
+    float sum = 0.0f;
+    for (int j = 0; j < T; j++) {
+        row[j] = expf(row[j] - mx);
+        sum += row[j];
+    }
+    float inv = 1.0f / sum;
+    for (int j = 0; j < T; j++) row[j] *= inv;
+}
+
 /* ctx_h[T,hs] = dropout(P)[T,T] v_h[T,hs] for one head (rows strided by C);
    S: T*T floats of scratch for the dropped probabilities. */
 static void head_context(float *ctx, const float *P, const float *v, const uint8_t *dm, float keep_scale, int T,
@@ -260,13 +271,7 @@ void attention_forward_seqs(float *ctx, float *probs, const float *q, const floa
             } else {
                 for (int j = 0; j < T; j++) mx = row[j] > mx ? row[j] : mx;
             }
-            float sum = 0.0f;
-            for (int j = 0; j < T; j++) {
-                row[j] = expf(row[j] - mx);
-                sum += row[j];
-            }
-            float inv = 1.0f / sum;
-            for (int j = 0; j < T; j++) row[j] *= inv;
+            softmax_shifted(row, T, mx);
         }
         head_context(ctx + off, P, v + off, p > 0.0f ? drop_mask + poff : NULL, keep_scale, T, hs, C,
                      scratch + (long)omp_get_thread_num() * 2 * s->max_len * s->max_len);
@@ -374,13 +379,7 @@ void attention_cls_forward(float *ctx, float *probs, const float *q, const float
             P[j] = mrow && mrow[j] == 0 ? -FLT_MAX : scale * dot;
             mx = P[j] > mx ? P[j] : mx;
         }
-        float sum = 0.0f;
-        for (int j = 0; j < T; j++) {
-            P[j] = expf(P[j] - mx);
-            sum += P[j];
-        }
-        float inv = 1.0f / sum;
-        for (int j = 0; j < T; j++) P[j] *= inv;
+        softmax_shifted(P, T, mx);
         cls_head_context(ctx + (long)b * C + h * hs, P, v + s->row[b] * C + h * hs,
                          p > 0.0f ? drop_mask + poff : NULL, keep_scale, T, hs, C);
     }
