@@ -36,6 +36,8 @@ local function peak_rss_mb()
   return kb and tonumber(kb) / 1024 or nil
 end
 
+-- A right-padded batch of B synthetic sequences: the first T long, the rest 8 (min_len)..T
+-- tokens, lengths drawn from rng_seed. Shared with bench/train_cuda.lua.
 local function make_batch(mb, rng_seed, B, T, vocab, min_len)
   local ids, mask = {}, {}
   local rng = mb.tensor.rand({ B }, { seed = rng_seed })
@@ -89,6 +91,7 @@ end
 local FULL = { dim = 768, n_layers = 6, n_heads = 12, hidden_dim = 3072, vocab_size = 30522,
                max_position_embeddings = 512 }
 local QUICK = { dim = 64, n_layers = 2, n_heads = 4, hidden_dim = 128, vocab_size = 2000, max_position_embeddings = 64 }
+M.FULL, M.QUICK, M.make_batch = FULL, QUICK, make_batch
 
 local function head_params(model)
   local list = {}

@@ -12,24 +12,7 @@
 -- the CPU one).
 local M = { summary = "DistilBERT training step on the GPU per precision (needs CUDA)" }
 
-local function make_batch(mb, B, T, vocab)
-  local ids, mask, rng = {}, {}, mb.tensor.rand({ B }, { seed = 1 })
-  for b = 1, B do
-    local len = b == 1 and T or math.max(8, math.floor(8 + rng[b] * (T - 8)))
-    local row, mrow = {}, {}
-    for t = 1, T do
-      if t <= len then
-        row[t] = t == 1 and 101 or (t == len and 102 or (1000 + (b * 7919 + t * 104729) % (vocab - 1000)))
-        mrow[t] = 1
-      else
-        row[t], mrow[t] = 0, 0
-      end
-    end
-    ids[b], mask[b] = row, mrow
-  end
-  return { input_ids = mb.tensor.from(ids, { dtype = "int32" }),
-           attention_mask = mb.tensor.from(mask, { dtype = "int32" }) }
-end
+local cpu_bench = require "moonbert.bench.train" -- the same synthetic batches and configs
 
 function M.run(opts)
   opts = opts or {}
@@ -40,14 +23,13 @@ function M.run(opts)
           " (moonbert bench train measures the CPU)", 0)
   end
   local clock = require("moonbert.core").distilbert.wall_time
-  local cfg = { dim = 768, n_layers = 6, n_heads = 12, hidden_dim = 3072, vocab_size = 30522,
-                max_position_embeddings = 512 }
+  local cfg = cpu_bench.FULL
   local B, T, steps, warmup = 64, 64, opts.steps or 20, 3
   if opts.quick then
-    cfg = { dim = 64, n_layers = 2, n_heads = 4, hidden_dim = 128, vocab_size = 2000, max_position_embeddings = 64 }
+    cfg = cpu_bench.QUICK
     B, T, steps, warmup = 8, 16, 3, 1
   end
-  local batch = make_batch(mb, B, T, cfg.vocab_size)
+  local batch = cpu_bench.make_batch(mb, 1, B, T, cfg.vocab_size)
   local labels = {}
   for b = 1, B do labels[b] = (b - 1) % 6 end
   local adamw = { lr = 5e-5, weight_decay = 0.01, max_grad_norm = 1.0 }
