@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "luamb.h"
+#include "../runtime/config.h"
 #include "../runtime/parallel.h"
 #include "../runtime/rng.h"
 
@@ -132,6 +133,14 @@ void mb_lua_pushview(lua_State *L, mb_lua_shared *s, float *data, int ndim, cons
     if (!t) mb_lua_raise(L, &err);
     s->refs++;
     mb_lua_pushtensor(L, t, &err);
+}
+
+void mb_lua_checkconfig(lua_State *L, int arg, mb_distilbert_config *cfg) {
+    size_t len;
+    const char *json = luaL_checklstring(L, arg, &len);
+    const char *source = luaL_optstring(L, arg + 1, "config");
+    mb_error err;
+    if (mb_config_parse(cfg, json, len, source, &err) != MB_OK) mb_lua_raise(L, &err);
 }
 
 void mb_lua_push_rng_state(lua_State *L, const mb_rng *rng) { lua_pushlstring(L, (const char *)rng, sizeof *rng); }

@@ -49,13 +49,10 @@ static int mlm_load(lua_State *L) {
 }
 
 static int mlm_new(lua_State *L) {
-    size_t len;
-    const char *json = luaL_checklstring(L, 1, &len);
-    const char *source = luaL_optstring(L, 2, "config");
     lua_Integer seed = luaL_optinteger(L, 3, 42);
     mb_distilbert_config cfg;
+    mb_lua_checkconfig(L, 1, &cfg);
     mb_error err;
-    if (mb_config_parse(&cfg, json, len, source, &err) != MB_OK) return mb_lua_raise(L, &err);
     mb_distilbert_mlm *m = mb_mlm_new(&cfg, (uint64_t)seed, &err);
     mb_config_free(&cfg);
     if (!m) return mb_lua_raise(L, &err);

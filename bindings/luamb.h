@@ -71,6 +71,11 @@ void mb_lua_closeshared(lua_State *L, int arg, const char *mt);
 /* Push a float32 view onto memory owned by s (holds s until the view dies). */
 void mb_lua_pushview(lua_State *L, mb_lua_shared *s, float *data, int ndim, const int64_t *shape);
 
+/* Parse the config JSON text at arg (its source name at arg+1, default
+   "config") into cfg, or raise; the caller frees it with mb_config_free. */
+struct mb_distilbert_config;
+void mb_lua_checkconfig(lua_State *L, int arg, struct mb_distilbert_config *cfg);
+
 /* A model's dropout RNG as a Lua string (byte for byte), and back. */
 struct mb_rng;
 void mb_lua_push_rng_state(lua_State *L, const struct mb_rng *rng);
