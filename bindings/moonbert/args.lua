@@ -12,12 +12,23 @@
 -- "--name=value" and "--name value" both work; option names map to keys with
 -- '-' turned into '_'. A bad option raises { usage_error = true, message = ... },
 -- which the CLI prints with exit code 2; args.usage(spec) formats the help.
+-- args.fail(msg) raises { fail = true, message = ... } for a command that
+-- cannot run here (no GPU, say): the CLI prints the message, no traceback,
+-- and exits 1.
 local M = {}
 
 local function key_of(name) return (name:gsub("^%-%-", ""):gsub("%-", "_")) end
 
 local function usage_error(msg) error({ usage_error = true, message = msg }, 0) end
 M.usage_error = usage_error
+
+function M.fail(msg) error({ fail = true, message = msg }, 0) end
+
+-- The text of an error raised by usage_error/fail or by error(string).
+function M.message(e)
+  if type(e) == "table" and e.message then return e.message end
+  return tostring(e)
+end
 
 function M.usage(spec, head)
   local lines = { head }

@@ -102,7 +102,7 @@ function M.main(argv)
     if a == "--help" or a == "-h" then print(c.usage or c.summary); return 0 end
   end
   local ok, rc = xpcall(c.main, function(e)
-    if type(e) == "table" and e.usage_error then return e end
+    if type(e) == "table" and (e.usage_error or e.fail) then return e end
     return debug.traceback(tostring(e), 2)
   end, args)
   if not ok then
@@ -110,6 +110,7 @@ function M.main(argv)
       io.stderr:write("moonbert " .. cmd .. ": " .. rc.message .. "\n")
       return 2
     end
+    if type(rc) == "table" and rc.fail then rc = rc.message end
     io.stderr:write("moonbert " .. cmd .. ": " .. tostring(rc) .. "\n")
     return 1
   end

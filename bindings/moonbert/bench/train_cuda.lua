@@ -19,8 +19,8 @@ function M.run(opts)
   local mb = require "moonbert"
   local cuda = mb.cuda
   if not cuda.available() then
-    error("bench train_cuda: CUDA is not available: " .. cuda.unavailable_reason() ..
-          " (moonbert bench train measures the CPU)", 0)
+    require("moonbert.args").fail("CUDA is not available: " .. cuda.unavailable_reason() ..
+                                  " (moonbert bench train measures the CPU)")
   end
   local clock = require("moonbert.core").distilbert.wall_time
   local cfg = cpu_bench.FULL

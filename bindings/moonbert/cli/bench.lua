@@ -46,8 +46,8 @@ function M.main(argv)
     if #names > 1 then
       -- one benchmark that cannot run here (no GPU) must not hide the others' figures
       local okr, r = pcall(b.run, opts)
-      result[name] = okr and r or { skipped = tostring(r) }
-      if not okr then io.stderr:write("bench " .. name .. ": skipped: " .. tostring(r) .. "\n") end
+      result[name] = okr and r or { skipped = args.message(r) }
+      if not okr then io.stderr:write("bench " .. name .. ": skipped: " .. args.message(r) .. "\n") end
     else
       result[name] = b.run(opts)
     end
