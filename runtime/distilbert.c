@@ -15,6 +15,7 @@
 
 #include "fsutil.h"
 #include "layers.h"
+#include "model_folder.h"
 #include "parallel.h"
 #include "safetensors.h"
 
@@ -325,15 +326,6 @@ void mb_distilbert_free(mb_distilbert *m) {
 
 /* ---- load ------------------------------------------------------------------ */
 
-static const char *shape_str(int ndim, const int64_t *shape, char *buf, size_t n) {
-    size_t k = 0;
-    k += (size_t)snprintf(buf + k, n - k, "[");
-    for (int d = 0; d < ndim && k < n; d++)
-        k += (size_t)snprintf(buf + k, n - k, d ? ",%lld" : "%lld", (long long)shape[d]);
-    if (k < n) snprintf(buf + k, n - k, "]");
-    return buf;
-}
-
 mb_distilbert *mb_distilbert_load(const char *dir, const mb_distilbert_load_opts *opts, mb_error *err) {
     mb_distilbert_load_opts defaults = {0, NULL, 42};
     if (!opts) opts = &defaults;
@@ -386,20 +378,9 @@ mb_distilbert *mb_distilbert_load(const char *dir, const mb_distilbert_load_opts
             continue;
         }
         used[t - st->tensors] = 1;
-        int same = t->ndim == pi->ndim && t->shape[0] == pi->shape[0] && (pi->ndim == 1 || t->shape[1] == pi->shape[1]);
-        if (!same) {
-            char a[96], b[96];
-            mb_fail(err, MB_ERR_SHAPE, "%s: tensor '%s' has shape %s but config.json needs %s%s", path, t->name,
-                    shape_str(t->ndim, t->shape, a, sizeof a), shape_str(pi->ndim, pi->shape, b, sizeof b),
-                    pi->encoder ? "" : " (num_labels differs from the checkpoint's classifier?)");
+        if (mb_param_read(path, t, pi, m->params + pi->offset,
+                          pi->encoder ? "" : " (num_labels differs from the checkpoint's classifier?)", err) != MB_OK)
             goto fail;
-        }
-        if (!mb_st_dtype_is_float(t->dtype)) {
-            mb_fail(err, MB_ERR_DTYPE, "%s: tensor '%s' has dtype %s; F32, F16 or BF16 expected", path, t->name,
-                    mb_st_dtype_name(t->dtype));
-            goto fail;
-        }
-        if (mb_safetensors_read_f32(t, m->params + pi->offset, err) != MB_OK) goto fail;
     }
     if (n_missing) {
         char msg[2600];
@@ -440,27 +421,14 @@ fail:
 
 /* ---- save ------------------------------------------------------------------ */
 
+static const mb_param_info *param_at(const void *model, int i, const float **data) {
+    const mb_distilbert *m = model;
+    *data = m->params + m->info[i].offset;
+    return &m->info[i];
+}
+
 mb_status mb_distilbert_save(const mb_distilbert *m, const char *dir, mb_error *err) {
-    if (mb_make_dirs(dir, err) != MB_OK) return err ? err->code : MB_ERR_IO;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (mb_config_save(&m->cfg, path, "DistilBertForSequenceClassification", err) != MB_OK)
-        return err ? err->code : MB_ERR_IO;
-    mb_st_entry *e = calloc((size_t)m->n_tensors, sizeof *e);
-    if (!e) return mb_fail(err, MB_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < m->n_tensors; i++) {
-        e[i].name = m->info[i].name;
-        e[i].dtype = MB_ST_F32;
-        e[i].ndim = m->info[i].ndim;
-        e[i].shape = m->info[i].shape;
-        e[i].data = m->params + m->info[i].offset;
-    }
-    /* transformers refuses safetensors files without format metadata. */
-    mb_st_meta meta[] = {{"format", "pt"}};
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    mb_status rc = mb_safetensors_write(path, e, m->n_tensors, meta, 1, err);
-    free(e);
-    return rc;
+    return mb_model_folder_save(dir, &m->cfg, "DistilBertForSequenceClassification", m, m->n_tensors, param_at, err);
 }
 
 /* ---- accessors ---------------------------------------------------------- */

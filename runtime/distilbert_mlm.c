@@ -17,6 +17,7 @@
 
 #include "fsutil.h"
 #include "layers.h"
+#include "model_folder.h"
 #include "parallel.h"
 #include "safetensors.h"
 
@@ -174,17 +175,7 @@ mb_distilbert_mlm *mb_mlm_load(const char *dir, uint64_t seed, mb_error *err) {
             init_head_tensor(m, i);
             continue;
         }
-        if (t->ndim != pi->ndim || t->shape[0] != pi->shape[0] || (pi->ndim == 2 && t->shape[1] != pi->shape[1])) {
-            mb_fail(err, MB_ERR_SHAPE, "%s: tensor '%s' has %d dims [%lld,...] but config.json needs [%lld%s]", path,
-                    pi->name, t->ndim, (long long)t->shape[0], (long long)pi->shape[0], pi->ndim == 2 ? ",dim" : "");
-            goto fail;
-        }
-        if (!mb_st_dtype_is_float(t->dtype)) {
-            mb_fail(err, MB_ERR_DTYPE, "%s: tensor '%s' has dtype %s; F32, F16 or BF16 expected", path, pi->name,
-                    mb_st_dtype_name(t->dtype));
-            goto fail;
-        }
-        if (mb_safetensors_read_f32(t, m->params + pi->offset, err) != MB_OK) goto fail;
+        if (mb_param_read(path, t, pi, m->params + pi->offset, "", err) != MB_OK) goto fail;
     }
     if (missing[0]) {
         char msg[1024];
@@ -201,28 +192,15 @@ fail:
     return NULL;
 }
 
+static const mb_param_info *param_at(const void *model, int i, const float **data) {
+    mb_distilbert_mlm *m = (mb_distilbert_mlm *)model; /* mb_mlm_param does not write */
+    *data = mb_mlm_param(m, i);
+    return mb_mlm_param_info(m, i);
+}
+
 mb_status mb_mlm_save(const mb_distilbert_mlm *m, const char *dir, mb_error *err) {
-    if (mb_make_dirs(dir, err) != MB_OK) return err ? err->code : MB_ERR_IO;
-    char path[4096];
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (mb_config_save(mb_distilbert_get_config(m->enc), path, "DistilBertForMaskedLM", err) != MB_OK)
-        return err ? err->code : MB_ERR_IO;
-    int n = m->n_enc + MB_MLM_HEAD_TENSORS;
-    mb_st_entry *e = calloc((size_t)n, sizeof *e);
-    if (!e) return mb_fail(err, MB_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < n; i++) {
-        const mb_param_info *pi = mb_mlm_param_info(m, i);
-        e[i].name = pi->name;
-        e[i].dtype = MB_ST_F32;
-        e[i].ndim = pi->ndim;
-        e[i].shape = pi->shape;
-        e[i].data = mb_mlm_param((mb_distilbert_mlm *)m, i);
-    }
-    mb_st_meta meta[] = {{"format", "pt"}}; /* transformers needs it */
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    mb_status rc = mb_safetensors_write(path, e, n, meta, 1, err);
-    free(e);
-    return rc;
+    return mb_model_folder_save(dir, mb_distilbert_get_config(m->enc), "DistilBertForMaskedLM", m,
+                                mb_mlm_num_tensors(m), param_at, err);
 }
 
 /* ---- accessors ------------------------------------------------------------- */
