@@ -24,6 +24,29 @@ M.usage_error = usage_error
 
 function M.fail(msg) error({ fail = true, message = msg }, 0) end
 
+-- opts[key] (a number option) as a Lua integer, nil when absent; a value below
+-- min or not whole is a usage error naming the option.
+function M.integer(opts, key, min)
+  local v = opts[key]
+  if v == nil then return nil end
+  if v < min or v ~= math.floor(v) then
+    usage_error("--" .. key:gsub("_", "-") .. " must be an integer >= " .. min .. ", got " .. tostring(v))
+  end
+  return math.tointeger(v)
+end
+
+-- The texts a command works on: the positional arguments, or else one per
+-- non-blank line of stdin. A usage error when there are none.
+function M.texts(rest)
+  if #rest > 0 then return rest end
+  local texts = {}
+  for line in io.stdin:lines() do
+    if line:match("%S") then texts[#texts + 1] = line end
+  end
+  if #texts == 0 then usage_error("no texts (give them as arguments or one per stdin line)") end
+  return texts
+end
+
 -- The text of an error raised by usage_error/fail or by error(string).
 function M.message(e)
   if type(e) == "table" and e.message then return e.message end

@@ -153,7 +153,10 @@ describe("moonbert predict", function()
     assert.truthy(err:find("--model DIR is required", 1, true))
     _, err, code = sh(q(BIN) .. " predict --model " .. q(TINY) .. " --top-k 0 hello")
     assert.are.equal(2, code)
-    assert.truthy(err:find("--top-k", 1, true))
+    assert.truthy(err:find("--top-k must be an integer >= 1, got 0", 1, true), err)
+    _, err, code = sh(q(BIN) .. " predict --model " .. q(TINY), "") -- no arguments, empty stdin
+    assert.are.equal(2, code)
+    assert.truthy(err:find("no texts", 1, true), err)
     _, err, code = sh(q(BIN) .. " predict --model " .. q(SHARED .. "/models/distilbert-base-uncased") .. " hello")
     if lfs.attributes(SHARED .. "/models/distilbert-base-uncased/config.json", "mode") then
       assert.are.equal(1, code)

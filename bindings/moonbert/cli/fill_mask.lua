@@ -38,21 +38,11 @@ function M.main(argv)
   local opts, texts = args.parse(argv, SPEC)
   if opts.help then print(M.usage) return 0 end
   if not opts.model then args.usage_error("--model DIR is required (a masked-LM model folder)") end
-  if opts.top_k and (opts.top_k < 1 or opts.top_k ~= math.floor(opts.top_k)) then
-    args.usage_error("--top-k must be an integer >= 1, got " .. tostring(opts.top_k))
-  end
-  if opts.max_length and (opts.max_length < 2 or opts.max_length ~= math.floor(opts.max_length)) then
-    args.usage_error("--max-length must be an integer >= 2, got " .. tostring(opts.max_length))
-  end
+  local top_k, max_length = args.integer(opts, "top_k", 1), args.integer(opts, "max_length", 2)
   local ok, fill = pcall(require("moonbert.pipeline_fill_mask").load, opts.model,
-    { top_k = opts.top_k and math.tointeger(opts.top_k), max_length = opts.max_length and math.tointeger(opts.max_length) })
+                         { top_k = top_k, max_length = max_length })
   if not ok then return fail(clean(fill)) end
-  if #texts == 0 then
-    for line in io.stdin:lines() do
-      if line:match("%S") then texts[#texts + 1] = line end
-    end
-    if #texts == 0 then fill:free() return fail("no texts (give them as arguments or one per stdin line)") end
-  end
+  texts = args.texts(texts) -- after the model loads: a bad --model is reported before stdin is read
   local json = opts.json and require "dkjson"
   local out = io.stdout
   local rc = 0
