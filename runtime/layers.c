@@ -77,24 +77,27 @@ static inline void normalize_row(float *o, const float *x, float mf, float r, co
     for (int c = 0; c < C; c++) o[c] = (x[c] - mf) * r * w[c] + b[c];
 }
 
+/* One row: mean and variance in double, then out = (x - mean) * rstd * w + b. */
+static void layernorm_row(float *out, float *mean, float *rstd, const float *x, const float *w, const float *b, int C,
+                          float eps) {
+    double s = 0.0;
+    for (int c = 0; c < C; c++) s += x[c];
+    double m = s / C, v = 0.0;
+    for (int c = 0; c < C; c++) {
+        double d = x[c] - m;
+        v += d * d;
+    }
+    *rstd = (float)(1.0 / sqrt(v / C + eps));
+    *mean = (float)m;
+    normalize_row(out, x, *mean, *rstd, w, b, C);
+}
+
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
                        int N, int C, float eps) {
     long n = (long)N * C;
 #pragma omp parallel for num_threads(mb_threads()) if (n > MB_PAR_MIN) schedule(static)
     for (int i = 0; i < N; i++) {
-        const float *x = inp + (long)i * C;
-        double s = 0.0;
-        for (int c = 0; c < C; c++) s += x[c];
-        double m = s / C, v = 0.0;
-        for (int c = 0; c < C; c++) {
-            double d = x[c] - m;
-            v += d * d;
-        }
-        float r = (float)(1.0 / sqrt(v / C + eps));
-        float mf = (float)m;
-        normalize_row(out + (long)i * C, x, mf, r, w, b, C);
-        mean[i] = mf;
-        rstd[i] = r;
+        layernorm_row(out + (long)i * C, mean + i, rstd + i, inp + (long)i * C, w, b, C, eps);
     }
 }
 
@@ -113,18 +116,7 @@ void add_layernorm_forward(float *h, float *out, float *mean, float *rstd, const
         } else {
             for (int c = 0; c < C; c++) x[c] = x[c] + bias[c] + r[c];
         }
-        double s = 0.0;
-        for (int c = 0; c < C; c++) s += x[c];
-        double m = s / C, v = 0.0;
-        for (int c = 0; c < C; c++) {
-            double d = x[c] - m;
-            v += d * d;
-        }
-        float rs = (float)(1.0 / sqrt(v / C + eps));
-        float mf = (float)m;
-        normalize_row(out + (long)i * C, x, mf, rs, w, b, C);
-        mean[i] = mf;
-        rstd[i] = rs;
+        layernorm_row(out + (long)i * C, mean + i, rstd + i, x, w, b, C, eps);
     }
 }
 
