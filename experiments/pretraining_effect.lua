@@ -4,7 +4,10 @@
 --   dummy (most frequent)                      (no model: the same in both columns)
 --   bag-of-words logistic regression           (no model: the same in both columns)
 --   frozen features + logistic regression      [CLS], mean over tokens, mean of every layer's mean
---   fine-tuning for --epochs (1) epoch         every parameter, AdamW, linear schedule
+--   fine-tuning for --epochs (1) epoch         every parameter, AdamW, linear schedule; --seeds N
+--                                              repeats it from seeds seed..seed+N-1 and adds a
+--                                              mean row (from random weights, one epoch at lr 5e-4
+--                                              lands anywhere from 60% to 84% with the seed)
 --
 --   moonbert run experiments/pretraining_effect.lua [--pretrained models/moonbert-small-mlm] [--quick]
 --
@@ -24,8 +27,14 @@ local opts = ex.parse_options("pretraining_effect", ex.common_options({
   { "--feature-iters", "N", "logistic regression iterations on frozen features", type = "number", default = 2000 },
   { "--max-grad-norm", "X", "gradient clipping for fine-tuning, 0 = none (the study's plain PyTorch loop; "
     .. "Hugging Face's Trainer clips at 1)", type = "number", default = 0 },
+  { "--seeds", "N", "fine-tune N times (seeds seed, seed+1, ...) and report each and the mean", type = "number",
+    default = 3 },
 }, { epochs = 1, lr = 5e-4, ["max-length"] = 64 }), arg)
 opts.no_ood = true
+if opts.seeds < 1 or opts.seeds ~= math.floor(opts.seeds) then
+  io.stderr:write("pretraining_effect: --seeds must be an integer >= 1, got ", tostring(opts.seeds), "\n")
+  os.exit(2)
+end
 local t_start = mb.store.now()
 
 local pre = opts.pretrained
@@ -47,7 +56,7 @@ local run <close> = store:start_run {
   dataset_hash = mb.store.sha256(train:hash() .. val:hash() .. test:hash()),
   model_hash = mb.store.hash_file(pre .. "/model.safetensors"),
   params = { pretrained = pre, epochs = opts.epochs, batch_size = opts.batch_size, lr = opts.lr,
-             max_grad_norm = opts.max_grad_norm,
+             max_grad_norm = opts.max_grad_norm, seeds = opts.seeds,
              weight_decay = opts.weight_decay, max_length = opts.max_length, quick = opts.quick, limit = opts.limit,
              n_train = #train.text },
   tags = { init = "random+moonbert-small-mlm" },
@@ -65,18 +74,24 @@ end
 
 -- columns: random val acc, random val F1, pretrained val acc, pretrained val F1, random test acc, pretrained test acc
 local COL = { random = { 2, 3, 6 }, pretrained = { 4, 5, 7 } }
-local function record(init, key, title, pv, pt)
+-- put(init, key, title, {val accuracy, val F1, test accuracy}): one table row's cells and store metrics
+local function put(init, key, title, v)
   local r = row(key, title)
-  local sv, st = ex.scores(val.label, pv), ex.scores(test.label, pt)
   for _, i in ipairs(init == "both" and { "random", "pretrained" } or { init }) do
     local c = COL[i]
-    r[c[1]], r[c[2]], r[c[3]] = sv.accuracy, sv.f1, st.accuracy
-    run:log_metric(i .. "/" .. key .. "/val/accuracy", sv.accuracy, { split = "validation" })
-    run:log_metric(i .. "/" .. key .. "/val/f1", sv.f1, { split = "validation" })
-    run:log_metric(i .. "/" .. key .. "/test/accuracy", st.accuracy, { split = "test" })
+    r[c[1]], r[c[2]], r[c[3]] = v[1], v[2], v[3]
+    run:log_metric(i .. "/" .. key .. "/val/accuracy", v[1], { split = "validation" })
+    run:log_metric(i .. "/" .. key .. "/val/f1", v[2], { split = "validation" })
+    run:log_metric(i .. "/" .. key .. "/test/accuracy", v[3], { split = "test" })
   end
-  print(string.format("%-11s %-44s val accuracy %.4f  F1 %.4f  test accuracy %.4f", init, title, sv.accuracy, sv.f1,
-    st.accuracy))
+  print(string.format("%-11s %-44s val accuracy %.4f  F1 %.4f  test accuracy %.4f", init, title, v[1], v[2], v[3]))
+end
+
+local function record(init, key, title, pv, pt)
+  local sv, st = ex.scores(val.label, pv), ex.scores(test.label, pt)
+  local v = { sv.accuracy, sv.f1, st.accuracy }
+  put(init, key, title, v)
+  return v
 end
 
 local function as_list(p) return type(p) == "table" and p or p:totable() end
@@ -93,16 +108,17 @@ record("both", "bow_logreg", "bag-of-words logistic regression", as_list(bow_lr:
   as_list(bow_lr:predict(bow:transform(test.text))))
 
 -- ---- the two initialisations --------------------------------------------------------------------
-local function make_model(init)
+local function make_model(init, seed)
   if init == "random" then
-    return mb.distilbert.new(pre, { num_labels = #names, id2label = names, seed = opts.seed })
+    return mb.distilbert.new(pre, { num_labels = #names, id2label = names, seed = seed })
   end
-  return mb.distilbert.load(pre, { num_labels = #names, id2label = names, seed = opts.seed, quiet = true })
+  return mb.distilbert.load(pre, { num_labels = #names, id2label = names, seed = seed, quiet = true })
 end
+local sds = {} -- validation accuracy standard deviation over the fine-tuning seeds, per init
 
 for _, init in ipairs { "random", "pretrained" } do
   print(string.format("\n== %s weights (%s config)", init, pre))
-  local model = make_model(init)
+  local model = make_model(init, opts.seed)
   for _, pooling in ipairs { "cls", "mean", "layers-mean" } do
     local t0 = mb.store.now()
     local fo = { pooling = pooling, max_length = opts.max_length, batch_size = opts.batch_size }
@@ -113,15 +129,44 @@ for _, init in ipairs { "random", "pretrained" } do
       as_list(lr:predict(Xv)), as_list(lr:predict(Xt)))
     run:log_metric(init .. "/features_" .. pooling .. "/seconds", mb.store.now() - t0)
   end
-  local t0 = mb.store.now()
-  ex.fit { model = model, train = train, eval = val, tokenizer = tok, epochs = opts.epochs, batch_size = opts.batch_size,
-           lr = opts.lr, weight_decay = opts.weight_decay, seed = opts.seed, run = ex.prefixed_run(run, init),
-           max_length = opts.max_length, max_grad_norm = opts.max_grad_norm > 0 and opts.max_grad_norm or false }
-  run:log_metric(init .. "/fine_tune/seconds", mb.store.now() - t0)
-  local pv = ex.predict(model, val, tok, { batch_size = opts.batch_size, max_length = opts.max_length })
-  local pt = ex.predict(model, test, tok, { batch_size = opts.batch_size, max_length = opts.max_length })
-  record(init, "fine_tune", string.format("fine-tuned, %d epoch%s (lr %g%s)", opts.epochs, opts.epochs == 1 and "" or "s",
-    opts.lr, opts.max_grad_norm > 0 and string.format(", clip %g", opts.max_grad_norm) or ""), pv.predicted, pt.predicted)
+  local per_seed = {}
+  for k = 0, opts.seeds - 1 do
+    local seed = opts.seed + k
+    if k > 0 then
+      model:free()
+      model = make_model(init, seed)
+    end
+    local t0 = mb.store.now()
+    local prefix = opts.seeds > 1 and (init .. "/seed" .. seed) or init
+    ex.fit { model = model, train = train, eval = val, tokenizer = tok, epochs = opts.epochs, batch_size = opts.batch_size,
+             lr = opts.lr, weight_decay = opts.weight_decay, seed = seed, run = ex.prefixed_run(run, prefix),
+             max_length = opts.max_length, max_grad_norm = opts.max_grad_norm > 0 and opts.max_grad_norm or false }
+    run:log_metric(prefix .. "/fine_tune/seconds", mb.store.now() - t0)
+    local pv = ex.predict(model, val, tok, { batch_size = opts.batch_size, max_length = opts.max_length })
+    local pt = ex.predict(model, test, tok, { batch_size = opts.batch_size, max_length = opts.max_length })
+    local title = string.format("fine-tuned, %d epoch%s (lr %g%s)", opts.epochs, opts.epochs == 1 and "" or "s",
+      opts.lr, opts.max_grad_norm > 0 and string.format(", clip %g", opts.max_grad_norm) or "")
+    if opts.seeds > 1 then
+      per_seed[#per_seed + 1] = record(init, "fine_tune_seed" .. seed, title .. ", seed " .. seed, pv.predicted,
+                                       pt.predicted)
+    else
+      record(init, "fine_tune", title, pv.predicted, pt.predicted)
+    end
+  end
+  if opts.seeds > 1 then
+    local mean, sd = {}, 0
+    for j = 1, 3 do
+      local s = 0
+      for _, v in ipairs(per_seed) do s = s + v[j] end
+      mean[j] = s / #per_seed
+    end
+    for _, v in ipairs(per_seed) do sd = sd + (v[1] - mean[1]) ^ 2 end
+    sd = math.sqrt(sd / (#per_seed - 1))
+    put(init, "fine_tune", string.format("fine-tuned, mean of %d seeds", opts.seeds), mean)
+    run:log_metric(init .. "/fine_tune/val/accuracy_sd", sd, { split = "validation" })
+    print(string.format("%-11s %-44s val accuracy sd %.4f", init, "fine-tuned over seeds", sd))
+    sds[init] = sd
+  end
   model:free()
 end
 
@@ -131,3 +176,7 @@ run:finish()
 print(string.format("\n== Pretraining effect: run %d, small config from %s%s", run.id, pre, opts.quick and " (quick)" or ""))
 ex.print_table({ "method", "random val acc", "random val F1", "pretrained val acc", "pretrained val F1",
                  "random test acc", "pretrained test acc" }, rows)
+if opts.seeds > 1 then
+  print(string.format("fine-tuned validation accuracy over %d seeds: standard deviation %.4f random, %.4f pretrained",
+    opts.seeds, sds.random, sds.pretrained))
+end

@@ -1,6 +1,8 @@
 -- pretrain_mlm_spec.lua: experiments/pretrain_mlm.lua end to end on a tiny config: it logs to the
 -- store, saves a HF masked-LM folder with the tokenizer that both loaders read (the classification
 -- one drops the head), and a run resumed from its checkpoint ends bit-identical to the uninterrupted one.
+-- Then experiments/pretraining_effect.lua on that folder: the table's rows, the store's metrics, and
+-- the mean row over --seeds equal to the mean of the per-seed rows.
 local SHARED = os.getenv("MOONBERT_SHARED") or "../shared"
 local BIN = os.getenv("MOONBERT_BIN") or "build/bin/moonbert"
 local lfs = require "lfs"
@@ -67,6 +69,47 @@ describe("experiments/pretrain_mlm.lua", function()
     out, rc = sh(common:gsub("%-%-batch%-size 8", "--batch-size 4") .. " --resume --out " .. tmp .. "/c")
     assert.are_not.equal(0, rc)
     assert.truthy(out:find("batch_size", 1, true), out)
-    os.execute("rm -rf '" .. tmp .. "'")
   end)
+
+  it("pretraining_effect puts random and pretrained side by side, per seed and on average", function()
+    local effect = table.concat({ BIN, "run experiments/pretraining_effect.lua --pretrained", tmp .. "/a",
+      "--limit 48 --batch-size 16 --max-length 32 --feature-iters 30 --store", tmp .. "/e.db" }, " ")
+    local out, rc = sh(effect .. " --seeds 2")
+    assert.are.equal(0, rc, out)
+    for _, title in ipairs { "dummy (most frequent)", "bag-of-words logistic regression",
+                             "frozen cls features", "frozen mean features", "frozen layers-mean features",
+                             "fine-tuned, 1 epoch (lr 0.0005), seed 42", "fine-tuned, 1 epoch (lr 0.0005), seed 43",
+                             "fine-tuned, mean of 2 seeds", "standard deviation" } do
+      assert.truthy(out:find(title, 1, true), title .. "\n" .. out)
+    end
+    local store = mb.store.open(tmp .. "/e.db")
+    local runs = store:runs { experiment = "pretraining_effect" }
+    assert.are.equal(1, #runs)
+    local function metric(key)
+      local m = store:metrics(runs[1].id, key)
+      assert.are.equal(1, #m, key)
+      return m[1].value
+    end
+    for _, init in ipairs { "random", "pretrained" } do
+      for _, key in ipairs { "val/accuracy", "val/f1", "test/accuracy" } do
+        local a, b = metric(init .. "/fine_tune_seed42/" .. key), metric(init .. "/fine_tune_seed43/" .. key)
+        assert.is_true(math.abs(metric(init .. "/fine_tune/" .. key) - (a + b) / 2) < 1e-12, init .. " " .. key)
+      end
+      local a, b = metric(init .. "/fine_tune_seed42/val/accuracy"), metric(init .. "/fine_tune_seed43/val/accuracy")
+      assert.is_true(math.abs(metric(init .. "/fine_tune/val/accuracy_sd") - math.abs(a - b) / math.sqrt(2)) < 1e-12)
+    end
+    -- the baselines do not depend on the weights
+    assert.are.equal(metric("random/dummy/val/accuracy"), metric("pretrained/dummy/val/accuracy"))
+    -- bad input: a clear message, no run
+    out, rc = sh(effect .. " --seeds 0")
+    assert.are.equal(2, rc, out)
+    assert.truthy(out:find("--seeds must be an integer >= 1, got 0", 1, true), out)
+    out, rc = sh(BIN .. " run experiments/pretraining_effect.lua --pretrained " .. tmp .. "/none --store " .. tmp .. "/e.db")
+    assert.are.equal(1, rc, out)
+    assert.truthy(out:find("no pretrained model in " .. tmp .. "/none", 1, true), out)
+    assert.are.equal(1, #store:runs { experiment = "pretraining_effect" })
+    store:close()
+  end)
+
+  teardown(function() os.execute("rm -rf '" .. tmp .. "'") end)
 end)
