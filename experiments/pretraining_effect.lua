@@ -9,7 +9,7 @@
 --                                              mean row (from random weights, one epoch at lr 5e-4
 --                                              lands anywhere from 60% to 84% with the seed)
 --
---   moonbert run experiments/pretraining_effect.lua [--pretrained models/moonbert-small-mlm] [--quick]
+--   moonbert run experiments/pretraining_effect.lua [--pretrained models/moonbert-small-mlm] [--seeds N] [--quick]
 --
 -- The random model is mb.distilbert.new(<pretrained>/config.json, {seed}) with HF's init; the
 -- pretrained one is mb.distilbert.load(<pretrained>) (the encoder; the masked-LM head is dropped,
