@@ -27,11 +27,6 @@ models/moonbert-small-mlm from `make pretrain` or distilbert-base-uncased.
 options:]]),
 }
 
-local function fail(msg)
-  io.stderr:write("moonbert fill-mask: ", msg, "\n")
-  return 1
-end
-
 local function clean(err) return (tostring(err):gsub("^[^\n]-%.lua:%d+: ", ""):gsub("^fill%-mask: ", "")) end
 
 function M.main(argv)
@@ -41,7 +36,7 @@ function M.main(argv)
   local top_k, max_length = args.integer(opts, "top_k", 1), args.integer(opts, "max_length", 2)
   local ok, fill = pcall(require("moonbert.pipeline_fill_mask").load, opts.model,
                          { top_k = top_k, max_length = max_length })
-  if not ok then return fail(clean(fill)) end
+  if not ok then args.fail(clean(fill)) end
   texts = args.texts(texts) -- after the model loads: a bad --model is reported before stdin is read
   local json = opts.json and require "dkjson"
   local out = io.stdout

@@ -24,11 +24,6 @@ probable first. DIR is a model folder saved by an experiment
 options:]]),
 }
 
-local function fail(msg)
-  io.stderr:write("moonbert predict: ", msg, "\n")
-  return 1
-end
-
 function M.main(argv)
   local opts, texts = args.parse(argv, SPEC)
   if opts.help then print(M.usage) return 0 end
@@ -36,7 +31,7 @@ function M.main(argv)
   local top_k, max_length = args.integer(opts, "top_k", 1), args.integer(opts, "max_length", 2)
   local ok, clf = pcall(require("moonbert.pipeline").new, "text-classification", opts.model,
                         { top_k = "all", max_length = max_length })
-  if not ok then return fail((tostring(clf):gsub("^[^\n]-%.lua:%d+: ", ""):gsub("^pipeline: ", ""))) end
+  if not ok then args.fail((tostring(clf):gsub("^[^\n]-%.lua:%d+: ", ""):gsub("^pipeline: ", ""))) end
   texts = args.texts(texts) -- after the model loads: a bad --model is reported before stdin is read
   local k = top_k or "all"
   local json = opts.json and require "dkjson"

@@ -40,7 +40,7 @@ The final value of a metric is the last one logged. Times are Unix seconds in ex
 options:]])
 
 -- An error the user can act on: printed without a traceback, exit code 1.
-local function fail(msg) error({ results_error = true, message = msg }, 0) end
+local fail = args.fail
 
 local function fmt_num(v)
   if v == nil then return "" end
@@ -371,13 +371,7 @@ function M.main(argv)
     return cmd(store, opts, rest)
   end)
   if store then store:close() end
-  if not ok then
-    if type(rc) == "table" and rc.results_error then
-      io.stderr:write("moonbert results: " .. rc.message .. "\n")
-      return 1
-    end
-    error(rc, 0)
-  end
+  if not ok then error(rc, 0) end -- after closing the store; the dispatcher prints args.fail's message
   return rc
 end
 
