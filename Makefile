@@ -48,7 +48,9 @@ RL_LIBS    := $(shell $(PKG_CONFIG) --libs readline 2>/dev/null || echo -lreadli
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -Wno-format-truncation -fPIC -fopenmp $(PKG_CFLAGS)
-LDLIBS  := $(PKG_LIBS) -fopenmp -lm -lpthread
+# oneDNN (libdnnl-dev, no pkg-config file in Debian): the bf16 matrix products (runtime/bf16.c).
+DNNL_LIBS ?= -ldnnl
+LDLIBS  := $(PKG_LIBS) $(DNNL_LIBS) -fopenmp -lm -lpthread
 ifeq ($(SAN),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 LDFLAGS += -fsanitize=address,undefined

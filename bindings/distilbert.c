@@ -6,7 +6,8 @@
  *   model:features(batch), model:loss(batch, labels, {train=}), model:backward(),
  *   model:parameters(), model:parameter_block(), model:zero_grad(), model:num_parameters(),
  *   model:freeze_encoder(bool), model:save(dir), model:config_json(), model:warnings(),
- *   model:rng_state(), model:set_rng_state(s), model:free()
+ *   model:rng_state(), model:set_rng_state(s), model:free(),
+ *   model:set_precision("fp32"|"bf16") -> nil or the fallback notice, model:precision()
  *
  * bindings/moonbert/distilbert.lua wraps this for users (mb.distilbert).
  * Parameter and gradient tensors are views onto the model's blocks: they keep
@@ -19,6 +20,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../runtime/bf16.h"
 #include "../runtime/distilbert.h"
 #include "luamb.h"
 
@@ -386,6 +388,37 @@ static int m_warnings(lua_State *L) {
     return 1;
 }
 
+/* model:set_precision("fp32" | "bf16") -> nil, or the one-line reason bf16 fell back to fp32 */
+static int m_set_precision(lua_State *L) {
+    mb_distilbert *m = mb_lua_checkdistilbert(L, 1);
+    const char *name = luaL_checkstring(L, 2), *notice = NULL;
+    mb_error err = {0};
+    if (mb_distilbert_set_precision(m, name, &notice, &err) != MB_OK) return luaL_argerror(L, 2, err.msg);
+    if (notice) lua_pushstring(L, notice);
+    else lua_pushnil(L);
+    return 1;
+}
+
+static int m_precision(lua_State *L) {
+    lua_pushstring(L, mb_distilbert_precision(mb_lua_checkdistilbert(L, 1)));
+    return 1;
+}
+
+/* core.distilbert.bf16_kernel([choice]) -> the kernel's name ("onednn", "emulated", "none"), its reason when
+   none; choice "auto" | "emulate" | "off" chooses again first (runtime/bf16.h: MOONBERT_BF16). */
+static int db_bf16_kernel(lua_State *L) {
+    if (!lua_isnoneornil(L, 1)) {
+        mb_error err = {0};
+        if (mb_bf16_kernel_set(luaL_checkstring(L, 1), &err) != MB_OK) return luaL_argerror(L, 1, err.msg);
+    }
+    const char *why;
+    mb_bf16_kernel k = mb_bf16_kernel_get(&why);
+    lua_pushstring(L, mb_bf16_kernel_name(k));
+    if (k == MB_BF16_NONE) lua_pushstring(L, why);
+    else lua_pushnil(L);
+    return 2;
+}
+
 static int m_rng_state(lua_State *L) {
     mb_lua_push_rng_state(L, mb_distilbert_rng(mb_lua_checkdistilbert(L, 1)));
     return 1;
@@ -443,11 +476,12 @@ MB_LUA_MODULE(distilbert) {
         {"num_parameters", m_num_parameters}, {"freeze_encoder", m_freeze_encoder},
         {"encoder_frozen", m_encoder_frozen}, {"save", m_save}, {"config_json", m_config_json},
         {"warnings", m_warnings}, {"rng_state", m_rng_state}, {"set_rng_state", m_set_rng_state},
-        {"seed", m_seed}, {"flops", m_flops}, {"ptr", m_ptr}, {"free", model_close}, {NULL, NULL}};
+        {"seed", m_seed}, {"flops", m_flops}, {"set_precision", m_set_precision}, {"precision", m_precision}, {"ptr", m_ptr}, {"free", model_close}, {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__gc", model_close}, {"__close", model_close}, {"__tostring", m_tostring}, {NULL, NULL}};
     mb_lua_newclass(L, MODEL_MT, methods, meta);
-    static const luaL_Reg fns[] = {{"load", db_load}, {"new", db_new}, {"wall_time", db_wall_time}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"load", db_load}, {"new", db_new}, {"wall_time", db_wall_time},
+                                   {"bf16_kernel", db_bf16_kernel}, {NULL, NULL}};
     luaL_newlib(L, fns);
     luaL_getmetatable(L, MODEL_MT);
     lua_getfield(L, -1, "__index");

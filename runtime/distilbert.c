@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "bf16.h"
 #include "fsutil.h"
 #include "layers.h"
 #include "model_folder.h"
@@ -134,6 +135,8 @@ struct mb_distilbert {
     enc_acts *last;        /* acts used by the last forward */
     int fwd_B, fwd_T, fwd_keep, fwd_train, fwd_head, have_loss;
     const float *last_hidden;
+    int bf16;              /* precision "bf16": linear products through w16 (bf16.h) */
+    mb_bf16_weights w16;   /* bf16 copy of the layers and head, synced in forward when stale */
 };
 
 /* ---- parameter table ------------------------------------------------------ */
@@ -321,6 +324,7 @@ void mb_distilbert_free(mb_distilbert *m) {
     free(m->head.u8);
     free(m->head.labels);
     free(m->warnings);
+    mb_bf16_weights_free(&m->w16);
     free(m);
 }
 
@@ -436,7 +440,11 @@ mb_status mb_distilbert_save(const mb_distilbert *m, const char *dir, mb_error *
 const mb_distilbert_config *mb_distilbert_get_config(const mb_distilbert *m) { return &m->cfg; }
 const char *mb_distilbert_warnings(const mb_distilbert *m) { return m->warnings ? m->warnings : ""; }
 mb_rng *mb_distilbert_rng(mb_distilbert *m) { return &m->rng; }
-float *mb_distilbert_params(mb_distilbert *m) { return m->params; }
+float *mb_distilbert_params(mb_distilbert *m) {
+    m->w16.stale = 1; /* the caller may write the parameters */
+    m->w16.stale_from = 0;
+    return m->params;
+}
 float *mb_distilbert_grads(mb_distilbert *m) { return m->grads; }
 size_t mb_distilbert_num_params(const mb_distilbert *m) { return m->n_params; }
 int mb_distilbert_num_tensors(const mb_distilbert *m) { return m->n_tensors; }
@@ -801,8 +809,8 @@ static void layer_forward(mb_distilbert *m, enc_acts *a, int l, const float *x, 
                           p_ffn > 0.0f ? la->ffn_drop : NULL, p_ffn, w->out_ln_w, w->out_ln_b, N, D, LN_EPS);
 }
 
-mb_status mb_distilbert_forward(mb_distilbert *m, const int32_t *ids, const int32_t *mask, int B, int T,
-                                const mb_forward_opts *opts, mb_error *err) {
+static mb_status forward_impl(mb_distilbert *m, const int32_t *ids, const int32_t *mask, int B, int T,
+                              const mb_forward_opts *opts, mb_error *err) {
     mb_forward_opts none = {0};
     if (!opts) opts = &none;
     const mb_distilbert_config *c = &m->cfg;
@@ -886,6 +894,47 @@ mb_status mb_distilbert_forward(mb_distilbert *m, const int32_t *ids, const int3
     linear_forward(h->logits, h->dropped, m->p.cls_w, m->p.cls_b, B, D, L);
     m->fwd_head = 1;
     return MB_OK;
+}
+
+/* ---- precision ------------------------------------------------------------- */
+
+mb_status mb_distilbert_set_precision(mb_distilbert *m, const char *name, const char **notice, mb_error *err) {
+    if (notice) *notice = NULL;
+    if (!name || (strcmp(name, "fp32") && strcmp(name, "bf16")))
+        return mb_fail(err, MB_ERR_ARG, "precision 'fp32' or 'bf16' expected, got '%s'", name ? name : "(null)");
+    m->bf16 = 0;
+    if (!strcmp(name, "bf16")) {
+        const char *why;
+        if (mb_bf16_kernel_get(&why) == MB_BF16_NONE) {
+            if (notice) *notice = why;
+        } else {
+            m->bf16 = 1;
+            m->w16.stale = 1;
+        }
+    }
+    if (!m->bf16) mb_bf16_weights_free(&m->w16);
+    return MB_OK;
+}
+
+const char *mb_distilbert_precision(const mb_distilbert *m) { return m->bf16 ? "bf16" : "fp32"; }
+
+/* The bf16 weight table for a forward or backward: the layers and the head
+   (the embeddings are gathered, not multiplied), converted when stale. */
+static mb_status bf16_enter(mb_distilbert *m, mb_error *err) {
+    if (!m->bf16) return MB_OK;
+    const float *base = m->cfg.n_layers > 0 ? m->p.layer[0].q_w : m->p.pre_w;
+    size_t n = (size_t)(m->params + m->n_params - base);
+    if (mb_bf16_weights_sync(&m->w16, base, n, err) != MB_OK) return err ? err->code : MB_ERR_NOMEM;
+    mb_bf16_begin(&m->w16);
+    return MB_OK;
+}
+
+mb_status mb_distilbert_forward(mb_distilbert *m, const int32_t *ids, const int32_t *mask, int B, int T,
+                                const mb_forward_opts *opts, mb_error *err) {
+    if (bf16_enter(m, err) != MB_OK) return err ? err->code : MB_ERR_NOMEM;
+    mb_status rc = forward_impl(m, ids, mask, B, T, opts, err);
+    mb_bf16_end();
+    return rc;
 }
 
 mb_status mb_distilbert_features(mb_distilbert *m, const int32_t *ids, const int32_t *mask, int B, int T,
@@ -1056,7 +1105,20 @@ static void cls_layer_backward(mb_distilbert *m, enc_acts *a, int l, const attn_
     }
 }
 
+static mb_status backward_impl(mb_distilbert *m, mb_error *err);
+
 mb_status mb_distilbert_backward(mb_distilbert *m, mb_error *err) {
+    if (bf16_enter(m, err) != MB_OK) return err ? err->code : MB_ERR_NOMEM;
+    mb_status rc = backward_impl(m, err);
+    mb_bf16_end();
+    /* an optimizer step follows: convert again at the next forward (the head alone when the encoder is frozen) */
+    size_t from = m->frozen && m->w16.copy ? (size_t)(m->p.pre_w - m->w16.base) : 0;
+    if (!m->w16.stale || from < m->w16.stale_from) m->w16.stale_from = from;
+    m->w16.stale = 1;
+    return rc;
+}
+
+static mb_status backward_impl(mb_distilbert *m, mb_error *err) {
     if (!m->have_loss) return mb_fail(err, MB_ERR_STATE, "backward needs forward and loss first");
     if (!m->fwd_keep)
         return mb_fail(err, MB_ERR_STATE, "backward needs a forward that kept its activations (loss, not forward)");

@@ -84,6 +84,14 @@ void mb_distilbert_zero_grad(mb_distilbert *m);
 void mb_distilbert_freeze_encoder(mb_distilbert *m, int frozen);
 int mb_distilbert_encoder_frozen(const mb_distilbert *m);
 
+/* Precision of the CPU matrix products: "fp32" (the default) or "bf16"
+   (runtime/bf16.h: bf16 operands, fp32 accumulation; weights converted once
+   per optimizer step). Where this process has no bf16 kernel, "bf16" keeps
+   fp32 and *notice (may be NULL) gets a one-line reason; else *notice = NULL.
+   MB_ERR_ARG for any other name. */
+mb_status mb_distilbert_set_precision(mb_distilbert *m, const char *name, const char **notice, mb_error *err);
+const char *mb_distilbert_precision(const mb_distilbert *m); /* "fp32" or "bf16": what runs */
+
 /* ---- forward / loss / backward ------------------------------------------ */
 typedef struct mb_forward_opts {
     int train;               /* dropout on */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bf16.h"
 #include "parallel.h"
 
 #define PAR_FOR _Pragma("omp parallel for num_threads(mb_threads()) if (n > MB_PAR_MIN) schedule(static)")
@@ -180,15 +181,21 @@ void linear_forward(float *out, const float *inp, const float *w, const float *b
         for (int i = 0; i < N; i++) memcpy(out + (long)i * OC, b, sizeof(float) * OC);
         beta = 1.0f;
     }
+    if (mb_bf16_active()) { /* the model's precision "bf16" (bf16.h) */
+        mb_bf16_linear_forward(out, inp, w, N, IC, OC, beta);
+        return;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, OC, IC, 1.0f, inp, IC, w, IC, beta, out, OC);
 }
 
 void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                      int N, int IC, int OC, int accumulate) {
-    if (dinp)
+    if (mb_bf16_active() && (dinp || dw))
+        mb_bf16_linear_backward(dinp, dw, dout, inp, w, N, IC, OC, accumulate ? 1.0f : 0.0f);
+    else if (dinp)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, IC, OC, 1.0f, dout, OC, w, IC,
                     accumulate ? 1.0f : 0.0f, dinp, IC);
-    if (dw)
+    if (dw && !mb_bf16_active())
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, N, 1.0f, dout, OC, inp, IC, 1.0f, dw, IC);
     if (db) {
         long n = (long)N * OC;

@@ -78,6 +78,9 @@ if ok and dcore and dcore.methods then
         cm:free()
         on_device[self] = nil
       end
+      if opts and opts.precision then -- the CPU's matrix products: "fp32" or "bf16"
+        require("moonbert.distilbert").set_cpu_precision(self, opts.precision, opts.quiet, "to")
+      end
     else
       error(string.format("bad argument #1 to 'to' (device 'cpu' or 'cuda' expected, got %s)", tostring(device)), 2)
     end

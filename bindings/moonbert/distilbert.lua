@@ -50,8 +50,25 @@ local function label_list(id2label, fname)
   return list
 end
 
+--- The precision of the model's matrix products on the CPU: "fp32" (the default) or "bf16"
+-- (README "bf16 on the CPU": bf16 operands, fp32 accumulation, fp32 master weights, optimizer,
+-- loss, LayerNorm, softmax and GELU). On a CPU without a bf16 kernel (no AVX-512 BF16), "bf16"
+-- stays fp32 and prints a one-line notice to stderr unless quiet. Returns the model.
+function M.set_cpu_precision(model, precision, quiet, fname)
+  fname = fname or "set_cpu_precision"
+  if precision ~= "fp32" and precision ~= "bf16" then
+    argerror(2, fname, "precision 'fp32' or 'bf16' expected, got " .. tostring(precision))
+  end
+  local notice = model:set_precision(precision)
+  if notice and not quiet then
+    io.stderr:write("moonbert: precision bf16 runs in fp32 here: ", notice, "\n")
+  end
+  return model
+end
+
 --- Load a Hugging Face checkpoint directory (config.json + model.safetensors).
--- opts: num_labels, id2label (list or 0-based map), seed (head init), quiet.
+-- opts: num_labels, id2label (list or 0-based map), seed (head init), quiet,
+-- precision ("fp32" or "bf16" on the CPU, M.set_cpu_precision).
 function M.load(dir, opts)
   if type(dir) ~= "string" then argerror(1, "load", "directory expected, got " .. type(dir)) end
   opts = opts or {}
@@ -64,9 +81,13 @@ function M.load(dir, opts)
   if names and n and #names ~= n then
     argerror(2, "load", string.format("opts.id2label has %d names but num_labels is %d", #names, n))
   end
+  if opts.precision ~= nil and opts.precision ~= "fp32" and opts.precision ~= "bf16" then
+    argerror(2, "load", "opts.precision must be 'fp32' or 'bf16', got " .. tostring(opts.precision))
+  end
   local model = core.load(dir, n, names, opts.seed or 42)
   local w = model:warnings()
   if w ~= "" and not opts.quiet then io.stderr:write(w, "\n") end
+  if opts.precision then M.set_cpu_precision(model, opts.precision, opts.quiet, "load") end
   return model
 end
 
@@ -74,7 +95,7 @@ local read_file = require("moonbert.fs").read_file
 
 --- A randomly initialised model (HF _init_weights) from a config table, a
 -- config.json path or a checkpoint directory. opts: seed (default 42),
--- num_labels, id2label.
+-- num_labels, id2label, precision (as load), quiet.
 function M.new(config, opts)
   opts = opts or {}
   if type(opts) ~= "table" then argerror(2, "new", "options table expected, got " .. type(opts)) end
@@ -105,7 +126,12 @@ function M.new(config, opts)
     cfg.num_labels = nil
     text = json.encode(cfg)
   end
-  return core.new(text, source, opts.seed or 42)
+  if opts.precision ~= nil and opts.precision ~= "fp32" and opts.precision ~= "bf16" then
+    argerror(2, "new", "opts.precision must be 'fp32' or 'bf16', got " .. tostring(opts.precision))
+  end
+  local model = core.new(text, source, opts.seed or 42)
+  if opts.precision then M.set_cpu_precision(model, opts.precision, opts.quiet, "new") end
+  return model
 end
 
 --- The configuration as a table (config.json keys; id2label as a 0-based map).
@@ -139,4 +165,6 @@ function M.load_masked_lm(dir, opts) return require("moonbert.mlm").load(dir, op
 function M.new_masked_lm(config, opts) return require("moonbert.mlm").new(config, opts) end
 
 M.methods = methods
+-- model:to("cpu" | "cuda", {precision=}) is defined with the GPU backend (moonbert/cuda.lua)
+require "moonbert.cuda"
 return M
