@@ -20,7 +20,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "../runtime/bf16.h"
 #include "../runtime/distilbert.h"
 #include "luamb.h"
 
@@ -404,21 +403,6 @@ static int m_precision(lua_State *L) {
     return 1;
 }
 
-/* core.distilbert.bf16_kernel([choice]) -> the kernel's name ("onednn", "emulated", "none"), its reason when
-   none; choice "auto" | "emulate" | "off" chooses again first (runtime/bf16.h: MOONBERT_BF16). */
-static int db_bf16_kernel(lua_State *L) {
-    if (!lua_isnoneornil(L, 1)) {
-        mb_error err = {0};
-        if (mb_bf16_kernel_set(luaL_checkstring(L, 1), &err) != MB_OK) return luaL_argerror(L, 1, err.msg);
-    }
-    const char *why;
-    mb_bf16_kernel k = mb_bf16_kernel_get(&why);
-    lua_pushstring(L, mb_bf16_kernel_name(k));
-    if (k == MB_BF16_NONE) lua_pushstring(L, why);
-    else lua_pushnil(L);
-    return 2;
-}
-
 static int m_rng_state(lua_State *L) {
     mb_lua_push_rng_state(L, mb_distilbert_rng(mb_lua_checkdistilbert(L, 1)));
     return 1;
@@ -480,8 +464,7 @@ MB_LUA_MODULE(distilbert) {
     static const luaL_Reg meta[] = {
         {"__gc", model_close}, {"__close", model_close}, {"__tostring", m_tostring}, {NULL, NULL}};
     mb_lua_newclass(L, MODEL_MT, methods, meta);
-    static const luaL_Reg fns[] = {{"load", db_load}, {"new", db_new}, {"wall_time", db_wall_time},
-                                   {"bf16_kernel", db_bf16_kernel}, {NULL, NULL}};
+    static const luaL_Reg fns[] = {{"load", db_load}, {"new", db_new}, {"wall_time", db_wall_time}, {NULL, NULL}};
     luaL_newlib(L, fns);
     luaL_getmetatable(L, MODEL_MT);
     lua_getfield(L, -1, "__index");

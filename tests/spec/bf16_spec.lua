@@ -6,12 +6,12 @@
 -- term is left over: 6.2e-2 measured on distilbert-heads12's pre_classifier); the five-step AdamW
 -- trajectory's losses within 2e-2. On a CPU without AVX-512 BF16 these run the emulated kernel
 -- (bf16-rounded operands through sgemm: the same numbers as a bf16 kernel), chosen here with
--- core.distilbert.bf16_kernel("emulate") as MOONBERT_BF16=emulate would; oneDNN's kernel is
+-- core.bf16.kernel("emulate") as MOONBERT_BF16=emulate would; oneDNN's kernel is
 -- checked against the emulated one in tests/c/test_bf16.c where the CPU has the instructions.
 -- Each check also asserts that bf16 moved the result away from fp32 (bf16 really ran).
 -- Measured errors are printed with MOONBERT_VERBOSE=1.
 local mb = require "moonbert"
-local dcore = require("moonbert.core").distilbert
+local bcore = require("moonbert.core").bf16
 
 local SHARED = os.getenv("MOONBERT_SHARED") or "../shared"
 local TINY = SHARED .. "/fixtures/distilbert-tiny"
@@ -35,11 +35,11 @@ end
 
 describe("precision bf16 on the CPU", function()
   local saved_kernel
-  setup(function() saved_kernel = dcore.bf16_kernel() end)
-  teardown(function() dcore.bf16_kernel("auto") end)
+  setup(function() saved_kernel = bcore.kernel() end)
+  teardown(function() bcore.kernel("auto") end)
 
   it("falls back to fp32 with a one-line reason where there is no bf16 kernel", function()
-    dcore.bf16_kernel("off")
+    bcore.kernel("off")
     local model = mb.distilbert.new(tiny_config(), { seed = 1 })
     local notice = model:set_precision("bf16")
     assert.are.equal("fp32", model:precision())
@@ -49,7 +49,7 @@ describe("precision bf16 on the CPU", function()
   end)
 
   it("reports the kernel this CPU gets by default", function()
-    local name, why = dcore.bf16_kernel("auto")
+    local name, why = bcore.kernel("auto")
     assert.truthy(name == "onednn" or name == "none", name)
     if name == "none" then assert.truthy(why:find("AVX-512 BF16", 1, true), why) end
     report("bf16 kernel here: %s%s (before this spec: %s)", name, why and (" (" .. why .. ")") or "", saved_kernel)
@@ -75,7 +75,7 @@ describe("precision bf16 on the CPU", function()
       return
     end
     setup(function()
-      if dcore.bf16_kernel("auto") == "none" then dcore.bf16_kernel("emulate") end
+      if bcore.kernel("auto") == "none" then bcore.kernel("emulate") end
     end)
 
     for _, fx_dir in ipairs { TINY, HEADS12 } do

@@ -23,6 +23,10 @@
 -- process's high-water mark. --quick uses a tiny model (for tests).
 -- fraction_of_sgemm compares each with the sgemm ceiling measured in the same
 -- run (PyTorch reaches 126 / 158-172 = 0.73-0.80 on its full step).
+-- --precision bf16 runs the model's matrix products in bf16 (README "bf16 on the CPU"; an
+-- error where this CPU has no bf16 kernel, unless MOONBERT_BF16=emulate); the bf16 ceiling
+-- (core.bf16.bench at the same shape, the layer's orientation) is then measured beside the
+-- sgemm one, and fraction_of_ceiling compares each row with it (fraction_of_sgemm with sgemm).
 -- The PyTorch figures beside them are from shared/peer/bench_torch.py on this
 -- kind of machine with 2 threads (full step includes AdamW there).
 local M = { summary = "DistilBERT train / frozen / inference throughput (JSON)" }
@@ -72,6 +76,12 @@ end
 -- ratio model/sgemm does much less.
 local function sgemm_gflops(mb, rows, dim, hidden)
   local mean = mb.tensor.bench_sgemm(rows, hidden, dim, 2)
+  return 2 * rows * hidden * dim / mean / 1e9
+end
+
+-- The bf16 ceiling at the same shape as sgemm_gflops, in the linear layer's orientation.
+local function bf16_gflops(rows, dim, hidden)
+  local mean = require("moonbert.core").bf16.bench(rows, hidden, dim, 2, "bf16")
   return 2 * rows * hidden * dim / mean / 1e9
 end
 
@@ -125,18 +135,27 @@ function M.run(opts)
     B, T, BI, steps, MB, MT, MMIN, WT, WMIN = 4, 16, 8, 2, 8, 12, 6, 16, 12
   end
   local model = mb.distilbert.new(cfg, { seed = 42, num_labels = 6 })
+  local precision = opts.precision or "fp32"
+  if precision == "bf16" then
+    local notice = model:set_precision("bf16")
+    if notice then require("moonbert.args").fail("--precision bf16: no bf16 kernel here: " .. notice) end
+  elseif precision ~= "fp32" then
+    require("moonbert.args").usage_error("--precision must be fp32 or bf16, got '" .. tostring(precision) .. "'")
+  end
   local labels = {}
   for b = 1, math.max(B, MB) do labels[b] = (b - 1) % 6 end
   local function labels_for(n) return table.move(labels, 1, n, 1, {}) end
 
-  local sgemm
+  local sgemm, ceiling
   local function figures(sec, seqs, flops)
     return { seconds_per_step = sec, steps_per_s = 1 / sec, sequences_per_s = seqs / sec,
-             gflop_per_s = flops / sec / 1e9, fraction_of_sgemm = flops / sec / 1e9 / sgemm }
+             gflop_per_s = flops / sec / 1e9, fraction_of_sgemm = flops / sec / 1e9 / sgemm,
+             fraction_of_ceiling = flops / sec / 1e9 / ceiling }
   end
 
   local load_before = loadavg()
   local sgemm_before = sgemm_gflops(mb, B * T, cfg.dim, cfg.hidden_dim)
+  local bf16_before = precision == "bf16" and bf16_gflops(B * T, cfg.dim, cfg.hidden_dim) or nil
   local secs = {}
   if rows.train then
     local batch = make_batch(mb, 1, B, T, cfg.vocab_size)
@@ -177,6 +196,8 @@ function M.run(opts)
     opt:free()
   end
   sgemm = (sgemm_before + sgemm_gflops(mb, B * T, cfg.dim, cfg.hidden_dim)) / 2
+  local bf16_ceiling = bf16_before and (bf16_before + bf16_gflops(B * T, cfg.dim, cfg.hidden_dim)) / 2 or nil
+  ceiling = bf16_ceiling or sgemm
 
   local result = {
     config = { dim = cfg.dim, n_layers = cfg.n_layers, n_heads = cfg.n_heads, hidden_dim = cfg.hidden_dim,
@@ -184,6 +205,8 @@ function M.run(opts)
     batch = B, length = T, inference_batch = BI, steps = steps, threads = mb.threads(),
     peak_rss_mb = peak_rss_mb(),
     sgemm_gflop_per_s = sgemm,
+    precision = model:precision(), bf16_kernel = precision == "bf16" and require("moonbert.core").bf16.kernel() or nil,
+    bf16_gflop_per_s = bf16_ceiling, ceiling_gflop_per_s = ceiling,
     load_average = { before = load_before, after = loadavg() },
     pytorch_reference_2_threads = {
       train_seconds_per_step_with_adamw = 4.14, frozen_seconds_per_step = 1.19,

@@ -9,6 +9,7 @@ local SPEC = {
   { "--threads", "N", "thread count (default: MOONBERT_THREADS or all cores)", type = "number" },
   { "--quick", nil, "smaller sizes, for tests" },
   { "--device", "DEV", "cpu, cuda or auto", default = "cpu" },
+  { "--precision", "P", "fp32 or bf16 (bench train, on the CPU)", choices = { "fp32", "bf16" } },
   { "--out", "FILE", "also write the JSON to FILE" },
 }
 
