@@ -54,7 +54,7 @@ ex.print_table(headers, rows)
 local info = ex.resolve_model { model = opts.model }
 ex.print_banner(info)
 local tok = mb.tokenizer.load(info.tokenizer_dir)
-local model = ex.load_model(info, { num_labels = #names, id2label = names, seed = seed })
+local model = ex.load_model(info, { num_labels = #names, id2label = names, seed = seed, precision = opts.precision })
 local model_hash = ex.model_hash(info, seed)
 local data_hash = mb.store.sha256(train:hash() .. val:hash() .. test:hash())
 
@@ -64,7 +64,7 @@ local run <close> = store:start_run {
   dataset_hash = data_hash, model_hash = model_hash,
   params = { model = info.dir, init = info.init, data = opts.data, epochs = epochs, batch_size = bs,
              lr = opts.lr, weight_decay = opts.weight_decay, max_length = max_length, pooling = opts.pooling,
-             quick = opts.quick, limit = opts.limit, ood = ood_path or "none",
+             quick = opts.quick, limit = opts.limit, ood = ood_path or "none", precision = opts.precision,
              n_train = #train.text, n_validation = #val.text, n_test = #test.text },
   tags = { init = info.init },
 }

@@ -35,7 +35,7 @@ local run <close> = store:start_run {
   params = { model = info.dir, init = info.init, data = opts.data, epochs = opts.epochs,
              batch_size = opts.batch_size, lr = opts.lr, frozen_lr = opts.frozen_lr or opts.lr,
              weight_decay = opts.weight_decay, max_length = opts.max_length, quick = opts.quick,
-             limit = opts.limit, n_train = #data.train.text },
+             limit = opts.limit, n_train = #data.train.text, precision = opts.precision },
   tags = { init = info.init },
 }
 print(string.format("run %d (store %s, init=%s)", run.id, opts.store, info.init))
@@ -43,7 +43,8 @@ print(string.format("run %d (store %s, init=%s)", run.id, opts.store, info.init)
 -- ---- the two fine-tunings ---------------------------------------------------------------------
 local rows = {}
 for _, variant in ipairs { "frozen", "unfrozen" } do
-  local model = ex.load_model(info, { num_labels = #names, id2label = names, seed = opts.seed })
+  local model = ex.load_model(info, { num_labels = #names, id2label = names, seed = opts.seed,
+                                      precision = opts.precision })
   model:freeze_encoder(variant == "frozen")
   local trainable = model:num_parameters(true)
   local lr = variant == "frozen" and (opts.frozen_lr or opts.lr) or opts.lr

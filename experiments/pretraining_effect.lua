@@ -56,7 +56,7 @@ local run <close> = store:start_run {
   dataset_hash = mb.store.sha256(train:hash() .. val:hash() .. test:hash()),
   model_hash = mb.store.hash_file(pre .. "/model.safetensors"),
   params = { pretrained = pre, epochs = opts.epochs, batch_size = opts.batch_size, lr = opts.lr,
-             max_grad_norm = opts.max_grad_norm, seeds = opts.seeds,
+             max_grad_norm = opts.max_grad_norm, seeds = opts.seeds, precision = opts.precision,
              weight_decay = opts.weight_decay, max_length = opts.max_length, quick = opts.quick, limit = opts.limit,
              n_train = #train.text },
   tags = { init = "random+moonbert-small-mlm" },
@@ -110,9 +110,10 @@ record("both", "bow_logreg", "bag-of-words logistic regression", as_list(bow_lr:
 -- ---- the two initialisations --------------------------------------------------------------------
 local function make_model(init, seed)
   if init == "random" then
-    return mb.distilbert.new(pre, { num_labels = #names, id2label = names, seed = seed })
+    return mb.distilbert.new(pre, { num_labels = #names, id2label = names, seed = seed, precision = opts.precision })
   end
-  return mb.distilbert.load(pre, { num_labels = #names, id2label = names, seed = seed, quiet = true })
+  return mb.distilbert.load(pre, { num_labels = #names, id2label = names, seed = seed, quiet = true,
+                                   precision = opts.precision })
 end
 local sds = {} -- validation accuracy standard deviation over the fine-tuning seeds, per init
 

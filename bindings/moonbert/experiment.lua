@@ -147,16 +147,18 @@ function M.print_banner(info, out)
   (out or io.stdout):write(M.banner(info), "\n")
 end
 
---- load_model(info, {num_labels=, id2label=, seed=}) -> model
+--- load_model(info, {num_labels=, id2label=, seed=, precision=}) -> model
 -- Pretrained folders load their weights (a fresh classification head, seeded); otherwise a
--- randomly initialised model of the folder's config.
+-- randomly initialised model of the folder's config. precision: "fp32" or "bf16" (on the CPU).
 function M.load_model(info, o)
   o = o or {}
   local db = require "moonbert.distilbert"
   if info.weights then
-    return db.load(info.dir, { num_labels = o.num_labels, id2label = o.id2label, seed = o.seed, quiet = true })
+    return db.load(info.dir, { num_labels = o.num_labels, id2label = o.id2label, seed = o.seed, quiet = true,
+                               precision = o.precision })
   end
-  return db.new(info.dir, { num_labels = o.num_labels, id2label = o.id2label, seed = o.seed })
+  return db.new(info.dir, { num_labels = o.num_labels, id2label = o.id2label, seed = o.seed,
+                            precision = o.precision })
 end
 
 --- A hash naming the initial weights: the weights file's sha256, or the config's with the seed.
@@ -330,6 +332,8 @@ function M.common_options(extra, defaults)
     { "--max-length", "N", "truncate texts to N tokens (default 512, --quick 64)", type = "number" },
     { "--seed", "N", "seed (head init, dropout, shuffling)", type = "number", default = 42 },
     { "--device", "DEV", "cpu, cuda or auto", default = "auto", choices = { "cpu", "cuda", "auto" } },
+    { "--precision", "P", "matrix products in fp32 or bf16 (README: bf16 on the CPU)", default = "fp32",
+      choices = { "fp32", "bf16" } },
     { "--quick", nil, "500 train / 200 validation / 200 test examples, 1 epoch, max length 64" },
     { "--limit", "N", "at most N examples in every split", type = "number" },
     { "--name", "NAME", "run name" },
@@ -348,7 +352,8 @@ end
 
 --- parse_options(script_name, spec) -> opts (exits 2 with the usage on a bad option, 0 on --help)
 -- and derives: opts.max_length (512, --quick 64), opts.epochs (--quick 1 unless given),
--- opts.batch_size and opts.seed as integers, opts.device checked.
+-- opts.batch_size and opts.seed as integers, opts.device checked, opts.precision what will run
+-- (fp32 with a one-line notice where bf16 has no kernel here).
 function M.parse_options(script, spec, argv)
   local args = require "moonbert.args"
   local usage = args.usage(spec, "usage: moonbert run experiments/" .. script .. ".lua [options]\n\noptions:")
@@ -376,6 +381,12 @@ function M.parse_options(script, spec, argv)
   local okd, dev = pcall(M.check_device, opts.device)
   if not okd then io.stderr:write(script, ": ", tostring(dev), "\n") os.exit(2) end
   opts.device = dev
+  -- bf16 where this CPU has no bf16 kernel runs fp32: say so once, and record what runs
+  local kernel, why = require("moonbert.core").bf16.kernel()
+  if opts.precision == "bf16" and kernel == "none" then
+    io.stderr:write(script, ": --precision bf16 runs in fp32 here: ", why, "\n")
+    opts.precision = "fp32"
+  end
   return opts
 end
 
