@@ -301,6 +301,21 @@ mb_distilbert *mb_distilbert_new(const mb_distilbert_config *cfg, uint64_t seed,
     return m;
 }
 
+/* One activation set resident at a time: the forward that switches between
+   training (keep_acts) and features or evaluation (infer_acts) gives the
+   other set's blocks back (each up to ~300 MB at batch 64; a later forward
+   allocates them again). A pending backward needs no guard: every forward
+   ends the last one's loss. */
+static void release_blocks(enc_acts *a) {
+    free(a->f);
+    free(a->u8);
+    free(a->i32);
+    a->f = NULL;
+    a->u8 = NULL;
+    a->i32 = NULL;
+    a->cap_f = a->cap_u8 = a->cap_i = 0;
+}
+
 static void free_enc_acts(enc_acts *a) {
     free(a->len);
     free(a->row);
@@ -820,6 +835,7 @@ static mb_status forward_impl(mb_distilbert *m, const int32_t *ids, const int32_
     if (check_inputs(m, ids, B, T, err) != MB_OK) return err ? err->code : MB_ERR_ARG;
     int keep_enc = opts->keep && !m->frozen;
     enc_acts *a = keep_enc ? &m->keep_acts : &m->infer_acts;
+    release_blocks(a == &m->keep_acts ? &m->infer_acts : &m->keep_acts);
     /* Padded rows are left out where the caller cannot see them: training
        (keep) and [CLS] features; a plain forward returns every row. */
     int pack = (opts->keep || opts->encoder_only) && !opts->hidden_states && !opts->attentions;

@@ -9,7 +9,7 @@
 --   clf:free()
 --
 -- opts (at creation or per call): top_k (1), max_length (the tokenizer's, 512),
--- batch_size (32). The folder is a Hugging Face model folder: config.json (with id2label),
+-- batch_size (32); at creation also precision ("fp32" or "bf16" on the CPU). The folder is a Hugging Face model folder: config.json (with id2label),
 -- model.safetensors and tokenizer files, as the experiments save under a run's folder.
 -- Scores are softmax probabilities in evaluation mode (no dropout); ties keep label order.
 --
@@ -97,6 +97,9 @@ M.tasks["text-classification"] = {
   load = function(dir, opts)
     check_dir(dir, "pipeline")
     local model = require("moonbert.distilbert").load(dir, { quiet = true })
+    if opts.precision then -- "fp32" or "bf16" (README: bf16 on the CPU)
+      require("moonbert.distilbert").set_cpu_precision(model, opts.precision, false, "pipeline")
+    end
     local self = setmetatable({
       model = model, tokenizer = require("moonbert.tokenizer").load(dir), labels = model:label_names(),
       dir = dir, batch_size = opts.batch_size or 32, max_length = opts.max_length,

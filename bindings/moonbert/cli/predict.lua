@@ -7,6 +7,8 @@ local SPEC = {
   { "--model", "DIR", "model folder: config.json (id2label), model.safetensors, tokenizer files" },
   { "--top-k", "K", "print the K most probable classes (default: all)", type = "number" },
   { "--max-length", "N", "truncate texts to N tokens (default: the tokenizer's, 512)", type = "number" },
+  { "--precision", "P", "matrix products in fp32 (default) or bf16 (README: bf16 on the CPU)",
+    choices = { "fp32", "bf16" } },
   { "--json", nil, "one JSON object per text: {\"text\":..., \"label\":..., \"scores\":[{label, score}...]}" },
   { "--help", nil, "show this help" },
 }
@@ -30,7 +32,7 @@ function M.main(argv)
   if not opts.model then args.usage_error("--model DIR is required (a fine-tuned model folder)") end
   local top_k, max_length = args.integer(opts, "top_k", 1), args.integer(opts, "max_length", 2)
   local ok, clf = pcall(require("moonbert.pipeline").new, "text-classification", opts.model,
-                        { top_k = "all", max_length = max_length })
+                        { top_k = "all", max_length = max_length, precision = opts.precision })
   if not ok then args.fail((tostring(clf):gsub("^[^\n]-%.lua:%d+: ", ""):gsub("^pipeline: ", ""))) end
   texts = args.texts(texts) -- after the model loads: a bad --model is reported before stdin is read
   local k = top_k or "all"
