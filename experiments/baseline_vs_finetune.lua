@@ -148,6 +148,10 @@ if report and mb.umap then
 end
 
 -- ---- 5. fine-tuning ---------------------------------------------------------------------------
+-- the frozen features and the baselines' matrices are done with: give their memory back before
+-- the fine-tune (the run's peak is the fine-tune's, with the optimizer state)
+X, Xb_train, bow, tfidf_lr, feat_lr = nil, nil, nil, nil, nil
+collectgarbage()
 print(string.format("\n== 5. Fine-tuning (%d epoch%s, batch size %d, lr %g, weight decay %g, max length %d)",
                     epochs, epochs == 1 and "" or "s", bs, opts.lr, opts.weight_decay, max_length))
 local t_fit = mb.store.now()
