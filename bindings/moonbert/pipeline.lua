@@ -107,6 +107,9 @@ M.tasks["text-classification"] = {
 }
 M.tasks["sentiment-analysis"] = M.tasks["text-classification"] -- Hugging Face's alias
 M.tasks["fill-mask"] = require("moonbert.pipeline_fill_mask") -- bindings/moonbert/pipeline_fill_mask.lua
+M.tasks["question-answering"] = require("moonbert.pipeline_qa") -- bindings/moonbert/pipeline_qa.lua
+M.tasks["token-classification"] = require("moonbert.pipeline_ner") -- bindings/moonbert/pipeline_ner.lua
+M.tasks["ner"] = M.tasks["token-classification"] -- Hugging Face's alias
 
 --- new(task, dir, opts) -> pipeline (callable)
 function M.new(task, dir, opts)
