@@ -124,9 +124,9 @@ local QA = {}
 QA.__index = QA
 QA.__name = "moonbert.QuestionAnsweringPipeline"
 
--- The windows of (question, context) with the model's logits.
-function QA:windows(question, context, o)
-  local tok = self.tokenizer
+--- The windows of (question, context) with model's logits: {{start_logits=, end_logits=, encoding=}, ...}.
+-- o: max_seq_len, doc_stride, batch_size (windows per forward).
+function M.windows_of(model, tok, question, context, o)
   local encs = tok:encode(question, context, {
     truncation = "only_second", max_length = o.max_seq_len, stride = o.doc_stride,
     return_overflowing_tokens = true, return_offsets_mapping = true })
@@ -148,14 +148,18 @@ function QA:windows(question, context, o)
     end
     local batch = { input_ids = T.from(ids, { dtype = "int32" }), attention_mask = T.from(mask, { dtype = "int32" }) }
     if encs[first].token_type_ids then batch.token_type_ids = T.from(types, { dtype = "int32" }) end
-    local res = self.model:forward(batch)
+    local res = model:forward(batch)
     local st, en = res.start_logits:totable(), res.end_logits:totable()
-    for k, v in pairs(res) do if type(v) == "userdata" then v:free() end end
+    for _, v in pairs(res) do if type(v) == "userdata" then v:free() end end
     for i = first, last do
       out[#out + 1] = { start_logits = st[i - first + 1], end_logits = en[i - first + 1], encoding = encs[i] }
     end
   end
   return out
+end
+
+function QA:windows(question, context, o)
+  return M.windows_of(self.model, self.tokenizer, question, context, o or self.opts)
 end
 
 function QA:__call(a, b, c)
