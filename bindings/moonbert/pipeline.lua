@@ -96,7 +96,7 @@ TextClassification.__gc = TextClassification.free
 M.tasks["text-classification"] = {
   load = function(dir, opts)
     check_dir(dir, "pipeline")
-    local model = require("moonbert.distilbert").load(dir, { quiet = true })
+    local model = require("moonbert.auto").load(dir, { task = "text-classification", quiet = true }) -- DistilBERT or BERT
     local self = setmetatable({
       model = model, tokenizer = require("moonbert.tokenizer").load(dir), labels = model:label_names(),
       dir = dir, batch_size = opts.batch_size or 32, max_length = opts.max_length,

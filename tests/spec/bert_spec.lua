@@ -173,6 +173,16 @@ describe("mb.auto and mb.bert", function()
     m:free(); r:free()
   end)
 
+  it("moonbert bench train_bert --quick reports a training step", function()
+    local BIN = os.getenv("MOONBERT_BIN") or "build/bin/moonbert"
+    if not io.open(BIN) then pending("no " .. BIN) return end
+    local out, _, code = support.sh(BIN .. " bench train_bert --quick")
+    assert.are.equal(0, code)
+    local r = require("dkjson").decode(out).train_bert
+    assert.are.equal("quick", r.config)
+    assert.is_true(r.seconds_per_step > 0 and r.sequences_per_s > 0 and r.gflop_per_s > 0)
+  end)
+
   it("raises lauxlib-style errors for bad batches and labels", function()
     local m = mb.bert.load(TINY, { quiet = true })
     local fx = mb.safetensors.load(TINY .. "/cases.safetensors")
