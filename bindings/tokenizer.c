@@ -55,13 +55,39 @@ static int t_load(lua_State *L) {
     return 1;
 }
 
-/* max_length from opts (arg): truncation=false gives 0 (none); absent gives model_max_length. */
-static int32_t opt_max_length(lua_State *L, int arg, const mb_tokenizer *tok, int *truncation) {
+/* max_length from opts (arg): truncation=false gives 0 (none); absent gives model_max_length.
+   truncation: true (longest_first), false / "do_not_truncate", or a strategy name
+   ("longest_first", "only_first", "only_second") into *strategy when not NULL. */
+static int32_t opt_max_length_strategy(lua_State *L, int arg, const mb_tokenizer *tok, int *truncation,
+                                       mb_truncation *strategy) {
     lua_Integer ml = mb_lua_optfield_int(L, arg, "max_length", 0);
-    *truncation = mb_lua_optfield_bool(L, arg, "truncation", 1);
+    *truncation = 1;
+    if (strategy) *strategy = MB_TRUNC_LONGEST_FIRST;
+    if (lua_type(L, arg) == LUA_TTABLE) {
+        lua_getfield(L, arg, "truncation");
+        if (lua_type(L, -1) == LUA_TBOOLEAN) {
+            *truncation = lua_toboolean(L, -1);
+        } else if (lua_type(L, -1) == LUA_TSTRING) {
+            const char *t = lua_tostring(L, -1);
+            if (strcmp(t, "do_not_truncate") == 0) *truncation = 0;
+            else if (strcmp(t, "longest_first") == 0) {
+            } else if (strcmp(t, "only_first") == 0 && strategy) *strategy = MB_TRUNC_ONLY_FIRST;
+            else if (strcmp(t, "only_second") == 0 && strategy) *strategy = MB_TRUNC_ONLY_SECOND;
+            else
+                luaL_argerror(L, arg, lua_pushfstring(L, "field 'truncation' must be true, false, \"longest_first\", "
+                                                         "\"only_first\", \"only_second\" or \"do_not_truncate\" (got \"%s\")", t));
+        } else if (!lua_isnil(L, -1)) {
+            luaL_argerror(L, arg, "field 'truncation' must be a boolean or a strategy name");
+        }
+        lua_pop(L, 1);
+    }
     if (ml < 0 || ml > INT32_MAX) luaL_argerror(L, arg, "field 'max_length' must be a positive integer");
     if (ml == 0) ml = mb_tokenizer_model_max_length(tok);
     return (int32_t)ml;
+}
+
+static int32_t opt_max_length(lua_State *L, int arg, const mb_tokenizer *tok, int *truncation) {
+    return opt_max_length_strategy(L, arg, tok, truncation, NULL);
 }
 
 static void push_int_list(lua_State *L, const int32_t *v, int64_t n) {
@@ -72,44 +98,11 @@ static void push_int_list(lua_State *L, const int32_t *v, int64_t n) {
     }
 }
 
-/* tok:encode(text [, text_pair] [, opts]) -> {input_ids, attention_mask, tokens
-   [, token_type_ids] [, offsets]}; opts: max_length, truncation (default true,
-   at model_max_length), return_offsets (1-based inclusive byte spans {first, last};
-   {0, 0} for template tokens). */
-static int m_encode(lua_State *L) {
-    mb_tokenizer *tok = check_tok(L);
-    tokenizer_box *box = lua_touserdata(L, 1);
-    size_t len, plen = 0;
-    const char *text = luaL_checklstring(L, 2, &len);
-    const char *pair = NULL;
-    int opts = 3;
-    if (lua_type(L, 3) == LUA_TSTRING) {
-        pair = lua_tolstring(L, 3, &plen);
-        opts = 4;
-    } else if (!lua_isnoneornil(L, 3) && lua_type(L, 3) != LUA_TTABLE) {
-        return luaL_typeerror(L, 3, "string (text_pair) or table (options)");
-    }
-    if (!lua_isnoneornil(L, opts)) luaL_checktype(L, opts, LUA_TTABLE);
-    int truncation;
-    int32_t max_length = opt_max_length(L, opts, tok, &truncation);
-    int want_offsets = mb_lua_optfield_bool(L, opts, "return_offsets", 0);
-    int32_t stack_ids[512], stack_ty[512], stack_off[1024];
-    int32_t *ids = stack_ids, *ty = stack_ty, *off = stack_off;
-    size_t cap = 512;
-    mb_error err = {0};
-    int64_t n = mb_tokenizer_encode(tok, box->work, text, len, pair, plen, truncation ? max_length : 0, ids, ty,
-                                    want_offsets ? off : NULL, cap, &err);
-    if (n < 0) return mb_lua_argraise(L, opts, &err);
-    if ((size_t)n > cap) { /* long text without truncation: buffers owned by Lua, freed by the GC on error too */
-        cap = (size_t)n;
-        ids = lua_newuserdatauv(L, cap * sizeof(int32_t), 0);
-        ty = lua_newuserdatauv(L, cap * sizeof(int32_t), 0);
-        off = lua_newuserdatauv(L, 2 * cap * sizeof(int32_t), 0);
-        n = mb_tokenizer_encode(tok, box->work, text, len, pair, plen, truncation ? max_length : 0, ids, ty,
-                                want_offsets ? off : NULL, cap, &err);
-        if (n < 0) return mb_lua_raise(L, &err);
-    }
-    lua_createtable(L, 0, 5);
+/* One encoding as a Lua table: input_ids, attention_mask, tokens [, token_type_ids],
+   sequence_ids (0 for A, 1 for B, -1 for template tokens: HF's None) [, offsets]. */
+static void push_encoding(lua_State *L, const mb_tokenizer *tok, const int32_t *ids, const int32_t *ty,
+                          const int32_t *off, int64_t n, int want_offsets) {
+    lua_createtable(L, 0, 6);
     push_int_list(L, ids, n);
     lua_setfield(L, -2, "input_ids");
     lua_createtable(L, (int)n, 0);
@@ -130,6 +123,12 @@ static int m_encode(lua_State *L) {
         lua_rawseti(L, -2, i + 1);
     }
     lua_setfield(L, -2, "tokens");
+    lua_createtable(L, (int)n, 0);
+    for (int64_t i = 0; i < n; i++) {
+        lua_pushinteger(L, off[2 * i] < 0 ? -1 : ty[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "sequence_ids");
     if (want_offsets) {
         lua_createtable(L, (int)n, 0);
         for (int64_t i = 0; i < n; i++) {
@@ -142,6 +141,64 @@ static int m_encode(lua_State *L) {
         }
         lua_setfield(L, -2, "offsets");
     }
+}
+
+/* tok:encode(text [, text_pair] [, opts]) -> {input_ids, attention_mask, tokens, sequence_ids
+   [, token_type_ids] [, offsets]}; opts: max_length, truncation (default true = longest_first
+   at model_max_length; false, or "only_first" / "only_second"), return_offsets (or
+   return_offsets_mapping: 1-based inclusive byte spans {first, last}; {0, 0} for template tokens),
+   return_overflowing_tokens with stride: a list of such tables, one per window. */
+static int m_encode(lua_State *L) {
+    mb_tokenizer *tok = check_tok(L);
+    tokenizer_box *box = lua_touserdata(L, 1);
+    size_t len, plen = 0;
+    const char *text = luaL_checklstring(L, 2, &len);
+    const char *pair = NULL;
+    int opts = 3;
+    if (lua_type(L, 3) == LUA_TSTRING) {
+        pair = lua_tolstring(L, 3, &plen);
+        opts = 4;
+    } else if (!lua_isnoneornil(L, 3) && lua_type(L, 3) != LUA_TTABLE) {
+        return luaL_typeerror(L, 3, "string (text_pair) or table (options)");
+    }
+    if (!lua_isnoneornil(L, opts)) luaL_checktype(L, opts, LUA_TTABLE);
+    int truncation;
+    mb_encode_options eo;
+    eo.max_length = opt_max_length_strategy(L, opts, tok, &truncation, &eo.truncation);
+    if (!truncation) eo.max_length = 0;
+    lua_Integer stride = mb_lua_optfield_int(L, opts, "stride", 0);
+    if (stride < 0 || stride > INT32_MAX) return luaL_argerror(L, opts, "field 'stride' must be >= 0");
+    eo.stride = (int32_t)stride;
+    int want_offsets = mb_lua_optfield_bool(L, opts, "return_offsets", 0) ||
+                       mb_lua_optfield_bool(L, opts, "return_offsets_mapping", 0);
+    mb_error err = {0};
+    if (mb_lua_optfield_bool(L, opts, "return_overflowing_tokens", 0)) {
+        mb_windows win;
+        if (mb_tokenizer_encode_windows(tok, box->work, text, len, pair, plen, &eo, &win, &err) != MB_OK)
+            return mb_lua_argraise(L, opts, &err);
+        lua_createtable(L, (int)win.n, 0);
+        for (int64_t i = 0; i < win.n; i++) { /* out of memory here leaks win: acceptable only then */
+            int64_t a = win.start[i];
+            push_encoding(L, tok, win.ids + a, win.type_ids + a, win.offsets + 2 * a, win.start[i + 1] - a, want_offsets);
+            lua_rawseti(L, -2, i + 1);
+        }
+        mb_windows_free(&win);
+        return 1;
+    }
+    int32_t stack_ids[512], stack_ty[512], stack_off[1024];
+    int32_t *ids = stack_ids, *ty = stack_ty, *off = stack_off;
+    size_t cap = 512;
+    int64_t n = mb_tokenizer_encode_ex(tok, box->work, text, len, pair, plen, &eo, ids, ty, off, cap, &err);
+    if (n < 0) return mb_lua_argraise(L, opts, &err);
+    if ((size_t)n > cap) { /* long text without truncation: buffers owned by Lua, freed by the GC on error too */
+        cap = (size_t)n;
+        ids = lua_newuserdatauv(L, cap * sizeof(int32_t), 0);
+        ty = lua_newuserdatauv(L, cap * sizeof(int32_t), 0);
+        off = lua_newuserdatauv(L, 2 * cap * sizeof(int32_t), 0);
+        n = mb_tokenizer_encode_ex(tok, box->work, text, len, pair, plen, &eo, ids, ty, off, cap, &err);
+        if (n < 0) return mb_lua_raise(L, &err);
+    }
+    push_encoding(L, tok, ids, ty, off, n, want_offsets);
     return 1;
 }
 
@@ -198,7 +255,7 @@ static int m_encode_batch(lua_State *L) {
     if (!lua_isnoneornil(L, opts)) luaL_checktype(L, opts, LUA_TTABLE);
     mb_batch_options o;
     int truncation;
-    o.max_length = opt_max_length(L, opts, tok, &truncation);
+    o.max_length = opt_max_length_strategy(L, opts, tok, &truncation, &o.strategy);
     o.truncation = truncation;
     o.padding = MB_PAD_LONGEST;
     if (lua_type(L, opts) == LUA_TTABLE) {
@@ -232,14 +289,15 @@ static int m_encode_batch(lua_State *L) {
         int32_t *ty = lua_newuserdatauv(L, cap * sizeof(int32_t), 0);
         for (int64_t i = 0; i < n; i++) {
             mb_error err = {0};
-            int64_t r = mb_tokenizer_encode(tok, w, texts[i], lens[i], pairs ? pairs[i] : NULL, pairs ? plens[i] : 0,
-                                            trunc, ids, ty, NULL, cap, &err);
+            mb_encode_options eo = {trunc, o.strategy, 0};
+            int64_t r = mb_tokenizer_encode_ex(tok, w, texts[i], lens[i], pairs ? pairs[i] : NULL, pairs ? plens[i] : 0,
+                                               &eo, ids, ty, NULL, cap, &err);
             if (r >= 0 && (size_t)r > cap) { /* grow (the old buffers stay on the stack until return) */
                 cap = (size_t)r;
                 ids = lua_newuserdatauv(L, cap * sizeof(int32_t), 0);
                 ty = lua_newuserdatauv(L, cap * sizeof(int32_t), 0);
-                r = mb_tokenizer_encode(tok, w, texts[i], lens[i], pairs ? pairs[i] : NULL, pairs ? plens[i] : 0, trunc,
-                                        ids, ty, NULL, cap, &err);
+                r = mb_tokenizer_encode_ex(tok, w, texts[i], lens[i], pairs ? pairs[i] : NULL, pairs ? plens[i] : 0,
+                                           &eo, ids, ty, NULL, cap, &err);
             }
             if (r < 0) return mb_lua_argraise(L, opts, &err);
             push_int_list(L, ids, r);

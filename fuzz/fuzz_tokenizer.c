@@ -101,7 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     size_t lens[2] = {la, lb};
     int32_t L[2];
     if (mb_tokenizer_lengths(tok, 2, texts, lens, 0, L, &err)) die(err.msg);
-    mb_batch_options o = {MB_PAD_LONGEST, 0, 1};
+    mb_batch_options o = {MB_PAD_LONGEST, 0, 1, MB_TRUNC_LONGEST_FIRST};
     mb_batch_encoding be;
     if (mb_tokenizer_encode_batch(tok, 2, texts, lens, NULL, NULL, &o, &be, &err)) die(err.msg);
     for (int i = 0; i < 2; i++)

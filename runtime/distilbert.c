@@ -838,7 +838,7 @@ static mb_status forward_impl(mb_distilbert *m, const int32_t *ids, const int32_
     release_blocks(a == &m->keep_acts ? &m->infer_acts : &m->keep_acts);
     /* Padded rows are left out where the caller cannot see them: training
        (keep) and [CLS] features; a plain forward returns every row. */
-    int pack = (opts->keep || opts->encoder_only) && !opts->hidden_states && !opts->attentions;
+    int pack = (opts->keep || opts->encoder_only) && !opts->hidden_states && !opts->attentions && !opts->padded_rows;
     if (plan_rows(c, a, mask, B, T, pack, err) != MB_OK) return err ? err->code : MB_ERR_NOMEM;
     /* the classification head and [CLS] features read position 0 alone; the
        masked-LM head (encoder_only without cls_only) reads every row */

@@ -100,6 +100,7 @@ typedef struct mb_forward_opts {
     float **attentions;      /* NULL or n_layers buffers [B,n_heads,T,T] (after dropout, as HF) */
     int encoder_only;        /* skip the head (features) */
     int cls_only;            /* with encoder_only: only [CLS] of the last hidden state is read (features) */
+    int padded_rows;         /* compute the padded rows as PyTorch does (heads that read every position) */
 } mb_forward_opts;
 
 /* ids, mask: int32 [B,T] row-major. Checks ids against the vocabulary and T

@@ -27,7 +27,7 @@ mb_status mb_model_folder_save(const char *dir, const mb_distilbert_config *cfg,
     if (mb_make_dirs(dir, err) != MB_OK) return err ? err->code : MB_ERR_IO;
     char path[4096];
     snprintf(path, sizeof path, "%s/config.json", dir);
-    if (mb_config_save(cfg, path, architecture, err) != MB_OK) return err ? err->code : MB_ERR_IO;
+    if (cfg && mb_config_save(cfg, path, architecture, err) != MB_OK) return err ? err->code : MB_ERR_IO;
     mb_st_entry *e = calloc((size_t)n, sizeof *e);
     if (!e) return mb_fail(err, MB_ERR_NOMEM, "out of memory");
     for (int i = 0; i < n; i++) {

@@ -20,7 +20,8 @@ typedef const mb_param_info *(*mb_param_at)(const void *model, int i, const floa
 
 /* Create dir, then write dir/config.json (architectures [architecture]) and
    dir/model.safetensors holding tensors 0..n-1 of model as F32, with the
-   "format": "pt" metadata that transformers requires. */
+   "format": "pt" metadata that transformers requires. cfg NULL: the caller
+   writes config.json (another model type: bert.h). */
 mb_status mb_model_folder_save(const char *dir, const mb_distilbert_config *cfg, const char *architecture,
                                const void *model, int n, mb_param_at at, mb_error *err);
 

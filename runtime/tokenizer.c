@@ -603,40 +603,72 @@ static void truncate_lengths(int has_pair, int32_t max_length, size_t *n1, size_
     *n2 = b;
 }
 
-int64_t mb_tokenizer_encode(const mb_tokenizer *tok, mb_tokenizer_work *w, const char *text, size_t len,
-                            const char *pair, size_t pair_len, int32_t max_length, int32_t *ids,
-                            int32_t *type_ids, int32_t *offsets, size_t cap, mb_error *err) {
-    int has_pair = pair != NULL;
-    if (max_length > 0 && max_length < (has_pair ? 3 : 2)) {
+const char *mb_truncation_name(mb_truncation t) {
+    switch (t) {
+    case MB_TRUNC_LONGEST_FIRST: return "longest_first";
+    case MB_TRUNC_ONLY_FIRST: return "only_first";
+    case MB_TRUNC_ONLY_SECOND: return "only_second";
+    }
+    return "?";
+}
+
+/* Pieces of A (*k1) and B (*k2) in the first (or only) encoding under the
+   strategy, as HF's Rust truncate_encodings: only_first / only_second remove
+   what is over max_length from that sequence alone and fail when it would be
+   left empty; a single sequence cannot be truncated only_second. *which gets
+   the sequence that was cut (0, 1) or -1. */
+static int plan_truncation(int has_pair, const mb_encode_options *o, size_t n1, size_t n2, size_t *k1, size_t *k2,
+                           int *which, mb_error *err) {
+    *k1 = n1;
+    *k2 = n2;
+    *which = -1;
+    int32_t max_length = o->max_length;
+    if (max_length <= 0) return 0;
+    size_t added = has_pair ? 3 : 2;
+    if ((size_t)max_length < added) {
         mb_fail(err, MB_ERR_ARG, "max_length %d is too small: the template adds %d special tokens", (int)max_length,
-                has_pair ? 3 : 2);
+                (int)added);
         return -1;
     }
-    if (!text) {
-        text = "";
-        len = 0;
-    }
-    mb_tokenizer_work *own = NULL;
-    if (!w) {
-        w = own = mb_tokenizer_work_new();
-        if (!w) {
-            mb_fail(err, MB_ERR_NOMEM, "tokenizer: out of memory");
+    size_t total = (size_t)max_length - added;
+    if (!has_pair) {
+        if (o->truncation == MB_TRUNC_ONLY_SECOND) {
+            mb_fail(err, MB_ERR_ARG, "truncation only_second needs a pair of sequences");
             return -1;
         }
+        if (n1 > total) {
+            *k1 = total;
+            *which = 0;
+        }
+        return 0;
     }
-    w->failed = 0;
-    w->want_offsets = offsets != NULL;
-    w->seq[0].n = w->seq[1].n = 0;
-    encode_sequence(tok, w, text, len, &w->seq[0]);
-    if (has_pair) encode_sequence(tok, w, pair, pair_len, &w->seq[1]);
-    if (w->failed) {
-        mb_tokenizer_work_free(own);
-        mb_fail(err, MB_ERR_NOMEM, "tokenizer: out of memory while encoding");
+    if (n1 + n2 <= total) return 0;
+    if (o->truncation == MB_TRUNC_LONGEST_FIRST) {
+        truncate_lengths(1, max_length, k1, k2);
+        *which = *k1 < n1 ? 0 : 1;
+        return 0;
+    }
+    int cut = o->truncation == MB_TRUNC_ONLY_FIRST ? 0 : 1;
+    size_t keep_other = cut == 0 ? n2 : n1, len = cut == 0 ? n1 : n2;
+    size_t over = n1 + n2 - total;
+    if (len <= over) {
+        mb_fail(err, MB_ERR_RANGE, "truncation %s: the %s sequence (%zu tokens) is too short to bring the pair "
+                "(%zu + %zu tokens and %d special) within max_length %d", mb_truncation_name(o->truncation),
+                cut == 0 ? "first" : "second", len, n1, n2, (int)added, (int)max_length);
         return -1;
     }
-    size_t n1 = w->seq[0].n, n2 = w->seq[1].n;
-    truncate_lengths(has_pair, max_length, &n1, &n2);
-    size_t total = n1 + n2 + (has_pair ? 3 : 2), k = 0;
+    (void)keep_other;
+    if (cut == 0) *k1 = n1 - over;
+    else *k2 = n2 - over;
+    *which = cut;
+    return 0;
+}
+
+/* Emit [CLS] A[a0, a0+na) [SEP] (B[b0, b0+nb) [SEP]) from the work's pieces;
+   returns the ids of the encoding (writing at most cap). */
+static size_t emit_encoding(const mb_tokenizer *tok, const mb_tokenizer_work *w, int has_pair, size_t a0, size_t na,
+                            size_t b0, size_t nb, int32_t *ids, int32_t *type_ids, int32_t *offsets, size_t cap) {
+    size_t k = 0;
 #define EMIT(id_, type_, s_, e_)                                                                                       \
     do {                                                                                                               \
         if (k < cap) {                                                                                                 \
@@ -650,15 +682,142 @@ int64_t mb_tokenizer_encode(const mb_tokenizer *tok, mb_tokenizer_work *w, const
         k++;                                                                                                           \
     } while (0)
     EMIT(tok->special.cls, 0, -1, -1);
-    for (size_t i = 0; i < n1; i++) EMIT(w->seq[0].ids[i], 0, w->seq[0].offs[2 * i], w->seq[0].offs[2 * i + 1]);
+    for (size_t i = a0; i < a0 + na; i++) EMIT(w->seq[0].ids[i], 0, w->seq[0].offs[2 * i], w->seq[0].offs[2 * i + 1]);
     EMIT(tok->special.sep, 0, -1, -1);
     if (has_pair) {
-        for (size_t i = 0; i < n2; i++) EMIT(w->seq[1].ids[i], 1, w->seq[1].offs[2 * i], w->seq[1].offs[2 * i + 1]);
+        for (size_t i = b0; i < b0 + nb; i++) EMIT(w->seq[1].ids[i], 1, w->seq[1].offs[2 * i], w->seq[1].offs[2 * i + 1]);
         EMIT(tok->special.sep, 1, -1, -1);
     }
 #undef EMIT
+    return k;
+}
+
+/* Word pieces of text (and pair) into w->seq; 0, or -1 with err. */
+static int encode_pieces(const mb_tokenizer *tok, mb_tokenizer_work *w, const char *text, size_t len, const char *pair,
+                         size_t pair_len, int want_offsets, mb_error *err) {
+    w->failed = 0;
+    w->want_offsets = want_offsets;
+    w->seq[0].n = w->seq[1].n = 0;
+    encode_sequence(tok, w, text ? text : "", text ? len : 0, &w->seq[0]);
+    if (pair) encode_sequence(tok, w, pair, pair_len, &w->seq[1]);
+    if (w->failed) {
+        mb_fail(err, MB_ERR_NOMEM, "tokenizer: out of memory while encoding");
+        return -1;
+    }
+    return 0;
+}
+
+int64_t mb_tokenizer_encode_ex(const mb_tokenizer *tok, mb_tokenizer_work *w, const char *text, size_t len,
+                               const char *pair, size_t pair_len, const mb_encode_options *o, int32_t *ids,
+                               int32_t *type_ids, int32_t *offsets, size_t cap, mb_error *err) {
+    mb_encode_options none = {0, MB_TRUNC_LONGEST_FIRST, 0};
+    if (!o) o = &none;
+    int has_pair = pair != NULL;
+    mb_tokenizer_work *own = NULL;
+    if (!w) {
+        w = own = mb_tokenizer_work_new();
+        if (!w) {
+            mb_fail(err, MB_ERR_NOMEM, "tokenizer: out of memory");
+            return -1;
+        }
+    }
+    int64_t total = -1;
+    size_t k1, k2;
+    int which;
+    if (o->max_length > 0 && o->max_length < (has_pair ? 3 : 2))
+        mb_fail(err, MB_ERR_ARG, "max_length %d is too small: the template adds %d special tokens", (int)o->max_length,
+                has_pair ? 3 : 2);
+    else if (encode_pieces(tok, w, text, len, pair, pair_len, offsets != NULL, err) == 0 &&
+             plan_truncation(has_pair, o, w->seq[0].n, w->seq[1].n, &k1, &k2, &which, err) == 0)
+        total = (int64_t)emit_encoding(tok, w, has_pair, 0, k1, 0, k2, ids, type_ids, offsets, cap);
     mb_tokenizer_work_free(own);
-    return (int64_t)total;
+    return total;
+}
+
+int64_t mb_tokenizer_encode(const mb_tokenizer *tok, mb_tokenizer_work *w, const char *text, size_t len,
+                            const char *pair, size_t pair_len, int32_t max_length, int32_t *ids,
+                            int32_t *type_ids, int32_t *offsets, size_t cap, mb_error *err) {
+    mb_encode_options o = {max_length, MB_TRUNC_LONGEST_FIRST, 0};
+    return mb_tokenizer_encode_ex(tok, w, text, len, pair, pair_len, &o, ids, type_ids, offsets, cap, err);
+}
+
+/* ---- overflowing windows ---------------------------------------------------- */
+
+void mb_windows_free(mb_windows *win) {
+    if (!win) return;
+    free(win->start);
+    free(win->ids);
+    free(win->type_ids);
+    free(win->offsets);
+    memset(win, 0, sizeof *win);
+}
+
+mb_status mb_tokenizer_encode_windows(const mb_tokenizer *tok, mb_tokenizer_work *w, const char *text, size_t len,
+                                      const char *pair, size_t pair_len, const mb_encode_options *o,
+                                      mb_windows *out, mb_error *err) {
+    memset(out, 0, sizeof *out);
+    int has_pair = pair != NULL;
+    if (has_pair && o->max_length > 0 && o->truncation == MB_TRUNC_LONGEST_FIRST)
+        return mb_fail(err, MB_ERR_ARG, "overflowing windows of a pair need truncation only_first or only_second "
+                       "(not longest_first)");
+    if (o->stride < 0) return mb_fail(err, MB_ERR_ARG, "stride must be >= 0 (got %d)", (int)o->stride);
+    mb_tokenizer_work *own = NULL;
+    if (!w) {
+        w = own = mb_tokenizer_work_new();
+        if (!w) return mb_fail(err, MB_ERR_NOMEM, "tokenizer: out of memory");
+    }
+    mb_status st = MB_OK;
+    size_t k1, k2;
+    int which;
+    if (encode_pieces(tok, w, text, len, pair, pair_len, 1, err) != 0 ||
+        plan_truncation(has_pair, o, w->seq[0].n, w->seq[1].n, &k1, &k2, &which, err) != 0) {
+        st = err ? err->code : MB_ERR_ARG;
+        goto done;
+    }
+    /* the cut sequence in windows of m pieces, each starting m - stride after the last */
+    size_t n_cut = which < 0 ? 0 : w->seq[which].n, m = which == 0 ? k1 : which == 1 ? k2 : 0;
+    if (which >= 0 && (size_t)o->stride >= m) {
+        st = mb_fail(err, MB_ERR_ARG, "stride %d must be smaller than the %zu tokens of the %s sequence that fit in "
+                     "max_length %d", (int)o->stride, m, which == 0 ? "first" : "second", (int)o->max_length);
+        goto done;
+    }
+    size_t n_win = 1;
+    if (which >= 0) {
+        size_t step = m - (size_t)o->stride;
+        n_win = 0;
+        for (size_t s0 = 0;; s0 += step) {
+            n_win++;
+            if (s0 + m >= n_cut) break;
+        }
+    }
+    size_t per = (has_pair ? 3 : 2) + k1 + k2;
+    out->start = malloc((n_win + 1) * sizeof *out->start);
+    out->ids = malloc(n_win * per * sizeof(int32_t) + 4);
+    out->type_ids = malloc(n_win * per * sizeof(int32_t) + 4);
+    out->offsets = malloc(2 * n_win * per * sizeof(int32_t) + 8);
+    if (!out->start || !out->ids || !out->type_ids || !out->offsets) {
+        mb_windows_free(out);
+        st = mb_fail(err, MB_ERR_NOMEM, "tokenizer: out of memory for %zu windows", n_win);
+        goto done;
+    }
+    size_t at = 0, s0 = 0;
+    for (size_t i = 0; i < n_win; i++) {
+        out->start[i] = (int64_t)at;
+        size_t a0 = 0, na = k1, b0 = 0, nb = k2;
+        if (which >= 0) {
+            size_t e = s0 + m < n_cut ? s0 + m : n_cut;
+            if (which == 0) a0 = s0, na = e - s0;
+            else b0 = s0, nb = e - s0;
+            s0 += m - (size_t)o->stride;
+        }
+        at += emit_encoding(tok, w, has_pair, a0, na, b0, nb, out->ids + at, out->type_ids + at, out->offsets + 2 * at,
+                            per);
+    }
+    out->start[n_win] = (int64_t)at;
+    out->n = (int64_t)n_win;
+done:
+    mb_tokenizer_work_free(own);
+    return st;
 }
 
 /* ======================================================================== */
@@ -711,7 +870,9 @@ mb_status mb_tokenizer_encode_batch(const mb_tokenizer *tok, int64_t n, const ch
     if (max_length < added)
         return mb_fail(err, MB_ERR_ARG, "max_length %d is too small: the template adds %d special tokens",
                        (int)max_length, added);
-    int32_t trunc = truncation ? max_length : 0;
+    mb_encode_options eo = {truncation ? max_length : 0, opts ? opts->strategy : MB_TRUNC_LONGEST_FIRST, 0};
+    mb_error row_err = {0};
+    int64_t err_row = -1; /* the first text whose encoding failed (not for lack of memory) */
 
     /* Pass 1: every row's ids into its own buffer (one allocation per text, none per token). */
     int32_t **rows = calloc((size_t)n + 1, sizeof *rows);
@@ -734,9 +895,10 @@ mb_status mb_tokenizer_encode_batch(const mb_tokenizer *tok, int64_t n, const ch
 #pragma omp for schedule(dynamic, 64)
         for (int64_t i = 0; i < n; i++) {
             if (failed || !w) continue;
+            mb_error e = {0};
             const char *pr = pairs ? (pairs[i] ? pairs[i] : "") : NULL;
             size_t pl = pairs ? pair_lens[i] : 0;
-            int64_t r = mb_tokenizer_encode(tok, w, texts[i], lens[i], pr, pl, trunc, ids, ty, NULL, cap, NULL);
+            int64_t r = mb_tokenizer_encode_ex(tok, w, texts[i], lens[i], pr, pl, &eo, ids, ty, NULL, cap, &e);
             if (r >= 0 && (size_t)r > cap) { /* grow the thread's buffer and encode again */
                 size_t c2 = (size_t)r * 2;
                 int32_t *a = realloc(ids, c2 * sizeof *a), *b = a ? realloc(ty, c2 * sizeof *b) : NULL;
@@ -747,9 +909,16 @@ mb_status mb_tokenizer_encode_batch(const mb_tokenizer *tok, int64_t n, const ch
                     continue;
                 }
                 cap = c2;
-                r = mb_tokenizer_encode(tok, w, texts[i], lens[i], pr, pl, trunc, ids, ty, NULL, cap, NULL);
+                r = mb_tokenizer_encode_ex(tok, w, texts[i], lens[i], pr, pl, &eo, ids, ty, NULL, cap, &e);
             }
             if (r < 0) {
+                if (e.code != MB_ERR_NOMEM) {
+#pragma omp critical(mb_tokenizer_batch_error)
+                    if (err_row < 0 || i < err_row) {
+                        err_row = i;
+                        row_err = e;
+                    }
+                }
                 failed = 1;
                 continue;
             }
@@ -769,6 +938,10 @@ mb_status mb_tokenizer_encode_batch(const mb_tokenizer *tok, int64_t n, const ch
     }
     mb_status st = MB_OK;
     int64_t T = 0, longest = 0;
+    if (failed && err_row >= 0) {
+        st = mb_fail(err, row_err.code, "encode_batch: text %lld: %s", (long long)err_row + 1, row_err.msg);
+        goto done;
+    }
     if (failed) {
         st = mb_fail(err, MB_ERR_NOMEM, "encode_batch: out of memory");
         goto done;

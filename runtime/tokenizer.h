@@ -86,12 +86,53 @@ int64_t mb_tokenizer_encode(const mb_tokenizer *tok, mb_tokenizer_work *w, const
                             const char *pair, size_t pair_len, int32_t max_length, int32_t *ids,
                             int32_t *type_ids, int32_t *offsets, size_t cap, mb_error *err);
 
+/* Hugging Face's truncation strategies for a pair (a single sequence is cut
+   at its end under longest_first and only_first). */
+typedef enum mb_truncation {
+    MB_TRUNC_LONGEST_FIRST = 0, /* remove from the longer of A and B, one token at a time */
+    MB_TRUNC_ONLY_FIRST,        /* remove from A only (an error when A cannot give enough) */
+    MB_TRUNC_ONLY_SECOND        /* remove from B only (question answering: B is the context) */
+} mb_truncation;
+const char *mb_truncation_name(mb_truncation t);
+
+typedef struct mb_encode_options {
+    int32_t max_length;       /* ids including special tokens; <= 0: no truncation */
+    mb_truncation truncation;
+    int32_t stride;           /* mb_tokenizer_encode_windows: tokens shared by consecutive windows */
+} mb_encode_options;
+
+/* mb_tokenizer_encode with a truncation strategy (o NULL: none). Errors: a
+   strategy that cannot fit the pair (only_second with a first sequence that
+   fills max_length), only_second without a pair. */
+int64_t mb_tokenizer_encode_ex(const mb_tokenizer *tok, mb_tokenizer_work *w, const char *text, size_t len,
+                               const char *pair, size_t pair_len, const mb_encode_options *o, int32_t *ids,
+                               int32_t *type_ids, int32_t *offsets, size_t cap, mb_error *err);
+
+/* Every window of a long input, as HF's return_overflowing_tokens: the
+   encoding truncated by o, then the overflowing ones. The truncated sequence
+   (A alone, or the one only_first / only_second names) is cut into windows of
+   the length that fits; each starts (that length - stride) tokens after the
+   previous, the last ends at the sequence's end; the other sequence is
+   repeated whole. Pairs need only_first or only_second. Window i is ids
+   [start[i], start[i+1]) of the flat arrays; offsets 2 per id as
+   mb_tokenizer_encode (-1 -1 for template tokens). */
+typedef struct mb_windows {
+    int64_t n;
+    int64_t *start;                    /* [n+1] */
+    int32_t *ids, *type_ids, *offsets; /* flat */
+} mb_windows;
+mb_status mb_tokenizer_encode_windows(const mb_tokenizer *tok, mb_tokenizer_work *w, const char *text, size_t len,
+                                      const char *pair, size_t pair_len, const mb_encode_options *o,
+                                      mb_windows *out, mb_error *err);
+void mb_windows_free(mb_windows *win);
+
 typedef enum mb_padding { MB_PAD_NONE = 0, MB_PAD_LONGEST, MB_PAD_MAX_LENGTH } mb_padding;
 
 typedef struct mb_batch_options {
     mb_padding padding;
     int32_t max_length; /* truncation and MB_PAD_MAX_LENGTH length; <= 0: model_max_length */
     int truncation;     /* 0: never truncate (max_length still sets the padded length) */
+    mb_truncation strategy; /* of pairs (longest_first by default) */
 } mb_batch_options;
 
 /* A batch [batch, seq_len], row-major; malloc'd buffers owned by the caller

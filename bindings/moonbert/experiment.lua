@@ -153,6 +153,14 @@ end
 function M.load_model(info, o)
   o = o or {}
   local db = require "moonbert.distilbert"
+  local cfg = require("dkjson").decode(require("moonbert.fs").read_file(info.dir .. "/config.json") or "{}")
+  if type(cfg) == "table" and cfg.model_type == "bert" then -- BertForSequenceClassification (mb.bert)
+    db = require "moonbert.bert"
+    if info.weights then
+      return db.load(info.dir, { num_labels = o.num_labels, id2label = o.id2label, seed = o.seed, quiet = true })
+    end
+    return db.new(info.dir, { num_labels = o.num_labels, id2label = o.id2label, seed = o.seed })
+  end
   if info.weights then
     return db.load(info.dir, { num_labels = o.num_labels, id2label = o.id2label, seed = o.seed, quiet = true,
                                precision = o.precision })

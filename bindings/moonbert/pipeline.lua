@@ -96,7 +96,7 @@ TextClassification.__gc = TextClassification.free
 M.tasks["text-classification"] = {
   load = function(dir, opts)
     check_dir(dir, "pipeline")
-    local model = require("moonbert.distilbert").load(dir, { quiet = true })
+    local model = require("moonbert.auto").load(dir, { task = "text-classification", quiet = true }) -- DistilBERT or BERT
     if opts.precision then -- "fp32" or "bf16" (README: bf16 on the CPU)
       require("moonbert.distilbert").set_cpu_precision(model, opts.precision, false, "pipeline")
     end
@@ -110,6 +110,9 @@ M.tasks["text-classification"] = {
 }
 M.tasks["sentiment-analysis"] = M.tasks["text-classification"] -- Hugging Face's alias
 M.tasks["fill-mask"] = require("moonbert.pipeline_fill_mask") -- bindings/moonbert/pipeline_fill_mask.lua
+M.tasks["question-answering"] = require("moonbert.pipeline_qa") -- bindings/moonbert/pipeline_qa.lua
+M.tasks["token-classification"] = require("moonbert.pipeline_ner") -- bindings/moonbert/pipeline_ner.lua
+M.tasks["ner"] = M.tasks["token-classification"] -- Hugging Face's alias
 
 --- new(task, dir, opts) -> pipeline (callable)
 function M.new(task, dir, opts)

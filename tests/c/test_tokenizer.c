@@ -369,7 +369,7 @@ TEST(batch_padding_truncation_and_lengths) {
     const char *texts[3] = {"hello world", "i am so excited today!", ""};
     size_t lens[3];
     for (int i = 0; i < 3; i++) lens[i] = strlen(texts[i]);
-    mb_batch_options o = {MB_PAD_LONGEST, 0, 1};
+    mb_batch_options o = {MB_PAD_LONGEST, 0, 1, MB_TRUNC_LONGEST_FIRST};
     mb_batch_encoding b;
     mb_error err = {0};
     CHECK(mb_tokenizer_encode_batch(tok, 3, texts, lens, NULL, NULL, &o, &b, &err) == MB_OK, "%s", err.msg);
@@ -384,14 +384,14 @@ TEST(batch_padding_truncation_and_lengths) {
         }
     }
     mb_batch_encoding_free(&b);
-    o = (mb_batch_options){MB_PAD_MAX_LENGTH, 5, 1};
+    o = (mb_batch_options){MB_PAD_MAX_LENGTH, 5, 1, MB_TRUNC_LONGEST_FIRST};
     CHECK(mb_tokenizer_encode_batch(tok, 3, texts, lens, NULL, NULL, &o, &b, &err) == MB_OK, "%s", err.msg);
     CHECK(b.seq_len == 5 && b.lengths[1] == 5 && b.input_ids[5 + 4] == 102 && b.input_ids[2 * 5 + 2] == 0);
     mb_batch_encoding_free(&b);
-    o = (mb_batch_options){MB_PAD_NONE, 0, 1};
+    o = (mb_batch_options){MB_PAD_NONE, 0, 1, MB_TRUNC_LONGEST_FIRST};
     CHECK(mb_tokenizer_encode_batch(tok, 3, texts, lens, NULL, NULL, &o, &b, &err) == MB_ERR_SHAPE &&
           strstr(err.msg, "padding"));
-    o = (mb_batch_options){MB_PAD_MAX_LENGTH, 5, 0};
+    o = (mb_batch_options){MB_PAD_MAX_LENGTH, 5, 0, MB_TRUNC_LONGEST_FIRST};
     CHECK(mb_tokenizer_encode_batch(tok, 3, texts, lens, NULL, NULL, &o, &b, &err) == MB_ERR_RANGE);
     int32_t L[3];
     CHECK(mb_tokenizer_lengths(tok, 3, texts, lens, 5, L, &err) == MB_OK);
@@ -419,7 +419,7 @@ TEST(batch_parallel_equals_serial) {
         texts[i] = store[i];
         lens[i] = strlen(store[i]);
     }
-    mb_batch_options o = {MB_PAD_LONGEST, 0, 1};
+    mb_batch_options o = {MB_PAD_LONGEST, 0, 1, MB_TRUNC_LONGEST_FIRST};
     mb_batch_encoding b;
     mb_error err = {0};
     CHECK(mb_tokenizer_encode_batch(tok, N, texts, lens, NULL, NULL, &o, &b, &err) == MB_OK, "%s", err.msg);

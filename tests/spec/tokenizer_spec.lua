@@ -265,4 +265,177 @@ describe("mb.tokenizer", function()
     assert.are.equal(2000, r.texts)
     assert.is_true(r.tokens_per_s_1_thread > 0 and r.tokens_per_s_all_threads > 0)
   end)
+
+  -- ---- pairs, strategies, offsets and overflowing windows (issue 25) --------------------------
+
+  -- The fixture's pieces of a text: its ids without [CLS] and [SEP] (texts short enough not to be cut).
+  local function pieces_of(c)
+    local p = {}
+    for i = 2, #c.ids - 1 do p[#p + 1] = c.ids[i] end
+    return p
+  end
+
+  -- HF's rules for a pair truncated to max_length ([CLS] A [SEP] B [SEP]): how many pieces of A and B.
+  local function keep_counts(na, nb, max_length, strategy)
+    local total = max_length - 3
+    if na + nb <= total then return na, nb end
+    if strategy == "only_first" then return na - (na + nb - total), nb end
+    if strategy == "only_second" then return na, nb - (na + nb - total) end
+    -- longest_first as the Rust tokenizers (AutoTokenizer's fast tokenizer): the shorter keeps
+    -- min(its length, total // 2), the longer (the second on ties) the rest
+    local short = math.min(na, nb)
+    local keep_short = math.min(short, total // 2)
+    local keep_long = short > total // 2 and keep_short + total % 2 or total - keep_short
+    if na > nb then return keep_long, keep_short end
+    return keep_short, keep_long
+  end
+
+  it("encodes pairs of the fixture texts as HF's template, under each truncation strategy", function()
+    if not tok then return end
+    if not exists(FIX .. "/edge_cases.jsonl") then pending("fixtures absent") return end
+    local cases = {}
+    for _, c in ipairs(read_edge_cases()) do if #c.ids < 512 and #c.ids > 3 then cases[#cases + 1] = c end end
+    local checked = 0
+    for i = 1, #cases - 1 do
+      local a, b = cases[i], cases[i + 1]
+      local pa, pb = pieces_of(a), pieces_of(b)
+      for _, strategy in ipairs { "longest_first", "only_first", "only_second" } do
+        for _, max_length in ipairs { 512, 24 } do
+          local ka, kb = keep_counts(#pa, #pb, max_length, strategy)
+          if ka >= 1 and kb >= 1 then
+            local e = tok:encode(a.text, b.text, { truncation = strategy, max_length = max_length })
+            local want, types, seq = { 101 }, { 0 }, { -1 }
+            for j = 1, ka do want[#want + 1] = pa[j]; types[#types + 1] = 0; seq[#seq + 1] = 0 end
+            want[#want + 1] = 102; types[#types + 1] = 0; seq[#seq + 1] = -1
+            for j = 1, kb do want[#want + 1] = pb[j]; types[#types + 1] = 1; seq[#seq + 1] = 1 end
+            want[#want + 1] = 102; types[#types + 1] = 1; seq[#seq + 1] = -1
+            local d = first_diff(e.input_ids, want)
+            assert(not d, string.format("%s/%d: ids differ at %s for %q + %q", strategy, max_length, tostring(d), a.text, b.text))
+            assert.are.same(seq, e.sequence_ids)
+            checked = checked + 1
+          else
+            local ok, err = pcall(tok.encode, tok, a.text, b.text, { truncation = strategy, max_length = max_length })
+            assert(not ok and err:find("too short", 1, true), strategy .. ": " .. tostring(err))
+          end
+        end
+      end
+    end
+    assert.is_true(checked > 600, "only " .. checked .. " pairs checked")
+  end)
+
+  it("maps every word piece back to its bytes of the text (return_offsets_mapping)", function()
+    if not tok then return end
+    if not exists(FIX .. "/edge_cases.jsonl") then pending("fixtures absent") return end
+    local n = 0
+    for _, c in ipairs(read_edge_cases()) do
+      if not c.text:find("[\128-\255]") and not c.text:find("%[%u+%]") then -- ASCII: lowercase is the normalizer
+        local e = tok:encode(c.text, { return_offsets_mapping = true, truncation = false })
+        for i, t in ipairs(e.tokens) do
+          if e.sequence_ids[i] == 0 and t ~= "[UNK]" then
+            local piece = t:gsub("^##", "")
+            -- characters clean_text drops (controls) may sit inside a piece's span
+            assert.are.equal(piece, (c.text:sub(e.offsets[i][1], e.offsets[i][2]):lower():gsub("%c", "")), c.text)
+            n = n + 1
+          end
+        end
+      end
+    end
+    assert.is_true(n > 1000, n .. " pieces")
+  end)
+
+  it("splits a long context into overflowing windows with stride", function()
+    if not tok then return end
+    local q = "what did the fox jump over?"
+    local words = {}
+    for i = 1, 90 do words[i] = ({ "the", "quick", "brown", "fox", "jumps", "over", "lazy", "dogs" })[i % 8 + 1] end
+    local ctx = table.concat(words, " ") .. "."
+    local full = tok:encode(ctx, { truncation = false })
+    local ctx_ids = {}
+    for i = 2, #full.input_ids - 1 do ctx_ids[#ctx_ids + 1] = full.input_ids[i] end
+    local nq = #tok:encode(q).input_ids - 2
+    local max_length, stride = 40, 8
+    local wins = tok:encode(q, ctx, { truncation = "only_second", max_length = max_length, stride = stride,
+                                      return_overflowing_tokens = true, return_offsets_mapping = true })
+    local m = max_length - 3 - nq -- context tokens per window
+    local step = m - stride
+    assert.are.equal(math.ceil((#ctx_ids - m) / step) + 1, #wins)
+    local first = tok:encode(q, ctx, { truncation = "only_second", max_length = max_length })
+    assert.are.same(first.input_ids, wins[1].input_ids)
+    for w, e in ipairs(wins) do
+      assert.is_true(#e.input_ids <= max_length)
+      -- the question whole in every window, then the window's context tokens
+      local got = {}
+      for i, s in ipairs(e.sequence_ids) do
+        if s == 1 then
+          got[#got + 1] = e.input_ids[i]
+        end
+      end
+      local start = (w - 1) * step
+      for j = 1, #got do assert.are.equal(ctx_ids[start + j], got[j], "window " .. w .. " token " .. j) end
+      if w < #wins then assert.are.equal(m, #got) else assert.are.equal(#ctx_ids, start + #got) end
+      -- offsets of context tokens point into the context
+      for i, s in ipairs(e.sequence_ids) do
+        if s == 1 then
+          local piece = e.tokens[i]:gsub("^##", "")
+          assert.are.equal(piece, ctx:sub(e.offsets[i][1], e.offsets[i][2]))
+        end
+      end
+    end
+    -- a short context: one window
+    assert.are.equal(1, #tok:encode(q, "the fox.", { truncation = "only_second", max_length = 40, stride = 8,
+                                                  return_overflowing_tokens = true }))
+    -- single sequences overflow too; pairs need only_first / only_second; the stride must fit
+    local single = tok:encode(ctx, { max_length = 20, stride = 4, return_overflowing_tokens = true })
+    assert.are.equal(math.ceil((#ctx_ids - 18) / 14) + 1, #single)
+    assert.has_error(function() tok:encode(q, ctx, { max_length = 40, stride = 8, return_overflowing_tokens = true }) end)
+    local ok, err = pcall(tok.encode, tok, q, ctx, { truncation = "only_second", max_length = 40, stride = 40,
+                                                     return_overflowing_tokens = true })
+    assert.is_false(ok)
+    assert.matches("stride 40 must be smaller", err)
+    ok, err = pcall(tok.encode, tok, ctx, q, { truncation = "only_second", max_length = 40 })
+    assert.is_false(ok)
+    assert.matches("only_second: the second sequence", err)
+    assert.has_error(function() tok:encode(ctx, { truncation = "only_second", max_length = 40 }) end)
+    -- batches take the strategy too
+    local b = tok:encode_batch({ q }, { ctx }, { truncation = "only_second", max_length = 40 })
+    assert.are.same(first.input_ids, b.input_ids[1]:totable())
+    ok, err = pcall(tok.encode_batch, tok, { "x", ctx }, { "y", q }, { truncation = "only_second", max_length = 40 })
+    assert.is_false(ok)
+    assert.matches("text 2: truncation only_second", err)
+  end)
+
+  it("cased vocabularies: accents kept unless strip_accents, as the config says", function()
+    local lfs = require "lfs"
+    local function vocab_dir(config, tokenizer_json)
+      local dir = os.tmpname()
+      os.remove(dir)
+      assert(lfs.mkdir(dir))
+      local f = assert(io.open(dir .. "/vocab.txt", "w"))
+      f:write("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nCafé\nCafe\ncafé\ncafe\nNaïve\nNaive\n##s\n.\n")
+      f:close()
+      f = assert(io.open(dir .. "/tokenizer_config.json", "w"))
+      f:write(config)
+      f:close()
+      return dir
+    end
+    local cases = {
+      -- do_lower_case false: strip_accents follows it (off): case and accents kept
+      { '{"do_lower_case": false}', { 2, 5, 6, 7, 8, 9, 12, 3 } },
+      -- strip_accents true without lowercasing: case kept, accents gone
+      { '{"do_lower_case": false, "strip_accents": true}', { 2, 6, 6, 8, 8, 10, 12, 3 } },
+      -- do_lower_case true: lowercased and (strip_accents null) accents stripped
+      { '{"do_lower_case": true}', { 2, 8, 8, 8, 8, 1, 12, 3 } },
+      -- lowercased but accents kept explicitly
+      { '{"do_lower_case": true, "strip_accents": false}', { 2, 7, 8, 7, 8, 1, 12, 3 } },
+    }
+    for _, c in ipairs(cases) do
+      local dir = vocab_dir(c[1])
+      local t = mb.tokenizer.load(dir)
+      local e = t:encode("Café Cafe café cafe Naïve.")
+      assert.are.same(c[2], e.input_ids, c[1])
+      t:free()
+      for file in lfs.dir(dir) do if file ~= "." and file ~= ".." then os.remove(dir .. "/" .. file) end end
+      os.remove(dir)
+    end
+  end)
 end)
