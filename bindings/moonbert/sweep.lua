@@ -157,17 +157,67 @@ function M.check_spec(spec, path)
   return s
 end
 
---- sweep.load_spec(path) -> spec. The file runs in an empty environment (it is data).
+-- The spec's sandbox: a spec is data, so its chunk sees only pure functions (no os, io, load,
+-- require, debug, getmetatable, pcall), runs at most SPEC_STEPS VM instructions and may grow
+-- the Lua heap by about SPEC_HEAP_KB (checked after every instruction: one instruction can at
+-- most double it); strings' methods are the same safe copy while it runs.
+local SPEC_STEPS, SPEC_HEAP_KB = 1000000, 65536
+
+local function copy_lib(lib, drop)
+  local t = {}
+  for k, v in pairs(lib) do if not drop[k] then t[k] = v end end
+  return t
+end
+
+local function spec_env()
+  local str = copy_lib(string, { dump = true })
+  local rep = string.rep
+  str.rep = function(s, n, sep)
+    if type(n) == "number" and n * (#tostring(s) + #tostring(sep or "")) > 1048576 then
+      error("string.rep: result over 1 MiB", 2)
+    end
+    return rep(s, n, sep)
+  end
+  return {
+    math = copy_lib(math, { randomseed = true }), string = str, table = copy_lib(table, {}),
+    utf8 = copy_lib(utf8, {}), pairs = pairs, ipairs = ipairs, next = next, select = select, type = type,
+    tonumber = tonumber, tostring = tostring, error = error, assert = assert, rawequal = rawequal,
+    rawlen = rawlen, rawget = rawget,
+  }, str
+end
+
+--- sweep.load_spec_text(text, path) -> spec: load_spec on text (path names it in messages).
+function M.load_spec_text(text, path)
+  path = path or "(text)"
+  local env, str = spec_env()
+  local chunk, cerr = load(text, "@" .. path, "t", env)
+  if not chunk then error("sweep spec " .. cerr, 0) end
+  local co = coroutine.create(chunk)
+  local heap0, steps = collectgarbage("count"), 0
+  debug.sethook(co, function()
+    steps = steps + 1
+    if collectgarbage("count") - heap0 > SPEC_HEAP_KB then error("uses more than 64 MiB of memory", 0) end
+    if steps > SPEC_STEPS then
+      error("runs more than " .. SPEC_STEPS .. " instructions (a spec is data, not a program)", 0)
+    end
+  end, "", 1)
+  local smt = getmetatable("")
+  local string_index = smt.__index
+  smt.__index = str
+  local ok, spec = coroutine.resume(co)
+  smt.__index = string_index
+  if ok and coroutine.status(co) ~= "dead" then ok, spec = false, "yielded" end
+  if not ok then error("sweep spec " .. path .. ": " .. tostring(spec), 0) end
+  return M.check_spec(spec, path)
+end
+
+--- sweep.load_spec(path) -> spec. The file runs sandboxed (see spec_env): it is data.
 function M.load_spec(path)
   local f, err = io.open(path, "rb")
   if not f then error("cannot read sweep spec " .. tostring(err), 0) end
   local text = f:read("a")
   f:close()
-  local chunk, cerr = load(text, "@" .. path, "t", { math = math })
-  if not chunk then error("sweep spec " .. cerr, 0) end
-  local ok, spec = pcall(chunk)
-  if not ok then error("sweep spec " .. tostring(spec), 0) end
-  return M.check_spec(spec, path)
+  return M.load_spec_text(text, path)
 end
 
 -- ---- the trials -----------------------------------------------------------------
