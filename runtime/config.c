@@ -395,5 +395,5 @@ mb_status mb_config_save(const mb_distilbert_config *c, const char *path, const 
     int ok = fputs(s, f) >= 0 && fputc('\n', f) != EOF;
     if (fclose(f) != 0) ok = 0;
     free(s);
-    return ok ? MB_OK : mb_fail(err, MB_ERR_IO, "%s: write failed", path);
+    return ok ? MB_OK : mb_fail(err, MB_ERR_IO, "%s: write failed: %s", path, strerror(errno));
 }
