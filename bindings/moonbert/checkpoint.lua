@@ -128,6 +128,17 @@ function M.prune(root, keep)
   end
 end
 
+--- Raise unless root exists (or can be made) and takes files: for a check before training.
+function M.check_writable(root)
+  local fs = require "moonbert.fs"
+  local ok, err = fs.mkdir_p(root)
+  if not ok then error("checkpoint folder " .. root .. ": " .. err, 0) end
+  local probe = string.format("%s/.tmp-write-test-%d", root, require("moonbert.core").signal.pid())
+  ok, err = core.write_file(probe, "")
+  os.remove(probe)
+  if not ok then error("checkpoint folder " .. root .. " is not writable: " .. err, 0) end
+end
+
 --- save(root, step, write(tmpdir), {keep=}) -> the checkpoint's folder.
 function M.save(root, step, write, opts)
   if math.type(step) ~= "integer" or step < 0 then error("bad argument #2 to 'save' (step: integer >= 0 expected)", 2) end
@@ -146,7 +157,8 @@ function M.save(root, step, write, opts)
   local wok, werr = pcall(write, tmp)
   if not wok then
     rmtree(tmp)
-    error(string.format("checkpoint %s: %s", final, tostring(werr)), 0)
+    -- the writer's error without the "file.lua:N: " of the line that raised it
+    error(string.format("checkpoint %s: %s", final, (tostring(werr):gsub("^[^%s:]+%.lua:%d+: ", ""))), 0)
   end
   local files = files_below(tmp)
   local function fail(msg)

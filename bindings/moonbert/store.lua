@@ -42,6 +42,25 @@ local function ensure_parent(path)
   require("moonbert.fs").mkdir_p(dir)
 end
 
+-- A store to write to must have a folder that exists (or can be made) and takes files: checked
+-- when opening, so that a read-only or missing folder stops a script before it trains anything.
+local function check_writable_folder(path)
+  if path:match("^%a[%w+.-]*://") or path == ":memory:" then return end
+  local dir = path:match("^(.*)/[^/]*$") or "."
+  if dir == "" then dir = "/" end
+  local ok, err = require("moonbert.fs").mkdir_p(dir)
+  if not ok then error(path .. ": cannot open the results store: " .. err, 3) end
+  local probe = string.format("%s/.moonbert-write-test-%d", dir, require("moonbert.core").signal.pid())
+  local f, ferr = io.open(probe, "wb")
+  if f then
+    f:close()
+    os.remove(probe)
+    return
+  end
+  error(string.format("%s: cannot open the results store: its folder %s is not writable (%s)", path, dir,
+    tostring(ferr):gsub("^[^:]*: ", "")), 3)
+end
+
 --- mb.store.open([path [, opts]]) -> store
 -- opts: create (true), reap (true: mark dead runs killed), stale_after (60 s, runs of
 -- other hosts without a heartbeat for that long are reaped), busy_timeout (30 s),
@@ -55,7 +74,7 @@ function M.open(path, opts)
   end
   path = path or M.default_path
   opts = opts or {}
-  if opts.create ~= false then ensure_parent(path) end
+  if opts.create ~= false then check_writable_folder(path) end
   local store, msg = core.open(path, opts)
   if not store then error(msg, 2) end
   if opts.reap ~= false then

@@ -497,6 +497,10 @@ function M.fit(o)
                    bucket = bucket }
   local save_steps = opt_int(o, "save_steps", nil, 1)
   local keep = opt_int(o, "save_total_limit", nil, 1)
+  if o.checkpoint_dir ~= nil and type(o.checkpoint_dir) ~= "string" then
+    argerror("fit", 1, "field 'checkpoint_dir' must be a folder path")
+  end
+  if o.checkpoint_dir then ckpt.check_writable(o.checkpoint_dir) end -- before any step, not at the first save
   local warn_out = o.progress_stream or io.stderr
   local start_epoch, start_batch, step, history = 1, 1, 0, {}
   local resumed_loss, resumed_win_loss, resumed_win_n = 0, 0, 0

@@ -20,27 +20,7 @@ local have_bin = BIN and io.open(BIN, "r") ~= nil
 local CHILD = "tests/spec/faults/child.lua"
 local STEPS = 24 -- 96 texts, batch 8, 2 epochs
 
-local WORDS = { "i", "feel", "so", "very", "today", "not", "a", "the", "happy", "sad", "angry", "calm", "love",
-                "fear", "joy", "dark", "bright", "glad", "cry", "smile", "storm" }
-local CUES = { "sad", "happy", "love", "angry", "fear", "storm" } -- label i-1 has cue word CUES[i]
-
--- A tokenizer folder (vocab.txt) and 96 labelled texts in dir.
-local function make_data(dir)
-  local vocab = { "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]" }
-  for _, w in ipairs(WORDS) do vocab[#vocab + 1] = w end
-  support.write(dir .. "/vocab.txt", table.concat(vocab, "\n") .. "\n")
-  local rng = 12345
-  local function rand(n) rng = (rng * 1103515245 + 12345) % 2147483648 return rng % n + 1 end
-  local lines = {}
-  for i = 1, 96 do
-    local label = (i - 1) % 6
-    local t = {}
-    for _ = 1, 2 + rand(8) do t[#t + 1] = WORDS[rand(#WORDS)] end
-    table.insert(t, rand(#t + 1), CUES[label + 1])
-    lines[i] = table.concat(t, " ") .. ";" .. mb.data.EMOTION_LABELS[label + 1]
-  end
-  support.write(dir .. "/train.txt", table.concat(lines, "\n") .. "\n")
-end
+local make_data = require("tests.spec.faults.data").make_data
 
 -- `moonbert run child.lua` in the background: returns the pipe and the process id.
 local function spawn(work, ck, out, opts)
