@@ -533,6 +533,15 @@ static int store_runs(lua_State *L) {
 }
 
 /* store:get_run(id) -> record | nil, "no run N in PATH" */
+/* store:delete_run(id): the run and all its rows (not its files: results gc) */
+static int store_delete_run(lua_State *L) {
+    mb_store *s = check_store(L, 1);
+    int64_t id = check_run_id(L, 2);
+    mb_error err = {0};
+    if (mb_store_delete_run(s, id, &err) != MB_OK) return mb_lua_raise(L, &err);
+    return 0;
+}
+
 static int store_get_run(lua_State *L) {
     mb_store *s = check_store(L, 1);
     int64_t id = check_run_id(L, 2);
@@ -1066,6 +1075,7 @@ static const luaL_Reg store_methods[] = {
     {"reap", store_reap},
     {"runs", store_runs},
     {"get_run", store_get_run},
+    {"delete_run", store_delete_run},
     {"params", store_params},
     {"tags", store_tags},
     {"metrics", store_metrics},

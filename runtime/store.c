@@ -1135,3 +1135,27 @@ mb_status mb_store_artifacts(mb_store *s, int64_t run, mb_artifact_visitor fn, v
     sqlite3_bind_int64(st, 1, run);
     return each_row(s, st, artifact_row, (void *)fn, ctx, NULL, err);
 }
+
+/* ---- deleting ------------------------------------------------------------ */
+
+mb_status mb_store_delete_run(mb_store *s, int64_t run, mb_error *err) {
+    if (begin(s, err) != MB_OK) return MB_ERR_DB;
+    char status[32];
+    if (run_status(s, run, status, sizeof status, err) != MB_OK) goto fail;
+    if (strcmp(status, "running") == 0) {
+        rollback(s);
+        return mb_fail(err, MB_ERR_STATE, "run %lld is running: stop it first (or wait for it to end)", (long long)run);
+    }
+    /* prepared here, not cached: deleting is rare and the cache is sized for the hot statements */
+    sqlite3_stmt *st = prepare(s, "DELETE FROM runs WHERE id = ?1", err);
+    if (!st) goto fail;
+    sqlite3_bind_int64(st, 1, run);
+    int rc = step_retry(s, st);
+    if (rc != SQLITE_DONE) db_fail(s, err, "deleting a run"); /* before finalize: the message is the step's */
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) goto fail;
+    return commit(s, err);
+fail:
+    rollback(s);
+    return err ? err->code : MB_ERR_DB;
+}

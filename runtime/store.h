@@ -212,4 +212,10 @@ mb_status mb_store_predictions(mb_store *s, int64_t run, const char *split, int 
 typedef int (*mb_artifact_visitor)(const char *kind, const char *path, const char *hash, double time, void *ctx);
 mb_status mb_store_artifacts(mb_store *s, int64_t run, mb_artifact_visitor fn, void *ctx, mb_error *err);
 
+/* Delete a run and everything logged to it (params, metrics, tags, artifact
+   rows, matrices, predictions: ON DELETE CASCADE). A running run is refused
+   (MB_ERR_STATE: its process still writes to it); MB_ERR_RANGE when absent.
+   The run's files (runs/<id>) stay until `moonbert results gc`. */
+mb_status mb_store_delete_run(mb_store *s, int64_t run, mb_error *err);
+
 #endif

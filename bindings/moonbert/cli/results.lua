@@ -1,4 +1,4 @@
--- moonbert results: list, show, compare, best and export runs of the results store.
+-- moonbert results: list, show, compare, best, export and delete runs of the results store; gc.
 --
 -- Reads the store through mb.store (never creates one: a missing file is an
 -- error). Opening it reaps dead runs, so a run whose process died shows up
@@ -17,6 +17,7 @@ local SPEC = {
   { "--format", "FMT", "csv or json (export)", choices = { "csv", "json" } },
   { "--output", "FILE", "write the export to FILE instead of standard output" },
   { "--stale-after", "SECONDS", "reap runs of other hosts silent this long", type = "number", default = 60 },
+  { "--dry-run", nil, "delete, gc: print what would be removed, remove nothing" },
 }
 
 local M = { summary = "list, show, compare, best and export runs from the results store" }
@@ -34,6 +35,10 @@ commands:
   export --format csv|json               every run (filtered by --experiment/--status):
        [--output FILE]                   csv: one row per run (params, final metrics);
                                          json: runs with params, tags and metric series
+  delete RUN...                          delete runs and everything logged to them (not
+                                         running ones); their files go with gc
+  gc                                     remove the folders of deleted runs (runs/<id>
+                                         beside the store)
 
 The final value of a metric is the last one logged. Times are Unix seconds in exports.
 
@@ -357,14 +362,73 @@ local function cmd_export(store, opts, rest)
   return 0
 end
 
-local COMMANDS = { list = cmd_list, show = cmd_show, compare = cmd_compare, best = cmd_best, export = cmd_export }
+local function cmd_delete(store, opts, rest)
+  if #rest == 0 then args.usage_error("delete takes one or more run ids (moonbert results delete RUN...)") end
+  local runs = {}
+  for i, s in ipairs(rest) do
+    runs[i] = get_run(store, run_id_arg(s)) -- every id checked before anything is deleted
+    if runs[i].status == "running" then
+      fail(string.format("run %d is running: stop it first (or wait for it to end); nothing deleted", runs[i].id))
+    end
+  end
+  for _, r in ipairs(runs) do
+    if not opts.dry_run then store:delete_run(r.id) end
+    print(string.format("%s run %d (%s, %s)", opts.dry_run and "would delete" or "deleted", r.id, r.experiment, r.status))
+  end
+  if not opts.dry_run then print("their files stay until `moonbert results gc`") end
+  return 0
+end
+
+-- Bytes below path (files only).
+local function tree_size(path)
+  local lfs = require "lfs"
+  local a = lfs.symlinkattributes(path)
+  if not a then return 0 end
+  if a.mode ~= "directory" then return a.size or 0 end
+  local n = 0
+  for name in lfs.dir(path) do
+    if name ~= "." and name ~= ".." then n = n + tree_size(path .. "/" .. name) end
+  end
+  return n
+end
+
+local function cmd_gc(store, opts, rest)
+  if #rest > 0 then args.usage_error("gc takes no positional arguments") end
+  local lfs = require "lfs"
+  local base = (store:path():match("^(.*)/[^/]*$") or ".") .. "/runs"
+  if lfs.attributes(base, "mode") ~= "directory" then
+    print("nothing to remove: no run folders in " .. base)
+    return 0
+  end
+  local live = {}
+  for _, r in ipairs(store:runs {}) do live[r.id] = true end
+  local gone, bytes = {}, 0
+  for name in lfs.dir(base) do
+    local id = math.tointeger(tonumber(name:match("^(%d+)$")))
+    if id and not live[id] then gone[#gone + 1] = id end
+  end
+  table.sort(gone)
+  for _, id in ipairs(gone) do
+    local dir = base .. "/" .. id
+    local size = tree_size(dir)
+    bytes = bytes + size
+    if not opts.dry_run then require("moonbert.checkpoint").rmtree(dir) end
+    print(string.format("%s %s (%.1f MB)", opts.dry_run and "would remove" or "removed", dir, size / 1e6))
+  end
+  print(string.format("%d folder%s of deleted runs, %.1f MB%s", #gone, #gone == 1 and "" or "s", bytes / 1e6,
+    opts.dry_run and " (dry run)" or " freed"))
+  return 0
+end
+
+local COMMANDS = { list = cmd_list, show = cmd_show, compare = cmd_compare, best = cmd_best, export = cmd_export,
+                   delete = cmd_delete, gc = cmd_gc }
 
 function M.main(argv)
   local opts, rest = args.parse(argv, SPEC)
   local sub = table.remove(rest, 1)
-  if not sub then args.usage_error("which command? list, show, compare, best or export (--help explains)") end
+  if not sub then args.usage_error("which command? list, show, compare, best, export, delete or gc (--help explains)") end
   local cmd = COMMANDS[sub]
-  if not cmd then args.usage_error("unknown command '" .. sub .. "' (list, show, compare, best, export)") end
+  if not cmd then args.usage_error("unknown command '" .. sub .. "' (list, show, compare, best, export, delete, gc)") end
   local store
   local ok, rc = pcall(function()
     store = open_store(opts)
