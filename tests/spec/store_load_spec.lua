@@ -3,7 +3,7 @@
 -- follows the code) are planned by SQLite's EXPLAIN QUERY PLAN on a store made through mb.store:
 -- every lookup of the metrics table (5 M rows after 10,000 runs) goes through an index
 -- (metrics_by_run_key), never a scan. The timing itself, on a generated store of 10,000 runs and
--- 5 M metric rows, is scripts/bench-store (a benchmark: it takes about a minute to build).
+-- 5 M metric rows, is `moonbert bench store` (a benchmark: building the store takes about a minute).
 local mb = require "moonbert"
 local support = require "tests.spec.support"
 
