@@ -216,6 +216,44 @@ describe_proc("a resumed run is the run", function()
     assert.are.equal(ref_sha, sha(out .. "/model.safetensors"))
   end)
 
+  it("SIGTERM with a results store: one run, interrupted, resumed under its id to the same end", function()
+    local db = work .. "/runs.db"
+    local p, pid = spawn(work, "-", work .. "/st1", { sleep = 0.05, store = db })
+    local id = tonumber(p:read("l"):match("^run (%d+)$"))
+    read_until(p, function(_, s) return s and s >= 5 end)
+    signal.kill(pid, "SIGTERM")
+    local rest, how, code = finish(p)
+    assert.are.same({ "exit", 143 }, { how, code }, rest)
+    local store = mb.store.open(db)
+    local r = store:get_run(id)
+    assert.are.equal("interrupted", r.status)
+    assert.is_truthy(tostring(r.error):find("interrupted by SIGTERM at step", 1, true), tostring(r.error))
+    store:close()
+    local p2 = spawn(work, "-", work .. "/st2", { store = db, resume = 1 })
+    local first = table.concat(read_until(p2, function(line) return line:match("^run %d+$") end), "\n")
+    local rest2, _, code2 = finish(p2)
+    rest2 = first .. "\n" .. rest2
+    assert.are.equal(0, code2, rest2)
+    assert.is_truthy(rest2:find("\nrun " .. id .. "\n", 1, true), rest2)
+    assert.is_truthy(rest2:find("--resume: continuing run " .. id .. " (interrupted)", 1, true), rest2)
+    assert.is_truthy(rest2:find("resumed from ", 1, true), rest2)
+    assert.are.equal(ref_sha, sha(work .. "/st2/model.safetensors"))
+    store = mb.store.open(db)
+    local runs = store:runs { experiment = "faults_child" }
+    assert.are.equal(1, #runs)
+    assert.are.equal("completed", runs[1].status)
+    local events = store:run_events(id)
+    assert.are.same({ "interrupted", "resumed" }, { events[1].kind, events[2].kind })
+    assert.is_true(events[2].time >= events[1].time)
+    -- the train/loss series reaches the last step; rows between the checkpoint and the signal
+    -- are not logged twice (the signal's checkpoint is at the step it stopped at)
+    local steps = {}
+    for _, m in ipairs(store:metrics(id, "train/loss")) do steps[#steps + 1] = m.step end
+    assert.are.equal(STEPS, #steps)
+    assert.are.equal(STEPS, steps[#steps])
+    store:close()
+  end)
+
   it("a second signal ends the process at once, without a checkpoint", function()
     local ck, out = work .. "/twice-ckpt", work .. "/twice"
     local p, pid = spawn(work, ck, out, { sleep = 0.3 })

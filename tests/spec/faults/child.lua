@@ -6,7 +6,8 @@
 -- so nothing from ../shared is needed). Trains a random one-layer DistilBERT (dim 16, dropout
 -- on) for 2 epochs with checkpoints in CKPT and saves the final model to OUT (config.json +
 -- model.safetensors). Options: save_steps=N, keep=K, resume=1, sleep=SECONDS (a pause after
--- every step, so that a signal can land mid-run), store=PATH (log to a results store run),
+-- every step, so that a signal can land mid-run), store=PATH (log to a results store run; with
+-- resume=1 the interrupted run of the same options continues, through moonbert.experiment),
 -- threads are whatever MOONBERT_THREADS says (the spec fixes it for all processes).
 -- Prints "[train] ... step S/T ..." lines on stderr after every step (progress = "log").
 local mb = require "moonbert"
@@ -34,10 +35,15 @@ end
 
 local base, store
 if o.store then
+  -- as the experiments do: a new run, or with resume=1 the interrupted one taken over (same id);
+  -- CKPT "-" puts the checkpoints in the run's folder
+  local ex = require "moonbert.experiment"
   store = mb.store.open(o.store)
-  base = store:start_run { experiment = "faults_child", params = { save_steps = o.save_steps } }
+  base = ex.start_run(store, { resume = o.resume == "1" },
+    { experiment = "faults_child", git = false, params = { save_steps = o.save_steps } })
   print("run " .. base.id)
   io.stdout:flush()
+  if ckpt_dir == "-" then ckpt_dir = ex.checkpoint_options(base, {}).checkpoint_dir end
 end
 -- a run that pauses after each logged step (log_every = 1), forwarding to the store run if any
 local run = setmetatable({
