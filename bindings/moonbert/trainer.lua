@@ -537,6 +537,8 @@ function M.fit(o)
     signal.clear()
     signal.watch()
   end
+  -- the previous handlers come back however fit ends (an error included)
+  local restore_signals <close> = handle_signals and setmetatable({}, { __close = function() signal.unwatch() end }) or nil
 
   local t_start = now()
   local train_seconds, train_tokens = 0, 0
@@ -576,7 +578,6 @@ function M.fit(o)
   end
 
   local interrupted, exit_code, interrupted_path
-  local ok, err = pcall(function()
   for epoch = start_epoch, epochs do
     local batches = plan(epoch)
     local nb = #batches
@@ -623,9 +624,10 @@ function M.fit(o)
           interrupted_path = last_saved_step == step and (o.checkpoint_dir .. "/checkpoint-" .. step)
             or checkpoint(epoch, k, epoch_loss, win_loss, win_n)
         end
-        return
+        break
       end
     end
+    if interrupted then break end
     progress:end_epoch()
     local entry = { epoch = epoch, step = step, train_loss = epoch_loss / nb, seconds = now() - t_epoch }
     if evalset then
@@ -639,17 +641,15 @@ function M.fit(o)
     if handle_signals then sig, signo = signal.pending() end
     if sig and epoch < epochs then
       interrupted, exit_code = sig, 128 + signo
-      return
+      break
     end
     interrupted_path = nil
     if stop_after and epoch >= stop_after and epoch < epochs then
       stopped = true
-      return
+      break
     end
   end
-  end)
   if handle_signals then signal.unwatch() end
-  if not ok then error(err, 0) end
 
   if interrupted then
     local msg = string.format("interrupted by %s at step %d of %d; %s", interrupted, step, total,

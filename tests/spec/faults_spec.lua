@@ -119,6 +119,64 @@ describe("checkpoints", function()
   end)
 end)
 
+describe("fit in this process", function()
+  local work, tok, split, config
+  setup(function()
+    work = support.tmpdir()
+    make_data(work)
+    tok = mb.tokenizer.load(work)
+    split = mb.data.load_text(work .. "/train.txt", { sep = ";", names = { "text", "label" },
+                                                      label_names = mb.data.EMOTION_LABELS })
+    config = { dim = 16, n_layers = 1, n_heads = 2, hidden_dim = 32, vocab_size = tok.vocab_size,
+               max_position_embeddings = 32 }
+  end)
+  teardown(function() ckpt.rmtree(work) end)
+
+  local function fit(model, o)
+    local t = { model = model, tokenizer = tok, train = split, eval = false, epochs = 2, batch_size = 8, lr = 1e-3,
+                seed = 11, progress = false }
+    for k, v in pairs(o) do t[k] = v end
+    return mb.trainer.fit(t)
+  end
+  local function new_model() return mb.distilbert.new(config, { seed = 7, id2label = mb.data.EMOTION_LABELS }) end
+  local function same(a, b)
+    local x, y = a:parameter_block().params:totable(), b:parameter_block().params:totable()
+    for i = 1, #x do if x[i] ~= y[i] then return false end end
+    return #x == #y
+  end
+
+  it("exit_on_signal = false: a SIGTERM mid-epoch returns interrupted; the resume ends bit-identical", function()
+    local ref = new_model()
+    fit(ref, {})
+    local model = new_model()
+    local events = {}
+    local res = fit(model, { checkpoint_dir = work .. "/ip", exit_on_signal = false, log_every = 1,
+      run = function(event, t)
+        events[#events + 1] = event
+        if event == "log" and t.step == 9 then signal.kill(signal.pid(), "SIGTERM") end
+      end })
+    assert.are.equal("SIGTERM", res.interrupted)
+    assert.are.equal(143, res.exit_code)
+    assert.are.equal(9, res.steps)
+    assert.are.equal("interrupted", events[#events - 1])
+    assert.are.equal(9, ckpt.list(work .. "/ip")[1].step)
+    signal.clear()
+    local again = new_model()
+    local res2 = fit(again, { checkpoint_dir = work .. "/ip", resume = true })
+    assert.are.equal(24, res2.steps)
+    assert.is_true(same(ref, again))
+  end)
+
+  it("resuming from a checkpoint that does not verify is refused, naming it", function()
+    local dir = ckpt.list(work .. "/ip")[1].dir
+    support.write(dir .. "/trainer_state.json", "{}")
+    local ok, err = pcall(fit, new_model(), { resume = dir })
+    assert.is_false(ok)
+    assert.is_truthy(tostring(err):find(dir .. " does not verify", 1, true), tostring(err))
+    assert.is_truthy(tostring(err):find("trainer_state.json", 1, true), tostring(err))
+  end)
+end)
+
 local describe_proc = have_bin and describe or function(name) pending(name .. " (MOONBERT_BIN not built)") end
 
 describe_proc("a resumed run is the run", function()
