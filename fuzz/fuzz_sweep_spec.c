@@ -73,11 +73,11 @@ static int count_globals(void) {
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    /* bindings/ relative to this binary (build-fuzz/fuzz_sweep_spec) */
+    /* bindings/ relative to this binary (build-fuzz/fuzz_sweep_spec), else to the current folder */
     char self[PATH_MAX], code[PATH_MAX + 64];
     if (!realpath((*argv)[0], self)) snprintf(self, sizeof self, "build-fuzz/fuzz_sweep_spec");
     (void)argc;
-    snprintf(code, sizeof code, "package.path = '%s/../bindings/?.lua;' .. package.path", dirname(self));
+    snprintf(code, sizeof code, "package.path = '%s/../bindings/?.lua;bindings/?.lua;' .. package.path", dirname(self));
     L = lua_newstate(limited_alloc, NULL);
     require(L != NULL, "lua_newstate");
     luaL_openlibs(L);
