@@ -308,7 +308,11 @@ function M.start_run(store, opts, fields)
     if not store.resume_run then
       error("--resume: this build's results store cannot resume runs (no store:resume_run)", 0)
     end
-    local runs = store:runs { experiment = fields.experiment }
+    -- under `moonbert sweep` the store files runs under the sweep's experiment (mb.store.start_run)
+    local experiment = fields.experiment
+    local sweep, sweep_exp = os.getenv("MOONBERT_SWEEP"), os.getenv("MOONBERT_EXPERIMENT")
+    if sweep and sweep ~= "" and sweep_exp and sweep_exp ~= "" then experiment = sweep_exp end
+    local runs = store:runs { experiment = experiment }
     for i = #runs, 1, -1 do
       local r = runs[i]
       if (r.status == "interrupted" or r.status == "killed") and store:tags(r.id).resume_key == key then

@@ -23,7 +23,9 @@
 --
 -- Resume: a trial with a completed run tagged with the sweep and its key is
 -- skipped, so rerunning a sweep after a crash or Ctrl-C runs only what is left
--- (random search draws the same points from the same seed). A trial whose
+-- (random search draws the same points from the same seed); a trial whose run
+-- was interrupted or killed gets --resume when its script takes it, and
+-- continues that run from its newest checkpoint. A trial whose
 -- process fails is reported with its log and counted as failed; its run, if it
 -- started one, is marked failed by the store. Random draws of floats are rounded
 -- to 3 significant digits, so keys stay readable and repeatable.
@@ -402,11 +404,14 @@ function M.run(spec, opts)
   local trials = M.trials(spec)
   local summary = { trials = #trials, skipped = 0, completed = 0, failed = 0, failures = {} }
 
-  local done = {}
+  local done, resumable = {}, {}
   if not (opts.dry_run and not exists(store_path)) then -- a dry run creates no store
     local store = mb_store.open(store_path)
     for key, runs in pairs(M.trial_runs(store, spec)) do
-      for _, r in ipairs(runs) do if r.status == "completed" then done[key] = true end end
+      for _, r in ipairs(runs) do
+        if r.status == "completed" then done[key] = true end
+        if r.status == "interrupted" or r.status == "killed" then resumable[key] = true end
+      end
     end
     store:close()
   end
@@ -428,6 +433,14 @@ function M.run(spec, opts)
   local log_dir = base .. "/sweeps/" .. spec.name:gsub("[^%w_%-]", "_")
   mkdir_p(log_dir)
   local script = resolve_script(spec)
+  -- A trial whose run was interrupted (SIGTERM: checkpointed) or killed continues that run when
+  -- the script takes --resume (its --help says so; experiments/baseline_vs_finetune.lua does).
+  local takes_resume
+  if next(resumable) then
+    local hp = io.popen(shq(bin) .. " run " .. shq(script) .. " --help 2>/dev/null")
+    takes_resume = hp:read("a"):find("--resume", 1, true) ~= nil
+    hp:close()
+  end
 
   local function start(t)
     local stem = string.format("%s/%03d-%s", log_dir, t.index, t.key:gsub("[^%w_%-=.,]", "_"))
@@ -438,6 +451,7 @@ function M.run(spec, opts)
     for _, a in ipairs(M.option_args(t.options)) do argv[#argv + 1] = shq(a) end
     argv[#argv + 1] = "--store"
     argv[#argv + 1] = shq(store_path)
+    if takes_resume and resumable[t.key] then argv[#argv + 1] = "--resume" end
     local cmd = table.concat(argv, " ")
     if spec.timeout then cmd = "timeout " .. string.format("%d", math.ceil(spec.timeout)) .. " " .. cmd end
     local env = "MOONBERT_SWEEP=" .. shq(spec.name) .. " MOONBERT_TRIAL=" .. shq(t.key) ..

@@ -312,6 +312,40 @@ describe_proc("a resumed run is the run", function()
     store:close()
   end)
 
+  it("a sweep trial stopped by SIGTERM continues its run when the sweep is rerun", function()
+    local db = work .. "/sweep.db"
+    local spec_path = work .. "/faults_sweep.lua"
+    support.write(spec_path, string.format([[return { script = %q, args = { "--work", %q, "--out", %q, "--sleep", "0.05" },
+      grid = { lr = { 0.001 } }, metric = "train/loss", mode = "min", experiment = "faults_trial" }]],
+      "tests/spec/faults/trial.lua", work, work .. "/sw"))
+    local sweep = assert(io.popen("MOONBERT_THREADS=1 " .. q(BIN) .. " sweep " .. q(spec_path) .. " --store " .. q(db)
+      .. " 2>&1"))
+    -- the trial's process is the pid its run records; stop it (as SLURM would) after a few steps
+    local store, run
+    for _ = 1, 600 do
+      io.popen("sleep 0.05"):close()
+      if lfs.attributes(db) then
+        store = store or mb.store.open(db, { reap = false })
+        run = store:runs { experiment = "faults_trial" }[1]
+        if run and #store:metrics(run.id, "train/loss") >= 3 then break end
+      end
+    end
+    assert.is_truthy(run, "the trial never logged a step")
+    assert.is_true(signal.kill(run.pid, "SIGTERM"))
+    local out1 = sweep:read("a")
+    sweep:close()
+    assert.are.equal("interrupted", store:get_run(run.id).status, out1)
+    local out2, err2, code2 = support.sh("MOONBERT_THREADS=1 " .. q(BIN) .. " sweep " .. q(spec_path) .. " --store " .. q(db))
+    assert.are.equal(0, code2, out2 .. err2)
+    local runs = store:runs { experiment = "faults_trial" }
+    assert.are.equal(1, #runs, out2)
+    assert.are.equal("completed", runs[1].status)
+    local events = store:run_events(run.id)
+    assert.are.same({ "interrupted", "resumed" }, { events[1].kind, events[2].kind })
+    assert.are.equal(ref_sha, sha(work .. "/sw/model.safetensors"))
+    store:close()
+  end)
+
   it("a second signal ends the process at once, without a checkpoint", function()
     local ck, out = work .. "/twice-ckpt", work .. "/twice"
     local p, pid = spawn(work, ck, out, { sleep = 0.3 })
