@@ -2,8 +2,9 @@
 -- (root only: it is pending with the reason otherwise). For a checkpoint, a model save and a store
 -- write that hit ENOSPC: the error names the file and the cause, and what was written before is
 -- intact (the previous checkpoint verifies, the old model file is byte for byte the same, the
--- store's earlier rows are there and it passes integrity_check). A checkpoint failure fails the
--- store run with its message. A read-only store folder or checkpoint folder is refused before any
+-- store's earlier rows are there and it passes integrity_check). A failed checkpoint or model save
+-- fails the store run (kept on another disk) with its message; a store on the full disk itself
+-- cannot record that until space is freed. A read-only store folder or checkpoint folder is refused before any
 -- training step.
 local mb = require "moonbert"
 local lfs = require "lfs"
@@ -108,8 +109,17 @@ describe_root("a full disk", function()
       local before = { sha(disk .. "/model/config.json"), sha(disk .. "/model/model.safetensors") }
       fill(disk)
       model:parameters()[1].value:fill(0.5)
-      local ok2, err2 = pcall(model.save, model, disk .. "/model")
+      local store = mb.store.open(work .. "/save.db")
+      local run_id
+      local ok2, err2 = pcall(store.with_run, store, { experiment = "full_disk", git = false }, function(run)
+        run_id = run.id
+        model:save(disk .. "/model")
+      end)
       assert.is_false(ok2)
+      local rec = store:get_run(run_id)
+      assert.are.equal("failed", rec.status)
+      assert.is_truthy(tostring(rec.error):find("No space left on device", 1, true), tostring(rec.error))
+      store:close()
       err2 = tostring(err2)
       if os.getenv("FAULTS_DEBUG") then io.stderr:write("model save error: ", err2, "\n") end
       assert.is_truthy(err2:find("No space left on device", 1, true), err2)
