@@ -46,8 +46,8 @@
 -- Callback events (run = function(event, t)): "log" {step, epoch, loss, lr, grad_norm,
 -- tokens_per_s}, "eval" {step, epoch, split, loss, accuracy, f1_weighted, confusion, labels},
 -- "predictions" {split, epoch, rows}, "epoch" (the history entry), "checkpoint" {epoch, step,
--- path}, "interrupted" {signal, step, path}, "done" (the result). An error raised by the callback stops the run (checkpoints
--- already written stay).
+-- path}, "interrupted" {signal, step, path}, "done" (the result). An error raised by the
+-- callback stops the run (checkpoints already written stay).
 --
 -- Store logging (run has log_metric): train/loss (mean over the last log_every steps),
 -- train/lr, train/grad_norm with step and fractional epoch; eval/loss, eval/accuracy,
@@ -75,7 +75,6 @@
 -- precision; store rows logged between the last checkpoint and a kill are logged again by the
 -- resumed run.
 local optim = require "moonbert.optim"
-local json = require "dkjson"
 
 local M = {}
 
@@ -538,7 +537,8 @@ function M.fit(o)
     signal.watch()
   end
   -- the previous handlers come back however fit ends (an error included)
-  local restore_signals <close> = handle_signals and setmetatable({}, { __close = function() signal.unwatch() end }) or nil
+  local restore_signals <close> = handle_signals
+    and setmetatable({}, { __close = function() signal.unwatch() end }) or nil
 
   local t_start = now()
   local train_seconds, train_tokens = 0, 0

@@ -227,13 +227,19 @@ describe_proc("a resumed run is the run", function()
 
   it("a damaged newest checkpoint is skipped with a warning; the resume falls back and still ends the same", function()
     local damage = {
-      truncate = function(dir) local s = support.read(dir .. "/model.safetensors") support.write(dir .. "/model.safetensors", s:sub(1, #s - 7)) end,
+      truncate = function(dir)
+        local s = support.read(dir .. "/model.safetensors")
+        support.write(dir .. "/model.safetensors", s:sub(1, #s - 7))
+      end,
       flip = function(dir)
         local s = support.read(dir .. "/optimizer.safetensors")
         local i = #s // 2
         support.write(dir .. "/optimizer.safetensors", s:sub(1, i - 1) .. string.char(s:byte(i) ~ 1) .. s:sub(i + 1))
       end,
-      manifest = function(dir) local s = support.read(dir .. "/manifest.sha256") support.write(dir .. "/manifest.sha256", s:sub(1, #s - 20)) end,
+      manifest = function(dir)
+        local s = support.read(dir .. "/manifest.sha256")
+        support.write(dir .. "/manifest.sha256", s:sub(1, #s - 20))
+      end,
       partial = function(dir) os.remove(dir .. "/trainer_state.json") end,
     }
     for _, how in ipairs { "truncate", "flip", "manifest", "partial" } do
