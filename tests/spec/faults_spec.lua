@@ -167,6 +167,16 @@ describe("fit in this process", function()
     assert.is_true(same(ref, again))
   end)
 
+  it("SIGINT (Ctrl-C) is handled the same way, with exit code 130", function()
+    local res = fit(new_model(), { checkpoint_dir = work .. "/int", exit_on_signal = false, log_every = 1,
+      run = function(event, t)
+        if event == "log" and t.step == 15 then signal.kill(signal.pid(), "SIGINT") end
+      end })
+    signal.clear()
+    assert.are.same({ "SIGINT", 130, 15 }, { res.interrupted, res.exit_code, res.steps })
+    assert.is_true(ckpt.verify(work .. "/int/checkpoint-15"))
+  end)
+
   it("resuming from a checkpoint that does not verify is refused, naming it", function()
     local dir = ckpt.list(work .. "/ip")[1].dir
     support.write(dir .. "/trainer_state.json", "{}")
