@@ -166,8 +166,15 @@ function M.save(root, step, write, opts)
     error(string.format("checkpoint %s: %s", final, msg), 0)
   end
   if #files == 0 then fail("the writer wrote no files") end
+  local subdirs = {}
   for _, f in ipairs(files) do
     local sok, serr = core.fsync(tmp .. "/" .. f)
+    if not sok then fail(serr) end
+    local parent = f:match("^(.*)/[^/]*$")
+    if parent then subdirs[parent] = true end
+  end
+  for d in pairs(subdirs) do -- their entries too (tmp itself is synced below, after the manifest)
+    local sok, serr = core.fsync(tmp .. "/" .. d)
     if not sok then fail(serr) end
   end
   local mok, merr = core.write_manifest(tmp, files)
