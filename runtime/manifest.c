@@ -81,9 +81,11 @@ mb_status mb_manifest_parse(mb_manifest *m, const char *text, size_t len, const 
             memcpy(buf, s, n);
             buf[n] = '\0';
             if (sscanf(buf, "# end %lld %7s", &k, tail) != 2 || strcmp(tail, "files") != 0) goto bad_end;
+            /* byte for byte the canonical line: sscanf and strcmp stop at a NUL, which
+               let "# end 2 files\0\r" through (found by fuzz_manifest) */
             char again[64];
-            snprintf(again, sizeof again, "# end %lld files", k);
-            if (strcmp(again, buf) != 0) goto bad_end;
+            int alen = snprintf(again, sizeof again, "# end %lld files", k);
+            if ((size_t)alen != n || memcmp(again, s, n) != 0) goto bad_end;
             if (k != m->n) {
                 st = mb_fail(err, MB_ERR_FORMAT, "%s: the end line counts %lld files, the manifest lists %lld", name, k,
                              (long long)m->n);

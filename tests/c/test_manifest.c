@@ -61,6 +61,11 @@ TEST(parse_accepts_the_canonical_form_only) {
         CHECK(mb_manifest_parse(&m, bad[i], strlen(bad[i]), "m", &err) != MB_OK, "case %zu accepted", i);
         CHECK(err.msg[0] != '\0' && m.n == 0, "case %zu", i);
     }
+    /* NUL bytes and a CR after the end line's text (fuzz_manifest's first finding) */
+    static const char nul_end[] = "# moonbert checkpoint manifest v1\n"
+                                  "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb  x\n"
+                                  "# end 1 files\0\0\r\n";
+    CHECK(mb_manifest_parse(&m, nul_end, sizeof nul_end - 1, "m", &err) != MB_OK, "NULs in the end line accepted");
 }
 
 TEST(written_manifest_verifies_with_sha256sum_and_catches_damage) {
