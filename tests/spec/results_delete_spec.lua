@@ -9,7 +9,10 @@ local support = require "tests.spec.support"
 
 local BIN = os.getenv("MOONBERT_BIN")
 local have_bin = BIN and io.open(BIN, "r") ~= nil
-local describe_bin = have_bin and describe or function(name) pending(name .. " (MOONBERT_BIN not built)") end
+local have_sqlite = select(3, support.sh("command -v sqlite3")) == 0
+local describe_bin = (have_bin and have_sqlite) and describe or function(name)
+  pending(name .. (have_bin and " (needs the sqlite3 shell)" or " (MOONBERT_BIN not built)"))
+end
 
 describe_bin("moonbert results delete / gc", function()
   local dir, db, store, ids, live
