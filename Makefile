@@ -8,7 +8,8 @@
 #   make valgrind   the C tests under valgrind --leak-check=full
 #   make bench      benchmark figures as JSON
 #   make bench-compare  moonbert's DistilBERT bench against the PyTorch peer (../shared/peer), ratio table
-#   make fuzz       build the libFuzzer targets in fuzz/ (FUZZ_SECONDS=600 make fuzz-run to run them)
+#   make fuzz       build the libFuzzer targets in fuzz/ (make fuzz-run runs each to FUZZ_RUNS=10000000
+#                   executions or FUZZ_SECONDS=600, whichever comes first)
 #
 # Sources are found by wildcard: runtime/*.c is the runtime, bindings/*.c the
 # Lua bindings (each declares MB_LUA_MODULE(name)), tests/c/test_*.c one C test
@@ -175,12 +176,14 @@ FUZZ_RUNTIME_SRC := $(filter-out runtime/cuda_stub.c runtime/cuda/gpu_%.c,$(RUNT
 build-fuzz/%: fuzz/%.c $(FUZZ_RUNTIME_SRC)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fopenmp $(PKG_CFLAGS) \
-	    -o $@ $< $(FUZZ_RUNTIME_SRC) $(PKG_LIBS) -lm -lpthread
+	    -o $@ $< $(FUZZ_RUNTIME_SRC) $(PKG_LIBS) $(LUA_LIBS) -lm -lpthread
+build-fuzz/fuzz_tokenizer_json build-fuzz/fuzz_vocab: fuzz/fuzz_tokenizer_load.h
 FUZZ_SECONDS ?= 600
+FUZZ_RUNS ?= 10000000
 fuzz-run: fuzz
 	@for f in $(FUZZ_BIN); do n=$$(basename $$f); mkdir -p build-fuzz/corpus/$$n; \
 	  seeds=fuzz/corpus/$$n; [ -d $$seeds ] || seeds=; \
-	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus/$$n $$seeds 2>&1 | tail -15; done
+	  $$f -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus/$$n $$seeds 2>&1 | tail -15; done
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -22,6 +22,7 @@ local opts = ex.parse_options("baseline_vs_finetune", ex.common_options {
   { "--no-ood", nil, "skip the out-of-domain evaluation" },
   { "--no-cache", nil, "recompute the frozen-model features" },
   { "--no-report", nil, "skip the report artifacts (the 2-D maps take a while on large splits)" },
+  table.unpack(ex.CHECKPOINT_OPTIONS),
 }, arg)
 local device, max_length, epochs, bs, seed = opts.device, opts.max_length, opts.epochs, opts.batch_size, opts.seed
 local t_start = mb.store.now()
@@ -59,7 +60,7 @@ local model_hash = ex.model_hash(info, seed)
 local data_hash = mb.store.sha256(train:hash() .. val:hash() .. test:hash())
 
 local store = mb.store.open(opts.store)
-local run <close> = store:start_run {
+local run <close> = ex.start_run(store, opts, {
   experiment = "baseline_vs_finetune", name = opts.name, seed = seed, device = device,
   dataset_hash = data_hash, model_hash = model_hash,
   params = { model = info.dir, init = info.init, data = opts.data, epochs = epochs, batch_size = bs,
@@ -67,7 +68,7 @@ local run <close> = store:start_run {
              quick = opts.quick, limit = opts.limit, ood = ood_path or "none", precision = opts.precision,
              n_train = #train.text, n_validation = #val.text, n_test = #test.text },
   tags = { init = info.init },
-}
+})
 print(string.format("run %d (store %s, init=%s)", run.id, opts.store, info.init))
 local report = not opts.no_report and ex.optional("report") or nil
 if report then
@@ -155,8 +156,12 @@ collectgarbage()
 print(string.format("\n== 5. Fine-tuning (%d epoch%s, batch size %d, lr %g, weight decay %g, max length %d)",
                     epochs, epochs == 1 and "" or "s", bs, opts.lr, opts.weight_decay, max_length))
 local t_fit = mb.store.now()
-ex.fit { model = model, train = train, eval = val, tokenizer = tok, epochs = epochs, batch_size = bs,
-         lr = opts.lr, weight_decay = opts.weight_decay, seed = seed, run = run, max_length = max_length }
+local fit_opts = ex.checkpoint_options(run, opts)
+for k, v in pairs { model = model, train = train, eval = val, tokenizer = tok, epochs = epochs, batch_size = bs,
+                    lr = opts.lr, weight_decay = opts.weight_decay, seed = seed, run = run, max_length = max_length } do
+  fit_opts[k] = v
+end
+ex.fit(fit_opts)
 run:log_metric("time/fine_tune_seconds", mb.store.now() - t_fit)
 
 -- ---- 6. final metrics -------------------------------------------------------------------------
@@ -240,6 +245,7 @@ ex.mkdir_p(model_dir)
 model:save(model_dir)
 ex.copy_tokenizer(info.tokenizer_dir, model_dir)
 run:log_artifact("model", model_dir)
+ex.after_fit(run, opts)
 print("model saved to " .. model_dir)
 
 local custom = { "I saw a movie today and it was really good.",

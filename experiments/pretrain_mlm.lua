@@ -16,10 +16,11 @@
 -- by length within 50-batch windows, padded to the longest in the batch, truncated at --max-length.
 -- Store: one run (experiment pretrain_mlm): train/mlm_loss every --log-every steps,
 -- eval/mlm_loss and eval/masked_accuracy every --eval-every steps, params, time.
--- Checkpoints: every --checkpoint-every steps under --checkpoint-dir/step-N (model, optimizer,
--- state.json with the step, the collator's and the model's RNG states; state.json last, so a
--- half-written checkpoint is never resumed; the two newest kept). --resume continues from the
--- newest one, bit for bit (same settings required).
+-- Checkpoints (moonbert.checkpoint): every --checkpoint-every steps under
+-- --checkpoint-dir/checkpoint-N (model, optimizer, state.json with the step, the collator's and the
+-- model's RNG states, manifest.sha256; written to a temporary folder, fsynced and renamed; the two
+-- newest kept). --resume continues from the newest one whose manifest verifies, bit for bit (same
+-- settings required).
 -- Output: --out (models/moonbert-small-mlm) with config.json, model.safetensors (no
 -- vocab_projector.weight: tied) and the tokenizer files.
 -- Length: --steps N, or by default as many steps as fit in --minutes (40), from the time of three
@@ -106,25 +107,6 @@ local function mkdir_p(dir)
     prefix = prefix .. "/"
   end
   assert(lfs.attributes(dir, "mode") == "directory", "cannot create folder " .. dir)
-end
-
-local function rm_rf(dir)
-  if lfs.attributes(dir, "mode") ~= "directory" then return end
-  for f in lfs.dir(dir) do
-    if f ~= "." and f ~= ".." then
-      local p = dir .. "/" .. f
-      if lfs.attributes(p, "mode") == "directory" then rm_rf(p) else os.remove(p) end
-    end
-  end
-  lfs.rmdir(dir)
-end
-
-local function write_atomic(path, text)
-  local tmp = path .. ".tmp"
-  local f = assert(io.open(tmp, "wb"))
-  f:write(text)
-  f:close()
-  assert(os.rename(tmp, path))
 end
 
 local function read_lines(path, into)
@@ -230,17 +212,10 @@ end
 local SETTINGS = { "config", "steps", "batch_size", "lr", "warmup", "weight_decay", "max_length", "mlm_probability",
                    "seed" }
 
+local ckpt = require "moonbert.checkpoint"
+
 local function newest_checkpoint()
-  if lfs.attributes(opts.checkpoint_dir, "mode") ~= "directory" then return nil end
-  local best, best_step
-  for f in lfs.dir(opts.checkpoint_dir) do
-    local s = tonumber(f:match("^step%-(%d+)$"))
-    if s and lfs.attributes(opts.checkpoint_dir .. "/" .. f .. "/state.json", "mode") == "file"
-        and (not best_step or s > best_step) then
-      best, best_step = opts.checkpoint_dir .. "/" .. f, s
-    end
-  end
-  return best
+  return (ckpt.newest(opts.checkpoint_dir, { warn = function(msg) print("warning: " .. msg) end }))
 end
 
 local model, state, start_step = nil, nil, 0
@@ -333,22 +308,14 @@ local function evaluate(step)
 end
 
 local function checkpoint(step)
-  local dir = string.format("%s/step-%d", opts.checkpoint_dir, step)
-  mkdir_p(dir)
-  model:save(dir)
-  opt:save(dir .. "/optimizer.safetensors")
   local settings = {}
   for _, k in ipairs(SETTINGS) do settings[k] = opts[k] end
-  write_atomic(dir .. "/state.json", json.encode({ step = step, collator = collator:state(),
-    model_rng = hex(model:rng_state()), settings = settings }))
-  -- keep the two newest
-  local steps = {}
-  for f in lfs.dir(opts.checkpoint_dir) do
-    local s = tonumber(f:match("^step%-(%d+)$"))
-    if s then steps[#steps + 1] = s end
-  end
-  table.sort(steps)
-  for i = 1, #steps - 2 do rm_rf(string.format("%s/step-%d", opts.checkpoint_dir, steps[i])) end
+  ckpt.save(opts.checkpoint_dir, step, function(dir)
+    model:save(dir)
+    opt:save(dir .. "/optimizer.safetensors")
+    ckpt.write_json(dir .. "/state.json", { step = step, collator = collator:state(), model_rng = hex(model:rng_state()),
+                                            settings = settings })
+  end, { keep = 2 })
 end
 
 -- ---- training loop --------------------------------------------------------------------------------------

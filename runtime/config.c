@@ -1,6 +1,8 @@
 /* config.c: DistilBERT config.json parsing, validation and writing (jansson). */
 #include "config.h"
 
+#include "fsutil.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -387,13 +389,10 @@ char *mb_config_to_json(const mb_distilbert_config *c, const char *architecture,
 mb_status mb_config_save(const mb_distilbert_config *c, const char *path, const char *architecture, mb_error *err) {
     char *s = mb_config_to_json(c, architecture, err);
     if (!s) return err ? err->code : MB_ERR_NOMEM;
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        free(s);
-        return mb_fail(err, MB_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    }
-    int ok = fputs(s, f) >= 0 && fputc('\n', f) != EOF;
-    if (fclose(f) != 0) ok = 0;
+    size_t n = strlen(s);
+    s[n] = '\n'; /* the file ends in a newline: it takes the NUL's place, n + 1 bytes are written */
+    /* a temporary file renamed over config.json: a full disk leaves the old file whole */
+    mb_status st = mb_write_file_durable(path, s, n + 1, err);
     free(s);
-    return ok ? MB_OK : mb_fail(err, MB_ERR_IO, "%s: write failed", path);
+    return st;
 }

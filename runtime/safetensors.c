@@ -422,10 +422,16 @@ mb_status mb_safetensors_write(const char *path, const mb_st_entry *entries, int
         for (int d = 0; d < entries[i].ndim; d++) numel *= (size_t)entries[i].shape[d];
         ok = numel == 0 || fwrite(entries[i].data, 4, numel, f) == numel;
     }
-    if (fclose(f) != 0) ok = 0;
+    /* on disk before the rename, so that a crash leaves the old file or the whole new one */
+    if (ok && (fflush(f) != 0 || (fsync(fileno(f)) != 0 && errno != EINVAL))) ok = 0;
+    int write_errno = errno;
+    if (fclose(f) != 0 && ok) {
+        ok = 0;
+        write_errno = errno;
+    }
     f = NULL;
     if (!ok) {
-        rc = mb_fail(err, MB_ERR_IO, "%s: write failed: %s", tmp, strerror(errno));
+        rc = mb_fail(err, MB_ERR_IO, "%s: write failed: %s", path, strerror(write_errno));
         unlink(tmp);
         goto done;
     }

@@ -300,6 +300,52 @@ end
 --- fit(opts): fine-tune with mb.trainer.fit (opts are its options; see bindings/moonbert/trainer.lua).
 function M.fit(o) return require("moonbert.trainer").fit(o) end
 
+--- start_run(store, opts, fields) -> run, resumed (true when an earlier run continues)
+-- fields as store:start_run's. The run is tagged resume_key (a hash of its params); with --resume
+-- (opts.resume) the newest interrupted or killed run of the experiment with the same key is taken
+-- over (store:resume_run: same id, its interruption and resumption recorded), else a new run starts.
+function M.start_run(store, opts, fields)
+  local keys, parts = {}, {}
+  for k in pairs(fields.params or {}) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. tostring(fields.params[k]) end
+  local key = require("moonbert.store").sha256(fields.experiment .. "\n" .. table.concat(parts, "\n"))
+  fields.tags = fields.tags or {}
+  fields.tags.resume_key = key
+  if opts.resume then
+    if not store.resume_run then
+      error("--resume: this build's results store cannot resume runs (no store:resume_run)", 0)
+    end
+    -- under `moonbert sweep` the store files runs under the sweep's experiment (mb.store.start_run)
+    local experiment = fields.experiment
+    local sweep, sweep_exp = os.getenv("MOONBERT_SWEEP"), os.getenv("MOONBERT_EXPERIMENT")
+    if sweep and sweep ~= "" and sweep_exp and sweep_exp ~= "" then experiment = sweep_exp end
+    local runs = store:runs { experiment = experiment }
+    for i = #runs, 1, -1 do
+      local r = runs[i]
+      if (r.status == "interrupted" or r.status == "killed") and store:tags(r.id).resume_key == key then
+        local run = store:resume_run(r.id)
+        print(string.format("--resume: continuing run %d (%s)", r.id, r.status))
+        return run, true
+      end
+    end
+    print("--resume: no interrupted or killed " .. fields.experiment .. " run with these options; starting a new run")
+  end
+  return store:start_run(fields), false
+end
+
+--- fit options for an experiment's fine-tuning: checkpoints in the run's folder (every
+-- --save-steps steps and at epoch ends, newest --save-total-limit kept), resumed with --resume;
+-- after_fit(run, opts) removes them once the run has its final model (unless --keep-checkpoints).
+function M.checkpoint_options(run, opts)
+  return { checkpoint_dir = run:artifact_dir() .. "/checkpoints", save_steps = opts.save_steps,
+           save_total_limit = opts.save_total_limit or 2, resume = opts.resume and true or nil }
+end
+
+function M.after_fit(run, opts)
+  if not opts.keep_checkpoints then require("moonbert.checkpoint").rmtree(run:artifact_dir() .. "/checkpoints") end
+end
+
 --- A view of a store run that files everything under a prefix ("frozen/eval/accuracy",
 --  confusion and predictions of split "frozen/validation"), so that several trainings share a run.
 function M.prefixed_run(run, prefix)
@@ -323,6 +369,16 @@ function M.prefixed_run(run, prefix)
 end
 
 -- ---- options and data shared by the experiments ---------------------------------------------------
+
+--- The checkpoint and resume options of an experiment that fine-tunes with checkpoint_options
+-- (append them to common_options' extra).
+M.CHECKPOINT_OPTIONS = {
+  { "--save-steps", "N", "also checkpoint every N steps, mid-epoch (checkpoints: <run folder>/checkpoints)",
+    type = "number" },
+  { "--save-total-limit", "K", "keep the newest K checkpoints (default 2)", type = "number" },
+  { "--keep-checkpoints", nil, "keep the checkpoints after a finished run (default: removed)" },
+  { "--resume", nil, "continue the newest interrupted or killed run with the same options, under its run id" },
+}
 
 --- The options every experiment takes (moonbert.args spec entries); extra entries are appended.
 -- common_options(extra, defaults): the shared options plus extra, with this experiment's own
@@ -386,6 +442,8 @@ function M.parse_options(script, spec, argv)
   opts.batch_size = int("batch-size", opts.batch_size)
   opts.seed = math.tointeger(opts.seed) or int("seed", opts.seed)
   if opts.limit then opts.limit = int("limit", opts.limit) end
+  if opts.save_steps then opts.save_steps = int("save-steps", opts.save_steps) end
+  if opts.save_total_limit then opts.save_total_limit = int("save-total-limit", opts.save_total_limit) end
   local okd, dev = pcall(M.check_device, opts.device)
   if not okd then io.stderr:write(script, ": ", tostring(dev), "\n") os.exit(2) end
   opts.device = dev

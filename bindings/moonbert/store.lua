@@ -18,6 +18,12 @@
 -- store:best{experiment=, metric=, mode="max"}, store:confusion(id, split),
 -- store:predictions(id, split, {by_loss=true, limit=20}), store:artifacts(id), store:tags(id).
 -- run:artifact_dir() is results/runs/<id> (beside the store file), created on first use.
+-- Every run has a UUID too (run:uuid(), record.uuid; store:get_run(uuid) finds it).
+-- Ending a run: run:finish() (completed), run:fail(err), run:prune(rung) or
+-- run:finish("pruned", {rung = r}) for a trial stopped early by a pruner;
+-- run:interrupt(message) for a run stopped to be resumed later (status
+-- interrupted: reaping leaves it alone), store:resume_run(id) -> run running
+-- again in this process; store:run_events(id) lists the interruptions and resumptions.
 -- Params are written once (booleans are kept as "true"/"false", tables as JSON text).
 -- Under `moonbert sweep`, MOONBERT_SWEEP and MOONBERT_TRIAL become the tags sweep
 -- and trial of every run started (the trial is also the name of a run given none),
@@ -42,6 +48,25 @@ local function ensure_parent(path)
   require("moonbert.fs").mkdir_p(dir)
 end
 
+-- A store to write to must have a folder that exists (or can be made) and takes files: checked
+-- when opening, so that a read-only or missing folder stops a script before it trains anything.
+local function check_writable_folder(path)
+  if path:match("^%a[%w+.-]*://") or path == ":memory:" then return end
+  local dir = path:match("^(.*)/[^/]*$") or "."
+  if dir == "" then dir = "/" end
+  local ok, err = require("moonbert.fs").mkdir_p(dir)
+  if not ok then error(path .. ": cannot open the results store: " .. err, 3) end
+  local probe = string.format("%s/.moonbert-write-test-%d", dir, require("moonbert.core").signal.pid())
+  local f, ferr = io.open(probe, "wb")
+  if f then
+    f:close()
+    os.remove(probe)
+    return
+  end
+  error(string.format("%s: cannot open the results store: its folder %s is not writable (%s)", path, dir,
+    tostring(ferr):gsub("^[^:]*: ", "")), 3)
+end
+
 --- mb.store.open([path [, opts]]) -> store
 -- opts: create (true), reap (true: mark dead runs killed), stale_after (60 s, runs of
 -- other hosts without a heartbeat for that long are reaped), busy_timeout (30 s),
@@ -55,7 +80,7 @@ function M.open(path, opts)
   end
   path = path or M.default_path
   opts = opts or {}
-  if opts.create ~= false then ensure_parent(path) end
+  if opts.create ~= false then check_writable_folder(path) end
   local store, msg = core.open(path, opts)
   if not store then error(msg, 2) end
   if opts.reap ~= false then

@@ -23,7 +23,9 @@
 --
 -- Resume: a trial with a completed run tagged with the sweep and its key is
 -- skipped, so rerunning a sweep after a crash or Ctrl-C runs only what is left
--- (random search draws the same points from the same seed). A trial whose
+-- (random search draws the same points from the same seed); a trial whose run
+-- was interrupted or killed gets --resume when its script takes it, and
+-- continues that run from its newest checkpoint. A trial whose
 -- process fails is reported with its log and counted as failed; its run, if it
 -- started one, is marked failed by the store. Random draws of floats are rounded
 -- to 3 significant digits, so keys stay readable and repeatable.
@@ -157,17 +159,67 @@ function M.check_spec(spec, path)
   return s
 end
 
---- sweep.load_spec(path) -> spec. The file runs in an empty environment (it is data).
+-- The spec's sandbox: a spec is data, so its chunk sees only pure functions (no os, io, load,
+-- require, debug, getmetatable, pcall), runs at most SPEC_STEPS VM instructions and may grow
+-- the Lua heap by about SPEC_HEAP_KB (checked after every instruction: one instruction can at
+-- most double it); strings' methods are the same safe copy while it runs.
+local SPEC_STEPS, SPEC_HEAP_KB = 1000000, 65536
+
+local function copy_lib(lib, drop)
+  local t = {}
+  for k, v in pairs(lib) do if not drop[k] then t[k] = v end end
+  return t
+end
+
+local function spec_env()
+  local str = copy_lib(string, { dump = true })
+  local rep = string.rep
+  str.rep = function(s, n, sep)
+    if type(n) == "number" and n * (#tostring(s) + #tostring(sep or "")) > 1048576 then
+      error("string.rep: result over 1 MiB", 2)
+    end
+    return rep(s, n, sep)
+  end
+  return {
+    math = copy_lib(math, { randomseed = true }), string = str, table = copy_lib(table, {}),
+    utf8 = copy_lib(utf8, {}), pairs = pairs, ipairs = ipairs, next = next, select = select, type = type,
+    tonumber = tonumber, tostring = tostring, error = error, assert = assert, rawequal = rawequal,
+    rawlen = rawlen, rawget = rawget,
+  }, str
+end
+
+--- sweep.load_spec_text(text, path) -> spec: load_spec on text (path names it in messages).
+function M.load_spec_text(text, path)
+  path = path or "(text)"
+  local env, str = spec_env()
+  local chunk, cerr = load(text, "@" .. path, "t", env)
+  if not chunk then error("sweep spec " .. cerr, 0) end
+  local co = coroutine.create(chunk)
+  local heap0, steps = collectgarbage("count"), 0
+  debug.sethook(co, function()
+    steps = steps + 1
+    if collectgarbage("count") - heap0 > SPEC_HEAP_KB then error("uses more than 64 MiB of memory", 0) end
+    if steps > SPEC_STEPS then
+      error("runs more than " .. SPEC_STEPS .. " instructions (a spec is data, not a program)", 0)
+    end
+  end, "", 1)
+  local smt = getmetatable("")
+  local string_index = smt.__index
+  smt.__index = str
+  local ok, spec = coroutine.resume(co)
+  smt.__index = string_index
+  if ok and coroutine.status(co) ~= "dead" then ok, spec = false, "yielded" end
+  if not ok then error("sweep spec " .. path .. ": " .. tostring(spec), 0) end
+  return M.check_spec(spec, path)
+end
+
+--- sweep.load_spec(path) -> spec. The file runs sandboxed (see spec_env): it is data.
 function M.load_spec(path)
   local f, err = io.open(path, "rb")
   if not f then error("cannot read sweep spec " .. tostring(err), 0) end
   local text = f:read("a")
   f:close()
-  local chunk, cerr = load(text, "@" .. path, "t", { math = math })
-  if not chunk then error("sweep spec " .. cerr, 0) end
-  local ok, spec = pcall(chunk)
-  if not ok then error("sweep spec " .. tostring(spec), 0) end
-  return M.check_spec(spec, path)
+  return M.load_spec_text(text, path)
 end
 
 -- ---- the trials -----------------------------------------------------------------
@@ -352,11 +404,14 @@ function M.run(spec, opts)
   local trials = M.trials(spec)
   local summary = { trials = #trials, skipped = 0, completed = 0, failed = 0, failures = {} }
 
-  local done = {}
+  local done, resumable = {}, {}
   if not (opts.dry_run and not exists(store_path)) then -- a dry run creates no store
     local store = mb_store.open(store_path)
     for key, runs in pairs(M.trial_runs(store, spec)) do
-      for _, r in ipairs(runs) do if r.status == "completed" then done[key] = true end end
+      for _, r in ipairs(runs) do
+        if r.status == "completed" then done[key] = true end
+        if r.status == "interrupted" or r.status == "killed" then resumable[key] = true end
+      end
     end
     store:close()
   end
@@ -378,6 +433,14 @@ function M.run(spec, opts)
   local log_dir = base .. "/sweeps/" .. spec.name:gsub("[^%w_%-]", "_")
   mkdir_p(log_dir)
   local script = resolve_script(spec)
+  -- A trial whose run was interrupted (SIGTERM: checkpointed) or killed continues that run when
+  -- the script takes --resume (its --help says so; experiments/baseline_vs_finetune.lua does).
+  local takes_resume
+  if next(resumable) then
+    local hp = io.popen(shq(bin) .. " run " .. shq(script) .. " --help 2>/dev/null")
+    takes_resume = hp:read("a"):find("--resume", 1, true) ~= nil
+    hp:close()
+  end
 
   local function start(t)
     local stem = string.format("%s/%03d-%s", log_dir, t.index, t.key:gsub("[^%w_%-=.,]", "_"))
@@ -388,6 +451,7 @@ function M.run(spec, opts)
     for _, a in ipairs(M.option_args(t.options)) do argv[#argv + 1] = shq(a) end
     argv[#argv + 1] = "--store"
     argv[#argv + 1] = shq(store_path)
+    if takes_resume and resumable[t.key] then argv[#argv + 1] = "--resume" end
     local cmd = table.concat(argv, " ")
     if spec.timeout then cmd = "timeout " .. string.format("%d", math.ceil(spec.timeout)) .. " " .. cmd end
     local env = "MOONBERT_SWEEP=" .. shq(spec.name) .. " MOONBERT_TRIAL=" .. shq(t.key) ..

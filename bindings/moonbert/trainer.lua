@@ -9,8 +9,12 @@
 --     seed = 42,               -- dropout RNG and the shuffling of every epoch
 --     bucket = true,           -- length-bucketed batches (less padding)
 --     eval_every = "epoch",    -- or N: also evaluate every N steps
---     checkpoint_dir = "results/runs/7/checkpoints",  -- epoch-<n>/ after each epoch
+--     checkpoint_dir = "results/runs/7/checkpoints",  -- checkpoint-<step>/ after each epoch
+--     save_steps = nil,        -- N: also a checkpoint every N steps, mid-epoch included
+--     save_total_limit = nil,  -- K: keep the newest K checkpoints
 --     resume = true,           -- or a checkpoint folder: continue a killed run, bit for bit
+--     handle_signals = true,   -- SIGTERM/SIGINT: finish the step, checkpoint, stop (see below)
+--     exit_on_signal = true,   -- ... then exit with 128 + the signal (143, 130); false: return
 --     run = run,               -- a results-store run (metrics are logged) or function(event, t)
 --     log_every = 50,          -- steps between train/loss logs and plain progress lines
 --     progress = nil,          -- nil: a bar on a terminal, else a line every log_every steps;
@@ -42,24 +46,35 @@
 -- Callback events (run = function(event, t)): "log" {step, epoch, loss, lr, grad_norm,
 -- tokens_per_s}, "eval" {step, epoch, split, loss, accuracy, f1_weighted, confusion, labels},
 -- "predictions" {split, epoch, rows}, "epoch" (the history entry), "checkpoint" {epoch, step,
--- path}, "done" (the result). An error raised by the callback stops the run (checkpoints
--- already written stay).
+-- path}, "interrupted" {signal, step, path}, "done" (the result). An error raised by the
+-- callback stops the run (checkpoints already written stay).
 --
 -- Store logging (run has log_metric): train/loss (mean over the last log_every steps),
 -- train/lr, train/grad_norm with step and fractional epoch; eval/loss, eval/accuracy,
 -- eval/f1_weighted with step, epoch and split; the eval confusion matrix per epoch; the eval
 -- predictions (each epoch replaces the last); run:heartbeat() every ~10 s.
 --
--- Checkpoint folder epoch-<n>: config.json + model.safetensors (model:save), optimizer.safetensors
--- (moments and step count), trainer_state.json (epoch, step, model RNG state, data-order seed,
--- settings, history), written last so that a half-written checkpoint is never resumed.
--- A data order is a function of (seed, epoch), so it is not stored beyond them.
+-- Checkpoints (moonbert.checkpoint): checkpoint_dir/checkpoint-<step>/ holds config.json +
+-- model.safetensors (model:save), optimizer.safetensors (moments and step count),
+-- trainer_state.json (epoch, batches done in it, step, model RNG state, the epoch's loss sum and
+-- the logging window as exact hex floats, settings, history) and manifest.sha256; each is written
+-- to a temporary folder, fsynced and renamed. resume = true takes the newest checkpoint whose
+-- manifest verifies, warning about each damaged one it skips. A data order is a function of
+-- (seed, epoch), so a mid-epoch resume replays the epoch's batch list from the next batch: same
+-- batches, dropout masks (the RNG state) and learning rates (the optimizer's step count), and
+-- the same final parameters, bit for bit.
 --
--- Limits: single-label classification; one process; checkpoints at epoch ends only (a run
--- killed mid-epoch resumes from the last finished epoch); no gradient accumulation or mixed
--- precision.
+-- Preemption: with handle_signals, the first SIGTERM or SIGINT lets the current step finish,
+-- writes a checkpoint (when checkpoint_dir is set), marks a store run interrupted (run:interrupt
+-- when the store has it, else run:fail with the message), emits "interrupted" {signal, step,
+-- path} and exits with status 143 / 130 (exit_on_signal = false: returns with
+-- res.interrupted = "SIGTERM" and res.exit_code). A second signal ends the process at once.
+-- The previous handlers are restored when fit returns.
+--
+-- Limits: single-label classification; one process; no gradient accumulation or mixed
+-- precision; store rows logged between the last checkpoint and a kill are logged again by the
+-- resumed run.
 local optim = require "moonbert.optim"
-local json = require "dkjson"
 
 local M = {}
 
@@ -322,25 +337,18 @@ end
 
 -- ---- checkpoints ------------------------------------------------------------------------------
 
-local fs = require "moonbert.fs"
-
-local function mkdir_p(dir)
-  local ok, err = fs.mkdir_p(dir)
-  if not ok then error("mb.trainer: " .. err, 0) end
-end
+local ckpt = require "moonbert.checkpoint"
 
 local function to_hex(s) return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end)) end
 local function from_hex(h) return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end)) end
 
 -- dkjson writes numbers with 14 digits; the history must survive a resume exactly, so its
--- floats are stored as "%.17g" strings.
+-- floats are stored as hex float strings.
 local function history_out(history)
   local out = {}
   for i, e in ipairs(history) do
     out[i] = {}
-    for k, v in pairs(e) do
-      out[i][k] = math.type(v) == "float" and string.format("%.17g", v) or v
-    end
+    for k, v in pairs(e) do out[i][k] = ckpt.encode_float(v) end
   end
   return out
 end
@@ -355,43 +363,19 @@ local function history_in(history)
   return out
 end
 
-local function write_file_atomic(path, text)
-  local ok, err = fs.write_file_atomic(path, text)
-  if not ok then error("mb.trainer: " .. err, 0) end
-end
-
-local read_file = fs.read_file
-
-local function save_checkpoint(root, epoch, model, opt, state)
-  local dir = string.format("%s/epoch-%d", root, epoch)
-  mkdir_p(dir)
-  os.remove(dir .. "/" .. STATE_FILE) -- an older state must not vouch for the files rewritten below
-  model:save(dir)
-  opt:save(dir .. "/optimizer.safetensors")
-  write_file_atomic(dir .. "/" .. STATE_FILE, json.encode(state, { indent = true }))
-  return dir
-end
-
--- The newest complete checkpoint under root (a trainer_state.json present), or nil.
-local function latest_checkpoint(root)
-  local lfs = require "lfs"
-  if not root or lfs.attributes(root, "mode") ~= "directory" then return nil end
-  local best, best_epoch
-  for name in lfs.dir(root) do
-    local e = tonumber(name:match("^epoch%-(%d+)$"))
-    if e and lfs.attributes(root .. "/" .. name .. "/" .. STATE_FILE, "mode") == "file" and
-      (not best_epoch or e > best_epoch) then
-      best, best_epoch = root .. "/" .. name, e
-    end
-  end
-  return best
+local function save_checkpoint(root, model, opt, state, keep)
+  return ckpt.save(root, state.step, function(dir)
+    model:save(dir)
+    opt:save(dir .. "/optimizer.safetensors")
+    ckpt.write_json(dir .. "/" .. STATE_FILE, state)
+  end, { keep = keep })
 end
 
 local function load_checkpoint(dir, model, opt, expect)
-  local text = read_file(dir .. "/" .. STATE_FILE)
-  if not text then error("mb.trainer.fit: resume: " .. dir .. " has no " .. STATE_FILE .. " (not a finished checkpoint)", 0) end
-  local state = json.decode(text)
-  if type(state) ~= "table" then error("mb.trainer.fit: resume: " .. dir .. "/" .. STATE_FILE .. " is not valid JSON", 0) end
+  local ok, verr = ckpt.verify(dir)
+  if not ok then error("mb.trainer.fit: resume: " .. dir .. " does not verify: " .. tostring(verr), 0) end
+  local state, jerr = ckpt.read_json(dir .. "/" .. STATE_FILE)
+  if not state then error("mb.trainer.fit: resume: " .. tostring(jerr), 0) end
   for _, k in ipairs { "total_steps", "batch_size", "seed", "epochs", "train_hash", "bucket" } do
     if state[k] ~= expect[k] then
       error(string.format("mb.trainer.fit: resume: checkpoint %s was made with %s = %s, this run has %s; "
@@ -510,21 +494,51 @@ function M.fit(o)
 
   local expect = { total_steps = total, batch_size = bs, seed = seed, epochs = epochs, train_hash = train:hash(),
                    bucket = bucket }
-  local start_epoch, step, history = 0, 0, {}
+  local save_steps = opt_int(o, "save_steps", nil, 1)
+  local keep = opt_int(o, "save_total_limit", nil, 1)
+  if o.checkpoint_dir ~= nil and type(o.checkpoint_dir) ~= "string" then
+    argerror("fit", 1, "field 'checkpoint_dir' must be a folder path")
+  end
+  if o.checkpoint_dir then ckpt.check_writable(o.checkpoint_dir) end -- before any step, not at the first save
+  local warn_out = o.progress_stream or io.stderr
+  local start_epoch, start_batch, step, history = 1, 1, 0, {}
+  local resumed_loss, resumed_win_loss, resumed_win_n = 0, 0, 0
   local resume_dir = o.resume
   if resume_dir == true then
-    resume_dir = latest_checkpoint(o.checkpoint_dir)
+    resume_dir = ckpt.newest(o.checkpoint_dir, { warn = function(msg)
+      progress:line("[train] warning: " .. msg)
+      if progress.mode == false then warn_out:write("[train] warning: ", msg, "\n") end
+    end })
     if not resume_dir then progress:line("[train] resume: no checkpoint in " .. tostring(o.checkpoint_dir) .. ", starting from scratch") end
   elseif resume_dir ~= nil and resume_dir ~= false and type(resume_dir) ~= "string" then
     argerror("fit", 1, "field 'resume' must be true or a checkpoint folder")
   end
   if resume_dir then
     local state = load_checkpoint(resume_dir, model, opt, expect)
-    start_epoch, step, history = math.tointeger(state.epoch), math.tointeger(state.step), history_in(state.history)
-    progress:line(string.format("[train] resumed from %s (epoch %d, step %d)", resume_dir, start_epoch, step))
+    local e, done = math.tointeger(state.epoch), math.tointeger(state.batch) or steps_per_epoch
+    step, history = math.tointeger(state.step), history_in(state.history)
+    if done >= steps_per_epoch then
+      start_epoch, start_batch = e + 1, 1
+    else
+      start_epoch, start_batch = e, done + 1
+      resumed_loss = ckpt.decode_float(state.epoch_loss) or 0
+      resumed_win_loss, resumed_win_n = ckpt.decode_float(state.win_loss) or 0, math.tointeger(state.win_n) or 0
+    end
+    progress:line(string.format("[train] resumed from %s (epoch %d, batch %d of %d, step %d)", resume_dir, e,
+      done, steps_per_epoch, step))
   else
     model:seed(seed) -- dropout draws, as the Trainer's set_seed before training
   end
+
+  local signal = require("moonbert.core").signal
+  local handle_signals = o.handle_signals ~= false
+  if handle_signals then
+    signal.clear()
+    signal.watch()
+  end
+  -- the previous handlers come back however fit ends (an error included)
+  local restore_signals <close> = handle_signals
+    and setmetatable({}, { __close = function() signal.unwatch() end }) or nil
 
   local t_start = now()
   local train_seconds, train_tokens = 0, 0
@@ -548,12 +562,30 @@ function M.fit(o)
     return m
   end
 
-  for epoch = start_epoch + 1, epochs do
+  -- state: what a resume needs beyond the parameters, the moments and the RNG (epoch e, k of its
+  -- batches done, with the epoch's running sums)
+  local last_saved_step
+  local function checkpoint(epoch, k, epoch_loss, win_loss, win_n)
+    local state = { epoch = epoch, batch = k, step = step, model_rng = to_hex(model:rng_state()),
+                    history = history_out(history), epoch_loss = ckpt.encode_float(epoch_loss + 0.0),
+                    win_loss = ckpt.encode_float(win_loss + 0.0), win_n = win_n,
+                    data_order = { seed = seed, epoch = epoch, next_batch = k + 1 } }
+    for key, v in pairs(expect) do state[key] = v end
+    local dir = save_checkpoint(o.checkpoint_dir, model, opt, state, keep)
+    last_saved_step = step
+    log("checkpoint", { epoch = epoch, step = step, path = dir })
+    return dir
+  end
+
+  local interrupted, exit_code, interrupted_path
+  for epoch = start_epoch, epochs do
     local batches = plan(epoch)
     local nb = #batches
+    local first = epoch == start_epoch and start_batch or 1
     local epoch_loss, win_loss, win_n = 0, 0, 0
+    if first > 1 then epoch_loss, win_loss, win_n = resumed_loss, resumed_win_loss, resumed_win_n end
     local t_epoch = now()
-    for k = 1, nb do
+    for k = first, nb do
       local t0 = now()
       local b = batches:get(k)
       step = step + 1
@@ -566,7 +598,7 @@ function M.fit(o)
       epoch_loss = epoch_loss + loss
       win_loss, win_n = win_loss + loss, win_n + 1
       local tps = train_seconds > 0 and train_tokens / train_seconds or 0
-      local per_step = (t1 - t_start) / math.max(1, step - start_epoch * steps_per_epoch)
+      local per_step = (t1 - t_start) / math.max(1, step - ((start_epoch - 1) * steps_per_epoch + start_batch - 1))
       progress:update { epoch = epoch, epochs = epochs, step = step, total = total, k = k, nbatches = nb, loss = loss,
                         lr = used_lr, grad_norm = norm, tokens_per_s = tps, eta = per_step * (total - step) }
       if step % log_every == 0 or k == nb then
@@ -581,7 +613,21 @@ function M.fit(o)
       if evalset and eval_every ~= "epoch" and step % eval_every == 0 and k < nb then
         evaluate(epoch - 1 + k / nb, false, epoch)
       end
+      if k < nb and o.checkpoint_dir and save_steps and step % save_steps == 0 then
+        checkpoint(epoch, k, epoch_loss, win_loss, win_n)
+      end
+      local sig, signo = nil, nil
+      if handle_signals then sig, signo = signal.pending() end
+      if sig and k < nb then
+        interrupted, exit_code = sig, 128 + signo
+        if o.checkpoint_dir then
+          interrupted_path = last_saved_step == step and (o.checkpoint_dir .. "/checkpoint-" .. step)
+            or checkpoint(epoch, k, epoch_loss, win_loss, win_n)
+        end
+        break
+      end
     end
+    if interrupted then break end
     progress:end_epoch()
     local entry = { epoch = epoch, step = step, train_loss = epoch_loss / nb, seconds = now() - t_epoch }
     if evalset then
@@ -590,21 +636,39 @@ function M.fit(o)
     end
     history[#history + 1] = entry
     log("epoch", entry)
-    if o.checkpoint_dir then
-      local state = { epoch = epoch, step = step, model_rng = to_hex(model:rng_state()), history = history_out(history),
-                      data_order = { seed = seed, next_epoch = epoch + 1 } }
-      for k, v in pairs(expect) do state[k] = v end
-      local dir = save_checkpoint(o.checkpoint_dir, epoch, model, opt, state)
-      log("checkpoint", { epoch = epoch, step = step, path = dir })
+    if o.checkpoint_dir then interrupted_path = checkpoint(epoch, nb, epoch_loss, 0, 0) end
+    local sig, signo = nil, nil
+    if handle_signals then sig, signo = signal.pending() end
+    if sig and epoch < epochs then
+      interrupted, exit_code = sig, 128 + signo
+      break
     end
+    interrupted_path = nil
     if stop_after and epoch >= stop_after and epoch < epochs then
       stopped = true
       break
     end
   end
+  if handle_signals then signal.unwatch() end
+
+  if interrupted then
+    local msg = string.format("interrupted by %s at step %d of %d; %s", interrupted, step, total,
+      interrupted_path and ("checkpoint " .. interrupted_path) or "no checkpoint_dir, nothing saved")
+    progress:line("[train] " .. msg)
+    if progress.mode == false then warn_out:write("[train] ", msg, "\n") end
+    log("interrupted", { signal = interrupted, step = step, path = interrupted_path })
+    if store_run then
+      if store_run.interrupt then store_run:interrupt(msg) else store_run:fail(msg) end
+    end
+    if o.exit_on_signal ~= false then
+      io.stdout:flush()
+      os.exit(exit_code)
+    end
+  end
 
   local seconds = now() - t_start
   local result = { history = history, steps = step, seconds = seconds, stopped = stopped,
+                   interrupted = interrupted, exit_code = exit_code,
                    train_tokens_per_s = train_seconds > 0 and train_tokens / train_seconds or 0 }
   log("done", result)
   return result

@@ -39,7 +39,7 @@ describe("experiments/pretrain_mlm.lua", function()
     local out, rc = sh(common .. " --out " .. tmp .. "/a")
     assert.are.equal(0, rc, out)
     assert.truthy(out:find("saved " .. tmp .. "/a", 1, true), out)
-    assert.are.equal("file", lfs.attributes(tmp .. "/ckpt/step-3/state.json", "mode"))
+    assert.are.equal("file", lfs.attributes(tmp .. "/ckpt/checkpoint-3/state.json", "mode"))
     for _, fname in ipairs { "config.json", "model.safetensors", "vocab.txt", "tokenizer.json" } do
       assert.are.equal("file", lfs.attributes(tmp .. "/a/" .. fname, "mode"), fname)
     end
@@ -57,7 +57,7 @@ describe("experiments/pretrain_mlm.lua", function()
     -- resume from step 3 into another folder: the same weights as the uninterrupted run
     out, rc = sh(common .. " --resume --out " .. tmp .. "/b")
     assert.are.equal(0, rc, out)
-    assert.truthy(out:find("resumed from " .. tmp .. "/ckpt/step-3", 1, true), out)
+    assert.truthy(out:find("resumed from " .. tmp .. "/ckpt/checkpoint-3", 1, true), out)
     local a, b = mb.safetensors.load(tmp .. "/a/model.safetensors"), mb.safetensors.load(tmp .. "/b/model.safetensors")
     local n = 0
     for k, t in pairs(a) do

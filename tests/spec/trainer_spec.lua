@@ -170,7 +170,7 @@ describe("mb.trainer", function()
       assert.is_false(ok)
       assert.is_truthy(tostring(err):find("total_steps", 1, true), tostring(err))
       -- resume from the folder itself, into the same model object
-      fit(model_c, { resume = dirs[3] .. "/epoch-1" })
+      fit(model_c, { resume = dirs[3] .. "/checkpoint-4" })
       assert.are.equal(0, (count_differences(model_a, model_c)))
     end)
   end)

@@ -1,4 +1,4 @@
--- moonbert results: list, show, compare, best and export runs of the results store.
+-- moonbert results: list, show, compare, best, export and delete runs of the results store; gc.
 --
 -- Reads the store through mb.store (never creates one: a missing file is an
 -- error). Opening it reaps dead runs, so a run whose process died shows up
@@ -6,17 +6,19 @@
 -- run that does not exist (message on stderr), 2 a usage error.
 local args = require "moonbert.args"
 
-local STATUSES = { "running", "completed", "failed", "killed" }
+local STATUSES = { "running", "completed", "failed", "killed", "pruned", "interrupted" }
 
 local SPEC = {
   { "--store", "PATH", "results store", default = "results/moonbert.db" },
   { "--experiment", "E", "only runs of experiment E (list, export; required by best)" },
-  { "--status", "S", "only runs with status S: running, completed, failed, killed", choices = STATUSES },
+  { "--status", "S", "only runs with status S: running, completed, failed, killed, pruned, interrupted",
+    choices = STATUSES },
   { "--metric", "KEY", "metric to rank runs by (best), e.g. val/accuracy" },
   { "--mode", "MODE", "max or min (best)", default = "max", choices = { "max", "min" } },
   { "--format", "FMT", "csv or json (export)", choices = { "csv", "json" } },
   { "--output", "FILE", "write the export to FILE instead of standard output" },
   { "--stale-after", "SECONDS", "reap runs of other hosts silent this long", type = "number", default = 60 },
+  { "--dry-run", nil, "delete, gc: print what would be removed, remove nothing" },
 }
 
 local M = { summary = "list, show, compare, best and export runs from the results store" }
@@ -26,7 +28,7 @@ usage: moonbert results COMMAND [ARGS] [options]
 
 commands:
   list [--experiment E] [--status S]     one line per run
-  show RUN                               a run: provenance, params, tags, final metrics,
+  show RUN                               a run (id or UUID): provenance, params, tags, final metrics,
                                          confusion matrices, artifacts, error
   compare RUN RUN...                     params and final metrics side by side
   best --experiment E --metric KEY       the completed run with the best final value
@@ -34,6 +36,10 @@ commands:
   export --format csv|json               every run (filtered by --experiment/--status):
        [--output FILE]                   csv: one row per run (params, final metrics);
                                          json: runs with params, tags and metric series
+  delete RUN...                          delete runs and everything logged to them (not
+                                         running ones); their files go with gc
+  gc                                     remove the folders of deleted runs (runs/<id>
+                                         beside the store)
 
 The final value of a metric is the last one logged. Times are Unix seconds in exports.
 
@@ -112,6 +118,7 @@ local function open_store(opts)
 end
 
 local function run_id_arg(s)
+  if type(s) == "string" and s:match("^%x+%-%x+%-%x+%-%x+%-%x+$") then return s:lower() end -- a UUID
   local id = tonumber(s)
   if not id or math.type(id) ~= "integer" and id ~= math.floor(id) or id <= 0 then
     args.usage_error("run id must be a positive integer, got '" .. tostring(s) .. "'")
@@ -137,7 +144,7 @@ local function cmd_list(store, opts)
   local rows = { { "ID", "EXPERIMENT", "NAME", "STATUS", "STARTED", "DURATION", "NOTE" } }
   for _, r in ipairs(runs) do
     rows[#rows + 1] = { tostring(r.id), r.experiment, r.name or "", r.status, fmt_time(r.start_time),
-                        fmt_duration(r), one_line(r.error, 60) }
+                        fmt_duration(r), r.pruned_rung and ("pruned at rung " .. r.pruned_rung) or one_line(r.error, 60) }
   end
   print_table(rows)
   return 0
@@ -165,7 +172,8 @@ local function cmd_show(store, opts, rest)
   print(string.format("run %d  %s%s", r.id, r.experiment, r.name and (" / " .. r.name) or ""))
   local git = r.git_commit and (r.git_commit .. (r.git_dirty and " (dirty)" or r.git_dirty == false and " (clean)" or ""))
   local info = {
-    { "status", r.status },
+    { "uuid", r.uuid or "" },
+    { "status", r.status .. (r.pruned_rung and (" at rung " .. r.pruned_rung) or "") },
     { "started", fmt_time(r.start_time) },
     { "ended", r.end_time and (fmt_time(r.end_time) .. "  (" .. fmt_duration(r) .. ")") or "" },
     { "seed", r.seed and tostring(r.seed) or "" },
@@ -179,7 +187,17 @@ local function cmd_show(store, opts, rest)
   local rows = {}
   for _, kv in ipairs(info) do if kv[2] ~= "" then rows[#rows + 1] = { "  " .. kv[1], kv[2] } end end
   print_table(rows)
-  if r.error then print("error:\n  " .. r.error:gsub("\n", "\n  ")) end
+  if r.error then print((r.status == "interrupted" and "interrupted:" or "error:") .. "\n  " .. r.error:gsub("\n", "\n  ")) end
+  local events = store:run_events(r.id)
+  if #events > 0 then
+    print("events:")
+    rows = {}
+    for _, e in ipairs(events) do
+      rows[#rows + 1] = { "  " .. fmt_time(e.time), e.kind, (e.host or "") .. (e.pid and (" (pid " .. e.pid .. ")") or ""),
+                          one_line(e.message, 60) }
+    end
+    print_table(rows)
+  end
   local params = store:params(r.id)
   if next(params) then
     print("params:")
@@ -274,9 +292,9 @@ local function cmd_best(store, opts, rest)
   return 0
 end
 
-local RUN_COLUMNS = { "id", "experiment", "name", "status", "start_time", "end_time", "seed", "host", "pid",
+local RUN_COLUMNS = { "id", "uuid", "experiment", "name", "status", "start_time", "end_time", "seed", "host", "pid",
                       "git_commit", "git_dirty", "script_path", "script_hash", "dataset_hash", "model_hash",
-                      "device", "error" }
+                      "device", "error", "pruned_rung" }
 
 local function csv_cell(v)
   if v == nil then return "" end
@@ -357,14 +375,73 @@ local function cmd_export(store, opts, rest)
   return 0
 end
 
-local COMMANDS = { list = cmd_list, show = cmd_show, compare = cmd_compare, best = cmd_best, export = cmd_export }
+local function cmd_delete(store, opts, rest)
+  if #rest == 0 then args.usage_error("delete takes one or more run ids (moonbert results delete RUN...)") end
+  local runs = {}
+  for i, s in ipairs(rest) do
+    runs[i] = get_run(store, run_id_arg(s)) -- every id checked before anything is deleted
+    if runs[i].status == "running" then
+      fail(string.format("run %d is running: stop it first (or wait for it to end); nothing deleted", runs[i].id))
+    end
+  end
+  for _, r in ipairs(runs) do
+    if not opts.dry_run then store:delete_run(r.id) end
+    print(string.format("%s run %d (%s, %s)", opts.dry_run and "would delete" or "deleted", r.id, r.experiment, r.status))
+  end
+  if not opts.dry_run then print("their files stay until `moonbert results gc`") end
+  return 0
+end
+
+-- Bytes below path (files only).
+local function tree_size(path)
+  local lfs = require "lfs"
+  local a = lfs.symlinkattributes(path)
+  if not a then return 0 end
+  if a.mode ~= "directory" then return a.size or 0 end
+  local n = 0
+  for name in lfs.dir(path) do
+    if name ~= "." and name ~= ".." then n = n + tree_size(path .. "/" .. name) end
+  end
+  return n
+end
+
+local function cmd_gc(store, opts, rest)
+  if #rest > 0 then args.usage_error("gc takes no positional arguments") end
+  local lfs = require "lfs"
+  local base = (store:path():match("^(.*)/[^/]*$") or ".") .. "/runs"
+  if lfs.attributes(base, "mode") ~= "directory" then
+    print("nothing to remove: no run folders in " .. base)
+    return 0
+  end
+  local live = {}
+  for _, r in ipairs(store:runs {}) do live[r.id] = true end
+  local gone, bytes = {}, 0
+  for name in lfs.dir(base) do
+    local id = math.tointeger(tonumber(name:match("^(%d+)$")))
+    if id and not live[id] then gone[#gone + 1] = id end
+  end
+  table.sort(gone)
+  for _, id in ipairs(gone) do
+    local dir = base .. "/" .. id
+    local size = tree_size(dir)
+    bytes = bytes + size
+    if not opts.dry_run then require("moonbert.checkpoint").rmtree(dir) end
+    print(string.format("%s %s (%.1f MB)", opts.dry_run and "would remove" or "removed", dir, size / 1e6))
+  end
+  print(string.format("%d folder%s of deleted runs, %.1f MB%s", #gone, #gone == 1 and "" or "s", bytes / 1e6,
+    opts.dry_run and " (dry run)" or " freed"))
+  return 0
+end
+
+local COMMANDS = { list = cmd_list, show = cmd_show, compare = cmd_compare, best = cmd_best, export = cmd_export,
+                   delete = cmd_delete, gc = cmd_gc }
 
 function M.main(argv)
   local opts, rest = args.parse(argv, SPEC)
   local sub = table.remove(rest, 1)
-  if not sub then args.usage_error("which command? list, show, compare, best or export (--help explains)") end
+  if not sub then args.usage_error("which command? list, show, compare, best, export, delete or gc (--help explains)") end
   local cmd = COMMANDS[sub]
-  if not cmd then args.usage_error("unknown command '" .. sub .. "' (list, show, compare, best, export)") end
+  if not cmd then args.usage_error("unknown command '" .. sub .. "' (list, show, compare, best, export, delete, gc)") end
   local store
   local ok, rc = pcall(function()
     store = open_store(opts)

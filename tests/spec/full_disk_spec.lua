@@ -1,0 +1,192 @@
+-- full_disk_spec.lua: a full or read-only disk, made real with a small tmpfs that the spec mounts
+-- (root only: it is pending with the reason otherwise). For a checkpoint, a model save and a store
+-- write that hit ENOSPC: the error names the file and the cause, and what was written before is
+-- intact (the previous checkpoint verifies, the old model file is byte for byte the same, the
+-- store's earlier rows are there and it passes integrity_check). A failed checkpoint or model save
+-- fails the store run (kept on another disk) with its message; a store on the full disk itself
+-- cannot record that until space is freed. A read-only store folder or checkpoint folder is refused before any
+-- training step.
+local mb = require "moonbert"
+local lfs = require "lfs"
+local support = require "tests.spec.support"
+local ckpt = require "moonbert.checkpoint"
+local make_data = require("tests.spec.faults.data").make_data
+
+local function mount_tmpfs(size)
+  local dir = support.tmpdir()
+  local out, code = support.run("mount -t tmpfs -o size=" .. size .. " moonbert-test " .. support.q(dir))
+  if code ~= 0 then
+    lfs.rmdir(dir)
+    return nil, out
+  end
+  return dir
+end
+
+local function umount(dir)
+  support.run("umount -l " .. support.q(dir)) -- lazy: a file still open (a store) must not keep it mounted
+  lfs.rmdir(dir)
+end
+
+-- Fill the file system holding dir to the last byte.
+local function fill(dir)
+  local f = assert(io.open(dir .. "/filler", "wb"))
+  local chunk = string.rep("\0", 4096)
+  while f:write(chunk) and f:flush() do end
+  f:close()
+  local g = io.open(dir .. "/filler2", "wb") -- the last partial block
+  if g then
+    while g:write("x") and g:flush() do end
+    g:close()
+  end
+end
+
+local function sha(path) return (mb.store.sha256(support.read(path))) end
+
+local probe, why = mount_tmpfs("64k")
+if probe then umount(probe) end
+local describe_root = probe and describe or function(name)
+  pending(name .. " (needs to mount a tmpfs as root: " .. tostring(why):gsub("%s+$", "") .. ")")
+end
+
+describe_root("a full disk", function()
+  local work, tok, split, config
+  setup(function()
+    work = support.tmpdir()
+    make_data(work)
+    tok = mb.tokenizer.load(work)
+    split = mb.data.load_text(work .. "/train.txt", { sep = ";", names = { "text", "label" },
+                                                      label_names = mb.data.EMOTION_LABELS })
+    config = { dim = 16, n_layers = 1, n_heads = 2, hidden_dim = 32, vocab_size = tok.vocab_size,
+               max_position_embeddings = 32 }
+  end)
+  teardown(function() ckpt.rmtree(work) end)
+
+  local function new_model() return mb.distilbert.new(config, { seed = 7, id2label = mb.data.EMOTION_LABELS }) end
+
+  it("checkpoint: ENOSPC names the file and the cause, the previous checkpoint stays whole, the run fails with it", function()
+    local disk = assert(mount_tmpfs("2m"))
+    local ok, err = pcall(function()
+      local store = mb.store.open(work .. "/ck.db")
+      local run_id
+      local ok2, err2 = pcall(store.with_run, store, { experiment = "full_disk" }, function(run)
+        run_id = run.id
+        -- the store run, and the disk fills up after step 6 (checkpoint-5 is written by then)
+        local proxy = setmetatable({ log_metrics = function(_, t, o)
+          run:log_metrics(t, o)
+          if o.step == 6 then fill(disk) end
+        end }, { __index = function(_, k) return function(_, ...) return run[k](run, ...) end end })
+        mb.trainer.fit { model = new_model(), tokenizer = tok, train = split, eval = false, epochs = 1, batch_size = 8,
+                         lr = 1e-3, log_every = 1, progress = false, run = proxy, checkpoint_dir = disk .. "/ck",
+                         save_steps = 5 }
+      end)
+      assert.is_false(ok2)
+      err2 = tostring(err2)
+      if os.getenv("FAULTS_DEBUG") then io.stderr:write("checkpoint error: ", err2, "\n") end
+      assert.is_truthy(err2:find("No space left on device", 1, true), err2)
+      assert.is_truthy(err2:find(disk .. "/ck/checkpoint-10", 1, true), err2)
+      assert.is_truthy(err2:find("config.json", 1, true) or err2:find("safetensors", 1, true)
+        or err2:find("manifest", 1, true), "names the file: " .. err2)
+      -- the earlier checkpoint is whole; no half-written folder is visible
+      local list = ckpt.list(disk .. "/ck")
+      assert.are.equal(1, #list)
+      assert.are.equal(5, list[1].step)
+      assert.is_true(ckpt.verify(list[1].dir))
+      for name in lfs.dir(disk .. "/ck") do assert.is_falsy(name:match("^%.tmp"), name) end
+      local rec = store:get_run(run_id)
+      assert.are.equal("failed", rec.status)
+      assert.is_truthy(tostring(rec.error):find("No space left on device", 1, true), tostring(rec.error))
+      store:close()
+    end)
+    umount(disk)
+    assert(ok, err)
+  end)
+
+  it("model save: ENOSPC names the file and the cause, the saved model stays byte for byte", function()
+    local disk = assert(mount_tmpfs("1m"))
+    local ok, err = pcall(function()
+      local model = new_model()
+      model:save(disk .. "/model")
+      local before = { sha(disk .. "/model/config.json"), sha(disk .. "/model/model.safetensors") }
+      fill(disk)
+      model:parameters()[1].value:fill(0.5)
+      local store = mb.store.open(work .. "/save.db")
+      local run_id
+      local ok2, err2 = pcall(store.with_run, store, { experiment = "full_disk", git = false }, function(run)
+        run_id = run.id
+        model:save(disk .. "/model")
+      end)
+      assert.is_false(ok2)
+      local rec = store:get_run(run_id)
+      assert.are.equal("failed", rec.status)
+      assert.is_truthy(tostring(rec.error):find("No space left on device", 1, true), tostring(rec.error))
+      store:close()
+      err2 = tostring(err2)
+      if os.getenv("FAULTS_DEBUG") then io.stderr:write("model save error: ", err2, "\n") end
+      assert.is_truthy(err2:find("No space left on device", 1, true), err2)
+      assert.is_truthy(err2:find(disk .. "/model/config.json", 1, true) or
+        err2:find(disk .. "/model/model.safetensors", 1, true), err2)
+      assert.are.same(before, { sha(disk .. "/model/config.json"), sha(disk .. "/model/model.safetensors") })
+      local leftovers = {}
+      for name in lfs.dir(disk .. "/model") do if name:match("tmp") then leftovers[#leftovers + 1] = name end end
+      assert.are.same({}, leftovers)
+    end)
+    umount(disk)
+    assert(ok, err)
+  end)
+
+  it("store write: the error names the store and the cause; earlier rows stay and the file checks out", function()
+    local disk = assert(mount_tmpfs("1m"))
+    local ok, err = pcall(function()
+      local store = mb.store.open(disk .. "/s.db")
+      local run = store:start_run { experiment = "full_disk", git = false }
+      for i = 1, 50 do run:log_metric("train/loss", 1 / i, { step = i }) end
+      fill(disk)
+      local ok2, err2 = pcall(function()
+        for i = 51, 100000 do run:log_metric("train/loss", 1 / i, { step = i }) end
+      end)
+      assert.is_false(ok2)
+      err2 = tostring(err2)
+      if os.getenv("FAULTS_DEBUG") then io.stderr:write("store error: ", err2, "\n") end
+      assert.is_truthy(err2:find(disk .. "/s.db", 1, true), err2)
+      assert.is_truthy(err2:find("full", 1, true), err2)
+      -- the operator frees space: the store is consistent, with every row committed before
+      os.remove(disk .. "/filler")
+      os.remove(disk .. "/filler2")
+      run:fail(err2)
+      local again = mb.store.open(disk .. "/s.db", { reap = false })
+      assert.is_true((again:integrity_check()))
+      local series = again:metrics(run.id, "train/loss")
+      assert.is_true(#series >= 50)
+      for i = 1, 50 do assert.are.equal(1 / i, series[i].value) end
+      assert.are.equal("failed", again:get_run(run.id).status)
+      again:close()
+      store:close()
+    end)
+    umount(disk)
+    assert(ok, err)
+  end)
+
+  it("a read-only store folder or checkpoint folder is refused before any training step", function()
+    local disk = assert(mount_tmpfs("1m"))
+    local ok, err = pcall(function()
+      lfs.mkdir(disk .. "/ck")
+      assert.are.equal(0, select(2, support.run("mount -o remount,ro " .. support.q(disk))))
+      local ok2, err2 = pcall(mb.store.open, disk .. "/s.db")
+      assert.is_false(ok2)
+      assert.is_truthy(tostring(err2):find("not writable (Read-only file system)", 1, true), tostring(err2))
+      ok2, err2 = pcall(mb.store.open, disk .. "/missing/s.db")
+      assert.is_false(ok2)
+      assert.is_truthy(tostring(err2):find("Read-only file system", 1, true), tostring(err2))
+      local steps = 0
+      ok2, err2 = pcall(mb.trainer.fit, { model = new_model(), tokenizer = tok, train = split, eval = false, epochs = 1,
+        batch_size = 8, progress = false, checkpoint_dir = disk .. "/ck",
+        run = function(event) if event == "log" then steps = steps + 1 end end })
+      assert.is_false(ok2)
+      assert.is_truthy(tostring(err2):find("checkpoint folder " .. disk .. "/ck is not writable", 1, true), tostring(err2))
+      assert.is_truthy(tostring(err2):find("Read-only file system", 1, true), tostring(err2))
+      assert.are.equal(0, steps)
+    end)
+    umount(disk)
+    assert(ok, err)
+  end)
+end)
