@@ -805,7 +805,7 @@ table.comparison { font-size: 14px; margin: 8px 0; }
 table.comparison caption { caption-side: top; text-align: left; color: #555; padding-bottom: 6px; }
 table.comparison th, table.comparison td { border: 1px solid #ddd; padding: 4px 10px; }
 table.comparison th { background: #f4f6f8; }
-table.comparison td.num { text-align: right; font-variant-numeric: tabular-nums; }
+table.comparison td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 table.comparison tr.group th { text-align: left; background: #e9eef4; }
 table.comparison td.model { min-width: 260px; }
 .banner { border: 1px solid #cfd8e3; background: #f4f8fc; padding: 6px 12px; margin: 12px 0; }
@@ -828,6 +828,9 @@ footer { margin-top: 40px; color: #888; font-size: 12px; }
   figure, svg, .banner, table.comparison, table.kv, tr, .block { break-inside: avoid; page-break-inside: avoid; }
   svg.plot { max-width: 100%; height: auto; border: none; }
   .row { gap: 8px; }
+  table.comparison { font-size: 11px; } table.comparison td.model { min-width: 0; }
+  table.comparison th, table.comparison td { padding: 3px 6px; }
+  .caption, .note { font-size: 10px; }
   a { color: inherit; text-decoration: none; }
 }
 ]]
