@@ -139,6 +139,8 @@ describe("mb.trainer", function()
       assert.is_truthy(tostring(err):find("simulated kill", 1, true))
       local seq, n = table.concat(events, " "), 1
       while n > 0 do seq, n = seq:gsub("predictions predictions", "predictions") end
+      n = 1 -- a short run logs every step: the epoch's logs read as one
+      while n > 0 do seq, n = seq:gsub("log log", "log") end
       local tail = seq:match("log [%a ]+$")
       assert.are.equal("log predictions eval epoch checkpoint", tail)
 
