@@ -116,6 +116,16 @@ run:log_metric("time/features_seconds", features_seconds)
 print("\n== 4. Baselines")
 local results = {} -- rows of the summary table
 local comparison = {} -- the same rows for the report (mb.report.log_comparison), with times and out-of-domain
+-- Logged after the baselines and again with the fine-tuned model: a run stopped while it
+-- fine-tunes still reports its baselines.
+local function log_comparison()
+  if not report then return end
+  ex.try("the comparison table for the report", function()
+    report.log_comparison(run, comparison, { ood_name = ood and ("out-of-domain, " .. #ood.text .. " texts") or nil,
+      note = "time: fitting and predicting; the features model includes extracting the frozen features " ..
+             "(read from the cache when this model and data were seen before); fine-tuning excludes evaluation" })
+  end)
+end
 -- t0: when this model's work began (fit included); extra_seconds: shared work it needs (features)
 local function evaluate_baseline(key, title, clf, Xv, Xt, Xo, t0, extra_seconds)
   local row = { title }
@@ -159,6 +169,7 @@ local feat_lr = mb.learners.logistic_regression { max_iter = 3000 }
 feat_lr:fit(X.train, train.label)
 evaluate_baseline("features_logreg", "logistic regression, " .. opts.pooling .. " features", feat_lr, X.validation,
                   X.test, X.ood, t_feat, features_seconds)
+log_comparison()
 
 if report and mb.umap then
   ex.try("2-D map of the frozen features", function()
@@ -204,13 +215,7 @@ for _, s in ipairs { { "val", val, "validation" }, { "test", test, "test" }, { "
 end
 results[#results + 1] = final
 comparison[#comparison + 1] = crow
-if report then
-  ex.try("the comparison table for the report", function()
-    report.log_comparison(run, comparison, { ood_name = ood and ("out-of-domain, " .. #ood.text .. " texts") or nil,
-      note = "time: fitting and predicting; the features model includes extracting the frozen features " ..
-             "(read from the cache when this model and data were seen before); fine-tuning excludes evaluation" })
-  end)
-end
+log_comparison()
 print(mb.metrics.classification_report(val.label, preds.val.predicted,
                                        { target_names = names, labels = { 0, 1, 2, 3, 4, 5 }, zero_division = 0 }))
 local cm = ex.confusion(val.label, preds.val.predicted, names)
