@@ -68,7 +68,8 @@ for _, variant in ipairs { "frozen", "unfrozen" } do
   run:log_metric(variant .. "/time/fine_tune_seconds", seconds)
   run:log_metric(variant .. "/trainable_parameters", trainable)
   local row = { variant, trainable } -- then accuracy and F1 of val, test, ood (columns 3..8), seconds
-  local crow = { name = string.format("%s encoder (%d trainable parameters, lr %g)", variant, trainable, lr),
+  local grouped = tostring(trainable):reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", "")
+  local crow = { name = string.format("%s encoder (%s trainable parameters, lr %g)", variant, grouped, lr),
                  key = variant, seconds = seconds }
   for j, s in ipairs { { "val", data.validation, "validation" }, { "test", data.test, "test" }, { "ood", data.ood, "ood" } } do
     if s[2] then
