@@ -372,7 +372,10 @@ local INIT_WARNING = {
 }
 local function banner(store, r)
   local params, tags = store:params(r.id), store:tags(r.id)
+  -- A run that fine-tunes records init as a parameter; pretraining (random by design) and
+  -- comparisons of inits carry it as a tag only, and get no warning for it.
   local init = params.init or tags.init
+  local warn_init = params.init ~= nil
   local model = params.model or params.pretrained
   local items = {}
   local function add(k, v) if v ~= nil and v ~= "" then items[#items + 1] = "<span><b>" .. esc(k) .. "</b> " .. esc(v) .. "</span>" end end
@@ -383,11 +386,11 @@ local function banner(store, r)
   add("seed", r.seed)
   add("started", fmt_time(r.start_time))
   if r.start_time and r.end_time then add("took", fmt_seconds(r.end_time - r.start_time)) end
-  local warn = (init and init ~= "pretrained" and init ~= "") or (r.status and r.status ~= "completed")
+  local warn = (warn_init and init ~= "pretrained" and init ~= "") or (r.status and r.status ~= "completed")
   local out = { '<div class="banner' .. (warn and " warn" or "") .. '">' }
-  if init and INIT_WARNING[init] then out[#out + 1] = "<p><strong>" .. esc(INIT_WARNING[init]) .. "</strong></p>"
-  elseif init and init ~= "pretrained" and init:find("random", 1, true) then
-    out[#out + 1] = "<p><strong>" .. esc("init=" .. init .. ": some models start from random weights.") .. "</strong></p>"
+  if warn_init and INIT_WARNING[init] then out[#out + 1] = "<p><strong>" .. esc(INIT_WARNING[init]) .. "</strong></p>"
+  elseif warn_init and init ~= "pretrained" then
+    out[#out + 1] = "<p><strong>" .. esc("init=" .. init .. ": not pretrained DistilBERT weights.") .. "</strong></p>"
   end
   if r.status and r.status ~= "completed" then
     out[#out + 1] = "<p><strong>" .. esc("This run is " .. r.status .. ": its results are incomplete.") .. "</strong></p>"
@@ -811,7 +814,8 @@ table.comparison td.model { min-width: 260px; }
 .banner { border: 1px solid #cfd8e3; background: #f4f8fc; padding: 6px 12px; margin: 12px 0; }
 .banner.warn { border-color: #e0a0a0; background: #fff4f2; }
 .banner.warn strong { color: #a01010; }
-.banner p { margin: 4px 0; } .banner .facts span { margin-right: 18px; white-space: nowrap; }
+.banner p { margin: 4px 0; } .banner .facts { display: flex; flex-wrap: wrap; gap: 2px 18px; }
+.banner .facts span { white-space: nowrap; }
 .row { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }
 .block { display: inline-block; vertical-align: top; margin-right: 16px; }
 figure { margin: 0; }
@@ -979,7 +983,7 @@ function M.build_sweep(store, name, opts)
       if mode == "max" then return a.value > b.value end
       return a.value < b.value
     end
-    return a.key < b.key
+    return (a.run_id or math.huge) < (b.run_id or math.huge) -- ties: the trial that ran first, as moonbert sweep
   end)
   local best = list[1].value ~= nil and list[1] or nil
   -- The ranking table (the answer), then the metric against each parameter.
@@ -989,7 +993,7 @@ function M.build_sweep(store, name, opts)
   for _, p in ipairs(param_names) do rows[1] = rows[1] .. "<th>" .. esc(p) .. "</th>" end
   rows[1] = rows[1] .. "<th>" .. esc(metric) .. "</th><th>status</th><th>run</th><th>time</th></tr>"
   for i, t in ipairs(list) do
-    local b = (t == best)
+    local b = best ~= nil and t.value == best.value -- ties are all bold
     local cells = { "<tr><td class=\"num\">" .. (t.value ~= nil and i or "–") .. "</td>" }
     for _, p in ipairs(param_names) do cells[#cells + 1] = '<td class="num">' .. esc(t.values[p] or "") .. "</td>" end
     local v = t.value ~= nil and string.format("%.4f", t.value) or "–"
