@@ -835,6 +835,9 @@ footer { margin-top: 40px; color: #888; font-size: 12px; }
   table.comparison { font-size: 11px; } table.comparison td.model { min-width: 0; }
   table.comparison th, table.comparison td { padding: 3px 6px; }
   .caption, .note { font-size: 10px; }
+  .row figure { flex: 0 0 auto; max-width: 48%; }
+  #confusion .row figure { max-width: 31%; }
+  .row figure svg.plot { width: 100%; height: auto; }
   a { color: inherit; text-decoration: none; }
 }
 ]]
