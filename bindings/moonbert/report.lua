@@ -647,9 +647,9 @@ end
 local function matrix_title(names_by_key, key)
   local prefix, split = key:match("^(.*)/([^/]+)$")
   if not prefix then prefix, split = "", key end
-  local model = names_by_key[prefix]
+  local model = names_by_key[prefix] or (prefix ~= "" and prefix) or nil
   if model then return model .. " · " .. (SPLIT_TITLE[split] or split) end
-  return key
+  return SPLIT_TITLE[split] or split
 end
 
 local function model_names(art)
@@ -679,9 +679,26 @@ local function section_confusion(store, r, art)
       end
     end
   end
-  local rest = {}
-  for _, k in ipairs(keys) do if not used[k] then rest[#rest + 1] = k end end
-  for _, k in ipairs(split_sort(rest)) do ordered[#ordered + 1] = k end
+  -- The rest: models in the order they were logged, each model's splits train, validation, test, ood.
+  local rest, first_seen = {}, {}
+  for i, k in ipairs(keys) do
+    if not used[k] then
+      rest[#rest + 1] = k
+      local prefix = k:match("^(.*)/[^/]+$") or ""
+      first_seen[prefix] = first_seen[prefix] or i
+    end
+  end
+  local SPLIT_RANK = { train = 1, training = 1, validation = 2, val = 2, valid = 2, test = 3, ood = 4 }
+  table.sort(rest, function(a, b)
+    local pa, sa = a:match("^(.*)/([^/]+)$")
+    local pb, sb = b:match("^(.*)/([^/]+)$")
+    pa, sa, pb, sb = pa or "", sa or a, pb or "", sb or b
+    if pa ~= pb then return first_seen[pa] < first_seen[pb] end
+    local ra, rb = SPLIT_RANK[sa] or 9, SPLIT_RANK[sb] or 9
+    if ra ~= rb then return ra < rb end
+    return sa < sb
+  end)
+  for _, k in ipairs(rest) do ordered[#ordered + 1] = k end
   local names = model_names(art)
   local parts = { '<div class="row">' }
   for _, key in ipairs(ordered) do
@@ -698,7 +715,8 @@ local function section_confusion(store, r, art)
                                         vmin = 0, vmax = 1, fmt = "%.2f", cell = 40 } .. "</figure>"
   end
   parts[#parts + 1] = "</div>"
-  return '<p class="caption">Rows are true labels, normalised to sum to 1; in the order of the comparison table.</p>' ..
+  return '<p class="caption">Rows are true labels, normalised to sum to 1' ..
+         (c and "; in the order of the comparison table.</p>" or "; in the order the models were logged.</p>") ..
          table.concat(parts, "\n")
 end
 
