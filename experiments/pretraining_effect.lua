@@ -195,7 +195,7 @@ end
 if report then
   ex.try("the comparison table for the report", function()
     report.log_comparison(run, comparison, { note = "time: features (extraction and logistic regression) or " ..
-                                                    "fine-tuning; the mean row is the mean of the seeds above it" })
+                                                    "fine-tuning" .. (opts.seeds > 1 and "; the mean row is the mean of the seeds above it" or "") })
   end)
 end
 run:log_metric("time/total_seconds", mb.store.now() - t_start)

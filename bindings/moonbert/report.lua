@@ -411,9 +411,16 @@ local function section_comparison(art)
   local c = comparison_of(art)
   if not c or type(c.rows) ~= "table" or #c.rows == 0 then return nil end
   local rows = c.rows
-  local splits = {}
+  -- The columns: each split's accuracy and F1 that some row has.
+  local splits, metrics_of = {}, {}
   for _, split in ipairs(M.COMPARISON_SPLITS) do
-    for _, r in ipairs(rows) do if type(r[split]) == "table" then splits[#splits + 1] = split; break end end
+    local ms = {}
+    for _, m in ipairs { "accuracy", "f1" } do
+      for _, r in ipairs(rows) do
+        if type(r[split]) == "table" and type(r[split][m]) == "number" then ms[#ms + 1] = m; break end
+      end
+    end
+    if #ms > 0 then splits[#splits + 1] = split; metrics_of[split] = ms end
   end
   local has_time = false
   for _, r in ipairs(rows) do if type(r.seconds) == "number" then has_time = true end end
@@ -434,14 +441,17 @@ local function section_comparison(art)
   for _, split in ipairs(splits) do
     local title = SPLIT_TITLE[split] or split
     if split == "ood" and c.ood_name then title = c.ood_name end
-    h1[#h1 + 1] = '<th colspan="2">' .. esc(title) .. "</th>"
+    h1[#h1 + 1] = '<th colspan="' .. #metrics_of[split] .. '">' .. esc(title) .. "</th>"
   end
   if has_time then h1[#h1 + 1] = '<th rowspan="2">time</th>' end
   out[#out + 1] = table.concat(h1) .. "</tr>"
   local h2 = { "<tr>" }
-  for _ = 1, #splits do h2[#h2 + 1] = "<th>accuracy</th><th>F1</th>" end
+  for _, split in ipairs(splits) do
+    for _, m in ipairs(metrics_of[split]) do h2[#h2 + 1] = m == "f1" and "<th>F1</th>" or "<th>accuracy</th>" end
+  end
   out[#out + 1] = table.concat(h2) .. "</tr>"
-  local ncols = 1 + 2 * #splits + (has_time and 1 or 0)
+  local ncols = 1 + (has_time and 1 or 0)
+  for _, split in ipairs(splits) do ncols = ncols + #metrics_of[split] end
   local group
   for _, r in ipairs(rows) do
     if r.group and r.group ~= group then
@@ -450,7 +460,7 @@ local function section_comparison(art)
     end
     local cells = { '<tr><td class="model">' .. esc(r.name) .. "</td>" }
     for _, split in ipairs(splits) do
-      for _, m in ipairs { "accuracy", "f1" } do
+      for _, m in ipairs(metrics_of[split]) do
         local v = r[split] and r[split][m]
         if type(v) == "number" then
           local txt = string.format("%.4f", v)
@@ -656,7 +666,7 @@ local function model_names(art)
   local names = {}
   local c = comparison_of(art)
   for _, r in ipairs(c and c.rows or {}) do
-    if type(r.key) == "string" and not names[r.key] then names[r.key] = r.name end
+    if type(r.key) == "string" and not names[r.key] then names[r.key] = r.group and (r.group .. ": " .. r.name) or r.name end
   end
   return names
 end
