@@ -654,12 +654,14 @@ end
 -- ---- confusion matrices, in the comparison's order ----
 -- Row r of the comparison with key k owns the matrices "k/validation", "k/test", "k/ood"
 -- ("validation", ... when k is ""). The rest follow, in split order.
+-- "model · split", and its two parts (model may be nil)
 local function matrix_title(names_by_key, key)
   local prefix, split = key:match("^(.*)/([^/]+)$")
   if not prefix then prefix, split = "", key end
   local model = names_by_key[prefix] or (prefix ~= "" and prefix) or nil
-  if model then return model .. " · " .. (SPLIT_TITLE[split] or split) end
-  return SPLIT_TITLE[split] or split
+  local split_title = SPLIT_TITLE[split] or split
+  if model then return model .. " · " .. split_title, model, split_title end
+  return split_title, nil, split_title
 end
 
 local function model_names(art)
@@ -720,9 +722,11 @@ local function section_confusion(store, r, art)
       m[i] = {}
       for j, v in ipairs(row) do m[i][j] = sum > 0 and v / sum or 0 / 0 end
     end
-    local title = matrix_title(names, key) .. (cm.epoch and (", epoch " .. fmt_value(cm.epoch)) or "")
-    parts[#parts + 1] = '<figure>' .. svg.heatmap { matrix = m, row_labels = cm.labels, col_labels = cm.labels, title = title,
-                                        vmin = 0, vmax = 1, fmt = "%.2f", cell = 40 } .. "</figure>"
+    local title, model, split = matrix_title(names, key)
+    local epoch = cm.epoch and (", epoch " .. fmt_value(cm.epoch)) or ""
+    parts[#parts + 1] = '<figure>' .. svg.heatmap { matrix = m, row_labels = cm.labels, col_labels = cm.labels,
+      title = title .. epoch, heading = model or split, subtitle = model and (split .. epoch) or nil,
+      vmin = 0, vmax = 1, fmt = "%.2f", cell = 40 } .. "</figure>"
   end
   parts[#parts + 1] = "</div>"
   return '<p class="caption">Rows are true labels, normalised to sum to 1' ..

@@ -363,8 +363,9 @@ end
 
 -- ---- heatmap (confusion matrix) -------------------------------------------------
 
---- svg.heatmap{matrix=, row_labels=, col_labels=, title=, xlabel="Predicted label",
+--- svg.heatmap{matrix=, row_labels=, col_labels=, title=, heading=title, subtitle=, xlabel="Predicted label",
 ---             ylabel="True label", fmt="%.2f", vmin=, vmax=}
+-- heading (default the title) and subtitle are the lines shown above the cells.
 -- One annotated cell per entry, coloured on a white-to-blue scale; the text is
 -- white on dark cells.
 function M.heatmap(o)
@@ -374,13 +375,19 @@ function M.heatmap(o)
   local nr, nc = #m, #(m[1] or {})
   local rl, cl = o.row_labels or {}, o.col_labels or o.row_labels or {}
   local cell = o.cell or math.max(34, math.min(70, math.floor(420 / math.max(1, nc))))
-  local left, top = 110, 40
-  -- wide enough for the title too (bold 14 px: about 8.5 px a character)
-  local w = o.width or math.max(left + nc * cell + 24, math.floor((utf8.len(tostring(o.title or "")) or 0) * 8.5 + 20))
+  local left, top = 110, o.subtitle and 56 or 40
+  -- wide enough for the heading too (bold 14 px: about 8.5 px a character), up to 480 px;
+  -- a longer heading is shortened on screen (the full title stays in the tooltip)
+  local heading = o.heading or o.title
+  local w = o.width or math.max(left + nc * cell + 24,
+                                math.min(480, math.floor((utf8.len(tostring(heading or "")) or 0) * 8.5 + 20)))
   local h = o.height or (top + nr * cell + 84)
   local out = {}
   open_svg(out, w, h, o.title, "plot heatmap")
-  plot_title(out, w, o.title)
+  if heading and heading ~= "" then
+    text(out, w / 2, 20, M.shorten(heading, math.floor((w - 20) / 8.5)), 'text-anchor="middle" font-size="14" font-weight="bold"')
+  end
+  if o.subtitle then text(out, w / 2, 38, M.shorten(o.subtitle, math.floor((w - 20) / 7)), 'text-anchor="middle" font-size="13" fill="#444"') end
   local vmin, vmax = o.vmin, o.vmax
   if not vmin or not vmax then
     local a, b = math.huge, -math.huge
