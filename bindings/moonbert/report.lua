@@ -927,6 +927,7 @@ function M.build(store, run_id)
   if not run_id then argerror(2, "build", "run id (integer) expected") end
   local r, msg = store:get_run(run_id)
   if not r then return nil, msg end
+  svg.reset_ids() -- the same run gives the same page
   local notes = {}
   local art = load_artifacts(store, run_id, notes)
   local sections = {
@@ -1010,6 +1011,7 @@ function M.build_sweep(store, name, opts)
     end
   end
   if #keys == 0 then return nil, "no runs of sweep '" .. name .. "' in " .. store:path() end
+  svg.reset_ids()
   local list = {}
   for _, k in ipairs(keys) do list[#list + 1] = trials[k] end
   table.sort(list, function(a, b)

@@ -594,12 +594,14 @@ local function hex_points(cx, cy, size)
   return table.concat(p, " ")
 end
 
--- Ids for clip paths, unique within a process (and so within one page).
+-- Ids for clip paths, unique within a page: a page built from the start of
+-- svg.reset_ids() numbers them the same way every time.
 local clip_serial = 0
 local function next_clip_id()
   clip_serial = clip_serial + 1
   return "mb-clip-" .. clip_serial
 end
+function M.reset_ids() clip_serial = 0 end
 
 M.SCATTER_BELOW = 1000 -- hexbin_grid draws points, not hexagons, below this many points in all
 
