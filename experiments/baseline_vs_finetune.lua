@@ -96,7 +96,9 @@ local cache_dir = (opts.store:match("^(.*)/[^/]*$") or ".") .. "/cache"
 local fopts = { pooling = opts.pooling, max_length = max_length, batch_size = bs, model_hash = model_hash,
                 cache_dir = not opts.no_cache and cache_dir or nil }
 local X, hits = {}, 0
-for _, s in ipairs { { "train", train }, { "validation", val }, { "test", test } } do
+local t_features = mb.store.now()
+for _, s in ipairs { { "train", train }, { "validation", val }, { "test", test }, { "ood", ood } } do
+  if not s[2] then goto next_split end
   local t0 = mb.store.now()
   fopts.label = s[1]
   local Xs, hit, path = ex.features(model, s[2], tok, fopts)
@@ -104,42 +106,70 @@ for _, s in ipairs { { "train", train }, { "validation", val }, { "test", test }
   if hit then hits = hits + 1 end
   print(string.format("%-10s [%d, %d] %s (%.1f s)", s[1], Xs:shape()[1], Xs:shape()[2],
                       hit and ("from cache " .. path) or "computed", mb.store.now() - t0))
+  ::next_split::
 end
+local features_seconds = mb.store.now() - t_features
 run:log_metric("features/cache_hits", hits)
+run:log_metric("time/features_seconds", features_seconds)
 
 -- ---- 4. baselines -----------------------------------------------------------------------------
 print("\n== 4. Baselines")
 local results = {} -- rows of the summary table
-local function evaluate_baseline(key, title, clf, Xv, Xt)
+local comparison = {} -- the same rows for the report (mb.report.log_comparison), with times and out-of-domain
+-- Logged after the baselines and again with the fine-tuned model: a run stopped while it
+-- fine-tunes still reports its baselines.
+local function log_comparison()
+  if not report then return end
+  ex.try("the comparison table for the report", function()
+    report.log_comparison(run, comparison, { ood_name = ood and ("out-of-domain, " .. #ood.text .. " texts") or nil,
+      note = "time: fitting and predicting; the features model includes extracting the frozen features " ..
+             "(read from the cache when this model and data were seen before); fine-tuning excludes evaluation" })
+  end)
+end
+-- t0: when this model's work began (fit included); extra_seconds: shared work it needs (features)
+local function evaluate_baseline(key, title, clf, Xv, Xt, Xo, t0, extra_seconds)
   local row = { title }
-  for _, s in ipairs { { "val", val, Xv, "validation" }, { "test", test, Xt, "test" } } do
-    local p = clf:predict(s[3])
-    p = type(p) == "table" and p or p:totable()
-    local sc = ex.scores(s[2].label, p)
-    run:log_metric(key .. "/" .. s[1] .. "/accuracy", sc.accuracy, { split = s[4] })
-    run:log_metric(key .. "/" .. s[1] .. "/f1", sc.f1, { split = s[4] })
-    run:log_confusion(key .. "/" .. s[4], ex.confusion(s[2].label, p, names), names)
-    row[#row + 1], row[#row + 2] = sc.accuracy, sc.f1
+  local crow = { name = title, key = key }
+  for _, s in ipairs { { "val", val, Xv, "validation" }, { "test", test, Xt, "test" }, { "ood", ood, Xo, "ood" } } do
+    if s[2] and s[3] then
+      local p = clf:predict(s[3])
+      p = type(p) == "table" and p or p:totable()
+      local sc = ex.scores(s[2].label, p)
+      run:log_metric(key .. "/" .. s[1] .. "/accuracy", sc.accuracy, { split = s[4] })
+      run:log_metric(key .. "/" .. s[1] .. "/f1", sc.f1, { split = s[4] })
+      run:log_confusion(key .. "/" .. s[4], ex.confusion(s[2].label, p, names), names)
+      if s[1] ~= "ood" then row[#row + 1], row[#row + 2] = sc.accuracy, sc.f1 end
+      crow[s[4]] = { accuracy = sc.accuracy, f1 = sc.f1 }
+    end
   end
+  crow.seconds = mb.store.now() - t0 + (extra_seconds or 0)
+  run:log_metric("time/" .. key .. "_seconds", crow.seconds)
+  comparison[#comparison + 1] = crow
   results[#results + 1] = row
   print(string.format("%-40s val accuracy %.4f  F1 %.4f   test accuracy %.4f  F1 %.4f", title, row[2], row[3], row[4], row[5]))
 end
 
 for _, strategy in ipairs { "most_frequent", "uniform" } do
+  local t0 = mb.store.now()
   local d = mb.learners.dummy { strategy = strategy, seed = seed }
   d:fit(#train.text, train.label)
-  evaluate_baseline("dummy_" .. strategy, "dummy (" .. strategy .. ")", d, #val.text, #test.text)
+  evaluate_baseline("dummy_" .. strategy, "dummy (" .. strategy .. ")", d, #val.text, #test.text, ood and #ood.text, t0)
 end
 
+local t_bow = mb.store.now()
 local bow = mb.learners.count_vectorizer { tokenizer = false, tfidf = true }
 local Xb_train = bow:fit_transform(train.text)
 local tfidf_lr = mb.learners.logistic_regression { max_iter = 1000 }
 tfidf_lr:fit(Xb_train, train.label)
-evaluate_baseline("tfidf_logreg", "logistic regression, TF-IDF", tfidf_lr, bow:transform(val.text), bow:transform(test.text))
+evaluate_baseline("tfidf_logreg", "logistic regression, TF-IDF", tfidf_lr, bow:transform(val.text),
+                  bow:transform(test.text), ood and bow:transform(ood.text), t_bow)
 
+local t_feat = mb.store.now()
 local feat_lr = mb.learners.logistic_regression { max_iter = 3000 }
 feat_lr:fit(X.train, train.label)
-evaluate_baseline("features_logreg", "logistic regression, " .. opts.pooling .. " features", feat_lr, X.validation, X.test)
+evaluate_baseline("features_logreg", "logistic regression, " .. opts.pooling .. " features", feat_lr, X.validation,
+                  X.test, X.ood, t_feat, features_seconds)
+log_comparison()
 
 if report and mb.umap then
   ex.try("2-D map of the frozen features", function()
@@ -162,12 +192,14 @@ for k, v in pairs { model = model, train = train, eval = val, tokenizer = tok, e
   fit_opts[k] = v
 end
 ex.fit(fit_opts)
-run:log_metric("time/fine_tune_seconds", mb.store.now() - t_fit)
+local fine_tune_seconds = mb.store.now() - t_fit
+run:log_metric("time/fine_tune_seconds", fine_tune_seconds)
 
 -- ---- 6. final metrics -------------------------------------------------------------------------
 print("\n== 6. Final metrics")
 local preds = {}
 local final = { "fine-tuned DistilBERT" }
+local crow = { name = "fine-tuned DistilBERT", key = "", seconds = fine_tune_seconds }
 for _, s in ipairs { { "val", val, "validation" }, { "test", test, "test" }, { "ood", ood, "ood" } } do
   if s[2] then
     local p = ex.predict(model, s[2], tok, { batch_size = bs, max_length = max_length })
@@ -177,10 +209,13 @@ for _, s in ipairs { { "val", val, "validation" }, { "test", test, "test" }, { "
     run:log_metric(s[1] .. "/f1", sc.f1, { split = s[3], epoch = epochs })
     run:log_confusion(s[3], ex.confusion(s[2].label, p.predicted, names), names, { epoch = epochs })
     p.scores = sc
+    crow[s[3]] = { accuracy = sc.accuracy, f1 = sc.f1 }
     if s[1] ~= "ood" then final[#final + 1], final[#final + 2] = sc.accuracy, sc.f1 end
   end
 end
 results[#results + 1] = final
+comparison[#comparison + 1] = crow
+log_comparison()
 print(mb.metrics.classification_report(val.label, preds.val.predicted,
                                        { target_names = names, labels = { 0, 1, 2, 3, 4, 5 }, zero_division = 0 }))
 local cm = ex.confusion(val.label, preds.val.predicted, names)
@@ -216,7 +251,10 @@ if preds.test then
   run:log_predictions("test", trow)
 end
 if report then
-  ex.try("example texts for the report", function() report.log_examples(run, "validation", val.text) end)
+  ex.try("example texts for the report", function()
+    report.log_examples(run, "validation", val.text)
+    report.log_examples(run, "test", test.text)
+  end)
 end
 local order = {}
 for i = 1, #val.text do order[i] = i end
@@ -301,3 +339,4 @@ if preds.ood then
 end
 if info.init ~= "pretrained" then print("(init=" .. info.init .. ": not pretrained DistilBERT weights)") end
 print("run folder: " .. run:artifact_dir())
+if report then ex.write_report(store, run) end

@@ -39,9 +39,18 @@ local run <close> = store:start_run {
   tags = { init = info.init },
 }
 print(string.format("run %d (store %s, init=%s)", run.id, opts.store, info.init))
+local report = ex.optional("report")
+if report then
+  ex.try("dataset statistics for the report", function()
+    report.log_dataset_stats(run, "train", data.train, names)
+    -- the trainer ranks frozen/validation and unfrozen/validation: both read these texts
+    report.log_examples(run, "validation", data.validation.text)
+  end)
+end
 
 -- ---- the two fine-tunings ---------------------------------------------------------------------
 local rows = {}
+local comparison = {} -- the report's comparison table (mb.report.log_comparison)
 for _, variant in ipairs { "frozen", "unfrozen" } do
   local model = ex.load_model(info, { num_labels = #names, id2label = names, seed = opts.seed,
                                       precision = opts.precision })
@@ -59,22 +68,31 @@ for _, variant in ipairs { "frozen", "unfrozen" } do
   run:log_metric(variant .. "/time/fine_tune_seconds", seconds)
   run:log_metric(variant .. "/trainable_parameters", trainable)
   local row = { variant, trainable } -- then accuracy and F1 of val, test, ood (columns 3..8), seconds
+  local grouped = tostring(trainable):reverse():gsub("(%d%d%d)", "%1,"):reverse():gsub("^,", "")
+  local crow = { name = string.format("%s encoder (%s trainable parameters, lr %g)", variant, grouped, lr),
+                 key = variant, seconds = seconds }
   for j, s in ipairs { { "val", data.validation, "validation" }, { "test", data.test, "test" }, { "ood", data.ood, "ood" } } do
     if s[2] then
       local p = ex.predict(model, s[2], tok, { batch_size = opts.batch_size, max_length = opts.max_length })
       local sc = ex.scores(s[2].label, p.predicted)
       run:log_metric(variant .. "/" .. s[1] .. "/accuracy", sc.accuracy, { split = s[3], epoch = opts.epochs })
       run:log_metric(variant .. "/" .. s[1] .. "/f1", sc.f1, { split = s[3], epoch = opts.epochs })
-      if s[1] == "val" then
-        run:log_confusion(variant .. "/validation", ex.confusion(s[2].label, p.predicted, names), names,
-                          { epoch = opts.epochs })
-      end
+      run:log_confusion(variant .. "/" .. s[3], ex.confusion(s[2].label, p.predicted, names), names,
+                        { epoch = opts.epochs })
       row[2 * j + 1], row[2 * j + 2] = sc.accuracy, sc.f1
+      crow[s[3]] = { accuracy = sc.accuracy, f1 = sc.f1 }
     end
   end
   row[9] = seconds
   rows[#rows + 1] = row
+  comparison[#comparison + 1] = crow
   model:free()
+end
+if report then
+  ex.try("the comparison table for the report", function()
+    report.log_comparison(run, comparison, { ood_name = data.ood and ("out-of-domain, " .. #data.ood.text .. " texts") or nil,
+                                             note = "time: fine-tuning only (evaluation not included)" })
+  end)
 end
 
 -- ---- summary ----------------------------------------------------------------------------------
@@ -86,3 +104,4 @@ ex.print_table({ "encoder", "trainable params", "val accuracy", "val F1", "test 
                  "ood accuracy", "ood F1", "seconds" }, rows)
 if info.init ~= "pretrained" then print("(init=" .. info.init .. ": not pretrained DistilBERT weights)") end
 print("run folder: " .. run:artifact_dir())
+if report then ex.write_report(store, run) end

@@ -14,7 +14,8 @@
 -- Optimiser: AdamW (wd 0.01, none for biases and LayerNorm weights), linear warmup (6%) then linear
 -- decay to 0 over --steps, clip 1.0, dropout on. Batches: texts shuffled per epoch (seeded), grouped
 -- by length within 50-batch windows, padded to the longest in the batch, truncated at --max-length.
--- Store: one run (experiment pretrain_mlm): train/mlm_loss every --log-every steps,
+-- Store: one run (experiment pretrain_mlm): train/mlm_loss every --log-every steps (default: every
+-- 10, or steps/20 when that is fewer, so that a short run still draws at least 20 points),
 -- eval/mlm_loss and eval/masked_accuracy every --eval-every steps, params, time.
 -- Checkpoints (moonbert.checkpoint): every --checkpoint-every steps under
 -- --checkpoint-dir/checkpoint-N (model, optimizer, state.json with the step, the collator's and the
@@ -58,7 +59,8 @@ local SPEC = {
   { "--mlm-probability", "X", "fraction of tokens masked", type = "number", default = 0.15 },
   { "--eval-size", "N", "held-out texts (validation split)", type = "number", default = 500 },
   { "--eval-every", "N", "evaluate every N steps", type = "number", default = 250 },
-  { "--log-every", "N", "log the training loss every N steps", type = "number", default = 10 },
+  { "--log-every", "N", "log the training loss every N steps (default 10, fewer for runs under 200 steps: 20 points at least)",
+    type = "number" },
   { "--checkpoint-every", "N", "checkpoint every N steps", type = "number", default = 250 },
   { "--checkpoint-dir", "DIR", "checkpoints (default: <out>.checkpoints)" },
   { "--resume", nil, "continue from the newest checkpoint" },
@@ -94,7 +96,8 @@ if opts.quick then
   if not given["eval-size"] then opts.eval_size = 200 end
 end
 if opts.steps then int("steps") end
-for _, n in ipairs { "batch-size", "max-length", "eval-size", "eval-every", "log-every", "checkpoint-every",
+if opts.log_every then int("log-every") end
+for _, n in ipairs { "batch-size", "max-length", "eval-size", "eval-every", "checkpoint-every",
                      "seed" } do int(n) end
 opts.checkpoint_dir = opts.checkpoint_dir or (opts.out .. ".checkpoints")
 
@@ -319,6 +322,7 @@ local function checkpoint(step)
 end
 
 -- ---- training loop --------------------------------------------------------------------------------------
+opts.log_every = opts.log_every or math.max(1, math.min(10, opts.steps // 20))
 local t0 = mb.store.now()
 local window_loss, window_n, tokens = 0, 0, 0
 if start_step == 0 then evaluate(0) end
@@ -350,5 +354,6 @@ local seconds = mb.store.now() - t0
 run:log_metric("time/pretrain_seconds", seconds)
 run:log_artifact("model", opts.out .. "/model.safetensors")
 run:finish()
+require("moonbert.experiment").write_report(store, run)
 print(string.format("saved %s (HF DistilBertForMaskedLM + tokenizer) after %d steps, %.0f s; run %d", opts.out,
   opts.steps, seconds, run.id))

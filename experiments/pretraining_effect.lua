@@ -62,6 +62,16 @@ local run <close> = store:start_run {
   tags = { init = "random+moonbert-small-mlm" },
 }
 print(string.format("run %d (store %s); pretrained encoder: %s", run.id, opts.store, pre))
+local report = ex.optional("report")
+if report then
+  ex.try("dataset statistics for the report", function()
+    report.log_dataset_stats(run, "train", train, names)
+    report.log_examples(run, "validation", val.text) -- the fine-tunings' ranked validation predictions
+  end)
+end
+local comparison = {} -- the report's comparison table (mb.report.log_comparison)
+local GROUP = { both = "no model: the same for both initialisations", random = "random initial weights",
+                pretrained = "pretrained encoder (" .. pre .. ")" }
 
 local rows, by_key = {}, {}
 local function row(key, title)
@@ -74,8 +84,12 @@ end
 
 -- columns: random val acc, random val F1, pretrained val acc, pretrained val F1, random test acc, pretrained test acc
 local COL = { random = { 2, 3, 6 }, pretrained = { 4, 5, 7 } }
--- put(init, key, title, {val accuracy, val F1, test accuracy}): one table row's cells and store metrics
-local function put(init, key, title, v)
+-- put(init, key, title, {val accuracy, val F1, test accuracy} [, {seconds=, prefix=}]): one table row's
+-- cells, store metrics and the report's row (prefix: where the trainer filed its confusion matrices)
+local function put(init, key, title, v, extra)
+  extra = extra or {}
+  comparison[#comparison + 1] = { name = title, group = GROUP[init], key = extra.prefix, seconds = extra.seconds,
+                                  validation = { accuracy = v[1], f1 = v[2] }, test = { accuracy = v[3] } }
   local r = row(key, title)
   for _, i in ipairs(init == "both" and { "random", "pretrained" } or { init }) do
     local c = COL[i]
@@ -87,25 +101,28 @@ local function put(init, key, title, v)
   print(string.format("%-11s %-44s val accuracy %.4f  F1 %.4f  test accuracy %.4f", init, title, v[1], v[2], v[3]))
 end
 
-local function record(init, key, title, pv, pt)
+local function record(init, key, title, pv, pt, extra)
   local sv, st = ex.scores(val.label, pv), ex.scores(test.label, pt)
   local v = { sv.accuracy, sv.f1, st.accuracy }
-  put(init, key, title, v)
+  put(init, key, title, v, extra)
   return v
 end
 
 local function as_list(p) return type(p) == "table" and p or p:totable() end
 
 -- ---- baselines without a model ----------------------------------------------------------------
+local t_dummy = mb.store.now()
 local dummy = mb.learners.dummy { strategy = "most_frequent", seed = opts.seed }
 dummy:fit(#train.text, train.label)
-record("both", "dummy", "dummy (most frequent)", as_list(dummy:predict(#val.text)), as_list(dummy:predict(#test.text)))
+local dv, dt = as_list(dummy:predict(#val.text)), as_list(dummy:predict(#test.text))
+record("both", "dummy", "dummy (most frequent)", dv, dt, { seconds = mb.store.now() - t_dummy })
+local t_bow = mb.store.now()
 local bow = mb.learners.count_vectorizer { tokenizer = false }
 local Xb = bow:fit_transform(train.text)
 local bow_lr = mb.learners.logistic_regression { max_iter = 1000 }
 bow_lr:fit(Xb, train.label)
-record("both", "bow_logreg", "bag-of-words logistic regression", as_list(bow_lr:predict(bow:transform(val.text))),
-  as_list(bow_lr:predict(bow:transform(test.text))))
+local bv, bt = as_list(bow_lr:predict(bow:transform(val.text))), as_list(bow_lr:predict(bow:transform(test.text)))
+record("both", "bow_logreg", "bag-of-words logistic regression", bv, bt, { seconds = mb.store.now() - t_bow })
 
 -- ---- the two initialisations --------------------------------------------------------------------
 local function make_model(init, seed)
@@ -126,9 +143,11 @@ for _, init in ipairs { "random", "pretrained" } do
     local Xtr, Xv, Xt = ex.features(model, train, tok, fo), ex.features(model, val, tok, fo), ex.features(model, test, tok, fo)
     local lr = mb.learners.logistic_regression { max_iter = opts.feature_iters }
     lr:fit(Xtr, train.label)
-    record(init, "features_" .. pooling, "frozen " .. pooling .. " features + logistic regression",
-      as_list(lr:predict(Xv)), as_list(lr:predict(Xt)))
-    run:log_metric(init .. "/features_" .. pooling .. "/seconds", mb.store.now() - t0)
+    local fv, ft = as_list(lr:predict(Xv)), as_list(lr:predict(Xt))
+    local secs = mb.store.now() - t0
+    record(init, "features_" .. pooling, "frozen " .. pooling .. " features + logistic regression", fv, ft,
+           { seconds = secs })
+    run:log_metric(init .. "/features_" .. pooling .. "/seconds", secs)
   end
   local per_seed = {}
   for k = 0, opts.seeds - 1 do
@@ -142,16 +161,17 @@ for _, init in ipairs { "random", "pretrained" } do
     ex.fit { model = model, train = train, eval = val, tokenizer = tok, epochs = opts.epochs, batch_size = opts.batch_size,
              lr = opts.lr, weight_decay = opts.weight_decay, seed = seed, run = ex.prefixed_run(run, prefix),
              max_length = opts.max_length, max_grad_norm = opts.max_grad_norm > 0 and opts.max_grad_norm or false }
-    run:log_metric(prefix .. "/fine_tune/seconds", mb.store.now() - t0)
+    local ft_seconds = mb.store.now() - t0
+    run:log_metric(prefix .. "/fine_tune/seconds", ft_seconds)
     local pv = ex.predict(model, val, tok, { batch_size = opts.batch_size, max_length = opts.max_length })
     local pt = ex.predict(model, test, tok, { batch_size = opts.batch_size, max_length = opts.max_length })
     local title = string.format("fine-tuned, %d epoch%s (lr %g%s)", opts.epochs, opts.epochs == 1 and "" or "s",
       opts.lr, opts.max_grad_norm > 0 and string.format(", clip %g", opts.max_grad_norm) or "")
     if opts.seeds > 1 then
       per_seed[#per_seed + 1] = record(init, "fine_tune_seed" .. seed, title .. ", seed " .. seed, pv.predicted,
-                                       pt.predicted)
+                                       pt.predicted, { seconds = ft_seconds, prefix = prefix })
     else
-      record(init, "fine_tune", title, pv.predicted, pt.predicted)
+      record(init, "fine_tune", title, pv.predicted, pt.predicted, { seconds = ft_seconds, prefix = prefix })
     end
   end
   if opts.seeds > 1 then
@@ -172,6 +192,12 @@ for _, init in ipairs { "random", "pretrained" } do
 end
 
 -- ---- the table -----------------------------------------------------------------------------------
+if report then
+  ex.try("the comparison table for the report", function()
+    report.log_comparison(run, comparison, { note = "time: features (extraction and logistic regression) or " ..
+                                                    "fine-tuning" .. (opts.seeds > 1 and "; the mean row is the mean of the seeds above it" or "") })
+  end)
+end
 run:log_metric("time/total_seconds", mb.store.now() - t_start)
 run:finish()
 print(string.format("\n== Pretraining effect: run %d, small config from %s%s", run.id, pre, opts.quick and " (quick)" or ""))
@@ -181,3 +207,4 @@ if opts.seeds > 1 then
   print(string.format("fine-tuned validation accuracy over %d seeds: standard deviation %.4f random, %.4f pretrained",
     opts.seeds, sds.random, sds.pretrained))
 end
+if report then ex.write_report(store, run) end

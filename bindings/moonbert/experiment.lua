@@ -542,6 +542,17 @@ function M.optional(name)
   return nil
 end
 
+--- write_report(store, run): the run's HTML report (mb.report.write) after run:finish(); prints
+-- its path, or a note when it cannot be written (the run's results stay in the store).
+function M.write_report(store, run)
+  local report = M.optional("report")
+  if not report then return nil end
+  local ok, path, err = pcall(report.write, store, run.id)
+  if ok and path then print("report: " .. path) return path end
+  io.stderr:write("note: report not written: ", tostring(ok and err or path), "\n")
+  return nil
+end
+
 --- Call an optional step; a failure prints a note and the experiment goes on.
 function M.try(what, fn, ...)
   local ok, err = pcall(fn, ...)

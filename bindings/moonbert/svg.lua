@@ -6,6 +6,7 @@
 --   svg.heatmap{ matrix = {{0.9, 0.1}, {0.2, 0.8}}, row_labels = ..., col_labels = ..., fmt = "%.2f" }
 --   svg.line_chart{ series = { {name = "train", x = {...}, y = {...}} }, xlabel = "step" }
 --   svg.hexbin_grid{ panels = { {title = "joy", x = {...}, y = {...}} }, gridsize = 20 }
+--   svg.strip_chart{ categories = {"1e-05", "5e-05"}, points = { {category = 1, y = 0.91, best = true} } }
 --   svg.prob_bars{ labels = {...}, probs = {...}, title = "i feel great" }
 --
 -- Every function returns one standalone <svg> element as a string (with xmlns,
@@ -14,7 +15,7 @@
 -- through svg.escape, which escapes the XML specials, drops control characters
 -- XML forbids and replaces invalid UTF-8, so a label holding "</svg><script>"
 -- is shown as text. Non-finite numbers (nan, inf) are skipped, never written.
--- Limits: linear axes only; no legends beyond line charts; long labels are
+-- Limits: linear axes only; long labels are
 -- shortened on screen (the full text stays in a <title> tooltip).
 local M = {}
 
@@ -362,8 +363,9 @@ end
 
 -- ---- heatmap (confusion matrix) -------------------------------------------------
 
---- svg.heatmap{matrix=, row_labels=, col_labels=, title=, xlabel="Predicted label",
+--- svg.heatmap{matrix=, row_labels=, col_labels=, title=, heading=title, subtitle=, xlabel="Predicted label",
 ---             ylabel="True label", fmt="%.2f", vmin=, vmax=}
+-- heading (default the title) and subtitle are the lines shown above the cells.
 -- One annotated cell per entry, coloured on a white-to-blue scale; the text is
 -- white on dark cells.
 function M.heatmap(o)
@@ -373,12 +375,19 @@ function M.heatmap(o)
   local nr, nc = #m, #(m[1] or {})
   local rl, cl = o.row_labels or {}, o.col_labels or o.row_labels or {}
   local cell = o.cell or math.max(34, math.min(70, math.floor(420 / math.max(1, nc))))
-  local left, top = 110, 40
-  local w = o.width or (left + nc * cell + 24)
+  local left, top = 110, o.subtitle and 56 or 40
+  -- wide enough for the heading too (bold 14 px: about 8.5 px a character), up to 480 px;
+  -- a longer heading is shortened on screen (the full title stays in the tooltip)
+  local heading = o.heading or o.title
+  local w = o.width or math.max(left + nc * cell + 24,
+                                math.min(480, math.floor((utf8.len(tostring(heading or "")) or 0) * 8.5 + 20)))
   local h = o.height or (top + nr * cell + 84)
   local out = {}
   open_svg(out, w, h, o.title, "plot heatmap")
-  plot_title(out, w, o.title)
+  if heading and heading ~= "" then
+    text(out, w / 2, 20, M.shorten(heading, math.floor((w - 20) / 8.5)), 'text-anchor="middle" font-size="14" font-weight="bold"')
+  end
+  if o.subtitle then text(out, w / 2, 38, M.shorten(o.subtitle, math.floor((w - 20) / 7)), 'text-anchor="middle" font-size="13" fill="#444"') end
   local vmin, vmax = o.vmin, o.vmax
   if not vmin or not vmax then
     local a, b = math.huge, -math.huge
@@ -415,9 +424,21 @@ end
 
 -- ---- line chart ----------------------------------------------------------------
 
---- svg.line_chart{series = {{name=, x={}, y={}}, ...}, title=, xlabel=, ylabel=, width=560, height=340}
--- One polyline per series with a marker on each point (a series of one point is
--- a marker) and a legend. Points with a non-finite x or y are skipped.
+-- A marker for an evaluation point: a diamond, white-edged so that it stands
+-- out from a line of the same colour.
+local function diamond(cx, cy, r)
+  return string.format("%s,%s %s,%s %s,%s %s,%s", num(cx), num(cy - r), num(cx + r), num(cy), num(cx), num(cy + r),
+                       num(cx - r), num(cy))
+end
+
+--- svg.line_chart{series = {{name=, x={}, y={}, style="line"|"markers", color=}, ...}, title=, xlabel=,
+---                ylabel=, width=560, height=340, ymin=, ymax=, xmin=, xmax=}
+-- style "line" (the default): one polyline per series, with a dot on each point
+-- when there are at most 40 (a series of one point is a dot). style "markers":
+-- diamonds, no line (evaluation points beside a training curve). ymin/ymax
+-- (xmin/xmax) are the least range the axis covers (a floor at 0, accuracy up to
+-- 1), widened when the data goes beyond. A legend names every series. Points
+-- with a non-finite x or y are skipped.
 function M.line_chart(o)
   check_table(o, "opts", "line_chart")
   check_table(o.series, "series", "line_chart")
@@ -440,7 +461,11 @@ function M.line_chart(o)
     end
   end
   if xmin > xmax then xmin, xmax, ymin, ymax = 0, 1, 0, 1 end
-  local left, top, right = 64, 34, 150
+  if finite(o.ymin) then ymin = math.min(ymin, o.ymin) end
+  if finite(o.ymax) then ymax = math.max(ymax, o.ymax) end
+  if finite(o.xmin) then xmin = math.min(xmin, o.xmin) end
+  if finite(o.xmax) then xmax = math.max(xmax, o.xmax) end
+  local left, top, right = 64, 34, 176
   local bottom = 52
   local pw, ph = w - left - right, h - top - bottom
   local yt, ylo, yhi, ystep = M.nice_ticks(ymin, ymax, 5)
@@ -450,22 +475,96 @@ function M.line_chart(o)
   for s, ser in ipairs(o.series) do
     local color = ser.color or M.palette[(s - 1) % #M.palette + 1]
     local p = pts[s]
-    out[#out + 1] = string.format('<g class="series"><title>%s</title>', esc(ser.name or ("series " .. s)))
-    if #p >= 2 then
-      local coords = {}
-      for i, q in ipairs(p) do coords[i] = num(px(q[1])) .. "," .. num(py(q[2])) end
-      out[#out + 1] = string.format('<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>', color, table.concat(coords, " "))
-    end
-    if #p <= 60 then
+    local markers = ser.style == "markers"
+    out[#out + 1] = string.format('<g class="series%s"><title>%s</title>', markers and " markers" or "",
+                                  esc(ser.name or ("series " .. s)))
+    if markers then
       for _, q in ipairs(p) do
-        out[#out + 1] = string.format('<circle cx="%s" cy="%s" r="3" fill="%s"/>', num(px(q[1])), num(py(q[2])), color)
+        out[#out + 1] = string.format('<polygon class="marker" points="%s" fill="%s" stroke="#ffffff" stroke-width="1.5"/>',
+                                      diamond(px(q[1]), py(q[2]), 6), color)
+      end
+    else
+      if #p >= 2 then
+        local coords = {}
+        for i, q in ipairs(p) do coords[i] = num(px(q[1])) .. "," .. num(py(q[2])) end
+        out[#out + 1] = string.format('<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>', color, table.concat(coords, " "))
+      end
+      if #p <= 40 then
+        for _, q in ipairs(p) do
+          out[#out + 1] = string.format('<circle cx="%s" cy="%s" r="2.5" fill="%s"/>', num(px(q[1])), num(py(q[2])), color)
+        end
       end
     end
     out[#out + 1] = "</g>"
     local ly = top + 8 + (s - 1) * 18
-    out[#out + 1] = string.format('<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" stroke-width="3"/>',
-      num(left + pw + 12), num(ly), num(left + pw + 30), num(ly), color)
-    label_text(out, left + pw + 36, ly + 4, ser.name or ("series " .. s), 16, nil)
+    if markers then
+      out[#out + 1] = string.format('<polygon points="%s" fill="%s" stroke="#ffffff"/>', diamond(left + pw + 21, ly, 6), color)
+    else
+      out[#out + 1] = string.format('<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" stroke-width="3"/>',
+        num(left + pw + 12), num(ly), num(left + pw + 30), num(ly), color)
+    end
+    label_text(out, left + pw + 36, ly + 4, ser.name or ("series " .. s), 21, nil)
+  end
+  out[#out + 1] = "</svg>"
+  return table.concat(out, "\n")
+end
+
+-- ---- strip chart (one value per trial, by category) ----------------------------------
+
+--- svg.strip_chart{categories = {"1e-05", "2e-05"}, points = {{category = 1, y = 0.9, label =, best = true}},
+---                 title=, xlabel=, ylabel=, ymin=, ymax=, width=420, height=320}
+-- One column per category (a parameter's values, in the order given), a dot per
+-- point; points sharing a column are spread sideways. The best point is a larger
+-- ring labelled "best". Used for a sweep's metric against each parameter.
+function M.strip_chart(o)
+  check_table(o, "opts", "strip_chart")
+  check_table(o.categories, "categories", "strip_chart")
+  check_table(o.points, "points", "strip_chart")
+  local w, h = o.width or 420, o.height or 320
+  local out = {}
+  open_svg(out, w, h, o.title, "plot strip-chart")
+  plot_title(out, w, o.title)
+  local ymin, ymax = math.huge, -math.huge
+  for _, p in ipairs(o.points) do
+    if finite(p.y) then ymin, ymax = math.min(ymin, p.y), math.max(ymax, p.y) end
+  end
+  if ymin > ymax then ymin, ymax = 0, 1 end
+  if finite(o.ymin) then ymin = math.min(ymin, o.ymin) end
+  if finite(o.ymax) then ymax = math.max(ymax, o.ymax) end
+  local left, top, right, bottom = 64, 34, 16, 56
+  local pw, ph = w - left - right, h - top - bottom
+  local yt, ylo, yhi, ystep = M.nice_ticks(ymin, ymax, 5)
+  local py = y_axis(out, yt, ylo, yhi, ystep, left, top, pw, ph, o.ylabel)
+  out[#out + 1] = string.format('<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="#333"/>', num(left), num(top + ph),
+                                num(left + pw), num(top + ph))
+  local nc = math.max(1, #o.categories)
+  local band = pw / nc
+  for c, name in ipairs(o.categories) do
+    label_text(out, left + (c - 0.5) * band, top + ph + 16, name, math.max(4, math.floor(band / 7)), 'text-anchor="middle"')
+  end
+  if o.xlabel then text(out, left + pw / 2, h - 12, M.shorten(o.xlabel, 60), 'text-anchor="middle"') end
+  local in_column, seen = {}, {}
+  for _, p in ipairs(o.points) do
+    if finite(p.y) and o.categories[p.category] then in_column[p.category] = (in_column[p.category] or 0) + 1 end
+  end
+  local best
+  for _, p in ipairs(o.points) do
+    local c = p.category
+    if finite(p.y) and o.categories[c] then
+      seen[c] = (seen[c] or 0) + 1
+      local n = in_column[c]
+      local spread = math.min(band * 0.6, 14 * (n - 1))
+      local cx = left + (c - 0.5) * band + (n > 1 and (-spread / 2 + spread * (seen[c] - 1) / (n - 1)) or 0)
+      local cy = py(p.y)
+      out[#out + 1] = string.format('<circle class="point" cx="%s" cy="%s" r="5" fill="%s" fill-opacity="0.8"><title>%s: %s</title></circle>',
+        num(cx), num(cy), M.palette[1], esc(p.label or ""), esc(M.format_tick(p.y, ystep / 100)))
+      if p.best then best = { cx, cy } end
+    end
+  end
+  if best then
+    out[#out + 1] = string.format('<circle class="best" cx="%s" cy="%s" r="10" fill="none" stroke="%s" stroke-width="2.5"/>',
+                                  num(best[1]), num(best[2]), M.palette[3])
+    text(out, best[1] + 13, best[2] - 8, "best", string.format('fill="%s" font-weight="bold"', M.palette[3]))
   end
   out[#out + 1] = "</svg>"
   return table.concat(out, "\n")
@@ -495,11 +594,27 @@ local function hex_points(cx, cy, size)
   return table.concat(p, " ")
 end
 
+-- Ids for clip paths, unique within a page: a page built from the start of
+-- svg.reset_ids() numbers them the same way every time.
+local clip_serial = 0
+local function next_clip_id()
+  clip_serial = clip_serial + 1
+  return "mb-clip-" .. clip_serial
+end
+function M.reset_ids() clip_serial = 0 end
+
+M.SCATTER_BELOW = 1000 -- hexbin_grid draws points, not hexagons, below this many points in all
+
 --- svg.hexbin_grid{panels = {{title=, x={}, y={}, color=}}, columns=3, gridsize=20, title=,
----                 panel_width=260, panel_height=240}
+---                 panel_width=260, panel_height=240, scatter=nil}
 -- One panel per entry (the notebook's one-hexbin-per-label figure), all on the
--- same data range so that panels compare; hexagon colour grows with the count
--- from white to the panel's colour (log scale when counts span a wide range).
+-- same data range so that panels compare. Hexagons: one colour scale shared by
+-- every panel (white to dark blue by count, log scale when the largest count is
+-- over 20), shown in a legend; each hexagon lies inside its panel (the data is
+-- inset by two hexagon radii and the panel clips as well). With fewer than
+-- svg.SCATTER_BELOW points in all (or scatter = true) each panel is a scatter
+-- plot instead: its own points in the panel's colour over every other panel's
+-- points in grey, with a legend saying so.
 function M.hexbin_grid(o)
   check_table(o, "opts", "hexbin_grid")
   check_table(o.panels, "panels", "hexbin_grid")
@@ -507,16 +622,19 @@ function M.hexbin_grid(o)
   local rows = math.max(1, math.ceil(#o.panels / cols))
   local pw, ph = o.panel_width or 260, o.panel_height or 240
   local head = (o.title and o.title ~= "") and 30 or 6
-  local w, h = cols * pw, head + rows * ph
+  local legend_h = 44
+  local w, h = cols * pw, head + rows * ph + legend_h
   local out = {}
   open_svg(out, w, h, o.title, "plot hexbin-grid")
   plot_title(out, w, o.title)
   local xmin, xmax, ymin, ymax = math.huge, -math.huge, math.huge, -math.huge
+  local total = 0
   for _, p in ipairs(o.panels) do
     local xs, ys = values_of(p.x), values_of(p.y)
     for i = 1, #xs do
       local x, y = xs[i], ys[i]
       if finite(x) and finite(y) then
+        total = total + 1
         xmin, xmax = math.min(xmin, x), math.max(xmax, x)
         ymin, ymax = math.min(ymin, y), math.max(ymax, y)
       end
@@ -525,45 +643,116 @@ function M.hexbin_grid(o)
   if xmin > xmax then xmin, xmax, ymin, ymax = 0, 1, 0, 1 end
   if xmax - xmin < 1e-12 then xmin, xmax = xmin - 0.5, xmax + 0.5 end
   if ymax - ymin < 1e-12 then ymin, ymax = ymin - 0.5, ymax + 0.5 end
+  local scatter = o.scatter
+  if scatter == nil then scatter = total < M.SCATTER_BELOW end
   local gridsize = o.gridsize or 20
   local inner_l, inner_t, inner_w, inner_h = 10, 24, pw - 20, ph - 34
   local size = inner_w / (gridsize * math.sqrt(3))
+  -- Hexagon centres lie within one radius of their points and reach one more:
+  -- points inset by two radii keep every hexagon inside the panel.
+  local pad = scatter and 4 or 2 * size + 0.5
+  local function to_px(x, y)
+    return pad + (x - xmin) / (xmax - xmin) * (inner_w - 2 * pad), pad + (1 - (y - ymin) / (ymax - ymin)) * (inner_h - 2 * pad)
+  end
+  -- Counts first: the colour scale is shared by every panel.
+  local binned, cmax = {}, 0
+  if not scatter then
+    for k, p in ipairs(o.panels) do
+      local counts, order = {}, {}
+      local xs, ys = values_of(p.x), values_of(p.y)
+      for i = 1, #xs do
+        local x, y = xs[i], ys[i]
+        if finite(x) and finite(y) then
+          local sx, sy = to_px(x, y)
+          local q, r = hex_of(sx, sy, size)
+          local key = q .. ":" .. r
+          if not counts[key] then counts[key] = 0; order[#order + 1] = { q, r, key } end
+          counts[key] = counts[key] + 1
+          cmax = math.max(cmax, counts[key])
+        end
+      end
+      table.sort(order, function(a, b) if a[2] ~= b[2] then return a[2] < b[2] end return a[1] < b[1] end)
+      binned[k] = { counts = counts, order = order }
+    end
+  end
+  local logscale = cmax > 20
+  local function shade(c)
+    local t = logscale and math.log(c) / math.log(cmax) or (cmax > 1 and (c - 1) / (cmax - 1) or 1)
+    return blues(0.15 + 0.85 * t)
+  end
   for k, p in ipairs(o.panels) do
     local ox = ((k - 1) % cols) * pw
     local oy = head + ((k - 1) // cols) * ph
     local color = p.color or M.palette[(k - 1) % #M.palette + 1]
+    local xs, ys = values_of(p.x), values_of(p.y)
+    local clip = next_clip_id()
     out[#out + 1] = string.format('<g class="panel" transform="translate(%d %d)">', ox, oy)
     label_text(out, pw / 2, 16, p.title or ("panel " .. k), 30, 'text-anchor="middle" font-weight="bold"')
-    out[#out + 1] = string.format('<rect x="%d" y="%d" width="%d" height="%d" fill="#fafafa" stroke="#ccc"/>',
+    out[#out + 1] = string.format('<clipPath id="%s"><rect x="%d" y="%d" width="%d" height="%d"/></clipPath>', clip,
                                   inner_l, inner_t, inner_w, inner_h)
-    local counts, order, cmax = {}, {}, 0
-    local xs, ys = values_of(p.x), values_of(p.y)
-    for i = 1, #xs do
-      local x, y = xs[i], ys[i]
-      if finite(x) and finite(y) then
-        local sx = (x - xmin) / (xmax - xmin) * inner_w
-        local sy = (1 - (y - ymin) / (ymax - ymin)) * inner_h
-        local q, r = hex_of(sx, sy, size)
-        local key = q .. ":" .. r
-        if not counts[key] then counts[key] = 0; order[#order + 1] = { q, r, key } end
-        counts[key] = counts[key] + 1
-        cmax = math.max(cmax, counts[key])
+    out[#out + 1] = string.format('<rect class="frame" x="%d" y="%d" width="%d" height="%d" fill="#fafafa" stroke="#ccc"/>',
+                                  inner_l, inner_t, inner_w, inner_h)
+    if scatter then
+      out[#out + 1] = string.format('<g class="points" clip-path="url(#%s)"><title>%s: %d points</title>',
+                                    clip, esc(p.title or ""), #xs)
+      for j, other in ipairs(o.panels) do
+        if j ~= k then
+          local ox2, oy2 = values_of(other.x), values_of(other.y)
+          for i = 1, #ox2 do
+            if finite(ox2[i]) and finite(oy2[i]) then
+              local sx, sy = to_px(ox2[i], oy2[i])
+              out[#out + 1] = string.format('<circle class="other" cx="%s" cy="%s" r="1.6" fill="#cfcfcf"/>',
+                                            num(inner_l + sx), num(inner_t + sy))
+            end
+          end
+        end
       end
+      for i = 1, #xs do
+        if finite(xs[i]) and finite(ys[i]) then
+          local sx, sy = to_px(xs[i], ys[i])
+          out[#out + 1] = string.format('<circle class="own" cx="%s" cy="%s" r="2.4" fill="%s" fill-opacity="0.85"/>',
+                                        num(inner_l + sx), num(inner_t + sy), color)
+        end
+      end
+      out[#out + 1] = "</g></g>"
+    else
+      out[#out + 1] = string.format('<g class="hexes" clip-path="url(#%s)"><title>%s: %d points</title>', clip,
+                                    esc(p.title or ""), #xs)
+      local b = binned[k]
+      for _, e in ipairs(b.order) do
+        local q, r = e[1], e[2]
+        local cx = inner_l + size * math.sqrt(3) * (q + r / 2)
+        local cy = inner_t + size * 1.5 * r
+        local c = b.counts[e[3]]
+        out[#out + 1] = string.format('<polygon points="%s" fill="%s" data-n="%d"/>', hex_points(cx, cy, size), shade(c), c)
+      end
+      out[#out + 1] = "</g></g>"
     end
-    table.sort(order, function(a, b) if a[2] ~= b[2] then return a[2] < b[2] end return a[1] < b[1] end)
-    local logscale = cmax > 20
-    out[#out + 1] = string.format('<g class="hexes" clip-path="none"><title>%s: %d points</title>', esc(p.title or ""), #xs)
-    for _, e in ipairs(order) do
-      local q, r = e[1], e[2]
-      local cx = inner_l + size * math.sqrt(3) * (q + r / 2)
-      local cy = inner_t + size * 1.5 * r
-      local c = counts[e[3]]
-      local t = logscale and math.log(1 + c) / math.log(1 + cmax) or c / cmax
-      out[#out + 1] = string.format('<polygon points="%s" fill="%s" data-n="%d"/>', hex_points(cx, cy, size),
-                                    ramp(color, 0.15 + 0.85 * t), c)
-    end
-    out[#out + 1] = "</g></g>"
   end
+  -- The legend, under the panels.
+  local ly = head + rows * ph + 14
+  out[#out + 1] = '<g class="legend">'
+  if scatter then
+    out[#out + 1] = string.format('<circle cx="20" cy="%d" r="4" fill="%s"/>', ly + 4, M.palette[1])
+    text(out, 30, ly + 8, "the panel's label (colour per panel)")
+    out[#out + 1] = string.format('<circle cx="270" cy="%d" r="4" fill="#cfcfcf"/>', ly + 4)
+    text(out, 280, ly + 8, "every other label, for reference")
+  elseif cmax > 0 then
+    local bar_x, bar_w, steps = 20, math.min(260, w - 200), 40
+    for i = 0, steps - 1 do
+      local t = i / (steps - 1)
+      out[#out + 1] = string.format('<rect x="%s" y="%d" width="%s" height="10" fill="%s"/>', num(bar_x + i * bar_w / steps),
+                                    ly, num(bar_w / steps + 0.5), blues(0.15 + 0.85 * t))
+    end
+    text(out, bar_x, ly + 24, "1", 'text-anchor="start" font-size="11"')
+    if logscale then
+      local mid = math.floor(math.sqrt(cmax) + 0.5)
+      text(out, bar_x + bar_w * math.log(mid) / math.log(cmax), ly + 24, tostring(mid), 'text-anchor="middle" font-size="11"')
+    end
+    text(out, bar_x + bar_w, ly + 24, tostring(cmax), 'text-anchor="end" font-size="11"')
+    text(out, bar_x + bar_w + 12, ly + 9, "points per hexagon, one scale for every panel" .. (logscale and " (log)" or ""))
+  end
+  out[#out + 1] = "</g>"
   out[#out + 1] = "</svg>"
   return table.concat(out, "\n")
 end

@@ -441,6 +441,13 @@ function M.run(spec, opts)
     takes_resume = hp:read("a"):find("--resume", 1, true) ~= nil
     hp:close()
   end
+  -- What `moonbert report --sweep NAME` needs beyond the runs' tags: the metric and the parameters.
+  local params = {}
+  for k in pairs(spec.grid or spec.random or {}) do params[#params + 1] = k end
+  table.sort(params)
+  fs.write_file_atomic(log_dir .. "/sweep.json", require("dkjson").encode {
+    name = spec.name, experiment = spec.experiment, script = spec.script, metric = spec.metric, mode = spec.mode,
+    parameters = params, trials = #trials })
 
   local function start(t)
     local stem = string.format("%s/%03d-%s", log_dir, t.index, t.key:gsub("[^%w_%-=.,]", "_"))

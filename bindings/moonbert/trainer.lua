@@ -16,7 +16,8 @@
 --     handle_signals = true,   -- SIGTERM/SIGINT: finish the step, checkpoint, stop (see below)
 --     exit_on_signal = true,   -- ... then exit with 128 + the signal (143, 130); false: return
 --     run = run,               -- a results-store run (metrics are logged) or function(event, t)
---     log_every = 50,          -- steps between train/loss logs and plain progress lines
+--     log_every = nil,         -- steps between train/loss logs and plain progress lines; default
+--                              -- total_steps // 20 (at least 20 points, every step for short runs)
 --     progress = nil,          -- nil: a bar on a terminal, else a line every log_every steps;
 --                              -- "bar" | "log" | false
 --     stop_after_epoch = nil,  -- stop (checkpoint written) after this epoch; res.stopped = true
@@ -49,7 +50,8 @@
 -- path}, "interrupted" {signal, step, path}, "done" (the result). An error raised by the
 -- callback stops the run (checkpoints already written stay).
 --
--- Store logging (run has log_metric): train/loss (mean over the last log_every steps),
+-- Store logging (run has log_metric): train/loss (mean over the last log_every steps, logged at
+-- steps log_every, 2*log_every, ...: one evenly spaced series; the window restarts each epoch),
 -- train/lr, train/grad_norm with step and fractional epoch; eval/loss, eval/accuracy,
 -- eval/f1_weighted with step, epoch and split; the eval confusion matrix per epoch; the eval
 -- predictions (each epoch replaces the last); run:heartbeat() every ~10 s.
@@ -80,7 +82,7 @@ local M = {}
 
 M.defaults = {
   epochs = 2, batch_size = 64, lr = 2e-5, weight_decay = 0.01, warmup = 0, max_grad_norm = 1.0,
-  seed = 42, bucket = true, eval_every = "epoch", log_every = 50, eval_batch_size = nil,
+  seed = 42, bucket = true, eval_every = "epoch", log_every = nil, eval_batch_size = nil,
 }
 
 local STATE_FILE = "trainer_state.json"
@@ -466,7 +468,7 @@ function M.fit(o)
   local seed = opt_int(o, "seed", D.seed, 0)
   local bucket = o.bucket
   if bucket == nil then bucket = D.bucket end
-  local log_every = opt_int(o, "log_every", D.log_every, 1)
+  local log_every = opt_int(o, "log_every", D.log_every, 1) -- nil: set from the run's length below
   local eval_every = o.eval_every or D.eval_every
   if eval_every ~= "epoch" and (math.type(eval_every) ~= "integer" or eval_every < 1) then
     argerror("fit", 1, "field 'eval_every' must be \"epoch\" or an integer >= 1")
@@ -483,6 +485,10 @@ function M.fit(o)
   end
   local steps_per_epoch = #plan(1)
   local total = steps_per_epoch * epochs
+  if not log_every then -- at least 20 evenly spaced train/loss points, every step below 20 steps
+    log_every = math.max(1, total // 20)
+    progress.log_every = log_every
+  end
   local warmup_steps = warmup
   if math.type(warmup) ~= "integer" then
     if warmup >= 1 then argerror("fit", 1, "field 'warmup' must be an integer step count or a ratio < 1") end
@@ -601,7 +607,7 @@ function M.fit(o)
       local per_step = (t1 - t_start) / math.max(1, step - ((start_epoch - 1) * steps_per_epoch + start_batch - 1))
       progress:update { epoch = epoch, epochs = epochs, step = step, total = total, k = k, nbatches = nb, loss = loss,
                         lr = used_lr, grad_norm = norm, tokens_per_s = tps, eta = per_step * (total - step) }
-      if step % log_every == 0 or k == nb then
+      if step % log_every == 0 then
         log("log", { step = step, epoch = epoch - 1 + k / nb, loss = win_loss / win_n, lr = used_lr,
                      grad_norm = norm, tokens_per_s = tps })
         win_loss, win_n = 0, 0

@@ -5,9 +5,11 @@
 -- texts), and hostile strings in every place a user or the data can put one.
 -- Checks: each section has its plot; nothing from the data reaches the page as
 -- markup; the page references nothing on the network; a run without artifacts
--- gets notes instead of sections; and headless Chromium renders it: the SVGs
--- are in the live DOM with non-zero boxes and shapes, no script element exists
--- but the probe the test adds, and the screenshot is not blank.
+-- leaves those sections out, with no sentence addressed to developers; and
+-- headless Chromium renders it: the SVGs are in the live DOM with non-zero boxes
+-- and shapes, the comparison is the first table, no hexagon's or point's box
+-- leaves its panel, no script element exists but the probe the test adds, and
+-- the screenshot is not blank.
 -- MOONBERT_REPORT_SAMPLE=path keeps the screenshot there.
 local mb = require "moonbert"
 local lfs = require "lfs"
@@ -49,11 +51,12 @@ local function synthetic_run(dir)
   local cm = {}
   for i = 1, 6 do cm[i] = {}; for j = 1, 6 do cm[i][j] = (i == j) and 50 + i or i % 3 end end
   run:log_confusion("validation", cm, { "sadness", "joy", "love", "anger", "fear", EVIL })
-  -- Embeddings: label blobs, overlapping before fine-tuning, apart after.
+  -- Embeddings: label blobs, overlapping before fine-tuning, apart after; 600 points before
+  -- (a scatter plot), 1200 after (hexagons).
   for _, stage in ipairs { "before", "after" } do
     local spread = stage == "before" and 0.3 or 3
     local xy, ls = {}, {}
-    for i = 1, 600 do
+    for i = 1, (stage == "before" and 600 or 1200) do
       local id = (i - 1) % 6
       local a = 2 * math.pi * id / 6
       xy[i] = { spread * math.cos(a) + (math.random() - 0.5) * 2, spread * math.sin(a) + (math.random() - 0.5) * 2 }
@@ -73,6 +76,15 @@ local function synthetic_run(dir)
   vtexts[30] = "highest loss " .. EVIL
   run:log_predictions("validation", rows)
   mb.report.log_examples(run, "validation", vtexts, { label_names = LABELS })
+  -- Custom texts carry no loss: nothing to rank, no table.
+  run:log_predictions("custom", { { index = 1, predicted = 1, probs = { 0.1, 0.5, 0.1, 0.1, 0.1, 0.1 } } })
+  mb.report.log_comparison(run, {
+    { name = "dummy " .. EVIL, key = "dummy", validation = { accuracy = 0.35, f1 = 0.18 }, test = { accuracy = 0.34, f1 = 0.17 },
+      seconds = 0.01 },
+    { name = "fine-tuned", key = "", validation = { accuracy = 0.9, f1 = 0.89 }, test = { accuracy = 0.91, f1 = 0.9 },
+      ood = { accuracy = 0.5, f1 = 0.45 }, seconds = 75 },
+  }, { ood_name = "out-of-domain, 9 texts" })
+  run:log_confusion("dummy/validation", cm, LABELS)
   run:finish()
   local id = run.id
   return store, id
@@ -128,28 +140,51 @@ describe("mb.report", function()
     assert.are.equal(2, count(ds, 'class="plot box%-plot"'))
     assert.are.equal(12, count(ds, '<rect class="bar"'))       -- 6 classes x 2 splits
     assert.are.equal(12, count(ds, '<g class="box">'))
+    local comparison = section("comparison")
+    assert.are.equal('<table class="comparison">', html:match("<table[^>]*>"))   -- the first table of the page
+    assert.are.equal(2, count(comparison, '<td class="model">'))
+    -- the best of each column in bold: fine-tuned everywhere; out-of-domain only it has
+    assert.are.equal(6, count(comparison, "<b>0%.%d+</b>"))
+    assert.truthy(comparison:find("<td class=\"num\">–</td>", 1, true))     -- dummy has no out-of-domain score
+    assert.truthy(comparison:find("1 min 15 s", 1, true))
     local curves = section("curves")
-    -- "loss" (train/loss + val/loss) and "accuracy" (val/accuracy); test/accuracy has one point: no chart of its own
+    -- "loss" (train/loss as a line, val/loss as markers) and "accuracy" (val/accuracy markers);
+    -- test/accuracy has one point and no step: no chart of its own
     assert.are.equal(2, count(curves, 'class="plot line%-chart"'))
-    assert.are.equal(3, count(curves, "<polyline"))            -- train/loss, val/loss, val/accuracy
-    assert.truthy(curves:find("loss by step", 1, true))
-    assert.truthy(curves:find("accuracy by step", 1, true))
+    assert.are.equal(1, count(curves, "<polyline"))            -- train/loss
+    assert.are.equal(2, count(curves, 'class="series markers"')) -- val/loss, val/accuracy
+    assert.are.equal(4, count(curves, '<polygon class="marker"'))
+    local l, a = curves:find("loss by step", 1, true), curves:find("accuracy by step", 1, true)
+    assert.truthy(l and a and l < a)
     assert.is_nil(curves:find("test/accuracy", 1, true))
     local conf = section("confusion")
-    assert.are.equal(1, count(conf, 'class="plot heatmap"'))
-    assert.are.equal(36, count(conf, '<rect class="cell"'))
+    assert.are.equal(2, count(conf, 'class="plot heatmap"'))
+    assert.are.equal(72, count(conf, '<rect class="cell"'))
+    -- In the comparison's order, titled with model and split
+    local t1, t2 = conf:find("dummy &lt;script", 1, true), conf:find("fine-tuned · validation", 1, true)
+    assert.truthy(t1 and t2 and t1 < t2)
     -- Rows normalised: diagonal of row 1 is 51 / (51 + 5 * 1) = 0.91
     assert.truthy(conf:find(">0.91</text>", 1, true))
     local maps = section("maps")
     assert.are.equal(2, count(maps, 'class="plot hexbin%-grid"'))
     assert.are.equal(12, count(maps, '<g class="panel"'))
-    assert.truthy(count(maps, "<polygon") > 24)
-    assert.truthy(maps:find("[CLS] features before fine-tuning (599 points)", 1, true))
+    local before, after = maps:match("(<svg.-</svg>).-(<svg.-</svg>)")
+    -- 599 points before: a scatter, each point once in its own panel and in grey in the 5 others
+    assert.are.equal(599, count(before, '<circle class="own"'))
+    assert.are.equal(5 * 599, count(before, '<circle class="other"'))
+    assert.are.equal(0, count(before, "<polygon"))
+    -- 1200 after: hexagons whose counts sum to the points, one colour scale and its legend
+    local n = 0
+    for c in after:gmatch('data%-n="(%d+)"') do n = n + tonumber(c) end
+    assert.are.equal(1200, n)
+    assert.truthy(after:find("points per hexagon, one scale for every panel", 1, true))
+    assert.truthy(maps:find("[CLS] features before fine-tuning (599 points", 1, true))
     assert.truthy(maps:find("1 points without finite coordinates were left out.", 1, true))
     local custom = section("custom")
     assert.are.equal(2, count(custom, 'class="plot prob%-bars"'))
     local losses = section("losses")
-    assert.are.equal(2, count(losses, '<table class="losses">'))
+    assert.are.equal(2, count(losses, '<table class="losses">'))  -- validation; custom has no loss
+    assert.is_nil(losses:find("custom", 1, true))
     -- Highest loss first: index 30 (loss 3.0) with its text, lowest last table starts at index 1.
     local first_row = losses:match('<table class="losses">.-</tr>%s*<tr>(.-)</tr>')
     assert.truthy(first_row:find("<td>30</td>", 1, true))
@@ -174,24 +209,27 @@ describe("mb.report", function()
       -- the only URL is the SVG namespace name, which is never fetched
       assert.are.equal("xmlns", attr, attr .. "=" .. url)
     end
-    assert.is_nil(html:find("url%(", 1))
+    assert.is_nil(html:find("url%([^#]", 1))       -- only url(#id): a clip path in the page itself
     assert.is_nil(html:find("=%s*[\"']?//"))       -- protocol-relative addresses
     assert.is_nil(html:find("@import", 1, true))
     assert.truthy(html:find("Content-Security-Policy", 1, true))
   end)
 
-  it("notes what a bare run lacks instead of failing", function()
+  it("leaves out the sections a bare run lacks, with no word to developers", function()
     local run = store:start_run { experiment = "bare", git = false }
     run:finish()
     local h, info = mb.report.build(store, run.id)
     assert.truthy(h)
-    assert.is_false(info.sections.dataset)
-    assert.is_false(info.sections.maps)
-    assert.is_false(info.sections.losses)
+    for _, id in ipairs { "comparison", "dataset", "curves", "confusion", "maps", "custom", "losses" } do
+      assert.is_false(info.sections[id], id)
+      assert.is_nil(h:find('id="' .. id .. '"', 1, true), id)
+      assert.is_nil(h:find('href="#' .. id .. '"', 1, true), id)
+    end
+    assert.is_true(info.sections.overview)
+    assert.are.same({ "overview" }, info.order)
     assert.is_nil(h:find("<svg", 1, true))
-    assert.truthy(h:find("mb.report.log_dataset_stats", 1, true))
-    assert.truthy(h:find("mb.report.log_embedding", 1, true))
-    assert.truthy(h:find("run:log_predictions", 1, true))
+    assert.is_nil(h:find("mb.report", 1, true))
+    assert.is_nil(h:find("log_", 1, true))
     local none, msg = mb.report.build(store, 9999)
     assert.is_nil(none)
     assert.truthy(msg:find("9999", 1, true))
@@ -285,7 +323,13 @@ describe("mb.report", function()
     for i = 1, 600 do dealt[i] = math.random(0, 5) end
     mb.report.log_embedding(run, "before", Y, dealt, LABELS)
     run:finish()
-    local h = assert(mb.report.build(store, run.id))
+    -- hexagons even for these 600 points (the page would draw a scatter plot)
+    local svg = require "moonbert.svg"
+    local below = svg.SCATTER_BELOW
+    svg.SCATTER_BELOW = 0
+    local okb, h = pcall(mb.report.build, store, run.id)
+    svg.SCATTER_BELOW = below
+    assert(okb, h)
     local maps = h:match('<section id="maps">(.-)</section>')
     -- Fraction of points in hexagons that hold more than one label. Hexagon
     -- positions are panel-relative: the same cell in two panels is overlap.
@@ -333,6 +377,20 @@ describe("mb.report", function()
     var shapes = svgs[i].querySelectorAll("rect,polygon,polyline,line,circle,text").length;
     lines.push("SVG " + svgs[i].getAttribute("class").replace(/ /g, "_") + " " + Math.round(b.width) + " " + Math.round(b.height) + " " + shapes);
   }
+  var first = document.querySelector("table");
+  lines.push("FIRSTTABLE " + (first ? first.className : "none"));
+  // Every hexagon and point inside its panel's frame (half a pixel for anti-aliasing).
+  var panels = document.querySelectorAll("g.panel"), shapes = 0, outside = 0;
+  for (var p = 0; p < panels.length; p++) {
+    var f = panels[p].querySelector("rect.frame").getBoundingClientRect();
+    var marks = panels[p].querySelectorAll("g.hexes polygon, g.points circle");
+    for (var m = 0; m < marks.length; m++) {
+      var r = marks[m].getBoundingClientRect();
+      shapes++;
+      if (r.left < f.left - 0.5 || r.right > f.right + 0.5 || r.top < f.top - 0.5 || r.bottom > f.bottom + 0.5) outside++;
+    }
+  }
+  lines.push("PANELMARKS " + shapes + " OUTSIDE " + outside);
   var cells = document.querySelectorAll("td.text");
   for (var j = 0; j < cells.length; j++) if (cells[j].textContent.indexOf("<script>alert") >= 0) lines.push("EVILTEXT");
   var pre = document.createElement("pre");
@@ -351,6 +409,10 @@ describe("mb.report", function()
       local text = dom:match('<pre id="probe">(.-)</pre>')
       assert.truthy(text, "probe output missing from the DOM:\n" .. dom:sub(1, 2000))
       assert.truthy(text:find("SCRIPTS 1\n", 1, true), text)   -- only the probe
+      assert.truthy(text:find("FIRSTTABLE comparison\n", 1, true), text)
+      local marks, outside = text:match("PANELMARKS (%d+) OUTSIDE (%d+)")
+      assert.truthy(tonumber(marks) > 599 + 5 * 599, text)    -- the scatter's points and the hexagons
+      assert.are.equal("0", outside, "hexagons or points outside their panels")
       assert.truthy(text:find("EVILTEXT", 1, true), "the hostile text is shown as text")
       local n = 0
       for class, w, h, shapes in text:gmatch("SVG (%S+) (%d+) (%d+) (%d+)") do

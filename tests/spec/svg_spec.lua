@@ -237,6 +237,80 @@ describe("plots", function()
     end
   end)
 
+  it("hexbin_grid: every hexagon inside its panel's frame, clipped, on one colour scale", function()
+    math.randomseed(9)
+    local panels = {}
+    for k = 1, 3 do
+      local px, py = {}, {}
+      -- points out to the corners of the data range, where unpadded hexagons would spill over
+      for i = 1, 600 do px[i] = (math.random() - 0.5) * 10; py[i] = (math.random() - 0.5) * 10 end
+      px[1], py[1], px[2], py[2] = -5, -5, 5, 5
+      panels[k] = { title = "p" .. k, x = px, y = py }
+    end
+    local s = svg.hexbin_grid { panels = panels, columns = 3, gridsize = 20 }
+    local els = check_safe(s)
+    local clips = {}
+    for _, c in ipairs(of(els, "clipPath")) do clips[c.attrs.id] = true end
+    local fills = {}
+    for _, g in ipairs(of(els, "g", function(e) return e.attrs.class == "panel" end)) do
+      local frame
+      for _, child in ipairs(g.children) do if child.attrs.class == "frame" then frame = child.attrs end end
+      local x0, y0 = tonumber(frame.x), tonumber(frame.y)
+      local x1, y1 = x0 + tonumber(frame.width), y0 + tonumber(frame.height)
+      for _, child in ipairs(g.children) do
+        if child.attrs.class == "hexes" then
+          assert.truthy(clips[child.attrs["clip-path"]:match("^url%(#(.-)%)$")])
+          for _, poly in ipairs(child.children) do
+            if poly.name == "polygon" then
+              for x, y in poly.attrs.points:gmatch("([%d.-]+),([%d.-]+)") do
+                x, y = tonumber(x), tonumber(y)
+                assert.is_true(x >= x0 and x <= x1 and y >= y0 and y <= y1, x .. "," .. y .. " outside the frame")
+              end
+              -- one scale: the same count, the same colour, in every panel
+              local n = poly.attrs["data-n"]
+              assert.is_true(fills[n] == nil or fills[n] == poly.attrs.fill, "count " .. n .. " in two colours")
+              fills[n] = poly.attrs.fill
+            end
+          end
+        end
+      end
+    end
+    assert.truthy(s:find("points per hexagon, one scale for every panel", 1, true))
+  end)
+
+  it("hexbin_grid: a scatter plot under svg.SCATTER_BELOW points", function()
+    local panels = { { title = "a", x = { 1, 2, 3 }, y = { 1, 2, 3 } }, { title = "b", x = { 4, 5 }, y = { 1, 0 } } }
+    local els = check_safe(svg.hexbin_grid { panels = panels })
+    assert.are.equal(0, #of(els, "polygon"))
+    assert.are.equal(5, #of(els, "circle", function(e) return e.attrs.class == "own" end))
+    -- each panel shows the other panel's points in grey: 2 in a, 3 in b
+    assert.are.equal(5, #of(els, "circle", function(e) return e.attrs.class == "other" end))
+  end)
+
+  it("line_chart: markers without a line, and an axis floor at ymin", function()
+    local s = svg.line_chart { series = { { name = "train", x = { 1, 2, 3 }, y = { 0.9, 0.92, 0.93 } },
+                                          { name = "eval", x = { 3 }, y = { 0.91 }, style = "markers" } },
+                               ymin = 0, ymax = 1 }
+    local els = check_safe(s)
+    assert.are.equal(1, #of(els, "polyline"))
+    assert.are.equal(1, #of(els, "polygon", function(e) return e.attrs.class == "marker" end))
+    -- the axis runs from 0 to 1: the tick labels include both
+    assert.truthy(s:find(">0</text>", 1, true) and s:find(">1.0</text>", 1, true), s)
+  end)
+
+  it("strip_chart: a dot per trial in its category and one best ring", function()
+    local s = svg.strip_chart { categories = { "1e-05", "5e-05" }, ylabel = "val/accuracy", title = EVIL,
+                                points = { { category = 1, y = 0.5 }, { category = 2, y = 0.7, best = true },
+                                           { category = 2, y = 0.6 }, { category = 3, y = 0.9 } } }
+    local els = check_safe(s)
+    local pts = of(els, "circle", function(e) return e.attrs.class == "point" end)
+    assert.are.equal(3, #pts)                       -- category 3 does not exist: left out
+    local best = of(els, "circle", function(e) return e.attrs.class == "best" end)
+    assert.are.equal(1, #best)
+    assert.are.equal(pts[2].attrs.cy, best[1].attrs.cy)
+    assert.is_true(tonumber(pts[2].attrs.cy) < tonumber(pts[1].attrs.cy)) -- higher value, higher on the page
+  end)
+
   it("prob_bars: bar widths proportional to the probabilities", function()
     local probs = { 0.05, 0.8, 0.1, 0.05 }
     local els = check_safe(svg.prob_bars { labels = { "a", "b", EVIL, "d" }, probs = probs, title = EVIL })

@@ -91,13 +91,13 @@ describe("mb.trainer", function()
       assert.are.equal(2, #res_a.history)
       assert.is_true(res_a.train_tokens_per_s > 0)
 
-      -- train/loss at steps 3, 4 (epoch end), 6, 8 (epoch end)
+      -- train/loss at a fixed interval across epochs: steps 3 and 6
       local loss = store:metrics(run.id, "train/loss")
       local steps = {}
       for i, m in ipairs(loss) do steps[i] = m.step end
-      assert.are.same({ 3, 4, 6, 8 }, steps)
-      assert.are.equal(4, #store:metrics(run.id, "train/lr"))
-      assert.are.equal(4, #store:metrics(run.id, "train/grad_norm"))
+      assert.are.same({ 3, 6 }, steps)
+      assert.are.equal(2, #store:metrics(run.id, "train/lr"))
+      assert.are.equal(2, #store:metrics(run.id, "train/grad_norm"))
       -- lr decays linearly from 1e-3 over 8 steps: step 3 used factor 1 - 2/8
       assert.is_true(math.abs(store:metrics(run.id, "train/lr")[1].value - 1e-3 * 6 / 8) < 1e-15)
       for _, key in ipairs { "eval/loss", "eval/accuracy", "eval/f1_weighted" } do
@@ -139,6 +139,8 @@ describe("mb.trainer", function()
       assert.is_truthy(tostring(err):find("simulated kill", 1, true))
       local seq, n = table.concat(events, " "), 1
       while n > 0 do seq, n = seq:gsub("predictions predictions", "predictions") end
+      n = 1 -- a short run logs every step: the epoch's logs read as one
+      while n > 0 do seq, n = seq:gsub("log log", "log") end
       local tail = seq:match("log [%a ]+$")
       assert.are.equal("log predictions eval epoch checkpoint", tail)
 
