@@ -127,12 +127,28 @@ void mb_lua_closeshared(lua_State *L, int arg, const char *mt) {
     }
 }
 
-void mb_lua_pushview(lua_State *L, mb_lua_shared *s, float *data, int ndim, const int64_t *shape) {
+mb_lua_shared *mb_lua_newshared(void *obj, void (*free_obj)(void *)) {
+    mb_lua_shared *s = malloc(sizeof *s);
+    if (s) *s = (mb_lua_shared){obj, free_obj, 1};
+    return s;
+}
+
+void mb_lua_releaseshared(mb_lua_shared *s) {
+    if (s) shared_release(s);
+}
+
+void mb_lua_pushview_on(lua_State *L, mb_lua_shared *s, float *data, int ndim, const int64_t *shape,
+                        mb_device device) {
     mb_error err;
     mb_tensor *t = mb_tensor_wrap(MB_FLOAT32, ndim, shape, data, view_release, s, &err);
     if (!t) mb_lua_raise(L, &err);
+    t->storage->device = device;
     s->refs++;
     mb_lua_pushtensor(L, t, &err);
+}
+
+void mb_lua_pushview(lua_State *L, mb_lua_shared *s, float *data, int ndim, const int64_t *shape) {
+    mb_lua_pushview_on(L, s, data, ndim, shape, MB_CPU);
 }
 
 void mb_lua_checkconfig(lua_State *L, int arg, mb_distilbert_config *cfg) {

@@ -250,6 +250,29 @@ static int m_seed(lua_State *L) {
     return 0;
 }
 
+/* model:to("cpu" | "cuda", {precision=}): the masked-LM head has no device
+   implementation yet (runtime/cuda/gpu_model.c is the classification model),
+   so only the CPU in fp32 is accepted, with an error that says so. */
+static int m_to(lua_State *L) {
+    check_ref(L, 1);
+    static const char *const devices[] = {"cpu", "cuda", NULL};
+    int to_cuda = luaL_checkoption(L, 2, NULL, devices);
+    const char *pname = mb_lua_optfield_str(L, 3, "precision", NULL);
+    if (to_cuda)
+        return luaL_error(L, "model:to(\"cuda\"): the masked-LM model runs on the CPU only (its device "
+                             "implementation is not written yet)");
+    if (pname && strcmp(pname, "fp32") != 0)
+        return luaL_argerror(L, 3, lua_pushfstring(L, "precision '%s' is not available on the CPU (fp32 only)", pname));
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int m_device(lua_State *L) {
+    check_ref(L, 1);
+    lua_pushstring(L, "cpu");
+    return 1;
+}
+
 static int m_tostring(lua_State *L) {
     mb_lua_shared *r = mb_lua_shared_or_null(L, 1, MLM_MT);
     if (!r) {
@@ -333,7 +356,8 @@ MB_LUA_MODULE(distilbert_mlm) {
         {"forward", m_forward}, {"loss", m_loss}, {"backward", m_backward}, {"parameters", m_parameters},
         {"zero_grad", m_zero_grad}, {"num_parameters", m_num_parameters}, {"save", m_save},
         {"config_json", m_config_json}, {"warnings", m_warnings}, {"rng_state", m_rng_state},
-        {"set_rng_state", m_set_rng_state}, {"seed", m_seed}, {"free", model_close}, {NULL, NULL}};
+        {"set_rng_state", m_set_rng_state}, {"seed", m_seed}, {"to", m_to}, {"device", m_device},
+        {"free", model_close}, {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__gc", model_close}, {"__close", model_close}, {"__tostring", m_tostring}, {NULL, NULL}};
     mb_lua_newclass(L, MLM_MT, methods, meta);

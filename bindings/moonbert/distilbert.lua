@@ -164,7 +164,17 @@ end
 function M.load_masked_lm(dir, opts) return require("moonbert.mlm").load(dir, opts) end
 function M.new_masked_lm(config, opts) return require("moonbert.mlm").new(config, opts) end
 
+--- model:to("cpu" | "cuda", {precision=, seed=, quiet=}) -> model: the C method moves the
+-- parameter block (bindings/distilbert.c: every method then runs there); on the CPU a precision
+-- goes through M.set_cpu_precision, which says when bf16 falls back to fp32.
+local core_to = methods.to
+function methods:to(device, opts)
+  if device == "cpu" and type(opts) == "table" and opts.precision ~= nil then
+    core_to(self, "cpu")
+    return M.set_cpu_precision(self, opts.precision, opts.quiet, "to")
+  end
+  return core_to(self, device, opts)
+end
+
 M.methods = methods
--- model:to("cpu" | "cuda", {precision=}) is defined with the GPU backend (moonbert/cuda.lua)
-require "moonbert.cuda"
 return M
