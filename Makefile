@@ -84,7 +84,8 @@ CUDA_CU  := $(sort $(wildcard runtime/cuda/*.cu))
 # The Lua module on an emulated device (tests/c/cuda_emul.c: host memory, kernels = their host
 # references): the same objects, with the emulation in place of gpu_device, gpu_cublas, the
 # kernels and libcudart. One extra object and one link; scripts/run-tests runs cuda_spec.lua on it.
-EMU_MOD := $(BUILD)/emu/lib/moonbert/core.so
+# $(BUILD)/emu/bin/moonbert is the CLI beside it (it loads ../lib; MOONBERT_HOME names the tree).
+EMU_MOD := $(BUILD)/emu/lib/moonbert/core.so $(BUILD)/emu/bin/moonbert
 else
 CUDA_SRC := $(CUDA_HOST_SRC) runtime/cuda_stub.c
 CUDA_CU  :=
@@ -140,7 +141,11 @@ $(LUAMOD): $(BINDINGS_OBJ) $(LIB)
 
 EMU_REPLACED := $(BUILD)/obj/runtime/cuda/gpu_device.o $(BUILD)/obj/runtime/cuda/gpu_cublas.o \
                 $(CUDA_CU:%.cu=$(BUILD)/obj/%.o)
-$(EMU_MOD): $(BINDINGS_OBJ) $(RUNTIME_OBJ) $(BUILD)/obj/tests/c/cuda_emul.o
+$(BUILD)/emu/bin/moonbert: $(CLI)
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+$(BUILD)/emu/lib/moonbert/core.so: $(BINDINGS_OBJ) $(RUNTIME_OBJ) $(BUILD)/obj/tests/c/cuda_emul.o
 	@mkdir -p $(dir $@)
 	$(CC) -shared -Wl,-z,nodelete $(LDFLAGS) -o $@ $(BINDINGS_OBJ) $(filter-out $(EMU_REPLACED),$(RUNTIME_OBJ)) \
 	    $(BUILD)/obj/tests/c/cuda_emul.o $(filter-out -lcudart,$(LDLIBS))

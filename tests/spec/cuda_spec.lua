@@ -522,6 +522,32 @@ describe("mb.trainer.fit on the device", function()
     cpu_model:free(); dev_model:free()
   end)
 
+  it("an experiment with --device auto runs there and records device, GPU, precision and peak memory", function()
+    local bin = os.getenv("MOONBERT_BIN")
+    if not bin then return pending("needs MOONBERT_BIN (scripts/run-tests sets it)") end
+    local dir = support.tmpdir()
+    local out, err, code = support.sh(support.q(bin) .. " run experiments/baseline_vs_finetune.lua --device auto --model " ..
+      support.q(TINY) .. " --quick --limit 24 --batch-size 12 --no-ood --no-report --store " .. support.q(dir .. "/s.db"))
+    assert.are.equal(0, code, err)
+    local note = "device: cuda (" .. cuda.device_name() .. "), precision " .. cuda.DEFAULT_PRECISION ..
+                 " (--device auto: a GPU is available)"
+    assert.truthy(out:find(note, 1, true), out)
+    local store = mb.store.open(dir .. "/s.db")
+    local r = store:runs { experiment = "baseline_vs_finetune" }[1]
+    assert.are.equal("completed", r.status)
+    assert.are.equal("cuda", r.device)
+    local params = store:params(r.id)
+    assert.are.equal("cuda", params.device)
+    assert.are.equal(cuda.DEFAULT_PRECISION, params.precision)
+    assert.are.equal(cuda.device_name(), params.gpu)
+    local peak = store:metrics(r.id, "device/peak_memory_mb")
+    assert.are.equal(1, #peak)
+    assert.is_true(peak[1].value > 0)
+    assert.is_true(#store:metrics(r.id, "train/loss") > 0)
+    store:close()
+    os.execute("rm -rf " .. support.q(dir))
+  end)
+
   it("a run resumed from the epoch-1 checkpoint ends bit-identical to the uninterrupted run (dropout on)", function()
     local dir_a, dir_b = support.tmpdir(), support.tmpdir()
     local full = fixture_model(true)
