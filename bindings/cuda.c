@@ -90,76 +90,25 @@ static int c_precisions(lua_State *L) {
 
 /* ---- tensors across devices ----------------------------------------------------------- */
 
-static void release_device(void *data, size_t nbytes, void *ctx) { mb_cuda_free(data); }
-
 int mb_lua_tensor_to_device(lua_State *L, int arg, const char *device) {
     mb_tensor *t = mb_lua_checktensor_anydevice(L, arg);
     int to_cuda = strcmp(device, "cuda") == 0;
     if (!to_cuda && strcmp(device, "cpu") != 0)
         return luaL_argerror(L, arg + 1, lua_pushfstring(L, "device 'cpu' or 'cuda' expected, got '%s'", device));
-    int on_cuda = t->storage->device == MB_CUDA;
-    mb_error err;
-    if (to_cuda == on_cuda) { /* already there: the same tensor, as torch does */
+    if ((t->storage->device == MB_CUDA) == to_cuda) { /* already there: the same tensor, as torch does */
         lua_pushvalue(L, arg);
         return 1;
     }
-    if (to_cuda) {
-        if (!mb_cuda_available())
-            return luaL_error(L, "t:to(\"cuda\"): CUDA is not available: %s", mb_cuda_unavailable_reason());
-        mb_tensor *c = mb_tensor_contiguous(t, &err); /* packed on the host first */
-        if (!c) return mb_lua_raise(L, &err);
-        size_t nbytes = mb_tensor_nbytes(c);
-        size_t used = (size_t)mb_tensor_numel(c) * mb_dtype_size(c->dtype);
-        void *d = mb_cuda_malloc(used, &err);
-        if (!d || mb_cuda_memcpy_h2d(d, (char *)c->storage->data + c->offset * mb_dtype_size(c->dtype), used, &err)) {
-            mb_cuda_free(d);
-            mb_tensor_free(c);
-            return mb_lua_raise(L, &err);
-        }
-        (void)nbytes;
-        mb_tensor *dt = mb_tensor_wrap(c->dtype, c->ndim, c->shape, d, release_device, NULL, &err);
-        mb_tensor_free(c);
-        if (!dt) {
-            mb_cuda_free(d);
-            return mb_lua_raise(L, &err);
-        }
-        dt->storage->device = MB_CUDA;
-        mb_lua_pushtensor(L, dt, &err);
-        return 1;
-    }
-    /* cuda -> cpu: device tensors are made contiguous, so one copy suffices. */
-    if (!mb_tensor_is_contiguous(t))
-        return luaL_error(L, "t:cpu(): a non-contiguous device tensor cannot be copied (not supported)");
-    mb_tensor *h = mb_tensor_empty(t->dtype, t->ndim, t->shape, &err);
-    if (!h) return mb_lua_raise(L, &err);
-    size_t es = mb_dtype_size(t->dtype);
-    if (mb_cuda_memcpy_d2h(h->storage->data, (char *)t->storage->data + t->offset * es,
-                           (size_t)mb_tensor_numel(t) * es, &err) != MB_OK) {
-        mb_tensor_free(h);
-        return mb_lua_raise(L, &err);
-    }
-    mb_lua_pushtensor(L, h, &err);
+    mb_error err;
+    mb_tensor *r = mb_tensor_to(t, to_cuda ? MB_CUDA : MB_CPU, &err);
+    if (!r) return luaL_error(L, "t:%s: %s", to_cuda ? "to(\"cuda\")" : "cpu()", err.msg);
+    mb_lua_pushtensor(L, r, &err);
     return 1;
 }
 
 void mb_lua_tensor_copy_device(lua_State *L, mb_tensor *dst, const mb_tensor *src) {
-    if (dst->dtype != src->dtype || mb_tensor_numel(dst) != mb_tensor_numel(src) || !mb_tensor_is_contiguous(dst) ||
-        !mb_tensor_is_contiguous(src)) {
-        char a[64], b[64];
-        luaL_argerror(L, 2, lua_pushfstring(L, "a copy across devices needs contiguous tensors of one dtype and size "
-                                               "(%s %s into %s %s)", mb_dtype_name(src->dtype),
-                                            mb_shape_str(src->ndim, src->shape, a, sizeof a), mb_dtype_name(dst->dtype),
-                                            mb_shape_str(dst->ndim, dst->shape, b, sizeof b)));
-    }
-    size_t es = mb_dtype_size(dst->dtype), n = (size_t)mb_tensor_numel(dst) * es;
-    void *d = (char *)dst->storage->data + dst->offset * es;
-    const void *s = (const char *)src->storage->data + src->offset * es;
-    int dd = dst->storage->device == MB_CUDA, sd = src->storage->device == MB_CUDA;
     mb_error err;
-    mb_status rc = dd && sd ? mb_cuda_memcpy_d2d(d, s, n, &err)
-                   : dd     ? mb_cuda_memcpy_h2d(d, s, n, &err)
-                            : mb_cuda_memcpy_d2h(d, s, n, &err);
-    if (rc != MB_OK) mb_lua_raise(L, &err);
+    if (mb_tensor_copy_device(dst, src, &err) != MB_OK) mb_lua_argraise(L, 2, &err);
 }
 
 MB_LUA_MODULE(cuda) {

@@ -115,66 +115,7 @@ static int db_new(lua_State *L) {
     return 1;
 }
 
-/* ---- batches ---------------------------------------------------------------------- */
-
-typedef struct batch {
-    mb_tensor *ids, *mask; /* contiguous int32 [B,T], owned by Lua userdata on the stack */
-    int B, T;
-} batch;
-
-/* A contiguous int32 [B,T] from a tensor or nested table at idx, pushed on
-   the stack (so that Lua owns it and any later error frees it). */
-static mb_tensor *push_int_matrix(lua_State *L, int idx, int arg, const char *field) {
-    mb_error err;
-    mb_tensor *t = mb_lua_testtensor(L, idx), *c = NULL;
-    if (t) {
-        if (t->dtype != MB_INT32)
-            luaL_argerror(L, arg, lua_pushfstring(L, "batch.%s must be an int32 tensor (got %s)", field,
-                                                  mb_dtype_name(t->dtype)));
-        c = mb_tensor_contiguous(t, &err);
-        if (!c) mb_lua_argraise(L, arg, &err);
-    } else if (lua_istable(L, idx)) {
-        c = mb_lua_totensor(L, idx, MB_INT32);
-    } else {
-        luaL_argerror(L, arg, lua_pushfstring(L, "batch.%s must be an int32 tensor [B,T] (got %s)", field,
-                                              luaL_typename(L, idx)));
-    }
-    mb_lua_pushtensor(L, c, &err);
-    if (c->ndim == 1) { /* one sequence */
-        int64_t shape[2] = {1, c->shape[0]};
-        c = mb_tensor_reshape(c, 2, shape, &err);
-        mb_lua_pushtensor(L, c, &err);
-        lua_remove(L, -2);
-    }
-    if (c->ndim != 2) luaL_argerror(L, arg, lua_pushfstring(L, "batch.%s must be 2-D [B,T]", field));
-    return c;
-}
-
-/* Read {input_ids=, attention_mask=} at arg; pushes two values (the tensors,
-   or nil for an absent mask). */
-static void get_batch(lua_State *L, int arg, batch *b) {
-    luaL_checktype(L, arg, LUA_TTABLE);
-    lua_getfield(L, arg, "input_ids");
-    if (lua_isnil(L, -1)) luaL_argerror(L, arg, "batch.input_ids is missing");
-    b->ids = push_int_matrix(L, lua_gettop(L), arg, "input_ids");
-    lua_remove(L, -2);
-    b->B = (int)b->ids->shape[0];
-    b->T = (int)b->ids->shape[1];
-    b->mask = NULL;
-    lua_getfield(L, arg, "attention_mask");
-    if (!lua_isnil(L, -1)) {
-        b->mask = push_int_matrix(L, lua_gettop(L), arg, "attention_mask");
-        lua_remove(L, -2);
-        if (b->mask->shape[0] != b->B || b->mask->shape[1] != b->T) {
-            char s1[64], s2[64];
-            luaL_argerror(L, arg, lua_pushfstring(L, "batch.attention_mask has shape %s but input_ids has %s",
-                                                  mb_shape_str(2, b->mask->shape, s1, sizeof s1),
-                                                  mb_shape_str(2, b->ids->shape, s2, sizeof s2)));
-        }
-    }
-}
-
-static const int32_t *mask_ptr(const batch *b) { return b->mask ? mb_tensor_i32(b->mask) : NULL; }
+static const int32_t *mask_ptr(const mb_lua_batch *b) { return b->mask ? mb_tensor_i32(b->mask) : NULL; }
 
 static mb_tensor *new_f32(lua_State *L, int ndim, const int64_t *shape, const float *src) {
     mb_error err;
@@ -195,8 +136,8 @@ static int m_forward(lua_State *L) {
     int train = mb_lua_optfield_bool(L, 3, "train", 0);
     int want_hidden = mb_lua_optfield_bool(L, 3, "output_hidden_states", 0);
     int want_att = mb_lua_optfield_bool(L, 3, "output_attentions", 0);
-    batch b;
-    get_batch(L, 2, &b);
+    mb_lua_batch b;
+    mb_lua_checkbatch(L, 2, &b);
     const mb_distilbert_config *c = mb_distilbert_get_config(m);
     int NL = c->n_layers;
     mb_error err;
@@ -273,8 +214,8 @@ static int m_features(lua_State *L) {
     model_handle *h = check_handle(L, 1);
     mb_distilbert *m = h->m;
     mb_cuda_model *cm = device_of(h);
-    batch b;
-    get_batch(L, 2, &b);
+    mb_lua_batch b;
+    mb_lua_checkbatch(L, 2, &b);
     int64_t shape[2] = {b.B, mb_distilbert_get_config(m)->dim};
     mb_error err;
     mb_tensor *out = mb_tensor_empty(MB_FLOAT32, 2, shape, &err);
@@ -307,8 +248,8 @@ static int m_loss(lua_State *L) {
     if (!lc) return mb_lua_argraise(L, 3, &err);
     /* keep lc owned by Lua so that a raised error frees it */
     mb_lua_pushtensor(L, lc, &err);
-    batch b;
-    get_batch(L, 2, &b);
+    mb_lua_batch b;
+    mb_lua_checkbatch(L, 2, &b);
     int64_t want = single ? b.B : (int64_t)b.B * c->num_labels;
     if (mb_tensor_numel(lc) != want) {
         int B = b.B;

@@ -93,6 +93,21 @@ int mb_lua_tensor_to_device(lua_State *L, int arg, const char *device);
    and element count, both contiguous. */
 void mb_lua_tensor_copy_device(lua_State *L, mb_tensor *dst, const mb_tensor *src);
 
+/* An int32 [B,T] (a 1-D one is one sequence) from the tensor or nested table
+   at idx, pushed on the stack (Lua owns it; a later error frees it); errors
+   name argument arg and `what`. Absent (nil): an error when required, else
+   nil is pushed and NULL returned. */
+mb_tensor *mb_lua_checkids(lua_State *L, int idx, int arg, const char *what, int required);
+
+/* The batch {input_ids=, attention_mask=} at arg, as every model binding
+   reads it: contiguous int32 [B,T] tensors (mask NULL when absent) with the
+   same shape. Pushes two values (ids, mask or nil) that keep them alive. */
+typedef struct mb_lua_batch {
+    mb_tensor *ids, *mask;
+    int B, T;
+} mb_lua_batch;
+void mb_lua_checkbatch(lua_State *L, int arg, mb_lua_batch *b);
+
 /* Parse the config JSON text at arg (its source name at arg+1, default
    "config") into cfg, or raise; the caller frees it with mb_config_free. */
 struct mb_distilbert_config;

@@ -40,6 +40,7 @@
 #include "distilbert.h"
 #include "error.h"
 #include "optim.h"
+#include "tensor.h"
 
 /* ---- device discovery and memory ------------------------------------------- */
 
@@ -65,6 +66,15 @@ mb_status mb_cuda_memcpy_h2d(void *dst, const void *src, size_t nbytes, mb_error
 mb_status mb_cuda_memcpy_d2h(void *dst, const void *src, size_t nbytes, mb_error *err);
 mb_status mb_cuda_memcpy_d2d(void *dst, const void *src, size_t nbytes, mb_error *err);
 mb_status mb_cuda_synchronize(mb_error *err);
+
+/* ---- tensors across devices (runtime/cuda/tensor_to.c) ------------------------ */
+
+/* A copy of t on `device` (a new reference to t when it is there already);
+   a device tensor's storage is device memory, freed with its last view. */
+mb_tensor *mb_tensor_to(const mb_tensor *t, mb_device device, mb_error *err);
+/* dst <- src, either on either device: same dtype and element count, both
+   contiguous (two CPU tensors: mb_tensor_copy_). */
+mb_status mb_tensor_copy_device(mb_tensor *dst, const mb_tensor *src, mb_error *err);
 
 /* ---- the DistilBERT training step on the device ---------------------------- */
 
