@@ -11,6 +11,9 @@
 --   model:backward()                               -- gradients accumulate: model:zero_grad() between steps
 --   for _, p in ipairs(model:parameters()) do print(p.name, p.value, p.grad, p.no_decay) end
 --   model:freeze_encoder(true); model:save("results/runs/1/model"); model:config().id2label
+--   model:to("cuda", {precision="tf32"})          -- fp32, tf32, bf16: every method above (and mb.optim,
+--                                                -- mb.trainer) then runs on the GPU; model:to("cpu") back
+--   model:device(), model:precision()              -- "cuda"/"cpu", "tf32"/... (docs/cuda.md)
 --
 -- A batch is {input_ids=, attention_mask=} int32 tensors [B,T] as tok:encode_batch makes
 -- them (nested Lua tables work too). Label ids are 0-based, as in Hugging Face.
