@@ -3,7 +3,8 @@
 #   make            runtime library, Lua module build/lib/moonbert/core.so, build/bin/moonbert
 #                   (with the CUDA backend when nvcc is found; make CUDA=0 leaves it out)
 #   make deps       install the Debian packages (apt-get as root, sudo otherwise; no-op when present)
-#   make test       deps + build + C tests + busted specs; ends with "N passed, N failed"
+#   make test       deps + build + C tests + busted specs (cuda_spec.lua also against the emulated
+#                   device, build/emu/); ends with "N passed, N failed"
 #   make sanitize   the same tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-san/)
 #   make valgrind   the C tests under valgrind --leak-check=full
 #   make bench      benchmark figures as JSON
@@ -81,6 +82,11 @@ CFLAGS  += -DMB_HAVE_CUDA=1 -I$(CUDA_HOME)/include
 LDLIBS  += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lstdc++ -ldl
 CUDA_SRC := $(CUDA_HOST_SRC) $(sort $(wildcard runtime/cuda/gpu_*.c))
 CUDA_CU  := $(sort $(wildcard runtime/cuda/*.cu))
+# The Lua module on an emulated device (tests/c/cuda_emul.c: host memory, kernels = their host
+# references): the same objects, with the emulation in place of gpu_device, gpu_cublas, the
+# kernels and libcudart. One extra object and one link; scripts/run-tests runs cuda_spec.lua on it.
+# $(BUILD)/emu/bin/moonbert is the CLI beside it (it loads ../lib; MOONBERT_HOME names the tree).
+EMU_MOD := $(BUILD)/emu/lib/moonbert/core.so $(BUILD)/emu/bin/moonbert
 else
 CUDA_SRC := $(CUDA_HOST_SRC) runtime/cuda_stub.c
 CUDA_CU  :=
@@ -99,7 +105,7 @@ CLI      := $(BUILD)/bin/moonbert
 MODLIST  := $(BUILD)/gen/modules.h
 
 .PHONY: all deps deps-check test test-run sanitize valgrind bench bench-compare fuzz fuzz-run clean run pretrain
-all: $(CLI) $(LUAMOD) $(CTEST_BIN)
+all: $(CLI) $(LUAMOD) $(CTEST_BIN) $(EMU_MOD)
 
 deps:
 	@scripts/install-deps $(DEB_PACKAGES)
@@ -133,6 +139,17 @@ $(BUILD)/obj/runtime/optim.o: CFLAGS += -fno-math-errno
 $(LUAMOD): $(BINDINGS_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) -shared -Wl,-z,nodelete $(LDFLAGS) -o $@ $(BINDINGS_OBJ) $(LIB) $(LDLIBS)
+
+EMU_REPLACED := $(BUILD)/obj/runtime/cuda/gpu_device.o $(BUILD)/obj/runtime/cuda/gpu_cublas.o \
+                $(CUDA_CU:%.cu=$(BUILD)/obj/%.o)
+$(BUILD)/emu/bin/moonbert: $(CLI)
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+$(BUILD)/emu/lib/moonbert/core.so: $(BINDINGS_OBJ) $(RUNTIME_OBJ) $(BUILD)/obj/tests/c/cuda_emul.o
+	@mkdir -p $(dir $@)
+	$(CC) -shared -Wl,-z,nodelete $(LDFLAGS) -o $@ $(BINDINGS_OBJ) $(filter-out $(EMU_REPLACED),$(RUNTIME_OBJ)) \
+	    $(BUILD)/obj/tests/c/cuda_emul.o $(filter-out -lcudart,$(LDLIBS))
 
 $(CLI): bindings/cli/main.c
 	@mkdir -p $(dir $@)
@@ -188,4 +205,4 @@ fuzz-run: fuzz
 clean:
 	rm -rf build build-san build-fuzz
 
--include $(RUNTIME_OBJ:.o=.d) $(BINDINGS_OBJ:.o=.d)
+-include $(RUNTIME_OBJ:.o=.d) $(BINDINGS_OBJ:.o=.d) $(BUILD)/obj/tests/c/cuda_emul.d

@@ -127,12 +127,76 @@ void mb_lua_closeshared(lua_State *L, int arg, const char *mt) {
     }
 }
 
-void mb_lua_pushview(lua_State *L, mb_lua_shared *s, float *data, int ndim, const int64_t *shape) {
+mb_lua_shared *mb_lua_newshared(void *obj, void (*free_obj)(void *)) {
+    mb_lua_shared *s = malloc(sizeof *s);
+    if (s) *s = (mb_lua_shared){obj, free_obj, 1};
+    return s;
+}
+
+void mb_lua_releaseshared(mb_lua_shared *s) {
+    if (s) shared_release(s);
+}
+
+void mb_lua_pushview_on(lua_State *L, mb_lua_shared *s, float *data, int ndim, const int64_t *shape,
+                        mb_device device) {
     mb_error err;
     mb_tensor *t = mb_tensor_wrap(MB_FLOAT32, ndim, shape, data, view_release, s, &err);
     if (!t) mb_lua_raise(L, &err);
+    t->storage->device = device;
     s->refs++;
     mb_lua_pushtensor(L, t, &err);
+}
+
+void mb_lua_pushview(lua_State *L, mb_lua_shared *s, float *data, int ndim, const int64_t *shape) {
+    mb_lua_pushview_on(L, s, data, ndim, shape, MB_CPU);
+}
+
+mb_tensor *mb_lua_checkids(lua_State *L, int idx, int arg, const char *what, int required) {
+    if (lua_isnoneornil(L, idx)) {
+        if (required) luaL_argerror(L, arg, lua_pushfstring(L, "%s is missing", what));
+        lua_pushnil(L);
+        return NULL;
+    }
+    mb_error err;
+    mb_tensor *t = mb_lua_testtensor(L, idx), *c = NULL;
+    if (t) {
+        if (t->dtype != MB_INT32)
+            luaL_argerror(L, arg, lua_pushfstring(L, "%s must be an int32 tensor (got %s)", what, mb_dtype_name(t->dtype)));
+        c = mb_tensor_contiguous(t, &err);
+        if (!c) mb_lua_argraise(L, arg, &err);
+    } else if (lua_istable(L, idx)) {
+        c = mb_lua_totensor(L, idx, MB_INT32);
+    } else {
+        luaL_argerror(L, arg, lua_pushfstring(L, "%s must be an int32 tensor [B,T] or a nested table (got %s)", what,
+                                              luaL_typename(L, idx)));
+    }
+    mb_lua_pushtensor(L, c, &err);
+    if (c->ndim == 1) { /* one sequence */
+        int64_t shape[2] = {1, c->shape[0]};
+        c = mb_tensor_reshape(c, 2, shape, &err);
+        mb_lua_pushtensor(L, c, &err);
+        lua_remove(L, -2);
+    }
+    if (c->ndim != 2) luaL_argerror(L, arg, lua_pushfstring(L, "%s must be 2-D [B,T]", what));
+    return c;
+}
+
+void mb_lua_checkbatch(lua_State *L, int arg, mb_lua_batch *b) {
+    luaL_checktype(L, arg, LUA_TTABLE);
+    lua_getfield(L, arg, "input_ids");
+    b->ids = mb_lua_checkids(L, lua_gettop(L), arg, "batch.input_ids", 1);
+    lua_remove(L, -2);
+    b->B = (int)b->ids->shape[0];
+    b->T = (int)b->ids->shape[1];
+    lua_getfield(L, arg, "attention_mask");
+    b->mask = mb_lua_checkids(L, lua_gettop(L), arg, "batch.attention_mask", 0);
+    lua_remove(L, -2);
+    if (b->mask && (b->mask->shape[0] != b->B || b->mask->shape[1] != b->T)) {
+        char s1[64], s2[64];
+        luaL_argerror(L, arg, lua_pushfstring(L, "batch.attention_mask has shape %s but batch.input_ids has %s",
+                                              mb_shape_str(2, b->mask->shape, s1, sizeof s1),
+                                              mb_shape_str(2, b->ids->shape, s2, sizeof s2)));
+    }
 }
 
 void mb_lua_checkconfig(lua_State *L, int arg, mb_distilbert_config *cfg) {

@@ -7,36 +7,63 @@
  *   model:parameters(), model:parameter_block(), model:zero_grad(), model:num_parameters(),
  *   model:freeze_encoder(bool), model:save(dir), model:config_json(), model:warnings(),
  *   model:rng_state(), model:set_rng_state(s), model:free(),
- *   model:set_precision("fp32"|"bf16") -> nil or the fallback notice, model:precision()
+ *   model:set_precision("fp32"|"bf16") -> nil or the fallback notice (the CPU's products)
+ *   model:to("cuda" | "cpu", {precision=, seed=}), model:device(), model:precision()
  *
  * bindings/moonbert/distilbert.lua wraps this for users (mb.distilbert).
- * Parameter and gradient tensors are views onto the model's blocks: they keep
- * the model's memory alive (a reference count) even after model:free(), so a
- * view never dangles. Other bindings (optimizer, trainer) reach the C model
- * with mb_lua_checkdistilbert(L, arg) (declared below; extern it) or through
- * model:parameter_block().
+ * One model object, two backends: the userdata holds the host model and,
+ * after model:to("cuda"), its device half (runtime/cuda.h's mb_cuda_model);
+ * every method runs where the parameters live, and what Lua reads back
+ * (losses, logits, hidden states, features) is a CPU tensor. Parameter and
+ * gradient tensors are views onto the blocks of the device the model is on:
+ * host views hold the model, device views hold the device half (a reference
+ * count each), so neither dangles after model:to("cpu"), model:free() or
+ * garbage collection; the memory goes with the last holder.
  */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "../runtime/cuda.h"
 #include "../runtime/distilbert.h"
 #include "luamb.h"
 
 #define MODEL_MT "moonbert.DistilBert"
 
-static void free_model(void *m) { mb_distilbert_free(m); }
+/* The model object: the host model, and its device half while on the GPU
+   (a shared object of its own: device parameter views hold it). */
+typedef struct model_handle {
+    mb_distilbert *m;
+    mb_lua_shared *dev; /* obj: mb_cuda_model; NULL on the CPU */
+} model_handle;
 
-/* The userdata and every parameter view share the model (luamb.h: mb_lua_shared). */
+static void free_device_half(void *cm) { mb_cuda_model_free(cm); }
+
+static void free_model(void *p) {
+    model_handle *h = p;
+    mb_lua_releaseshared(h->dev);
+    mb_distilbert_free(h->m);
+    free(h);
+}
+
+/* The userdata and every host parameter view share the model (luamb.h: mb_lua_shared). */
 static void push_model(lua_State *L, mb_distilbert *m) {
-    mb_lua_pushshared(L, MODEL_MT, m, free_model, mb_distilbert_num_params(m) * 2 * sizeof(float));
+    model_handle *h = malloc(sizeof *h);
+    if (!h) {
+        mb_distilbert_free(m);
+        luaL_error(L, "out of memory");
+        return;
+    }
+    *h = (model_handle){m, NULL};
+    mb_lua_pushshared(L, MODEL_MT, h, free_model, mb_distilbert_num_params(m) * 2 * sizeof(float));
 }
 
 static mb_lua_shared *check_ref(lua_State *L, int arg) { return mb_lua_checkshared(L, arg, MODEL_MT); }
-
-mb_distilbert *mb_lua_checkdistilbert(lua_State *L, int arg);
-
-mb_distilbert *mb_lua_checkdistilbert(lua_State *L, int arg) { return check_ref(L, arg)->obj; }
+static model_handle *check_handle(lua_State *L, int arg) { return check_ref(L, arg)->obj; }
+/* The host model (config, parameter table, flags: valid on either device). */
+static mb_distilbert *mb_lua_checkdistilbert(lua_State *L, int arg) { return check_handle(L, arg)->m; }
+/* The device half, or NULL when the model is on the CPU. */
+static mb_cuda_model *device_of(const model_handle *h) { return h->dev ? h->dev->obj : NULL; }
 
 static int model_close(lua_State *L) {
     mb_lua_closeshared(L, 1, MODEL_MT);
@@ -88,66 +115,7 @@ static int db_new(lua_State *L) {
     return 1;
 }
 
-/* ---- batches ---------------------------------------------------------------------- */
-
-typedef struct batch {
-    mb_tensor *ids, *mask; /* contiguous int32 [B,T], owned by Lua userdata on the stack */
-    int B, T;
-} batch;
-
-/* A contiguous int32 [B,T] from a tensor or nested table at idx, pushed on
-   the stack (so that Lua owns it and any later error frees it). */
-static mb_tensor *push_int_matrix(lua_State *L, int idx, int arg, const char *field) {
-    mb_error err;
-    mb_tensor *t = mb_lua_testtensor(L, idx), *c = NULL;
-    if (t) {
-        if (t->dtype != MB_INT32)
-            luaL_argerror(L, arg, lua_pushfstring(L, "batch.%s must be an int32 tensor (got %s)", field,
-                                                  mb_dtype_name(t->dtype)));
-        c = mb_tensor_contiguous(t, &err);
-        if (!c) mb_lua_argraise(L, arg, &err);
-    } else if (lua_istable(L, idx)) {
-        c = mb_lua_totensor(L, idx, MB_INT32);
-    } else {
-        luaL_argerror(L, arg, lua_pushfstring(L, "batch.%s must be an int32 tensor [B,T] (got %s)", field,
-                                              luaL_typename(L, idx)));
-    }
-    mb_lua_pushtensor(L, c, &err);
-    if (c->ndim == 1) { /* one sequence */
-        int64_t shape[2] = {1, c->shape[0]};
-        c = mb_tensor_reshape(c, 2, shape, &err);
-        mb_lua_pushtensor(L, c, &err);
-        lua_remove(L, -2);
-    }
-    if (c->ndim != 2) luaL_argerror(L, arg, lua_pushfstring(L, "batch.%s must be 2-D [B,T]", field));
-    return c;
-}
-
-/* Read {input_ids=, attention_mask=} at arg; pushes two values (the tensors,
-   or nil for an absent mask). */
-static void get_batch(lua_State *L, int arg, batch *b) {
-    luaL_checktype(L, arg, LUA_TTABLE);
-    lua_getfield(L, arg, "input_ids");
-    if (lua_isnil(L, -1)) luaL_argerror(L, arg, "batch.input_ids is missing");
-    b->ids = push_int_matrix(L, lua_gettop(L), arg, "input_ids");
-    lua_remove(L, -2);
-    b->B = (int)b->ids->shape[0];
-    b->T = (int)b->ids->shape[1];
-    b->mask = NULL;
-    lua_getfield(L, arg, "attention_mask");
-    if (!lua_isnil(L, -1)) {
-        b->mask = push_int_matrix(L, lua_gettop(L), arg, "attention_mask");
-        lua_remove(L, -2);
-        if (b->mask->shape[0] != b->B || b->mask->shape[1] != b->T) {
-            char s1[64], s2[64];
-            luaL_argerror(L, arg, lua_pushfstring(L, "batch.attention_mask has shape %s but input_ids has %s",
-                                                  mb_shape_str(2, b->mask->shape, s1, sizeof s1),
-                                                  mb_shape_str(2, b->ids->shape, s2, sizeof s2)));
-        }
-    }
-}
-
-static const int32_t *mask_ptr(const batch *b) { return b->mask ? mb_tensor_i32(b->mask) : NULL; }
+static const int32_t *mask_ptr(const mb_lua_batch *b) { return b->mask ? mb_tensor_i32(b->mask) : NULL; }
 
 static mb_tensor *new_f32(lua_State *L, int ndim, const int64_t *shape, const float *src) {
     mb_error err;
@@ -162,12 +130,14 @@ static mb_tensor *new_f32(lua_State *L, int ndim, const int64_t *shape, const fl
 /* ---- forward, features, loss, backward ------------------------------------------ */
 
 static int m_forward(lua_State *L) {
-    mb_distilbert *m = mb_lua_checkdistilbert(L, 1);
+    model_handle *h = check_handle(L, 1);
+    mb_distilbert *m = h->m;
+    mb_cuda_model *cm = device_of(h);
     int train = mb_lua_optfield_bool(L, 3, "train", 0);
     int want_hidden = mb_lua_optfield_bool(L, 3, "output_hidden_states", 0);
     int want_att = mb_lua_optfield_bool(L, 3, "output_attentions", 0);
-    batch b;
-    get_batch(L, 2, &b);
+    mb_lua_batch b;
+    mb_lua_checkbatch(L, 2, &b);
     const mb_distilbert_config *c = mb_distilbert_get_config(m);
     int NL = c->n_layers;
     mb_error err;
@@ -205,36 +175,56 @@ static int m_forward(lua_State *L) {
         lua_setfield(L, res, "attentions");
         o.attentions = att_ptr;
     }
-    mb_status rc = mb_distilbert_forward(m, mb_tensor_i32(b.ids), mask_ptr(&b), b.B, b.T, &o, &err);
     int B = b.B, T = b.T;
-    if (rc != MB_OK) return mb_lua_raise(L, &err);
-    int64_t ls[2] = {B, c->num_labels};
-    mb_lua_pushtensor(L, new_f32(L, 2, ls, mb_distilbert_logits(m)), NULL);
-    lua_setfield(L, res, "logits");
-    int64_t hs[3] = {B, T, c->dim};
+    int64_t ls[2] = {B, c->num_labels}, hs[3] = {B, T, c->dim};
+    if (cm) { /* on the device: the outputs are copied into new CPU tensors */
+        mb_tensor *logits = new_f32(L, 2, ls, NULL);
+        mb_lua_pushtensor(L, logits, NULL);
+        lua_setfield(L, res, "logits");
+        mb_tensor *last = NULL;
+        if (!want_hidden) {
+            last = new_f32(L, 3, hs, NULL);
+            mb_lua_pushtensor(L, last, NULL);
+            lua_setfield(L, res, "last_hidden_state");
+        }
+        if (mb_cuda_model_forward(cm, mb_tensor_i32(b.ids), mask_ptr(&b), B, T, train, mb_tensor_f32(logits), &err) ||
+            mb_cuda_model_outputs(cm, last ? mb_tensor_f32(last) : NULL, NULL, want_hidden ? hs_ptr : NULL,
+                                  want_att ? att_ptr : NULL, &err))
+            return mb_lua_raise(L, &err);
+    } else {
+        mb_status rc = mb_distilbert_forward(m, mb_tensor_i32(b.ids), mask_ptr(&b), B, T, &o, &err);
+        if (rc != MB_OK) return mb_lua_raise(L, &err);
+        mb_lua_pushtensor(L, new_f32(L, 2, ls, mb_distilbert_logits(m)), NULL);
+        lua_setfield(L, res, "logits");
+        if (!want_hidden) {
+            mb_lua_pushtensor(L, new_f32(L, 3, hs, mb_distilbert_last_hidden(m)), NULL);
+            lua_setfield(L, res, "last_hidden_state");
+        }
+    }
     if (want_hidden) {
         lua_getfield(L, res, "hidden_states");
         lua_rawgeti(L, -1, NL + 1);
         lua_setfield(L, res, "last_hidden_state");
         lua_pop(L, 1);
-    } else {
-        mb_lua_pushtensor(L, new_f32(L, 3, hs, mb_distilbert_last_hidden(m)), NULL);
-        lua_setfield(L, res, "last_hidden_state");
     }
     return 1;
 }
 
 static int m_features(lua_State *L) {
-    mb_distilbert *m = mb_lua_checkdistilbert(L, 1);
-    batch b;
-    get_batch(L, 2, &b);
+    model_handle *h = check_handle(L, 1);
+    mb_distilbert *m = h->m;
+    mb_cuda_model *cm = device_of(h);
+    mb_lua_batch b;
+    mb_lua_checkbatch(L, 2, &b);
     int64_t shape[2] = {b.B, mb_distilbert_get_config(m)->dim};
     mb_error err;
     mb_tensor *out = mb_tensor_empty(MB_FLOAT32, 2, shape, &err);
     if (!out) {
         return mb_lua_raise(L, &err);
     }
-    mb_status rc = mb_distilbert_features(m, mb_tensor_i32(b.ids), mask_ptr(&b), b.B, b.T, mb_tensor_f32(out), &err);
+    mb_status rc = cm ? mb_cuda_model_forward(cm, mb_tensor_i32(b.ids), mask_ptr(&b), b.B, b.T, 0, NULL, &err) ||
+                             mb_cuda_model_outputs(cm, NULL, mb_tensor_f32(out), NULL, NULL, &err)
+                      : mb_distilbert_features(m, mb_tensor_i32(b.ids), mask_ptr(&b), b.B, b.T, mb_tensor_f32(out), &err);
     if (rc != MB_OK) {
         mb_tensor_free(out);
         return mb_lua_raise(L, &err);
@@ -244,7 +234,9 @@ static int m_features(lua_State *L) {
 }
 
 static int m_loss(lua_State *L) {
-    mb_distilbert *m = mb_lua_checkdistilbert(L, 1);
+    model_handle *h = check_handle(L, 1);
+    mb_distilbert *m = h->m;
+    mb_cuda_model *cm = device_of(h);
     const mb_distilbert_config *c = mb_distilbert_get_config(m);
     int train = mb_lua_optfield_bool(L, 4, "train", 0);
     int single = c->problem_type == MB_PROBLEM_SINGLE_LABEL;
@@ -256,49 +248,71 @@ static int m_loss(lua_State *L) {
     if (!lc) return mb_lua_argraise(L, 3, &err);
     /* keep lc owned by Lua so that a raised error frees it */
     mb_lua_pushtensor(L, lc, &err);
-    int lidx = lua_gettop(L);
-    batch b;
-    get_batch(L, 2, &b);
+    mb_lua_batch b;
+    mb_lua_checkbatch(L, 2, &b);
     int64_t want = single ? b.B : (int64_t)b.B * c->num_labels;
     if (mb_tensor_numel(lc) != want) {
         int B = b.B;
         return luaL_argerror(L, 3, lua_pushfstring(L, "%d labels expected for a batch of %d, got %d", (int)want, B,
                                                    (int)mb_tensor_numel(lc)));
     }
-    mb_forward_opts o = {.train = train, .keep = 1};
-    mb_status rc = mb_distilbert_forward(m, mb_tensor_i32(b.ids), mask_ptr(&b), b.B, b.T, &o, &err);
     int B = b.B;
-    if (rc != MB_OK) return mb_lua_raise(L, &err);
     double loss;
-    int64_t ps[1] = {B};
+    int64_t ps[1] = {B}, ls[2] = {B, c->num_labels};
+    /* results owned by Lua before anything can fail */
     mb_tensor *per = new_f32(L, 1, ps, NULL);
-    rc = mb_distilbert_loss(m, single ? mb_tensor_i32(lc) : NULL, single ? NULL : mb_tensor_f32(lc), B, &loss,
-                            mb_tensor_f32(per), &err);
-    if (rc != MB_OK) {
-        mb_tensor_free(per);
-        return mb_lua_raise(L, &err);
-    }
-    lua_settop(L, lidx - 1);
-    lua_pushnumber(L, loss);
-    int64_t ls[2] = {B, c->num_labels};
-    mb_lua_pushtensor(L, new_f32(L, 2, ls, mb_distilbert_logits(m)), NULL);
     mb_lua_pushtensor(L, per, NULL);
+    mb_tensor *logits = new_f32(L, 2, ls, NULL);
+    mb_lua_pushtensor(L, logits, NULL);
+    mb_status rc;
+    if (cm) { /* the device model is single-label (model:to checks) */
+        rc = mb_cuda_model_forward(cm, mb_tensor_i32(b.ids), mask_ptr(&b), B, b.T, train, mb_tensor_f32(logits), &err) ||
+             mb_cuda_model_loss(cm, mb_tensor_i32(lc), B, &loss, mb_tensor_f32(per), &err);
+    } else {
+        mb_forward_opts o = {.train = train, .keep = 1};
+        rc = mb_distilbert_forward(m, mb_tensor_i32(b.ids), mask_ptr(&b), B, b.T, &o, &err) ||
+             mb_distilbert_loss(m, single ? mb_tensor_i32(lc) : NULL, single ? NULL : mb_tensor_f32(lc), B, &loss,
+                                mb_tensor_f32(per), &err);
+        if (rc == MB_OK) memcpy(mb_tensor_f32(logits), mb_distilbert_logits(m), sizeof(float) * (size_t)B * c->num_labels);
+    }
+    if (rc != MB_OK) return mb_lua_raise(L, &err);
+    int top = lua_gettop(L);
+    lua_pushnumber(L, loss);
+    lua_pushvalue(L, top);     /* logits */
+    lua_pushvalue(L, top - 1); /* per-example losses */
     return 3;
 }
 
 static int m_backward(lua_State *L) {
-    mb_distilbert *m = mb_lua_checkdistilbert(L, 1);
+    model_handle *h = check_handle(L, 1);
+    mb_cuda_model *cm = device_of(h);
     mb_error err;
-    if (mb_distilbert_backward(m, &err) != MB_OK) return mb_lua_raise(L, &err);
+    if ((cm ? mb_cuda_model_backward(cm, &err) : mb_distilbert_backward(h->m, &err)) != MB_OK)
+        return mb_lua_raise(L, &err);
     return 0;
 }
 
 /* ---- parameters ------------------------------------------------------------------ */
 
 /* {{name=, value=, grad=, no_decay=, trainable=, encoder=}, ...} in HF order */
+/* Views onto the blocks where the parameters live. */
+typedef struct blocks {
+    mb_lua_shared *owner;
+    float *params, *grads;
+    mb_device device;
+} blocks;
+
+static blocks blocks_of(lua_State *L, int arg) {
+    mb_lua_shared *r = check_ref(L, arg);
+    model_handle *h = r->obj;
+    mb_cuda_model *cm = device_of(h);
+    if (cm) return (blocks){h->dev, mb_cuda_model_params(cm), mb_cuda_model_grads(cm), MB_CUDA};
+    return (blocks){r, mb_distilbert_params(h->m), mb_distilbert_grads(h->m), MB_CPU};
+}
+
 static int m_parameters(lua_State *L) {
-    mb_lua_shared *r = check_ref(L, 1);
-    mb_distilbert *m = r->obj;
+    blocks bl = blocks_of(L, 1);
+    mb_distilbert *m = mb_lua_checkdistilbert(L, 1);
     int n = mb_distilbert_num_tensors(m);
     lua_createtable(L, n, 0);
     for (int i = 0; i < n; i++) {
@@ -306,9 +320,9 @@ static int m_parameters(lua_State *L) {
         lua_createtable(L, 0, 6);
         lua_pushstring(L, pi->name);
         lua_setfield(L, -2, "name");
-        mb_lua_pushview(L, r, mb_distilbert_params(m) + pi->offset, pi->ndim, pi->shape);
+        mb_lua_pushview_on(L, bl.owner, bl.params + pi->offset, pi->ndim, pi->shape, bl.device);
         lua_setfield(L, -2, "value");
-        mb_lua_pushview(L, r, mb_distilbert_grads(m) + pi->offset, pi->ndim, pi->shape);
+        mb_lua_pushview_on(L, bl.owner, bl.grads + pi->offset, pi->ndim, pi->shape, bl.device);
         lua_setfield(L, -2, "grad");
         lua_pushboolean(L, pi->no_decay);
         lua_setfield(L, -2, "no_decay");
@@ -325,13 +339,13 @@ static int m_parameters(lua_State *L) {
 
 /* The whole blocks as 1-D views: {params=, grads=, size=} */
 static int m_parameter_block(lua_State *L) {
-    mb_lua_shared *r = check_ref(L, 1);
-    mb_distilbert *m = r->obj;
+    blocks bl = blocks_of(L, 1);
+    mb_distilbert *m = mb_lua_checkdistilbert(L, 1);
     int64_t n[1] = {(int64_t)mb_distilbert_num_params(m)};
     lua_createtable(L, 0, 3);
-    mb_lua_pushview(L, r, mb_distilbert_params(m), 1, n);
+    mb_lua_pushview_on(L, bl.owner, bl.params, 1, n, bl.device);
     lua_setfield(L, -2, "params");
-    mb_lua_pushview(L, r, mb_distilbert_grads(m), 1, n);
+    mb_lua_pushview_on(L, bl.owner, bl.grads, 1, n, bl.device);
     lua_setfield(L, -2, "grads");
     lua_pushinteger(L, n[0]);
     lua_setfield(L, -2, "size");
@@ -339,7 +353,11 @@ static int m_parameter_block(lua_State *L) {
 }
 
 static int m_zero_grad(lua_State *L) {
-    mb_distilbert_zero_grad(mb_lua_checkdistilbert(L, 1));
+    model_handle *h = check_handle(L, 1);
+    mb_cuda_model *cm = device_of(h);
+    mb_error err;
+    if (cm && mb_cuda_model_zero_grad(cm, &err) != MB_OK) return mb_lua_raise(L, &err);
+    if (!cm) mb_distilbert_zero_grad(h->m);
     return 0;
 }
 
@@ -364,11 +382,14 @@ static int m_encoder_frozen(lua_State *L) {
     return 1;
 }
 
+/* On the device the host block is refreshed first: the same files either way. */
 static int m_save(lua_State *L) {
-    mb_distilbert *m = mb_lua_checkdistilbert(L, 1);
+    model_handle *h = check_handle(L, 1);
     const char *dir = luaL_checkstring(L, 2);
+    mb_cuda_model *cm = device_of(h);
     mb_error err;
-    if (mb_distilbert_save(m, dir, &err) != MB_OK) return mb_lua_raise(L, &err);
+    if (cm && mb_cuda_model_download_params(cm, &err) != MB_OK) return mb_lua_raise(L, &err);
+    if (mb_distilbert_save(h->m, dir, &err) != MB_OK) return mb_lua_raise(L, &err);
     return 0;
 }
 
@@ -398,25 +419,121 @@ static int m_set_precision(lua_State *L) {
     return 1;
 }
 
-static int m_precision(lua_State *L) {
-    lua_pushstring(L, mb_distilbert_precision(mb_lua_checkdistilbert(L, 1)));
-    return 1;
-}
 
+/* The dropout generators as one string: the host RNG's bytes, then on the
+   device the Philox key and counter offset (16 bytes): a checkpoint resumes
+   the masks exactly on the device it was made on. */
 static int m_rng_state(lua_State *L) {
-    mb_lua_push_rng_state(L, mb_distilbert_rng(mb_lua_checkdistilbert(L, 1)));
+    model_handle *h = check_handle(L, 1);
+    mb_cuda_model *cm = device_of(h);
+    mb_lua_push_rng_state(L, mb_distilbert_rng(h->m));
+    if (cm) {
+        uint64_t d[2];
+        mb_cuda_model_get_dropout(cm, &d[0], &d[1]);
+        lua_pushlstring(L, (const char *)d, sizeof d);
+        lua_concat(L, 2);
+    }
     return 1;
 }
 
 static int m_set_rng_state(lua_State *L) {
-    mb_lua_check_rng_state(L, 2, mb_distilbert_rng(mb_lua_checkdistilbert(L, 1)));
+    model_handle *h = check_handle(L, 1);
+    mb_cuda_model *cm = device_of(h);
+    size_t len, host = sizeof(mb_rng);
+    const char *s = luaL_checklstring(L, 2, &len);
+    if (len == host + 2 * sizeof(uint64_t)) { /* made on the device */
+        if (cm) {
+            uint64_t d[2];
+            memcpy(d, s + host, sizeof d);
+            mb_cuda_model_set_dropout(cm, d[0], d[1]);
+        }
+        lua_pushlstring(L, s, host);
+        lua_replace(L, 2);
+    }
+    mb_lua_check_rng_state(L, 2, mb_distilbert_rng(h->m));
     return 0;
 }
 
 static int m_seed(lua_State *L) {
-    mb_rng *rng = mb_distilbert_rng(mb_lua_checkdistilbert(L, 1));
-    mb_rng_seed(rng, (uint64_t)luaL_checkinteger(L, 2));
+    model_handle *h = check_handle(L, 1);
+    uint64_t seed = (uint64_t)luaL_checkinteger(L, 2);
+    mb_rng_seed(mb_distilbert_rng(h->m), seed);
+    if (device_of(h)) mb_cuda_model_set_dropout(device_of(h), seed, 0);
     return 0;
+}
+
+/* ---- devices ------------------------------------------------------------------------ */
+
+/* Leave the device: parameters and gradients back into the host blocks, the
+   device half released (freed once no device view holds it). */
+static mb_status to_cpu(model_handle *h, mb_error *err) {
+    mb_cuda_model *cm = device_of(h);
+    if (!cm) return MB_OK;
+    if (mb_cuda_model_download_params(cm, err) || mb_cuda_model_download_grads(cm, mb_distilbert_grads(h->m), err))
+        return err->code;
+    mb_lua_releaseshared(h->dev);
+    h->dev = NULL;
+    return MB_OK;
+}
+
+/* model:to("cuda" | "cpu", {precision=, seed=}) -> model. On the CPU fp32 or
+   bf16 products (model:set_precision; distilbert.lua prints the fallback
+   notice); on the device fp32, tf32 (default) or bf16. Moving to the device
+   with another precision re-creates the device half. */
+static int m_to(lua_State *L) {
+    model_handle *h = check_handle(L, 1);
+    static const char *const devices[] = {"cpu", "cuda", NULL};
+    int to_cuda = luaL_checkoption(L, 2, NULL, devices);
+    const char *pname = mb_lua_optfield_str(L, 3, "precision", NULL);
+    mb_error err;
+    if (!to_cuda) { /* the CPU's precision: fp32 or bf16 products (mb_distilbert_set_precision) */
+        const char *notice = NULL;
+        if (pname && mb_distilbert_set_precision(h->m, pname, &notice, &err) != MB_OK)
+            return luaL_argerror(L, 3, err.msg);
+        if (to_cpu(h, &err) != MB_OK) return mb_lua_raise(L, &err);
+        lua_settop(L, 1);
+        return 1;
+    }
+    int prec = pname ? mb_cuda_precision_parse(pname) : (int)MB_CUDA_DEFAULT_PRECISION;
+    if (prec < 0)
+        return luaL_argerror(L, 3, lua_pushfstring(L, "precision 'fp32', 'tf32' or 'bf16' expected, got '%s'", pname));
+    mb_cuda_model *cm = device_of(h);
+    if (cm && (int)mb_cuda_model_precision(cm) == prec) {
+        lua_settop(L, 1);
+        return 1;
+    }
+    uint64_t seed = 42, offset = 0;
+    if (cm) mb_cuda_model_get_dropout(cm, &seed, &offset);
+    seed = (uint64_t)mb_lua_optfield_int(L, 3, "seed", (lua_Integer)seed);
+    if (!mb_cuda_available())
+        return luaL_error(L, "model:to(\"cuda\"): CUDA is not available: %s", mb_cuda_unavailable_reason());
+    if (to_cpu(h, &err) != MB_OK) return mb_lua_raise(L, &err);
+    cm = mb_cuda_model_new(h->m, (mb_cuda_precision)prec, seed, &err);
+    if (!cm) return mb_lua_raise(L, &err);
+    mb_cuda_model_set_dropout(cm, seed, offset);
+    /* the host gradients go along (zero after a fresh load) */
+    mb_status rc = mb_cuda_memcpy_h2d(mb_cuda_model_grads(cm), mb_distilbert_grads(h->m),
+                                      mb_distilbert_num_params(h->m) * sizeof(float), &err);
+    if (rc != MB_OK || !(h->dev = mb_lua_newshared(cm, free_device_half))) {
+        mb_cuda_model_free(cm);
+        if (rc != MB_OK) return mb_lua_raise(L, &err);
+        return luaL_error(L, "out of memory");
+    }
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int m_device(lua_State *L) {
+    lua_pushstring(L, device_of(check_handle(L, 1)) ? "cuda" : "cpu");
+    return 1;
+}
+
+/* The precision of the products where the model is: the device half's, else the CPU's. */
+static int m_precision(lua_State *L) {
+    model_handle *h = check_handle(L, 1);
+    mb_cuda_model *cm = device_of(h);
+    lua_pushstring(L, cm ? mb_cuda_precision_name(mb_cuda_model_precision(cm)) : mb_distilbert_precision(h->m));
+    return 1;
 }
 
 static int m_flops(lua_State *L) {
@@ -437,11 +554,14 @@ static int m_tostring(lua_State *L) {
         lua_pushstring(L, "moonbert.DistilBert (freed)");
         return 1;
     }
-    mb_distilbert *m = r->obj;
+    model_handle *h = r->obj;
+    mb_distilbert *m = h->m;
+    mb_cuda_model *cm = device_of(h);
     const mb_distilbert_config *c = mb_distilbert_get_config(m);
-    lua_pushfstring(L, "moonbert.DistilBert (dim %d, %d layers, %d heads, %d labels, %f M parameters%s)", c->dim,
+    lua_pushfstring(L, "moonbert.DistilBert (dim %d, %d layers, %d heads, %d labels, %f M parameters%s, %s%s)", c->dim,
                     c->n_layers, c->n_heads, c->num_labels, (double)mb_distilbert_num_params(m) / 1e6,
-                    mb_distilbert_encoder_frozen(m) ? ", encoder frozen" : "");
+                    mb_distilbert_encoder_frozen(m) ? ", encoder frozen" : "", cm ? "cuda " : "cpu",
+                    cm ? mb_cuda_precision_name(mb_cuda_model_precision(cm)) : "");
     return 1;
 }
 
@@ -460,7 +580,8 @@ MB_LUA_MODULE(distilbert) {
         {"num_parameters", m_num_parameters}, {"freeze_encoder", m_freeze_encoder},
         {"encoder_frozen", m_encoder_frozen}, {"save", m_save}, {"config_json", m_config_json},
         {"warnings", m_warnings}, {"rng_state", m_rng_state}, {"set_rng_state", m_set_rng_state},
-        {"seed", m_seed}, {"flops", m_flops}, {"set_precision", m_set_precision}, {"precision", m_precision}, {"ptr", m_ptr}, {"free", model_close}, {NULL, NULL}};
+        {"seed", m_seed}, {"flops", m_flops}, {"set_precision", m_set_precision}, {"ptr", m_ptr}, {"to", m_to},
+        {"device", m_device}, {"precision", m_precision}, {"free", model_close}, {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__gc", model_close}, {"__close", model_close}, {"__tostring", m_tostring}, {NULL, NULL}};
     mb_lua_newclass(L, MODEL_MT, methods, meta);

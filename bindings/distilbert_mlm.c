@@ -60,51 +60,6 @@ static int mlm_new(lua_State *L) {
     return 1;
 }
 
-/* An int32 [B,T] (a 1-D one is one sequence) from field `key` of the table at
-   arg, or from the value at idx when key is NULL; pushed on the stack (Lua owns it). */
-static mb_tensor *push_matrix(lua_State *L, int arg, int idx, const char *what, int required) {
-    if (lua_isnil(L, idx)) {
-        if (required) luaL_argerror(L, arg, lua_pushfstring(L, "%s is missing", what));
-        lua_pushnil(L);
-        return NULL;
-    }
-    if (!lua_istable(L, idx) && !mb_lua_testtensor(L, idx))
-        luaL_argerror(L, arg, lua_pushfstring(L, "%s must be an int32 tensor [B,T] or a nested table (got %s)", what,
-                                              luaL_typename(L, idx)));
-    mb_error err;
-    mb_tensor *t = mb_lua_totensor(L, idx, MB_INT32);
-    mb_lua_pushtensor(L, t, &err);
-    if (t->ndim == 1) {
-        int64_t shape[2] = {1, t->shape[0]};
-        mb_tensor *r = mb_tensor_reshape(t, 2, shape, &err);
-        mb_lua_pushtensor(L, r, &err);
-        lua_remove(L, -2);
-        t = r;
-    }
-    if (t->ndim != 2) luaL_argerror(L, arg, lua_pushfstring(L, "%s must be 2-D [B,T]", what));
-    return t;
-}
-
-typedef struct batch {
-    mb_tensor *ids, *mask;
-    int B, T;
-} batch;
-
-/* Pushes two values (ids, mask or nil). */
-static void get_batch(lua_State *L, int arg, batch *b) {
-    luaL_checktype(L, arg, LUA_TTABLE);
-    lua_getfield(L, arg, "input_ids");
-    b->ids = push_matrix(L, arg, lua_gettop(L), "batch.input_ids", 1);
-    lua_remove(L, -2);
-    b->B = (int)b->ids->shape[0];
-    b->T = (int)b->ids->shape[1];
-    lua_getfield(L, arg, "attention_mask");
-    b->mask = push_matrix(L, arg, lua_gettop(L), "batch.attention_mask", 0);
-    lua_remove(L, -2);
-    if (b->mask && (b->mask->shape[0] != b->B || b->mask->shape[1] != b->T))
-        luaL_argerror(L, arg, "batch.attention_mask and batch.input_ids differ in shape");
-}
-
 static void push_f32(lua_State *L, int ndim, const int64_t *shape, const float *src) {
     mb_error err;
     mb_tensor *t = mb_tensor_empty(MB_FLOAT32, ndim, shape, &err);
@@ -118,8 +73,8 @@ static void push_f32(lua_State *L, int ndim, const int64_t *shape, const float *
 static int m_forward(lua_State *L) {
     mb_distilbert_mlm *m = check_mlm(L, 1);
     int train = mb_lua_optfield_bool(L, 3, "train", 0);
-    batch b;
-    get_batch(L, 2, &b);
+    mb_lua_batch b;
+    mb_lua_checkbatch(L, 2, &b);
     mb_tensor *pos = NULL;
     if (lua_istable(L, 3)) {
         lua_getfield(L, 3, "positions");
@@ -149,9 +104,9 @@ static int m_loss(lua_State *L) {
     mb_distilbert_mlm *m = check_mlm(L, 1);
     int train = mb_lua_optfield_bool(L, 4, "train", 0);
     int want_logits = mb_lua_optfield_bool(L, 4, "logits", 0);
-    batch b;
-    get_batch(L, 2, &b);
-    mb_tensor *labels = push_matrix(L, 3, 3, "labels", 1);
+    mb_lua_batch b;
+    mb_lua_checkbatch(L, 2, &b);
+    mb_tensor *labels = mb_lua_checkids(L, 3, 3, "labels", 1);
     if (labels->shape[0] != b.B || labels->shape[1] != b.T)
         return luaL_argerror(L, 3, lua_pushfstring(L, "labels must be [%d,%d] like input_ids", b.B, b.T));
     mb_error err;
@@ -250,6 +205,29 @@ static int m_seed(lua_State *L) {
     return 0;
 }
 
+/* model:to("cpu" | "cuda", {precision=}): the masked-LM head has no device
+   implementation yet (runtime/cuda/gpu_model.c is the classification model),
+   so only the CPU in fp32 is accepted, with an error that says so. */
+static int m_to(lua_State *L) {
+    check_ref(L, 1);
+    static const char *const devices[] = {"cpu", "cuda", NULL};
+    int to_cuda = luaL_checkoption(L, 2, NULL, devices);
+    const char *pname = mb_lua_optfield_str(L, 3, "precision", NULL);
+    if (to_cuda)
+        return luaL_error(L, "model:to(\"cuda\"): the masked-LM model runs on the CPU only (its device "
+                             "implementation is not written yet)");
+    if (pname && strcmp(pname, "fp32") != 0)
+        return luaL_argerror(L, 3, lua_pushfstring(L, "precision '%s' is not available on the CPU (fp32 only)", pname));
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int m_device(lua_State *L) {
+    check_ref(L, 1);
+    lua_pushstring(L, "cpu");
+    return 1;
+}
+
 static int m_tostring(lua_State *L) {
     mb_lua_shared *r = mb_lua_shared_or_null(L, 1, MLM_MT);
     if (!r) {
@@ -280,8 +258,8 @@ static int mlm_rng_seed(lua_State *L) {
  * [MASK] with probability 0.8, a uniform random id with 0.1 (as torch.randint(vocab)),
  * else stay; labels hold the original id at chosen positions and -100 elsewhere. */
 static int mlm_mask_tokens(lua_State *L) {
-    mb_tensor *ids = push_matrix(L, 1, 1, "input_ids", 1);
-    mb_tensor *mask = push_matrix(L, 2, 2, "attention_mask", 0);
+    mb_tensor *ids = mb_lua_checkids(L, 1, 1, "input_ids", 1);
+    mb_tensor *mask = mb_lua_checkids(L, 2, 2, "attention_mask", 0);
     luaL_checktype(L, 3, LUA_TTABLE);
     int mask_id = (int)luaL_checkinteger(L, 4);
     lua_Integer V = luaL_checkinteger(L, 5);
@@ -333,7 +311,8 @@ MB_LUA_MODULE(distilbert_mlm) {
         {"forward", m_forward}, {"loss", m_loss}, {"backward", m_backward}, {"parameters", m_parameters},
         {"zero_grad", m_zero_grad}, {"num_parameters", m_num_parameters}, {"save", m_save},
         {"config_json", m_config_json}, {"warnings", m_warnings}, {"rng_state", m_rng_state},
-        {"set_rng_state", m_set_rng_state}, {"seed", m_seed}, {"free", model_close}, {NULL, NULL}};
+        {"set_rng_state", m_set_rng_state}, {"seed", m_seed}, {"to", m_to}, {"device", m_device},
+        {"free", model_close}, {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__gc", model_close}, {"__close", model_close}, {"__tostring", m_tostring}, {NULL, NULL}};
     mb_lua_newclass(L, MLM_MT, methods, meta);

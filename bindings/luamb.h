@@ -70,6 +70,43 @@ mb_lua_shared *mb_lua_shared_or_null(lua_State *L, int arg, const char *mt);
 void mb_lua_closeshared(lua_State *L, int arg, const char *mt);
 /* Push a float32 view onto memory owned by s (holds s until the view dies). */
 void mb_lua_pushview(lua_State *L, mb_lua_shared *s, float *data, int ndim, const int64_t *shape);
+/* The same onto memory on `device` (the view's storage says so; CPU
+   operations refuse it, t:cpu() copies it). */
+void mb_lua_pushview_on(lua_State *L, mb_lua_shared *s, float *data, int ndim, const int64_t *shape,
+                        mb_device device);
+/* A shared object without a Lua box (one reference, the caller's), such as a
+   model's device half: held by the model and by every device view, so that
+   model:to("cpu") or model:free() never leaves a view dangling. NULL on out
+   of memory (obj is then not freed). */
+mb_lua_shared *mb_lua_newshared(void *obj, void (*free_obj)(void *));
+void mb_lua_releaseshared(mb_lua_shared *s); /* NULL is fine */
+
+/* Any live tensor, on any device (metadata, device copies); the test form
+   returns NULL for a non-tensor. mb_lua_checktensor/testtensor refuse device
+   tensors with "tensor is on cuda: CPU operations need a CPU tensor". */
+mb_tensor *mb_lua_checktensor_anydevice(lua_State *L, int arg);
+mb_tensor *mb_lua_testtensor_anydevice(lua_State *L, int arg);
+/* t:to(device) / t:cpu() (bindings/cuda.c): the tensor at arg copied to
+   "cpu" or "cuda" (itself when already there); pushes the result. */
+int mb_lua_tensor_to_device(lua_State *L, int arg, const char *device);
+/* dst:copy(src) when either is a device tensor (bindings/cuda.c): same dtype
+   and element count, both contiguous. */
+void mb_lua_tensor_copy_device(lua_State *L, mb_tensor *dst, const mb_tensor *src);
+
+/* An int32 [B,T] (a 1-D one is one sequence) from the tensor or nested table
+   at idx, pushed on the stack (Lua owns it; a later error frees it); errors
+   name argument arg and `what`. Absent (nil): an error when required, else
+   nil is pushed and NULL returned. */
+mb_tensor *mb_lua_checkids(lua_State *L, int idx, int arg, const char *what, int required);
+
+/* The batch {input_ids=, attention_mask=} at arg, as every model binding
+   reads it: contiguous int32 [B,T] tensors (mask NULL when absent) with the
+   same shape. Pushes two values (ids, mask or nil) that keep them alive. */
+typedef struct mb_lua_batch {
+    mb_tensor *ids, *mask;
+    int B, T;
+} mb_lua_batch;
+void mb_lua_checkbatch(lua_State *L, int arg, mb_lua_batch *b);
 
 /* Parse the config JSON text at arg (its source name at arg+1, default
    "config") into cfg, or raise; the caller frees it with mb_config_free. */

@@ -61,7 +61,11 @@ mb_tensor *mb_lua_testtensor(lua_State *L, int arg) {
 }
 
 /* Any live tensor, on any device (metadata and device transfers only). */
-mb_tensor *mb_lua_checktensor_anydevice(lua_State *L, int arg);
+mb_tensor *mb_lua_testtensor_anydevice(lua_State *L, int arg) {
+    tensor_box *b = luaL_testudata(L, arg, MB_TENSOR_MT);
+    return b ? b->t : NULL;
+}
+
 mb_tensor *mb_lua_checktensor_anydevice(lua_State *L, int arg) {
     tensor_box *b = luaL_checkudata(L, arg, MB_TENSOR_MT);
     if (!b->t) luaL_argerror(L, arg, "tensor is freed");
@@ -71,9 +75,6 @@ mb_tensor *mb_lua_checktensor_anydevice(lua_State *L, int arg) {
 mb_tensor *mb_lua_checktensor(lua_State *L, int arg) {
     return on_cpu(L, arg, mb_lua_checktensor_anydevice(L, arg));
 }
-
-/* t:to("cuda") / t:to("cpu") (bindings/cuda.c): a copy on that device. */
-int mb_lua_tensor_to_device(lua_State *L, int arg, const char *device);
 
 mb_tensor *mb_lua_checktensor_as(lua_State *L, int arg, mb_dtype dtype, int ndim) {
     mb_tensor *t = mb_lua_checktensor(L, arg);
@@ -684,6 +685,12 @@ static int m_fill(lua_State *L) {
 
 /* copy(src): in place from a tensor of the same shape; returns the tensor. */
 static int m_copy(lua_State *L) {
+    mb_tensor *td = mb_lua_checktensor_anydevice(L, 1), *sd = mb_lua_checktensor_anydevice(L, 2);
+    if (td->storage->device != MB_CPU || sd->storage->device != MB_CPU) { /* across devices: bindings/cuda.c */
+        mb_lua_tensor_copy_device(L, td, sd);
+        lua_settop(L, 1);
+        return 1;
+    }
     mb_tensor *t = mb_lua_checktensor(L, 1);
     mb_tensor *s = mb_lua_checktensor(L, 2);
     mb_error err;

@@ -55,7 +55,7 @@ ex.print_table(headers, rows)
 local info = ex.resolve_model { model = opts.model }
 ex.print_banner(info)
 local tok = mb.tokenizer.load(info.tokenizer_dir)
-local model = ex.load_model(info, { num_labels = #names, id2label = names, seed = seed, precision = opts.precision })
+local model = ex.place(ex.load_model(info, { num_labels = #names, id2label = names, seed = seed }), opts)
 local model_hash = ex.model_hash(info, seed)
 local data_hash = mb.store.sha256(train:hash() .. val:hash() .. test:hash())
 
@@ -63,10 +63,10 @@ local store = mb.store.open(opts.store)
 local run <close> = ex.start_run(store, opts, {
   experiment = "baseline_vs_finetune", name = opts.name, seed = seed, device = device,
   dataset_hash = data_hash, model_hash = model_hash,
-  params = { model = info.dir, init = info.init, data = opts.data, epochs = epochs, batch_size = bs,
+  params = ex.with_device({ model = info.dir, init = info.init, data = opts.data, epochs = epochs, batch_size = bs,
              lr = opts.lr, weight_decay = opts.weight_decay, max_length = max_length, pooling = opts.pooling,
-             quick = opts.quick, limit = opts.limit, ood = ood_path or "none", precision = opts.precision,
-             n_train = #train.text, n_validation = #val.text, n_test = #test.text },
+             quick = opts.quick, limit = opts.limit, ood = ood_path or "none",
+             n_train = #train.text, n_validation = #val.text, n_test = #test.text }, opts),
   tags = { init = info.init },
 })
 print(string.format("run %d (store %s, init=%s)", run.id, opts.store, info.init))
@@ -329,6 +329,7 @@ end
 
 -- ---- 9. summary -------------------------------------------------------------------------------
 run:log_metric("time/total_seconds", mb.store.now() - t_start)
+ex.log_device_memory(run, opts)
 run:finish()
 print(string.format("\n== Summary: baseline_vs_finetune, run %d (init=%s%s)", run.id, info.init,
                     opts.quick and ", quick" or ""))

@@ -32,10 +32,10 @@ local run <close> = store:start_run {
   experiment = "frozen_vs_unfrozen", name = opts.name, seed = opts.seed, device = opts.device,
   dataset_hash = mb.store.sha256(data.train:hash() .. data.validation:hash() .. data.test:hash()),
   model_hash = ex.model_hash(info, opts.seed),
-  params = { model = info.dir, init = info.init, data = opts.data, epochs = opts.epochs,
+  params = ex.with_device({ model = info.dir, init = info.init, data = opts.data, epochs = opts.epochs,
              batch_size = opts.batch_size, lr = opts.lr, frozen_lr = opts.frozen_lr or opts.lr,
              weight_decay = opts.weight_decay, max_length = opts.max_length, quick = opts.quick,
-             limit = opts.limit, n_train = #data.train.text, precision = opts.precision },
+             limit = opts.limit, n_train = #data.train.text }, opts),
   tags = { init = info.init },
 }
 print(string.format("run %d (store %s, init=%s)", run.id, opts.store, info.init))
@@ -52,8 +52,7 @@ end
 local rows = {}
 local comparison = {} -- the report's comparison table (mb.report.log_comparison)
 for _, variant in ipairs { "frozen", "unfrozen" } do
-  local model = ex.load_model(info, { num_labels = #names, id2label = names, seed = opts.seed,
-                                      precision = opts.precision })
+  local model = ex.place(ex.load_model(info, { num_labels = #names, id2label = names, seed = opts.seed }), opts)
   model:freeze_encoder(variant == "frozen")
   local trainable = model:num_parameters(true)
   local lr = variant == "frozen" and (opts.frozen_lr or opts.lr) or opts.lr
@@ -97,6 +96,7 @@ end
 
 -- ---- summary ----------------------------------------------------------------------------------
 run:log_metric("time/total_seconds", mb.store.now() - t_start)
+ex.log_device_memory(run, opts)
 run:finish()
 print(string.format("\n== Summary: frozen_vs_unfrozen, run %d (init=%s%s)", run.id, info.init,
                     opts.quick and ", quick" or ""))

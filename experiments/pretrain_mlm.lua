@@ -67,6 +67,9 @@ local SPEC = {
   { "--out", "DIR", "output model folder", default = "models/moonbert-small-mlm" },
   { "--store", "PATH", "results store", default = "results/moonbert.db" },
   { "--seed", "N", "seed (init, masking, dropout, shuffling)", type = "number", default = 42 },
+  { "--device", "DEV", "cpu, cuda or auto (the masked-LM model runs on the CPU only for now)", default = "auto",
+    choices = { "cpu", "cuda", "auto" } },
+  { "--precision", "P", "fp32, tf32 or bf16 (default: the device's)", choices = { "fp32", "tf32", "bf16" } },
   { "--quick", nil, "60 steps, eval/checkpoint every 20, 200 held-out texts (a few minutes)" },
   { "--name", "NAME", "run name" },
   { "--help", nil, "show this help" },
@@ -78,6 +81,13 @@ if not okp then
   os.exit(2)
 end
 if opts.help then print(usage) os.exit(0) end
+do -- where the run goes, checked before any data loads (moonbert.experiment.check_device)
+  local ok, dev, precision, note = pcall(require("moonbert.experiment").check_device, opts.device, opts.precision,
+                                         "masked_lm")
+  if not ok then io.stderr:write("pretrain_mlm: ", tostring(dev), "\n") os.exit(1) end
+  opts.device, opts.precision = dev, precision
+  print(note)
+end
 local function int(name)
   local key = name:gsub("%-", "_")
   local v = math.tointeger(opts[key])
@@ -273,13 +283,13 @@ print(string.format("model: %s config, %s", opts.config, tostring(model)))
 -- ---- store ------------------------------------------------------------------------------------------
 local store = mb.store.open(opts.store)
 local run <close> = store:start_run {
-  experiment = "pretrain_mlm", name = opts.name, seed = opts.seed, device = "cpu",
+  experiment = "pretrain_mlm", name = opts.name, seed = opts.seed, device = opts.device,
   dataset_hash = mb.store.sha256(table.concat(texts, "\n")),
   params = { config = opts.config, model_config = cfg, steps = opts.steps, batch_size = opts.batch_size, lr = opts.lr,
              warmup = opts.warmup, weight_decay = opts.weight_decay, max_length = opts.max_length,
              mlm_probability = opts.mlm_probability, corpus = opts.corpus, train_texts = not opts.no_train_texts,
              n_texts = #texts, n_held_out = #held, out = opts.out, resumed_from = resume_dir or "",
-             start_step = start_step, quick = opts.quick },
+             start_step = start_step, quick = opts.quick, precision = opts.precision },
   tags = { init = "random", config = opts.config },
 }
 print(string.format("run %d (store %s)", run.id, opts.store))

@@ -55,10 +55,10 @@ local run <close> = store:start_run {
   experiment = "pretraining_effect", name = opts.name, seed = opts.seed, device = opts.device,
   dataset_hash = mb.store.sha256(train:hash() .. val:hash() .. test:hash()),
   model_hash = mb.store.hash_file(pre .. "/model.safetensors"),
-  params = { pretrained = pre, epochs = opts.epochs, batch_size = opts.batch_size, lr = opts.lr,
-             max_grad_norm = opts.max_grad_norm, seeds = opts.seeds, precision = opts.precision,
+  params = ex.with_device({ pretrained = pre, epochs = opts.epochs, batch_size = opts.batch_size, lr = opts.lr,
+             max_grad_norm = opts.max_grad_norm, seeds = opts.seeds,
              weight_decay = opts.weight_decay, max_length = opts.max_length, quick = opts.quick, limit = opts.limit,
-             n_train = #train.text },
+             n_train = #train.text }, opts),
   tags = { init = "random+moonbert-small-mlm" },
 }
 print(string.format("run %d (store %s); pretrained encoder: %s", run.id, opts.store, pre))
@@ -127,10 +127,9 @@ record("both", "bow_logreg", "bag-of-words logistic regression", bv, bt, { secon
 -- ---- the two initialisations --------------------------------------------------------------------
 local function make_model(init, seed)
   if init == "random" then
-    return mb.distilbert.new(pre, { num_labels = #names, id2label = names, seed = seed, precision = opts.precision })
+    return ex.place(mb.distilbert.new(pre, { num_labels = #names, id2label = names, seed = seed }), opts)
   end
-  return mb.distilbert.load(pre, { num_labels = #names, id2label = names, seed = seed, quiet = true,
-                                   precision = opts.precision })
+  return ex.place(mb.distilbert.load(pre, { num_labels = #names, id2label = names, seed = seed, quiet = true }), opts)
 end
 local sds = {} -- validation accuracy standard deviation over the fine-tuning seeds, per init
 
@@ -199,6 +198,7 @@ if report then
   end)
 end
 run:log_metric("time/total_seconds", mb.store.now() - t_start)
+ex.log_device_memory(run, opts)
 run:finish()
 print(string.format("\n== Pretraining effect: run %d, small config from %s%s", run.id, pre, opts.quick and " (quick)" or ""))
 ex.print_table({ "method", "random val acc", "random val F1", "pretrained val acc", "pretrained val F1",

@@ -13,12 +13,20 @@
  * the call ("cudaMalloc(512.0 MB): out of memory"). Device memory is counted:
  * mb_cuda_peak_bytes() is the high-water mark of what moonbert allocated.
  *
- * The training step (mb_cuda_model) mirrors runtime/distilbert.c on device
- * copies of the parameter, gradient and AdamW moment blocks (same layout as
- * mb_distilbert_params). Blocks and activation buffers are allocated once per
- * shape class (batch x length, growing only): a steady-state step performs no
- * cudaMalloc. Per step only the batch (ids, mask, labels) goes host->device
- * and the loss and gradient norm come back.
+ * The model (mb_cuda_model) mirrors runtime/distilbert.c on device copies of
+ * the parameter and gradient blocks (same layout as mb_distilbert_params); it
+ * is the device half of one model object (bindings/distilbert.c owns both
+ * halves). The optimizer (mb_cuda_optim) is AdamW over a list of device
+ * parameter refs (runtime/optim.h's mb_param_ref, with device pointers) with
+ * its own moments, laid out as the CPU optimizer lays them out, so that
+ * checkpoints are the same files on either device. Blocks and activation
+ * buffers are allocated once per shape class (batch x length, growing only):
+ * a steady-state step performs no cudaMalloc. Per step only the batch (ids,
+ * mask, labels) goes host->device and the losses and gradient norm come back.
+ *
+ * Ordering: the model's stream is a blocking stream and the optimizer and the
+ * mb_cuda_memcpy_* copies use the legacy default stream, so every call sees
+ * the results of the calls before it (no explicit events needed).
  *
  * Limits: one device (device 0); single-label classification (cross-entropy)
  * only on the device; GELU or ReLU activations as the config says.
@@ -31,6 +39,8 @@
 
 #include "distilbert.h"
 #include "error.h"
+#include "optim.h"
+#include "tensor.h"
 
 /* ---- device discovery and memory ------------------------------------------- */
 
@@ -57,6 +67,15 @@ mb_status mb_cuda_memcpy_d2h(void *dst, const void *src, size_t nbytes, mb_error
 mb_status mb_cuda_memcpy_d2d(void *dst, const void *src, size_t nbytes, mb_error *err);
 mb_status mb_cuda_synchronize(mb_error *err);
 
+/* ---- tensors across devices (runtime/cuda/tensor_to.c) ------------------------ */
+
+/* A copy of t on `device` (a new reference to t when it is there already);
+   a device tensor's storage is device memory, freed with its last view. */
+mb_tensor *mb_tensor_to(const mb_tensor *t, mb_device device, mb_error *err);
+/* dst <- src, either on either device: same dtype and element count, both
+   contiguous (two CPU tensors: mb_tensor_copy_). */
+mb_status mb_tensor_copy_device(mb_tensor *dst, const mb_tensor *src, mb_error *err);
+
 /* ---- the DistilBERT training step on the device ---------------------------- */
 
 typedef enum mb_cuda_precision {
@@ -72,9 +91,9 @@ int mb_cuda_precision_parse(const char *name);
 
 typedef struct mb_cuda_model mb_cuda_model;
 
-/* Upload m's parameters (gradients zero, AdamW moments zero, step 0). The
-   host model is not changed; it must outlive the device model (its config
-   and parameter table are read). dropout_seed keys the Philox dropout masks. */
+/* Upload m's parameters (gradients zero). The host model is not changed; it
+   must outlive the device model (its config, parameter table and frozen flag
+   are read). dropout_seed keys the Philox dropout masks. */
 mb_cuda_model *mb_cuda_model_new(mb_distilbert *m, mb_cuda_precision precision, uint64_t dropout_seed,
                                   mb_error *err);
 void mb_cuda_model_free(mb_cuda_model *cm); /* NULL is fine */
@@ -92,22 +111,59 @@ mb_status mb_cuda_model_loss(mb_cuda_model *cm, const int32_t *labels, int B, do
 mb_status mb_cuda_model_backward(mb_cuda_model *cm, mb_error *err);
 mb_status mb_cuda_model_zero_grad(mb_cuda_model *cm, mb_error *err);
 
-typedef struct mb_cuda_adamw {
-    float lr, beta1, beta2, eps, weight_decay; /* torch.optim.AdamW; weight decay skips no_decay tensors */
-    float max_grad_norm;                       /* clip_grad_norm_ when > 0 */
-} mb_cuda_adamw;
+/* Outputs of the last forward, copied to the host (each may be NULL):
+   last_hidden [B,T,dim]; cls [B,dim] (the [CLS] rows of last_hidden);
+   hidden_states[0..n_layers] [B,T,dim] (embeddings output, then each layer);
+   attentions[0..n_layers-1] [B,heads,T,T] (softmax before dropout). */
+mb_status mb_cuda_model_outputs(mb_cuda_model *cm, float *last_hidden, float *cls, float **hidden_states,
+                                float **attentions, mb_error *err);
 
-/* Gradient norm over trainable tensors (into *grad_norm, before clipping),
-   clipping, then one fused AdamW step over the trainable tensors. */
-mb_status mb_cuda_model_step(mb_cuda_model *cm, const mb_cuda_adamw *opt, double *grad_norm, mb_error *err);
+/* The device blocks themselves ([num_params] each), for parameter views. */
+float *mb_cuda_model_params(mb_cuda_model *cm);
+float *mb_cuda_model_grads(mb_cuda_model *cm);
+
+/* The dropout generator: Philox key and the next counter offset (each
+   forward takes one offset per dropout site). Checkpoints save both. */
+void mb_cuda_model_get_dropout(const mb_cuda_model *cm, uint64_t *seed, uint64_t *offset);
+void mb_cuda_model_set_dropout(mb_cuda_model *cm, uint64_t seed, uint64_t offset);
 
 /* Copies between the device blocks and the host model's blocks. */
 mb_status mb_cuda_model_download_params(mb_cuda_model *cm, mb_error *err); /* device params -> host model */
 mb_status mb_cuda_model_upload_params(mb_cuda_model *cm, mb_error *err);   /* host model -> device params */
 mb_status mb_cuda_model_download_grads(mb_cuda_model *cm, float *grads, mb_error *err); /* [num_params] */
 
-/* Device bytes the model holds (blocks + activations) and its step count. */
+/* Device bytes the model holds (blocks + activations). */
 size_t mb_cuda_model_bytes(const mb_cuda_model *cm);
-int64_t mb_cuda_model_steps(const mb_cuda_model *cm);
+
+/* ---- the optimizer on the device (runtime/optim.h semantics) ---------------- */
+
+typedef struct mb_cuda_optim mb_cuda_optim;
+
+/* AdamW over refs whose value and grad are device pointers into one block
+   each (views of one model's parameter and gradient blocks: the same offset
+   of a ref in both). State zero, step 0. Only AdamW runs on the device. */
+mb_cuda_optim *mb_cuda_optim_new(const mb_param_ref *params, int nparams, const mb_optim_config *cfg,
+                                 mb_error *err);
+void mb_cuda_optim_free(mb_cuda_optim *o); /* NULL is fine */
+/* One AdamW update of the trainable refs with learning rate lr (the
+   kernels' arithmetic is runtime/cuda/adamw.h, PyTorch's formulas). */
+mb_status mb_cuda_optim_step(mb_cuda_optim *o, double lr, mb_error *err);
+mb_status mb_cuda_optim_zero_grad(mb_cuda_optim *o, mb_error *err);
+int64_t mb_cuda_optim_steps(const mb_cuda_optim *o);
+int64_t mb_cuda_optim_state_numel(const mb_cuda_optim *o);
+const mb_optim_config *mb_cuda_optim_config(const mb_cuda_optim *o);
+/* The moments as the CPU optimizer lays them out (trainable refs in list
+   order, [state_numel] each, host memory) and the step count. */
+mb_status mb_cuda_optim_get_state(mb_cuda_optim *o, float *m, float *v, int64_t *step, mb_error *err);
+mb_status mb_cuda_optim_set_state(mb_cuda_optim *o, const float *m, const float *v, int64_t step, mb_error *err);
+
+/* mb_clip_grad_norm (runtime/optim.h) for device refs: the norm in float64
+   (fixed order), then the gradients scaled in place by
+   min(1, max_norm / (norm + 1e-6)). Scratch is kept between calls (grown
+   only), so a training loop allocates nothing per step. */
+mb_status mb_cuda_clip_grad_norm(const mb_param_ref *params, int nparams, double max_norm, double *total_norm,
+                                 mb_error *err);
+/* Free that scratch (leak checks; the next clip allocates it again). */
+void mb_cuda_release_scratch(void);
 
 #endif

@@ -58,11 +58,39 @@ mb_status mb_cuda_model_loss(mb_cuda_model *cm, const int32_t *labels, int B, do
 }
 mb_status mb_cuda_model_backward(mb_cuda_model *cm, mb_error *err) { return no_cuda(err); }
 mb_status mb_cuda_model_zero_grad(mb_cuda_model *cm, mb_error *err) { return no_cuda(err); }
-mb_status mb_cuda_model_step(mb_cuda_model *cm, const mb_cuda_adamw *opt, double *grad_norm, mb_error *err) {
-    return no_cuda(err);
-}
 mb_status mb_cuda_model_download_params(mb_cuda_model *cm, mb_error *err) { return no_cuda(err); }
 mb_status mb_cuda_model_upload_params(mb_cuda_model *cm, mb_error *err) { return no_cuda(err); }
 mb_status mb_cuda_model_download_grads(mb_cuda_model *cm, float *grads, mb_error *err) { return no_cuda(err); }
 size_t mb_cuda_model_bytes(const mb_cuda_model *cm) { return 0; }
-int64_t mb_cuda_model_steps(const mb_cuda_model *cm) { return 0; }
+mb_status mb_cuda_model_outputs(mb_cuda_model *cm, float *last_hidden, float *cls, float **hidden_states,
+                                float **attentions, mb_error *err) {
+    return no_cuda(err);
+}
+/* No mb_cuda_model exists in this build (mb_cuda_model_new fails), so these are never reached. */
+float *mb_cuda_model_params(mb_cuda_model *cm) { return NULL; }
+float *mb_cuda_model_grads(mb_cuda_model *cm) { return NULL; }
+void mb_cuda_model_get_dropout(const mb_cuda_model *cm, uint64_t *seed, uint64_t *offset) { *seed = *offset = 0; }
+void mb_cuda_model_set_dropout(mb_cuda_model *cm, uint64_t seed, uint64_t offset) {}
+
+mb_cuda_optim *mb_cuda_optim_new(const mb_param_ref *params, int nparams, const mb_optim_config *cfg,
+                                 mb_error *err) {
+    no_cuda(err);
+    return NULL;
+}
+void mb_cuda_optim_free(mb_cuda_optim *o) { (void)o; }
+mb_status mb_cuda_optim_step(mb_cuda_optim *o, double lr, mb_error *err) { return no_cuda(err); }
+mb_status mb_cuda_optim_zero_grad(mb_cuda_optim *o, mb_error *err) { return no_cuda(err); }
+int64_t mb_cuda_optim_steps(const mb_cuda_optim *o) { return 0; }
+int64_t mb_cuda_optim_state_numel(const mb_cuda_optim *o) { return 0; }
+const mb_optim_config *mb_cuda_optim_config(const mb_cuda_optim *o) { return NULL; }
+mb_status mb_cuda_optim_get_state(mb_cuda_optim *o, float *m, float *v, int64_t *step, mb_error *err) {
+    return no_cuda(err);
+}
+mb_status mb_cuda_optim_set_state(mb_cuda_optim *o, const float *m, const float *v, int64_t step, mb_error *err) {
+    return no_cuda(err);
+}
+mb_status mb_cuda_clip_grad_norm(const mb_param_ref *params, int nparams, double max_norm, double *total_norm,
+                                 mb_error *err) {
+    return no_cuda(err);
+}
+void mb_cuda_release_scratch(void) {}

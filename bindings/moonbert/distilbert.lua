@@ -11,6 +11,9 @@
 --   model:backward()                               -- gradients accumulate: model:zero_grad() between steps
 --   for _, p in ipairs(model:parameters()) do print(p.name, p.value, p.grad, p.no_decay) end
 --   model:freeze_encoder(true); model:save("results/runs/1/model"); model:config().id2label
+--   model:to("cuda", {precision="tf32"})          -- fp32, tf32, bf16: every method above (and mb.optim,
+--                                                -- mb.trainer) then runs on the GPU; model:to("cpu") back
+--   model:device(), model:precision()              -- "cuda"/"cpu", "tf32"/... (docs/cuda.md)
 --
 -- A batch is {input_ids=, attention_mask=} int32 tensors [B,T] as tok:encode_batch makes
 -- them (nested Lua tables work too). Label ids are 0-based, as in Hugging Face.
@@ -164,7 +167,17 @@ end
 function M.load_masked_lm(dir, opts) return require("moonbert.mlm").load(dir, opts) end
 function M.new_masked_lm(config, opts) return require("moonbert.mlm").new(config, opts) end
 
+--- model:to("cpu" | "cuda", {precision=, seed=, quiet=}) -> model: the C method moves the
+-- parameter block (bindings/distilbert.c: every method then runs there); on the CPU a precision
+-- goes through M.set_cpu_precision, which says when bf16 falls back to fp32.
+local core_to = methods.to
+function methods:to(device, opts)
+  if device == "cpu" and type(opts) == "table" and opts.precision ~= nil then
+    core_to(self, "cpu")
+    return M.set_cpu_precision(self, opts.precision, opts.quiet, "to")
+  end
+  return core_to(self, device, opts)
+end
+
 M.methods = methods
--- model:to("cpu" | "cuda", {precision=}) is defined with the GPU backend (moonbert/cuda.lua)
-require "moonbert.cuda"
 return M

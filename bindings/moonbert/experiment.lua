@@ -45,18 +45,73 @@ M.shared_dir = shared_dir
 
 -- ---- device ------------------------------------------------------------------------------------
 
---- check_device("cpu" | "cuda" | "auto") -> "cpu". CUDA raises until a backend exists.
-function M.check_device(dev)
-  dev = dev or "auto"
-  if dev == "cpu" then return "cpu" end
-  local ok, cuda = pcall(function() return require("moonbert").cuda end)
-  local available = ok and type(cuda) == "table" and type(cuda.is_available) == "function" and cuda.is_available()
-  if dev == "auto" then return "cpu" end -- models run on the CPU until the CUDA path is wired in
-  if dev == "cuda" then
-    if not available then error("--device cuda: CUDA backend not built/available (use --device cpu)", 0) end
-    error("--device cuda: the experiments do not run on CUDA yet (use --device cpu)", 0)
+--- check_device(dev, precision) -> device, precision, note: where an experiment runs.
+-- dev: "cpu", "cuda" or "auto" (mb.cuda.device: auto is cuda when a GPU can be used); precision:
+-- nil (the device's default: mb.cuda.DEFAULT_PRECISION on cuda, fp32 on the CPU), "fp32", "tf32"
+-- or "bf16". A one-layer model is moved there with model:to(device, {precision=}) at once, so that
+-- a device or precision this machine cannot run fails before any data is loaded, with the
+-- runtime's reason ("--device cuda: CUDA is not available: no CUDA driver ..."; on the CPU a
+-- precision other than fp32 is the CPU runtime's to accept). note: the line the banner prints.
+-- kind "masked_lm" probes the masked-LM model (CPU only for now: auto then means the CPU).
+function M.check_device(dev, precision, kind)
+  local mb = require "moonbert"
+  local okd, device, why = pcall(mb.cuda.device, dev or "auto")
+  if not okd then error((tostring(device):gsub("^[^:]+:%d+: ", "")), 0) end
+  local function try(d, p)
+    local cfg = { dim = 8, n_layers = 1, n_heads = 2, hidden_dim = 8, vocab_size = 8, max_position_embeddings = 4,
+                  num_labels = 2 }
+    local probe = kind == "masked_lm" and mb.distilbert.new_masked_lm(cfg, { seed = 1 })
+                  or mb.distilbert.new(cfg, { seed = 1 })
+    local ok, err = pcall(probe.to, probe, d, { precision = p, quiet = true })
+    probe:free()
+    return ok, err
   end
-  error("--device must be cpu, cuda or auto, got '" .. tostring(dev) .. "'", 0)
+  local p0 = precision
+  precision = precision or (device == "cuda" and mb.cuda.DEFAULT_PRECISION or "fp32")
+  local ok, err = try(device, precision)
+  if not ok and dev == "auto" and device == "cuda" then -- this model cannot use the GPU: auto is the CPU
+    why = tostring(err):gsub("^[^:]*: ", "")
+    device, precision = "cpu", p0 or "fp32"
+    ok, err = try(device, precision)
+  end
+  if not ok then
+    error(string.format("--device %s --precision %s: %s", device, precision,
+      tostring(err):gsub("^bad argument #%d+ to '%?*[%w_]*' %((.*)%)$", "%1")), 0)
+  end
+  local note = "device: " .. device
+  if device == "cuda" then note = note .. " (" .. tostring(mb.cuda.device_name()) .. ")" end
+  note = note .. ", precision " .. precision
+  if dev == "auto" then note = note .. (device == "cuda" and " (--device auto: a GPU is available)"
+                                      or " (--device auto: " .. tostring(why) .. ")") end
+  return device, precision, note
+end
+
+--- place(model, opts) -> model: the model on opts.device in opts.precision (parse_options set
+-- them), where every later call of the experiment runs.
+-- A model without a GPU backend (BERT) stays on the CPU, and says so for cuda.
+function M.place(model, opts)
+  if not opts.device then return model end
+  if model.to then
+    model:to(opts.device, { precision = opts.precision, quiet = true }) -- parse_options gave the notice
+  elseif opts.device ~= "cpu" then
+    error(tostring(model):match("^[%w.]+") .. " runs on the CPU only (no GPU backend yet)", 0)
+  end
+  return model
+end
+
+--- with_device(params, opts) -> params plus device, precision and gpu (the GPU's name), for a
+-- store run's params.
+function M.with_device(params, opts)
+  params.device, params.precision = opts.device, opts.precision
+  if opts.device == "cuda" then params.gpu = require("moonbert").cuda.device_name() end
+  return params
+end
+
+--- log_device_memory(run, opts): the peak device memory moonbert held (device/peak_memory_mb).
+function M.log_device_memory(run, opts)
+  if opts.device ~= "cuda" or not run then return end
+  local mem = require("moonbert").cuda.memory()
+  if mem then run:log_metric("device/peak_memory_mb", mem.peak / 1e6) end
 end
 
 -- ---- model lookup ------------------------------------------------------------------------------
@@ -395,9 +450,10 @@ function M.common_options(extra, defaults)
     { "--weight-decay", "X", "AdamW weight decay", type = "number", default = 0.01 },
     { "--max-length", "N", "truncate texts to N tokens (default 512, --quick 64)", type = "number" },
     { "--seed", "N", "seed (head init, dropout, shuffling)", type = "number", default = 42 },
-    { "--device", "DEV", "cpu, cuda or auto", default = "auto", choices = { "cpu", "cuda", "auto" } },
-    { "--precision", "P", "matrix products in fp32 or bf16 (README: bf16 on the CPU)", default = "fp32",
-      choices = { "fp32", "bf16" } },
+    { "--device", "DEV", "cpu, cuda or auto (a GPU when one can be used)", default = "auto",
+      choices = { "cpu", "cuda", "auto" } },
+    { "--precision", "P", "fp32, tf32 or bf16 (default: tf32 on cuda, fp32 on the CPU; README: bf16 on the CPU)",
+      choices = { "fp32", "tf32", "bf16" } },
     { "--quick", nil, "500 train / 200 validation / 200 test examples, 1 epoch, max length 64" },
     { "--limit", "N", "at most N examples in every split", type = "number" },
     { "--name", "NAME", "run name" },
@@ -416,8 +472,10 @@ end
 
 --- parse_options(script_name, spec) -> opts (exits 2 with the usage on a bad option, 0 on --help)
 -- and derives: opts.max_length (512, --quick 64), opts.epochs (--quick 1 unless given),
--- opts.batch_size and opts.seed as integers, opts.device checked, opts.precision what will run
--- (fp32 with a one-line notice where bf16 has no kernel here).
+-- opts.batch_size and opts.seed as integers, opts.device and opts.precision resolved and checked
+-- (check_device: a device that cannot run here exits 1 with the reason before any data loads;
+-- the device line is printed), opts.precision what will run (fp32 with a one-line notice where
+-- bf16 has no CPU kernel here).
 function M.parse_options(script, spec, argv)
   local args = require "moonbert.args"
   local usage = args.usage(spec, "usage: moonbert run experiments/" .. script .. ".lua [options]\n\noptions:")
@@ -444,15 +502,19 @@ function M.parse_options(script, spec, argv)
   if opts.limit then opts.limit = int("limit", opts.limit) end
   if opts.save_steps then opts.save_steps = int("save-steps", opts.save_steps) end
   if opts.save_total_limit then opts.save_total_limit = int("save-total-limit", opts.save_total_limit) end
-  local okd, dev = pcall(M.check_device, opts.device)
-  if not okd then io.stderr:write(script, ": ", tostring(dev), "\n") os.exit(2) end
-  opts.device = dev
+  local okd, dev, precision, note = pcall(M.check_device, opts.device, opts.precision)
+  if not okd then io.stderr:write(script, ": ", tostring(dev), "\n") os.exit(1) end
+  opts.device, opts.precision = dev, precision
   -- bf16 where this CPU has no bf16 kernel runs fp32: say so once, and record what runs
-  local kernel, why = require("moonbert.core").bf16.kernel()
-  if opts.precision == "bf16" and kernel == "none" then
-    io.stderr:write(script, ": --precision bf16 runs in fp32 here: ", why, "\n")
-    opts.precision = "fp32"
+  if dev == "cpu" and precision == "bf16" then
+    local kernel, why = require("moonbert.core").bf16.kernel()
+    if kernel == "none" then
+      io.stderr:write(script, ": --precision bf16 runs in fp32 here: ", why, "\n")
+      opts.precision = "fp32"
+      note = note:gsub("precision bf16", "precision fp32")
+    end
   end
+  print(note)
   return opts
 end
 

@@ -9,7 +9,9 @@
 --   clf:free()
 --
 -- opts (at creation or per call): top_k (1), max_length (the tokenizer's, 512),
--- batch_size (32); at creation also precision ("fp32" or "bf16" on the CPU). The folder is a Hugging Face model folder: config.json (with id2label),
+-- batch_size (32). At creation also device ("cpu", "cuda" or "auto": mb.cuda.device) and precision
+-- ("fp32" or "bf16" on the CPU, fp32/tf32/bf16 on cuda): the model runs there, the scores come back as
+-- on the CPU. The folder is a Hugging Face model folder: config.json (with id2label),
 -- model.safetensors and tokenizer files, as the experiments save under a run's folder.
 -- Scores are softmax probabilities in evaluation mode (no dropout); ties keep label order.
 --
@@ -41,6 +43,27 @@ local function top_k_of(v, K, fname)
     error(string.format("bad argument to '%s' (top_k must be a positive integer or \"all\", got %s)", fname, tostring(v)), 4)
   end
   return math.min(math.tointeger(v), K)
+end
+
+--- Move a pipeline's model to opts.device ("auto" resolves with mb.cuda.device) and opts.precision.
+-- On the CPU a precision goes to mb.distilbert.set_cpu_precision ("fp32" or "bf16", README: bf16
+-- on the CPU); a model without a GPU backend (BERT, the masked-LM model) says so for cuda.
+function M.place(model, opts)
+  if opts.device == nil and opts.precision == nil then return model end
+  local dev = opts.device and require("moonbert.cuda").device(opts.device) or "cpu"
+  local ok, err
+  if dev == "cpu" then
+    ok, err = pcall(require("moonbert.distilbert").set_cpu_precision, model, opts.precision or "fp32", false, "pipeline")
+  elseif model.to then
+    ok, err = pcall(model.to, model, dev, { precision = opts.precision })
+  else
+    ok, err = false, tostring(model):match("^[%w.]+") .. " runs on the CPU only"
+  end
+  if not ok then
+    model:free()
+    error("pipeline: " .. tostring(err), 4)
+  end
+  return model
 end
 
 -- ---- text-classification --------------------------------------------------------------------------
@@ -97,9 +120,7 @@ M.tasks["text-classification"] = {
   load = function(dir, opts)
     check_dir(dir, "pipeline")
     local model = require("moonbert.auto").load(dir, { task = "text-classification", quiet = true }) -- DistilBERT or BERT
-    if opts.precision then -- "fp32" or "bf16" (README: bf16 on the CPU)
-      require("moonbert.distilbert").set_cpu_precision(model, opts.precision, false, "pipeline")
-    end
+    M.place(model, opts)
     local self = setmetatable({
       model = model, tokenizer = require("moonbert.tokenizer").load(dir), labels = model:label_names(),
       dir = dir, batch_size = opts.batch_size or 32, max_length = opts.max_length,

@@ -21,6 +21,8 @@
 --     progress = nil,          -- nil: a bar on a terminal, else a line every log_every steps;
 --                              -- "bar" | "log" | false
 --     stop_after_epoch = nil,  -- stop (checkpoint written) after this epoch; res.stopped = true
+--     device = nil,            -- "cuda" / "cpu": model:to(device, {precision = precision}) first;
+--                              -- nil: where the model is (every step runs where its parameters live)
 --     -- also: eval_batch_size (batch_size), eval_split_name ("validation"), max_length (the
 --     -- tokenizer's), betas, eps (AdamW), progress_stream (io.stderr), log_predictions (true:
 --     -- a store run gets the eval predictions of each epoch, the last epoch's kept)
@@ -448,6 +450,7 @@ function M.fit(o)
     argerror("fit", 1, "field 'model' must be an mb.distilbert model, got " .. type(model))
   end
   if tok == nil then argerror("fit", 1, "field 'tokenizer' is required") end
+  if o.device ~= nil then model:to(o.device, { precision = o.precision }) end -- before the optimizer sees the parameters
   if type(train) ~= "table" or type(train.batches) ~= "function" then
     argerror("fit", 1, "field 'train' must be a split (mb.data), got " .. type(train))
   end

@@ -1,4 +1,4 @@
-/* gpu_model.c: the DistilBERT training step on the device (mb_cuda_model in runtime/cuda.h).
+/* gpu_model.c: DistilBERT forward, loss and backward on the device (mb_cuda_model in runtime/cuda.h).
  *
  * A mirror of runtime/distilbert.c: the same parameter layout (offsets from
  * the host model's mb_param_info), the same sequence of layers, the same
@@ -9,18 +9,18 @@
  * tensor-core shortcuts, for parity with the CPU); tf32 uses
  * CUBLAS_COMPUTE_32F_FAST_TF32; bf16 feeds the products bf16 operands with
  * fp32 accumulation and fp32 outputs. In bf16 the weights come from a bf16
- * mirror of the parameter block that the AdamW kernel refreshes as it
- * updates the fp32 master weights; activations are rounded into a scratch
+ * mirror of the fp32 master block, rounded again at the start of every
+ * forward (one pass over the block: the optimizer, runtime/cuda/gpu_optim.c,
+ * updates the fp32 weights only); activations are rounded into a scratch
  * buffer just before each product. LayerNorm, softmax, the loss, the
  * gradients and the optimizer stay fp32 in every mode.
  *
- * Memory: the four blocks (params, grads, AdamW m and v; plus the bf16
- * mirror) are allocated at creation; activations per shape class, growing
+ * Memory: the two blocks (params and grads; plus the bf16 mirror) are
+ * allocated at creation (the AdamW moments belong to the optimizer); activations per shape class, growing
  * only (a larger batch or length reallocates once); cuBLAS gets a fixed
  * workspace, so a steady-state step calls cudaMalloc zero times. Per step the
  * host sends ids + mask (one copy), the embedding-backward plan (one copy,
- * embed_plan.h) and the labels, and reads back per-example losses and the
- * gradient norm.
+ * embed_plan.h) and the labels, and reads back the per-example losses.
  *
  * Dropout: Philox keyed by the model's seed; every dropout site of a forward
  * takes the next offset, and backward regenerates the same mask from it, so
@@ -35,7 +35,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adamw.h"
 #include "embed_plan.h"
 #include "gpu.h"
 #include "kernels.h"
@@ -79,19 +78,14 @@ struct mb_cuda_model {
     mb_distilbert_config cfg; /* copy of the scalars we use (labels strings not used) */
     mb_cuda_precision prec;
     uint64_t seed, offset;
-    int64_t steps;
     cudaStream_t stream;
     cublasHandle_t blas;
     void *workspace;
     size_t N;
     int n_tensors;
     size_t *off; /* [n_tensors] offsets */
-    float *params, *grads, *m, *v;
+    float *params, *grads;
     uint16_t *pbf;
-    /* optimizer table */
-    mb_k_tensor *d_table, *h_table, *h_table_dev; /* h_table_dev: what d_table holds */
-    int n_table_dev;
-    double *d_norm, *d_partial;
     /* activations */
     void *act_block;
     size_t act_bytes;
@@ -203,7 +197,19 @@ static float *G(const mb_cuda_model *cm, int tensor) { return cm->grads + cm->of
 
 mb_cuda_precision mb_cuda_model_precision(const mb_cuda_model *cm) { return cm->prec; }
 size_t mb_cuda_model_bytes(const mb_cuda_model *cm) { return cm ? cm->bytes : 0; }
-int64_t mb_cuda_model_steps(const mb_cuda_model *cm) { return cm ? cm->steps : 0; }
+float *mb_cuda_model_params(mb_cuda_model *cm) { return cm->params; }
+float *mb_cuda_model_grads(mb_cuda_model *cm) { return cm->grads; }
+
+void mb_cuda_model_get_dropout(const mb_cuda_model *cm, uint64_t *seed, uint64_t *offset) {
+    *seed = cm->seed;
+    *offset = cm->offset;
+}
+
+void mb_cuda_model_set_dropout(mb_cuda_model *cm, uint64_t seed, uint64_t offset) {
+    cm->seed = seed;
+    cm->offset = offset;
+    cm->have_fwd = cm->have_loss = 0; /* backward must not regenerate masks from the old offsets */
+}
 
 void mb_cuda_model_free(mb_cuda_model *cm) {
     if (!cm) return;
@@ -211,20 +217,13 @@ void mb_cuda_model_free(mb_cuda_model *cm) {
     size_t N = cm->N;
     dfree(cm, cm->params, N * 4);
     dfree(cm, cm->grads, N * 4);
-    dfree(cm, cm->m, N * 4);
-    dfree(cm, cm->v, N * 4);
     dfree(cm, cm->pbf, N * 2);
-    dfree(cm, cm->d_table, (size_t)cm->n_tensors * sizeof(mb_k_tensor));
-    dfree(cm, cm->d_norm, sizeof(double));
-    dfree(cm, cm->d_partial, (size_t)cm->n_tensors * MB_K_NORM_BLOCKS * sizeof(double));
     dfree(cm, cm->workspace, WORKSPACE_BYTES);
     dfree(cm, cm->act_block, cm->act_bytes);
     if (cm->blas) cublasDestroy(cm->blas);
     if (cm->stream) cudaStreamDestroy(cm->stream);
     free(cm->a.layer);
     free(cm->off);
-    free(cm->h_table);
-    free(cm->h_table_dev);
     free(cm->h_in);
     free(cm->h_per_ex);
     mb_embed_plan_free(&cm->plan);
@@ -268,16 +267,15 @@ mb_cuda_model *mb_cuda_model_new(mb_distilbert *m, mb_cuda_precision precision, 
     cm->N = mb_distilbert_num_params(m);
     cm->n_tensors = nt;
     cm->off = calloc((size_t)nt, sizeof *cm->off);
-    cm->h_table = calloc((size_t)nt, sizeof *cm->h_table);
-    cm->h_table_dev = calloc((size_t)nt, sizeof *cm->h_table_dev);
     cm->a.layer = calloc((size_t)c->n_layers, sizeof(dlayer));
-    if (!cm->off || !cm->h_table || !cm->h_table_dev || !cm->a.layer) {
+    if (!cm->off || !cm->a.layer) {
         mb_fail(err, MB_ERR_NOMEM, "out of memory");
         goto fail;
     }
     for (int i = 0; i < nt; i++) cm->off[i] = mb_distilbert_param_info(m, i)->offset;
-    cm->n_table_dev = -1;
-    cudaError_t e = cudaStreamCreateWithFlags(&cm->stream, cudaStreamNonBlocking);
+    /* a blocking stream: work on the legacy default stream (the optimizer,
+       mb_cuda_memcpy_*) is ordered with it both ways */
+    cudaError_t e = cudaStreamCreateWithFlags(&cm->stream, cudaStreamDefault);
     if (e != cudaSuccess) {
         cm->stream = NULL;
         mb_cuda_status(e, "cudaStreamCreateWithFlags", err);
@@ -291,11 +289,7 @@ mb_cuda_model *mb_cuda_model_new(mb_distilbert *m, mb_cuda_precision precision, 
     }
     size_t N = cm->N;
     if (!(cm->params = dalloc(cm, N * 4, err)) || !(cm->grads = dalloc(cm, N * 4, err)) ||
-        !(cm->m = dalloc(cm, N * 4, err)) || !(cm->v = dalloc(cm, N * 4, err)) ||
         (precision == MB_CUDA_BF16 && !(cm->pbf = dalloc(cm, N * 2, err))) ||
-        !(cm->d_table = dalloc(cm, (size_t)nt * sizeof(mb_k_tensor), err)) ||
-        !(cm->d_norm = dalloc(cm, sizeof(double), err)) ||
-        !(cm->d_partial = dalloc(cm, (size_t)nt * MB_K_NORM_BLOCKS * sizeof(double), err)) ||
         !(cm->workspace = dalloc(cm, WORKSPACE_BYTES, err)))
         goto fail;
     /* Each check returns from a function; here a small block keeps the gotos. */
@@ -310,9 +304,7 @@ mb_cuda_model *mb_cuda_model_new(mb_distilbert *m, mb_cuda_precision precision, 
                                                                               : CUBLAS_DEFAULT_MATH)) !=
                  CUBLAS_STATUS_SUCCESS)
             rc = mb_cublas_status(bs, "cublasSetMathMode", err);
-        else if ((e = cudaMemsetAsync(cm->grads, 0, N * 4, cm->stream)) != cudaSuccess ||
-                 (e = cudaMemsetAsync(cm->m, 0, N * 4, cm->stream)) != cudaSuccess ||
-                 (e = cudaMemsetAsync(cm->v, 0, N * 4, cm->stream)) != cudaSuccess)
+        else if ((e = cudaMemsetAsync(cm->grads, 0, N * 4, cm->stream)) != cudaSuccess)
             rc = mb_cuda_status(e, "cudaMemsetAsync", err);
         else
             rc = upload_params(cm, err);
@@ -478,6 +470,9 @@ mb_status mb_cuda_model_forward(mb_cuda_model *cm, const int32_t *ids, const int
 
     float p_emb = train ? c->dropout : 0.0f, p_attn = train ? c->attention_dropout : 0.0f,
           p_ffn = train ? c->dropout : 0.0f, p_cls = train ? c->seq_classif_dropout : 0.0f;
+
+    /* bf16: the weights' mirror from the fp32 master block (the optimizer updated it) */
+    if (cm->pbf) CU_CHECK(mb_k_to_bf16(cm->pbf, cm->params, (long)cm->N, st));
 
     /* embeddings: LN(word + position), dropout */
     CU_CHECK(mb_k_embedding_forward(a->emb_sum, a->ids, P(cm, T_WORD), P(cm, T_POS), B, T, D, st));
@@ -715,54 +710,6 @@ mb_status mb_cuda_model_zero_grad(mb_cuda_model *cm, mb_error *err) {
     return MB_OK;
 }
 
-/* ---- optimizer ---------------------------------------------------------------------------------- */
-
-/* The trainable tensors (weight decay per tensor) into cm->h_table; returns their count. */
-static int build_table(mb_cuda_model *cm, float weight_decay, size_t *max_numel) {
-    int n = 0;
-    *max_numel = 0;
-    for (int i = 0; i < cm->n_tensors; i++) {
-        if (!mb_distilbert_trainable(cm->host, i)) continue;
-        const mb_param_info *pi = mb_distilbert_param_info(cm->host, i);
-        cm->h_table[n].offset = pi->offset;
-        cm->h_table[n].numel = pi->numel;
-        cm->h_table[n].weight_decay = pi->no_decay ? 0.0f : weight_decay;
-        if (pi->numel > *max_numel) *max_numel = pi->numel;
-        n++;
-    }
-    return n;
-}
-
-mb_status mb_cuda_model_step(mb_cuda_model *cm, const mb_cuda_adamw *o, double *grad_norm, mb_error *err) {
-    ERR_GUARD;
-    cudaStream_t st = cm->stream;
-    size_t max_numel;
-    int n = build_table(cm, o->weight_decay, &max_numel);
-    /* the table goes to the device only when it changes (freezing, another weight decay) */
-    if (n != cm->n_table_dev || memcmp(cm->h_table, cm->h_table_dev, (size_t)n * sizeof(mb_k_tensor)) != 0) {
-        memcpy(cm->h_table_dev, cm->h_table, (size_t)n * sizeof(mb_k_tensor));
-        CU_CHECK(cudaMemcpyAsync(cm->d_table, cm->h_table_dev, (size_t)n * sizeof(mb_k_tensor),
-                                 cudaMemcpyHostToDevice, st));
-        cm->n_table_dev = n;
-    }
-    double sumsq = 0.0;
-    CU_CHECK(mb_k_grad_sumsq(cm->d_norm, cm->d_partial, cm->grads, cm->d_table, n, st));
-    CU_CHECK(cudaMemcpyAsync(&sumsq, cm->d_norm, sizeof(double), cudaMemcpyDeviceToHost, st));
-    CU_CHECK(cudaStreamSynchronize(st));
-    double norm = sqrt(sumsq);
-    if (grad_norm) *grad_norm = norm;
-    if (!isfinite(norm))
-        return mb_fail(err, MB_ERR_NUMERIC, "gradient norm is %s: the step is skipped (diverged? lower the learning "
-                       "rate)", isnan(norm) ? "NaN" : "Inf");
-    float clip = mb_clip_factor(norm, o->max_grad_norm);
-    cm->steps++;
-    float t = (float)cm->steps;
-    float bc1 = 1.0f - powf(o->beta1, t), bc2s = sqrtf(1.0f - powf(o->beta2, t));
-    CU_CHECK(mb_k_adamw(cm->params, cm->grads, cm->m, cm->v, cm->pbf, cm->d_table, n, max_numel, o->lr, o->beta1,
-                        o->beta2, o->eps, bc1, bc2s, clip, st));
-    return MB_OK;
-}
-
 /* ---- host <-> device blocks --------------------------------------------------------------------- */
 
 mb_status mb_cuda_model_download_params(mb_cuda_model *cm, mb_error *err) {
@@ -778,5 +725,26 @@ mb_status mb_cuda_model_download_grads(mb_cuda_model *cm, float *grads, mb_error
     ERR_GUARD;
     CU_CHECK(cudaMemcpyAsync(grads, cm->grads, cm->N * 4, cudaMemcpyDeviceToHost, cm->stream));
     CU_CHECK(cudaStreamSynchronize(cm->stream));
+    return MB_OK;
+}
+
+mb_status mb_cuda_model_outputs(mb_cuda_model *cm, float *last_hidden, float *cls, float **hidden_states,
+                                float **attentions, mb_error *err) {
+    ERR_GUARD;
+    if (!cm->have_fwd) return mb_fail(err, MB_ERR_STATE, "outputs need a forward pass first");
+    const mb_distilbert_config *c = &cm->cfg;
+    const int B = cm->fwd_B, T = cm->fwd_T, D = c->dim, H = c->n_heads, NL = c->n_layers;
+    const size_t BTD = (size_t)B * T * D * 4, BHTT = (size_t)B * H * T * T * 4;
+    dacts *a = &cm->a;
+    cudaStream_t st = cm->stream;
+    const float *last = NL > 0 ? a->layer[NL - 1].out : a->emb_out;
+    if (last_hidden) CU_CHECK(cudaMemcpyAsync(last_hidden, last, BTD, cudaMemcpyDeviceToHost, st));
+    if (cls) CU_CHECK(cudaMemcpyAsync(cls, a->cls, (size_t)B * D * 4, cudaMemcpyDeviceToHost, st));
+    for (int l = 0; hidden_states && l <= NL; l++)
+        CU_CHECK(cudaMemcpyAsync(hidden_states[l], l == 0 ? a->emb_out : a->layer[l - 1].out, BTD,
+                                 cudaMemcpyDeviceToHost, st));
+    for (int l = 0; attentions && l < NL; l++)
+        CU_CHECK(cudaMemcpyAsync(attentions[l], a->layer[l].probs, BHTT, cudaMemcpyDeviceToHost, st));
+    CU_CHECK(cudaStreamSynchronize(st));
     return MB_OK;
 }

@@ -383,6 +383,12 @@ __global__ void grad_sumsq_final_k(double *total, const double *partial, int n) 
     if (threadIdx.x == 0) total[0] = acc;
 }
 
+__global__ void scale_tensors_k(float *grads, const mb_k_tensor *tensors, float factor) {
+    mb_k_tensor t = tensors[blockIdx.y];
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < t.numel; i += (size_t)gridDim.x * blockDim.x)
+        grads[t.offset + i] *= factor;
+}
+
 __global__ void adamw_k(float *params, const float *grads, float *m, float *v, uint16_t *pbf,
                         const mb_k_tensor *tensors, float lr, float b1, float b2, float eps, float bc1, float bc2s,
                         float clip) {
@@ -538,6 +544,14 @@ cudaError_t mb_k_grad_sumsq(double *total, double *partial, const float *grads, 
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
     grad_sumsq_final_k<<<1, OPT_BLOCK, 0, stream>>>(total, partial, MB_K_NORM_BLOCKS * n_tensors);
+    DONE;
+}
+
+cudaError_t mb_k_scale_tensors(float *grads, const mb_k_tensor *tensors, int n_tensors, size_t max_numel,
+                               float factor, cudaStream_t stream) {
+    if (n_tensors <= 0 || max_numel == 0) DONE;
+    int gx = mb_grid_1d((long)max_numel, OPT_BLOCK, 1024);
+    scale_tensors_k<<<dim3(gx, n_tensors), OPT_BLOCK, 0, stream>>>(grads, tensors, factor);
     DONE;
 }
 

@@ -93,6 +93,9 @@ cudaError_t mb_k_to_bf16(uint16_t *out, const float *inp, long n, cudaStream_t s
 #define MB_K_NORM_BLOCKS 64
 cudaError_t mb_k_grad_sumsq(double *total, double *partial, const float *grads, const mb_k_tensor *tensors,
                             int n_tensors, cudaStream_t stream);
+/* grads[tensors[i].offset + e] *= factor for every tensor (gradient clipping). */
+cudaError_t mb_k_scale_tensors(float *grads, const mb_k_tensor *tensors, int n_tensors, size_t max_numel,
+                               float factor, cudaStream_t stream);
 /* One AdamW step (adamw.h) over tensors[0..n_tensors) with gradients scaled
    by clip; params_bf16 (may be NULL) gets the updated weights in bf16. */
 cudaError_t mb_k_adamw(float *params, const float *grads, float *m, float *v, uint16_t *params_bf16,

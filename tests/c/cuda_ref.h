@@ -222,6 +222,12 @@ MB_REF_LINK cudaError_t MB_REF_NAME(mb_k_grad_sumsq)(double *total, double *part
     *total = acc;
     return cudaSuccess;
 }
+MB_REF_LINK cudaError_t MB_REF_NAME(mb_k_scale_tensors)(float *grads, const mb_k_tensor *t, int n, size_t max_numel,
+                                                        float factor, cudaStream_t s) {
+    for (int i = 0; i < n; i++)
+        for (size_t e = t[i].offset; e < t[i].offset + t[i].numel; e++) grads[e] *= factor;
+    return cudaSuccess;
+}
 MB_REF_LINK cudaError_t MB_REF_NAME(mb_k_adamw)(float *params, const float *grads, float *m, float *v, uint16_t *pbf, const mb_k_tensor *t,
                        int n, size_t max_numel, float lr, float b1, float b2, float eps, float bc1, float bc2s,
                        float clip, cudaStream_t s) {

@@ -34,114 +34,46 @@ int main(void) {
 #include <string.h>
 
 #include "../../runtime/cuda/gpu_model.c" /* the code under test, unchanged */
+#include "../../runtime/cuda/gpu_optim.c"
 #include "../../runtime/cuda/bf16.h"
 #include "../../runtime/cuda/philox.h"
 #include "../../runtime/safetensors.h"
 
-/* ---- the fake device ---------------------------------------------------------------------- */
+#include "cuda_emul.c" /* the emulated device */
 
-static size_t emu_live, emu_allocs, emu_frees;
+/* ---- the optimizer as mb.optim builds it for a model on the device ------------------------------ */
 
-mb_status mb_cuda_require(mb_error *err) { return MB_OK; }
-void *mb_cuda_malloc(size_t nbytes, mb_error *err) {
-    void *p = malloc(nbytes ? nbytes : 1);
-    if (!p) mb_fail(err, MB_ERR_NOMEM, "emulated cudaMalloc failed");
-    else {
-        memset(p, 0xA5, nbytes); /* device memory is not zeroed: catch reads of unwritten buffers */
-        emu_live += nbytes;
-        emu_allocs++;
+/* refs into the device blocks, as bindings/optim.c reads them from model:parameters() */
+typedef struct dopt {
+    mb_param_ref *refs;
+    int n;
+    mb_cuda_optim *o;
+} dopt;
+
+static int dopt_new(dopt *d, mb_distilbert *m, mb_cuda_model *cm, double weight_decay, mb_error *err) {
+    d->n = mb_distilbert_num_tensors(m);
+    d->refs = calloc((size_t)d->n, sizeof *d->refs);
+    for (int i = 0; i < d->n; i++) {
+        const mb_param_info *pi = mb_distilbert_param_info(m, i);
+        d->refs[i] = (mb_param_ref){mb_cuda_model_params(cm) + pi->offset, mb_cuda_model_grads(cm) + pi->offset,
+                                    (int64_t)pi->numel, !pi->no_decay, !mb_distilbert_trainable(m, i)};
     }
-    return p;
-}
-void mb_cuda_free(void *p) {
-    if (p) emu_frees++;
-    free(p);
-}
-mb_status mb_cuda_status(cudaError_t e, const char *what, mb_error *err) {
-    return mb_fail(err, MB_ERR_STATE, "%s failed (emulated error %d)", what, (int)e);
-}
-mb_status mb_cublas_status(cublasStatus_t s, const char *what, mb_error *err) {
-    return mb_fail(err, MB_ERR_STATE, "%s failed (emulated cuBLAS status %d)", what, (int)s);
+    mb_optim_config c = mb_adamw_defaults();
+    c.weight_decay = weight_decay;
+    d->o = mb_cuda_optim_new(d->refs, d->n, &c, err);
+    return d->o != NULL;
 }
 
-static char fake_stream, fake_handle;
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int flags) {
-    *s = (cudaStream_t)(void *)&fake_stream;
-    return cudaSuccess;
-}
-cudaError_t cudaStreamDestroy(cudaStream_t s) { return cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t s) { return cudaSuccess; }
-cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t n, enum cudaMemcpyKind kind, cudaStream_t s) {
-    memmove(dst, src, n);
-    return cudaSuccess;
-}
-cudaError_t cudaMemsetAsync(void *dst, int value, size_t n, cudaStream_t s) {
-    memset(dst, value, n);
-    return cudaSuccess;
-}
-cublasStatus_t cublasCreate_v2(cublasHandle_t *h) {
-    *h = (cublasHandle_t)(void *)&fake_handle;
-    return CUBLAS_STATUS_SUCCESS;
-}
-cublasStatus_t cublasDestroy_v2(cublasHandle_t h) { return CUBLAS_STATUS_SUCCESS; }
-cublasStatus_t cublasSetStream_v2(cublasHandle_t h, cudaStream_t s) { return CUBLAS_STATUS_SUCCESS; }
-cublasStatus_t cublasSetWorkspace_v2(cublasHandle_t h, void *w, size_t n) { return CUBLAS_STATUS_SUCCESS; }
-cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t mode) { return CUBLAS_STATUS_SUCCESS; }
-
-static long emu_gemms;
-
-/* A operand of `rows` x `cols` (column-major, leading dimension ld) as float32:
-   the data itself, or a widened copy of bf16 data in *tmp. */
-static const float *as_f32(const void *p, cudaDataType t, int rows, int cols, int ld, float **tmp) {
-    if (t == CUDA_R_32F) return p;
-    long extent = (long)ld * (cols - 1) + rows;
-    *tmp = realloc(*tmp, (size_t)extent * sizeof(float));
-    for (long i = 0; i < extent; i++) (*tmp)[i] = mb_bf16_to_f32(((const uint16_t *)p)[i]);
-    return *tmp;
+/* clip_grad_norm (max_norm <= 0: measure only) then opt:step(lr) */
+static mb_status dopt_step(dopt *d, double lr, double max_norm, double *norm, mb_error *err) {
+    if (mb_cuda_clip_grad_norm(d->refs, d->n, max_norm, norm, err) != MB_OK) return err->code;
+    return mb_cuda_optim_step(d->o, lr, err);
 }
 
-/* cuBLAS (column-major): C = alpha op(A) op(B) + beta C, op(A) m x k, op(B) k x n, per
-   batch, computed by cblas_sgemm in column-major order with the very same arguments. */
-cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t handle, cublasOperation_t transa, cublasOperation_t transb,
-                                          int m, int n, int k, const void *alpha, const void *A, cudaDataType Atype,
-                                          int lda, long long int strideA, const void *B, cudaDataType Btype, int ldb,
-                                          long long int strideB, const void *beta, void *C, cudaDataType Ctype,
-                                          int ldc, long long int strideC, int batchCount,
-                                          cublasComputeType_t computeType, cublasGemmAlgo_t algo) {
-    if (Ctype != CUDA_R_32F || Atype != Btype || (Atype != CUDA_R_32F && Atype != CUDA_R_16BF))
-        return CUBLAS_STATUS_NOT_SUPPORTED;
-    int ta = transa != CUBLAS_OP_N, tb = transb != CUBLAS_OP_N;
-    if (lda < (ta ? k : m) || ldb < (tb ? n : k) || ldc < m) return CUBLAS_STATUS_INVALID_VALUE;
-    size_t esz = Atype == CUDA_R_16BF ? 2 : 4;
-    float *ta_buf = NULL, *tb_buf = NULL;
-    emu_gemms++;
-    for (int bt = 0; bt < batchCount; bt++) {
-        const float *a = as_f32((const char *)A + bt * strideA * esz, Atype, ta ? k : m, ta ? m : k, lda, &ta_buf);
-        const float *b = as_f32((const char *)B + bt * strideB * esz, Btype, tb ? n : k, tb ? k : n, ldb, &tb_buf);
-        cblas_sgemm(CblasColMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, m, n, k,
-                    *(const float *)alpha, a, lda, b, ldb, *(const float *)beta, (float *)C + bt * strideC, ldc);
-    }
-    free(ta_buf);
-    free(tb_buf);
-    return CUBLAS_STATUS_SUCCESS;
+static void dopt_free(dopt *d) {
+    mb_cuda_optim_free(d->o);
+    free(d->refs);
 }
-
-/* ---- the kernels: tests/c/cuda_ref.h, as the launchers ------------------------------------------ */
-
-static long emu_dropout_calls;
-static uint64_t emu_dropout_off[256];
-static long emu_dropout_n[256];
-static void emu_log_dropout(uint64_t offset, long n) {
-    if (emu_dropout_calls < 256) {
-        emu_dropout_off[emu_dropout_calls] = offset;
-        emu_dropout_n[emu_dropout_calls] = n;
-    }
-    emu_dropout_calls++;
-}
-#define MB_REF_NAME(n) n
-#define MB_REF_LINK
-#define MB_REF_DROPOUT_HOOK emu_log_dropout
-#include "cuda_ref.h"
 
 /* ---- fixture helpers ------------------------------------------------------------------------ */
 
@@ -274,13 +206,16 @@ TEST(fp32_matches_fixture) {
     fixture_close(&fx);
 }
 
-/* The 5-step trajectory (clip 1.0, and clip 0.1 which is active) through mb_cuda_model_step. */
+/* The 5-step trajectory (clip 1.0, and clip 0.1 which is active) through mb_cuda_clip_grad_norm and
+   mb_cuda_optim_step. */
 static void trajectory(fixture *fx, const char *prefix, float max_norm) {
     mb_error err;
     mb_distilbert *m = mb_distilbert_load(fx->dir, NULL, &err);
     mb_cuda_model *cm = m ? mb_cuda_model_new(m, MB_CUDA_FP32, 1, &err) : NULL;
     CHECK(cm, "%s", err.msg);
     if (!cm) return;
+    dopt d;
+    CHECK(dopt_new(&d, m, cm, 0.01, &err), "%s", err.msg);
     char key[160];
     snprintf(key, sizeof key, "%straj.loss", prefix);
     float *ref_loss = fx_f32(fx, key, NULL);
@@ -289,15 +224,16 @@ static void trajectory(fixture *fx, const char *prefix, float max_norm) {
     double wl = 0, wn = 0, wa = 0;
     for (int k = 0; k < 5; k++) {
         double loss, norm;
-        mb_cuda_adamw o = {1e-3f * (1.0f - k / 5.0f), 0.9f, 0.999f, 1e-8f, 0.01f, max_norm};
         CHECK(mb_cuda_model_zero_grad(cm, &err) == MB_OK && mb_cuda_model_forward(cm, fx->ids, fx->mask, fx->B, fx->T, 0, NULL, &err) == MB_OK &&
                   mb_cuda_model_loss(cm, fx->labels, fx->B, &loss, NULL, &err) == MB_OK &&
-                  mb_cuda_model_backward(cm, &err) == MB_OK && mb_cuda_model_step(cm, &o, &norm, &err) == MB_OK,
+                  mb_cuda_model_backward(cm, &err) == MB_OK &&
+                  dopt_step(&d, 1e-3 * (1.0 - k / 5.0), max_norm, &norm, &err) == MB_OK,
               "%s", err.msg);
         wl = fmax(wl, fabs(loss - ref_loss[k]) / ref_loss[k]);
         wn = fmax(wn, fabs(norm - ref_norm[k]) / ref_norm[k]);
     }
-    CHECK(mb_cuda_model_steps(cm) == 5, "steps");
+    CHECK(mb_cuda_optim_steps(d.o) == 5, "steps");
+    dopt_free(&d);
     CHECK(mb_cuda_model_download_params(cm, &err) == MB_OK, "%s", err.msg);
     const float *p = mb_distilbert_params(m);
     for (int i = 0; i < mb_distilbert_num_tensors(m); i++) {
@@ -343,9 +279,16 @@ TEST(bf16_logits_close) {
     CHECK(e > 0, "bf16 rounding changes something (%.3g)", e);
     /* a bf16 training step runs and moves the fp32 master weights */
     double loss, norm;
-    mb_cuda_adamw o = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f};
+    dopt d;
+    CHECK(dopt_new(&d, m, cm, 0.01, &err), "%s", err.msg);
     CHECK(mb_cuda_model_loss(cm, fx.labels, fx.B, &loss, NULL, &err) == MB_OK && mb_cuda_model_backward(cm, &err) == MB_OK &&
-              mb_cuda_model_step(cm, &o, &norm, &err) == MB_OK, "%s", err.msg);
+              dopt_step(&d, 1e-3, 1.0, &norm, &err) == MB_OK, "%s", err.msg);
+    /* the next forward rounds the updated master weights into the bf16 mirror */
+    float *logits2 = malloc((size_t)fx.B * L * 4);
+    CHECK(mb_cuda_model_forward(cm, fx.ids, fx.mask, fx.B, fx.T, 0, logits2, &err) == MB_OK, "%s", err.msg);
+    CHECK(memcmp(logits, logits2, (size_t)fx.B * L * 4) != 0, "bf16 logits unchanged after a step: stale mirror");
+    free(logits2);
+    dopt_free(&d);
     float *ref_norm = fx_f32(&fx, "traj.grad_norm", NULL);
     CHECK(fabs(norm - ref_norm[0]) <= 5e-2 * ref_norm[0], "bf16 grad norm %.5g vs %.5g", norm, ref_norm[0]);
     fprintf(stderr, "    emulated bf16: logits rel %.2g, grad norm rel %.2g\n", e, fabs(norm - ref_norm[0]) / ref_norm[0]);
@@ -417,7 +360,6 @@ TEST(seeded_runs_frozen_and_allocation) {
     size_t N = mb_distilbert_num_params(m);
     float *init = malloc(N * 4), *run1 = malloc(N * 4);
     memcpy(init, mb_distilbert_params(m), N * 4);
-    mb_cuda_adamw o = {1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f};
     double losses[3][3];
     uint64_t seeds[3] = {7, 7, 8};
     for (int r = 0; r < 3; r++) {
@@ -425,12 +367,14 @@ TEST(seeded_runs_frozen_and_allocation) {
         mb_cuda_model *cm = mb_cuda_model_new(m, MB_CUDA_FP32, seeds[r], &err);
         CHECK(cm, "%s", err.msg);
         if (!cm) return;
+        dopt d;
+        CHECK(dopt_new(&d, m, cm, 0.01, &err), "%s", err.msg);
         size_t allocs_after_first = 0, bytes_after_first = 0;
         for (int k = 0; k < 3; k++) {
             double norm;
             CHECK(mb_cuda_model_zero_grad(cm, &err) == MB_OK && mb_cuda_model_forward(cm, fx.ids, fx.mask, fx.B, fx.T, 1, NULL, &err) == MB_OK &&
                       mb_cuda_model_loss(cm, fx.labels, fx.B, &losses[r][k], NULL, &err) == MB_OK &&
-                      mb_cuda_model_backward(cm, &err) == MB_OK && mb_cuda_model_step(cm, &o, &norm, &err) == MB_OK,
+                      mb_cuda_model_backward(cm, &err) == MB_OK && dopt_step(&d, 1e-3, 1.0, &norm, &err) == MB_OK,
                   "%s", err.msg);
             if (k == 0) {
                 allocs_after_first = emu_allocs;
@@ -446,6 +390,7 @@ TEST(seeded_runs_frozen_and_allocation) {
         if (r == 0) memcpy(run1, mb_distilbert_params(m), N * 4);
         else if (r == 1) CHECK(memcmp(run1, mb_distilbert_params(m), N * 4) == 0, "same seed, different weights");
         else CHECK(memcmp(run1, mb_distilbert_params(m), N * 4) != 0, "another seed, same weights");
+        dopt_free(&d);
         mb_cuda_model_free(cm);
     }
     CHECK(memcmp(losses[0], losses[1], sizeof losses[0]) == 0, "same seed, different losses");
@@ -481,9 +426,11 @@ TEST(seeded_runs_frozen_and_allocation) {
     mb_distilbert_freeze_encoder(m, 1);
     mb_cuda_model *cm = mb_cuda_model_new(m, MB_CUDA_FP32, 1, &err);
     double loss, norm;
+    dopt d;
+    CHECK(dopt_new(&d, m, cm, 0.01, &err), "%s", err.msg);
     CHECK(mb_cuda_model_forward(cm, fx.ids, fx.mask, fx.B, fx.T, 0, NULL, &err) == MB_OK &&
               mb_cuda_model_loss(cm, fx.labels, fx.B, &loss, NULL, &err) == MB_OK &&
-              mb_cuda_model_backward(cm, &err) == MB_OK && mb_cuda_model_step(cm, &o, &norm, &err) == MB_OK,
+              mb_cuda_model_backward(cm, &err) == MB_OK && dopt_step(&d, 1e-3, 1.0, &norm, &err) == MB_OK,
           "%s", err.msg);
     float *ref_fnorm = fx_f32(&fx, "frozen.traj.grad_norm", NULL);
     CHECK(ref_fnorm && fabs(norm - ref_fnorm[0]) <= 1e-4 * ref_fnorm[0], "frozen grad norm %.6g vs %.6g", norm,
@@ -494,6 +441,7 @@ TEST(seeded_runs_frozen_and_allocation) {
     CHECK(memcmp(init, mb_distilbert_params(m), split * 4) == 0, "the frozen encoder moved");
     CHECK(memcmp(init + split, mb_distilbert_params(m) + split, (N - split) * 4) != 0, "the head did not move");
     free(ref_fnorm);
+    dopt_free(&d);
     mb_cuda_model_free(cm);
     mb_distilbert_free(m);
     free(init);
@@ -531,6 +479,8 @@ TEST(input_errors) {
 }
 
 TEST(no_device_leaks) {
+    mb_cuda_release_scratch(); /* the clipping scratch kept between calls */
+    CHECK(emu_live == 0, "%zu device bytes still held", emu_live);
     CHECK(emu_frees == emu_allocs, "device buffers leaked: %zu allocations, %zu frees", emu_allocs, emu_frees);
 }
 

@@ -302,6 +302,12 @@ TEST(loss_norm_adamw) {
     float *gp = down(d_p, N), *gm = down(d_m, N), *gv = down(d_v, N);
     CHECK(rel(gp, p, N) <= 1e-6 && rel(gm, m, N) <= 1e-6 && rel(gv, v, N) <= 1e-6, "AdamW p %.3g m %.3g v %.3g",
           rel(gp, p, N), rel(gm, m, N), rel(gv, v, N));
+    /* clipping's scale: one multiplication per element, so bit-exact; the untrained gap untouched */
+    CU_OK(mb_k_scale_tensors(d_g, d_t, 3, 40000, 0.37f, 0));
+    ref_mb_k_scale_tensors(g, t, 3, 40000, 0.37f, 0);
+    float *gg = down(d_g, N);
+    CHECK(memcmp(gg, g, N * 4) == 0, "gradient scaling differs from the host's");
+    free(gg);
     free(z), free(g_per), free(g_dl), free(p), free(g), free(m), free(v), free(gp), free(gm), free(gv), free(pbf_ref);
     mb_cuda_free(d_z), mb_cuda_free(d_per), mb_cuda_free(d_pr), mb_cuda_free(d_dl), mb_cuda_free(d_lab);
     mb_cuda_free(d_p), mb_cuda_free(d_g), mb_cuda_free(d_m), mb_cuda_free(d_v), mb_cuda_free(d_pbf), mb_cuda_free(d_t);

@@ -1,22 +1,31 @@
--- cuda_spec.lua: mb.cuda, tensors across devices and the DistilBERT step on the GPU.
+-- cuda_spec.lua: one model, two backends: mb.cuda, tensors across devices, and every model,
+-- optimizer, trainer and pipeline call on the device.
 --
--- Without a GPU (or in a CUDA=0 build) the CPU fallback is checked: available()
--- is false with a reason, device_name() and memory() return nil and the reason,
--- t:to("cuda") and model:to("cuda") raise errors that say why, --device auto
--- resolves to the CPU, and `moonbert bench train_cuda` fails with that message.
--- With a GPU (scripts/gpu-check) the device specs run instead: fp32 parity on
--- the distilbert-tiny fixture with the README's tolerances (forward, loss,
--- gradients 1e-4 of the largest reference magnitude; the 5-step AdamW
--- trajectory, after5 atol 1e-4), bf16 logits within 2e-2 relative, tf32
--- within 1e-2, two seeded train-mode runs bit-identical, and no device
--- allocation after the first step of a shape.
+-- Without a GPU (or in a CUDA=0 build) the CPU fallback is checked: available() is false with a
+-- reason, t:to("cuda"), model:to("cuda"), mb.trainer.fit{device="cuda"} and `moonbert bench train
+-- --device cuda` raise errors that say why, and --device auto resolves to the CPU.
+--
+-- With a device, the device specs run. scripts/run-tests runs this file a second time against
+-- the emulated device (build/emu/lib/moonbert/core.so, tests/c/cuda_emul.c: device memory is host
+-- memory and each kernel is its host reference), so that every path above the kernels is
+-- exercised here; scripts/gpu-check runs it on a real GPU. The references are independent: the
+-- distilbert-tiny fixture (PyTorch; README tolerances: 1e-4 of max|ref| per tensor, after5 atol
+-- 1e-4) and the CPU model (runtime/distilbert.c, its own code). Checked: fixture parity in fp32
+-- through the model's own methods and mb.optim; every method against the CPU model with the same
+-- weights; bf16/tf32 logits; seeded runs bit-identical; no allocation after the first step of a
+-- shape; freeing in every order; and mb.trainer.fit on 200 emotion examples for 2 epochs equal to
+-- the CPU run, with a resume from the epoch-1 checkpoint bit-identical to the uninterrupted run.
 local mb = require "moonbert"
 local T = mb.tensor
 local cuda = mb.cuda
+local support = require "tests.spec.support"
+local json = require "dkjson"
 
 local SHARED = os.getenv("MOONBERT_SHARED") or "../shared"
 local TINY = SHARED .. "/fixtures/distilbert-tiny"
+local EMOTION = SHARED .. "/data/emotion"
 local have_shared = io.open(TINY .. "/config.json") ~= nil
+local have_emotion = io.open(EMOTION .. "/train.txt") ~= nil
 local GPU = cuda.available()
 
 local function rel_err(got, ref)
@@ -37,12 +46,14 @@ local function small_batch()
   }
 end
 
+local function gc() collectgarbage() collectgarbage() end
+
 describe("mb.cuda without a GPU (the CPU fallback)", function()
   -- the models and tensors made here go before the next spec file runs
   -- (specs share one Lua state; some count live storages)
-  teardown(function() collectgarbage() collectgarbage() end)
+  teardown(gc)
   if GPU then
-    pending("a GPU is present (" .. tostring(cuda.device_name()) .. "): the device specs below cover it")
+    pending("a device is present (" .. tostring(cuda.device_name()) .. "): the device specs below cover it")
     return
   end
 
@@ -94,43 +105,70 @@ describe("mb.cuda without a GPU (the CPU fallback)", function()
     assert.is_false(ok)
     assert.truthy(err:find('model:to("cuda"): CUDA is not available', 1, true), err)
     assert.are.equal("cpu", model:device())
+    assert.are.equal("fp32", model:precision())
     assert.are.equal(model, model:to("cpu"))
-    ok, err = pcall(model.train_step, model, small_batch(), { 0, 1, 2 })
-    assert.is_false(ok)
-    assert.truthy(err:find("needs the model on the GPU", 1, true), err)
-    ok, err = pcall(cuda.model, model, { precision = "bf16" })
-    assert.is_false(ok)
-    assert.truthy(err:find("CUDA", 1, true), err)
+    assert.are.equal(model, model:to("cpu", { precision = "fp32" }))
     local loss = model:loss(small_batch(), { 0, 1, 2 })
     assert.is_true(loss > 0)
+    assert.are.equal("cpu", model:parameters()[1].value:device())
+    model:free()
   end)
 
-  it("rejects an unknown precision before touching the device", function()
+  it("trainer.fit{device='cuda'} fails at once with the reason", function()
     local model = mb.distilbert.new(tiny_config(), { seed = 3 })
-    local ok, err = pcall(cuda.model, model, { precision = "fp8" })
+    local ok, err = pcall(mb.trainer.fit, { model = model, device = "cuda", tokenizer = {}, train = {} })
     assert.is_false(ok)
-    assert.truthy(err:find("precision 'fp32', 'tf32' or 'bf16' expected, got 'fp8'", 1, true), err)
+    assert.truthy(tostring(err):find("CUDA is not available", 1, true), err)
+    model:free()
   end)
 
-  it("moonbert bench train_cuda fails with the reason", function()
+  it("moonbert bench train --device cuda fails with the reason", function()
     local bin = os.getenv("MOONBERT_BIN")
     if not bin then return pending("needs MOONBERT_BIN") end
-    local p = assert(io.popen(bin .. " bench train_cuda --quick 2>&1; echo \"exit=$?\""))
-    local text = p:read("a")
-    p:close()
+    local text, code = support.run(bin .. " bench train --device cuda --quick")
     assert.truthy(text:find("CUDA is not available", 1, true), text)
-    assert.truthy(text:find("exit=1", 1, true), text)
+    assert.are.equal(1, code)
     assert.falsy(text:find("stack traceback", 1, true), text) -- a missing GPU is not a bug
   end)
 end)
 
-describe("tensors on the GPU", function()
+describe("model:to on either build", function()
+  teardown(gc)
+
+  it("rejects an unknown precision before touching the device, and tf32 on the CPU (fp32 or bf16)", function()
+    local model = mb.distilbert.new(tiny_config(), { seed = 3 })
+    local ok, err = pcall(model.to, model, "cuda", { precision = "fp8" })
+    assert.is_false(ok)
+    assert.truthy(err:find("precision 'fp32', 'tf32' or 'bf16' expected, got 'fp8'", 1, true), err)
+    ok, err = pcall(model.to, model, "cpu", { precision = "tf32" })
+    assert.is_false(ok)
+    assert.truthy(err:find("precision 'fp32' or 'bf16' expected, got tf32", 1, true), err)
+    ok, err = pcall(model.to, model, "tpu")
+    assert.is_false(ok)
+    assert.truthy(err:find("invalid option 'tpu'", 1, true), err)
+    assert.are.equal("cpu", model:device())
+    model:free()
+  end)
+
+  it("the masked-LM model says it runs on the CPU only", function()
+    local mlm = mb.distilbert.new_masked_lm(tiny_config(), { seed = 3 })
+    local ok, err = pcall(mlm.to, mlm, "cuda")
+    assert.is_false(ok)
+    assert.truthy(err:find("masked-LM model runs on the CPU only", 1, true), err)
+    assert.are.equal("cpu", mlm:device())
+    assert.are.equal(mlm, mlm:to("cpu"))
+    mlm:free()
+  end)
+end)
+
+describe("tensors on the device", function()
+  teardown(gc)
   if not GPU then
     pending("no GPU (" .. cuda.unavailable_reason() .. "): device tensor specs skipped")
     return
   end
 
-  it("round-trips through device memory; CPU ops refuse a device tensor", function()
+  it("round-trips through device memory; CPU ops refuse a device tensor; copy works across devices", function()
     local t = T.randn({ 3, 5 }, { seed = 1 })
     local d = t:to("cuda")
     assert.are.equal("cuda", d:device())
@@ -143,15 +181,47 @@ describe("tensors on the GPU", function()
     assert.are.equal(0, (back - t):abs():max())
     local tt = t:transpose():to("cuda"):cpu()     -- non-contiguous source is packed first
     assert.are.equal(0, (tt - t:transpose()):abs():max())
+    local u = T.randn({ 3, 5 }, { seed = 2 })
+    d:copy(u)                                       -- host -> device
+    assert.are.equal(0, (d:cpu() - u):abs():max())
+    local h = T.zeros({ 15 })
+    h:copy(d)                                       -- device -> host (same size, another shape)
+    assert.are.equal(0, (h:reshape({ 3, 5 }) - u):abs():max())
+    ok, err = pcall(d.copy, d, T.zeros({ 4 }))
+    assert.is_false(ok)
+    assert.truthy(err:find("across devices", 1, true), err)
     local mem = cuda.memory()
     assert.is_true(mem.total > 0 and mem.peak >= mem.allocated)
   end)
 end)
 
-describe("DistilBERT training step on the GPU", function()
+-- ---- the one model on the device ------------------------------------------------------------------
+
+-- The fixture model with dropout off (CPU/device parity: the device's Philox masks differ from the
+-- CPU's xoshiro ones by design), or as saved (dropout 0.1) when keep_dropout.
+local function fixture_model(keep_dropout)
+  if keep_dropout then return mb.distilbert.load(TINY, { quiet = true }) end
+  local cfg = json.decode(support.read(TINY .. "/config.json"))
+  cfg.dropout, cfg.attention_dropout, cfg.seq_classif_dropout = 0, 0, 0
+  local model = mb.distilbert.new(cfg)
+  local st = mb.safetensors.load(TINY .. "/model.safetensors")
+  for _, p in ipairs(model:parameters()) do
+    local t = st[p.name] or st[p.name:gsub("^distilbert%.", "")]
+    assert(t, "fixture has no " .. p.name)
+    p.value:copy(t)
+  end
+  return model
+end
+
+local function block_of(model) -- the parameters as one CPU tensor, wherever they live
+  return model:parameter_block().params:to("cpu"):clone()
+end
+
+describe("one model on the device", function()
+  teardown(gc)
   if not GPU then
-    pending("no GPU (" .. cuda.unavailable_reason() .. "): fixture parity (fp32, tf32, bf16), " ..
-            "bit-identical seeded runs and the allocation check are skipped")
+    pending("no GPU (" .. cuda.unavailable_reason() .. "): the device specs (fixture parity, methods vs the " ..
+            "CPU model, optimizer, trainer, ownership) run under make test on the emulated device")
     return
   end
   if not have_shared then
@@ -166,18 +236,21 @@ describe("DistilBERT training step on the GPU", function()
   end)
 
   it("fp32: loss, logits and every gradient match the fixture (1e-4 of max|ref|)", function()
-    local model = mb.distilbert.load(TINY, { quiet = true })
-    local cm = cuda.model(model, { precision = "fp32" })
-    local loss, logits = cm:loss(batch, fx.labels)
+    local model = mb.distilbert.load(TINY, { quiet = true }):to("cuda", { precision = "fp32" })
+    assert.are.equal("cuda", model:device())
+    assert.are.equal("fp32", model:precision())
+    local loss, logits, per = model:loss(batch, fx.labels)
+    assert.are.equal("cpu", logits:device())
+    assert.are.equal("cpu", per:device())
     assert.is_true(math.abs(loss - fx.loss[1]) <= 1e-4 * math.abs(fx.loss[1]), loss .. " vs " .. fx.loss[1])
     assert.is_true(rel_err(logits, fx.logits) <= 1e-4)
-    cm:backward()
-    local g = cm:grads()
+    assert.is_true(rel_err(per, fx.per_example_loss) <= 1e-4)
+    model:backward()
     local worst, worst_name = 0, nil
     for _, p in ipairs(model:parameters()) do
-      local ref = fx["grad." .. p.name]
-      local off, n = p.offset, p.value:numel()
-      local got = g:narrow(1, off + 1, n):reshape(p.value:shape())
+      assert.are.equal("cuda", p.value:device())
+      assert.are.equal("cuda", p.grad:device())
+      local ref, got = fx["grad." .. p.name], p.grad:cpu()
       if p.name:find("k_lin.bias", 1, true) then
         assert.is_true((got - ref):abs():max() <= 1e-9 + 1e-4 * ref:abs():max(), p.name)
       else
@@ -186,77 +259,314 @@ describe("DistilBERT training step on the GPU", function()
       end
     end
     assert.is_true(worst <= 1e-4, string.format("worst gradient %s: %.3g", tostring(worst_name), worst))
-    print(string.format("\n    cuda fp32: loss rel %.2g, logits rel %.2g, worst grad rel %.2g",
+    print(string.format("\n    %s fp32: loss rel %.2g, logits rel %.2g, worst grad rel %.2g", cuda.device_name(),
       math.abs(loss - fx.loss[1]) / math.abs(fx.loss[1]), rel_err(logits, fx.logits), worst))
+    model:free()
   end)
 
-  it("fp32: the 5-step AdamW trajectory matches (traj 1e-4 rel, after5 atol 1e-4)", function()
-    local model = mb.distilbert.load(TINY, { quiet = true })
-    local cm = cuda.model(model, { precision = "fp32" })
-    for k = 0, 4 do
-      cm:zero_grad()
-      local loss = cm:loss(batch, fx.labels)
-      cm:backward()
-      local gn = cm:step({ lr = 1e-3 * (1 - k / 5), weight_decay = 0.01, max_grad_norm = 1.0 })
-      assert.is_true(math.abs(loss - fx["traj.loss"][k + 1]) <= 1e-4 * math.abs(fx["traj.loss"][k + 1]), "loss " .. k)
-      assert.is_true(math.abs(gn - fx["traj.grad_norm"][k + 1]) <= 1e-4 * fx["traj.grad_norm"][k + 1], "norm " .. k)
-    end
-    cm:download()
-    for _, p in ipairs(model:parameters()) do
-      local d = (p.value - fx["after5." .. p.name]):abs():max()
-      assert.is_true(d <= 1e-4, p.name .. " " .. d)
+  it("fp32: the 5-step trajectory through mb.optim.adamw, clip_grad_norm and the schedule", function()
+    for _, case in ipairs { { prefix = "", clip = 1.0 }, { prefix = "clipped.", clip = 0.1 } } do
+      local model = mb.distilbert.load(TINY, { quiet = true }):to("cuda", { precision = "fp32" })
+      local params = mb.trainer.optimizer_params(model)
+      local opt = mb.optim.adamw(params, { lr = 1e-3, weight_decay = 0.01,
+        schedule = mb.optim.schedule.linear { warmup_steps = 0, total_steps = 5 } })
+      assert.are.equal("cuda", opt.core:device())
+      for k = 0, 4 do
+        opt:zero_grad()
+        local loss = model:loss(batch, fx.labels)
+        model:backward()
+        local gn = mb.optim.clip_grad_norm(params, case.clip)
+        local lr = opt:step()
+        assert.is_true(math.abs(lr - 1e-3 * (1 - k / 5)) < 1e-15)
+        local rl, rn = fx[case.prefix .. "traj.loss"][k + 1], fx[case.prefix .. "traj.grad_norm"][k + 1]
+        assert.is_true(math.abs(loss - rl) <= 1e-4 * math.abs(rl), "loss " .. k)
+        assert.is_true(math.abs(gn - rn) <= 1e-4 * rn, "norm " .. k)
+      end
+      assert.are.equal(5, opt:steps())
+      local worst = 0
+      for _, p in ipairs(model:parameters()) do
+        worst = math.max(worst, (p.value:cpu() - fx[case.prefix .. "after5." .. p.name]):abs():max())
+      end
+      assert.is_true(worst <= 1e-4, case.prefix .. "after5 " .. worst)
+      -- the state is the CPU optimizer's layout: a checkpoint is the same file on either device
+      local cpu_model = mb.distilbert.load(TINY, { quiet = true })
+      local cpu_opt = mb.optim.adamw(mb.trainer.optimizer_params(cpu_model), { lr = 1e-3 })
+      assert.are.equal(cpu_opt:state_numel(), opt:state_numel())
+      local s = opt:state()
+      assert.are.equal("cpu", s.m:device())
+      assert.are.equal(5, s.step)
+      cpu_opt:set_state(s)
+      opt:set_state(cpu_opt:state())
+      assert.are.equal(0, (opt:state().v - s.v):abs():max())
+      opt:free(); cpu_opt:free(); model:free(); cpu_model:free()
     end
   end)
 
   it("bf16 logits within 2e-2 relative and tf32 within 1e-2 of the fixture", function()
     for prec, tol in pairs { bf16 = 2e-2, tf32 = 1e-2 } do
-      local model = mb.distilbert.load(TINY, { quiet = true })
-      local cm = cuda.model(model, { precision = prec })
-      local logits = cm:forward(batch)
+      local model = mb.distilbert.load(TINY, { quiet = true }):to("cuda", { precision = prec })
+      local logits = model:forward(batch).logits
       local e = rel_err(logits, fx.logits)
-      print(string.format("\n    cuda %s: logits rel %.3g", prec, e))
+      print(string.format("\n    %s %s: logits rel %.3g", cuda.device_name(), prec, e))
       assert.is_true(e <= tol, prec .. " " .. e)
-      assert.are.equal(prec, cm:precision())
+      assert.are.equal(prec, model:precision())
+      model:free()
     end
   end)
 
-  it("two seeded train-mode runs (dropout on) are bit-identical; no allocation after the first step", function()
-    local function run(prec)
-      local model = mb.distilbert.load(TINY, { quiet = true })
-      local cm = cuda.model(model, { precision = prec, seed = 7 })
-      local losses = {}
-      local allocated
+  it("every method means what it means on the CPU (the CPU model as reference)", function()
+    local cpu = fixture_model()
+    local dev = fixture_model():to("cuda", { precision = "fp32" })
+    local o = { train = false, output_hidden_states = true, output_attentions = true }
+    local a, b = cpu:forward(batch, o), dev:forward(batch, o)
+    assert.are.equal("cpu", b.logits:device())
+    assert.is_true(rel_err(b.logits, a.logits) <= 1e-4)
+    assert.is_true(rel_err(b.last_hidden_state, a.last_hidden_state) <= 1e-4)
+    assert.are.equal(#a.hidden_states, #b.hidden_states)
+    for l = 1, #a.hidden_states do assert.is_true(rel_err(b.hidden_states[l], a.hidden_states[l]) <= 1e-4, l) end
+    for l = 1, #a.attentions do assert.is_true(rel_err(b.attentions[l], a.attentions[l]) <= 1e-4, l) end
+    local plain = dev:forward(batch)
+    assert.is_true(rel_err(plain.last_hidden_state, a.last_hidden_state) <= 1e-4)
+    assert.is_nil(plain.hidden_states)
+    assert.is_true(rel_err(dev:features(batch), cpu:features(batch)) <= 1e-4)
+    local lc, _, pc = cpu:loss(batch, fx.labels, { train = true })
+    local ld, _, pd = dev:loss(batch, fx.labels, { train = true })
+    assert.is_true(math.abs(lc - ld) <= 1e-4 * lc and rel_err(pd, pc) <= 1e-4)
+    -- gradients accumulate, zero_grad clears them
+    cpu:backward(); dev:backward()
+    local gd = dev:parameter_block().grads:cpu()
+    assert.is_true(rel_err(gd, cpu:parameter_block().grads) <= 1e-4)
+    dev:zero_grad()
+    assert.are.equal(0, dev:parameter_block().grads:cpu():abs():max())
+    -- a frozen encoder gets no gradient on the device either
+    dev:freeze_encoder(true)
+    assert.is_true(dev:encoder_frozen())
+    dev:loss(batch, fx.labels); dev:backward()
+    for _, p in ipairs(dev:parameters()) do
+      local g = p.grad:cpu():abs():max()
+      if p.encoder then assert.are.equal(0, g, p.name) else assert.is_true(g > 0, p.name) end
+    end
+    dev:freeze_encoder(false)
+    -- save writes the Hugging Face files of the device weights; config and labels as on the CPU
+    local dir = support.tmpdir()
+    dev:save(dir)
+    local back = mb.distilbert.load(dir, { quiet = true })
+    assert.are.equal(0, (block_of(back) - block_of(dev)):abs():max())
+    assert.are.same(cpu:config(), dev:config())
+    assert.are.same(cpu:label_names(), dev:label_names())
+    assert.truthy(tostring(dev):find("cuda fp32", 1, true))
+    -- the device's dropout position travels with the RNG state
+    assert.is_true(#dev:rng_state() > #cpu:rng_state())
+    -- and back: to("cpu") brings the weights and gradients home
+    dev:loss(batch, fx.labels); dev:backward()
+    local g_before = dev:parameter_block().grads:cpu()
+    dev:to("cpu")
+    assert.are.equal("cpu", dev:device())
+    assert.are.equal(0, (dev:parameter_block().grads - g_before):abs():max())
+    assert.are.equal(0, (block_of(dev) - block_of(back)):abs():max())
+    os.execute("rm -rf " .. support.q(dir))
+    back:free(); cpu:free(); dev:free()
+  end)
+
+  it("seeded train-mode runs (dropout on) are bit-identical; no allocation after the first step", function()
+    local function run(prec, seed)
+      local model = mb.distilbert.load(TINY, { quiet = true }):to("cuda", { precision = prec })
+      model:seed(seed)
+      local opt = mb.optim.adamw(mb.trainer.optimizer_params(model), { lr = 1e-3 })
+      local out, allocated = {}, nil
       for k = 1, 4 do
-        local loss, gn = cm:train_step(batch, fx.labels, { lr = 1e-3 })
-        losses[#losses + 1] = loss
-        losses[#losses + 1] = gn
+        local loss, gn = mb.trainer.step(model, opt, batch, fx.labels, { max_grad_norm = 1.0 })
+        out[#out + 1], out[#out + 1] = loss, gn
         if k == 2 then allocated = cuda.memory().allocated end
         if k > 2 then assert.are.equal(allocated, cuda.memory().allocated, "allocation during step " .. k) end
       end
-      cm:download()
-      return losses, model:parameter_block().params:clone()
+      local p = block_of(model)
+      opt:free(); model:free()
+      return out, p
     end
     for _, prec in ipairs { "fp32", "bf16" } do
-      local l1, p1 = run(prec)
-      local l2, p2 = run(prec)
+      local l1, p1 = run(prec, 7)
+      local l2, p2 = run(prec, 7)
+      local l3 = run(prec, 8)
       assert.are.same(l1, l2)
       assert.are.equal(0, (p1 - p2):abs():max(), prec)
+      assert.are_not.equal(l1[1], l3[1], "another seed, the same dropout")
     end
     assert.is_true(cuda.memory().peak > 0)
   end)
 
-  it("model:to('cuda') trains and model:to('cpu') brings the weights back", function()
-    local model = mb.distilbert.load(TINY, { quiet = true })
-    local before = model:parameter_block().params:clone()
-    model:to("cuda", { precision = "fp32" })
-    assert.are.equal("cuda", model:device())
-    local l1 = model:train_step(batch, fx.labels, { lr = 1e-3 })
-    local l2 = model:train_step(batch, fx.labels, { lr = 1e-3 })
-    assert.is_true(l2 < l1)
-    model:to("cpu")
-    assert.are.equal("cpu", model:device())
-    assert.is_true((model:parameter_block().params - before):abs():max() > 0)
-    local cpu_loss = model:loss(batch, fx.labels)
-    assert.is_true(math.abs(cpu_loss - l2) < l1) -- the host model now holds the trained weights
+  it("frees in every order: no view or optimizer dangles, and the device memory comes back", function()
+    local function warm() -- the clipping scratch is kept between calls: allocate it once first
+      local m = mb.distilbert.load(TINY, { quiet = true }):to("cuda")
+      mb.optim.clip_grad_norm(mb.trainer.optimizer_params(m), 1.0)
+      m:free()
+    end
+    warm()
+    gc()
+    local base = cuda.memory().allocated
+    local function trained()
+      local m = mb.distilbert.load(TINY, { quiet = true }):to("cuda", { precision = "fp32" })
+      local params = mb.trainer.optimizer_params(m)
+      local opt = mb.optim.adamw(params, { lr = 1e-3 })
+      m:loss(batch, fx.labels); m:backward()
+      return m, params, opt
+    end
+    -- 1. the model first: its views and the optimizer still step on live memory
+    do
+      local m, params, opt = trained()
+      m:free()
+      assert.has_error(function() m:loss(batch, fx.labels) end)
+      mb.optim.clip_grad_norm(params, 1.0)
+      opt:step()
+      assert.is_true(params[1].value:cpu():abs():max() > 0)
+      opt:free()
+    end
+    gc()
+    assert.are.equal(base, cuda.memory().allocated, "after model, then optimizer and views")
+    -- 2. the optimizer first, then the views, then the model
+    do
+      local m, params, opt = trained()
+      opt:free()
+      params = nil
+      gc()
+      m:free()
+    end
+    gc()
+    assert.are.equal(base, cuda.memory().allocated, "after optimizer, views, model")
+    -- 3. to("cpu") while an optimizer holds device views: the old device memory stays valid until
+    -- they go, and the model trains on the CPU from the weights it brought back
+    do
+      local m, params, opt = trained()
+      m:to("cpu")
+      opt:step()
+      local cpu_opt = mb.optim.adamw(mb.trainer.optimizer_params(m), { lr = 1e-3 })
+      assert.are.equal("cpu", cpu_opt.core:device())
+      opt:free(); cpu_opt:free()
+      params = nil
+      m:to("cuda"); m:to("cuda", { precision = "bf16" }); m:to("cpu") -- re-created, released
+    end
+    gc()
+    assert.are.equal(base, cuda.memory().allocated, "after to('cpu') with a live optimizer")
+    -- 4. nothing freed by hand: the collector finds model, views and optimizer in any order
+    do trained() end
+    gc()
+    assert.are.equal(base, cuda.memory().allocated, "after garbage collection")
+  end)
+
+  it("pipeline('text-classification', {device='cuda'}) scores as on the CPU", function()
+    local texts = { "i feel so happy today", "this is awful and i am scared" }
+    local a = mb.pipeline("text-classification", TINY, { top_k = "all" })
+    local b = mb.pipeline("text-classification", TINY, { top_k = "all", device = "cuda", precision = "fp32" })
+    assert.are.equal("cuda", b.model:device())
+    local ra, rb = a(texts), b(texts)
+    for i = 1, #texts do
+      for j = 1, #ra[i] do
+        assert.are.equal(ra[i][j].label, rb[i][j].label)
+        assert.is_true(math.abs(ra[i][j].score - rb[i][j].score) <= 1e-5)
+      end
+    end
+    a:free(); b:free()
+    local ok, err = pcall(mb.pipeline, "fill-mask", SHARED .. "/fixtures/distilbert-mlm-tiny", { device = "cuda" })
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("CPU only", 1, true), err)
+  end)
+end)
+
+describe("mb.trainer.fit on the device", function()
+  teardown(gc)
+  if not GPU then
+    pending("no GPU (" .. cuda.unavailable_reason() .. "): the trainer-on-device specs run on the emulated device")
+    return
+  end
+  if not (have_shared and have_emotion) then
+    pending("needs " .. TINY .. " and " .. EMOTION .. " (../shared is absent)")
+    return
+  end
+
+  local tok, train, val
+  setup(function()
+    tok = mb.tokenizer.load(TINY)
+    local data = mb.data.load_emotion(EMOTION)
+    train = data.train:head(200)
+    val = data.validation:head(64)
+  end)
+
+  local function fit(model, extra)
+    local o = { model = model, tokenizer = tok, train = train, eval = val, epochs = 2, batch_size = 50,
+                lr = 1e-3, seed = 11, max_length = 48, progress = false }
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return mb.trainer.fit(o)
+  end
+
+  it("2 epochs on 200 emotion examples: the same losses, accuracies and weights as the CPU (fp32)", function()
+    local cpu_model, dev_model = fixture_model(), fixture_model()
+    local rc = fit(cpu_model)
+    local rd = fit(dev_model, { device = "cuda", precision = "fp32" })
+    assert.are.equal("cuda", dev_model:device())
+    assert.are.equal(rc.steps, rd.steps)
+    local worst_loss = 0
+    for e = 1, 2 do
+      local a, b = rc.history[e], rd.history[e]
+      for _, k in ipairs { "train_loss", "eval_loss" } do
+        local r = math.abs(a[k] - b[k]) / math.abs(a[k])
+        worst_loss = math.max(worst_loss, r)
+        assert.is_true(r <= 1e-4, string.format("epoch %d %s: cpu %.9g device %.9g", e, k, a[k], b[k]))
+      end
+      assert.are.equal(a.eval_accuracy, b.eval_accuracy, "epoch " .. e .. " accuracy")
+      assert.is_true(math.abs(a.eval_f1_weighted - b.eval_f1_weighted) <= 1e-12, "epoch " .. e .. " f1")
+    end
+    local dw = (block_of(cpu_model) - block_of(dev_model)):abs():max()
+    assert.is_true(dw <= 1e-4, "final weights differ by " .. dw)
+    print(string.format("\n    trainer on %s vs CPU: losses rel <= %.2g, accuracy %.4f = %.4f, weights abs %.2g",
+      cuda.device_name(), worst_loss, rc.history[2].eval_accuracy, rd.history[2].eval_accuracy, dw))
+    cpu_model:free(); dev_model:free()
+  end)
+
+  it("an experiment with --device auto runs there and records device, GPU, precision and peak memory", function()
+    local bin = os.getenv("MOONBERT_BIN")
+    if not bin then return pending("needs MOONBERT_BIN (scripts/run-tests sets it)") end
+    local dir = support.tmpdir()
+    local out, err, code = support.sh(support.q(bin) .. " run experiments/baseline_vs_finetune.lua --device auto --model " ..
+      support.q(TINY) .. " --quick --limit 24 --batch-size 12 --no-ood --no-report --store " .. support.q(dir .. "/s.db"))
+    assert.are.equal(0, code, err)
+    local note = "device: cuda (" .. cuda.device_name() .. "), precision " .. cuda.DEFAULT_PRECISION ..
+                 " (--device auto: a GPU is available)"
+    assert.truthy(out:find(note, 1, true), out)
+    local store = mb.store.open(dir .. "/s.db")
+    local r = store:runs { experiment = "baseline_vs_finetune" }[1]
+    assert.are.equal("completed", r.status)
+    assert.are.equal("cuda", r.device)
+    local params = store:params(r.id)
+    assert.are.equal("cuda", params.device)
+    assert.are.equal(cuda.DEFAULT_PRECISION, params.precision)
+    assert.are.equal(cuda.device_name(), params.gpu)
+    local peak = store:metrics(r.id, "device/peak_memory_mb")
+    assert.are.equal(1, #peak)
+    assert.is_true(peak[1].value > 0)
+    assert.is_true(#store:metrics(r.id, "train/loss") > 0)
+    store:close()
+    os.execute("rm -rf " .. support.q(dir))
+  end)
+
+  it("a run resumed from the epoch-1 checkpoint ends bit-identical to the uninterrupted run (dropout on)", function()
+    local dir_a, dir_b = support.tmpdir(), support.tmpdir()
+    local full = fixture_model(true)
+    local ra = fit(full, { device = "cuda", checkpoint_dir = dir_a })
+    local part = fixture_model(true)
+    local rp = fit(part, { device = "cuda", checkpoint_dir = dir_b, stop_after_epoch = 1 })
+    assert.is_true(rp.stopped)
+    part:free()
+    gc()
+    local resumed = fixture_model(true):to("cuda")
+    local rb = fit(resumed, { checkpoint_dir = dir_b, resume = true })
+    assert.are.equal(ra.steps, rb.steps)
+    assert.are.same(ra.history[2].train_loss, rb.history[2].train_loss)
+    assert.are.same(ra.history[2].eval_loss, rb.history[2].eval_loss)
+    assert.are.equal(0, (block_of(full) - block_of(resumed)):abs():max())
+    -- the checkpoint is the CPU's format: the CPU model loads it
+    local cpu = mb.distilbert.load(dir_b .. "/epoch-1", { quiet = true })
+    assert.are.equal("cpu", cpu:device())
+    cpu:free(); full:free(); resumed:free()
+    os.execute("rm -rf " .. support.q(dir_a) .. " " .. support.q(dir_b))
   end)
 end)

@@ -210,19 +210,37 @@ describe("baseline_vs_finetune.lua without pretrained weights", function()
     assert.truthy(out:find("RANDOM initial weights", 1, true))
     assert.truthy(out:find("scripts/fetch-model", 1, true))
     assert.truthy(out:find("init=random", 1, true))
+    if not mb.cuda.available() then -- --device auto (the default) says where it runs and why
+      assert.truthy(out:find("device: cpu, precision fp32 (--device auto: ", 1, true), out)
+    end
     local store = mb.store.open(dir .. "/s.db")
     local r = store:runs { experiment = "baseline_vs_finetune" }[1]
     assert.are.equal("completed", r.status)
+    local params = store:params(r.id)
+    assert.are.equal(r.device, params.device)   -- device, precision (and gpu on cuda) recorded
+    assert.are.equal(mb.cuda.available() and mb.cuda.DEFAULT_PRECISION or "fp32", params.precision)
     assert.are.equal("random", store:params(r.id).init)
     assert.are.equal("random", store:tags(r.id).init)
     store:close()
     os.execute("rm -rf " .. q(dir))
   end)
 
-  it("refuses --device cuda with a clear message and exit code 2", function()
-    local _, err, code = sh(q(BIN) .. " run experiments/baseline_vs_finetune.lua --device cuda --model " .. q(TINY))
-    assert.are.equal(2, code)
-    assert.truthy(err:find("CUDA backend not built/available", 1, true), err)
+  it("--device cuda without a GPU: the reason at once, exit 1, no run in the store", function()
+    if require("moonbert").cuda.available() then return pending("a GPU is present") end
+    local dir = tmpdir()
+    local out, err, code = sh(q(BIN) .. " run experiments/baseline_vs_finetune.lua --device cuda --model " .. q(TINY) ..
+                              " --store " .. q(dir .. "/s.db"))
+    assert.are.equal(1, code)
+    assert.truthy(err:find("--device cuda: CUDA is not available: ", 1, true), err)
+    assert.falsy(err:find("traceback", 1, true), err)
+    assert.falsy(out:find("Dataset", 1, true), out) -- before any data is loaded
+    assert.is_nil(lfs.attributes(dir .. "/s.db"))   -- no store, so no half-made run
+    -- a precision the CPU runtime cannot run fails as early
+    local _, err2, code2 = sh(q(BIN) .. " run experiments/baseline_vs_finetune.lua --device cpu --precision tf32 " ..
+                              "--model " .. q(TINY) .. " --store " .. q(dir .. "/s.db"))
+    assert.are.equal(1, code2)
+    assert.truthy(err2:find("--device cpu --precision tf32: precision 'fp32' or 'bf16' expected, got tf32", 1, true), err2)
+    os.execute("rm -rf " .. q(dir))
   end)
 
   it("--help prints the options and exits 0", function()

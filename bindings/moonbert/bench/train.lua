@@ -120,6 +120,10 @@ local function train_step(model, opt, batch, labels)
 end
 
 function M.run(opts)
+  if opts and (opts.device == "cuda" or opts.device == "auto" and require("moonbert").cuda.available()) then
+    -- the GPU step: bench/train_cuda.lua
+    return require("moonbert.bench.train_cuda").run(opts)
+  end
   opts = opts or {}
   local mb = require "moonbert"
   local core = require("moonbert.core").distilbert

@@ -2,10 +2,12 @@
 --
 -- Full-size config (dim 768, 6 layers, 12 heads, hidden 3072, vocab 30522,
 -- random init, 6 labels), batch 64 x length 64 (the PyTorch comparison of
--- scripts/torch_gpu_bench.py uses the same shape). One step = zero_grad,
--- forward (train mode, dropout), loss, backward, gradient-norm clipping and
--- fused AdamW, all on the device: only the batch goes in and the loss and
--- norm come out. Each precision (fp32, tf32, bf16) reports seconds per step,
+-- scripts/torch_gpu_bench.py uses the same shape). One step is mb.trainer.step
+-- on a model moved with model:to("cuda", {precision=}): zero_grad, forward
+-- (train mode, dropout), loss, backward, gradient-norm clipping and the fused
+-- AdamW of mb.optim.adamw(model:parameters()), all on the device: only the
+-- batch goes in and the loss and norm come out. `moonbert bench train
+-- --device cuda [--precision P]` runs this one. Each precision (fp32, tf32, bf16) reports seconds per step,
 -- sequences and tokens per second, achieved TFLOP/s (the model's cost model)
 -- and the peak device memory moonbert allocated. --quick uses a tiny model.
 -- Without a GPU this benchmark fails with the reason (moonbert bench train is
@@ -32,7 +34,7 @@ function M.run(opts)
   local batch = cpu_bench.make_batch(mb, 1, B, T, cfg.vocab_size)
   local labels = {}
   for b = 1, B do labels[b] = (b - 1) % 6 end
-  local adamw = { lr = 5e-5, weight_decay = 0.01, max_grad_norm = 1.0 }
+  local step = require("moonbert.trainer").step
   local result = {
     device = cuda.device_name(), batch = B, length = T, steps = steps,
     config = { dim = cfg.dim, n_layers = cfg.n_layers, n_heads = cfg.n_heads, hidden_dim = cfg.hidden_dim,
@@ -45,20 +47,24 @@ function M.run(opts)
     local flops = model:flops(B, T, true, false)
     collectgarbage()
     cuda.reset_peak()
-    local cm = cuda.model(model, { precision = prec, seed = 1 })
+    model:to("cuda", { precision = prec, seed = 1 })
+    local opt = mb.optim.adamw(model:parameters(), { lr = 5e-5, weight_decay = 0.01 })
+    local o = { max_grad_norm = 1.0, lr = 5e-5 }
     local loss
-    for _ = 1, warmup do loss = cm:train_step(batch, labels, adamw) end
+    for _ = 1, warmup do loss = step(model, opt, batch, labels, o) end
+    local allocated = cuda.memory().allocated
     local t0 = clock()
-    for _ = 1, steps do loss = cm:train_step(batch, labels, adamw) end
+    for _ = 1, steps do loss = step(model, opt, batch, labels, o) end
     local sec = (clock() - t0) / steps
     local mem = cuda.memory()
     result[prec] = {
       seconds_per_step = sec, steps_per_s = 1 / sec, sequences_per_s = B / sec, tokens_per_s = B * T / sec,
-      tflop_per_s = flops / sec / 1e12, peak_device_mb = mem.peak / 1e6, model_device_mb = cm:bytes() / 1e6,
-      last_loss = loss,
+      tflop_per_s = flops / sec / 1e12, peak_device_mb = mem.peak / 1e6, device_mb = mem.allocated / 1e6,
+      allocated_during_steps_mb = (mem.allocated - allocated) / 1e6, last_loss = loss,
     }
-    cm:free()
+    opt:free()
     model:free()
+    collectgarbage()
   end
   return result
 end

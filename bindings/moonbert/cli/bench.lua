@@ -8,8 +8,9 @@ local args = require "moonbert.args"
 local SPEC = {
   { "--threads", "N", "thread count (default: MOONBERT_THREADS or all cores)", type = "number" },
   { "--quick", nil, "smaller sizes, for tests" },
-  { "--device", "DEV", "cpu, cuda or auto", default = "cpu" },
-  { "--precision", "P", "fp32 or bf16 (bench train, on the CPU)", choices = { "fp32", "bf16" } },
+  { "--device", "DEV", "cpu, cuda or auto (train: cuda runs the GPU step)", default = "cpu" },
+  { "--precision", "P", "fp32 or bf16 on the CPU (bench train); fp32, tf32 or bf16 on cuda (default: each)",
+    choices = { "fp32", "tf32", "bf16" } },
   { "--out", "FILE", "also write the JSON to FILE" },
 }
 
