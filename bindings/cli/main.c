@@ -61,7 +61,34 @@ static void set_paths(lua_State *L) {
 
 /* ---- running code with tracebacks ----------------------------------------- */
 
+/* MOONBERT_DEBUG=1: tracebacks for user errors too. */
+static int debug_on(void) {
+    const char *d = getenv("MOONBERT_DEBUG");
+    return d && *d && strcmp(d, "0") != 0;
+}
+
+/* A user's mistake raised by moonbert.args (fail / usage_error): a table with `message` and
+   `fail` or `usage_error` set. Returns 1 (fail) or 2 (usage) for such an error at index i, else 0. */
+static int user_error_kind(lua_State *L, int i) {
+    if (lua_type(L, i) != LUA_TTABLE) return 0;
+    i = lua_absindex(L, i);
+    lua_getfield(L, i, "usage_error");
+    int usage = lua_toboolean(L, -1);
+    lua_getfield(L, i, "fail");
+    int fail = lua_toboolean(L, -1);
+    int msg = lua_getfield(L, i, "message") == LUA_TSTRING;
+    lua_pop(L, 3);
+    if (!msg) return 0;
+    return usage ? 2 : fail ? 1 : 0;
+}
+
 static int msghandler(lua_State *L) {
+    /* A user error keeps its table (no traceback) unless MOONBERT_DEBUG asks for one. */
+    if (user_error_kind(L, 1)) {
+        if (!debug_on()) return 1;
+        lua_getfield(L, 1, "message");
+        lua_replace(L, 1);
+    }
     const char *msg = lua_tostring(L, 1);
     if (msg == NULL) {
         if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
@@ -131,11 +158,20 @@ static int run_script(lua_State *L, int argc, char **argv, int script) {
         for (int i = script + 1; i < argc; i++) lua_pushstring(L, argv[i]);
         status = docall(L, n, 0);
     }
-    if (status != LUA_OK) { /* finalizers run by lua_close (an unended store run) record why it died */
+    int code = 1;
+    if (status != LUA_OK) {
+        /* A user error (bad data, model or option): its message alone, exit 1 (usage: 2). */
+        int kind = user_error_kind(L, -1);
+        if (kind) {
+            code = kind;
+            lua_getfield(L, -1, "message");
+            lua_replace(L, -2);
+        }
+        /* finalizers run by lua_close (an unended store run) record why it died */
         lua_pushvalue(L, -1);
         lua_setfield(L, LUA_REGISTRYINDEX, "moonbert.script_error");
     }
-    return report(L, status) == LUA_OK ? 0 : 1;
+    return report(L, status) == LUA_OK ? 0 : code;
 }
 
 /* ---- REPL ----------------------------------------------------------------- */

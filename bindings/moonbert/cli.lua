@@ -102,7 +102,11 @@ function M.main(argv)
     if a == "--help" or a == "-h" then print(c.usage or c.summary); return 0 end
   end
   local ok, rc = xpcall(c.main, function(e)
-    if type(e) == "table" and (e.usage_error or e.fail) then return e end
+    if type(e) == "table" and (e.usage_error or e.fail) then
+      local d = os.getenv("MOONBERT_DEBUG")
+      if d and d ~= "" and d ~= "0" then io.stderr:write(debug.traceback(e.message, 2), "\n") end
+      return e
+    end
     return debug.traceback(tostring(e), 2)
   end, args)
   if not ok then

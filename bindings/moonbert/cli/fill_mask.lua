@@ -40,7 +40,8 @@ function M.main(argv)
   local dir, herr = hub.model_arg(opts.model)
   if not dir then args.fail(herr) end
   local arch, cfg = hub.architecture(dir)
-  if arch and arch:find("SequenceClassification") then
+  -- (a folder without weights is left to the loader, which names the missing file)
+  if arch and arch:find("SequenceClassification") and require("lfs").attributes(dir .. "/model.safetensors", "mode") then
     local labels = {}
     for i = 0, 1000 do
       local l = cfg.id2label and cfg.id2label[tostring(i)]

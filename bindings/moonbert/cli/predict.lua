@@ -37,7 +37,8 @@ function M.main(argv)
   local dir, herr = hub.model_arg(opts.model)
   if not dir then args.fail(herr) end
   local arch = hub.architecture(dir)
-  if arch and arch:find("MaskedLM") then
+  -- (a folder without weights is left to the loader, which names the missing file)
+  if arch and arch:find("MaskedLM") and require("lfs").attributes(dir .. "/model.safetensors", "mode") then
     args.fail(opts.model .. " holds a masked-language model (" .. arch .. "), not a text classifier: " ..
               "fine-tune it first (moonbert run experiments/baseline_vs_finetune.lua --model " .. opts.model ..
               "), or fill in [MASK] tokens with moonbert fill-mask --model " .. opts.model)
