@@ -214,6 +214,71 @@ static void print_results(lua_State *L) {
     if (docall(L, n, 0) != LUA_OK) report(L, LUA_ERRRUN);
 }
 
+/* Ctrl-C at the prompt clears the line and shows a fresh prompt, as lua5.4 and
+   Python do; it does not exit. A Ctrl-C on a continuation line (">> ") also drops
+   the unfinished chunk: the next line starts a new one. (Ctrl-C while a chunk
+   runs is laction/lstop above: "interrupted!".) */
+static volatile sig_atomic_t g_prompt_sigint;
+
+static void prompt_sigint(int sig) {
+    (void)sig;
+    g_prompt_sigint = 1;
+    if (write(STDOUT_FILENO, "\n", 1) < 0) { /* nothing to do */ }
+    rl_on_new_line();
+    rl_replace_line("", 0);
+    rl_set_prompt("> ");
+    rl_redisplay();
+}
+
+/* ---- tab completion: moonbert.repl.complete(word) -> list of whole words ---- */
+
+static lua_State *g_complete_L;
+static char **g_matches;
+static int g_nmatches, g_imatch;
+
+static char *match_generator(const char *text, int state) {
+    (void)text;
+    if (state == 0) g_imatch = 0;
+    if (g_imatch < g_nmatches) return strdup(g_matches[g_imatch++]);
+    return NULL;
+}
+
+static void free_matches(void) {
+    for (int i = 0; i < g_nmatches; i++) free(g_matches[i]);
+    free(g_matches);
+    g_matches = NULL;
+    g_nmatches = 0;
+}
+
+static char **complete(const char *text, int start, int end) {
+    (void)start;
+    (void)end;
+    rl_attempted_completion_over = 1; /* no file-name completion */
+    free_matches();
+    lua_State *L = g_complete_L;
+    int top = lua_gettop(L);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "moonbert.repl");
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TTABLE) {
+        lua_getfield(L, -1, "complete");
+        lua_pushstring(L, text);
+        if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TTABLE) {
+            int n = (int)lua_rawlen(L, -1);
+            g_matches = calloc((size_t)n + 1, sizeof *g_matches);
+            for (int i = 1; g_matches && i <= n; i++) {
+                lua_rawgeti(L, -1, i);
+                const char *m = lua_tostring(L, -1);
+                if (m) g_matches[g_nmatches++] = strdup(m);
+                lua_pop(L, 1);
+            }
+        }
+    }
+    lua_settop(L, top);
+    if (g_nmatches == 0) return NULL;
+    rl_completion_append_character = '\0';
+    return rl_completion_matches(text, match_generator);
+}
+
 /* One line of input without its newline (malloc'd; NULL at end of input).
    A terminal gets GNU readline with prompts and history; piped input
    (`echo '1+1' | moonbert repl`) is read plainly, with no prompts or echo,
@@ -221,7 +286,12 @@ static void print_results(lua_State *L) {
 static int g_tty;
 
 static char *read_line(const char *prompt) {
-    if (g_tty) return readline(prompt);
+    if (g_tty) {
+        signal(SIGINT, prompt_sigint);
+        char *line = readline(prompt);
+        signal(SIGINT, SIG_DFL);
+        return line;
+    }
     size_t cap = 256, len = 0;
     char *buf = malloc(cap);
     if (!buf) return NULL;
@@ -251,9 +321,19 @@ static int repl(lua_State *L) {
         printf("moonbert REPL (Lua 5.4). `mb` is loaded; mb.help() lists the modules. Ctrl-D exits.\n");
         using_history();
         read_history(history_path());
+        rl_catch_signals = 0; /* SIGINT at the prompt is prompt_sigint's */
+        g_complete_L = L;
+        rl_readline_name = "moonbert";
+        rl_attempted_completion_function = complete;
+        /* '.' and ':' are part of a word: mb.tok<Tab>, tok:enc<Tab> */
+        rl_completer_word_break_characters = " \t\n\"\\'`@$><=;|&{(,+-*/%^~#[]";
     }
-    char *line;
-    while ((line = read_line("> ")) != NULL) {
+    char *line, *pending = NULL; /* a line typed after Ctrl-C on a continuation line */
+    for (;;) {
+        g_prompt_sigint = 0;
+        line = pending ? pending : read_line("> ");
+        pending = NULL;
+        if (!line) break;
         if (!*line) {
             free(line);
             continue;
@@ -270,7 +350,12 @@ static int repl(lua_State *L) {
             for (;;) {
                 status = luaL_loadbuffer(L, full, strlen(full), "=stdin");
                 if (!incomplete(L, status)) break;
+                g_prompt_sigint = 0;
                 char *more = read_line(">> ");
+                if (more && g_prompt_sigint) { /* Ctrl-C: the chunk is dropped, this line starts anew */
+                    pending = more;
+                    break;
+                }
                 if (!more) {
                     /* End of input inside a chunk: report it as the syntax error it is. */
                     status = luaL_loadbuffer(L, full, strlen(full), "=stdin");
@@ -284,7 +369,17 @@ static int repl(lua_State *L) {
                 full = joined;
             }
         }
-        if (g_tty) add_history(full);
+        if (pending) { /* the dropped chunk is neither run nor kept */
+            lua_settop(L, 0);
+            free(full);
+            free(line);
+            continue;
+        }
+        if (g_tty) { /* saved at once: a killed session keeps its history */
+            add_history(full);
+            if (append_history(1, history_path()) != 0) write_history(history_path());
+            history_truncate_file(history_path(), 1000);
+        }
         free(full);
         free(line);
         if (status == LUA_OK) status = docall(L, 0, LUA_MULTRET);
@@ -292,10 +387,8 @@ static int repl(lua_State *L) {
         else report(L, status);
         fflush(stdout);
     }
-    if (g_tty) {
-        printf("\n");
-        write_history(history_path());
-    }
+    if (g_tty) printf("\n");
+    free_matches();
     return 0;
 }
 

@@ -20,8 +20,10 @@ usage: moonbert repl
 
 Lua 5.4 with `mb` preloaded. Expressions print their values (tensors readably,
 tables one level deep); a statement that is incomplete continues on the next
-line. History is kept in ~/.moonbert_history. Ctrl-C interrupts a running
-chunk, Ctrl-D exits.]] },
+line. Tab completes Lua names (mb.tok<Tab>, tok:enc<Tab>); mb.help("tokenizer")
+lists a module's functions. History is kept in ~/.moonbert_history, saved after
+every line. Ctrl-C clears the line (and drops an unfinished chunk) or
+interrupts a running chunk; Ctrl-D exits.]] },
 }
 
 local function root()
