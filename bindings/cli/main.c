@@ -8,7 +8,8 @@
  *
  * Layout it relies on: the binary is <root>/<build>/bin/moonbert, Lua sources
  * are in <root>/bindings, the C module in <root>/<build>/lib. MOONBERT_HOME
- * overrides <root>.
+ * overrides <root>. Installed (`make install PREFIX=P`): P/bin/moonbert,
+ * P/share/moonbert/lua/moonbert/, P/lib/moonbert/core.so.
  */
 #include <lauxlib.h>
 #include <limits.h>
@@ -45,8 +46,18 @@ static void set_paths(lua_State *L) {
     const char *home = getenv("MOONBERT_HOME");
     if (home && *home) snprintf(root, sizeof root, "%s", home);
 
+    /* Installed by `make install PREFIX=P`: P/bin/moonbert, the .lua files in P/share/moonbert/lua/moonbert/,
+       P/lib/moonbert/core.so. (build is then P, the folder above bin/.) */
+    char lua_dir[PATH_MAX + 32], probe[PATH_MAX + 64];
+    snprintf(lua_dir, sizeof lua_dir, "%s/bindings", root);
+    snprintf(probe, sizeof probe, "%s/share/moonbert/lua/moonbert/init.lua", build);
+    if (!(home && *home) && access(probe, R_OK) == 0) {
+        snprintf(lua_dir, sizeof lua_dir, "%s/share/moonbert/lua", build);
+        snprintf(root, sizeof root, "%s/share/moonbert", build);
+    }
+
     lua_getglobal(L, "package");
-    lua_pushfstring(L, "%s/bindings/?.lua;%s/bindings/?/init.lua;", root, root);
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", lua_dir, lua_dir);
     lua_getfield(L, -2, "path");
     lua_concat(L, 2);
     lua_setfield(L, -2, "path");

@@ -68,6 +68,26 @@ function M.message(e)
   return tostring(e)
 end
 
+--- json(value, {indent=, keyorder={...}}) -> text: dkjson with a stable key order, the same on
+-- every run: the keys of keyorder first, in that order, then every other key sorted.
+function M.json(value, o)
+  o = o or {}
+  local names, seen = {}, {}
+  local function walk(v, depth)
+    if type(v) ~= "table" or depth > 32 then return end
+    for k, x in pairs(v) do
+      if type(k) == "string" and not seen[k] then seen[k] = true names[#names + 1] = k end
+      walk(x, depth + 1)
+    end
+  end
+  walk(value, 0)
+  table.sort(names)
+  local order, first = {}, {}
+  for _, k in ipairs(o.keyorder or {}) do order[#order + 1] = k first[k] = true end
+  for _, k in ipairs(names) do if not first[k] then order[#order + 1] = k end end
+  return require("dkjson").encode(value, { indent = o.indent, keyorder = order })
+end
+
 function M.usage(spec, head)
   local lines = { head }
   for _, o in ipairs(spec) do

@@ -35,7 +35,9 @@ function M.commands()
   local cmds = {}
   for name, c in pairs(BUILTIN) do cmds[name] = c end
   local ok, lfs = pcall(require, "lfs")
-  local dir = root() .. "/bindings/moonbert/cli"
+  -- the folder of the command modules, wherever the Lua tree is (bindings/ or an installed copy)
+  local here = package.searchpath("moonbert.cli", package.path)
+  local dir = here and here:gsub("%.lua$", "") or (root() .. "/bindings/moonbert/cli")
   if ok and lfs.attributes(dir, "mode") == "directory" then
     for file in lfs.dir(dir) do
       local name = file:match("^([%w_%-]+)%.lua$")
@@ -81,7 +83,13 @@ function M.main(argv)
   local cmd = argv[1]
   local cmds = M.commands()
   if cmd == nil or cmd == "--help" or cmd == "-h" then return help(cmds) end
-  if cmd == "version" or cmd == "--version" then return version() end
+  if cmd == "version" or cmd == "--version" then
+    if argv[2] == "--help" or argv[2] == "-h" then
+      print("usage: moonbert version\n\nPrints moonbert's version and the Lua version it runs on.")
+      return 0
+    end
+    return version()
+  end
   if cmd == "help" then
     local target = argv[2]
     if not target then return help(cmds) end
@@ -95,7 +103,11 @@ function M.main(argv)
   end
   local c = cmds[cmd]
   if not c or not c.main then
-    if c and BUILTIN[cmd] then print(c.usage); return cmd == "run" and 2 or 0 end
+    if c and BUILTIN[cmd] then
+      print(c.usage)
+      local asked = argv[2] == "--help" or argv[2] == "-h"
+      return (cmd == "run" and not asked) and 2 or 0
+    end
     io.stderr:write("moonbert: unknown command '" .. tostring(cmd) .. "' (moonbert --help lists them)\n")
     return 2
   end

@@ -56,7 +56,7 @@ function M.main(argv)
                          { top_k = top_k, max_length = max_length })
   if not ok then args.fail(clean(fill)) end
   texts = args.texts(texts) -- after the model loads: a bad --model is reported before stdin is read
-  local json = opts.json and require "dkjson"
+  local json = opts.json
   local out = io.stdout
   local rc = 0
   for _, text in ipairs(texts) do
@@ -65,7 +65,7 @@ function M.main(argv)
       io.stderr:write("moonbert fill-mask: ", clean(res), "\n")
       rc = 1
     elseif json then
-      out:write(json.encode(res), "\n")
+      out:write(args.json(res, { keyorder = { "score", "token", "token_str", "sequence" } }), "\n") -- HF's order
     else
       out:write(text, "\n")
       local per_mask = res[1] and res[1].score and { res } or res

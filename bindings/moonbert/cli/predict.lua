@@ -48,7 +48,7 @@ function M.main(argv)
   if not ok then args.fail((tostring(clf):gsub("^[^\n]-%.lua:%d+: ", ""):gsub("^pipeline: ", ""))) end
   texts = args.texts(texts) -- after the model loads: a bad --model is reported before stdin is read
   local k = top_k or "all"
-  local json = opts.json and require "dkjson"
+  local json = opts.json
   local out = io.stdout
   local CHUNK = 256 -- texts per call: bounded memory on long stdin input
   for start = 1, #texts, CHUNK do
@@ -58,7 +58,8 @@ function M.main(argv)
       if json then
         local list = {}
         for j, s in ipairs(scores) do list[j] = { label = s.label, score = s.score } end
-        out:write(json.encode({ text = chunk[i], label = scores[1].label, scores = list }), "\n")
+        out:write(args.json({ text = chunk[i], label = scores[1].label, scores = list },
+                            { keyorder = { "text", "label", "scores", "score" } }), "\n")
       else
         out:write(chunk[i], "\n")
         out:write(string.format("  label: %s\n", scores[1].label))
