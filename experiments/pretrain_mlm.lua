@@ -77,7 +77,7 @@ local SPEC = {
 local usage = args.usage(SPEC, "usage: moonbert run experiments/pretrain_mlm.lua [options]\n\noptions:")
 local okp, opts = pcall(args.parse, arg or {}, SPEC)
 if not okp then
-  io.stderr:write("pretrain_mlm: ", type(opts) == "table" and opts.message or tostring(opts), "\n", usage, "\n")
+  io.stderr:write("pretrain_mlm: ", type(opts) == "table" and opts.message or tostring(opts), " (--help lists the options)\n")
   os.exit(2)
 end
 if opts.help then print(usage) os.exit(0) end

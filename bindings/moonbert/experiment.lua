@@ -558,8 +558,9 @@ function M.parse_options(script, spec, argv)
   local args = require "moonbert.args"
   local usage = args.usage(spec, "usage: moonbert run experiments/" .. script .. ".lua [options]\n\noptions:")
   local ok, opts = pcall(args.parse, argv or {}, spec)
-  if not ok then
-    io.stderr:write(script, ": ", type(opts) == "table" and opts.message or tostring(opts), "\n", usage, "\n")
+  if not ok then -- one line, as every moonbert command: the options are one --help away
+    io.stderr:write(script, ": ", type(opts) == "table" and opts.message or tostring(opts),
+                    " (--help lists the options)\n")
     os.exit(2)
   end
   if opts.help then print(usage) os.exit(0) end

@@ -145,6 +145,13 @@ describe_cli("a newcomer's mistakes", function()
     assert.are.equal(0, code, err)
   end)
 
+  it("a bad option is one line naming it, exit 2", function()
+    local out, err, code = experiment("--epochz 3")
+    assert.are.equal(2, code)
+    assert.are.equal("", out)
+    assert.are.equal("baseline_vs_finetune: unknown option '--epochz' (--help lists the options)\n", err)
+  end)
+
   it("pretrain_mlm --quick refuses to write models/moonbert-small-mlm", function()
     local _, err, code = sh("cd " .. q(tmp) .. " && " .. q(BIN) .. " run " .. q(ROOT .. "/experiments/pretrain_mlm.lua") ..
                             " --quick --out models/moonbert-small-mlm")
