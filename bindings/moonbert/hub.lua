@@ -313,9 +313,15 @@ function M.ensure(name, o)
         end
         size, sha = info.size, info.sha256
       end
-      local ok, err, kind = M.download(url, dest, { size = size, sha256 = sha, label = e.repo .. "/" .. f.name,
-                                                    quiet = o.quiet })
-      if not ok then return nil, err, kind end
+      local ok, err, kind, status = M.download(url, dest, { size = size, sha256 = sha, label = e.repo .. "/" .. f.name,
+                                                            quiet = o.quiet })
+      if not ok then
+        if status == 404 and e.kind == "dataset" then
+          err = err .. " (huggingface.co serves " .. e.repo .. " as Parquet only: set HF_ENDPOINT to a mirror " ..
+              "with the text files, or pass --data DIR)"
+        end
+        return nil, err, kind
+      end
     end
     ::next_file::
   end

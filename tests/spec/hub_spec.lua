@@ -186,6 +186,18 @@ describe_hub("moonbert.hub against a loopback hub", function()
     assert.is_false(exists(cache .. "/models/" .. REPO .. "/config.json"))
   end)
 
+  it("reports a file the hub does not have (HTTP 404) and writes nothing", function()
+    local e = { kind = "dataset", repo = "someone/data", fetch = "scripts/fetch-data someone/data",
+                files = { { name = "train.txt", size = 10, sha256 = string.rep("1", 64) } } }
+    local dir, err, kind = hub.ensure("someone/data", { entry = e, quiet = true })
+    assert.is_nil(dir)
+    assert.are.equal("http", kind)
+    assert.truthy(err:find("/datasets/someone/data/resolve/main/train.txt: HTTP 404", 1, true), err)
+    assert.are.same({ "GET /datasets/someone/data/resolve/main/train.txt -" }, requests(root))
+    assert.is_nil(lfs.attributes(cache .. "/datasets/someone/data/train.txt"))
+    assert.is_nil(lfs.attributes(cache .. "/datasets/someone/data/train.txt.incomplete"))
+  end)
+
   it("scripts/fetch-model downloads; with HF_HUB_OFFLINE=1 it makes no request", function()
     local env = "HF_ENDPOINT=http://127.0.0.1:" .. port .. " MOONBERT_CACHE=" .. q(cache) .. " "
     local _, err, code = sh(env .. "HF_HUB_OFFLINE=1 " .. q(ROOT_DIR .. "/scripts/fetch-model") .. " " .. REPO)
