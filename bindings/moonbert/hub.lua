@@ -292,6 +292,14 @@ function M.ensure(name, o)
     return nil, string.format("%s is not in the cache (%s; missing %s) and HF_HUB_OFFLINE is set: fetch it with %s",
                               name, dir, table.concat(missing, ", "), e.fetch), "offline"
   end
+  -- Is the hub there at all? One HEAD first, so that an unreachable hub is one line, not a
+  -- "downloading" line followed by the error (quiet callers, such as the tests, skip it).
+  if not o.quiet then
+    local _, herr, hcode = M.head(M.url(e, e.files[1].name))
+    if hcode and UNREACHABLE[hcode] then
+      return nil, "cannot reach " .. M.endpoint() .. " (" .. herr .. ")", "unreachable"
+    end
+  end
   for _, f in ipairs(e.files) do
     local dest = dir .. "/" .. f.name
     local have = size_of(dest)
