@@ -698,13 +698,14 @@ function M.load_emotion(dir, opts)
   return out
 end
 
+local FOLDER_FORMATS = { "txt", "csv", "jsonl" }
+
 -- load_folder(dir, {text_column=, label_column=, label_names=}) -> {train=, validation=, test=, label_names=, format=}
 -- A data folder as the experiments' --data takes it: train, validation (or val) and test as
 -- .txt (`text;label` lines, the emotion data's format and labels), .csv (with a header; columns
 -- text_column / label_column, default "text" / "label") or .jsonl (fields of those names).
 -- Label names come from the training split (sorted names, or 0..max when all are ids) unless
 -- given, and the other splits are read against them, so an unknown label names its file and line.
-local FOLDER_FORMATS = { "txt", "csv", "jsonl" }
 function M.load_folder(dir, opts)
   check_type("load_folder", 1, dir, "string")
   opts = check_opts("load_folder", 2, opts)

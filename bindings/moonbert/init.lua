@@ -59,7 +59,7 @@ function mb.help_text(name)
     for _, l in ipairs(header) do
       if l:find("[%.:]" .. fname .. "%(") or l:find("[%.:]" .. fname .. "%f[^%w_]") then return comment_text(l) end
     end
-    return ""
+    return "(no description in " .. path:match("[^/]+/[^/]+$") .. ")"
   end
   local mod = mb[name]
   local fnames = {}
@@ -78,7 +78,7 @@ function mb.help_text(name)
     for obj, m in l:gmatch("([%a_][%w_]*):([%a_][%w_]*)%(") do
       if not seen[m] then
         seen[m] = true
-        methods[#methods + 1] = { obj .. ":" .. m, comment_text(l) }
+        methods[#methods + 1] = { obj .. ":" .. m, (comment_text(l):gsub("^local [%w_, ]+ = ", "")) }
       end
     end
   end
