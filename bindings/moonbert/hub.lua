@@ -398,13 +398,18 @@ function M.main(kind, argv)
       io.stderr:write(script, ": ", name, " is a ", e.kind, "; use ", e.fetch, "\n")
       return 2
     end
-    local dir, err = M.ensure(name)
+    local cached = M.find(name)
+    local dir, err = cached or M.ensure(name)
     if not dir then
       io.stderr:write(script, ": ", err, "\n")
       return 1
     end
-    io.stderr:write(script, ": ", name, " is in ", dir, " (", #e.files, " files, sizes",
-                    e.files[1].sha256 and " and sha256" or "", " checked)\n")
+    if cached then
+      io.stderr:write(script, ": ", name, " is in ", dir, " (already in the cache)\n")
+    else
+      io.stderr:write(script, ": ", name, " is in ", dir, " (", #e.files, " files, sizes",
+                      e.files[1].sha256 and " and sha256" or "", " checked)\n")
+    end
   end
   return 0
 end
