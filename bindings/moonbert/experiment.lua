@@ -173,7 +173,7 @@ function M.resolve_model(o)
     return { dir = dir, tokenizer_dir = dir, init = "pretrained", weights = dir .. "/model.safetensors", looked = looked }
   end
   io.stderr:write("note: distilbert-base-uncased weights are not on disk (", real, ", ", cached, ") and ",
-                  hub.offline() and "HF_HUB_OFFLINE is set" or err:gsub("%.? ?run the same.*$", ""),
+                  M.why_not_fetched(err),
                   ": fetch them with scripts/fetch-model\n")
   local small = models .. "/moonbert-small-mlm"
   looked[#looked + 1] = small
@@ -192,6 +192,14 @@ function M.resolve_model(o)
   M.user_error("no model: looked in " .. table.concat(looked, ", ") .. " and " .. shared_dir() ..
                "/models/distilbert-base-uncased for config.json and tokenizer files; " ..
                "fetch distilbert-base-uncased with scripts/fetch-model, or pass --model DIR")
+end
+
+--- Why the hub could not provide something, for "... is not on disk and <why>".
+function M.why_not_fetched(err)
+  if require("moonbert.hub").offline() then return "HF_HUB_OFFLINE is set" end
+  err = tostring(err):gsub(";? ?run the same command again to resume$", "")
+  if err:find("^cannot reach") then return err end
+  return "the download failed (" .. err .. ")"
 end
 
 --- Is some model on disk (what resolve_model would use without downloading)? For messages.
@@ -613,7 +621,7 @@ function M.resolve_data(opts)
   local dir, err = hub.find("emotion")
   if not dir then dir, err = hub.ensure("emotion") end
   if dir then return dir end
-  local why = hub.offline() and "HF_HUB_OFFLINE is set" or err:gsub("%.? ?run the same.*$", "")
+  local why = M.why_not_fetched(err)
   local msg = "needs the emotion data, which is not on disk (looked in " .. shared .. ", " .. hub.local_dir("emotion") ..
       ") and " .. why .. ": fetch it with scripts/fetch-data, or pass --data DIR"
   if not opts.model and not M.model_on_disk() then
