@@ -399,7 +399,8 @@ function M.main(kind, argv)
       return 2
     end
     local cached = M.find(name)
-    local dir, err = cached or M.ensure(name)
+    local dir, err = cached, nil
+    if not dir then dir, err = M.ensure(name) end
     if not dir then
       io.stderr:write(script, ": ", err, "\n")
       return 1

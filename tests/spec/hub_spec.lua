@@ -210,6 +210,26 @@ describe_hub("moonbert.hub against a loopback hub", function()
     assert.truthy(err:find(REPO .. " is in " .. cache .. "/models/" .. REPO, 1, true), err)
   end)
 
+  it("scripts/fetch-data fetches the emotion splits against the sizes and sha256 hub.lua records", function()
+    local src = SHARED .. "/data/emotion"
+    if not exists(src .. "/train.txt") then pending("needs " .. src .. " (../shared absent?)") return end
+    local d = root .. "/datasets/dair-ai/emotion"
+    assert(require("moonbert.fs").mkdir_p(d))
+    for _, f in ipairs { "train.txt", "validation.txt", "test.txt" } do support.write(d .. "/" .. f, support.read(src .. "/" .. f)) end
+    local env = "HF_ENDPOINT=http://127.0.0.1:" .. port .. " MOONBERT_CACHE=" .. q(cache) .. " HF_HUB_OFFLINE=0 "
+    local _, err, code = sh(env .. q(ROOT_DIR .. "/scripts/fetch-data"))
+    assert.are.equal(0, code, err)
+    assert.truthy(err:find("(3 files, sizes and sha256 checked)", 1, true), err)
+    for _, f in ipairs { "train.txt", "validation.txt", "test.txt" } do
+      assert.are.equal(mb.store.hash_file(src .. "/" .. f), mb.store.hash_file(cache .. "/datasets/dair-ai/emotion/" .. f))
+    end
+    local data = mb.data.load_emotion(cache .. "/datasets/dair-ai/emotion")
+    assert.are.same({ 16000, 2000, 2000 }, { #data.train, #data.validation, #data.test })
+    _, err, code = sh(env .. q(ROOT_DIR .. "/scripts/fetch-data"))
+    assert.are.equal(0, code, err)
+    assert.truthy(err:find("already in the cache", 1, true), err)
+  end)
+
   it("moonbert predict --model ORG/NAME fetches the model; offline it names the fetch command", function()
     if not exists(BIN) then pending("needs " .. BIN) return end
     local env = "HF_ENDPOINT=http://127.0.0.1:" .. port .. " MOONBERT_CACHE=" .. q(cache) .. " "
