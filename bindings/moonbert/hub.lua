@@ -221,7 +221,8 @@ function M.download(url, dest, o)
                                       M.endpoint()))
       end
       local errf = os.tmpname()
-      local cmd = "curl -f -L --connect-timeout 10 --retry 0 -C - " .. (tty and "--progress-bar" or "-sS") ..
+      -- a transfer that stalls (under 1 byte/s for 60 s) is cut and resumed like a broken one
+      local cmd = "curl -f -L --connect-timeout 10 --speed-limit 1 --speed-time 60 --retry 0 -C - " .. (tty and "--progress-bar" or "-sS") ..
           " -o " .. fs.shell_quote(part) .. " -w '%{http_code}' " .. fs.shell_quote(url) .. (tty and "" or (" 2>" .. fs.shell_quote(errf)))
       local p = io.popen(cmd)
       local status = tonumber((p:read("a") or ""):match("(%d+)%s*$"))
