@@ -146,6 +146,13 @@ local function sh_ok(cmd) local ok = os.execute(cmd) return ok == true end
 
 local function have_curl() return sh_ok("command -v curl >/dev/null 2>&1") end
 
+-- curl itself; without a preloaded AddressSanitizer (`make sanitize` preloads libasan into the
+-- test runner, and curl hung under it).
+local function curl()
+  local pre = os.getenv("LD_PRELOAD")
+  return (pre and pre:find("asan", 1, true)) and "env -u LD_PRELOAD curl" or "curl"
+end
+
 --- sha256(path) -> hex digest (coreutils sha256sum, so that the fetch scripts work before `make`)
 function M.sha256(path)
   local p = io.popen("sha256sum " .. fs.shell_quote(path) .. " 2>/dev/null")
@@ -168,7 +175,7 @@ M.human = human
 -- What the hub says about a file before it is fetched: HTTP status, size and the LFS sha256
 -- (huggingface.co answers a HEAD on resolve/ with X-Linked-Size and X-Linked-Etag).
 function M.head(url)
-  local cmd = "curl -sS -I -L --connect-timeout 10 --max-time 60 " .. fs.shell_quote(url) .. " 2>&1"
+  local cmd = curl() .. " -sS -I -L --connect-timeout 10 --max-time 60 " .. fs.shell_quote(url) .. " 2>&1"
   local p = io.popen(cmd)
   local text = p:read("a")
   local _, _, code = p:close()
@@ -222,7 +229,7 @@ function M.download(url, dest, o)
       end
       local errf = os.tmpname()
       -- a transfer that stalls (under 1 byte/s for 60 s) is cut and resumed like a broken one
-      local cmd = "curl -f -L --connect-timeout 10 --speed-limit 1 --speed-time 60 --retry 0 -C - " .. (tty and "--progress-bar" or "-sS") ..
+      local cmd = curl() .. " -f -L --connect-timeout 10 --speed-limit 1 --speed-time 60 --retry 0 -C - " .. (tty and "--progress-bar" or "-sS") ..
           " -o " .. fs.shell_quote(part) .. " -w '%{http_code}' " .. fs.shell_quote(url) .. (tty and "" or (" 2>" .. fs.shell_quote(errf)))
       local p = io.popen(cmd)
       local status = tonumber((p:read("a") or ""):match("(%d+)%s*$"))
