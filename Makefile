@@ -11,6 +11,7 @@
 #   make bench-compare  moonbert's DistilBERT bench against the PyTorch peer (../shared/peer), ratio table
 #   make fuzz       build the libFuzzer targets in fuzz/ (make fuzz-run runs each to FUZZ_RUNS=10000000
 #                   executions or FUZZ_SECONDS=600, whichever comes first)
+#   make install    moonbert and its Lua modules under PREFIX (default /usr/local); make uninstall
 #
 # Sources are found by wildcard: runtime/*.c is the runtime, bindings/*.c the
 # Lua bindings (each declares MB_LUA_MODULE(name)), tests/c/test_*.c one C test
@@ -23,7 +24,7 @@ PKG_CONFIG ?= pkg-config
 
 DEB_PACKAGES := lua5.4 liblua5.4-dev lua-filesystem lua-busted libopenblas-dev libopenblas-openmp-dev libsqlite3-dev \
                 lua-dkjson pkg-config libutf8proc-dev libjansson-dev libreadline-dev sqlite3 valgrind chromium wordnet-base \
-                postgresql libpq-dev slurm-wlm munge openmpi-bin libopenmpi-dev libdnnl-dev
+                postgresql libpq-dev slurm-wlm munge openmpi-bin libopenmpi-dev libdnnl-dev curl
 
 # OpenBLAS: Debian's OpenMP build (libopenblas-openmp-dev) where present, so that matrix products
 # and the runtime's own OpenMP loops share libgomp's one thread pool. With the pthread build,
@@ -104,7 +105,7 @@ LUAMOD   := $(BUILD)/lib/moonbert/core.so
 CLI      := $(BUILD)/bin/moonbert
 MODLIST  := $(BUILD)/gen/modules.h
 
-.PHONY: all deps deps-check test test-run sanitize valgrind bench bench-compare fuzz fuzz-run clean run pretrain
+.PHONY: all deps deps-check test test-run sanitize valgrind bench bench-compare fuzz fuzz-run clean run pretrain install uninstall
 all: $(CLI) $(LUAMOD) $(CTEST_BIN) $(EMU_MOD)
 
 deps:
@@ -201,6 +202,24 @@ fuzz-run: fuzz
 	@for f in $(FUZZ_BIN); do n=$$(basename $$f); mkdir -p build-fuzz/corpus/$$n; \
 	  seeds=fuzz/corpus/$$n; [ -d $$seeds ] || seeds=; \
 	  $$f -runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 build-fuzz/corpus/$$n $$seeds 2>&1 | tail -15; done
+
+# make install PREFIX=/usr/local (DESTDIR for packaging): PREFIX/bin/moonbert, the Lua modules in
+# PREFIX/share/moonbert/lua/moonbert/, the C module PREFIX/lib/moonbert/core.so, which the
+# installed moonbert finds from its own location. make uninstall removes them.
+PREFIX  ?= /usr/local
+INSTALL_LUA := $(DESTDIR)$(PREFIX)/share/moonbert/lua
+install: $(CLI) $(LUAMOD)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/moonbert $(INSTALL_LUA)
+	install -m 755 $(CLI) $(DESTDIR)$(PREFIX)/bin/moonbert
+	install -m 755 $(LUAMOD) $(DESTDIR)$(PREFIX)/lib/moonbert/core.so
+	cd bindings && find moonbert -name '*.lua' | while read f; do \
+	    install -D -m 644 "$$f" "$(INSTALL_LUA)/$$f" || exit 1; done
+	@echo "installed $(DESTDIR)$(PREFIX)/bin/moonbert (Lua modules in $(INSTALL_LUA))"
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/moonbert $(DESTDIR)$(PREFIX)/lib/moonbert/core.so
+	rm -rf $(INSTALL_LUA)/moonbert
+	-rmdir $(DESTDIR)$(PREFIX)/lib/moonbert $(INSTALL_LUA) $(DESTDIR)$(PREFIX)/share/moonbert 2>/dev/null
 
 clean:
 	rm -rf build build-san build-fuzz

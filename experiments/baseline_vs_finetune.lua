@@ -54,7 +54,7 @@ ex.print_table(headers, rows)
 -- ---- the model and the run --------------------------------------------------------------------
 local info = ex.resolve_model { model = opts.model }
 ex.print_banner(info)
-local tok = mb.tokenizer.load(info.tokenizer_dir)
+local tok = ex.load_tokenizer(info)
 local model = ex.place(ex.load_model(info, { num_labels = #names, id2label = names, seed = seed }), opts)
 local model_hash = ex.model_hash(info, seed)
 local data_hash = mb.store.sha256(train:hash() .. val:hash() .. test:hash())
@@ -198,8 +198,8 @@ run:log_metric("time/fine_tune_seconds", fine_tune_seconds)
 -- ---- 6. final metrics -------------------------------------------------------------------------
 print("\n== 6. Final metrics")
 local preds = {}
-local final = { "fine-tuned DistilBERT" }
-local crow = { name = "fine-tuned DistilBERT", key = "", seconds = fine_tune_seconds }
+local final = { "fine-tuned " .. ex.model_name(info) }
+local crow = { name = "fine-tuned " .. ex.model_name(info), key = "", seconds = fine_tune_seconds }
 for _, s in ipairs { { "val", val, "validation" }, { "test", test, "test" }, { "ood", ood, "ood" } } do
   if s[2] then
     local p = ex.predict(model, s[2], tok, { batch_size = bs, max_length = max_length })
@@ -216,8 +216,10 @@ end
 results[#results + 1] = final
 comparison[#comparison + 1] = crow
 log_comparison()
+local label_ids = {}
+for i = 1, #names do label_ids[i] = i - 1 end
 print(mb.metrics.classification_report(val.label, preds.val.predicted,
-                                       { target_names = names, labels = { 0, 1, 2, 3, 4, 5 }, zero_division = 0 }))
+                                       { target_names = names, labels = label_ids, zero_division = 0 }))
 local cm = ex.confusion(val.label, preds.val.predicted, names)
 local cm_rows = {}
 for i, r in ipairs(cm) do cm_rows[i] = { names[i], table.unpack(r) } end

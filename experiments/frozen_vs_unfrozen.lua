@@ -25,7 +25,7 @@ print(string.format("data: %d train, %d validation, %d test%s", #data.train.text
                     #data.test.text, data.ood and (", " .. #data.ood.text .. " out-of-domain") or ""))
 local info = ex.resolve_model { model = opts.model }
 ex.print_banner(info)
-local tok = mb.tokenizer.load(info.tokenizer_dir)
+local tok = ex.load_tokenizer(info)
 
 local store = mb.store.open(opts.store)
 local run <close> = store:start_run {

@@ -46,8 +46,8 @@ local SPEC = {
     choices = { "small", "tiny", "base" } },
   { "--corpus", "PATH", "extra unlabelled text, one per line (repeatable)", multiple = true },
   { "--no-train-texts", nil, "do not use the emotion training split's texts" },
-  { "--data", "DIR", "emotion data folder", default = SHARED .. "/data/emotion" },
-  { "--tokenizer", "DIR", "tokenizer folder", default = SHARED .. "/models/distilbert-base-uncased" },
+  { "--data", "DIR", "emotion data folder (default: " .. SHARED .. "/data/emotion, else fetched into MOONBERT_CACHE)" },
+  { "--tokenizer", "DIR", "tokenizer folder (default: " .. SHARED .. "/models/distilbert-base-uncased, else the cache's)" },
   { "--steps", "N", "optimizer steps (default: as many as fit in --minutes)", type = "number" },
   { "--minutes", "M", "time budget without --steps: the step count comes from a measured step time", type = "number",
     default = 40 },
@@ -64,7 +64,7 @@ local SPEC = {
   { "--checkpoint-every", "N", "checkpoint every N steps", type = "number", default = 250 },
   { "--checkpoint-dir", "DIR", "checkpoints (default: <out>.checkpoints)" },
   { "--resume", nil, "continue from the newest checkpoint" },
-  { "--out", "DIR", "output model folder", default = "models/moonbert-small-mlm" },
+  { "--out", "DIR", "output model folder (default models/moonbert-small-mlm; --quick: results/scratch/mlm-quick)" },
   { "--store", "PATH", "results store", default = "results/moonbert.db" },
   { "--seed", "N", "seed (init, masking, dropout, shuffling)", type = "number", default = 42 },
   { "--device", "DEV", "cpu, cuda or auto (the masked-LM model runs on the CPU only for now)", default = "auto",
@@ -77,7 +77,7 @@ local SPEC = {
 local usage = args.usage(SPEC, "usage: moonbert run experiments/pretrain_mlm.lua [options]\n\noptions:")
 local okp, opts = pcall(args.parse, arg or {}, SPEC)
 if not okp then
-  io.stderr:write("pretrain_mlm: ", type(opts) == "table" and opts.message or tostring(opts), "\n", usage, "\n")
+  io.stderr:write("pretrain_mlm: ", type(opts) == "table" and opts.message or tostring(opts), " (--help lists the options)\n")
   os.exit(2)
 end
 if opts.help then print(usage) os.exit(0) end
@@ -109,7 +109,34 @@ if opts.steps then int("steps") end
 if opts.log_every then int("log-every") end
 for _, n in ipairs { "batch-size", "max-length", "eval-size", "eval-every", "checkpoint-every",
                      "seed" } do int(n) end
+-- A --quick toy (60 steps) must never become the model the next `make run` picks up.
+local DEFAULT_OUT = "models/moonbert-small-mlm"
+if opts.quick and opts.out and opts.out:gsub("/+$", "") == DEFAULT_OUT then
+  io.stderr:write("pretrain_mlm: --quick does not write ", DEFAULT_OUT, " (the experiments would take a 60-step toy",
+                  " for the pretrained small model); leave out --out or name another folder\n")
+  os.exit(2)
+end
+opts.out = opts.out or (opts.quick and "results/scratch/mlm-quick" or DEFAULT_OUT)
 opts.checkpoint_dir = opts.checkpoint_dir or (opts.out .. ".checkpoints")
+-- Data and tokenizer: ../shared, else the hub cache (fetched when missing), else one line naming
+-- scripts/fetch-data / scripts/fetch-model.
+do
+  local ex = require "moonbert.experiment"
+  opts._script = "pretrain_mlm"
+  if not opts.tokenizer then
+    local hub = require "moonbert.hub"
+    local cands = { SHARED .. "/models/distilbert-base-uncased", "models/distilbert-base-uncased",
+                    hub.local_dir("distilbert-base-uncased") }
+    for _, d in ipairs(cands) do
+      if not opts.tokenizer and lfs.attributes(d .. "/vocab.txt", "mode") == "file" then opts.tokenizer = d end
+    end
+    if not opts.tokenizer then
+      ex.user_error("needs the distilbert-base-uncased tokenizer files, which are not on disk (looked in " ..
+                    table.concat(cands, ", ") .. "): fetch them with scripts/fetch-model, or pass --tokenizer DIR", opts)
+    end
+  end
+  opts.data = ex.resolve_data(opts) -- the held-out texts come from its validation split
+end
 
 -- ---- helpers --------------------------------------------------------------------------------
 local function mkdir_p(dir)
@@ -144,10 +171,14 @@ local function lr_at(s)
 end
 
 -- ---- data -------------------------------------------------------------------------------------
-local tok = mb.tokenizer.load(opts.tokenizer)
+local ex = require "moonbert.experiment"
+local okt, tok = pcall(mb.tokenizer.load, opts.tokenizer)
+if not okt then ex.user_error("--tokenizer " .. opts.tokenizer .. ": " .. require("moonbert.args").clean(tok), opts) end
+local okd, emotion = pcall(mb.data.load_folder, opts.data)
+if not okd then ex.user_error(emotion, opts) end
 local texts, sources = {}, {}
 if not opts.no_train_texts then
-  local train = mb.data.load_emotion(opts.data).train
+  local train = emotion.train
   for _, t in ipairs(train.text) do texts[#texts + 1] = t end
   sources[#sources + 1] = string.format("%s train split (%d texts)", opts.data, #train.text)
 end
@@ -157,7 +188,7 @@ end
 if #texts == 0 then error("pretrain_mlm: no text (--no-train-texts without --corpus)", 0) end
 local held = {}
 do
-  local val = mb.data.load_emotion(opts.data).validation.text
+  local val = emotion.validation.text
   for i = 1, math.min(opts.eval_size, #val) do held[i] = val[i] end
 end
 print("pretraining text: " .. table.concat(sources, " + ") .. string.format(" = %d texts; held out: %d", #texts, #held))

@@ -8,7 +8,8 @@
  *
  * Layout it relies on: the binary is <root>/<build>/bin/moonbert, Lua sources
  * are in <root>/bindings, the C module in <root>/<build>/lib. MOONBERT_HOME
- * overrides <root>.
+ * overrides <root>. Installed (`make install PREFIX=P`): P/bin/moonbert,
+ * P/share/moonbert/lua/moonbert/, P/lib/moonbert/core.so.
  */
 #include <lauxlib.h>
 #include <limits.h>
@@ -45,8 +46,18 @@ static void set_paths(lua_State *L) {
     const char *home = getenv("MOONBERT_HOME");
     if (home && *home) snprintf(root, sizeof root, "%s", home);
 
+    /* Installed by `make install PREFIX=P`: P/bin/moonbert, the .lua files in P/share/moonbert/lua/moonbert/,
+       P/lib/moonbert/core.so. (build is then P, the folder above bin/.) */
+    char lua_dir[PATH_MAX + 32], probe[PATH_MAX + 64];
+    snprintf(lua_dir, sizeof lua_dir, "%s/bindings", root);
+    snprintf(probe, sizeof probe, "%s/share/moonbert/lua/moonbert/init.lua", build);
+    if (!(home && *home) && access(probe, R_OK) == 0) {
+        snprintf(lua_dir, sizeof lua_dir, "%s/share/moonbert/lua", build);
+        snprintf(root, sizeof root, "%s/share/moonbert", build);
+    }
+
     lua_getglobal(L, "package");
-    lua_pushfstring(L, "%s/bindings/?.lua;%s/bindings/?/init.lua;", root, root);
+    lua_pushfstring(L, "%s/?.lua;%s/?/init.lua;", lua_dir, lua_dir);
     lua_getfield(L, -2, "path");
     lua_concat(L, 2);
     lua_setfield(L, -2, "path");
@@ -61,7 +72,34 @@ static void set_paths(lua_State *L) {
 
 /* ---- running code with tracebacks ----------------------------------------- */
 
+/* MOONBERT_DEBUG=1: tracebacks for user errors too. */
+static int debug_on(void) {
+    const char *d = getenv("MOONBERT_DEBUG");
+    return d && *d && strcmp(d, "0") != 0;
+}
+
+/* A user's mistake raised by moonbert.args (fail / usage_error): a table with `message` and
+   `fail` or `usage_error` set. Returns 1 (fail) or 2 (usage) for such an error at index i, else 0. */
+static int user_error_kind(lua_State *L, int i) {
+    if (lua_type(L, i) != LUA_TTABLE) return 0;
+    i = lua_absindex(L, i);
+    lua_getfield(L, i, "usage_error");
+    int usage = lua_toboolean(L, -1);
+    lua_getfield(L, i, "fail");
+    int fail = lua_toboolean(L, -1);
+    int msg = lua_getfield(L, i, "message") == LUA_TSTRING;
+    lua_pop(L, 3);
+    if (!msg) return 0;
+    return usage ? 2 : fail ? 1 : 0;
+}
+
 static int msghandler(lua_State *L) {
+    /* A user error keeps its table (no traceback) unless MOONBERT_DEBUG asks for one. */
+    if (user_error_kind(L, 1)) {
+        if (!debug_on()) return 1;
+        lua_getfield(L, 1, "message");
+        lua_replace(L, 1);
+    }
     const char *msg = lua_tostring(L, 1);
     if (msg == NULL) {
         if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
@@ -131,11 +169,20 @@ static int run_script(lua_State *L, int argc, char **argv, int script) {
         for (int i = script + 1; i < argc; i++) lua_pushstring(L, argv[i]);
         status = docall(L, n, 0);
     }
-    if (status != LUA_OK) { /* finalizers run by lua_close (an unended store run) record why it died */
+    int code = 1;
+    if (status != LUA_OK) {
+        /* A user error (bad data, model or option): its message alone, exit 1 (usage: 2). */
+        int kind = user_error_kind(L, -1);
+        if (kind) {
+            code = kind;
+            lua_getfield(L, -1, "message");
+            lua_replace(L, -2);
+        }
+        /* finalizers run by lua_close (an unended store run) record why it died */
         lua_pushvalue(L, -1);
         lua_setfield(L, LUA_REGISTRYINDEX, "moonbert.script_error");
     }
-    return report(L, status) == LUA_OK ? 0 : 1;
+    return report(L, status) == LUA_OK ? 0 : code;
 }
 
 /* ---- REPL ----------------------------------------------------------------- */
@@ -178,6 +225,71 @@ static void print_results(lua_State *L) {
     if (docall(L, n, 0) != LUA_OK) report(L, LUA_ERRRUN);
 }
 
+/* Ctrl-C at the prompt clears the line and shows a fresh prompt, as lua5.4 and
+   Python do; it does not exit. A Ctrl-C on a continuation line (">> ") also drops
+   the unfinished chunk: the next line starts a new one. (Ctrl-C while a chunk
+   runs is laction/lstop above: "interrupted!".) */
+static volatile sig_atomic_t g_prompt_sigint;
+
+static void prompt_sigint(int sig) {
+    (void)sig;
+    g_prompt_sigint = 1;
+    if (write(STDOUT_FILENO, "\n", 1) < 0) { /* nothing to do */ }
+    rl_on_new_line();
+    rl_replace_line("", 0);
+    rl_set_prompt("> ");
+    rl_redisplay();
+}
+
+/* ---- tab completion: moonbert.repl.complete(word) -> list of whole words ---- */
+
+static lua_State *g_complete_L;
+static char **g_matches;
+static int g_nmatches, g_imatch;
+
+static char *match_generator(const char *text, int state) {
+    (void)text;
+    if (state == 0) g_imatch = 0;
+    if (g_imatch < g_nmatches) return strdup(g_matches[g_imatch++]);
+    return NULL;
+}
+
+static void free_matches(void) {
+    for (int i = 0; i < g_nmatches; i++) free(g_matches[i]);
+    free(g_matches);
+    g_matches = NULL;
+    g_nmatches = 0;
+}
+
+static char **complete(const char *text, int start, int end) {
+    (void)start;
+    (void)end;
+    rl_attempted_completion_over = 1; /* no file-name completion */
+    free_matches();
+    lua_State *L = g_complete_L;
+    int top = lua_gettop(L);
+    lua_getglobal(L, "require");
+    lua_pushstring(L, "moonbert.repl");
+    if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TTABLE) {
+        lua_getfield(L, -1, "complete");
+        lua_pushstring(L, text);
+        if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_type(L, -1) == LUA_TTABLE) {
+            int n = (int)lua_rawlen(L, -1);
+            g_matches = calloc((size_t)n + 1, sizeof *g_matches);
+            for (int i = 1; g_matches && i <= n; i++) {
+                lua_rawgeti(L, -1, i);
+                const char *m = lua_tostring(L, -1);
+                if (m) g_matches[g_nmatches++] = strdup(m);
+                lua_pop(L, 1);
+            }
+        }
+    }
+    lua_settop(L, top);
+    if (g_nmatches == 0) return NULL;
+    rl_completion_append_character = '\0';
+    return rl_completion_matches(text, match_generator);
+}
+
 /* One line of input without its newline (malloc'd; NULL at end of input).
    A terminal gets GNU readline with prompts and history; piped input
    (`echo '1+1' | moonbert repl`) is read plainly, with no prompts or echo,
@@ -185,7 +297,12 @@ static void print_results(lua_State *L) {
 static int g_tty;
 
 static char *read_line(const char *prompt) {
-    if (g_tty) return readline(prompt);
+    if (g_tty) {
+        signal(SIGINT, prompt_sigint);
+        char *line = readline(prompt);
+        signal(SIGINT, SIG_DFL);
+        return line;
+    }
     size_t cap = 256, len = 0;
     char *buf = malloc(cap);
     if (!buf) return NULL;
@@ -215,9 +332,19 @@ static int repl(lua_State *L) {
         printf("moonbert REPL (Lua 5.4). `mb` is loaded; mb.help() lists the modules. Ctrl-D exits.\n");
         using_history();
         read_history(history_path());
+        rl_catch_signals = 0; /* SIGINT at the prompt is prompt_sigint's */
+        g_complete_L = L;
+        rl_readline_name = "moonbert";
+        rl_attempted_completion_function = complete;
+        /* '.' and ':' are part of a word: mb.tok<Tab>, tok:enc<Tab> */
+        rl_completer_word_break_characters = " \t\n\"\\'`@$><=;|&{(,+-*/%^~#[]";
     }
-    char *line;
-    while ((line = read_line("> ")) != NULL) {
+    char *line, *pending = NULL; /* a line typed after Ctrl-C on a continuation line */
+    for (;;) {
+        g_prompt_sigint = 0;
+        line = pending ? pending : read_line("> ");
+        pending = NULL;
+        if (!line) break;
         if (!*line) {
             free(line);
             continue;
@@ -234,7 +361,12 @@ static int repl(lua_State *L) {
             for (;;) {
                 status = luaL_loadbuffer(L, full, strlen(full), "=stdin");
                 if (!incomplete(L, status)) break;
+                g_prompt_sigint = 0;
                 char *more = read_line(">> ");
+                if (more && g_prompt_sigint) { /* Ctrl-C: the chunk is dropped, this line starts anew */
+                    pending = more;
+                    break;
+                }
                 if (!more) {
                     /* End of input inside a chunk: report it as the syntax error it is. */
                     status = luaL_loadbuffer(L, full, strlen(full), "=stdin");
@@ -248,7 +380,17 @@ static int repl(lua_State *L) {
                 full = joined;
             }
         }
-        if (g_tty) add_history(full);
+        if (pending) { /* the dropped chunk is neither run nor kept */
+            lua_settop(L, 0);
+            free(full);
+            free(line);
+            continue;
+        }
+        if (g_tty) { /* saved at once: a killed session keeps its history */
+            add_history(full);
+            if (append_history(1, history_path()) != 0) write_history(history_path());
+            history_truncate_file(history_path(), 1000);
+        }
         free(full);
         free(line);
         if (status == LUA_OK) status = docall(L, 0, LUA_MULTRET);
@@ -256,10 +398,8 @@ static int repl(lua_State *L) {
         else report(L, status);
         fflush(stdout);
     }
-    if (g_tty) {
-        printf("\n");
-        write_history(history_path());
-    }
+    if (g_tty) printf("\n");
+    free_matches();
     return 0;
 }
 

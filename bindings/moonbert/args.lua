@@ -13,16 +13,31 @@
 -- '-' turned into '_'. A bad option raises { usage_error = true, message = ... },
 -- which the CLI prints with exit code 2; args.usage(spec) formats the help.
 -- args.fail(msg) raises { fail = true, message = ... } for a command that
--- cannot run here (no GPU, say): the CLI prints the message, no traceback,
--- and exits 1.
+-- cannot run here (no GPU, say) or a user's mistake in data or model: the CLI
+-- (and `moonbert run` for a script) prints the message, no traceback, and exits
+-- 1; MOONBERT_DEBUG=1 adds the traceback. args.clean(err) strips Lua's "x.lua:N: ".
 local M = {}
 
 local function key_of(name) return (name:gsub("^%-%-", ""):gsub("%-", "_")) end
 
-local function usage_error(msg) error({ usage_error = true, message = msg }, 0) end
+-- The error values print as their message (tostring, a store run failed by them, lua5.4).
+local user_error_mt = { __tostring = function(e) return e.message end }
+local function usage_error(msg) error(setmetatable({ usage_error = true, message = msg }, user_error_mt), 0) end
 M.usage_error = usage_error
 
-function M.fail(msg) error({ fail = true, message = msg }, 0) end
+function M.fail(msg) error(setmetatable({ fail = true, message = tostring(msg) }, user_error_mt), 0) end
+
+-- The text of an error without the position Lua put in front ("x.lua:12: ", "stdin:3: "): what a
+-- user sees of a data or model error. Positions in the user's own files ("train.csv:3:") stay.
+function M.clean(e)
+  local s = type(e) == "table" and e.message or tostring(e)
+  local prev
+  repeat
+    prev = s
+    s = s:gsub("^[^\n:]-%.lua:%d+: ", ""):gsub("^stdin:%d+: ", ""):gsub("^%[string [^\n]-%]:%d+: ", "")
+  until s == prev
+  return s
+end
 
 -- opts[key] (a number option) as a Lua integer, nil when absent; a value below
 -- min or not whole is a usage error naming the option.
@@ -51,6 +66,26 @@ end
 function M.message(e)
   if type(e) == "table" and e.message then return e.message end
   return tostring(e)
+end
+
+--- json(value, {indent=, keyorder={...}}) -> text: dkjson with a stable key order, the same on
+-- every run: the keys of keyorder first, in that order, then every other key sorted.
+function M.json(value, o)
+  o = o or {}
+  local names, seen = {}, {}
+  local function walk(v, depth)
+    if type(v) ~= "table" or depth > 32 then return end
+    for k, x in pairs(v) do
+      if type(k) == "string" and not seen[k] then seen[k] = true names[#names + 1] = k end
+      walk(x, depth + 1)
+    end
+  end
+  walk(value, 0)
+  table.sort(names)
+  local order, first = {}, {}
+  for _, k in ipairs(o.keyorder or {}) do order[#order + 1] = k first[k] = true end
+  for _, k in ipairs(names) do if not first[k] then order[#order + 1] = k end end
+  return require("dkjson").encode(value, { indent = o.indent, keyorder = order })
 end
 
 function M.usage(spec, head)

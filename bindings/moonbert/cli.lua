@@ -20,8 +20,10 @@ usage: moonbert repl
 
 Lua 5.4 with `mb` preloaded. Expressions print their values (tensors readably,
 tables one level deep); a statement that is incomplete continues on the next
-line. History is kept in ~/.moonbert_history. Ctrl-C interrupts a running
-chunk, Ctrl-D exits.]] },
+line. Tab completes Lua names (mb.tok<Tab>, tok:enc<Tab>); mb.help("tokenizer")
+lists a module's functions. History is kept in ~/.moonbert_history, saved after
+every line. Ctrl-C clears the line (and drops an unfinished chunk) or
+interrupts a running chunk; Ctrl-D exits.]] },
 }
 
 local function root()
@@ -33,7 +35,9 @@ function M.commands()
   local cmds = {}
   for name, c in pairs(BUILTIN) do cmds[name] = c end
   local ok, lfs = pcall(require, "lfs")
-  local dir = root() .. "/bindings/moonbert/cli"
+  -- the folder of the command modules, wherever the Lua tree is (bindings/ or an installed copy)
+  local here = package.searchpath("moonbert.cli", package.path)
+  local dir = here and here:gsub("%.lua$", "") or (root() .. "/bindings/moonbert/cli")
   if ok and lfs.attributes(dir, "mode") == "directory" then
     for file in lfs.dir(dir) do
       local name = file:match("^([%w_%-]+)%.lua$")
@@ -79,7 +83,13 @@ function M.main(argv)
   local cmd = argv[1]
   local cmds = M.commands()
   if cmd == nil or cmd == "--help" or cmd == "-h" then return help(cmds) end
-  if cmd == "version" or cmd == "--version" then return version() end
+  if cmd == "version" or cmd == "--version" then
+    if argv[2] == "--help" or argv[2] == "-h" then
+      print("usage: moonbert version\n\nPrints moonbert's version and the Lua version it runs on.")
+      return 0
+    end
+    return version()
+  end
   if cmd == "help" then
     local target = argv[2]
     if not target then return help(cmds) end
@@ -93,7 +103,11 @@ function M.main(argv)
   end
   local c = cmds[cmd]
   if not c or not c.main then
-    if c and BUILTIN[cmd] then print(c.usage); return cmd == "run" and 2 or 0 end
+    if c and BUILTIN[cmd] then
+      print(c.usage)
+      local asked = argv[2] == "--help" or argv[2] == "-h"
+      return (cmd == "run" and not asked) and 2 or 0
+    end
     io.stderr:write("moonbert: unknown command '" .. tostring(cmd) .. "' (moonbert --help lists them)\n")
     return 2
   end
@@ -102,7 +116,11 @@ function M.main(argv)
     if a == "--help" or a == "-h" then print(c.usage or c.summary); return 0 end
   end
   local ok, rc = xpcall(c.main, function(e)
-    if type(e) == "table" and (e.usage_error or e.fail) then return e end
+    if type(e) == "table" and (e.usage_error or e.fail) then
+      local d = os.getenv("MOONBERT_DEBUG")
+      if d and d ~= "" and d ~= "0" then io.stderr:write(debug.traceback(e.message, 2), "\n") end
+      return e
+    end
     return debug.traceback(tostring(e), 2)
   end, args)
   if not ok then

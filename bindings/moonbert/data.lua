@@ -698,4 +698,56 @@ function M.load_emotion(dir, opts)
   return out
 end
 
+local FOLDER_FORMATS = { "txt", "csv", "jsonl" }
+
+-- load_folder(dir, {text_column=, label_column=, label_names=}) -> {train=, validation=, test=, label_names=, format=}
+-- A data folder as the experiments' --data takes it: train, validation (or val) and test as
+-- .txt (`text;label` lines, the emotion data's format and labels), .csv (with a header; columns
+-- text_column / label_column, default "text" / "label") or .jsonl (fields of those names).
+-- Label names come from the training split (sorted names, or 0..max when all are ids) unless
+-- given, and the other splits are read against them, so an unknown label names its file and line.
+function M.load_folder(dir, opts)
+  check_type("load_folder", 1, dir, "string")
+  opts = check_opts("load_folder", 2, opts)
+  if require("lfs").attributes(dir, "mode") ~= "directory" then error(dir .. ": no such data folder", 2) end
+  local format
+  for _, ext in ipairs(FOLDER_FORMATS) do
+    if exists(dir .. "/train." .. ext) then format = ext break end
+  end
+  if not format then
+    error(dir .. ": no train.txt, train.csv or train.jsonl (a data folder holds train, validation and test " ..
+          "splits as .txt lines text;label, .csv with a header, or .jsonl)", 2)
+  end
+  local function path(split)
+    local p = dir .. "/" .. split .. "." .. format
+    if split == "validation" and not exists(p) and exists(dir .. "/val." .. format) then p = dir .. "/val." .. format end
+    if not exists(p) then
+      error(string.format("%s: %s.%s is missing (a data folder holds train, validation and test)", dir, split, format), 2)
+    end
+    return p
+  end
+  if format == "txt" then
+    if opts.text_column or opts.label_column then
+      error(dir .. ": --text-column and --label-column are for .csv and .jsonl data (the .txt splits are text;label lines)", 2)
+    end
+    local out = M.load_emotion(dir, { label_names = opts.label_names })
+    out.format = "txt"
+    return out
+  end
+  local function load(split, names)
+    local o = { label_names = names }
+    if format == "csv" then
+      o.text_column, o.label_column = opts.text_column or "text", opts.label_column or "label"
+      return M.load_csv(path(split), o)
+    end
+    o.text_field, o.label_field = opts.text_column or "text", opts.label_column or "label"
+    return M.load_jsonl(path(split), o)
+  end
+  local train = load("train", opts.label_names)
+  local names = copy_names(train.label_names)
+  local out = { train = train, validation = load("validation", names), test = load("test", names),
+                label_names = names, format = format }
+  return out
+end
+
 return M

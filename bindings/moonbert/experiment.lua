@@ -9,8 +9,9 @@
 --   ex.fit{model=, train=, eval=, tokenizer=, epochs=, batch_size=, lr=, ...}  -- mb.trainer.fit
 --   ex.print_table(headers, rows)
 --
--- Model lookup order (resolve_model): --model DIR; models/distilbert-base-uncased with
--- model.safetensors (init "pretrained"); models/moonbert-small-mlm with weights (init
+-- Model lookup order (resolve_model): --model DIR (or a hub name, fetched into MOONBERT_CACHE);
+-- models/distilbert-base-uncased with model.safetensors, else the hub cache, else a download
+-- (init "pretrained"); models/moonbert-small-mlm with weights (init
 -- "moonbert-small-mlm"); else config and tokenizer only, from models/distilbert-base-uncased or
 -- ../shared/models/distilbert-base-uncased, with random weights (init "random"). A run records
 -- init so that no result from random weights is mistaken for a pretrained one.
@@ -125,52 +126,130 @@ local function has_tokenizer(dir)
   return exists(dir .. "/tokenizer.json", "file") or exists(dir .. "/vocab.txt", "file")
 end
 
---- resolve_model{model = DIR or nil, models_dir = "models"} -> info
+--- resolve_model{model = DIR or hub name or nil, models_dir = "models"} -> info
 -- info = {dir = config/weights folder, tokenizer_dir =, init = "pretrained"|"moonbert-small-mlm"|
 --         "random", weights = path or nil, looked = {folders tried}}
+-- Without --model: models/distilbert-base-uncased, then the hub cache (MOONBERT_CACHE), then a
+-- download into the cache (unless HF_HUB_OFFLINE=1; when it cannot be fetched, one line says so
+-- and names scripts/fetch-model), then models/moonbert-small-mlm, then config and tokenizer only.
+-- A missing or broken model is a user error (moonbert.args.fail: one line, no traceback).
 function M.resolve_model(o)
   o = o or {}
+  local hub = require "moonbert.hub"
   local models = o.models_dir or "models"
   local looked = {}
   if o.model then
     local dir = o.model
-    if not exists(dir, "directory") then
-      error("--model " .. dir .. ": no such folder (a Hugging Face model folder with config.json is expected)", 0)
+    if not exists(dir, "directory") and hub.is_repo_name(dir) then
+      local got, err = hub.model_arg(dir)
+      if not got then M.user_error("--model " .. dir .. ": " .. err) end
+      dir = got
     end
-    if not has_config(dir) then error("--model " .. dir .. ": no config.json in this folder", 0) end
+    if not exists(dir, "directory") then
+      M.user_error("--model " .. dir .. ": no such folder (a Hugging Face model folder with config.json, or a hub name)")
+    end
+    if not has_config(dir) then M.user_error("--model " .. dir .. ": no config.json in this folder") end
     if not has_tokenizer(dir) then
-      error("--model " .. dir .. ": no tokenizer files (tokenizer.json or vocab.txt) in this folder", 0)
+      M.user_error("--model " .. dir .. ": no tokenizer files (tokenizer.json or vocab.txt) in this folder")
     end
     looked[1] = dir
     if has_weights(dir) then
-      local init = dir:match("moonbert%-small%-mlm/?$") and "moonbert-small-mlm" or "pretrained"
+      local init = o.model:match("moonbert%-small%-mlm/?$") and "moonbert-small-mlm" or "pretrained"
       return { dir = dir, tokenizer_dir = dir, init = init, weights = dir .. "/model.safetensors", looked = looked }
     end
     return { dir = dir, tokenizer_dir = dir, init = "random", looked = looked }
   end
   local real = models .. "/distilbert-base-uncased"
+  local cached = hub.local_dir("distilbert-base-uncased")
   looked[#looked + 1] = real
+  looked[#looked + 1] = cached
   if has_weights(real) and has_config(real) then
     return { dir = real, tokenizer_dir = has_tokenizer(real) and real or (shared_dir() .. "/models/distilbert-base-uncased"),
              init = "pretrained", weights = real .. "/model.safetensors", looked = looked }
   end
+  local dir, err = hub.find("distilbert-base-uncased")
+  if not dir then dir, err = hub.ensure("distilbert-base-uncased") end
+  if dir then
+    return { dir = dir, tokenizer_dir = dir, init = "pretrained", weights = dir .. "/model.safetensors", looked = looked }
+  end
+  io.stderr:write("note: distilbert-base-uncased weights are not on disk (", real, ", ", cached, ") and ",
+                  M.why_not_fetched(err),
+                  ": fetch them with scripts/fetch-model\n")
   local small = models .. "/moonbert-small-mlm"
   looked[#looked + 1] = small
   if has_weights(small) and has_config(small) then
     local tokdir = has_tokenizer(small) and small or
-      (has_tokenizer(real) and real or shared_dir() .. "/models/distilbert-base-uncased")
+      (has_tokenizer(real) and real or (has_tokenizer(cached) and cached or shared_dir() .. "/models/distilbert-base-uncased"))
     return { dir = small, tokenizer_dir = tokdir, init = "moonbert-small-mlm",
              weights = small .. "/model.safetensors", looked = looked }
   end
-  for _, dir in ipairs { real, shared_dir() .. "/models/distilbert-base-uncased" } do
-    if has_config(dir) and has_tokenizer(dir) then
-      if dir ~= real then looked[#looked + 1] = dir end
-      return { dir = dir, tokenizer_dir = dir, init = "random", looked = looked }
+  for _, d in ipairs { real, cached, shared_dir() .. "/models/distilbert-base-uncased" } do
+    if has_config(d) and has_tokenizer(d) then
+      if d ~= real and d ~= cached then looked[#looked + 1] = d end
+      return { dir = d, tokenizer_dir = d, init = "random", looked = looked }
     end
   end
-  error("no model found: looked in " .. table.concat(looked, ", ") .. " and " .. shared_dir() ..
-        "/models/distilbert-base-uncased for config.json and tokenizer files; " ..
-        "fetch the model with scripts/fetch-model or pass --model DIR", 0)
+  M.user_error("no model: looked in " .. table.concat(looked, ", ") .. " and " .. shared_dir() ..
+               "/models/distilbert-base-uncased for config.json and tokenizer files; " ..
+               "fetch distilbert-base-uncased with scripts/fetch-model, or pass --model DIR")
+end
+
+--- Why the hub could not provide something, for "... is not on disk and <why>".
+function M.why_not_fetched(err)
+  if require("moonbert.hub").offline() then return "HF_HUB_OFFLINE is set" end
+  err = tostring(err):gsub(";? ?run the same command again to resume$", "")
+  if err:find("^cannot reach") then return err end
+  return "the download failed (" .. err .. ")"
+end
+
+--- Is some model on disk (what resolve_model would use without downloading)? For messages.
+function M.model_on_disk(models_dir)
+  local models = models_dir or "models"
+  for _, d in ipairs { models .. "/distilbert-base-uncased", models .. "/moonbert-small-mlm",
+                       require("moonbert.hub").local_dir("distilbert-base-uncased"),
+                       shared_dir() .. "/models/distilbert-base-uncased" } do
+    if has_config(d) and has_tokenizer(d) then return true end
+  end
+  return false
+end
+
+-- ---- user errors -------------------------------------------------------------------------------
+
+--- user_error(msg [, opts]): a mistake in the data, model or options, found before or while the
+-- run starts. Records a failed run with the message in the store (so `moonbert results list`
+-- shows what was tried), then raises moonbert.args.fail: `moonbert run` prints the one line, no
+-- traceback (MOONBERT_DEBUG=1 adds one), and exits 1. opts defaults to parse_options' result.
+function M.user_error(msg, opts)
+  local args = require "moonbert.args"
+  msg = args.clean(msg)
+  opts = opts or M.current
+  if opts and opts._script and not opts._failed_run then
+    opts._failed_run = true
+    pcall(function()
+      local store = require("moonbert.store").open(opts.store)
+      local run = store:start_run { experiment = opts._script, name = opts.name, seed = opts.seed,
+                                    params = { data = opts.data or "(default)", model = opts.model or "(default)" } }
+      run:fail(msg)
+      store:close()
+    end)
+  end
+  args.fail(msg)
+end
+
+--- The tokenizer of a resolved model (a broken one is a user error).
+function M.load_tokenizer(info)
+  local ok, tok = pcall(require("moonbert.tokenizer").load, info.tokenizer_dir)
+  if not ok then M.user_error(tok) end
+  return tok
+end
+
+--- What the model is, for summaries: "DistilBERT" (pretrained distilbert-base-uncased),
+-- "moonbert-small-mlm", "DistilBERT (random weights)", or the --model folder's name.
+function M.model_name(info)
+  if info.init == "moonbert-small-mlm" then return "moonbert-small-mlm" end
+  if info.init == "random" then return "DistilBERT (random weights)" end
+  if info.dir:match("distilbert%-base%-uncased/?$") then return "DistilBERT" end
+  return (info.dir:gsub("/+$", ""):match("([^/]+)$") or info.dir)
 end
 
 --- The banner saying which weights a run starts from (random and substitute weights loudly).
@@ -184,7 +263,7 @@ function M.banner(info)
       " NOTE: distilbert-base-uncased weights not found (looked in " .. info.looked[1] .. ").",
       " Using moonbert-small-mlm, the small model pretrained by moonbert, from " .. info.dir .. ".",
       " Results are NOT those of pretrained DistilBERT. Fetch the real checkpoint with",
-      "     scripts/fetch-model        (into models/distilbert-base-uncased/)",
+      "     scripts/fetch-model        (into " .. require("moonbert.hub").local_dir("distilbert-base-uncased") .. "/)",
       " This run is recorded with init=moonbert-small-mlm.",
       bar }, "\n")
   end
@@ -193,7 +272,7 @@ function M.banner(info)
     " WARNING: no pretrained weights found (looked in " .. table.concat(info.looked, ", ") .. ").",
     " Continuing with RANDOM initial weights from " .. info.dir .. "/config.json:",
     " these results are NOT those of a pretrained model. Fetch the weights with",
-    "     scripts/fetch-model        (into models/distilbert-base-uncased/)",
+    "     scripts/fetch-model        (into " .. require("moonbert.hub").local_dir("distilbert-base-uncased") .. "/)",
     " This run is recorded with init=random.",
     bar }, "\n")
 end
@@ -208,20 +287,24 @@ end
 function M.load_model(info, o)
   o = o or {}
   local db = require "moonbert.distilbert"
-  local cfg = require("dkjson").decode(require("moonbert.fs").read_file(info.dir .. "/config.json") or "{}")
-  if type(cfg) == "table" and cfg.model_type == "bert" then -- BertForSequenceClassification (mb.bert)
-    db = require "moonbert.bert"
-    if info.weights then
-      return db.load(info.dir, { num_labels = o.num_labels, id2label = o.id2label, seed = o.seed, quiet = true })
+  local ok, model = pcall(function()
+    local cfg = require("dkjson").decode(require("moonbert.fs").read_file(info.dir .. "/config.json") or "{}")
+    if type(cfg) == "table" and cfg.model_type == "bert" then -- BertForSequenceClassification (mb.bert)
+      local bert = require "moonbert.bert"
+      if info.weights then
+        return bert.load(info.dir, { num_labels = o.num_labels, id2label = o.id2label, seed = o.seed, quiet = true })
+      end
+      return bert.new(info.dir, { num_labels = o.num_labels, id2label = o.id2label, seed = o.seed })
     end
-    return db.new(info.dir, { num_labels = o.num_labels, id2label = o.id2label, seed = o.seed })
-  end
-  if info.weights then
-    return db.load(info.dir, { num_labels = o.num_labels, id2label = o.id2label, seed = o.seed, quiet = true,
-                               precision = o.precision })
-  end
-  return db.new(info.dir, { num_labels = o.num_labels, id2label = o.id2label, seed = o.seed,
-                            precision = o.precision })
+    if info.weights then
+      return db.load(info.dir, { num_labels = o.num_labels, id2label = o.id2label, seed = o.seed, quiet = true,
+                                 precision = o.precision })
+    end
+    return db.new(info.dir, { num_labels = o.num_labels, id2label = o.id2label, seed = o.seed,
+                              precision = o.precision })
+  end)
+  if not ok then M.user_error("model " .. info.dir .. ": " .. require("moonbert.args").clean(model)) end
+  return model
 end
 
 --- A hash naming the initial weights: the weights file's sha256, or the config's with the seed.
@@ -441,7 +524,10 @@ M.CHECKPOINT_OPTIONS = {
 -- in place of the shared ones, so that --help shows what the run will really use.
 function M.common_options(extra, defaults)
   local spec = {
-    { "--data", "DIR", "emotion data folder (train/validation/test .txt)", default = shared_dir() .. "/data/emotion" },
+    { "--data", "DIR", "data folder: train/validation/test as .txt (text;label), .csv or .jsonl " ..
+                       "(default: " .. shared_dir() .. "/data/emotion, else the emotion data in MOONBERT_CACHE, fetched when missing)" },
+    { "--text-column", "NAME", "text column (.csv) or field (.jsonl) of --data (default text)" },
+    { "--label-column", "NAME", "label column (.csv) or field (.jsonl) of --data (default label)" },
     { "--model", "DIR", "model folder (default: models/distilbert-base-uncased, models/moonbert-small-mlm, else config only)" },
     { "--store", "PATH", "results store", default = "results/moonbert.db" },
     { "--epochs", "N", "fine-tuning epochs", type = "number", default = 2 },
@@ -480,11 +566,14 @@ function M.parse_options(script, spec, argv)
   local args = require "moonbert.args"
   local usage = args.usage(spec, "usage: moonbert run experiments/" .. script .. ".lua [options]\n\noptions:")
   local ok, opts = pcall(args.parse, argv or {}, spec)
-  if not ok then
-    io.stderr:write(script, ": ", type(opts) == "table" and opts.message or tostring(opts), "\n", usage, "\n")
+  if not ok then -- one line, as every moonbert command: the options are one --help away
+    io.stderr:write(script, ": ", type(opts) == "table" and opts.message or tostring(opts),
+                    " (--help lists the options)\n")
     os.exit(2)
   end
   if opts.help then print(usage) os.exit(0) end
+  opts._script = script
+  M.current = opts
   local function int(name, v)
     local i = math.tointeger(v)
     if not i or i < 1 then
@@ -521,9 +610,33 @@ end
 --- load_splits(opts) -> {train=, validation=, test=, ood= (or nil), ood_path=, label_names=}
 -- --quick keeps 500 / 200 / 200 (and 200 out-of-domain) examples, --limit N at most N per split:
 -- the first ones after a seeded shuffle, so a quick run sees every label.
+--- resolve_data(opts) -> folder: --data, else ../shared/data/emotion, else the emotion data in the
+-- hub cache, else downloaded into it (unless HF_HUB_OFFLINE=1); else a user error naming what is
+-- missing (and the model too when none is on disk) and the commands that fetch them.
+function M.resolve_data(opts)
+  if opts.data then return opts.data end
+  local shared = shared_dir() .. "/data/emotion"
+  if exists(shared .. "/train.txt", "file") then return shared end
+  local hub = require "moonbert.hub"
+  local dir, err = hub.find("emotion")
+  if not dir then dir, err = hub.ensure("emotion") end
+  if dir then return dir end
+  local why = M.why_not_fetched(err)
+  local msg = "needs the emotion data, which is not on disk (looked in " .. shared .. ", " .. hub.local_dir("emotion") ..
+      ") and " .. why .. ": fetch it with scripts/fetch-data, or pass --data DIR"
+  if not opts.model and not M.model_on_disk() then
+    msg = msg .. "; it needs a model too (none in models/, " .. hub.local_dir("distilbert-base-uncased") ..
+        " or " .. shared_dir() .. "/models): scripts/fetch-model, or --model DIR"
+  end
+  M.user_error(msg, opts)
+end
+
 function M.load_splits(opts)
   local mbdata = require "moonbert.data"
-  local data = mbdata.load_emotion(opts.data)
+  opts.data = M.resolve_data(opts)
+  local okd, data = pcall(mbdata.load_folder, opts.data, { text_column = opts.text_column,
+                                                            label_column = opts.label_column })
+  if not okd then M.user_error(data, opts) end
   local sizes = opts.quick and { train = 500, validation = 200, test = 200, ood = 200 } or {}
   local function limited(k)
     local n = sizes[k]
@@ -533,14 +646,15 @@ function M.load_splits(opts)
   local out = { label_names = data.label_names }
   for _, k in ipairs { "train", "validation", "test" } do out[k] = M.subset(data[k], limited(k), opts.seed) end
   local path = opts.ood
-  if not path and not opts.no_ood then
+  if not path and not opts.no_ood and data.format == "txt" then
     local p = shared_dir() .. "/data/goemotions-ood/emotion_ood.txt"
     if exists(p, "file") then path = p end
   end
   if path and not opts.no_ood then
     out.ood_path = path
-    out.ood = M.subset(mbdata.load_text(path, { sep = ";", names = { "text", "label" }, label_names = data.label_names }),
-                       limited("ood"), opts.seed)
+    local oko, ood = pcall(mbdata.load_text, path, { sep = ";", names = { "text", "label" }, label_names = data.label_names })
+    if not oko then M.user_error("--ood " .. path .. ": " .. require("moonbert.args").clean(ood), opts) end
+    out.ood = M.subset(ood, limited("ood"), opts.seed)
   end
   return out
 end

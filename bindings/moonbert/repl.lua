@@ -60,4 +60,71 @@ function M.print(...)
   io.stdout:flush()
 end
 
+-- ---- tab completion --------------------------------------------------------------------------
+
+local KEYWORDS = { "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if", "in",
+                   "local", "nil", "not", "or", "repeat", "return", "then", "true", "until", "while" }
+
+-- The names a value offers after "." (fields) or ":" (methods): its own keys (a table), the
+-- lazily loaded submodules of mb (mb.modules), and the keys of its metatable's __index table(s).
+local function names_of(v, methods_only)
+  local out, seen = {}, {}
+  local function add(k, val)
+    if type(k) == "string" and k:match("^[%a_][%w_]*$") and not seen[k] and
+       (not methods_only or type(val) == "function") then
+      seen[k] = true
+      out[#out + 1] = k
+    end
+  end
+  local depth = 0
+  local t = v
+  while t ~= nil and depth < 4 do
+    if type(t) == "table" then
+      for k, val in pairs(t) do add(k, val) end
+      if type(rawget(t, "modules")) == "table" and rawget(t, "_VERSION") then -- mb: modules load on first use
+        for _, m in ipairs(t.modules) do add(m, true) end
+      end
+    end
+    local mt = getmetatable(t)
+    local idx = type(mt) == "table" and rawget(mt, "__index") or nil
+    -- the C objects (tensors, tokenizers, models) index through a function over mt.methods
+    if type(idx) ~= "table" and type(mt) == "table" then idx = rawget(mt, "methods") end
+    if type(idx) ~= "table" then break end
+    t, depth = idx, depth + 1
+  end
+  return out
+end
+
+--- complete(word) -> sorted list of completions of word ("mb.tok" -> {"mb.tokenizer"}, "tok:enc" ->
+-- {"tok:encode", "tok:encode_batch"}, "pri" -> {"print"}). Only plain name chains are looked up
+-- (a.b.c); nothing is called but the lazy loading of mb's modules.
+function M.complete(word)
+  local out = {}
+  local base, sep, part = word:match("^(.*)([%.:])([%w_]*)$")
+  local cands
+  if not base then
+    part, base, sep = word, "", ""
+    cands = names_of(_G)
+    for _, k in ipairs(KEYWORDS) do cands[#cands + 1] = k end
+  else
+    if not base:match("^[%a_][%w_]*$") and not base:match("^[%a_][%w_]*[%.%w_]*[%w_]$") then return out end
+    local v = _G
+    for name in base:gmatch("[^%.]+") do
+      local ok, nv = pcall(function() return v[name] end)
+      if not ok or nv == nil then return out end
+      v = nv
+    end
+    cands = names_of(v, sep == ":")
+  end
+  local seen = {}
+  for _, k in ipairs(cands) do
+    if k:sub(1, #part) == part and not k:match("^__") and not seen[k] then
+      seen[k] = true
+      out[#out + 1] = base .. sep .. k
+    end
+  end
+  table.sort(out)
+  return out
+end
+
 return M

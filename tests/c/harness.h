@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static int h_passed, h_failed, h_skipped;
 static int h_cur_failed, h_cur_skipped;
@@ -75,6 +76,18 @@ static inline const char *harness_shared(const char *rel, char *buf, size_t n) {
     snprintf(buf, n, "%s/%s", root, rel);
     struct stat st;
     return stat(buf, &st) == 0 ? buf : NULL;
+}
+
+/* A path that does not exist, for error tests: <fresh temporary name>/<tag>. The name
+   comes from mkdtemp (so nobody else has it) and the empty folder is removed again. */
+static inline const char *harness_missing(const char *tag, char *buf, size_t n) {
+    const char *tmp = getenv("TMPDIR");
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/moonbert-test-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(dir)) snprintf(dir, sizeof dir, "/proc/self/moonbert-absent"); /* cannot exist */
+    else rmdir(dir);
+    snprintf(buf, n, "%s/%s", dir, tag);
+    return buf;
 }
 
 #endif

@@ -168,7 +168,7 @@ describe("baseline_vs_finetune.lua on the tiny fixture", function()
   it("prints the summary table, the error analysis and the run folder", function()
     assert.truthy(out:find("== Summary: baseline_vs_finetune, run " .. run_id, 1, true))
     for _, s in ipairs { "dummy (most_frequent)", "logistic regression, TF-IDF", "logistic regression, cls features",
-                         "fine-tuned DistilBERT", "out-of-domain: accuracy", "highest loss:", "lowest loss:",
+                         "fine-tuned distilbert-tiny", "out-of-domain: accuracy", "highest loss:", "lowest loss:",
                          "I saw a movie today and it was really good." } do
       assert.truthy(out:find(s, 1, true), s)
     end

@@ -17,7 +17,8 @@ local SPEC = {
 local function bench_names()
   local names = {}
   local lfs = require "lfs"
-  local dir = (MOONBERT_ROOT or ".") .. "/bindings/moonbert/bench"
+  local one = package.searchpath("moonbert.bench.matmul", package.path)
+  local dir = one and one:match("^(.*)/[^/]*$") or ((MOONBERT_ROOT or ".") .. "/bindings/moonbert/bench")
   for file in lfs.dir(dir) do
     local n = file:match("^([%w_]+)%.lua$")
     if n then names[#names + 1] = n end
@@ -39,7 +40,6 @@ function M.main(argv)
   if names[1] == "all" then names = bench_names() end
   local mb = require "moonbert"
   if opts.threads then mb.set_threads(opts.threads) end
-  local json = require "dkjson"
   local result = {}
   for _, name in ipairs(names) do
     local ok, b = pcall(require, "moonbert.bench." .. name)
@@ -55,7 +55,7 @@ function M.main(argv)
     end
   end
   result.threads = mb.threads()
-  local text = json.encode(result, { indent = true })
+  local text = args.json(result, { indent = true })
   print(text)
   if opts.out then
     local f = assert(io.open(opts.out, "w"))

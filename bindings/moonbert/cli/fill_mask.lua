@@ -22,7 +22,9 @@ usage: moonbert fill-mask --model DIR [--top-k K] [--json] "i feel so [MASK] tod
 Prints, for each [MASK] in each text, the K most probable tokens with their
 probabilities (softmax over the vocabulary) and the sequence with that token
 filled in. DIR is a Hugging Face DistilBertForMaskedLM folder, such as
-models/moonbert-small-mlm from `make pretrain` or distilbert-base-uncased.
+models/moonbert-small-mlm from `make pretrain`, or a hub name such as
+distilbert-base-uncased, fetched into MOONBERT_CACHE as from_pretrained does.
+A classifier folder is refused: fine-tuning replaced its vocabulary head.
 
 options:]]),
 }
@@ -34,11 +36,27 @@ function M.main(argv)
   if opts.help then print(M.usage) return 0 end
   if not opts.model then args.usage_error("--model DIR is required (a masked-LM model folder)") end
   local top_k, max_length = args.integer(opts, "top_k", 1), args.integer(opts, "max_length", 2)
-  local ok, fill = pcall(require("moonbert.pipeline_fill_mask").load, opts.model,
+  local hub = require "moonbert.hub"
+  local dir, herr = hub.model_arg(opts.model)
+  if not dir then args.fail(herr) end
+  local arch, cfg = hub.architecture(dir)
+  -- (a folder without weights is left to the loader, which names the missing file)
+  if arch and arch:find("SequenceClassification") and require("lfs").attributes(dir .. "/model.safetensors", "mode") then
+    local labels = {}
+    for i = 0, 1000 do
+      local l = cfg.id2label and cfg.id2label[tostring(i)]
+      if not l then break end
+      labels[#labels + 1] = l
+    end
+    args.fail(opts.model .. " holds a text classifier (" .. arch .. (#labels > 0 and (", labels " ..
+              table.concat(labels, ", ")) or "") .. "), not a masked-language model: its vocabulary head " ..
+              "is gone; use moonbert predict --model " .. opts.model)
+  end
+  local ok, fill = pcall(require("moonbert.pipeline_fill_mask").load, dir,
                          { top_k = top_k, max_length = max_length })
   if not ok then args.fail(clean(fill)) end
   texts = args.texts(texts) -- after the model loads: a bad --model is reported before stdin is read
-  local json = opts.json and require "dkjson"
+  local json = opts.json
   local out = io.stdout
   local rc = 0
   for _, text in ipairs(texts) do
@@ -47,7 +65,7 @@ function M.main(argv)
       io.stderr:write("moonbert fill-mask: ", clean(res), "\n")
       rc = 1
     elseif json then
-      out:write(json.encode(res), "\n")
+      out:write(args.json(res, { keyorder = { "score", "token", "token_str", "sequence" } }), "\n") -- HF's order
     else
       out:write(text, "\n")
       local per_mask = res[1] and res[1].score and { res } or res

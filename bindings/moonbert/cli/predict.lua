@@ -4,7 +4,7 @@
 local args = require "moonbert.args"
 
 local SPEC = {
-  { "--model", "DIR", "model folder: config.json (id2label), model.safetensors, tokenizer files" },
+  { "--model", "DIR", "model folder (config.json with id2label, model.safetensors, tokenizer files) or hub name" },
   { "--top-k", "K", "print the K most probable classes (default: all)", type = "number" },
   { "--max-length", "N", "truncate texts to N tokens (default: the tokenizer's, 512)", type = "number" },
   { "--precision", "P", "matrix products in fp32 (default) or bf16 (README: bf16 on the CPU)",
@@ -21,7 +21,9 @@ usage: moonbert predict --model DIR [--top-k K] [--json] TEXT...
 
 Prints, for each text, the predicted label and the class probabilities, most
 probable first. DIR is a model folder saved by an experiment
-(results/runs/<id>/model) or any Hugging Face DistilBertForSequenceClassification folder.
+(results/runs/<id>/model) or any Hugging Face DistilBertForSequenceClassification folder,
+or a hub name (ORG/NAME), fetched into MOONBERT_CACHE as from_pretrained does (see
+scripts/fetch-model). A masked-LM folder is refused: it has no classification head.
 
 options:]]),
 }
@@ -31,12 +33,22 @@ function M.main(argv)
   if opts.help then print(M.usage) return 0 end
   if not opts.model then args.usage_error("--model DIR is required (a fine-tuned model folder)") end
   local top_k, max_length = args.integer(opts, "top_k", 1), args.integer(opts, "max_length", 2)
-  local ok, clf = pcall(require("moonbert.pipeline").new, "text-classification", opts.model,
+  local hub = require "moonbert.hub"
+  local dir, herr = hub.model_arg(opts.model)
+  if not dir then args.fail(herr) end
+  local arch = hub.architecture(dir)
+  -- (a folder without weights is left to the loader, which names the missing file)
+  if arch and arch:find("MaskedLM") and require("lfs").attributes(dir .. "/model.safetensors", "mode") then
+    args.fail(opts.model .. " holds a masked-language model (" .. arch .. "), not a text classifier: " ..
+              "fine-tune it first (moonbert run experiments/baseline_vs_finetune.lua --model " .. opts.model ..
+              "), or fill in [MASK] tokens with moonbert fill-mask --model " .. opts.model)
+  end
+  local ok, clf = pcall(require("moonbert.pipeline").new, "text-classification", dir,
                         { top_k = "all", max_length = max_length, precision = opts.precision })
   if not ok then args.fail((tostring(clf):gsub("^[^\n]-%.lua:%d+: ", ""):gsub("^pipeline: ", ""))) end
   texts = args.texts(texts) -- after the model loads: a bad --model is reported before stdin is read
   local k = top_k or "all"
-  local json = opts.json and require "dkjson"
+  local json = opts.json
   local out = io.stdout
   local CHUNK = 256 -- texts per call: bounded memory on long stdin input
   for start = 1, #texts, CHUNK do
@@ -46,7 +58,8 @@ function M.main(argv)
       if json then
         local list = {}
         for j, s in ipairs(scores) do list[j] = { label = s.label, score = s.score } end
-        out:write(json.encode({ text = chunk[i], label = scores[1].label, scores = list }), "\n")
+        out:write(args.json({ text = chunk[i], label = scores[1].label, scores = list },
+                            { keyorder = { "text", "label", "scores", "score" } }), "\n")
       else
         out:write(chunk[i], "\n")
         out:write(string.format("  label: %s\n", scores[1].label))

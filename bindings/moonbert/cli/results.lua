@@ -334,8 +334,7 @@ local function cmd_export(store, opts, rest)
       r.artifacts = store:artifacts(r.id)
       out[i] = r
     end
-    local json = require "dkjson"
-    text = json.encode(out, { indent = true }) .. "\n"
+    text = args.json(out, { indent = true }) .. "\n" -- keys in a stable order
     if #out == 0 then text = "[]\n" end
   else
     local params, finals, pkeys, mkeys = {}, {}, {}, {}

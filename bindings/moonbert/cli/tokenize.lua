@@ -5,7 +5,7 @@
 local args = require "moonbert.args"
 
 local SPEC = {
-  { "--model", "DIR", "Hugging Face tokenizer folder (tokenizer.json or vocab.txt)" },
+  { "--model", "DIR", "Hugging Face tokenizer folder (tokenizer.json or vocab.txt), or a hub name" },
   { "--max-length", "N", "truncate to N ids including [CLS]/[SEP] (default: model_max_length)", type = "number" },
   { "--no-truncation", nil, "never truncate" },
   { "--tokens", nil, "print token strings instead of ids" },
@@ -24,11 +24,10 @@ function M.main(argv)
   if opts.max_length and (opts.max_length < 2 or opts.max_length ~= math.floor(opts.max_length)) then
     args.usage_error("--max-length must be an integer >= 2, got " .. tostring(opts.max_length))
   end
-  local ok, tok = pcall(require("moonbert.tokenizer").load, opts.model)
-  if not ok then
-    io.stderr:write("moonbert tokenize: ", tostring(tok), "\n")
-    return 1
-  end
+  local dir, herr = require("moonbert.hub").model_arg(opts.model) -- a folder, or a hub name (fetched)
+  if not dir then args.fail(herr) end
+  local ok, tok = pcall(require("moonbert.tokenizer").load, dir)
+  if not ok then args.fail(args.clean(tok)) end
   local enc_opts = { padding = false, truncation = not opts.no_truncation, max_length = opts.max_length }
   local out = io.stdout
   out:setvbuf("full")
