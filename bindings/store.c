@@ -350,6 +350,7 @@ static int l_open(lua_State *L) {
     o.create = mb_lua_optfield_bool(L, 2, "create", o.create);
     o.busy_timeout_s = mb_lua_optfield_num(L, 2, "busy_timeout", o.busy_timeout_s);
     o.heartbeat_interval_s = mb_lua_optfield_num(L, 2, "heartbeat_interval", o.heartbeat_interval_s);
+    o.retry_timeout_s = mb_lua_optfield_num(L, 2, "retry_timeout", o.retry_timeout_s);
     lstore *ls = lua_newuserdatauv(L, sizeof *ls, 1);
     ls->s = NULL;
     luaL_setmetatable(L, STORE_MT);
@@ -443,6 +444,18 @@ static int store_tostring(lua_State *L) {
 
 static int store_path(lua_State *L) {
     lua_pushstring(L, mb_store_path(check_store(L, 1)));
+    return 1;
+}
+
+/* store:is_server() -> true for a PostgreSQL store */
+static int store_is_server(lua_State *L) {
+    lua_pushboolean(L, mb_store_is_server(check_store(L, 1)));
+    return 1;
+}
+
+/* store:reconnects() -> times the connection to the server was lost and made again */
+static int store_reconnects(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)mb_store_reconnects(check_store(L, 1)));
     return 1;
 }
 
@@ -1180,6 +1193,8 @@ static const luaL_Reg store_methods[] = {
     {"is_closed", store_is_closed},
     {"path", store_path},
     {"schema_version", store_schema_version},
+    {"is_server", store_is_server},
+    {"reconnects", store_reconnects},
     {"integrity_check", store_integrity_check},
     {"_start_run", store_start_run_raw},
     {"reap", store_reap},

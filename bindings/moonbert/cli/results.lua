@@ -9,7 +9,8 @@ local args = require "moonbert.args"
 local STATUSES = { "running", "completed", "failed", "killed", "pruned", "interrupted" }
 
 local SPEC = {
-  { "--store", "PATH", "results store", default = "results/moonbert.db" },
+  { "--store", "PATH", "results store: a SQLite file or postgresql://user@host:port/db (default: $MOONBERT_STORE, else results/moonbert.db)",
+    default = require("moonbert.store").default_path },
   { "--experiment", "E", "only runs of experiment E (list, export; required by best)" },
   { "--status", "S", "only runs with status S: running, completed, failed, killed, pruned, interrupted",
     choices = STATUSES },
