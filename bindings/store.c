@@ -723,6 +723,21 @@ static int store_resume_run(lua_State *L) {
     return 1;
 }
 
+/* store:copy_run(id, dest_store) -> id in dest, copied (false: dest already had
+   the run's UUID). The run and all it logged, in one transaction of dest. */
+static int store_copy_run(lua_State *L) {
+    mb_store *s = check_store(L, 1);
+    int64_t id = check_run_id(L, 2);
+    mb_store *dst = check_store(L, 3);
+    int64_t new_id = 0;
+    int copied = 0;
+    mb_error err = {0};
+    if (mb_store_copy_run(s, id, dst, &new_id, &copied, &err) != MB_OK) return mb_lua_raise(L, &err);
+    lua_pushinteger(L, (lua_Integer)new_id);
+    lua_pushboolean(L, copied);
+    return 2;
+}
+
 static int store_artifacts(lua_State *L) {
     mb_store *s = check_store(L, 1);
     int64_t id = check_run_id(L, 2);
@@ -1211,6 +1226,7 @@ static const luaL_Reg store_methods[] = {
     {"artifacts", store_artifacts},
     {"run_events", store_run_events},
     {"resume_run", store_resume_run},
+    {"copy_run", store_copy_run},
     {NULL, NULL},
 };
 

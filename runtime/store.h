@@ -183,6 +183,12 @@ typedef void (*mb_reap_visitor)(int64_t run, const char *reason, void *ctx);
 mb_status mb_store_reap(mb_store *s, double stale_after_s, mb_reap_visitor on_reaped, void *ctx, size_t *n_reaped,
                         mb_error *err);
 
+/* Copy run (of src) with everything it logged into dst in one transaction,
+   keeping its UUID, status, times and provenance: *new_run is its id in dst.
+   A run whose UUID dst already holds is not copied again (*copied = 0), so
+   copying twice adds nothing. (moonbert results push) */
+mb_status mb_store_copy_run(mb_store *src, int64_t run, mb_store *dst, int64_t *new_run, int *copied, mb_error *err);
+
 /* ---- reading --------------------------------------------------------------- */
 /* Visitors get pointers valid during the call only; returning non-zero stops. */
 
