@@ -709,8 +709,8 @@ function M.run_slurm(spec, opts)
     local text, code, err = capture(table.concat(words, " "))
     if code ~= 0 then error("sbatch refused the array: " .. (err ~= "" and err or text), 0) end
     job = text:match("^(%d+)")
-    out:write(string.format("submitted job array %s (%d tasks%s); logs %s/%s_<task>.log\n", job, #todo,
-                            opts.jobs and (", at most " .. opts.jobs .. " at once") or "", log_dir, job))
+    out:write(string.format("submitted job array %s (%d tasks, --array=%s); logs %s/%s_<task>.log\n", job, #todo,
+                            array, log_dir, job))
     out:flush()
   end
   summary.job = job

@@ -7,7 +7,9 @@
 #   postgres.sh stop DIR     pg_ctl stop -m fast, then DIR can be removed
 #
 # As root the server runs as the postgres user (it refuses root), in a folder that user owns.
-# Authentication: trust for postgres; the role moonbert_pw (password "right") must give a
+# synchronous_commit=off: a commit does not wait for its WAL flush, the durability of the SQLite
+# store's WAL with synchronous=NORMAL (nothing lost when a process dies; the last commits
+# may be lost on power loss). Authentication: trust for postgres; the role moonbert_pw (password "right") must give a
 # password (scram-sha-256), for the wrong-password test. Logs: DIR/server.log, DIR/initdb.log.
 # Exit 1 with the reason on stderr when the server cannot start.
 set -eu
@@ -36,7 +38,7 @@ start)
     while :; do
         port=$(free_port)
         if as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
-             -o "-p $port -k $dir -c listen_addresses=127.0.0.1" start > "$dir/pg_ctl.log" 2>&1; then
+             -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c synchronous_commit=off" start > "$dir/pg_ctl.log" 2>&1; then
             break
         fi
         tries=$((tries + 1))
@@ -50,7 +52,7 @@ start)
 restart)
     port=$(cat "$dir/port")
     as_pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 -m fast \
-        -o "-p $port -k $dir -c listen_addresses=127.0.0.1" restart > "$dir/pg_ctl.log" 2>&1
+        -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c synchronous_commit=off" restart > "$dir/pg_ctl.log" 2>&1
     ;;
 stop)
     [ -d "$dir/data" ] && as_pg "$bin/pg_ctl" -D "$dir/data" -w -t 30 -m fast stop > /dev/null 2>&1 || true

@@ -31,7 +31,8 @@ start)
     if ! munge -n 2>/dev/null | unmunge > /dev/null 2>&1; then
         [ -f /etc/munge/munge.key ] || { echo "no /etc/munge/munge.key (reinstall munge or run mungekey)" >&2; exit 1; }
         mkdir -p /run/munge && chown munge:munge /run/munge && chmod 755 /run/munge
-        runuser -u munge -- /usr/sbin/munged --pid-file="$dir/munged.pid" 2> "$dir/munged.log" ||
+        chmod 711 "$dir" && mkdir -p "$dir/munge" && chown munge "$dir/munge"
+        runuser -u munge -- /usr/sbin/munged --pid-file="$dir/munge/munged.pid" 2> "$dir/munged.log" ||
             { echo "munged failed: $(cat "$dir/munged.log")" >&2; exit 1; }
         munge -n | unmunge > /dev/null 2>&1 || { echo "munge does not work after starting munged" >&2; exit 1; }
     fi
@@ -79,7 +80,7 @@ CONF
 stop)
     stop_pidfile "$dir/slurmd.pid"
     stop_pidfile "$dir/slurmctld.pid"
-    stop_pidfile "$dir/munged.pid"
+    stop_pidfile "$dir/munge/munged.pid"
     ;;
 *) echo "usage: slurm.sh start|stop DIR" >&2; exit 2 ;;
 esac
