@@ -26,6 +26,9 @@
 -- run:interrupt(message) for a run stopped to be resumed later (status
 -- interrupted: reaping leaves it alone), store:resume_run(id) -> run running
 -- again in this process; store:run_events(id) lists the interruptions and resumptions.
+-- store:copy_run(id, other_store) -> id there, copied: the run and all it logged, in one
+-- transaction, skipped when other_store already has its UUID (`moonbert results push`).
+-- A PostgreSQL store reconnects after losing its server (store:reconnects() counts it).
 -- Params are written once (booleans are kept as "true"/"false", tables as JSON text).
 -- Under `moonbert sweep`, MOONBERT_SWEEP and MOONBERT_TRIAL become the tags sweep
 -- and trial of every run started (the trial is also the name of a run given none),
