@@ -518,8 +518,6 @@ static int retry_after(mb_store *s, retry_state *r, mb_status st, mb_error *err)
         r->deadline = mb_store_now() + s->opts.retry_timeout_s;
         r->pause = 0.05;
     }
-    char first[MB_ERROR_MSG_MAX];
-    snprintf(first, sizeof first, "%s", err ? err->msg : pg_errmsg(s->pg));
     for (;;) {
         if (mb_store_now() + r->pause > r->deadline) {
             mb_fail(err, MB_ERR_IO, "%s: lost the connection to the server and it did not come back within %.0f s (%s)",

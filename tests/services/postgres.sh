@@ -13,6 +13,8 @@
 # password (scram-sha-256), for the wrong-password test. Logs: DIR/server.log, DIR/initdb.log.
 # Exit 1 with the reason on stderr when the server cannot start.
 set -eu
+# The daemons are not ours to instrument (make sanitize preloads ASan into the specs).
+unset LD_PRELOAD
 cmd=${1:-}; dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: postgres.sh start|restart|stop DIR" >&2; exit 2; }
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)

@@ -9,6 +9,8 @@
 # Needs root (slurmd runs jobs as their users). Exit 1 with the reason on stderr when a daemon
 # cannot start; the node must answer idle within 20 s.
 set -eu
+# The daemons are not ours to instrument (make sanitize preloads ASan into the specs).
+unset LD_PRELOAD
 cmd=${1:-}; dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: slurm.sh start|stop DIR" >&2; exit 2; }
 free_port() {
