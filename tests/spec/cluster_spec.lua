@@ -349,10 +349,17 @@ run:finish()
       local url = pg.new_schema()
       setup_sweep(url, "slurm4")
       local t0 = mb.store.now()
-      local out, err, code = sweep("--backend slurm --jobs 2 --store " .. shq(url))
+      local out, err, code = sweep("--backend slurm --jobs 2 --time 10 --cpus-per-task 1 --mem 100M " ..
+                                   "--sbatch-arg=--comment=moonbert-spec --store " .. shq(url))
       local slurm_secs = mb.store.now() - t0
       assert.are.equal(0, code, out .. err)
       assert.matches("submitted job array %d+ %(4 tasks, %-%-array=0,1,2,3%%2%)", out)
+      -- The options reached sbatch (SLURM keeps finished jobs for MinJobAge = 300 s).
+      local job = out:match("submitted job array (%d+)")
+      local shown = support.sh(slurm.env .. "scontrol show job " .. job)
+      assert.matches("TimeLimit=00:10:00", shown)
+      assert.matches("Comment=moonbert%-spec", shown)
+      assert.matches("MinMemoryNode=100M", shown)
       assert.matches("4 trials: 4 completed now", out)
       out, err, code = support.sh(shq(BIN) .. " results best --experiment slurm4 --metric val/accuracy --store " .. shq(url))
       assert.are.equal(0, code, err)
