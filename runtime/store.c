@@ -1565,7 +1565,7 @@ static int param_row(db_stmt *st, void *fn, void *ctx) {
 
 static mb_status params_once(mb_store *s, int64_t run, mb_param_visitor fn, void *ctx, mb_error *err) {
     /* Keys in byte order on both (PostgreSQL's default collation may differ). */
-    db_stmt *st = prepare(s, DIALECT(s, "SELECT key, value, NULL FROM params WHERE run_id = ?1 ORDER BY key",
+    db_stmt *st = prepare(s, DIALECT(s, "SELECT key, value FROM params WHERE run_id = ?1 ORDER BY key",
                                      "SELECT key, value, vtype FROM params WHERE run_id = ?1 ORDER BY key COLLATE \"C\""),
                           err);
     if (!st) return MB_ERR_DB;
