@@ -42,7 +42,7 @@ BLAS_CFLAGS := $(shell $(PKG_CONFIG) --cflags openblas 2>/dev/null)
 BLAS_LIBS   := $(shell $(PKG_CONFIG) --libs openblas 2>/dev/null)
 endif
 
-PKGS    := sqlite3 libutf8proc jansson
+PKGS    := sqlite3 libpq libutf8proc jansson
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags lua5.4 $(PKGS) 2>/dev/null) $(BLAS_CFLAGS)
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) $(BLAS_LIBS)
 LUA_LIBS   := $(shell $(PKG_CONFIG) --libs lua5.4 2>/dev/null)

@@ -350,6 +350,7 @@ static int l_open(lua_State *L) {
     o.create = mb_lua_optfield_bool(L, 2, "create", o.create);
     o.busy_timeout_s = mb_lua_optfield_num(L, 2, "busy_timeout", o.busy_timeout_s);
     o.heartbeat_interval_s = mb_lua_optfield_num(L, 2, "heartbeat_interval", o.heartbeat_interval_s);
+    o.retry_timeout_s = mb_lua_optfield_num(L, 2, "retry_timeout", o.retry_timeout_s);
     lstore *ls = lua_newuserdatauv(L, sizeof *ls, 1);
     ls->s = NULL;
     luaL_setmetatable(L, STORE_MT);
@@ -443,6 +444,18 @@ static int store_tostring(lua_State *L) {
 
 static int store_path(lua_State *L) {
     lua_pushstring(L, mb_store_path(check_store(L, 1)));
+    return 1;
+}
+
+/* store:is_server() -> true for a PostgreSQL store */
+static int store_is_server(lua_State *L) {
+    lua_pushboolean(L, mb_store_is_server(check_store(L, 1)));
+    return 1;
+}
+
+/* store:reconnects() -> times the connection to the server was lost and made again */
+static int store_reconnects(lua_State *L) {
+    lua_pushinteger(L, (lua_Integer)mb_store_reconnects(check_store(L, 1)));
     return 1;
 }
 
@@ -708,6 +721,21 @@ static int store_resume_run(lua_State *L) {
     if (mb_store_resume(s, id, &err) != MB_OK) return mb_lua_raise(L, &err);
     push_run(L, 1, id);
     return 1;
+}
+
+/* store:copy_run(id, dest_store) -> id in dest, copied (false: dest already had
+   the run's UUID). The run and all it logged, in one transaction of dest. */
+static int store_copy_run(lua_State *L) {
+    mb_store *s = check_store(L, 1);
+    int64_t id = check_run_id(L, 2);
+    mb_store *dst = check_store(L, 3);
+    int64_t new_id = 0;
+    int copied = 0;
+    mb_error err = {0};
+    if (mb_store_copy_run(s, id, dst, &new_id, &copied, &err) != MB_OK) return mb_lua_raise(L, &err);
+    lua_pushinteger(L, (lua_Integer)new_id);
+    lua_pushboolean(L, copied);
+    return 2;
 }
 
 static int store_artifacts(lua_State *L) {
@@ -1180,6 +1208,8 @@ static const luaL_Reg store_methods[] = {
     {"is_closed", store_is_closed},
     {"path", store_path},
     {"schema_version", store_schema_version},
+    {"is_server", store_is_server},
+    {"reconnects", store_reconnects},
     {"integrity_check", store_integrity_check},
     {"_start_run", store_start_run_raw},
     {"reap", store_reap},
@@ -1196,6 +1226,7 @@ static const luaL_Reg store_methods[] = {
     {"artifacts", store_artifacts},
     {"run_events", store_run_events},
     {"resume_run", store_resume_run},
+    {"copy_run", store_copy_run},
     {NULL, NULL},
 };
 

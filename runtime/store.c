@@ -6,6 +6,7 @@
  * prepare their own statement so that a visitor may call back into the store.
  */
 #include "store.h"
+#include "store_db.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -142,21 +143,104 @@ static const char *const migrations[MB_STORE_SCHEMA_VERSION] = {
     "CREATE INDEX run_events_by_run ON run_events(run_id, id);",
 };
 
+
+/* The same steps for PostgreSQL (runtime/store_pg.c): the same tables and
+   columns in its types; the version lives in moonbert_schema. A CHECK is
+   replaced in place (no rebuild). Keep the two lists in step. */
+static const char *const pg_migrations[MB_STORE_SCHEMA_VERSION] = {
+    /* 0 -> 1 */
+    "CREATE TABLE experiments ("
+    "  id BIGSERIAL PRIMARY KEY, name TEXT NOT NULL UNIQUE, created DOUBLE PRECISION NOT NULL);"
+    "CREATE TABLE runs ("
+    "  id BIGSERIAL PRIMARY KEY,"
+    "  experiment_id BIGINT NOT NULL REFERENCES experiments(id),"
+    "  name TEXT,"
+    "  status TEXT NOT NULL CONSTRAINT runs_status_check"
+    "    CHECK (status IN ('running','completed','failed','killed')),"
+    "  start_time DOUBLE PRECISION NOT NULL, end_time DOUBLE PRECISION,"
+    "  seed BIGINT, host TEXT, git_commit TEXT, git_dirty INTEGER,"
+    "  script_path TEXT, script_hash TEXT, dataset_hash TEXT, model_hash TEXT, device TEXT,"
+    "  error TEXT);"
+    "CREATE INDEX runs_by_experiment ON runs(experiment_id, status);"
+    /* A param's value keeps its type in vtype ('int', 'real', 'text'; reals as
+       shortest exact text), as SQLite's dynamic typing does in one column. */
+    "CREATE TABLE params ("
+    "  run_id BIGINT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+    "  key TEXT NOT NULL, value TEXT, vtype TEXT, PRIMARY KEY (run_id, key));"
+    "CREATE TABLE metrics ("
+    "  id BIGSERIAL PRIMARY KEY,"
+    "  run_id BIGINT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+    "  key TEXT NOT NULL, value DOUBLE PRECISION, step BIGINT, epoch DOUBLE PRECISION, split TEXT,"
+    "  time DOUBLE PRECISION NOT NULL);"
+    "CREATE INDEX metrics_by_run_key ON metrics(run_id, key, id);"
+    "CREATE TABLE tags ("
+    "  run_id BIGINT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+    "  key TEXT NOT NULL, value TEXT, PRIMARY KEY (run_id, key));"
+    "CREATE TABLE artifacts ("
+    "  id BIGSERIAL PRIMARY KEY,"
+    "  run_id BIGINT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+    "  kind TEXT NOT NULL, path TEXT NOT NULL, hash TEXT, time DOUBLE PRECISION NOT NULL);",
+
+    /* 1 -> 2 */
+    "ALTER TABLE runs ADD COLUMN pid BIGINT, ADD COLUMN proc_start BIGINT, ADD COLUMN heartbeat DOUBLE PRECISION;"
+    "UPDATE runs SET heartbeat = COALESCE(end_time, start_time);"
+    "CREATE INDEX runs_by_status ON runs(status);"
+    "CREATE TABLE confusion ("
+    "  id BIGSERIAL PRIMARY KEY,"
+    "  run_id BIGINT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+    "  split TEXT, epoch DOUBLE PRECISION, labels TEXT NOT NULL, matrix TEXT NOT NULL,"
+    "  time DOUBLE PRECISION NOT NULL);"
+    "CREATE TABLE predictions ("
+    "  run_id BIGINT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+    "  split TEXT NOT NULL, example BIGINT NOT NULL,"
+    "  label BIGINT, predicted BIGINT NOT NULL, loss DOUBLE PRECISION, probs TEXT,"
+    "  PRIMARY KEY (run_id, split, example));",
+
+    /* 2 -> 3 */
+    "ALTER TABLE runs ADD COLUMN uuid TEXT;"
+    "UPDATE runs SET uuid = gen_random_uuid()::text;"
+    "CREATE UNIQUE INDEX runs_by_uuid ON runs(uuid);",
+
+    /* 3 -> 4 */
+    "ALTER TABLE runs DROP CONSTRAINT runs_status_check,"
+    "  ADD CONSTRAINT runs_status_check CHECK (status IN ('running','completed','failed','killed','pruned')),"
+    "  ADD COLUMN pruned_rung BIGINT;",
+
+    /* 4 -> 5 */
+    "ALTER TABLE runs DROP CONSTRAINT runs_status_check,"
+    "  ADD CONSTRAINT runs_status_check"
+    "    CHECK (status IN ('running','completed','failed','killed','pruned','interrupted'));"
+    "CREATE TABLE run_events ("
+    "  id BIGSERIAL PRIMARY KEY,"
+    "  run_id BIGINT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+    "  kind TEXT NOT NULL CHECK (kind IN ('interrupted','resumed')),"
+    "  time DOUBLE PRECISION NOT NULL, host TEXT, pid BIGINT, message TEXT);"
+    "CREATE INDEX run_events_by_run ON run_events(run_id, id);",
+};
+
 /* ---- the handle ------------------------------------------------------------ */
 
-#define STMT_CACHE 24
+#define STMT_CACHE 48
+
+typedef struct db_stmt {
+    mb_store *s;
+    sqlite3_stmt *lite; /* SQLite, or ... */
+    pg_stmt *pg;        /* ... PostgreSQL */
+} db_stmt;
 
 struct mb_store {
-    sqlite3 *db;
-    char *path;
+    sqlite3 *db;              /* a SQLite file, or ... */
+    pg_conn *pg;              /* ... a PostgreSQL server */
+    char *path;               /* the file, or the server's URL (no password) */
     mb_store_options opts;
     char host[256];
     int64_t proc_start;       /* this process's start time (/proc), -1 unknown */
     int64_t beat_run;         /* the run whose heartbeat was written last ... */
     double beat_time;         /* ... and when */
+    int64_t reconnects;       /* PostgreSQL: connections lost and made again */
     struct {
         const char *sql;      /* static string: the cache key is its address */
-        sqlite3_stmt *stmt;
+        db_stmt *stmt;
     } cache[STMT_CACHE];
 };
 
@@ -170,12 +254,28 @@ void mb_store_default_options(mb_store_options *o) {
     o->create = 1;
     o->busy_timeout_s = 30.0;
     o->heartbeat_interval_s = 5.0;
+    o->retry_timeout_s = 60.0;
 }
 
 const char *mb_store_path(const mb_store *s) { return s->path; }
+int mb_store_is_server(const mb_store *s) { return s->pg != NULL; }
+int64_t mb_store_reconnects(const mb_store *s) { return s->reconnects; }
+
+int mb_store_is_url(const char *path) {
+    return path && (strncmp(path, "postgresql://", 13) == 0 || strncmp(path, "postgres://", 11) == 0);
+}
 
 static mb_status db_fail(mb_store *s, mb_error *err, const char *what) {
-    return mb_fail(err, MB_ERR_DB, "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+    return mb_fail(err, MB_ERR_DB, "%s: %s: %s", s->path, what, s->pg ? pg_errmsg(s->pg) : sqlite3_errmsg(s->db));
+}
+
+static db_errkind db_error_kind(mb_store *s) {
+    if (s->pg) return pg_errkind(s->pg);
+    switch (sqlite3_extended_errcode(s->db)) {
+    case SQLITE_CONSTRAINT_FOREIGNKEY: return DB_ERR_FOREIGN_KEY;
+    case SQLITE_CONSTRAINT_UNIQUE: return DB_ERR_UNIQUE;
+    default: return DB_ERR_OTHER;
+    }
 }
 
 static void sleep_s(double sec) {
@@ -204,6 +304,7 @@ static int step_retry(mb_store *s, sqlite3_stmt *st) {
 }
 
 static int exec_retry(mb_store *s, const char *sql) {
+    if (s->pg) return pg_exec(s->pg, sql) == 0 ? SQLITE_OK : SQLITE_ERROR;
     double deadline = mb_store_now() + s->opts.busy_timeout_s;
     double pause = 0.001;
     int rc;
@@ -214,56 +315,147 @@ static int exec_retry(mb_store *s, const char *sql) {
     return rc;
 }
 
+/* ---- statements: one interface over SQLite and PostgreSQL (store_db.h) ----- */
+
+static db_stmt *db_prepare(mb_store *s, const char *sql, int persistent, mb_error *err) {
+    db_stmt *st = calloc(1, sizeof *st);
+    if (!st) {
+        mb_fail(err, MB_ERR_NOMEM, "out of memory preparing a statement");
+        return NULL;
+    }
+    st->s = s;
+    if (s->pg) {
+        if (!(st->pg = pg_prepare(s->pg, sql, err))) { free(st); return NULL; }
+        return st;
+    }
+    if (sqlite3_prepare_v3(s->db, sql, -1, persistent ? SQLITE_PREPARE_PERSISTENT : 0, &st->lite, NULL) != SQLITE_OK) {
+        db_fail(s, err, "preparing a statement");
+        free(st);
+        return NULL;
+    }
+    return st;
+}
+
+static void db_finalize(db_stmt *st) {
+    if (!st) return;
+    if (st->pg) pg_finalize(st->pg);
+    else sqlite3_finalize(st->lite);
+    free(st);
+}
+
+/* Forget the result (the bound values stay, as with sqlite3_reset). */
+static void db_reset(db_stmt *st) {
+    if (st->pg) return; /* a PostgreSQL result is dropped by the next step's re-execution (pg_reset) */
+    sqlite3_reset(st->lite);
+}
+
+static void db_clear(db_stmt *st) {
+    if (st->pg) pg_reset(st->pg);
+    else {
+        sqlite3_reset(st->lite);
+        sqlite3_clear_bindings(st->lite);
+    }
+}
+
+static void db_bind_null(db_stmt *st, int i) {
+    if (st->pg) pg_bind(st->pg, i, NULL);
+    else sqlite3_bind_null(st->lite, i);
+}
+
+static void db_bind_int(db_stmt *st, int i, int64_t v) {
+    if (st->pg) {
+        char buf[32];
+        snprintf(buf, sizeof buf, "%lld", (long long)v);
+        pg_bind(st->pg, i, buf);
+    } else {
+        sqlite3_bind_int64(st->lite, i, v);
+    }
+}
+
+/* NaN is stored as NULL (SQLite has no NaN; PostgreSQL does, but the two
+   stores must read back the same). Reals travel as the shortest exact text. */
+static void db_bind_real(db_stmt *st, int i, double v) {
+    if (isnan(v)) db_bind_null(st, i);
+    else if (st->pg) {
+        char buf[40];
+        snprintf(buf, sizeof buf, "%.17g", v);
+        pg_bind(st->pg, i, buf);
+    } else {
+        sqlite3_bind_double(st->lite, i, v);
+    }
+}
+
+static void db_bind_text(db_stmt *st, int i, const char *v) {
+    if (!v) db_bind_null(st, i);
+    else if (st->pg) pg_bind(st->pg, i, v);
+    else sqlite3_bind_text(st->lite, i, v, -1, SQLITE_TRANSIENT);
+}
+
+/* DB_ROW, DB_DONE, or DB_FAIL (the message via db_fail). */
+static int db_step(mb_store *s, db_stmt *st) {
+    if (st->pg) {
+        int rc = pg_step(st->pg);
+        return rc;
+    }
+    int rc = step_retry(s, st->lite);
+    return rc == SQLITE_ROW ? DB_ROW : rc == SQLITE_DONE ? DB_DONE : DB_FAIL;
+}
+
+static int db_null(db_stmt *st, int c) {
+    return st->pg ? pg_isnull(st->pg, c) : sqlite3_column_type(st->lite, c) == SQLITE_NULL;
+}
+
+static int64_t db_int(db_stmt *st, int c) {
+    if (!st->pg) return sqlite3_column_int64(st->lite, c);
+    const char *v = pg_value(st->pg, c);
+    return v ? strtoll(v, NULL, 10) : 0;
+}
+
+static double db_real(db_stmt *st, int c) {
+    if (!st->pg) return sqlite3_column_double(st->lite, c);
+    const char *v = pg_value(st->pg, c);
+    return v ? strtod(v, NULL) : 0.0;
+}
+
+static const char *db_text(db_stmt *st, int c) {
+    return st->pg ? pg_value(st->pg, c) : (const char *)sqlite3_column_text(st->lite, c);
+}
+
+static int64_t db_changes(mb_store *s) { return s->pg ? pg_changes(s->pg) : sqlite3_changes(s->db); }
+
 /* A cached statement for a static SQL string, reset and unbound. */
-static sqlite3_stmt *cached(mb_store *s, const char *sql, mb_error *err) {
+static db_stmt *cached(mb_store *s, const char *sql, mb_error *err) {
     int free_slot = -1;
     for (int i = 0; i < STMT_CACHE; i++) {
         if (s->cache[i].sql == sql) {
-            sqlite3_reset(s->cache[i].stmt);
-            sqlite3_clear_bindings(s->cache[i].stmt);
+            db_clear(s->cache[i].stmt);
             return s->cache[i].stmt;
         }
         if (!s->cache[i].sql && free_slot < 0) free_slot = i;
     }
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &st, NULL) != SQLITE_OK) {
-        db_fail(s, err, "preparing a statement");
-        return NULL;
-    }
-    if (free_slot >= 0) {
-        s->cache[free_slot].sql = sql;
-        s->cache[free_slot].stmt = st;
-    } else {
+    if (free_slot < 0) {
         /* Cannot happen with the fixed set of statements in this file. */
-        sqlite3_finalize(st);
         mb_fail(err, MB_ERR_DB, "%s: statement cache full", s->path);
         return NULL;
     }
+    db_stmt *st = db_prepare(s, sql, 1, err);
+    if (!st) return NULL;
+    s->cache[free_slot].sql = sql;
+    s->cache[free_slot].stmt = st;
     return st;
 }
 
 /* A statement owned by the caller (reads: a visitor may re-enter the store). */
-static sqlite3_stmt *prepare(mb_store *s, const char *sql, mb_error *err) {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
-        db_fail(s, err, "preparing a query");
-        return NULL;
-    }
-    return st;
-}
+static db_stmt *prepare(mb_store *s, const char *sql, mb_error *err) { return db_prepare(s, sql, 0, err); }
 
-static void bind_text_or_null(sqlite3_stmt *st, int i, const char *v) {
-    if (v) sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
-    else sqlite3_bind_null(st, i);
-}
-
-/* NaN would become NULL inside SQLite anyway; make that explicit. */
-static void bind_real_or_null(sqlite3_stmt *st, int i, double v) {
-    if (isnan(v)) sqlite3_bind_null(st, i);
-    else sqlite3_bind_double(st, i, v);
-}
+/* The query text of the open store's dialect. */
+#define DIALECT(s, sqlite_sql, pg_sql) ((s)->pg ? (pg_sql) : (sqlite_sql))
 
 static mb_status begin(mb_store *s, mb_error *err) {
+    if (s->pg) {
+        if (pg_begin(s->pg) != 0) return db_fail(s, err, "starting a transaction");
+        return MB_OK;
+    }
     /* IMMEDIATE takes the write lock up front: a deferred transaction that
        upgrades later can get SQLITE_BUSY without the busy handler running. */
     if (exec_retry(s, "BEGIN IMMEDIATE") != SQLITE_OK) return db_fail(s, err, "starting a transaction");
@@ -271,6 +463,10 @@ static mb_status begin(mb_store *s, mb_error *err) {
 }
 
 static mb_status commit(mb_store *s, mb_error *err) {
+    if (s->pg) {
+        if (pg_commit(s->pg) != 0) return db_fail(s, err, "committing");
+        return MB_OK;
+    }
     if (exec_retry(s, "COMMIT") != SQLITE_OK) {
         mb_status st = db_fail(s, err, "committing");
         sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
@@ -280,28 +476,77 @@ static mb_status commit(mb_store *s, mb_error *err) {
 }
 
 static void rollback(mb_store *s) {
-    if (!sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    if (s->pg) pg_rollback(s->pg);
+    else if (!sqlite3_get_autocommit(s->db)) sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-static int pragma_int(mb_store *s, const char *sql, int *out) {
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        rc = step_retry(s, st);
-        if (rc == SQLITE_ROW) {
-            *out = sqlite3_column_int(st, 0);
-            rc = SQLITE_OK;
-        }
-    }
-    sqlite3_finalize(st);
-    return rc;
+/* One integer from a query without parameters. */
+static int query_int(mb_store *s, const char *sql, int *out) {
+    db_stmt *st = db_prepare(s, sql, 0, NULL);
+    if (!st) return SQLITE_ERROR;
+    int rc = db_step(s, st);
+    if (rc == DB_ROW) *out = (int)db_int(st, 0);
+    db_finalize(st);
+    return rc == DB_ROW ? SQLITE_OK : SQLITE_ERROR;
 }
+#define pragma_int query_int
 
 int mb_store_user_version(mb_store *s) {
     int v = -1;
-    pragma_int(s, "PRAGMA user_version", &v);
+    if (s->pg) query_int(s, "SELECT version FROM moonbert_schema", &v);
+    else query_int(s, "PRAGMA user_version", &v);
     return v;
 }
+
+/* ---- retrying after a lost connection (PostgreSQL) ---------------------------- */
+
+/* A server restart breaks the connection under a writer. Every public call
+   runs as an attempt: when it failed for want of a connection, reconnect with
+   backoff (0.05 s doubling to 2 s) for at most opts.retry_timeout_s, then run
+   the attempt again. A write is one transaction, so a failed attempt left
+   nothing behind; an attempt whose COMMIT lost its answer is asked about
+   (txid_status) and not run again when it did commit: no row lost, none twice. */
+typedef struct retry_state {
+    double deadline, pause;
+} retry_state;
+
+enum { RETRY_NO, RETRY_AGAIN, RETRY_COMMITTED };
+
+static int retry_after(mb_store *s, retry_state *r, mb_status st, mb_error *err) {
+    if (st == MB_OK || !s->pg || pg_errkind(s->pg) != DB_ERR_CONNECTION) return RETRY_NO;
+    if (r->deadline == 0) {
+        r->deadline = mb_store_now() + s->opts.retry_timeout_s;
+        r->pause = 0.05;
+    }
+    for (;;) {
+        if (mb_store_now() + r->pause > r->deadline) {
+            mb_fail(err, MB_ERR_IO, "%s: lost the connection to the server and it did not come back within %.0f s (%s)",
+                    s->path, s->opts.retry_timeout_s, pg_errmsg(s->pg));
+            return RETRY_NO;
+        }
+        sleep_s(r->pause);
+        r->pause = r->pause * 2 > 2.0 ? 2.0 : r->pause * 2;
+        if (!pg_reconnect(s->pg)) continue;
+        s->reconnects++;
+        s->beat_run = -1; /* a heartbeat in the lost transaction is written again */
+        if (!pg_commit_was_lost(s->pg)) return RETRY_AGAIN;
+        int outcome = pg_commit_outcome(s->pg);
+        if (outcome == 1) return RETRY_COMMITTED;
+        if (outcome == 0) return RETRY_AGAIN;
+    }
+}
+
+#define RETRYING(s, err, call)                                                                \
+    do {                                                                                      \
+        retry_state retry_ = {0, 0};                                                          \
+        for (;;) {                                                                            \
+            if ((s)->pg) pg_clear_error((s)->pg);                                             \
+            mb_status st_ = (call);                                                           \
+            int again_ = retry_after((s), &retry_, st_, (err));                               \
+            if (again_ == RETRY_AGAIN) continue;                                              \
+            return again_ == RETRY_COMMITTED ? MB_OK : st_;                                   \
+        }                                                                                     \
+    } while (0)
 
 /* ---- opening ---------------------------------------------------------------- */
 
@@ -329,6 +574,7 @@ static int64_t read_proc_start(long pid, char *state) {
 static mb_status migrate_locked(mb_store *s, mb_error *err);
 
 static mb_status migrate(mb_store *s, mb_error *err) {
+    if (s->pg) return migrate_locked(s, err);
     int version = 0;
     if (pragma_int(s, "PRAGMA user_version", &version) != SQLITE_OK)
         return db_fail(s, err, "reading the schema version");
@@ -347,15 +593,46 @@ static mb_status migrate(mb_store *s, mb_error *err) {
     return status;
 }
 
+/* PostgreSQL: the version row, created with the first migration. Several
+   processes opening a new database at once queue on an advisory lock. */
+static mb_status pg_version(mb_store *s, int *version, mb_error *err) {
+    *version = 0;
+    if (exec_retry(s, "SELECT pg_advisory_xact_lock(1836019566)") != SQLITE_OK) return db_fail(s, err, "locking the schema");
+    int has_table = 0, has_runs = 0;
+    if (query_int(s, "SELECT count(*) FROM pg_tables WHERE tablename = 'moonbert_schema' AND schemaname = current_schema()",
+                  &has_table) != SQLITE_OK ||
+        query_int(s, "SELECT count(*) FROM pg_tables WHERE tablename = 'runs' AND schemaname = current_schema()",
+                  &has_runs) != SQLITE_OK)
+        return db_fail(s, err, "reading the schema version");
+    if (!has_table) {
+        if (has_runs)
+            return mb_fail(err, MB_ERR_DB, "%s: the database has a 'runs' table that is not a moonbert results store",
+                           s->path);
+        return MB_OK;
+    }
+    if (query_int(s, "SELECT version FROM moonbert_schema", version) != SQLITE_OK)
+        return db_fail(s, err, "reading the schema version");
+    return MB_OK;
+}
+
 static mb_status migrate_locked(mb_store *s, mb_error *err) {
     int version = 0;
     if (begin(s, err) != MB_OK) return err ? err->code : MB_ERR_DB;
     /* Another process may have migrated while we waited for the lock. */
-    if (pragma_int(s, "PRAGMA user_version", &version) != SQLITE_OK) {
+    if (s->pg) {
+        if (pg_version(s, &version, err) != MB_OK) { rollback(s); return err ? err->code : MB_ERR_DB; }
+        if (version == MB_STORE_SCHEMA_VERSION) { rollback(s); return MB_OK; }
+        if (version > MB_STORE_SCHEMA_VERSION) {
+            rollback(s);
+            return mb_fail(err, MB_ERR_DB,
+                           "%s: written by a newer moonbert (schema version %d, this build knows up to %d)", s->path,
+                           version, MB_STORE_SCHEMA_VERSION);
+        }
+    } else if (pragma_int(s, "PRAGMA user_version", &version) != SQLITE_OK) {
         rollback(s);
         return db_fail(s, err, "reading the schema version");
     }
-    if (version == 0) {
+    if (version == 0 && !s->pg) {
         int tables = 0, app = 0;
         pragma_int(s, "SELECT count(*) FROM sqlite_master", &tables);
         pragma_int(s, "PRAGMA application_id", &app);
@@ -364,7 +641,22 @@ static mb_status migrate_locked(mb_store *s, mb_error *err) {
             return mb_fail(err, MB_ERR_DB, "%s: a SQLite database that is not a moonbert results store", s->path);
         }
     }
+    if (version == 0 && s->pg && exec_retry(s, "CREATE TABLE moonbert_schema (version INTEGER NOT NULL);"
+                                                "INSERT INTO moonbert_schema VALUES (0)") != SQLITE_OK) {
+        mb_status st = db_fail(s, err, "creating the schema");
+        rollback(s);
+        return st;
+    }
     for (int v = version; v < MB_STORE_SCHEMA_VERSION; v++) {
+        if (s->pg) {
+            if (pg_exec(s->pg, pg_migrations[v]) != 0) {
+                mb_fail(err, MB_ERR_DB, "%s: migrating the schema from version %d to %d: %s", s->path, v, v + 1,
+                        pg_errmsg(s->pg));
+                rollback(s);
+                return MB_ERR_DB;
+            }
+            continue;
+        }
         char *msg = NULL;
         if (sqlite3_exec(s->db, migrations[v], NULL, NULL, &msg) != SQLITE_OK) {
             mb_fail(err, MB_ERR_DB, "%s: migrating the schema from version %d to %d: %s", s->path, v, v + 1,
@@ -374,19 +666,52 @@ static mb_status migrate_locked(mb_store *s, mb_error *err) {
             return MB_ERR_DB;
         }
     }
-    int broken = 0;
-    if (pragma_int(s, "SELECT count(*) FROM pragma_foreign_key_check", &broken) != SQLITE_OK || broken != 0) {
-        rollback(s);
-        return mb_fail(err, MB_ERR_DB, "%s: migrating the schema from version %d to %d left %d broken references",
-                       s->path, version, MB_STORE_SCHEMA_VERSION, broken);
+    char sql[80];
+    if (s->pg) {
+        snprintf(sql, sizeof sql, "UPDATE moonbert_schema SET version = %d", MB_STORE_SCHEMA_VERSION);
+    } else {
+        int broken = 0;
+        if (pragma_int(s, "SELECT count(*) FROM pragma_foreign_key_check", &broken) != SQLITE_OK || broken != 0) {
+            rollback(s);
+            return mb_fail(err, MB_ERR_DB,
+                           "%s: migrating the schema from version %d to %d left %d broken references", s->path,
+                           version, MB_STORE_SCHEMA_VERSION, broken);
+        }
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", MB_STORE_SCHEMA_VERSION);
     }
-    char sql[64];
-    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", MB_STORE_SCHEMA_VERSION);
-    if (sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+    if (exec_retry(s, sql) != SQLITE_OK) {
+        mb_status st = db_fail(s, err, "writing the schema version");
         rollback(s);
-        return db_fail(s, err, "writing the schema version");
+        return st;
     }
     return commit(s, err);
+}
+
+static mb_status open_sqlite(mb_store *s, const char *path, mb_error *err) {
+    struct stat sb;
+    if (!s->opts.create && stat(path, &sb) != 0)
+        return mb_fail(err, MB_ERR_IO, "no results store at %s (experiment scripts create it with mb.store.open)", path);
+    int flags = SQLITE_OPEN_READWRITE | (s->opts.create ? SQLITE_OPEN_CREATE : 0);
+    if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK)
+        return mb_fail(err, MB_ERR_IO, "%s: cannot open the results store: %s", path,
+                       s->db ? sqlite3_errmsg(s->db) : "out of memory");
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_busy_timeout(s->db, (int)(s->opts.busy_timeout_s * 1000));
+    /* WAL: readers never block the writer and commits need no fsync of the
+       main file; synchronous=NORMAL keeps the file consistent on power loss
+       (the last commits may be lost) and loses nothing when a process dies. */
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+    if (rc == SQLITE_OK) rc = step_retry(s, st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW) {
+        if ((rc & 0xff) == SQLITE_NOTADB)
+            return mb_fail(err, MB_ERR_DB, "%s: not a moonbert results store (file is not a database)", path);
+        return mb_fail(err, MB_ERR_DB, "%s: cannot switch to WAL mode: %s", path, sqlite3_errmsg(s->db));
+    }
+    if (exec_retry(s, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON") != SQLITE_OK)
+        return db_fail(s, err, "setting pragmas");
+    return MB_OK;
 }
 
 mb_store *mb_store_open(const char *path, const mb_store_options *opts, mb_error *err) {
@@ -402,41 +727,20 @@ mb_store *mb_store_open(const char *path, const mb_store_options *opts, mb_error
     }
     if (opts) s->opts = *opts;
     else mb_store_default_options(&s->opts);
+    if (!(s->opts.retry_timeout_s > 0)) s->opts.retry_timeout_s = 60.0;
     s->beat_run = -1;
     if (gethostname(s->host, sizeof s->host - 1) != 0) snprintf(s->host, sizeof s->host, "unknown");
     s->proc_start = read_proc_start((long)getpid(), NULL);
 
-    struct stat sb;
-    if (!s->opts.create && stat(path, &sb) != 0) {
-        mb_fail(err, MB_ERR_IO, "no results store at %s (experiment scripts create it with mb.store.open)", path);
-        goto fail;
-    }
-    int flags = SQLITE_OPEN_READWRITE | (s->opts.create ? SQLITE_OPEN_CREATE : 0);
-    if (sqlite3_open_v2(path, &s->db, flags, NULL) != SQLITE_OK) {
-        mb_fail(err, MB_ERR_IO, "%s: cannot open the results store: %s", path,
-                s->db ? sqlite3_errmsg(s->db) : "out of memory");
-        goto fail;
-    }
-    sqlite3_extended_result_codes(s->db, 1);
-    sqlite3_busy_timeout(s->db, (int)(s->opts.busy_timeout_s * 1000));
-    /* WAL: readers never block the writer and commits need no fsync of the
-       main file; synchronous=NORMAL keeps the file consistent on power loss
-       (the last commits may be lost) and loses nothing when a process dies. */
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
-    if (rc == SQLITE_OK) rc = step_retry(s, st);
-    if (rc != SQLITE_ROW) {
-        int code = rc & 0xff;
-        if (code == SQLITE_NOTADB)
-            mb_fail(err, MB_ERR_DB, "%s: not a moonbert results store (file is not a database)", path);
-        else
-            mb_fail(err, MB_ERR_DB, "%s: cannot switch to WAL mode: %s", path, sqlite3_errmsg(s->db));
-        sqlite3_finalize(st);
-        goto fail;
-    }
-    sqlite3_finalize(st);
-    if (exec_retry(s, "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON") != SQLITE_OK) {
-        db_fail(s, err, "setting pragmas");
+    if (mb_store_is_url(path)) {
+        char display[512];
+        if (!(s->pg = pg_connect(path, display, sizeof display, err))) goto fail;
+        free(s->path);
+        if (!(s->path = strdup(display))) {
+            mb_fail(err, MB_ERR_NOMEM, "out of memory opening %s", display);
+            goto fail;
+        }
+    } else if (open_sqlite(s, path, err) != MB_OK) {
         goto fail;
     }
     if (migrate(s, err) != MB_OK) goto fail;
@@ -448,25 +752,28 @@ fail:
 
 void mb_store_close(mb_store *s) {
     if (!s) return;
-    for (int i = 0; i < STMT_CACHE; i++) sqlite3_finalize(s->cache[i].stmt);
-    sqlite3_close_v2(s->db);
+    for (int i = 0; i < STMT_CACHE; i++) db_finalize(s->cache[i].stmt);
+    if (s->db) sqlite3_close_v2(s->db);
+    pg_disconnect(s->pg);
     free(s->path);
     free(s);
 }
 
-mb_status mb_store_integrity_check(mb_store *s, mb_error *err) {
-    sqlite3_stmt *st = prepare(s, "PRAGMA integrity_check", err);
+static mb_status integrity_check_once(mb_store *s, mb_error *err) {
+    /* PostgreSQL checks its own pages; ask that the tables answer. */
+    db_stmt *st = prepare(s, DIALECT(s, "PRAGMA integrity_check",
+                                     "SELECT CASE WHEN count(*) >= 0 THEN 'ok' END FROM runs"), err);
     if (!st) return MB_ERR_DB;
     char report[MB_ERROR_MSG_MAX] = "";
     size_t used = 0;
     int rc, ok = 0, rows = 0;
-    while ((rc = step_retry(s, st)) == SQLITE_ROW) {
-        const char *line = (const char *)sqlite3_column_text(st, 0);
+    while ((rc = db_step(s, st)) == DB_ROW) {
+        const char *line = db_text(st, 0);
         if (rows++ == 0 && line && strcmp(line, "ok") == 0) ok = 1;
         if (line && used < sizeof report - 2) used += snprintf(report + used, sizeof report - used, "%s; ", line);
     }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) return db_fail(s, err, "integrity check");
+    db_finalize(st);
+    if (rc != DB_DONE) return db_fail(s, err, "integrity check");
     if (!ok || rows != 1) return mb_fail(err, MB_ERR_DB, "%s: integrity check failed: %s", s->path, report);
     return MB_OK;
 }
@@ -496,14 +803,14 @@ static const char SQL_BEAT[] =
     " WHERE id = ?2 AND (status <> 'killed' OR (pid = ?3 AND host = ?4))";
 
 static mb_status write_beat(mb_store *s, int64_t run, mb_error *err) {
-    sqlite3_stmt *st = cached(s, SQL_BEAT, err);
+    db_stmt *st = cached(s, SQL_BEAT, err);
     if (!st) return MB_ERR_DB;
     double now = mb_store_now();
-    sqlite3_bind_double(st, 1, now);
-    sqlite3_bind_int64(st, 2, run);
-    sqlite3_bind_int64(st, 3, (int64_t)getpid());
-    sqlite3_bind_text(st, 4, s->host, -1, SQLITE_STATIC);
-    if (step_retry(s, st) != SQLITE_DONE) return db_fail(s, err, "updating the heartbeat");
+    db_bind_real(st, 1, now);
+    db_bind_int(st, 2, run);
+    db_bind_int(st, 3, (int64_t)getpid());
+    db_bind_text(st, 4, s->host);
+    if (db_step(s, st) != DB_DONE) return db_fail(s, err, "updating the heartbeat");
     s->beat_run = run;
     s->beat_time = now;
     return MB_OK;
@@ -515,7 +822,7 @@ static mb_status maybe_beat(mb_store *s, int64_t run, mb_error *err) {
     return write_beat(s, run, err);
 }
 
-mb_status mb_store_heartbeat(mb_store *s, int64_t run, mb_error *err) {
+static mb_status heartbeat_once(mb_store *s, int64_t run, mb_error *err) {
     if (begin(s, err) != MB_OK) return MB_ERR_DB;
     if (write_beat(s, run, err) != MB_OK) {
         rollback(s);
@@ -530,23 +837,23 @@ typedef struct reap_candidate {
     char reason[200];
 } reap_candidate;
 
-mb_status mb_store_reap(mb_store *s, double stale_after_s, mb_reap_visitor on_reaped, void *ctx, size_t *n_reaped,
+static mb_status reap_once(mb_store *s, double stale_after_s, mb_reap_visitor on_reaped, void *ctx, size_t *n_reaped,
                         mb_error *err) {
     if (n_reaped) *n_reaped = 0;
     /* First look without the write lock: usually nothing is to be reaped. */
-    sqlite3_stmt *st = prepare(s, "SELECT id, host, pid, proc_start, heartbeat FROM runs WHERE status = 'running'", err);
+    db_stmt *st = prepare(s, "SELECT id, host, pid, proc_start, heartbeat FROM runs WHERE status = 'running'", err);
     if (!st) return MB_ERR_DB;
     reap_candidate *cand = NULL;
     size_t n = 0, cap = 0;
     double now = mb_store_now();
     int rc;
-    while ((rc = step_retry(s, st)) == SQLITE_ROW) {
-        int64_t id = sqlite3_column_int64(st, 0);
-        const char *host = (const char *)sqlite3_column_text(st, 1);
-        int has_pid = sqlite3_column_type(st, 2) != SQLITE_NULL;
-        int64_t pid = sqlite3_column_int64(st, 2);
-        int64_t proc_start = sqlite3_column_type(st, 3) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 3);
-        double beat = sqlite3_column_double(st, 4);
+    while ((rc = db_step(s, st)) == DB_ROW) {
+        int64_t id = db_int(st, 0);
+        const char *host = db_text(st, 1);
+        int has_pid = !db_null(st, 2);
+        int64_t pid = db_int(st, 2);
+        int64_t proc_start = db_null(st, 3) ? -1 : db_int(st, 3);
+        double beat = db_real(st, 4);
         char reason[200] = "";
         if (host && has_pid && pid > 0 && strcmp(host, s->host) == 0) {
             /* Same host: the process table is the truth, whatever the heartbeat says. */
@@ -563,7 +870,7 @@ mb_status mb_store_reap(mb_store *s, double stale_after_s, mb_reap_visitor on_re
             reap_candidate *grown = realloc(cand, cap * sizeof *cand);
             if (!grown) {
                 free(cand);
-                sqlite3_finalize(st);
+                db_finalize(st);
                 return mb_fail(err, MB_ERR_NOMEM, "out of memory reaping runs");
             }
             cand = grown;
@@ -573,8 +880,8 @@ mb_status mb_store_reap(mb_store *s, double stale_after_s, mb_reap_visitor on_re
         snprintf(cand[n].reason, sizeof cand[n].reason, "%s", reason);
         n++;
     }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
+    db_finalize(st);
+    if (rc != DB_DONE) {
         free(cand);
         return db_fail(s, err, "listing running runs");
     }
@@ -583,17 +890,17 @@ mb_status mb_store_reap(mb_store *s, double stale_after_s, mb_reap_visitor on_re
     size_t done = 0;
     for (size_t i = 0; i < n && status == MB_OK; i++) {
         /* Only if nothing changed since we looked (no heartbeat came in). */
-        sqlite3_stmt *up = cached(s,
+        db_stmt *up = cached(s,
                                   /* ended when it was last seen alive, not when someone looked */
                                   "UPDATE runs SET status = 'killed', end_time = heartbeat, error = ?1"
                                   " WHERE id = ?2 AND status = 'running' AND heartbeat = ?3",
                                   err);
         if (!up) { status = MB_ERR_DB; break; }
-        sqlite3_bind_text(up, 1, cand[i].reason, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(up, 2, cand[i].id);
-        sqlite3_bind_double(up, 3, cand[i].heartbeat);
-        if (step_retry(s, up) != SQLITE_DONE) { status = db_fail(s, err, "marking a run killed"); break; }
-        if (sqlite3_changes(s->db) == 0) cand[i].id = -1;
+        db_bind_text(up, 1, cand[i].reason);
+        db_bind_int(up, 2, cand[i].id);
+        db_bind_real(up, 3, cand[i].heartbeat);
+        if (db_step(s, up) != DB_DONE) { status = db_fail(s, err, "marking a run killed"); break; }
+        if (db_changes(s) == 0) cand[i].id = -1;
         else done++;
     }
     if (status == MB_OK) status = commit(s, err);
@@ -635,12 +942,12 @@ static mb_status check_key(mb_store *s, const char *what, const char *key, mb_er
 
 /* A statement failure inside a write: name the run when it does not exist. */
 static mb_status write_fail(mb_store *s, int64_t run, const char *what, mb_error *err) {
-    if ((sqlite3_extended_errcode(s->db)) == SQLITE_CONSTRAINT_FOREIGNKEY)
+    if (db_error_kind(s) == DB_ERR_FOREIGN_KEY)
         return mb_fail(err, MB_ERR_RANGE, "%s: no run %lld (cannot %s)", s->path, (long long)run, what);
     return db_fail(s, err, what);
 }
 
-mb_status mb_store_start_run(mb_store *s, const mb_run_start *r, int64_t *run_id, mb_error *err) {
+static mb_status start_run_once(mb_store *s, const mb_run_start *r, int64_t *run_id, mb_error *err) {
     if (!r || !r->experiment || !*r->experiment)
         return mb_fail(err, MB_ERR_ARG, "start_run: experiment name is required");
     char uuid[MB_UUID_LEN + 1];
@@ -648,42 +955,43 @@ mb_status mb_store_start_run(mb_store *s, const mb_run_start *r, int64_t *run_id
     else if (mb_store_new_uuid(uuid, err) != MB_OK) return MB_ERR_IO;
     double now = mb_store_now();
     if (begin(s, err) != MB_OK) return MB_ERR_DB;
-    sqlite3_stmt *st = cached(s, "INSERT INTO experiments(name, created) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING", err);
+    db_stmt *st = cached(s, "INSERT INTO experiments(name, created) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING", err);
     if (!st) goto fail;
-    sqlite3_bind_text(st, 1, r->experiment, -1, SQLITE_STATIC);
-    sqlite3_bind_double(st, 2, now);
-    if (step_retry(s, st) != SQLITE_DONE) { db_fail(s, err, "recording the experiment"); goto fail; }
+    db_bind_text(st, 1, r->experiment);
+    db_bind_real(st, 2, now);
+    if (db_step(s, st) != DB_DONE) { db_fail(s, err, "recording the experiment"); goto fail; }
     st = cached(s,
                 "INSERT INTO runs(experiment_id, name, status, start_time, seed, host, pid, proc_start,"
                 "  git_commit, git_dirty, script_path, script_hash, dataset_hash, model_hash, device, heartbeat, uuid)"
                 " VALUES ((SELECT id FROM experiments WHERE name = ?1), ?2, 'running', ?3, ?4, ?5, ?6, ?7,"
-                "  ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?3, ?15)",
+                "  ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?3, ?15) RETURNING id",
                 err);
     if (!st) goto fail;
-    sqlite3_bind_text(st, 1, r->experiment, -1, SQLITE_STATIC);
-    bind_text_or_null(st, 2, r->name);
-    sqlite3_bind_double(st, 3, now);
-    if (r->has_seed) sqlite3_bind_int64(st, 4, r->seed);
-    sqlite3_bind_text(st, 5, s->host, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 6, (int64_t)getpid());
-    if (s->proc_start >= 0) sqlite3_bind_int64(st, 7, s->proc_start);
-    bind_text_or_null(st, 8, r->git_commit);
-    if (r->git_dirty >= 0) sqlite3_bind_int(st, 9, r->git_dirty ? 1 : 0);
-    bind_text_or_null(st, 10, r->script_path);
-    bind_text_or_null(st, 11, r->script_hash);
-    bind_text_or_null(st, 12, r->dataset_hash);
-    bind_text_or_null(st, 13, r->model_hash);
-    bind_text_or_null(st, 14, r->device);
-    sqlite3_bind_text(st, 15, uuid, -1, SQLITE_TRANSIENT);
-    if (step_retry(s, st) != SQLITE_DONE) {
-        if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE)
+    db_bind_text(st, 1, r->experiment);
+    db_bind_text(st, 2, r->name);
+    db_bind_real(st, 3, now);
+    if (r->has_seed) db_bind_int(st, 4, r->seed);
+    db_bind_text(st, 5, s->host);
+    db_bind_int(st, 6, (int64_t)getpid());
+    if (s->proc_start >= 0) db_bind_int(st, 7, s->proc_start);
+    db_bind_text(st, 8, r->git_commit);
+    if (r->git_dirty >= 0) db_bind_int(st, 9, r->git_dirty ? 1 : 0);
+    db_bind_text(st, 10, r->script_path);
+    db_bind_text(st, 11, r->script_hash);
+    db_bind_text(st, 12, r->dataset_hash);
+    db_bind_text(st, 13, r->model_hash);
+    db_bind_text(st, 14, r->device);
+    db_bind_text(st, 15, uuid);
+    if (db_step(s, st) != DB_ROW) {
+        if (db_error_kind(s) == DB_ERR_UNIQUE)
             mb_fail(err, MB_ERR_STATE, "%s: a run with UUID %s is already in the store", s->path, uuid);
         else
             db_fail(s, err, "recording the run");
         goto fail;
     }
-    int64_t id = sqlite3_last_insert_rowid(s->db);
-    if (commit(s, err) != MB_OK) return MB_ERR_DB;
+    int64_t id = db_int(st, 0);
+    if (db_step(s, st) != DB_DONE) { db_fail(s, err, "recording the run"); goto fail; }
+    if (commit(s, err) != MB_OK) return err ? err->code : MB_ERR_DB;
     s->beat_run = id;
     s->beat_time = now;
     if (run_id) *run_id = id;
@@ -693,22 +1001,37 @@ fail:
     return err ? err->code : MB_ERR_DB;
 }
 
-static void bind_value(sqlite3_stmt *st, int i, const mb_value *v) {
+/* A param value at i; PostgreSQL also gets its type at i + 1 (see pg_migrations). */
+static void bind_value(db_stmt *st, int i, const mb_value *v) {
+    if (st->pg) {
+        static const char *const names[] = {[MB_VALUE_INT] = "int", [MB_VALUE_REAL] = "real", [MB_VALUE_TEXT] = "text"};
+        mb_value_type t = v ? v->type : MB_VALUE_NULL;
+        db_bind_text(st, i + 1, t == MB_VALUE_NULL ? NULL : names[t]);
+    }
     switch (v ? v->type : MB_VALUE_NULL) {
-    case MB_VALUE_INT: sqlite3_bind_int64(st, i, v->i); break;
-    case MB_VALUE_REAL: bind_real_or_null(st, i, v->r); break;
-    case MB_VALUE_TEXT: sqlite3_bind_text(st, i, v->s ? v->s : "", -1, SQLITE_TRANSIENT); break;
-    default: sqlite3_bind_null(st, i); break;
+    case MB_VALUE_INT: db_bind_int(st, i, v->i); break;
+    case MB_VALUE_REAL: db_bind_real(st, i, v->r); break;
+    case MB_VALUE_TEXT: db_bind_text(st, i, v->s ? v->s : ""); break;
+    default: db_bind_null(st, i); break;
     }
 }
 
-static void column_value(sqlite3_stmt *st, int i, mb_value *v) {
+/* The param value in column i (PostgreSQL: its type in column i + 1). */
+static void column_value(db_stmt *st, int i, mb_value *v) {
     memset(v, 0, sizeof *v);
-    switch (sqlite3_column_type(st, i)) {
-    case SQLITE_INTEGER: v->type = MB_VALUE_INT; v->i = sqlite3_column_int64(st, i); break;
-    case SQLITE_FLOAT: v->type = MB_VALUE_REAL; v->r = sqlite3_column_double(st, i); break;
+    if (st->pg) {
+        const char *type = db_text(st, i + 1);
+        if (db_null(st, i) || !type) v->type = MB_VALUE_NULL;
+        else if (strcmp(type, "int") == 0) { v->type = MB_VALUE_INT; v->i = db_int(st, i); }
+        else if (strcmp(type, "real") == 0) { v->type = MB_VALUE_REAL; v->r = db_real(st, i); }
+        else { v->type = MB_VALUE_TEXT; v->s = db_text(st, i); }
+        return;
+    }
+    switch (sqlite3_column_type(st->lite, i)) {
+    case SQLITE_INTEGER: v->type = MB_VALUE_INT; v->i = db_int(st, i); break;
+    case SQLITE_FLOAT: v->type = MB_VALUE_REAL; v->r = db_real(st, i); break;
     case SQLITE_NULL: v->type = MB_VALUE_NULL; break;
-    default: v->type = MB_VALUE_TEXT; v->s = (const char *)sqlite3_column_text(st, i); break;
+    default: v->type = MB_VALUE_TEXT; v->s = db_text(st, i); break;
     }
 }
 
@@ -724,25 +1047,30 @@ static void format_value(const mb_value *v, char *buf, size_t n) {
     }
 }
 
-mb_status mb_store_log_param(mb_store *s, int64_t run, const char *key, const mb_value *v, mb_error *err) {
+static mb_status log_param_once(mb_store *s, int64_t run, const char *key, const mb_value *v, mb_error *err) {
     if (check_key(s, "param", key, err) != MB_OK) return MB_ERR_ARG;
     if (begin(s, err) != MB_OK) return MB_ERR_DB;
-    sqlite3_stmt *st = cached(s, "INSERT INTO params(run_id, key, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING", err);
+    db_stmt *st = cached(s, DIALECT(s, "INSERT INTO params(run_id, key, value) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                                    "INSERT INTO params(run_id, key, value, vtype) VALUES (?1, ?2, ?3, ?4)"
+                                    " ON CONFLICT DO NOTHING"), err);
     if (!st) goto fail;
-    sqlite3_bind_int64(st, 1, run);
-    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+    db_bind_int(st, 1, run);
+    db_bind_text(st, 2, key);
     bind_value(st, 3, v);
-    if (step_retry(s, st) != SQLITE_DONE) { write_fail(s, run, "log a param", err); goto fail; }
-    if (sqlite3_changes(s->db) == 0) {
+    if (db_step(s, st) != DB_DONE) { write_fail(s, run, "log a param", err); goto fail; }
+    if (db_changes(s) == 0) {
         /* Already there: the same value is fine, a different one is a mistake
            (a run's configuration must not change under its results). */
-        st = cached(s, "SELECT value, value IS ?3 FROM params WHERE run_id = ?1 AND key = ?2", err);
+        st = cached(s, DIALECT(s, "SELECT value, NULL, value IS ?3 FROM params WHERE run_id = ?1 AND key = ?2",
+                               "SELECT value, vtype, CASE WHEN value IS NOT DISTINCT FROM ?3"
+                               " AND vtype IS NOT DISTINCT FROM ?4 THEN 1 ELSE 0 END"
+                               " FROM params WHERE run_id = ?1 AND key = ?2"), err);
         if (!st) goto fail;
-        sqlite3_bind_int64(st, 1, run);
-        sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+        db_bind_int(st, 1, run);
+        db_bind_text(st, 2, key);
         bind_value(st, 3, v);
-        if (step_retry(s, st) != SQLITE_ROW) { db_fail(s, err, "reading a param"); goto fail; }
-        if (!sqlite3_column_int(st, 1)) {
+        if (db_step(s, st) != DB_ROW) { db_fail(s, err, "reading a param"); goto fail; }
+        if (!(int)db_int(st, 2)) {
             mb_value old;
             column_value(st, 0, &old);
             char was[200], now[200];
@@ -750,10 +1078,10 @@ mb_status mb_store_log_param(mb_store *s, int64_t run, const char *key, const mb
             format_value(v, now, sizeof now);
             mb_fail(err, MB_ERR_STATE, "param '%s' of run %lld is already %s; params are written once (cannot change it to %s)",
                     key, (long long)run, was, now);
-            sqlite3_reset(st);
+            db_reset(st);
             goto fail;
         }
-        sqlite3_reset(st);
+        db_reset(st);
     }
     if (maybe_beat(s, run, err) != MB_OK) goto fail;
     return commit(s, err);
@@ -762,18 +1090,18 @@ fail:
     return err ? err->code : MB_ERR_DB;
 }
 
-mb_status mb_store_set_tag(mb_store *s, int64_t run, const char *key, const char *value, mb_error *err) {
+static mb_status set_tag_once(mb_store *s, int64_t run, const char *key, const char *value, mb_error *err) {
     if (check_key(s, "tag", key, err) != MB_OK) return MB_ERR_ARG;
     if (begin(s, err) != MB_OK) return MB_ERR_DB;
-    sqlite3_stmt *st = cached(s,
+    db_stmt *st = cached(s,
                               "INSERT INTO tags(run_id, key, value) VALUES (?1, ?2, ?3)"
                               " ON CONFLICT(run_id, key) DO UPDATE SET value = excluded.value",
                               err);
     if (!st) goto fail;
-    sqlite3_bind_int64(st, 1, run);
-    sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
-    bind_text_or_null(st, 3, value);
-    if (step_retry(s, st) != SQLITE_DONE) { write_fail(s, run, "set a tag", err); goto fail; }
+    db_bind_int(st, 1, run);
+    db_bind_text(st, 2, key);
+    db_bind_text(st, 3, value);
+    if (db_step(s, st) != DB_DONE) { write_fail(s, run, "set a tag", err); goto fail; }
     if (maybe_beat(s, run, err) != MB_OK) goto fail;
     return commit(s, err);
 fail:
@@ -781,25 +1109,25 @@ fail:
     return err ? err->code : MB_ERR_DB;
 }
 
-mb_status mb_store_log_metrics(mb_store *s, int64_t run, const mb_metric *m, size_t n, mb_error *err) {
+static mb_status log_metrics_once(mb_store *s, int64_t run, const mb_metric *m, size_t n, mb_error *err) {
     for (size_t i = 0; i < n; i++)
         if (check_key(s, "metric", m[i].key, err) != MB_OK) return MB_ERR_ARG;
     if (begin(s, err) != MB_OK) return MB_ERR_DB;
     double now = mb_store_now();
     for (size_t i = 0; i < n; i++) {
-        sqlite3_stmt *st = cached(s,
+        db_stmt *st = cached(s,
                                   "INSERT INTO metrics(run_id, key, value, step, epoch, split, time)"
                                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                                   err);
         if (!st) goto fail;
-        sqlite3_bind_int64(st, 1, run);
-        sqlite3_bind_text(st, 2, m[i].key, -1, SQLITE_STATIC);
-        bind_real_or_null(st, 3, m[i].value);
-        if (m[i].has_step) sqlite3_bind_int64(st, 4, m[i].step);
-        if (m[i].has_epoch) bind_real_or_null(st, 5, m[i].epoch);
-        bind_text_or_null(st, 6, m[i].split);
-        sqlite3_bind_double(st, 7, m[i].time > 0 ? m[i].time : now);
-        if (step_retry(s, st) != SQLITE_DONE) { write_fail(s, run, "log a metric", err); goto fail; }
+        db_bind_int(st, 1, run);
+        db_bind_text(st, 2, m[i].key);
+        db_bind_real(st, 3, m[i].value);
+        if (m[i].has_step) db_bind_int(st, 4, m[i].step);
+        if (m[i].has_epoch) db_bind_real(st, 5, m[i].epoch);
+        db_bind_text(st, 6, m[i].split);
+        db_bind_real(st, 7, m[i].time > 0 ? m[i].time : now);
+        if (db_step(s, st) != DB_DONE) { write_fail(s, run, "log a metric", err); goto fail; }
     }
     if (maybe_beat(s, run, err) != MB_OK) goto fail;
     return commit(s, err);
@@ -818,7 +1146,7 @@ static json_t *json_number(double v) {
     return json_real(v); /* NULL for NaN and Inf: the caller reports it */
 }
 
-mb_status mb_store_log_confusion(mb_store *s, int64_t run, const mb_confusion *c, mb_error *err) {
+static mb_status log_confusion_once(mb_store *s, int64_t run, const mb_confusion *c, mb_error *err) {
     if (c->n_rows <= 0 || c->n_cols <= 0 || !c->matrix)
         return mb_fail(err, MB_ERR_SHAPE, "confusion matrix is empty (%d x %d)", c->n_rows, c->n_cols);
     if (c->n_labels > 0 && c->n_labels != c->n_rows && c->n_labels != c->n_cols)
@@ -848,20 +1176,20 @@ mb_status mb_store_log_confusion(mb_store *s, int64_t run, const mb_confusion *c
     if (status == MB_OK && (!labels_text || !matrix_text))
         status = mb_fail(err, MB_ERR_NOMEM, "out of memory encoding a confusion matrix");
     if (status == MB_OK && (status = begin(s, err)) == MB_OK) {
-        sqlite3_stmt *st = cached(s,
+        db_stmt *st = cached(s,
                                   "INSERT INTO confusion(run_id, split, epoch, labels, matrix, time)"
                                   " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                                   err);
         if (!st) status = MB_ERR_DB;
         else {
-            sqlite3_bind_int64(st, 1, run);
-            bind_text_or_null(st, 2, c->split);
-            if (c->has_epoch) bind_real_or_null(st, 3, c->epoch);
-            sqlite3_bind_text(st, 4, labels_text, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 5, matrix_text, -1, SQLITE_STATIC);
-            sqlite3_bind_double(st, 6, c->time > 0 ? c->time : mb_store_now());
-            if (step_retry(s, st) != SQLITE_DONE) status = write_fail(s, run, "log a confusion matrix", err);
-            sqlite3_reset(st); /* drop the references to the texts freed below */
+            db_bind_int(st, 1, run);
+            db_bind_text(st, 2, c->split);
+            if (c->has_epoch) db_bind_real(st, 3, c->epoch);
+            db_bind_text(st, 4, labels_text);
+            db_bind_text(st, 5, matrix_text);
+            db_bind_real(st, 6, c->time > 0 ? c->time : mb_store_now());
+            if (db_step(s, st) != DB_DONE) status = write_fail(s, run, "log a confusion matrix", err);
+            db_reset(st); /* drop the references to the texts freed below */
         }
         if (status == MB_OK) status = maybe_beat(s, run, err);
         if (status == MB_OK) status = commit(s, err);
@@ -872,39 +1200,97 @@ mb_status mb_store_log_confusion(mb_store *s, int64_t run, const mb_confusion *c
     return status;
 }
 
-mb_status mb_store_log_predictions(mb_store *s, int64_t run, const char *split, const mb_prediction *rows,
-                                   size_t n, mb_error *err) {
+/* The probabilities as JSON text (*out NULL when there are none). */
+static mb_status encode_probs(const mb_prediction *p, char **out, mb_error *err) {
+    *out = NULL;
+    if (!p->probs || p->n_probs <= 0) return MB_OK;
+    json_t *arr = json_array();
+    for (int k = 0; k < p->n_probs; k++) {
+        json_t *x = isfinite(p->probs[k]) ? json_real(p->probs[k]) : json_null();
+        json_array_append_new(arr, x);
+    }
+    /* 9 significant digits: exact for float32 probabilities. */
+    *out = json_dumps(arr, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    json_decref(arr);
+    if (!*out) return mb_fail(err, MB_ERR_NOMEM, "out of memory encoding probabilities");
+    return MB_OK;
+}
+
+/* Bind row p's five values from parameter first on (example, label, predicted, loss, probs). */
+static void bind_prediction(db_stmt *st, int first, const mb_prediction *p, const char *probs) {
+    db_bind_int(st, first, p->index);
+    if (p->has_label) db_bind_int(st, first + 1, p->label);
+    else db_bind_null(st, first + 1);
+    db_bind_int(st, first + 2, p->predicted);
+    if (p->has_loss) db_bind_real(st, first + 3, p->loss);
+    else db_bind_null(st, first + 3);
+    db_bind_text(st, first + 4, probs);
+}
+
+#define PREDICTIONS_UPSERT                                                                            \
+    " ON CONFLICT (run_id, split, example) DO UPDATE SET label = excluded.label,"                     \
+    " predicted = excluded.predicted, loss = excluded.loss, probs = excluded.probs"
+
+/* PostgreSQL: one statement per PG_PREDICTION_ROWS rows, since each statement
+   is a round trip to the server (5,000 single-row inserts took 5.5 s). */
+#define PG_PREDICTION_ROWS 100
+static const char *pg_predictions_batch_sql(void) {
+    static char sql[PG_PREDICTION_ROWS * 48 + 512];
+    if (!sql[0]) {
+        size_t n = (size_t)snprintf(sql, sizeof sql,
+                                    "INSERT INTO predictions(run_id, split, example, label, predicted, loss, probs) VALUES ");
+        for (int r = 0; r < PG_PREDICTION_ROWS; r++) {
+            int b = 3 + r * 5;
+            n += (size_t)snprintf(sql + n, sizeof sql - n, "%s(?1, ?2, ?%d, ?%d, ?%d, ?%d, ?%d)", r ? ", " : "", b, b + 1,
+                                  b + 2, b + 3, b + 4);
+        }
+        snprintf(sql + n, sizeof sql - n, "%s", PREDICTIONS_UPSERT);
+    }
+    return sql;
+}
+
+/* The same example twice in one multi-row statement is an error in PostgreSQL. */
+static int has_repeated_example(const mb_prediction *rows, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++)
+            if (rows[i].index == rows[j].index) return 1;
+    return 0;
+}
+
+static mb_status log_predictions_once(mb_store *s, int64_t run, const char *split, const mb_prediction *rows,
+                                      size_t n, mb_error *err) {
     if (!split || !*split) return mb_fail(err, MB_ERR_ARG, "log_predictions: split name is empty");
     if (begin(s, err) != MB_OK) return MB_ERR_DB;
     mb_status status = MB_OK;
-    for (size_t i = 0; i < n && status == MB_OK; i++) {
-        const mb_prediction *p = &rows[i];
-        char *probs = NULL;
-        if (p->probs && p->n_probs > 0) {
-            json_t *arr = json_array();
-            for (int k = 0; k < p->n_probs; k++) {
-                json_t *x = isfinite(p->probs[k]) ? json_real(p->probs[k]) : json_null();
-                json_array_append_new(arr, x);
-            }
-            /* 9 significant digits: exact for float32 probabilities. */
-            probs = json_dumps(arr, JSON_COMPACT | JSON_REAL_PRECISION(9));
-            json_decref(arr);
-            if (!probs) { status = mb_fail(err, MB_ERR_NOMEM, "out of memory encoding probabilities"); break; }
+    size_t i = 0;
+    while (s->pg && status == MB_OK && n - i >= PG_PREDICTION_ROWS &&
+           !has_repeated_example(rows + i, PG_PREDICTION_ROWS)) {
+        db_stmt *st = cached(s, pg_predictions_batch_sql(), err);
+        if (!st) { status = MB_ERR_DB; break; }
+        db_bind_int(st, 1, run);
+        db_bind_text(st, 2, split);
+        for (int r = 0; r < PG_PREDICTION_ROWS && status == MB_OK; r++) {
+            char *probs;
+            status = encode_probs(&rows[i + r], &probs, err);
+            if (status == MB_OK) bind_prediction(st, 3 + r * 5, &rows[i + r], probs);
+            free(probs);
         }
-        sqlite3_stmt *st = cached(s,
-                                  "INSERT OR REPLACE INTO predictions(run_id, split, example, label, predicted, loss, probs)"
-                                  " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                                  err);
+        if (status == MB_OK && db_step(s, st) != DB_DONE) status = write_fail(s, run, "log predictions", err);
+        i += PG_PREDICTION_ROWS;
+    }
+    for (; i < n && status == MB_OK; i++) {
+        char *probs;
+        if ((status = encode_probs(&rows[i], &probs, err)) != MB_OK) break;
+        db_stmt *st = cached(s,
+                             "INSERT INTO predictions(run_id, split, example, label, predicted, loss, probs)"
+                             " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)" PREDICTIONS_UPSERT,
+                             err);
         if (!st) status = MB_ERR_DB;
         else {
-            sqlite3_bind_int64(st, 1, run);
-            sqlite3_bind_text(st, 2, split, -1, SQLITE_STATIC);
-            sqlite3_bind_int64(st, 3, p->index);
-            if (p->has_label) sqlite3_bind_int64(st, 4, p->label);
-            sqlite3_bind_int64(st, 5, p->predicted);
-            if (p->has_loss) bind_real_or_null(st, 6, p->loss);
-            bind_text_or_null(st, 7, probs);
-            if (step_retry(s, st) != SQLITE_DONE) status = write_fail(s, run, "log predictions", err);
+            db_bind_int(st, 1, run);
+            db_bind_text(st, 2, split);
+            bind_prediction(st, 3, &rows[i], probs);
+            if (db_step(s, st) != DB_DONE) status = write_fail(s, run, "log predictions", err);
         }
         free(probs);
     }
@@ -914,19 +1300,19 @@ mb_status mb_store_log_predictions(mb_store *s, int64_t run, const char *split, 
     return status;
 }
 
-mb_status mb_store_log_artifact(mb_store *s, int64_t run, const char *kind, const char *path, const char *hash,
+static mb_status log_artifact_once(mb_store *s, int64_t run, const char *kind, const char *path, const char *hash,
                                 mb_error *err) {
     if (check_key(s, "artifact kind", kind, err) != MB_OK) return MB_ERR_ARG;
     if (!path || !*path) return mb_fail(err, MB_ERR_ARG, "log_artifact: path is empty");
     if (begin(s, err) != MB_OK) return MB_ERR_DB;
-    sqlite3_stmt *st = cached(s, "INSERT INTO artifacts(run_id, kind, path, hash, time) VALUES (?1, ?2, ?3, ?4, ?5)", err);
+    db_stmt *st = cached(s, "INSERT INTO artifacts(run_id, kind, path, hash, time) VALUES (?1, ?2, ?3, ?4, ?5)", err);
     if (!st) goto fail;
-    sqlite3_bind_int64(st, 1, run);
-    sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, path, -1, SQLITE_STATIC);
-    bind_text_or_null(st, 4, hash);
-    sqlite3_bind_double(st, 5, mb_store_now());
-    if (step_retry(s, st) != SQLITE_DONE) { write_fail(s, run, "log an artifact", err); goto fail; }
+    db_bind_int(st, 1, run);
+    db_bind_text(st, 2, kind);
+    db_bind_text(st, 3, path);
+    db_bind_text(st, 4, hash);
+    db_bind_real(st, 5, mb_store_now());
+    if (db_step(s, st) != DB_DONE) { write_fail(s, run, "log an artifact", err); goto fail; }
     if (maybe_beat(s, run, err) != MB_OK) goto fail;
     return commit(s, err);
 fail:
@@ -936,14 +1322,14 @@ fail:
 
 /* The status of a run, into buf; MB_ERR_RANGE when there is no such run. */
 static mb_status run_status(mb_store *s, int64_t run, char *buf, size_t n, mb_error *err) {
-    sqlite3_stmt *st = cached(s, "SELECT status FROM runs WHERE id = ?1", err);
+    db_stmt *st = cached(s, "SELECT status FROM runs WHERE id = ?1", err);
     if (!st) return MB_ERR_DB;
-    sqlite3_bind_int64(st, 1, run);
-    int rc = step_retry(s, st);
-    if (rc == SQLITE_DONE) return mb_fail(err, MB_ERR_RANGE, "%s: no run %lld", s->path, (long long)run);
-    if (rc != SQLITE_ROW) return db_fail(s, err, "reading a run's status");
-    snprintf(buf, n, "%s", (const char *)sqlite3_column_text(st, 0));
-    sqlite3_reset(st);
+    db_bind_int(st, 1, run);
+    int rc = db_step(s, st);
+    if (rc == DB_DONE) return mb_fail(err, MB_ERR_RANGE, "%s: no run %lld", s->path, (long long)run);
+    if (rc != DB_ROW) return db_fail(s, err, "reading a run's status");
+    snprintf(buf, n, "%s", db_text(st, 0));
+    db_reset(st);
     return MB_OK;
 }
 
@@ -952,18 +1338,18 @@ static mb_status end_run(mb_store *s, int64_t run, const char *final, const char
                          int *changed, mb_error *err) {
     if (changed) *changed = 0;
     if (begin(s, err) != MB_OK) return MB_ERR_DB;
-    sqlite3_stmt *st = cached(s,
+    db_stmt *st = cached(s,
                               "UPDATE runs SET status = ?2, end_time = ?3, heartbeat = ?3, error = ?4, pruned_rung = ?5"
                               " WHERE id = ?1 AND status IN ('running', 'killed')",
                               err);
     if (!st) goto fail;
-    sqlite3_bind_int64(st, 1, run);
-    sqlite3_bind_text(st, 2, final, -1, SQLITE_STATIC);
-    sqlite3_bind_double(st, 3, mb_store_now());
-    bind_text_or_null(st, 4, error_text);
-    if (rung >= 0) sqlite3_bind_int64(st, 5, rung);
-    if (step_retry(s, st) != SQLITE_DONE) { db_fail(s, err, "ending a run"); goto fail; }
-    int n = sqlite3_changes(s->db);
+    db_bind_int(st, 1, run);
+    db_bind_text(st, 2, final);
+    db_bind_real(st, 3, mb_store_now());
+    db_bind_text(st, 4, error_text);
+    if (rung >= 0) db_bind_int(st, 5, rung);
+    if (db_step(s, st) != DB_DONE) { db_fail(s, err, "ending a run"); goto fail; }
+    int n = db_changes(s);
     if (n == 0) {
         char status[32];
         if (run_status(s, run, status, sizeof status, err) != MB_OK) goto fail;
@@ -978,34 +1364,34 @@ fail:
     return err ? err->code : MB_ERR_DB;
 }
 
-mb_status mb_store_finish(mb_store *s, int64_t run, mb_error *err) {
+static mb_status finish_once(mb_store *s, int64_t run, mb_error *err) {
     return end_run(s, run, "completed", NULL, -1, NULL, err);
 }
 
-mb_status mb_store_prune(mb_store *s, int64_t run, int64_t rung, mb_error *err) {
+static mb_status prune_once(mb_store *s, int64_t run, int64_t rung, mb_error *err) {
     if (rung < 0) return mb_fail(err, MB_ERR_ARG, "prune: rung must be >= 0, got %lld", (long long)rung);
     return end_run(s, run, "pruned", NULL, rung, NULL, err);
 }
 
-mb_status mb_store_fail(mb_store *s, int64_t run, const char *error_text, int *changed, mb_error *err) {
+static mb_status fail_once(mb_store *s, int64_t run, const char *error_text, int *changed, mb_error *err) {
     int dummy;
     return end_run(s, run, "failed", error_text ? error_text : "failed", -1, changed ? changed : &dummy, err);
 }
 
 static mb_status add_event(mb_store *s, int64_t run, const char *kind, double now, const char *message,
                            mb_error *err) {
-    sqlite3_stmt *st = cached(s,
+    db_stmt *st = cached(s,
                               "INSERT INTO run_events(run_id, kind, time, host, pid, message)"
                               " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                               err);
     if (!st) return MB_ERR_DB;
-    sqlite3_bind_int64(st, 1, run);
-    sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
-    sqlite3_bind_double(st, 3, now);
-    sqlite3_bind_text(st, 4, s->host, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 5, (int64_t)getpid());
-    bind_text_or_null(st, 6, message);
-    if (step_retry(s, st) != SQLITE_DONE) return db_fail(s, err, "recording a run event");
+    db_bind_int(st, 1, run);
+    db_bind_text(st, 2, kind);
+    db_bind_real(st, 3, now);
+    db_bind_text(st, 4, s->host);
+    db_bind_int(st, 5, (int64_t)getpid());
+    db_bind_text(st, 6, message);
+    if (db_step(s, st) != DB_DONE) return db_fail(s, err, "recording a run event");
     return MB_OK;
 }
 
@@ -1014,7 +1400,7 @@ static mb_status add_event(mb_store *s, int64_t run, const char *kind, double no
 static mb_status pause_or_resume(mb_store *s, int64_t run, int resume, const char *message, mb_error *err) {
     double now = mb_store_now();
     if (begin(s, err) != MB_OK) return MB_ERR_DB;
-    sqlite3_stmt *st;
+    db_stmt *st;
     if (resume) {
         st = cached(s,
                     "UPDATE runs SET status = 'running', end_time = NULL, error = NULL, heartbeat = ?2,"
@@ -1022,21 +1408,21 @@ static mb_status pause_or_resume(mb_store *s, int64_t run, int resume, const cha
                     " WHERE id = ?1 AND status IN ('interrupted', 'killed')",
                     err);
         if (!st) goto fail;
-        sqlite3_bind_text(st, 3, s->host, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, (int64_t)getpid());
-        if (s->proc_start >= 0) sqlite3_bind_int64(st, 5, s->proc_start);
+        db_bind_text(st, 3, s->host);
+        db_bind_int(st, 4, (int64_t)getpid());
+        if (s->proc_start >= 0) db_bind_int(st, 5, s->proc_start);
     } else {
         st = cached(s,
                     "UPDATE runs SET status = 'interrupted', error = ?3, heartbeat = ?2"
                     " WHERE id = ?1 AND status IN ('running', 'killed')",
                     err);
         if (!st) goto fail;
-        bind_text_or_null(st, 3, message);
+        db_bind_text(st, 3, message);
     }
-    sqlite3_bind_int64(st, 1, run);
-    sqlite3_bind_double(st, 2, now);
-    if (step_retry(s, st) != SQLITE_DONE) { db_fail(s, err, resume ? "resuming a run" : "interrupting a run"); goto fail; }
-    if (sqlite3_changes(s->db) == 0) {
+    db_bind_int(st, 1, run);
+    db_bind_real(st, 2, now);
+    if (db_step(s, st) != DB_DONE) { db_fail(s, err, resume ? "resuming a run" : "interrupting a run"); goto fail; }
+    if (db_changes(s) == 0) {
         char status[32];
         if (run_status(s, run, status, sizeof status, err) != MB_OK) goto fail;
         rollback(s);
@@ -1058,11 +1444,11 @@ fail:
     return err ? err->code : MB_ERR_DB;
 }
 
-mb_status mb_store_interrupt(mb_store *s, int64_t run, const char *message, mb_error *err) {
+static mb_status interrupt_once(mb_store *s, int64_t run, const char *message, mb_error *err) {
     return pause_or_resume(s, run, 0, message, err);
 }
 
-mb_status mb_store_resume(mb_store *s, int64_t run, mb_error *err) {
+static mb_status resume_once(mb_store *s, int64_t run, mb_error *err) {
     return pause_or_resume(s, run, 1, NULL, err);
 }
 
@@ -1073,200 +1459,207 @@ mb_status mb_store_resume(mb_store *s, int64_t run, mb_error *err) {
     " r.host, r.pid, r.git_commit, r.git_dirty, r.script_path, r.script_hash, r.dataset_hash,"             \
     " r.model_hash, r.device, r.uuid, r.pruned_rung FROM runs r JOIN experiments e ON e.id = r.experiment_id "
 
-static const char *col_text(sqlite3_stmt *st, int i) { return (const char *)sqlite3_column_text(st, i); }
+static const char *col_text(db_stmt *st, int i) { return db_text(st, i); }
 
-static void read_run(sqlite3_stmt *st, mb_run_record *r) {
+static void read_run(db_stmt *st, mb_run_record *r) {
     memset(r, 0, sizeof *r);
-    r->id = sqlite3_column_int64(st, 0);
+    r->id = db_int(st, 0);
     r->experiment = col_text(st, 1);
     r->name = col_text(st, 2);
     r->status = col_text(st, 3);
     r->error = col_text(st, 4);
-    r->start_time = sqlite3_column_double(st, 5);
-    r->end_time = sqlite3_column_double(st, 6);
-    r->heartbeat = sqlite3_column_double(st, 7);
-    r->has_seed = sqlite3_column_type(st, 8) != SQLITE_NULL;
-    r->seed = sqlite3_column_int64(st, 8);
+    r->start_time = db_real(st, 5);
+    r->end_time = db_real(st, 6);
+    r->heartbeat = db_real(st, 7);
+    r->has_seed = !db_null(st, 8);
+    r->seed = db_int(st, 8);
     r->host = col_text(st, 9);
-    r->pid = sqlite3_column_int64(st, 10);
+    r->pid = db_int(st, 10);
     r->git_commit = col_text(st, 11);
-    r->git_dirty = sqlite3_column_type(st, 12) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 12);
+    r->git_dirty = db_null(st, 12) ? -1 : (int)db_int(st, 12);
     r->script_path = col_text(st, 13);
     r->script_hash = col_text(st, 14);
     r->dataset_hash = col_text(st, 15);
     r->model_hash = col_text(st, 16);
     r->device = col_text(st, 17);
     r->uuid = col_text(st, 18);
-    r->has_pruned_rung = sqlite3_column_type(st, 19) != SQLITE_NULL;
-    r->pruned_rung = sqlite3_column_int64(st, 19);
+    r->has_pruned_rung = !db_null(st, 19);
+    r->pruned_rung = db_int(st, 19);
 }
 
 /* Step through st, handing each row to visit; finalizes st. */
-typedef int (*row_fn)(sqlite3_stmt *st, void *fn, void *ctx);
-static mb_status each_row(mb_store *s, sqlite3_stmt *st, row_fn row, void *fn, void *ctx, size_t *count,
+typedef int (*row_fn)(db_stmt *st, void *fn, void *ctx);
+static mb_status each_row(mb_store *s, db_stmt *st, row_fn row, void *fn, void *ctx, size_t *count,
                           mb_error *err) {
     int rc;
     size_t n = 0;
-    while ((rc = step_retry(s, st)) == SQLITE_ROW) {
+    while ((rc = db_step(s, st)) == DB_ROW) {
         n++;
-        if (row(st, fn, ctx)) { rc = SQLITE_DONE; break; }
+        if (row(st, fn, ctx)) { rc = DB_DONE; break; }
     }
-    sqlite3_finalize(st);
+    db_finalize(st);
     if (count) *count = n;
-    if (rc != SQLITE_DONE) return db_fail(s, err, "reading");
+    if (rc != DB_DONE) return db_fail(s, err, "reading");
     return MB_OK;
 }
 
-static int run_row(sqlite3_stmt *st, void *fn, void *ctx) {
+static int run_row(db_stmt *st, void *fn, void *ctx) {
     mb_run_record r;
     read_run(st, &r);
     return ((mb_run_visitor)fn)(&r, ctx);
 }
 
-mb_status mb_store_runs(mb_store *s, const mb_run_filter *f, mb_run_visitor fn, void *ctx, mb_error *err) {
-    sqlite3_stmt *st = prepare(s, RUN_COLUMNS "WHERE (?1 IS NULL OR e.name = ?1) AND (?2 IS NULL OR r.status = ?2) ORDER BY r.id", err);
+static mb_status runs_once(mb_store *s, const mb_run_filter *f, mb_run_visitor fn, void *ctx, mb_error *err) {
+    db_stmt *st = prepare(s, RUN_COLUMNS "WHERE (CAST(?1 AS TEXT) IS NULL OR e.name = ?1) AND (CAST(?2 AS TEXT) IS NULL OR r.status = ?2) ORDER BY r.id", err);
     if (!st) return MB_ERR_DB;
-    bind_text_or_null(st, 1, f ? f->experiment : NULL);
-    bind_text_or_null(st, 2, f ? f->status : NULL);
+    db_bind_text(st, 1, f ? f->experiment : NULL);
+    db_bind_text(st, 2, f ? f->status : NULL);
     return each_row(s, st, run_row, (void *)fn, ctx, NULL, err);
 }
 
-mb_status mb_store_get_run(mb_store *s, int64_t run, mb_run_visitor fn, void *ctx, mb_error *err) {
-    sqlite3_stmt *st = prepare(s, RUN_COLUMNS "WHERE r.id = ?1", err);
+static mb_status get_run_once(mb_store *s, int64_t run, mb_run_visitor fn, void *ctx, mb_error *err) {
+    db_stmt *st = prepare(s, RUN_COLUMNS "WHERE r.id = ?1", err);
     if (!st) return MB_ERR_DB;
-    sqlite3_bind_int64(st, 1, run);
+    db_bind_int(st, 1, run);
     size_t n = 0;
     if (each_row(s, st, run_row, (void *)fn, ctx, &n, err) != MB_OK) return MB_ERR_DB;
     if (n == 0) return mb_fail(err, MB_ERR_RANGE, "no run %lld in %s", (long long)run, s->path);
     return MB_OK;
 }
 
-mb_status mb_store_find_uuid(mb_store *s, const char *uuid, int64_t *run, mb_error *err) {
+static mb_status find_uuid_once(mb_store *s, const char *uuid, int64_t *run, mb_error *err) {
     if (!uuid || !*uuid) return mb_fail(err, MB_ERR_ARG, "find_uuid: UUID is empty");
-    sqlite3_stmt *st = prepare(s, "SELECT id FROM runs WHERE uuid = lower(?1)", err);
+    db_stmt *st = prepare(s, "SELECT id FROM runs WHERE uuid = lower(?1)", err);
     if (!st) return MB_ERR_DB;
-    sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
-    int rc = step_retry(s, st);
-    if (rc == SQLITE_ROW && run) *run = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    if (rc == SQLITE_ROW) return MB_OK;
-    if (rc != SQLITE_DONE) return db_fail(s, err, "finding a run by UUID");
+    db_bind_text(st, 1, uuid);
+    int rc = db_step(s, st);
+    if (rc == DB_ROW && run) *run = db_int(st, 0);
+    db_finalize(st);
+    if (rc == DB_ROW) return MB_OK;
+    if (rc != DB_DONE) return db_fail(s, err, "finding a run by UUID");
     return mb_fail(err, MB_ERR_RANGE, "no run with UUID %s in %s", uuid, s->path);
 }
 
-static int event_row(sqlite3_stmt *st, void *fn, void *ctx) {
+static int event_row(db_stmt *st, void *fn, void *ctx) {
     mb_run_event e = {0};
     e.kind = col_text(st, 0);
-    e.time = sqlite3_column_double(st, 1);
+    e.time = db_real(st, 1);
     e.host = col_text(st, 2);
-    e.pid = sqlite3_column_int64(st, 3);
+    e.pid = db_int(st, 3);
     e.message = col_text(st, 4);
     return ((mb_run_event_visitor)fn)(&e, ctx);
 }
 
-mb_status mb_store_run_events(mb_store *s, int64_t run, mb_run_event_visitor fn, void *ctx, mb_error *err) {
-    sqlite3_stmt *st = prepare(s, "SELECT kind, time, host, pid, message FROM run_events WHERE run_id = ?1 ORDER BY id", err);
+static mb_status run_events_once(mb_store *s, int64_t run, mb_run_event_visitor fn, void *ctx, mb_error *err) {
+    db_stmt *st = prepare(s, "SELECT kind, time, host, pid, message FROM run_events WHERE run_id = ?1 ORDER BY id", err);
     if (!st) return MB_ERR_DB;
-    sqlite3_bind_int64(st, 1, run);
+    db_bind_int(st, 1, run);
     return each_row(s, st, event_row, (void *)fn, ctx, NULL, err);
 }
 
-static int param_row(sqlite3_stmt *st, void *fn, void *ctx) {
+static int param_row(db_stmt *st, void *fn, void *ctx) {
     mb_value v;
     column_value(st, 1, &v);
     return ((mb_param_visitor)fn)(col_text(st, 0), &v, ctx);
 }
 
-mb_status mb_store_params(mb_store *s, int64_t run, mb_param_visitor fn, void *ctx, mb_error *err) {
-    sqlite3_stmt *st = prepare(s, "SELECT key, value FROM params WHERE run_id = ?1 ORDER BY key", err);
+static mb_status params_once(mb_store *s, int64_t run, mb_param_visitor fn, void *ctx, mb_error *err) {
+    /* Keys in byte order on both (PostgreSQL's default collation may differ). */
+    db_stmt *st = prepare(s, DIALECT(s, "SELECT key, value FROM params WHERE run_id = ?1 ORDER BY key",
+                                     "SELECT key, value, vtype FROM params WHERE run_id = ?1 ORDER BY key COLLATE \"C\""),
+                          err);
     if (!st) return MB_ERR_DB;
-    sqlite3_bind_int64(st, 1, run);
+    db_bind_int(st, 1, run);
     return each_row(s, st, param_row, (void *)fn, ctx, NULL, err);
 }
 
-static int tag_row(sqlite3_stmt *st, void *fn, void *ctx) {
+static int tag_row(db_stmt *st, void *fn, void *ctx) {
     return ((mb_tag_visitor)fn)(col_text(st, 0), col_text(st, 1), ctx);
 }
 
-mb_status mb_store_tags(mb_store *s, int64_t run, mb_tag_visitor fn, void *ctx, mb_error *err) {
-    sqlite3_stmt *st = prepare(s, "SELECT key, value FROM tags WHERE run_id = ?1 ORDER BY key", err);
+static mb_status tags_once(mb_store *s, int64_t run, mb_tag_visitor fn, void *ctx, mb_error *err) {
+    db_stmt *st = prepare(s, DIALECT(s, "SELECT key, value FROM tags WHERE run_id = ?1 ORDER BY key",
+                                     "SELECT key, value FROM tags WHERE run_id = ?1 ORDER BY key COLLATE \"C\""), err);
     if (!st) return MB_ERR_DB;
-    sqlite3_bind_int64(st, 1, run);
+    db_bind_int(st, 1, run);
     return each_row(s, st, tag_row, (void *)fn, ctx, NULL, err);
 }
 
-static int metric_row(sqlite3_stmt *st, void *fn, void *ctx) {
+static int metric_row(db_stmt *st, void *fn, void *ctx) {
     mb_metric m = {0};
     m.key = col_text(st, 0);
-    m.value = sqlite3_column_type(st, 1) == SQLITE_NULL ? NAN : sqlite3_column_double(st, 1);
-    m.has_step = sqlite3_column_type(st, 2) != SQLITE_NULL;
-    m.step = sqlite3_column_int64(st, 2);
-    m.has_epoch = sqlite3_column_type(st, 3) != SQLITE_NULL;
-    m.epoch = sqlite3_column_double(st, 3);
+    m.value = db_null(st, 1) ? NAN : db_real(st, 1);
+    m.has_step = !db_null(st, 2);
+    m.step = db_int(st, 2);
+    m.has_epoch = !db_null(st, 3);
+    m.epoch = db_real(st, 3);
     m.split = col_text(st, 4);
-    m.time = sqlite3_column_double(st, 5);
+    m.time = db_real(st, 5);
     return ((mb_metric_visitor)fn)(&m, ctx);
 }
 
-mb_status mb_store_metrics(mb_store *s, int64_t run, const char *key, mb_metric_visitor fn, void *ctx,
+static mb_status metrics_once(mb_store *s, int64_t run, const char *key, mb_metric_visitor fn, void *ctx,
                            mb_error *err) {
-    sqlite3_stmt *st = prepare(s,
+    db_stmt *st = prepare(s,
                                "SELECT key, value, step, epoch, split, time FROM metrics"
-                               " WHERE run_id = ?1 AND (?2 IS NULL OR key = ?2) ORDER BY id",
+                               " WHERE run_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR key = ?2) ORDER BY id",
                                err);
     if (!st) return MB_ERR_DB;
-    sqlite3_bind_int64(st, 1, run);
-    bind_text_or_null(st, 2, key);
+    db_bind_int(st, 1, run);
+    db_bind_text(st, 2, key);
     return each_row(s, st, metric_row, (void *)fn, ctx, NULL, err);
 }
 
-mb_status mb_store_final_metrics(mb_store *s, int64_t run, mb_metric_visitor fn, void *ctx, mb_error *err) {
-    /* SQLite takes the bare columns from the row holding MAX(id): the last point. */
-    sqlite3_stmt *st = prepare(s,
-                               "SELECT key, value, step, epoch, split, time, MAX(id) FROM metrics"
-                               " WHERE run_id = ?1 GROUP BY key ORDER BY key",
-                               err);
+static mb_status final_metrics_once(mb_store *s, int64_t run, mb_metric_visitor fn, void *ctx, mb_error *err) {
+    /* The last point of each key: the row with the largest id per key. */
+    db_stmt *st = prepare(s, DIALECT(s,
+                                     "SELECT key, value, step, epoch, split, time FROM metrics WHERE id IN"
+                                     " (SELECT MAX(id) FROM metrics WHERE run_id = ?1 GROUP BY key) ORDER BY key",
+                                     "SELECT key, value, step, epoch, split, time FROM metrics WHERE id IN"
+                                     " (SELECT MAX(id) FROM metrics WHERE run_id = ?1 GROUP BY key)"
+                                     " ORDER BY key COLLATE \"C\""),
+                          err);
     if (!st) return MB_ERR_DB;
-    sqlite3_bind_int64(st, 1, run);
+    db_bind_int(st, 1, run);
     return each_row(s, st, metric_row, (void *)fn, ctx, NULL, err);
 }
 
-mb_status mb_store_best(mb_store *s, const char *experiment, const char *metric, int maximize, const char *status,
+static mb_status best_once(mb_store *s, const char *experiment, const char *metric, int maximize, const char *status,
                         int64_t *run, double *value, mb_error *err) {
     if (!experiment || !metric) return mb_fail(err, MB_ERR_ARG, "best: experiment and metric are required");
     if (!status) status = "completed";
-    sqlite3_stmt *st = prepare(s,
-                               "SELECT f.run_id, f.value FROM"
-                               " (SELECT m.run_id, m.value, MAX(m.id) FROM metrics m"
-                               "   JOIN runs r ON r.id = m.run_id JOIN experiments e ON e.id = r.experiment_id"
-                               "   WHERE e.name = ?1 AND r.status = ?3 AND m.key = ?2 GROUP BY m.run_id) f"
-                               " WHERE f.value IS NOT NULL"
-                               " ORDER BY CASE WHEN ?4 THEN -f.value ELSE f.value END, f.run_id LIMIT 1",
+    db_stmt *st = prepare(s,
+                               "SELECT m.run_id, m.value FROM metrics m WHERE m.id IN"
+                               " (SELECT MAX(m2.id) FROM metrics m2"
+                               "   JOIN runs r ON r.id = m2.run_id JOIN experiments e ON e.id = r.experiment_id"
+                               "   WHERE e.name = ?1 AND r.status = ?3 AND m2.key = ?2 GROUP BY m2.run_id)"
+                               " AND m.value IS NOT NULL"
+                               " ORDER BY CASE WHEN ?4 = 1 THEN -m.value ELSE m.value END, m.run_id LIMIT 1",
                                err);
     if (!st) return MB_ERR_DB;
-    sqlite3_bind_text(st, 1, experiment, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, metric, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, status, -1, SQLITE_STATIC);
-    sqlite3_bind_int(st, 4, maximize ? 1 : 0);
-    int rc = step_retry(s, st);
-    if (rc == SQLITE_ROW) {
-        if (run) *run = sqlite3_column_int64(st, 0);
-        if (value) *value = sqlite3_column_double(st, 1);
-        sqlite3_finalize(st);
+    db_bind_text(st, 1, experiment);
+    db_bind_text(st, 2, metric);
+    db_bind_text(st, 3, status);
+    db_bind_int(st, 4, maximize ? 1 : 0);
+    int rc = db_step(s, st);
+    if (rc == DB_ROW) {
+        if (run) *run = db_int(st, 0);
+        if (value) *value = db_real(st, 1);
+        db_finalize(st);
         return MB_OK;
     }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) return db_fail(s, err, "finding the best run");
+    db_finalize(st);
+    if (rc != DB_DONE) return db_fail(s, err, "finding the best run");
     return mb_fail(err, MB_ERR_RANGE, "no %s run of experiment '%s' has metric '%s' in %s", status, experiment,
                    metric, s->path);
 }
 
-static int confusion_row(sqlite3_stmt *st, void *fn, void *ctx) {
+static int confusion_row(db_stmt *st, void *fn, void *ctx) {
     mb_confusion c = {0};
     c.split = col_text(st, 0);
-    c.has_epoch = sqlite3_column_type(st, 1) != SQLITE_NULL;
-    c.epoch = sqlite3_column_double(st, 1);
-    c.time = sqlite3_column_double(st, 4);
+    c.has_epoch = !db_null(st, 1);
+    c.epoch = db_real(st, 1);
+    c.time = db_real(st, 4);
     json_t *labels = json_loads(col_text(st, 2), 0, NULL);
     json_t *matrix = json_loads(col_text(st, 3), 0, NULL);
     double *cells = NULL;
@@ -1298,28 +1691,28 @@ static int confusion_row(sqlite3_stmt *st, void *fn, void *ctx) {
     return stop;
 }
 
-mb_status mb_store_confusions(mb_store *s, int64_t run, const char *split, mb_confusion_visitor fn, void *ctx,
+static mb_status confusions_once(mb_store *s, int64_t run, const char *split, mb_confusion_visitor fn, void *ctx,
                               mb_error *err) {
-    sqlite3_stmt *st = prepare(s,
+    db_stmt *st = prepare(s,
                                "SELECT split, epoch, labels, matrix, time FROM confusion"
-                               " WHERE run_id = ?1 AND (?2 IS NULL OR split = ?2) ORDER BY id",
+                               " WHERE run_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR split = ?2) ORDER BY id",
                                err);
     if (!st) return MB_ERR_DB;
-    sqlite3_bind_int64(st, 1, run);
-    bind_text_or_null(st, 2, split);
+    db_bind_int(st, 1, run);
+    db_bind_text(st, 2, split);
     return each_row(s, st, confusion_row, (void *)fn, ctx, NULL, err);
 }
 
-static int prediction_row(sqlite3_stmt *st, void *fn, void *ctx) {
+static int prediction_row(db_stmt *st, void *fn, void *ctx) {
     mb_prediction p = {0};
-    p.index = sqlite3_column_int64(st, 1);
-    p.has_label = sqlite3_column_type(st, 2) != SQLITE_NULL;
-    p.label = sqlite3_column_int64(st, 2);
-    p.predicted = sqlite3_column_int64(st, 3);
-    p.has_loss = sqlite3_column_type(st, 4) != SQLITE_NULL;
-    p.loss = sqlite3_column_double(st, 4);
+    p.index = db_int(st, 1);
+    p.has_label = !db_null(st, 2);
+    p.label = db_int(st, 2);
+    p.predicted = db_int(st, 3);
+    p.has_loss = !db_null(st, 4);
+    p.loss = db_real(st, 4);
     double *probs = NULL;
-    json_t *arr = sqlite3_column_type(st, 5) == SQLITE_NULL ? NULL : json_loads(col_text(st, 5), 0, NULL);
+    json_t *arr = db_null(st, 5) ? NULL : json_loads(col_text(st, 5), 0, NULL);
     if (json_is_array(arr) && json_array_size(arr) > 0) {
         probs = malloc(json_array_size(arr) * sizeof *probs);
         if (probs) {
@@ -1337,38 +1730,38 @@ static int prediction_row(sqlite3_stmt *st, void *fn, void *ctx) {
     return stop;
 }
 
-mb_status mb_store_predictions(mb_store *s, int64_t run, const char *split, int by_loss, int64_t limit,
+static mb_status predictions_once(mb_store *s, int64_t run, const char *split, int by_loss, int64_t limit,
                                mb_prediction_visitor fn, void *ctx, mb_error *err) {
-    sqlite3_stmt *st = prepare(s,
+    db_stmt *st = prepare(s,
                                by_loss ? "SELECT split, example, label, predicted, loss, probs FROM predictions"
-                                         " WHERE run_id = ?1 AND (?2 IS NULL OR split = ?2)"
+                                         " WHERE run_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR split = ?2)"
                                          " ORDER BY loss IS NULL, loss DESC, split, example LIMIT ?3"
                                        : "SELECT split, example, label, predicted, loss, probs FROM predictions"
-                                         " WHERE run_id = ?1 AND (?2 IS NULL OR split = ?2)"
+                                         " WHERE run_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR split = ?2)"
                                          " ORDER BY split, example LIMIT ?3",
                                err);
     if (!st) return MB_ERR_DB;
-    sqlite3_bind_int64(st, 1, run);
-    bind_text_or_null(st, 2, split);
-    sqlite3_bind_int64(st, 3, limit > 0 ? limit : -1);
+    db_bind_int(st, 1, run);
+    db_bind_text(st, 2, split);
+    db_bind_int(st, 3, limit > 0 ? limit : INT64_MAX);
     return each_row(s, st, prediction_row, (void *)fn, ctx, NULL, err);
 }
 
-static int artifact_row(sqlite3_stmt *st, void *fn, void *ctx) {
-    return ((mb_artifact_visitor)fn)(col_text(st, 0), col_text(st, 1), col_text(st, 2), sqlite3_column_double(st, 3),
+static int artifact_row(db_stmt *st, void *fn, void *ctx) {
+    return ((mb_artifact_visitor)fn)(col_text(st, 0), col_text(st, 1), col_text(st, 2), db_real(st, 3),
                                      ctx);
 }
 
-mb_status mb_store_artifacts(mb_store *s, int64_t run, mb_artifact_visitor fn, void *ctx, mb_error *err) {
-    sqlite3_stmt *st = prepare(s, "SELECT kind, path, hash, time FROM artifacts WHERE run_id = ?1 ORDER BY id", err);
+static mb_status artifacts_once(mb_store *s, int64_t run, mb_artifact_visitor fn, void *ctx, mb_error *err) {
+    db_stmt *st = prepare(s, "SELECT kind, path, hash, time FROM artifacts WHERE run_id = ?1 ORDER BY id", err);
     if (!st) return MB_ERR_DB;
-    sqlite3_bind_int64(st, 1, run);
+    db_bind_int(st, 1, run);
     return each_row(s, st, artifact_row, (void *)fn, ctx, NULL, err);
 }
 
 /* ---- deleting ------------------------------------------------------------ */
 
-mb_status mb_store_delete_run(mb_store *s, int64_t run, mb_error *err) {
+static mb_status delete_run_once(mb_store *s, int64_t run, mb_error *err) {
     if (begin(s, err) != MB_OK) return MB_ERR_DB;
     char status[32];
     if (run_status(s, run, status, sizeof status, err) != MB_OK) goto fail;
@@ -1377,15 +1770,306 @@ mb_status mb_store_delete_run(mb_store *s, int64_t run, mb_error *err) {
         return mb_fail(err, MB_ERR_STATE, "run %lld is running: stop it first (or wait for it to end)", (long long)run);
     }
     /* prepared here, not cached: deleting is rare and the cache is sized for the hot statements */
-    sqlite3_stmt *st = prepare(s, "DELETE FROM runs WHERE id = ?1", err);
+    db_stmt *st = prepare(s, "DELETE FROM runs WHERE id = ?1", err);
     if (!st) goto fail;
-    sqlite3_bind_int64(st, 1, run);
-    int rc = step_retry(s, st);
-    if (rc != SQLITE_DONE) db_fail(s, err, "deleting a run"); /* before finalize: the message is the step's */
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) goto fail;
+    db_bind_int(st, 1, run);
+    int rc = db_step(s, st);
+    if (rc != DB_DONE) db_fail(s, err, "deleting a run"); /* before finalize: the message is the step's */
+    db_finalize(st);
+    if (rc != DB_DONE) goto fail;
     return commit(s, err);
 fail:
     rollback(s);
     return err ? err->code : MB_ERR_DB;
+}
+
+/* ---- copying a run between stores (results push) ------------------------------ */
+
+/* Copy the rows of one table that belong to run src_run into dst under
+   dst_run. select_sql takes ?1 = the source run; its columns, typed by types
+   ('i' integer, 'r' real, 't' text, 'v' a param value: see bind_value), go to
+   insert_sql's ?2, ?3, ... (?1 = the new run). */
+static mb_status copy_rows(mb_store *src, int64_t src_run, mb_store *dst, int64_t dst_run, const char *select_sql,
+                           const char *insert_sql, const char *types, mb_error *err) {
+    db_stmt *from = prepare(src, select_sql, err);
+    if (!from) return MB_ERR_DB;
+    db_bind_int(from, 1, src_run);
+    int rc;
+    mb_status status = MB_OK;
+    while (status == MB_OK && (rc = db_step(src, from)) == DB_ROW) {
+        db_stmt *to = cached(dst, insert_sql, err);
+        if (!to) { status = MB_ERR_DB; break; }
+        db_bind_int(to, 1, dst_run);
+        int col = 0, param = 2;
+        for (const char *t = types; *t; t++, col++) {
+            if (*t == 'v') {
+                mb_value v;
+                column_value(from, col, &v);
+                bind_value(to, param, &v);
+                param += dst->pg ? 2 : 1;
+                if (src->pg) col++; /* the source's vtype column */
+                continue;
+            }
+            if (db_null(from, col)) db_bind_null(to, param);
+            else if (*t == 'i') db_bind_int(to, param, db_int(from, col));
+            else if (*t == 'r') db_bind_real(to, param, db_real(from, col));
+            else db_bind_text(to, param, db_text(from, col));
+            param++;
+        }
+        if (db_step(dst, to) != DB_DONE) status = db_fail(dst, err, "copying a run");
+    }
+    if (status == MB_OK && rc != DB_DONE) status = db_fail(src, err, "reading the run to copy");
+    db_finalize(from);
+    return status;
+}
+
+static mb_status copy_run_once(mb_store *src, int64_t run, mb_store *dst, int64_t *new_run, int *copied,
+                               mb_error *err) {
+    *copied = 0;
+    db_stmt *st = prepare(src,
+                          "SELECT e.name, r.name, r.status, r.start_time, r.end_time, r.seed, r.host, r.git_commit,"
+                          " r.git_dirty, r.script_path, r.script_hash, r.dataset_hash, r.model_hash, r.device, r.error,"
+                          " r.pid, r.proc_start, r.heartbeat, r.uuid, r.pruned_rung"
+                          " FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.id = ?1",
+                          err);
+    if (!st) return MB_ERR_DB;
+    db_bind_int(st, 1, run);
+    int rc = db_step(src, st);
+    if (rc != DB_ROW) {
+        db_finalize(st);
+        if (rc == DB_DONE) return mb_fail(err, MB_ERR_RANGE, "no run %lld in %s", (long long)run, src->path);
+        return db_fail(src, err, "reading the run to copy");
+    }
+    const char *uuid = db_text(st, 18);
+    if (!uuid) {
+        db_finalize(st);
+        return mb_fail(err, MB_ERR_STATE, "run %lld of %s has no UUID", (long long)run, src->path);
+    }
+    mb_status status = begin(dst, err);
+    if (status != MB_OK) { db_finalize(st); return status; }
+    /* Already there (pushed before): nothing to do. */
+    db_stmt *look = cached(dst, "SELECT id FROM runs WHERE uuid = ?1", err);
+    if (!look) goto fail;
+    db_bind_text(look, 1, uuid);
+    rc = db_step(dst, look);
+    if (rc == DB_ROW) {
+        if (new_run) *new_run = db_int(look, 0);
+        db_reset(look);
+        rollback(dst);
+        db_finalize(st);
+        return MB_OK;
+    }
+    if (rc != DB_DONE) { db_fail(dst, err, "looking for the run"); goto fail; }
+    db_stmt *ins = cached(dst, "INSERT INTO experiments(name, created) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING", err);
+    if (!ins) goto fail;
+    db_bind_text(ins, 1, db_text(st, 0));
+    db_bind_real(ins, 2, mb_store_now());
+    if (db_step(dst, ins) != DB_DONE) { db_fail(dst, err, "recording the experiment"); goto fail; }
+    ins = cached(dst,
+                 "INSERT INTO runs(experiment_id, name, status, start_time, end_time, seed, host, git_commit, git_dirty,"
+                 "  script_path, script_hash, dataset_hash, model_hash, device, error, pid, proc_start, heartbeat, uuid,"
+                 "  pruned_rung)"
+                 " VALUES ((SELECT id FROM experiments WHERE name = ?1), ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12,"
+                 "  ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20) RETURNING id",
+                 err);
+    if (!ins) goto fail;
+    static const char run_types[] = "tttrrittittttttiirti"; /* the columns above, in order */
+    for (int c = 0; run_types[c]; c++) {
+        if (db_null(st, c)) db_bind_null(ins, c + 1);
+        else if (run_types[c] == 'i') db_bind_int(ins, c + 1, db_int(st, c));
+        else if (run_types[c] == 'r') db_bind_real(ins, c + 1, db_real(st, c));
+        else db_bind_text(ins, c + 1, db_text(st, c));
+    }
+    if (db_step(dst, ins) != DB_ROW) {
+        if (db_error_kind(dst) == DB_ERR_UNIQUE) { /* another push got there first */
+            rollback(dst);
+            db_finalize(st);
+            return MB_OK;
+        }
+        db_fail(dst, err, "copying the run");
+        goto fail;
+    }
+    int64_t id = db_int(ins, 0);
+    if (db_step(dst, ins) != DB_DONE) { db_fail(dst, err, "copying the run"); goto fail; }
+    db_finalize(st);
+    st = NULL;
+    struct { const char *select_sql, *insert_sql, *types; } tables[] = {
+        {DIALECT(src, "SELECT key, value FROM params WHERE run_id = ?1", "SELECT key, value, vtype FROM params WHERE run_id = ?1"),
+         DIALECT(dst, "INSERT INTO params(run_id, key, value) VALUES (?1, ?2, ?3)",
+                 "INSERT INTO params(run_id, key, value, vtype) VALUES (?1, ?2, ?3, ?4)"),
+         "tv"},
+        {"SELECT key, value FROM tags WHERE run_id = ?1", "INSERT INTO tags(run_id, key, value) VALUES (?1, ?2, ?3)", "tt"},
+        {"SELECT key, value, step, epoch, split, time FROM metrics WHERE run_id = ?1 ORDER BY id",
+         "INSERT INTO metrics(run_id, key, value, step, epoch, split, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)", "trirtr"},
+        {"SELECT kind, path, hash, time FROM artifacts WHERE run_id = ?1 ORDER BY id",
+         "INSERT INTO artifacts(run_id, kind, path, hash, time) VALUES (?1, ?2, ?3, ?4, ?5)", "tttr"},
+        {"SELECT split, epoch, labels, matrix, time FROM confusion WHERE run_id = ?1 ORDER BY id",
+         "INSERT INTO confusion(run_id, split, epoch, labels, matrix, time) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", "trttr"},
+        {"SELECT split, example, label, predicted, loss, probs FROM predictions WHERE run_id = ?1",
+         "INSERT INTO predictions(run_id, split, example, label, predicted, loss, probs) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+         "tiiirt"},
+        {"SELECT kind, time, host, pid, message FROM run_events WHERE run_id = ?1 ORDER BY id",
+         "INSERT INTO run_events(run_id, kind, time, host, pid, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6)", "trtit"},
+    };
+    for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
+        if (copy_rows(src, run, dst, id, tables[t].select_sql, tables[t].insert_sql, tables[t].types, err) != MB_OK)
+            goto fail;
+    if (commit(dst, err) != MB_OK) return err ? err->code : MB_ERR_DB;
+    if (new_run) *new_run = id;
+    *copied = 1;
+    return MB_OK;
+fail:
+    db_finalize(st);
+    rollback(dst);
+    return err ? err->code : MB_ERR_DB;
+}
+
+mb_status mb_store_copy_run(mb_store *src, int64_t run, mb_store *dst, int64_t *new_run, int *copied, mb_error *err) {
+    int dummy;
+    if (!copied) copied = &dummy;
+    if (src == dst) return mb_fail(err, MB_ERR_ARG, "copy_run: source and destination are the same store");
+    RETRYING(dst, err, copy_run_once(src, run, dst, new_run, copied, err));
+}
+
+/* ---- the public calls: each one attempt after another while the connection is being restored ---- */
+
+mb_status mb_store_log_param(mb_store *s, int64_t run, const char *key, const mb_value *v, mb_error *err) {
+    RETRYING(s, err, log_param_once(s, run, key, v, err));
+}
+
+mb_status mb_store_set_tag(mb_store *s, int64_t run, const char *key, const char *value, mb_error *err) {
+    RETRYING(s, err, set_tag_once(s, run, key, value, err));
+}
+
+mb_status mb_store_log_metrics(mb_store *s, int64_t run, const mb_metric *m, size_t n, mb_error *err) {
+    RETRYING(s, err, log_metrics_once(s, run, m, n, err));
+}
+
+mb_status mb_store_log_confusion(mb_store *s, int64_t run, const mb_confusion *c, mb_error *err) {
+    RETRYING(s, err, log_confusion_once(s, run, c, err));
+}
+
+mb_status mb_store_log_predictions(mb_store *s, int64_t run, const char *split, const mb_prediction *rows,
+                                   size_t n, mb_error *err) {
+    RETRYING(s, err, log_predictions_once(s, run, split, rows, n, err));
+}
+
+mb_status mb_store_log_artifact(mb_store *s, int64_t run, const char *kind, const char *path, const char *hash,
+                                mb_error *err) {
+    RETRYING(s, err, log_artifact_once(s, run, kind, path, hash, err));
+}
+
+mb_status mb_store_heartbeat(mb_store *s, int64_t run, mb_error *err) {
+    RETRYING(s, err, heartbeat_once(s, run, err));
+}
+
+mb_status mb_store_finish(mb_store *s, int64_t run, mb_error *err) {
+    RETRYING(s, err, finish_once(s, run, err));
+}
+
+mb_status mb_store_prune(mb_store *s, int64_t run, int64_t rung, mb_error *err) {
+    RETRYING(s, err, prune_once(s, run, rung, err));
+}
+
+mb_status mb_store_fail(mb_store *s, int64_t run, const char *error_text, int *changed, mb_error *err) {
+    RETRYING(s, err, fail_once(s, run, error_text, changed, err));
+}
+
+mb_status mb_store_interrupt(mb_store *s, int64_t run, const char *message, mb_error *err) {
+    RETRYING(s, err, interrupt_once(s, run, message, err));
+}
+
+mb_status mb_store_resume(mb_store *s, int64_t run, mb_error *err) {
+    RETRYING(s, err, resume_once(s, run, err));
+}
+
+mb_status mb_store_reap(mb_store *s, double stale_after_s, mb_reap_visitor on_reaped, void *ctx, size_t *n_reaped,
+                        mb_error *err) {
+    RETRYING(s, err, reap_once(s, stale_after_s, on_reaped, ctx, n_reaped, err));
+}
+
+mb_status mb_store_runs(mb_store *s, const mb_run_filter *f, mb_run_visitor fn, void *ctx, mb_error *err) {
+    RETRYING(s, err, runs_once(s, f, fn, ctx, err));
+}
+
+mb_status mb_store_get_run(mb_store *s, int64_t run, mb_run_visitor fn, void *ctx, mb_error *err) {
+    RETRYING(s, err, get_run_once(s, run, fn, ctx, err));
+}
+
+mb_status mb_store_find_uuid(mb_store *s, const char *uuid, int64_t *run, mb_error *err) {
+    RETRYING(s, err, find_uuid_once(s, uuid, run, err));
+}
+
+mb_status mb_store_run_events(mb_store *s, int64_t run, mb_run_event_visitor fn, void *ctx, mb_error *err) {
+    RETRYING(s, err, run_events_once(s, run, fn, ctx, err));
+}
+
+mb_status mb_store_params(mb_store *s, int64_t run, mb_param_visitor fn, void *ctx, mb_error *err) {
+    RETRYING(s, err, params_once(s, run, fn, ctx, err));
+}
+
+mb_status mb_store_tags(mb_store *s, int64_t run, mb_tag_visitor fn, void *ctx, mb_error *err) {
+    RETRYING(s, err, tags_once(s, run, fn, ctx, err));
+}
+
+mb_status mb_store_metrics(mb_store *s, int64_t run, const char *key, mb_metric_visitor fn, void *ctx,
+                           mb_error *err) {
+    RETRYING(s, err, metrics_once(s, run, key, fn, ctx, err));
+}
+
+mb_status mb_store_final_metrics(mb_store *s, int64_t run, mb_metric_visitor fn, void *ctx, mb_error *err) {
+    RETRYING(s, err, final_metrics_once(s, run, fn, ctx, err));
+}
+
+mb_status mb_store_best(mb_store *s, const char *experiment, const char *metric, int maximize, const char *status,
+                        int64_t *run, double *value, mb_error *err) {
+    RETRYING(s, err, best_once(s, experiment, metric, maximize, status, run, value, err));
+}
+
+mb_status mb_store_confusions(mb_store *s, int64_t run, const char *split, mb_confusion_visitor fn, void *ctx,
+                              mb_error *err) {
+    RETRYING(s, err, confusions_once(s, run, split, fn, ctx, err));
+}
+
+mb_status mb_store_predictions(mb_store *s, int64_t run, const char *split, int by_loss, int64_t limit,
+                               mb_prediction_visitor fn, void *ctx, mb_error *err) {
+    RETRYING(s, err, predictions_once(s, run, split, by_loss, limit, fn, ctx, err));
+}
+
+mb_status mb_store_artifacts(mb_store *s, int64_t run, mb_artifact_visitor fn, void *ctx, mb_error *err) {
+    RETRYING(s, err, artifacts_once(s, run, fn, ctx, err));
+}
+
+mb_status mb_store_delete_run(mb_store *s, int64_t run, mb_error *err) {
+    RETRYING(s, err, delete_run_once(s, run, err));
+}
+
+mb_status mb_store_integrity_check(mb_store *s, mb_error *err) {
+    RETRYING(s, err, integrity_check_once(s, err));
+}
+
+/* start_run draws the UUID once, so that after a COMMIT whose answer was lost
+   the run it did create is found again by it (and not created twice). */
+mb_status mb_store_start_run(mb_store *s, const mb_run_start *r, int64_t *run_id, mb_error *err) {
+    if (!r || !r->experiment || !*r->experiment)
+        return mb_fail(err, MB_ERR_ARG, "start_run: experiment name is required");
+    char uuid[MB_UUID_LEN + 1];
+    if (r->uuid) snprintf(uuid, sizeof uuid, "%s", r->uuid);
+    else if (mb_store_new_uuid(uuid, err) != MB_OK) return MB_ERR_IO;
+    mb_run_start with_uuid = *r;
+    with_uuid.uuid = uuid;
+    retry_state retry = {0, 0};
+    for (;;) {
+        if (s->pg) pg_clear_error(s->pg);
+        mb_status st = start_run_once(s, &with_uuid, run_id, err);
+        int again = retry_after(s, &retry, st, err);
+        if (again == RETRY_AGAIN) continue;
+        if (again != RETRY_COMMITTED) return st;
+        int64_t id = 0;
+        if (find_uuid_once(s, uuid, &id, err) != MB_OK) return err ? err->code : MB_ERR_DB;
+        s->beat_run = id;
+        s->beat_time = mb_store_now();
+        if (run_id) *run_id = id;
+        return MB_OK;
+    }
 }

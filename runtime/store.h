@@ -52,14 +52,24 @@ typedef struct mb_store_options {
     int create;                  /* create the file when missing (1) */
     double busy_timeout_s;       /* how long a writer waits for the lock (30) */
     double heartbeat_interval_s; /* logging refreshes the heartbeat at most this often (5) */
+    double retry_timeout_s;      /* PostgreSQL: how long to reconnect after losing the server (60) */
 } mb_store_options;
 
 void mb_store_default_options(mb_store_options *opts);
 
-/* Open (and create or migrate) the store at path; opts may be NULL. */
+/* Open (and create or migrate) the store at path, a SQLite file or a
+   PostgreSQL URL (postgresql://user@host:port/database; the password from
+   PGPASSWORD or ~/.pgpass, never the URL); opts may be NULL. */
 mb_store *mb_store_open(const char *path, const mb_store_options *opts, mb_error *err);
 void mb_store_close(mb_store *s); /* NULL is fine */
+/* The file, or the server's URL as user@host:port/database. */
 const char *mb_store_path(const mb_store *s);
+/* 1 for a postgresql:// or postgres:// URL. */
+int mb_store_is_url(const char *path);
+/* 1 when the store is a PostgreSQL server. */
+int mb_store_is_server(const mb_store *s);
+/* PostgreSQL: how many times the connection was lost and made again. */
+int64_t mb_store_reconnects(const mb_store *s);
 /* The schema version of the open file (MB_STORE_SCHEMA_VERSION after open). */
 int mb_store_user_version(mb_store *s);
 /* PRAGMA integrity_check: MB_OK when "ok", else MB_ERR_DB with SQLite's report. */
@@ -172,6 +182,12 @@ mb_status mb_store_fail(mb_store *s, int64_t run, const char *error_text, int *c
 typedef void (*mb_reap_visitor)(int64_t run, const char *reason, void *ctx);
 mb_status mb_store_reap(mb_store *s, double stale_after_s, mb_reap_visitor on_reaped, void *ctx, size_t *n_reaped,
                         mb_error *err);
+
+/* Copy run (of src) with everything it logged into dst in one transaction,
+   keeping its UUID, status, times and provenance: *new_run is its id in dst.
+   A run whose UUID dst already holds is not copied again (*copied = 0), so
+   copying twice adds nothing. (moonbert results push) */
+mb_status mb_store_copy_run(mb_store *src, int64_t run, mb_store *dst, int64_t *new_run, int *copied, mb_error *err);
 
 /* ---- reading --------------------------------------------------------------- */
 /* Visitors get pointers valid during the call only; returning non-zero stops. */

@@ -270,7 +270,7 @@ local function resolve(store, run_id, path)
   local lfs = require "lfs"
   local rel = path:match("runs/" .. run_id .. "/(.*)$")
   if rel then
-    local base = store:path():match("^(.*)/[^/]*$") or "."
+    local base = store:artifact_root()
     local p = base .. "/runs/" .. run_id .. "/" .. rel
     if lfs.attributes(p, "mode") == "file" then return p end
   end
@@ -1103,7 +1103,7 @@ end
 
 --- mb.report.default_dir(store, run_id) -> runs/<id>/report beside the store
 function M.default_dir(store, run_id)
-  local base = store:path():match("^(.*)/[^/]*$") or "."
+  local base = store:artifact_root()
   return base .. "/runs/" .. run_id .. "/report"
 end
 

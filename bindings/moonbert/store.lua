@@ -1,6 +1,8 @@
--- moonbert.store (mb.store): the results store, one SQLite file of runs.
+-- moonbert.store (mb.store): the results store, one SQLite file of runs, or a
+-- PostgreSQL database shared by many hosts (same schema, API and CLI).
 --
---   local store = mb.store.open()                          -- results/moonbert.db
+--   local store = mb.store.open()                          -- $MOONBERT_STORE, else results/moonbert.db
+--   local store = mb.store.open("postgresql://me@db.lab:5432/moonbert")  -- password: PGPASSWORD or ~/.pgpass
 --   local run <close> = store:start_run{experiment = "baseline", params = {lr = 2e-5}, seed = 42}
 --   run:log_metric("val/accuracy", 0.92, {epoch = 2, split = "validation"})
 --   run:log_confusion("validation", cm, data.label_names, {epoch = 2})
@@ -24,14 +26,20 @@
 -- run:interrupt(message) for a run stopped to be resumed later (status
 -- interrupted: reaping leaves it alone), store:resume_run(id) -> run running
 -- again in this process; store:run_events(id) lists the interruptions and resumptions.
+-- store:copy_run(id, other_store) -> id there, copied: the run and all it logged, in one
+-- transaction, skipped when other_store already has its UUID (`moonbert results push`).
+-- A PostgreSQL store reconnects after losing its server (store:reconnects() counts it).
 -- Params are written once (booleans are kept as "true"/"false", tables as JSON text).
 -- Under `moonbert sweep`, MOONBERT_SWEEP and MOONBERT_TRIAL become the tags sweep
 -- and trial of every run started (the trial is also the name of a run given none),
 -- and MOONBERT_EXPERIMENT replaces the experiment.
 local core = require("moonbert.core").store
 
+local env_store = os.getenv("MOONBERT_STORE")
+
 local M = {
-  default_path = "results/moonbert.db",
+  -- What every command's --store defaults to: $MOONBERT_STORE when set.
+  default_path = (env_store and env_store ~= "") and env_store or "results/moonbert.db",
   schema_version = core.schema_version,
   now = core.now,             -- Unix time in seconds, sub-second precision
   sha256 = core.sha256,       -- sha256(string) -> hex
@@ -40,6 +48,11 @@ local M = {
 
 local Store = core.store_methods
 local Run = core.run_methods
+
+--- mb.store.is_url(path) -> true for a PostgreSQL URL (postgresql:// or postgres://)
+function M.is_url(path)
+  return type(path) == "string" and (path:match("^postgresql://") or path:match("^postgres://")) ~= nil
+end
 
 -- mkdir -p for the folder that will hold the store file.
 local function ensure_parent(path)
@@ -70,7 +83,8 @@ end
 --- mb.store.open([path [, opts]]) -> store
 -- opts: create (true), reap (true: mark dead runs killed), stale_after (60 s, runs of
 -- other hosts without a heartbeat for that long are reaped), busy_timeout (30 s),
--- heartbeat_interval (5 s). Raises when the store cannot be opened.
+-- heartbeat_interval (5 s), retry_timeout (60 s: PostgreSQL, how long writers
+-- reconnect after losing the server). Raises when the store cannot be opened.
 function M.open(path, opts)
   if path ~= nil and type(path) ~= "string" then
     error("bad argument #1 to 'open' (string expected, got " .. type(path) .. ")", 2)
@@ -80,7 +94,7 @@ function M.open(path, opts)
   end
   path = path or M.default_path
   opts = opts or {}
-  if opts.create ~= false then check_writable_folder(path) end
+  if opts.create ~= false and not M.is_url(path) then check_writable_folder(path) end
   local store, msg = core.open(path, opts)
   if not store then error(msg, 2) end
   if opts.reap ~= false then
@@ -239,12 +253,20 @@ function Store:with_run(opts, fn)
 end
 Store.run_protected = Store.with_run
 
+--- store:artifact_root() -> the folder under which runs/<id> folders go: the
+-- store file's folder, or "results" (of the current folder) for a PostgreSQL store.
+function Store:artifact_root()
+  local path = self:path()
+  if M.is_url(path) then return "results" end
+  return path:match("^(.*)/[^/]*$") or "."
+end
+
 --- run:artifact_dir() -> path
 -- The run's folder for saved models, caches and reports: runs/<id> beside the
--- store file (results/runs/<id> for the default store), created when missing.
+-- store file (results/runs/<id> for the default store, and for a PostgreSQL
+-- store), created when missing.
 function Run:artifact_dir()
-  local base = self.store:path():match("^(.*)/[^/]*$") or "."
-  local dir = base .. "/runs/" .. self.id
+  local dir = self.store:artifact_root() .. "/runs/" .. self.id
   ensure_parent(dir .. "/x")
   return dir
 end

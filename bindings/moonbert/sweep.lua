@@ -31,9 +31,17 @@
 -- to 3 significant digits, so keys stay readable and repeatable.
 -- Interrupting the sweep (Ctrl-C) stops its running trials (each is a process
 -- group of its own, sent SIGTERM; their runs end up killed or failed) and a
--- rerun starts them again. Limits: processes are started through /bin/sh and
--- setsid and polled every 0.1 s; a sweep killed with SIGKILL leaves its running
--- trials to finish on their own; trials run on this machine only.
+-- rerun starts them again. A sweep killed with SIGKILL takes its trials with it:
+-- each trial process is the sweep's own child with PR_SET_PDEATHSIG (setpriv
+-- --pdeathsig KILL), so it dies with the sweep and its run shows as killed.
+-- Limits: processes are started through /bin/sh, setpriv and setsid and polled
+-- every 0.1 s.
+--
+-- On a SLURM cluster (M.run_slurm, `moonbert sweep SPEC --backend slurm`) the
+-- trials not yet completed go out as one job array, one array task per trial
+-- (SLURM_ARRAY_TASK_ID = the trial's index - 1, which runs `moonbert sweep SPEC
+-- --trial N`); they write to a central store (PostgreSQL). M.status shows each
+-- trial's state in SLURM (squeue) and in the store.
 local M = {}
 
 local fs = require "moonbert.fs"
@@ -84,6 +92,9 @@ end
 
 local KNOWN = { script = true, args = true, grid = true, random = true, trials = true, seed = true, metric = true,
                 mode = true, experiment = true, name = true, store = true, jobs = true, timeout = true }
+
+-- A trial is done when a run of it completed (or a pruner stopped it: pruned).
+local DONE = { completed = true, pruned = true }
 
 local function check_name(path, k)
   if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") then
@@ -152,7 +163,7 @@ function M.check_spec(spec, path)
   if type(s.name) ~= "string" or s.name == "" then spec_error(path, "field 'name' must be a non-empty string") end
   s.experiment = s.experiment or s.name
   if type(s.experiment) ~= "string" or s.experiment == "" then spec_error(path, "field 'experiment' must be a non-empty string") end
-  if s.store ~= nil and type(s.store) ~= "string" then spec_error(path, "field 'store' must be a path") end
+  if s.store ~= nil and type(s.store) ~= "string" then spec_error(path, "field 'store' must be a path or a postgresql:// URL") end
   if s.jobs ~= nil and (math.type(s.jobs) ~= "integer" or s.jobs < 1) then spec_error(path, "field 'jobs' must be a positive integer") end
   if s.timeout ~= nil and (type(s.timeout) ~= "number" or s.timeout <= 0) then spec_error(path, "field 'timeout' must be a number of seconds") end
   s.path = path
@@ -315,6 +326,34 @@ end
 
 local mkdir_p = fs.mkdir_p
 
+--- sweep.store_path(spec, opts) -> the store the trials write to: opts.store, the
+-- spec's store, else mb.store's default ($MOONBERT_STORE or results/moonbert.db).
+function M.store_path(spec, opts)
+  return (opts and opts.store) or spec.store or require("moonbert.store").default_path
+end
+
+-- Where logs and job scripts go: sweeps/<name>/ beside a store file, or under
+-- results/ for a PostgreSQL store.
+local function log_dir_of(spec, store_path)
+  local base = require("moonbert.store").is_url(store_path) and "results" or (store_path:match("^(.*)/[^/]*$") or ".")
+  return base .. "/sweeps/" .. spec.name:gsub("[^%w_%-]", "_")
+end
+
+--- sweep.trial_command(spec, t, store_path [, bin [, extra]]) -> shell words: the trial's
+-- environment (MOONBERT_SWEEP, MOONBERT_TRIAL, MOONBERT_EXPERIMENT) and its
+-- `moonbert run SCRIPT ARGS... --option value ... --store STORE [EXTRA...]`.
+function M.trial_command(spec, t, store_path, bin, extra)
+  local words = { "MOONBERT_SWEEP=" .. shq(spec.name), "MOONBERT_TRIAL=" .. shq(t.key),
+                  "MOONBERT_EXPERIMENT=" .. shq(spec.experiment), shq(bin or M.binary()), "run",
+                  shq(resolve_script(spec)) }
+  for _, a in ipairs(spec.args) do words[#words + 1] = shq(a) end
+  for _, a in ipairs(M.option_args(t.options)) do words[#words + 1] = shq(a) end
+  words[#words + 1] = "--store"
+  words[#words + 1] = shq(store_path)
+  for _, a in ipairs(extra or {}) do words[#words + 1] = shq(a) end
+  return table.concat(words, " ")
+end
+
 -- ---- the store side ------------------------------------------------------------------
 
 --- sweep.trial_runs(store, spec) -> {key = {runs...}} for runs tagged with the sweep
@@ -332,6 +371,15 @@ function M.trial_runs(store, spec)
     end
   end
   return by_key
+end
+
+--- sweep.done_keys(store, spec) -> {key = true} for trials with a completed (or pruned) run
+function M.done_keys(store, spec)
+  local done = {}
+  for key, runs in pairs(M.trial_runs(store, spec)) do
+    for _, r in ipairs(runs) do if DONE[r.status] then done[key] = true end end
+  end
+  return done
 end
 
 local function better(spec, a, b)
@@ -411,7 +459,7 @@ end
 function M.run(spec, opts)
   opts = opts or {}
   local out = opts.out or io.stdout
-  local store_path = opts.store or spec.store or "results/moonbert.db"
+  local store_path = M.store_path(spec, opts)
   local jobs = opts.jobs or spec.jobs or 1
   local bin = opts.binary or M.binary()
   local mb_store = require "moonbert.store"
@@ -421,9 +469,9 @@ function M.run(spec, opts)
   local done, resumable = {}, {}
   if not (opts.dry_run and not exists(store_path)) then -- a dry run creates no store
     local store = mb_store.open(store_path)
+    done = M.done_keys(store, spec)
     for key, runs in pairs(M.trial_runs(store, spec)) do
       for _, r in ipairs(runs) do
-        if r.status == "completed" then done[key] = true end
         if r.status == "interrupted" or r.status == "killed" then resumable[key] = true end
       end
     end
@@ -443,8 +491,7 @@ function M.run(spec, opts)
     return summary
   end
 
-  local base = store_path:match("^(.*)/[^/]*$") or "."
-  local log_dir = base .. "/sweeps/" .. spec.name:gsub("[^%w_%-]", "_")
+  local log_dir = log_dir_of(spec, store_path)
   mkdir_p(log_dir)
   local script = resolve_script(spec)
   -- A trial whose run was interrupted (SIGTERM: checkpointed) or killed continues that run when
@@ -465,30 +512,25 @@ function M.run(spec, opts)
 
   local function start(t)
     local stem = string.format("%s/%03d-%s", log_dir, t.index, t.key:gsub("[^%w_%-=.,]", "_"))
-    t.log, t.rc_file = stem .. ".log", stem .. ".rc"
-    os.remove(t.rc_file)
-    local argv = { shq(bin), "run", shq(script) }
-    for _, a in ipairs(spec.args) do argv[#argv + 1] = shq(a) end
-    for _, a in ipairs(M.option_args(t.options)) do argv[#argv + 1] = shq(a) end
-    argv[#argv + 1] = "--store"
-    argv[#argv + 1] = shq(store_path)
-    if takes_resume and resumable[t.key] then argv[#argv + 1] = "--resume" end
-    local cmd = table.concat(argv, " ")
-    if spec.timeout then cmd = "timeout " .. string.format("%d", math.ceil(spec.timeout)) .. " " .. cmd end
-    local env = "MOONBERT_SWEEP=" .. shq(spec.name) .. " MOONBERT_TRIAL=" .. shq(t.key) ..
-                " MOONBERT_EXPERIMENT=" .. shq(spec.experiment)
+    t.log = stem .. ".log"
+    -- The trial is this process's own child (popen's shell exec'd into it, so
+    -- it keeps the pid it prints first), which the wait loop polls through
+    -- /proc and reaps with close() for its exit status. setpriv --pdeathsig:
+    -- the kernel kills it when the sweep dies, even by SIGKILL (a timeout
+    -- wrapper forks, so its child gets the same). setsid: a process group of
+    -- its own (pid = group id), stopped as a whole on Ctrl-C.
+    local deathsig = "setpriv --pdeathsig KILL "
+    local cmd = M.trial_command(spec, t, store_path, bin, takes_resume and resumable[t.key] and { "--resume" } or nil)
     local threads = M.trial_threads(jobs)
-    if threads then env = env .. " MOONBERT_THREADS=" .. threads end
-    -- The exit status goes to a file that appears only when the trial ends
-    -- (written then renamed), which is what the wait loop polls for.
-    -- setsid: the trial is a process group of its own (pid = group id), which
-    -- the sweep stops as a whole when interrupted.
-    local inner = env .. " " .. cmd .. " > " .. shq(t.log) .. " 2>&1; echo $? > " .. shq(t.rc_file .. ".tmp") ..
-                  "; mv " .. shq(t.rc_file .. ".tmp") .. " " .. shq(t.rc_file)
-    local shell = "setsid sh -c " .. shq(inner) .. " < /dev/null > /dev/null 2>&1 & echo $!"
-    local p = assert(io.popen(shell))
-    t.pid = tonumber(p:read("a"):match("%d+"))
-    p:close()
+    if threads then cmd = "MOONBERT_THREADS=" .. threads .. " " .. cmd end
+    if spec.timeout then
+      cmd = "timeout " .. string.format("%d", math.ceil(spec.timeout)) .. " " .. deathsig .. "env " .. cmd
+    else
+      cmd = "env " .. cmd
+    end
+    local shell = "echo $$; exec " .. deathsig .. "setsid " .. cmd .. " < /dev/null > " .. shq(t.log) .. " 2>&1"
+    t.proc = assert(io.popen(shell))
+    t.pid = tonumber((t.proc:read("l") or ""):match("%d+"))
     t.started = mb_store.now()
     out:write(string.format("[%d/%d] start  %s (pid %s)\n", t.index, #trials, t.key, tostring(t.pid)))
     out:flush()
@@ -520,11 +562,11 @@ function M.run(spec, opts)
     end
     for i = #running, 1, -1 do
       local t = running[i]
-      local rc = read_file(t.rc_file)
-      if rc then
+      local stat = t.pid and read_file("/proc/" .. t.pid .. "/stat")
+      if not stat or stat:match("%) [ZX] ") then -- ended (a zombie until close() reaps it)
         table.remove(running, i)
-        os.remove(t.rc_file)
-        local code = tonumber(rc:match("%d+")) or -1
+        local _, how, n = t.proc:close()
+        local code = how == "exit" and n or (128 + (n or 0))
         local secs = mb_store.now() - t.started
         if code == 0 then
           summary.completed = summary.completed + 1
@@ -546,7 +588,7 @@ function M.run(spec, opts)
   store:close()
   -- A trial that exited 0 without a completed run of this sweep is not done either.
   for _, row in ipairs(summary.ranking) do
-    if row.status ~= "completed" and not done[row.key] then
+    if not DONE[row.status] and not done[row.key] then
       local listed = false
       for _, f in ipairs(summary.failures) do if f.key == row.key then listed = true end end
       if not listed then
@@ -558,6 +600,196 @@ function M.run(spec, opts)
     end
   end
   return summary
+end
+
+-- ---- SLURM ------------------------------------------------------------------------
+
+--- sweep.run_trial(spec, index [, opts]) -> exit code: run trial number index
+-- (1-based, in sweep.trials order) here, in the foreground; what a SLURM array
+-- task does (`moonbert sweep SPEC --trial N`, N = SLURM_ARRAY_TASK_ID + 1).
+function M.run_trial(spec, index, opts)
+  opts = opts or {}
+  local trials = M.trials(spec)
+  local t = trials[index]
+  if not t then error(string.format("no trial %d: the sweep has %d trials", index, #trials), 0) end
+  local cmd = "env " .. M.trial_command(spec, t, M.store_path(spec, opts), opts.binary)
+  if spec.timeout then cmd = "timeout " .. string.format("%d", math.ceil(spec.timeout)) .. " " .. cmd end
+  cmd = "exec " .. cmd
+  local ok, how, code = os.execute(cmd)
+  if ok then return 0 end
+  return how == "exit" and code or 128 + (code or 0)
+end
+
+-- Output of a command, its exit code (stderr kept apart for messages).
+local function capture(cmd)
+  local errf = os.tmpname()
+  local p = assert(io.popen(cmd .. " 2> " .. shq(errf)))
+  local out = p:read("a")
+  local _, _, code = p:close()
+  local err = read_file(errf) or ""
+  os.remove(errf)
+  return out, code, (err:gsub("%s+$", ""))
+end
+
+-- The job name of a sweep's arrays (how --status and reruns find them in squeue).
+local function job_name(spec) return "moonbert-sweep-" .. spec.name:gsub("[^%w_%-]", "_") end
+
+--- sweep.slurm_tasks(spec) -> {[index] = {job=, state=}}: the sweep's array tasks
+-- SLURM still knows (pending, running, completing), by trial index (1-based).
+function M.slurm_tasks(spec)
+  local out, code, err = capture("squeue -h -r -n " .. shq(job_name(spec)) .. " -o '%A %K %T'")
+  if code ~= 0 then error("squeue failed: " .. err, 0) end
+  local tasks = {}
+  for job, idx, state in out:gmatch("(%d+)%s+(%d+)%s+(%S+)") do
+    tasks[tonumber(idx) + 1] = { job = job, state = state }
+  end
+  return tasks
+end
+
+--- sweep.sbatch_args(opts) -> the sbatch options from the command line's
+-- --partition, --time, --cpus-per-task, --mem, --gres and --sbatch-arg (a list).
+function M.sbatch_args(opts)
+  local a = {}
+  for _, k in ipairs { "partition", "time", "cpus_per_task", "mem", "gres" } do
+    if opts[k] then a[#a + 1] = "--" .. k:gsub("_", "-") .. "=" .. tostring(opts[k]) end
+  end
+  for _, x in ipairs(opts.sbatch_args or {}) do a[#a + 1] = x end
+  return a
+end
+
+--- sweep.run_slurm(spec, opts) -> summary (as sweep.run's)
+-- Submits the trials neither completed in the store nor queued or running in
+-- SLURM as one job array (sbatch --array=I,J,...%J), then waits for it, printing
+-- each trial as it ends, and ranks. opts: store (a postgresql:// URL; a SQLite
+-- file only with allow_shared_sqlite), jobs (at most this many tasks at once;
+-- default all), partition, time, cpus_per_task, mem, gres, sbatch_args,
+-- binary, spec_path, wait (false: submit and return), poll (seconds, 2), out.
+-- Ctrl-C while waiting cancels the array (scancel) and returns interrupted.
+function M.run_slurm(spec, opts)
+  opts = opts or {}
+  local out = opts.out or io.stdout
+  local mb_store = require "moonbert.store"
+  local store_path = M.store_path(spec, opts)
+  if not mb_store.is_url(store_path) and not opts.allow_shared_sqlite then
+    error("the store " .. store_path .. " is a SQLite file: trials on several nodes cannot share it (SQLite's " ..
+          "locking does not work over a network file system). Give --store postgresql://user@host:port/db, or " ..
+          "--allow-shared-sqlite on a single-node cluster", 0)
+  end
+  local trials = M.trials(spec)
+  local summary = { trials = #trials, skipped = 0, completed = 0, failed = 0, failures = {} }
+  local store = mb_store.open(store_path)
+  local done = M.done_keys(store, spec)
+  store:close()
+  local queued = M.slurm_tasks(spec)
+  local todo, indices, waiting = {}, {}, 0
+  for _, t in ipairs(trials) do
+    if done[t.key] then summary.skipped = summary.skipped + 1
+    elseif queued[t.index] then waiting = waiting + 1
+    else todo[#todo + 1] = t; indices[#indices + 1] = tostring(t.index - 1) end
+  end
+  out:write(string.format("sweep %s on SLURM: %d trials (%d already completed, %d queued or running, %d to submit); " ..
+                          "experiment %s, store %s\n", spec.name, #trials, summary.skipped, waiting, #todo,
+                          spec.experiment, store_path))
+  local log_dir = log_dir_of(spec, store_path)
+  mkdir_p(log_dir)
+  local job
+  if #todo > 0 then
+    -- The array task runs this sweep's own trial runner with the same store.
+    local script_path = log_dir .. "/job.sh"
+    local f = assert(io.open(script_path, "w"))
+    f:write("#!/bin/sh\n# written by moonbert sweep --backend slurm: array task N runs trial N + 1\n",
+            "exec ", shq(opts.binary or M.binary()), " sweep ", shq(opts.spec_path or spec.path), " --store ",
+            shq(store_path), " --trial \"$((SLURM_ARRAY_TASK_ID + 1))\"\n")
+    f:close()
+    local array = table.concat(indices, ",") .. (opts.jobs and ("%" .. opts.jobs) or "")
+    local words = { "sbatch", "--parsable", "--job-name=" .. shq(job_name(spec)), "--array=" .. array,
+                    "--output=" .. shq(log_dir .. "/%A_%a.log"), "--chdir=" .. shq(require("lfs").currentdir()) }
+    for _, a in ipairs(M.sbatch_args(opts)) do words[#words + 1] = shq(a) end
+    words[#words + 1] = shq(script_path)
+    local text, code, err = capture(table.concat(words, " "))
+    if code ~= 0 then error("sbatch refused the array: " .. (err ~= "" and err or text), 0) end
+    job = text:match("^(%d+)")
+    out:write(string.format("submitted job array %s (%d tasks, --array=%s); logs %s/%s_<task>.log\n", job, #todo,
+                            array, log_dir, job))
+    out:flush()
+  end
+  summary.job = job
+  if opts.wait == false then return summary end
+  -- Wait: until SLURM has none of the sweep's tasks. A trial ends when its task
+  -- leaves squeue; its outcome is what the store says.
+  local started = mb_store.now()
+  local pending = {}
+  for _, t in ipairs(trials) do if not done[t.key] then pending[t.index] = t end end
+  while next(pending) do
+    local ok, tasks = pcall(M.slurm_tasks, spec)
+    if ok then
+      local s2 = mb_store.open(store_path)
+      local now_done = M.done_keys(s2, spec)
+      s2:close()
+      for i, t in pairs(pending) do
+        if not tasks[i] then
+          pending[i] = nil
+          if now_done[t.key] then
+            summary.completed = summary.completed + 1
+            out:write(string.format("[%d/%d] done   %s (%.0fs after submitting)\n", t.index, #trials, t.key, mb_store.now() - started))
+          else
+            summary.failed = summary.failed + 1
+            summary.failures[#summary.failures + 1] = { key = t.key, log = job and string.format("%s/%s_%d.log", log_dir, job, i - 1) }
+            out:write(string.format("[%d/%d] FAILED %s (no completed run; log %s/<job>_%d.log)\n", t.index, #trials, t.key, log_dir, i - 1))
+          end
+          out:flush()
+        end
+      end
+    end
+    if next(pending) and sleep_interrupted(opts.poll or 2) then
+      local ids = {}
+      for _, task in pairs(M.slurm_tasks(spec)) do ids[task.job] = true end
+      for id in pairs(ids) do os.execute("scancel " .. shq(id)) end
+      out:write("interrupted: cancelled the job array; rerun the sweep to submit what is left\n")
+      out:flush()
+      summary.interrupted = true
+      return summary
+    end
+  end
+  local s3 = mb_store.open(store_path)
+  summary.ranking = M.rank(s3, spec, trials)
+  s3:close()
+  return summary
+end
+
+--- sweep.status(spec, opts) -> rows {index=, key=, slurm=, status=, run_id=, value=} in trial order:
+-- each trial's state in SLURM (squeue: PENDING, RUNNING, ...; "-" when SLURM has
+-- no task of it) and in the store (its best run's status, or "not run").
+function M.status(spec, opts)
+  local mb_store = require "moonbert.store"
+  local store = mb_store.open(M.store_path(spec, opts), { create = false })
+  local ranking = M.rank(store, spec)
+  store:close()
+  local ok, tasks = pcall(M.slurm_tasks, spec)
+  if not ok then tasks = {} end
+  table.sort(ranking, function(a, b) return a.index < b.index end)
+  for _, r in ipairs(ranking) do
+    r.slurm = ok and (tasks[r.index] and (tasks[r.index].state .. " (job " .. tasks[r.index].job .. ")") or "-")
+              or "? (no squeue)"
+  end
+  return ranking
+end
+
+--- sweep.print_status(spec, rows [, out]): the table of sweep.status.
+function M.print_status(spec, rows, out)
+  out = out or io.stdout
+  local t = { { "TRIAL", "KEY", "SLURM", "STORE", "RUN", spec.metric } }
+  for _, r in ipairs(rows) do
+    t[#t + 1] = { tostring(r.index), r.key, r.slurm or "-", r.status, r.run_id and tostring(r.run_id) or "-",
+                  r.value ~= nil and string.format("%.6g", r.value) or "-" }
+  end
+  local widths = {}
+  for _, row in ipairs(t) do for j, c in ipairs(row) do widths[j] = math.max(widths[j] or 0, #c) end end
+  for _, row in ipairs(t) do
+    local cells = {}
+    for j, c in ipairs(row) do cells[j] = j < #row and (c .. string.rep(" ", widths[j] - #c)) or c end
+    out:write(table.concat(cells, "  "), "\n")
+  end
 end
 
 --- sweep.print_ranking(spec, ranking [, out]): the table of trials, best first, and the best.

@@ -16,8 +16,14 @@ local function store_sql(marker)
   assert(at, "runtime/store.c has no query with " .. marker)
   local start = src:sub(1, at):match(".*()prepare%(s,")
   local stop = src:find(",%s*err%)", at)
-  local parts = {}
-  for lit in src:sub(start, stop):gmatch('"(.-)"') do parts[#parts + 1] = lit end
+  -- The first argument's literals: DIALECT(s, sqlite_sql, pg_sql) holds the SQLite text first,
+  -- and a comma between two literals ends it.
+  local parts, region, last = {}, src:sub(start, stop), nil
+  for from, lit, to in region:gmatch('()"(.-)"()') do
+    if last and region:sub(last, from - 1):find(",", 1, true) then break end
+    parts[#parts + 1] = lit
+    last = to
+  end
   return table.concat(parts)
 end
 

@@ -259,6 +259,48 @@ return {
     assert.truthy(out:find("3 completed now", 1, true), out)
   end)
 
+  it("takes its trials with it when it is killed with SIGKILL: their runs show as killed", function()
+    write(dir .. "/slow.flag", "")
+    write(dir .. "/kill_spec.lua", 'return { script = "trial.lua", grid = { lr = { 0.7, 0.8 }, batch_size = { 32 } }, ' ..
+                                   'metric = "val/accuracy", experiment = "sweep_kill", store = "' .. db .. '" }')
+    local log = dir .. "/kill.out"
+    local p = assert(io.popen("cd " .. shq(dir) .. " && " .. shq(BIN) .. " sweep kill_spec.lua --jobs 2 --store " ..
+                              shq(db) .. " > " .. shq(log) .. " 2>&1 & echo $!"))
+    local sweep_pid = assert(tonumber(p:read("a"):match("%d+")))
+    p:close()
+    local function text() local f = io.open(log); if not f then return "" end local s = f:read("a"); f:close(); return s end
+    for _ = 1, 100 do
+      if count(text(), "%] start ") == 2 then break end
+      os.execute("sleep 0.1")
+    end
+    local trial_pids = {}
+    for pid in text():gmatch("%(pid (%d+)%)") do trial_pids[#trial_pids + 1] = pid end
+    assert.are.equal(2, #trial_pids, text())
+    local store = mb.store.open(db)
+    for _ = 1, 100 do
+      if #store:runs { experiment = "sweep_kill", status = "running" } == 2 then break end
+      os.execute("sleep 0.1")
+    end
+    os.execute("kill -9 " .. sweep_pid)
+    local gone = false
+    for _ = 1, 100 do
+      gone = not os.execute("kill -0 " .. trial_pids[1] .. " 2>/dev/null") and
+             not os.execute("kill -0 " .. trial_pids[2] .. " 2>/dev/null")
+      if gone then break end
+      os.execute("sleep 0.1")
+    end
+    assert.is_true(gone, "the trials outlived their sweep")
+    store:reap()
+    local runs = store:runs { experiment = "sweep_kill" }
+    assert.are.equal(2, #runs)
+    for _, r in ipairs(runs) do
+      assert.are.equal("killed", r.status)
+      assert.matches("is gone", r.error)
+    end
+    store:close()
+    os.remove(dir .. "/slow.flag")
+  end)
+
   it("counts a trial that exits 0 without a completed run as failed", function()
     write(dir .. "/norun.lua", "-- forgets to start a run\n")
     write(dir .. "/norun_spec.lua", 'return { script = "norun.lua", grid = { lr = { 1 } }, metric = "m", store = "' .. db .. '" }')

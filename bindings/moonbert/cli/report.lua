@@ -6,7 +6,8 @@
 local args = require "moonbert.args"
 
 local SPEC = {
-  { "--store", "PATH", "results store", default = "results/moonbert.db" },
+  { "--store", "PATH", "results store: a SQLite file or postgresql://user@host:port/db (default: $MOONBERT_STORE, else results/moonbert.db)",
+    default = require("moonbert.store").default_path },
   { "--out", "DIR", "folder for index.html (default: runs/<id>/report, or sweeps/<name>/report, beside the store)" },
   { "--sweep", "NAME", "report on the trials of sweep NAME instead of one run" },
   { "--metric", "KEY", "with --sweep: the metric that ranks the trials (default: the sweep's, else val/accuracy)" },

@@ -9,7 +9,8 @@ local args = require "moonbert.args"
 local STATUSES = { "running", "completed", "failed", "killed", "pruned", "interrupted" }
 
 local SPEC = {
-  { "--store", "PATH", "results store", default = "results/moonbert.db" },
+  { "--store", "PATH", "results store: a SQLite file or postgresql://user@host:port/db (default: $MOONBERT_STORE, else results/moonbert.db)",
+    default = require("moonbert.store").default_path },
   { "--experiment", "E", "only runs of experiment E (list, export; required by best)" },
   { "--status", "S", "only runs with status S: running, completed, failed, killed, pruned, interrupted",
     choices = STATUSES },
@@ -19,6 +20,8 @@ local SPEC = {
   { "--output", "FILE", "write the export to FILE instead of standard output" },
   { "--stale-after", "SECONDS", "reap runs of other hosts silent this long", type = "number", default = 60 },
   { "--dry-run", nil, "delete, gc: print what would be removed, remove nothing" },
+  { "--from", "STORE", "push: the store to copy runs from (default results/moonbert.db)" },
+  { "--to", "STORE", "push: the store to copy them into, e.g. postgresql://user@host:port/db" },
 }
 
 local M = { summary = "list, show, compare, best and export runs from the results store" }
@@ -40,6 +43,11 @@ commands:
                                          running ones); their files go with gc
   gc                                     remove the folders of deleted runs (runs/<id>
                                          beside the store)
+  push --to STORE [--from STORE]         copy the runs of one store (a node's SQLite file)
+       [--experiment E]                  into another (the central PostgreSQL), each run
+                                         with all it logged; runs are known by UUID, so
+                                         pushing again adds nothing; running runs wait
+                                         for a later push
 
 The final value of a metric is the last one logged. Times are Unix seconds in exports.
 
@@ -407,7 +415,7 @@ end
 local function cmd_gc(store, opts, rest)
   if #rest > 0 then args.usage_error("gc takes no positional arguments") end
   local lfs = require "lfs"
-  local base = (store:path():match("^(.*)/[^/]*$") or ".") .. "/runs"
+  local base = store:artifact_root() .. "/runs"
   if lfs.attributes(base, "mode") ~= "directory" then
     print("nothing to remove: no run folders in " .. base)
     return 0
@@ -432,15 +440,55 @@ local function cmd_gc(store, opts, rest)
   return 0
 end
 
+-- push: copy runs between stores, idempotently (runs are matched by UUID).
+local function cmd_push(opts, rest)
+  if #rest > 0 then args.usage_error("push takes no positional arguments") end
+  if not opts.to then args.usage_error("push needs --to STORE (e.g. postgresql://user@host:port/db)") end
+  local from_path = opts.from or "results/moonbert.db"
+  local mb_store = require "moonbert.store"
+  local src, dst
+  local ok, rc = pcall(function()
+    local okf, s = pcall(mb_store.open, from_path, { create = false, stale_after = opts.stale_after })
+    if not okf then fail(tostring(s)) end
+    src = s
+    local okt, d = pcall(mb_store.open, opts.to, { stale_after = opts.stale_after })
+    if not okt then fail(tostring(d)) end
+    dst = d
+    if src:path() == dst:path() then fail("--from and --to are the same store (" .. src:path() .. ")") end
+    local runs = src:runs { experiment = opts.experiment }
+    local copied, present, waiting = 0, 0, 0
+    local bar = #runs > 20 and require("moonbert.progress").new { total = #runs, label = "push" } or nil
+    for _, r in ipairs(runs) do
+      if r.status == "running" or r.status == "interrupted" then
+        waiting = waiting + 1 -- pushed by a later push, once it has ended
+      else
+        local okc, _, was_copied = pcall(src.copy_run, src, r.id, dst)
+        if not okc then fail(tostring(_)) end
+        if was_copied then copied = copied + 1 else present = present + 1 end
+      end
+      if bar then bar:advance(1) end
+    end
+    if bar then bar:done() end
+    print(string.format("pushed %d run%s from %s to %s (%d already there, %d still running: push again when they end)",
+                        copied, copied == 1 and "" or "s", src:path(), dst:path(), present, waiting))
+    return 0
+  end)
+  if src then src:close() end
+  if dst then dst:close() end
+  if not ok then error(rc, 0) end
+  return rc
+end
+
 local COMMANDS = { list = cmd_list, show = cmd_show, compare = cmd_compare, best = cmd_best, export = cmd_export,
                    delete = cmd_delete, gc = cmd_gc }
 
 function M.main(argv)
   local opts, rest = args.parse(argv, SPEC)
   local sub = table.remove(rest, 1)
-  if not sub then args.usage_error("which command? list, show, compare, best, export, delete or gc (--help explains)") end
+  if not sub then args.usage_error("which command? list, show, compare, best, export, delete, gc or push (--help explains)") end
+  if sub == "push" then return cmd_push(opts, rest) end
   local cmd = COMMANDS[sub]
-  if not cmd then args.usage_error("unknown command '" .. sub .. "' (list, show, compare, best, export, delete, gc)") end
+  if not cmd then args.usage_error("unknown command '" .. sub .. "' (list, show, compare, best, export, delete, gc, push)") end
   local store
   local ok, rc = pcall(function()
     store = open_store(opts)

@@ -6,16 +6,30 @@
 local args = require "moonbert.args"
 
 local SPEC = {
-  { "--jobs", "N", "trials run at once, each its own process (default: the spec's jobs, else 1)", type = "number" },
-  { "--store", "PATH", "results store (default: the spec's store, else results/moonbert.db)" },
+  { "--jobs", "N", "trials run at once (local: processes; slurm: the array's %limit) (default: the spec's jobs, else 1; slurm: all)", type = "number" },
+  { "--store", "PATH", "results store, a file or postgresql://... (default: the spec's store, else $MOONBERT_STORE, else results/moonbert.db)" },
   { "--dry-run", nil, "list the trials and which are already completed; run nothing" },
   { "--rank", nil, "print the ranking of the trials run so far; run nothing" },
+  { "--backend", "B", "local (processes on this machine) or slurm (one job array)", default = "local", choices = { "local", "slurm" } },
+  { "--status", nil, "each trial's state in SLURM (squeue) and in the store; run nothing" },
+  { "--partition", "P", "slurm: sbatch --partition" },
+  { "--time", "T", "slurm: sbatch --time, a trial's time limit (e.g. 2:00:00)" },
+  { "--cpus-per-task", "N", "slurm: sbatch --cpus-per-task" },
+  { "--mem", "M", "slurm: sbatch --mem (e.g. 8G)" },
+  { "--gres", "G", "slurm: sbatch --gres (e.g. gpu:1)" },
+  { "--sbatch-arg", "ARG", "slurm: any other sbatch option, e.g. --sbatch-arg=--qos=long (repeatable)", multiple = true },
+  { "--allow-shared-sqlite", nil, "slurm: accept a SQLite store (a single-node cluster only)" },
+  { "--no-wait", nil, "slurm: submit the array and return (see --status)" },
+  { "--trial", "N", "run trial N (1-based) here and exit with its status (what each array task runs)", type = "number" },
 }
 
 local M = { summary = "run a hyperparameter sweep (grid or random), several processes, resumable" }
 
 M.usage = args.usage(SPEC, [[
-usage: moonbert sweep SPEC.lua [--jobs N] [--store PATH] [--dry-run | --rank]
+usage: moonbert sweep SPEC.lua [--jobs N] [--store PATH] [--dry-run | --rank | --status]
+       moonbert sweep SPEC.lua --backend slurm --store postgresql://user@host/db
+                      [--partition P] [--time T] [--cpus-per-task N] [--mem M] [--gres G]
+                      [--sbatch-arg ARG]... [--no-wait]
 
 SPEC.lua returns a table:
   script = "experiments/baseline_vs_finetune.lua", args = {"--quick"},
@@ -30,7 +44,13 @@ SPEC.lua returns a table:
 Each trial runs `moonbert run SCRIPT ARGS --lr 2e-05 --batch-size 64 --store PATH`.
 Trials already completed are skipped, so rerunning resumes. At the end the
 trials are ranked by the metric; `moonbert results best --experiment E --metric M`
-and `moonbert results compare` work on their runs. Logs: sweeps/<name>/ beside the store.
+and `moonbert results compare` work on their runs. Logs: sweeps/<name>/ beside the store
+(results/sweeps/<name>/ for a PostgreSQL store).
+
+--backend slurm submits the trials not yet completed (nor queued) as one job array
+(sbatch --array=...%J), one task per trial, writing to a central PostgreSQL store
+(a SQLite file is refused unless --allow-shared-sqlite), and waits for it; Ctrl-C
+cancels the array (scancel). Rerunning submits only what is not completed.
 
 options:]])
 
@@ -46,9 +66,27 @@ function M.main(argv)
     io.stderr:write("moonbert sweep: " .. tostring(spec) .. "\n")
     return 1
   end
+  if opts.trial then
+    local n = args.integer(opts, "trial", 1)
+    local rok, code = pcall(sweep.run_trial, spec, n, { store = opts.store })
+    if not rok then
+      io.stderr:write("moonbert sweep: " .. tostring(code) .. "\n")
+      return 1
+    end
+    return code
+  end
+  if opts.status then
+    local rok, rows = pcall(sweep.status, spec, { store = opts.store })
+    if not rok then
+      io.stderr:write("moonbert sweep: " .. tostring(rows) .. "\n")
+      return 1
+    end
+    sweep.print_status(spec, rows)
+    return 0
+  end
   if opts.rank then
     local rok, err = pcall(function()
-      local store = require("moonbert.store").open(opts.store or spec.store or "results/moonbert.db", { create = false })
+      local store = require("moonbert.store").open(sweep.store_path(spec, opts), { create = false })
       local ranking = sweep.rank(store, spec)
       store:close()
       sweep.print_ranking(spec, ranking)
@@ -60,8 +98,17 @@ function M.main(argv)
     return 0
   end
   local summary
-  ok, summary = pcall(sweep.run, spec, { jobs = opts.jobs and math.tointeger(opts.jobs), store = opts.store,
-                                         dry_run = opts.dry_run })
+  if opts.backend == "slurm" and not opts.dry_run then
+    ok, summary = pcall(sweep.run_slurm, spec, {
+      jobs = opts.jobs and math.tointeger(opts.jobs), store = opts.store, spec_path = rest[1],
+      partition = opts.partition, time = opts.time, cpus_per_task = opts.cpus_per_task, mem = opts.mem,
+      gres = opts.gres, sbatch_args = opts.sbatch_arg, allow_shared_sqlite = opts.allow_shared_sqlite,
+      wait = not opts.no_wait })
+    if ok and opts.no_wait then return 0 end
+  else
+    ok, summary = pcall(sweep.run, spec, { jobs = opts.jobs and math.tointeger(opts.jobs), store = opts.store,
+                                           dry_run = opts.dry_run })
+  end
   if not ok then
     io.stderr:write("moonbert sweep: " .. tostring(summary) .. "\n")
     return 1
