@@ -81,7 +81,9 @@ end
 -- ---- the spec ---------------------------------------------------------------------
 
 local KNOWN = { script = true, args = true, grid = true, random = true, trials = true, seed = true, metric = true,
-                mode = true, experiment = true, name = true, store = true, jobs = true, timeout = true }
+                mode = true, experiment = true, name = true, store = true, jobs = true, timeout = true,
+                -- moonbert.search: samplers, pruning, budgets
+                sampler = true, tpe = true, pruner = true, max_trials = true, max_minutes = true }
 
 local function check_name(path, k)
   if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") then
@@ -153,6 +155,7 @@ function M.check_spec(spec, path)
   if s.store ~= nil and type(s.store) ~= "string" then spec_error(path, "field 'store' must be a path") end
   if s.jobs ~= nil and (math.type(s.jobs) ~= "integer" or s.jobs < 1) then spec_error(path, "field 'jobs' must be a positive integer") end
   if s.timeout ~= nil and (type(s.timeout) ~= "number" or s.timeout <= 0) then spec_error(path, "field 'timeout' must be a number of seconds") end
+  require("moonbert.search").check(s, path)
   s.path = path
   return s
 end
@@ -185,12 +188,20 @@ local function draw(d)
   return round3(math.exp(math.log(a[1]) + (math.log(a[2]) - math.log(a[1])) * math.random()))
 end
 
---- sweep.trials(spec) -> array of {index=, key=, options=}
+--- sweep.trials(spec [, store]) -> array of {index=, key=, options=}
 -- Grid: the cartesian product in sorted option order (the last option varies
 -- fastest), cut to spec.trials. Random: spec.trials distinct points drawn with
--- spec.seed (fewer when the space is smaller).
-function M.trials(spec)
+-- spec.seed (fewer when the space is smaller). TPE: the trials the store holds
+-- (none without a store); new ones are drawn as the sweep runs (moonbert.search).
+function M.trials(spec, store)
   local out, seen = {}, {}
+  if spec.sampler == "tpe" then
+    if not store then return out end
+    for i, t in ipairs(require("moonbert.search").trials_in_store(store, spec)) do
+      out[i] = { index = i, key = t.key, options = t.options }
+    end
+    return out
+  end
   local function add(options)
     local key = M.key(options)
     if seen[key] then return end
@@ -293,7 +304,7 @@ end
 ---   {key=, status=, run_id=, value=} (value nil: no completed run or no metric)
 -- A trial's value is the best final metric among its completed runs.
 function M.rank(store, spec, trials)
-  trials = trials or M.trials(spec)
+  trials = trials or M.trials(spec, store)
   local runs = M.trial_runs(store, spec)
   local rows = {}
   for _, t in ipairs(trials) do
@@ -303,13 +314,20 @@ function M.rank(store, spec, trials)
         if row.status ~= "completed" or better(spec, r.value, row.value) then
           row.status, row.run_id, row.value = "completed", r.id, r.value
         end
-      elseif row.status ~= "completed" then
+      elseif r.status == "pruned" and row.status ~= "completed" then
+        -- pruned: the value where it stopped, shown below the completed trials
+        if row.status ~= "pruned" or better(spec, r.value, row.value) then
+          row.status, row.run_id, row.value, row.rung = "pruned", r.id, r.value, r.pruned_rung
+        end
+      elseif row.status ~= "completed" and row.status ~= "pruned" then
         row.status, row.run_id = r.status, r.id
       end
     end
     rows[#rows + 1] = row
   end
   table.sort(rows, function(a, b)
+    local ca, cb = a.status == "completed", b.status == "completed"
+    if ca ~= cb then return ca end
     local ha, hb = a.value ~= nil and a.value == a.value, b.value ~= nil and b.value == b.value
     if ha ~= hb then return ha end
     if ha and a.value ~= b.value then return better(spec, a.value, b.value) end
@@ -350,29 +368,37 @@ function M.run(spec, opts)
   local bin = opts.binary or M.binary()
   local mb_store = require "moonbert.store"
   local trials = M.trials(spec)
-  local summary = { trials = #trials, skipped = 0, completed = 0, failed = 0, failures = {} }
+  local summary = { trials = #trials, skipped = 0, completed = 0, failed = 0, failures = {}, pruned = 0, stopped = 0 }
+  local search = require "moonbert.search"
 
   local done = {}
   if not (opts.dry_run and not exists(store_path)) then -- a dry run creates no store
     local store = mb_store.open(store_path)
     for key, runs in pairs(M.trial_runs(store, spec)) do
-      for _, r in ipairs(runs) do if r.status == "completed" then done[key] = true end end
+      for _, r in ipairs(runs) do if r.status == "completed" or r.status == "pruned" then done[key] = true end end
     end
     store:close()
   end
 
   local todo = {}
+  if spec.sampler == "tpe" then -- drawn one by one as slots free (moonbert.search)
+    todo = search.tpe_queue(spec, store_path, exists)
+    summary.trials, summary.skipped = todo.total_trials, todo.skipped
+  end
   for _, t in ipairs(trials) do
     if done[t.key] then summary.skipped = summary.skipped + 1 else todo[#todo + 1] = t end
   end
   out:write(string.format("sweep %s: %d trials (%d already completed, %d to run, %d at a time); experiment %s, store %s\n",
-                          spec.name, #trials, summary.skipped, #todo, jobs, spec.experiment, store_path))
+                          spec.name, summary.trials, summary.skipped, #todo, jobs, spec.experiment, store_path))
+  out:write(search.describe(spec))
   if opts.dry_run then
     for _, t in ipairs(trials) do
       out:write(string.format("  %s %s\n", done[t.key] and "done" or "todo", t.key))
     end
+    if spec.sampler == "tpe" then out:write("  (tpe: new points are drawn as trials finish)\n") end
     return summary
   end
+  local budget = search.budget(spec)
 
   local base = store_path:match("^(.*)/[^/]*$") or "."
   local log_dir = base .. "/sweeps/" .. spec.name:gsub("[^%w_%-]", "_")
@@ -391,7 +417,7 @@ function M.run(spec, opts)
     local cmd = table.concat(argv, " ")
     if spec.timeout then cmd = "timeout " .. string.format("%d", math.ceil(spec.timeout)) .. " " .. cmd end
     local env = "MOONBERT_SWEEP=" .. shq(spec.name) .. " MOONBERT_TRIAL=" .. shq(t.key) ..
-                " MOONBERT_EXPERIMENT=" .. shq(spec.experiment)
+                " MOONBERT_EXPERIMENT=" .. shq(spec.experiment) .. search.trial_env(spec, shq)
     -- The exit status goes to a file that appears only when the trial ends
     -- (written then renamed), which is what the wait loop polls for.
     -- setsid: the trial is a process group of its own (pid = group id), which
@@ -403,7 +429,7 @@ function M.run(spec, opts)
     t.pid = tonumber(p:read("a"):match("%d+"))
     p:close()
     t.started = mb_store.now()
-    out:write(string.format("[%d/%d] start  %s (pid %s)\n", t.index, #trials, t.key, tostring(t.pid)))
+    out:write(string.format("[%d/%d] start  %s (pid %s)\n", t.index, summary.trials, t.key, tostring(t.pid)))
     out:flush()
   end
 
@@ -417,12 +443,21 @@ function M.run(spec, opts)
     out:flush()
     summary.interrupted = true
   end
-  while next_i <= #todo or #running > 0 do
+  while (next_i <= #todo and not budget.spent) or #running > 0 do
     local ok, err = pcall(function()
-      while #running < jobs and next_i <= #todo do
-        start(todo[next_i])
-        running[#running + 1] = todo[next_i]
+      while #running < jobs and next_i <= #todo and not budget:check(out) do
+        local t = todo[next_i]
+        if not t then break end -- tpe: no new point left in the space
+        start(t)
+        budget.started = budget.started + 1
+        running[#running + 1] = t
         next_i = next_i + 1
+      end
+      budget:check(out)
+      if budget.out_of_time then -- max_minutes: the trials still running are stopped
+        for _, t in ipairs(running) do
+          if t.pid and not t.stopped then os.execute("kill -TERM -" .. t.pid .. " 2>/dev/null"); t.stopped = true end
+        end
       end
       if sleep_interrupted(0.1) then error("interrupted!", 0) end
     end)
@@ -439,13 +474,16 @@ function M.run(spec, opts)
         os.remove(t.rc_file)
         local code = tonumber(rc:match("%d+")) or -1
         local secs = mb_store.now() - t.started
-        if code == 0 then
+        if t.stopped then
+          summary.stopped = summary.stopped + 1
+          out:write(string.format("[%d/%d] stopped %s (out of budget) after %.1fs\n", t.index, summary.trials, t.key, secs))
+        elseif code == 0 then
           summary.completed = summary.completed + 1
-          out:write(string.format("[%d/%d] done   %s in %.1fs\n", t.index, #trials, t.key, secs))
+          out:write(string.format("[%d/%d] done   %s in %.1fs\n", t.index, summary.trials, t.key, secs))
         else
           summary.failed = summary.failed + 1
           summary.failures[#summary.failures + 1] = { key = t.key, code = code, log = t.log }
-          out:write(string.format("[%d/%d] FAILED %s (exit %d after %.1fs), log %s:\n", t.index, #trials, t.key, code, secs, t.log))
+          out:write(string.format("[%d/%d] FAILED %s (exit %d after %.1fs), log %s:\n", t.index, summary.trials, t.key, code, secs, t.log))
           local tl = tail_lines(read_file(t.log), 6)
           if tl ~= "" then out:write("    " .. tl:gsub("\n", "\n    ") .. "\n") end
         end
@@ -458,8 +496,16 @@ function M.run(spec, opts)
   summary.ranking = M.rank(store, spec, trials)
   store:close()
   -- A trial that exited 0 without a completed run of this sweep is not done either.
+  local ran = {} -- trials started now that ran to their end (not stopped by the budget)
+  for i = 1, next_i - 1 do
+    local t = rawget(todo, i)
+    if t and not t.stopped then ran[t.key] = true end
+  end
   for _, row in ipairs(summary.ranking) do
-    if row.status ~= "completed" and not done[row.key] then
+    if row.status == "pruned" and ran[row.key] then
+      summary.pruned = summary.pruned + 1
+      summary.completed = summary.completed - 1
+    elseif row.status ~= "completed" and row.status ~= "pruned" and ran[row.key] then
       local listed = false
       for _, f in ipairs(summary.failures) do if f.key == row.key then listed = true end end
       if not listed then
@@ -479,7 +525,8 @@ function M.print_ranking(spec, ranking, out)
   local rows = { { "RANK", "TRIAL", "RUN", spec.metric, "STATUS" } }
   for i, r in ipairs(ranking) do
     rows[#rows + 1] = { tostring(i), r.key, r.run_id and tostring(r.run_id) or "-",
-                        r.value ~= nil and string.format("%.6g", r.value) or "-", r.status }
+                        r.value ~= nil and string.format("%.6g", r.value) or "-",
+                        r.status .. (r.rung and string.format(" (rung %d)", r.rung) or "") }
   end
   local widths = {}
   for _, row in ipairs(rows) do for j, c in ipairs(row) do widths[j] = math.max(widths[j] or 0, #c) end end

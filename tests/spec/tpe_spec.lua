@@ -199,3 +199,74 @@ describe("mb.tpe.suggest", function()
     assert.is_true(near_tpe > 1.8 * near_random, string.format("tpe %d, random %d", near_tpe, near_random))
   end)
 end)
+
+describe("moonbert sweep with sampler = \"tpe\"", function()
+  local lfs = require "lfs"
+  local mb = require "moonbert"
+  local BIN = os.getenv("MOONBERT_BIN") or (lfs.currentdir() .. "/build/bin/moonbert")
+  local TRIAL = [[
+local args = require "moonbert.args"
+local o = args.parse(arg, { { "--x", "X", "", type = "number" }, { "--n", "N", "", type = "number" },
+                            { "--c", "C", "" }, { "--store", "PATH", "" } })
+local run = mb.store.open(o.store):start_run { experiment = "tpe_trial", params = { x = o.x, n = o.n, c = o.c } }
+run:log_metric("loss", (o.x - 0.3) ^ 2 + (o.n - 2) ^ 2 / 10 + (o.c == "b" and 0 or 1))
+run:finish()
+]]
+  local function spec_text(db, extra)
+    return [[
+return {
+  name = "tpe_resume", script = "trial.lua", sampler = "tpe", trials = 10, seed = 11,
+  random = { x = { uniform = { 0, 1 } }, n = { int_uniform = { 0, 5 } }, c = { choice = { "a", "b" } } },
+  tpe = { n_startup_trials = 3 }, metric = "loss", mode = "min", store = "]] .. db .. [[", ]] .. extra .. [[
+}]]
+  end
+  local function keys_in_order(db)
+    local store = mb.store.open(db)
+    local keys = {}
+    for _, r in ipairs(store:runs { experiment = "tpe_resume" }) do
+      if r.status == "completed" then keys[#keys + 1] = store:tags(r.id).trial end
+    end
+    store:close()
+    return keys
+  end
+
+  it("resumes a half-finished sweep with the same points as an uninterrupted one", function()
+    local dir = support.tmpdir()
+    support.write(dir .. "/trial.lua", TRIAL)
+    support.write(dir .. "/whole.lua", spec_text(dir .. "/a.db", ""))
+    support.write(dir .. "/half.lua", spec_text(dir .. "/b.db", "max_trials = 5"))
+    support.write(dir .. "/rest.lua", spec_text(dir .. "/b.db", ""))
+    local function sweep(file)
+      local out, code = support.run("cd " .. support.q(dir) .. " && " .. support.q(BIN) .. " sweep " .. file)
+      assert.are.equal(0, code, out)
+      return out
+    end
+    local out = sweep("whole.lua")
+    assert.truthy(out:find("sampler tpe (seed 11, 3 random trials first)", 1, true), out)
+    assert.truthy(out:find("10 trials: 10 completed now, 0 skipped", 1, true), out)
+    out = sweep("half.lua")
+    assert.truthy(out:find("budget spent (max_trials: 5 trials started)", 1, true), out)
+    assert.truthy(out:find("10 trials: 5 completed now, 0 skipped", 1, true), out)
+    out = sweep("rest.lua")
+    assert.truthy(out:find("10 trials: 5 completed now, 5 skipped", 1, true), out)
+    local whole, resumed = keys_in_order(dir .. "/a.db"), keys_in_order(dir .. "/b.db")
+    assert.are.equal(10, #whole)
+    assert.are.same(whole, resumed)
+    -- the trials are the sampler's: trial k is tpe.suggest from the first k - 1, rounded
+    local hist = {}
+    for k, key in ipairs(whole) do
+      local p = {}
+      for name, v in key:gmatch("(%w+)=([^,]+)") do p[name] = tonumber(v) or v end
+      p.n = math.tointeger(p.n)
+      local want = tpe.suggest({ x = { uniform = { 0, 1 } }, n = { int_uniform = { 0, 5 } }, c = { choice = { "a", "b" } } },
+                               hist, { seed = 11, trial = k, n_startup_trials = 3 })
+      assert.are.equal(tonumber(string.format("%.3g", want.x)), p.x)
+      assert.are.equal(want.n, p.n); assert.are.equal(want.c, p.c)
+      hist[k] = { params = p, value = (p.x - 0.3) ^ 2 + (p.n - 2) ^ 2 / 10 + (p.c == "b" and 0 or 1) }
+    end
+    -- and a finished sweep runs nothing more
+    out = sweep("rest.lua")
+    assert.truthy(out:find("10 trials: 0 completed now, 10 skipped", 1, true), out)
+    os.execute("rm -rf " .. support.q(dir))
+  end)
+end)
