@@ -454,10 +454,16 @@ function M.run(spec, opts)
         next_i = next_i + 1
       end
       budget:check(out)
-      if budget.out_of_time then -- max_minutes: the trials still running are stopped
+      if budget.out_of_time and #running > 0 then -- max_minutes: the trials still running are stopped
+        -- (the whole process group, its shell too: no exit status will come)
         for _, t in ipairs(running) do
-          if t.pid and not t.stopped then os.execute("kill -TERM -" .. t.pid .. " 2>/dev/null"); t.stopped = true end
+          if t.pid then os.execute("kill -TERM -" .. t.pid .. " 2>/dev/null") end
+          t.stopped = true
+          summary.stopped = summary.stopped + 1
+          out:write(string.format("[%d/%d] stopped %s (out of budget) after %.1fs\n", t.index, summary.trials, t.key,
+                                  mb_store.now() - t.started))
         end
+        running = {}
       end
       if sleep_interrupted(0.1) then error("interrupted!", 0) end
     end)
@@ -474,10 +480,7 @@ function M.run(spec, opts)
         os.remove(t.rc_file)
         local code = tonumber(rc:match("%d+")) or -1
         local secs = mb_store.now() - t.started
-        if t.stopped then
-          summary.stopped = summary.stopped + 1
-          out:write(string.format("[%d/%d] stopped %s (out of budget) after %.1fs\n", t.index, summary.trials, t.key, secs))
-        elseif code == 0 then
+        if code == 0 then
           summary.completed = summary.completed + 1
           out:write(string.format("[%d/%d] done   %s in %.1fs\n", t.index, summary.trials, t.key, secs))
         else

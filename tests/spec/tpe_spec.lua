@@ -20,9 +20,10 @@ end
 
 describe("mb.tpe Parzen estimators", function()
   -- Optuna 3.1's truncnorm.logpdf leaves out the -log(sigma) of a scaled density (optuna
-  -- issue #5109, fixed after 3.1); the reference adds it back for continuous parameters, so
-  -- the comparison is against the normalised mixture of Bergstra et al. Integer and choice
-  -- parameters (probability masses) are compared with Optuna's values as they are.
+  -- issue #5109, fixed after 3.1); moonbert does the same by default and compares with
+  -- Optuna's values as they are; with normalize_kernels the reference adds -log(sigma) back
+  -- for continuous parameters (the normalised mixture of Bergstra et al.). Integer and
+  -- choice parameters (probability masses) do not depend on it.
   it("match Optuna 3.1's weights, means, sigmas and log densities", function()
     if not has_optuna() then
       pending("skipped: /usr/bin/python3 has no optuna (Debian package python3-optuna)")
@@ -46,7 +47,7 @@ out = []
 for kind, dist, obs, xs in cases:
     pe = _ParzenEstimator({"x": np.array(obs, dtype=float)}, {"x": dist}, P)
     lp = pe.log_pdf({"x": np.array(xs, dtype=float if kind != "choice" else int)})
-    rec = {"weights": pe._weights.tolist(), "log_pdf": lp.tolist()}
+    rec = {"weights": pe._weights.tolist(), "log_pdf": lp.tolist(), "log_pdf_normalised": lp.tolist()}
     if kind != "choice":
         rec["mus"] = pe._mus["x"].tolist(); rec["sigmas"] = pe._sigmas["x"].tolist()
     if kind in ("float", "log"):
@@ -56,7 +57,7 @@ for kind, dist, obs, xs in cases:
         comp = (-0.5 * ((t[:, None] - mus) / sig) ** 2 - 0.5 * np.log(2 * np.pi) - np.log(sig)
                 - _truncnorm._log_gauss_mass((lo - mus) / sig, (hi - mus) / sig) + np.log(w))
         m = comp.max(axis=1)
-        rec["log_pdf"] = (m + np.log(np.exp(comp - m[:, None]).sum(axis=1))).tolist()
+        rec["log_pdf_normalised"] = (m + np.log(np.exp(comp - m[:, None]).sum(axis=1))).tolist()
     out.append(rec)
 print(json.dumps(out))
 ]]
@@ -86,7 +87,11 @@ print(json.dumps(out))
           close(e.sigmas[i], r.sigmas[i], 1e-12, "case " .. c .. " sigma " .. i)
         end
       end
-      for i, x in ipairs(case[3]) do close(e:log_pdf(x), r.log_pdf[i], 1e-6, "case " .. c .. " log_pdf " .. i) end
+      local en = tpe.parzen(case[1], case[2], { normalize_kernels = true })
+      for i, x in ipairs(case[3]) do
+        close(e:log_pdf(x), r.log_pdf[i], 1e-6, "case " .. c .. " log_pdf " .. i)
+        close(en:log_pdf(x), r.log_pdf_normalised[i], 1e-6, "case " .. c .. " normalised log_pdf " .. i)
+      end
     end
   end)
 
@@ -267,6 +272,39 @@ return {
     -- and a finished sweep runs nothing more
     out = sweep("rest.lua")
     assert.truthy(out:find("10 trials: 0 completed now, 10 skipped", 1, true), out)
+    os.execute("rm -rf " .. support.q(dir))
+  end)
+end)
+
+describe("moonbert sweep budgets", function()
+  local lfs = require "lfs"
+  local mb = require "moonbert"
+  local BIN = os.getenv("MOONBERT_BIN") or (lfs.currentdir() .. "/build/bin/moonbert")
+
+  it("max_minutes stops the running trials and starts no more", function()
+    local dir = support.tmpdir()
+    support.write(dir .. "/slow.lua", [[
+local args = require "moonbert.args"
+local o = args.parse(arg, { { "--x", "X", "", type = "number" }, { "--store", "PATH", "" } })
+local run <close> = mb.store.open(o.store):start_run { experiment = "slow", params = { x = o.x } }
+os.execute("sleep 20")
+run:log_metric("m", o.x)
+run:finish()
+]])
+    support.write(dir .. "/budget.lua", [[
+return { script = "slow.lua", random = { x = { uniform = { 0, 1 } } }, trials = 4, jobs = 2,
+         metric = "m", max_minutes = 0.03, store = "]] .. dir .. [[/s.db" }]])
+    local t0 = mb.store.now()
+    local out, code = support.run("cd " .. support.q(dir) .. " && " .. support.q(BIN) .. " sweep budget.lua")
+    local took = mb.store.now() - t0
+    assert.are.equal(0, code, out)
+    assert.is_true(took < 15, "took " .. took .. " s")
+    assert.truthy(out:find("budget spent (max_minutes: 0.03 minutes passed; trials still running are stopped)", 1, true), out)
+    assert.truthy(out:find("4 trials: 0 completed now, 0 skipped (already completed), 0 failed, 2 stopped by the budget", 1, true), out)
+    assert.are.equal(2, support.count(out, "%] start "))
+    local store = mb.store.open(dir .. "/s.db")
+    for _, r in ipairs(store:runs { experiment = "budget" }) do assert.are_not.equal("completed", r.status) end
+    store:close()
     os.execute("rm -rf " .. support.q(dir))
   end)
 end)
