@@ -211,6 +211,8 @@ static void push_run_record(lua_State *L, const mb_run_record *r) {
     set_str(L, "dataset_hash", r->dataset_hash);
     set_str(L, "model_hash", r->model_hash);
     set_str(L, "device", r->device);
+    set_str(L, "uuid", r->uuid);
+    if (r->has_pruned_rung) set_int(L, "pruned_rung", r->pruned_rung);
 }
 
 static void push_metric(lua_State *L, const mb_metric *m) {
@@ -330,10 +332,11 @@ static int append_reaped(int64_t run, const char *reason, void *ctx) {
 static void reap_visitor(int64_t run, const char *reason, void *ctx) { append_reaped(run, reason, ctx); }
 
 static int check_status_name(lua_State *L, int arg, const char *status) {
-    static const char *const ok[] = {"running", "completed", "failed", "killed", NULL};
+    static const char *const ok[] = {"running", "completed", "failed", "killed", "pruned", "interrupted", NULL};
     for (int i = 0; ok[i]; i++)
         if (strcmp(status, ok[i]) == 0) return 1;
-    return luaL_argerror(L, arg, lua_pushfstring(L, "status must be running, completed, failed or killed, got '%s'", status));
+    return luaL_argerror(L, arg, lua_pushfstring(L, "status must be running, completed, failed, killed, pruned or "
+                                                    "interrupted, got '%s'", status));
 }
 
 /* ---- module functions ---------------------------------------------------- */
@@ -532,10 +535,31 @@ static int store_runs(lua_State *L) {
     return 1;
 }
 
-/* store:get_run(id) -> record | nil, "no run N in PATH" */
+/* The run id at i: an integer id, or a run's UUID looked up in the store.
+   Returns 0 with the "no run" message pushed when no run has that UUID. */
+static int64_t check_run_ref(lua_State *L, mb_store *s, int i) {
+    if (lua_type(L, i) == LUA_TSTRING && !lua_isnumber(L, i)) {
+        int64_t id = 0;
+        mb_error err = {0};
+        if (mb_store_find_uuid(s, lua_tostring(L, i), &id, &err) != MB_OK) {
+            if (err.code != MB_ERR_RANGE) mb_lua_raise(L, &err);
+            lua_pushstring(L, err.msg);
+            return 0;
+        }
+        return id;
+    }
+    return check_run_id(L, i);
+}
+
+/* store:get_run(id or uuid) -> record | nil, "no run N in PATH" */
 static int store_get_run(lua_State *L) {
     mb_store *s = check_store(L, 1);
-    int64_t id = check_run_id(L, 2);
+    int64_t id = check_run_ref(L, s, 2);
+    if (id == 0) {
+        lua_pushnil(L);
+        lua_insert(L, -2);
+        return 2;
+    }
     lua_newtable(L);
     mb_error err = {0};
     if (mb_store_get_run(s, id, append_run, L, &err) != MB_OK) {
@@ -641,6 +665,39 @@ static int store_predictions(lua_State *L) {
     mb_error err = {0};
     if (mb_store_predictions(s, id, split, by_loss, (int64_t)limit, append_prediction, L, &err) != MB_OK)
         return mb_lua_raise(L, &err);
+    return 1;
+}
+
+static int append_event(const mb_run_event *e, void *ctx) {
+    lua_State *L = ctx;
+    lua_createtable(L, 0, 5);
+    set_str(L, "kind", e->kind);
+    set_num(L, "time", e->time);
+    set_str(L, "host", e->host);
+    if (e->pid > 0) set_int(L, "pid", e->pid);
+    set_str(L, "message", e->message);
+    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+    return 0;
+}
+
+/* store:run_events(run_id) -> array of {kind="interrupted"|"resumed", time=, host=, pid=, message=} */
+static int store_run_events(lua_State *L) {
+    mb_store *s = check_store(L, 1);
+    int64_t id = check_run_id(L, 2);
+    lua_newtable(L);
+    mb_error err = {0};
+    if (mb_store_run_events(s, id, append_event, L, &err) != MB_OK) return mb_lua_raise(L, &err);
+    return 1;
+}
+
+/* store:resume_run(id) -> Run: an interrupted (or killed) run running again,
+   owned by this process, logged to as usual and ended with finish/fail. */
+static int store_resume_run(lua_State *L) {
+    mb_store *s = check_store(L, 1);
+    int64_t id = check_run_id(L, 2);
+    mb_error err = {0};
+    if (mb_store_resume(s, id, &err) != MB_OK) return mb_lua_raise(L, &err);
+    push_run(L, 1, id);
     return 1;
 }
 
@@ -972,9 +1029,38 @@ static int run_heartbeat(lua_State *L) {
     return 0;
 }
 
-/* run:finish(): running -> completed; an error when the run already ended */
+/* run:prune(rung): running -> pruned at rung (an integer >= 0) */
+static int run_prune(lua_State *L) {
+    lrun *r = check_run(L, 1);
+    lua_Integer rung = luaL_checkinteger(L, 2);
+    if (rung < 0) luaL_argerror(L, 2, "rung must be >= 0");
+    mb_error err = {0};
+    if (mb_store_prune(run_store(L, 1), r->id, (int64_t)rung, &err) != MB_OK) {
+        if (err.code == MB_ERR_STATE) r->ended = 1;
+        return mb_lua_raise(L, &err);
+    }
+    r->ended = 1;
+    return 0;
+}
+
+/* run:finish(["completed"]) or run:finish("pruned", {rung=}): running -> that
+   status; an error when the run already ended */
 static int run_finish(lua_State *L) {
     lrun *r = check_run(L, 1);
+    const char *status = luaL_optstring(L, 2, "completed");
+    if (strcmp(status, "pruned") == 0) {
+        luaL_checktype(L, 3, LUA_TTABLE);
+        lua_getfield(L, 3, "rung");
+        int ok;
+        lua_Integer rung = lua_tointegerx(L, -1, &ok);
+        if (!ok) luaL_argerror(L, 3, "field 'rung' (an integer >= 0) is required for status 'pruned'");
+        lua_settop(L, 1);
+        lua_pushinteger(L, rung);
+        return run_prune(L);
+    }
+    if (strcmp(status, "completed") != 0)
+        luaL_argerror(L, 2, lua_pushfstring(L, "status must be 'completed' or 'pruned' (failed: run:fail(err)), got '%s'",
+                                            status));
     mb_error err = {0};
     if (mb_store_finish(run_store(L, 1), r->id, &err) != MB_OK) {
         if (err.code == MB_ERR_STATE) r->ended = 1;
@@ -996,12 +1082,36 @@ static int run_fail(lua_State *L) {
     return 1;
 }
 
+/* run:interrupt([message]): running -> interrupted (to be resumed later with
+   store:resume_run(id)); this Run object is done with, like after finish. */
+static int run_interrupt(lua_State *L) {
+    lrun *r = check_run(L, 1);
+    const char *message = lua_isnoneornil(L, 2) ? NULL : luaL_tolstring(L, 2, NULL);
+    mb_error err = {0};
+    if (mb_store_interrupt(run_store(L, 1), r->id, message, &err) != MB_OK) return mb_lua_raise(L, &err);
+    r->ended = 1;
+    return 0;
+}
+
+static int uuid_visitor(const mb_run_record *rec, void *ctx) {
+    lua_pushstring((lua_State *)ctx, rec->uuid ? rec->uuid : "");
+    return 1;
+}
+
+/* run:uuid() -> the run's UUID (36 characters) */
+static int run_uuid(lua_State *L) {
+    lrun *r = check_run(L, 1);
+    mb_error err = {0};
+    if (mb_store_get_run(run_store(L, 1), r->id, uuid_visitor, L, &err) != MB_OK) return mb_lua_raise(L, &err);
+    return 1;
+}
+
 static int status_visitor(const mb_run_record *rec, void *ctx) {
     lua_pushstring((lua_State *)ctx, rec->status);
     return 1;
 }
 
-/* run:status() -> "running" | "completed" | "failed" | "killed" */
+/* run:status() -> "running" | "completed" | "failed" | "killed" | "pruned" | "interrupted" */
 static int run_status(lua_State *L) {
     lrun *r = check_run(L, 1);
     mb_error err = {0};
@@ -1074,6 +1184,8 @@ static const luaL_Reg store_methods[] = {
     {"confusion", store_confusion},
     {"predictions", store_predictions},
     {"artifacts", store_artifacts},
+    {"run_events", store_run_events},
+    {"resume_run", store_resume_run},
     {NULL, NULL},
 };
 
@@ -1094,8 +1206,11 @@ static const luaL_Reg run_methods[] = {
     {"log_artifact", run_log_artifact},
     {"heartbeat", run_heartbeat},
     {"finish", run_finish},
+    {"prune", run_prune},
     {"fail", run_fail},
+    {"interrupt", run_interrupt},
     {"status", run_status},
+    {"uuid", run_uuid},
     {NULL, NULL},
 };
 

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -72,6 +73,73 @@ static const char *const migrations[MB_STORE_SCHEMA_VERSION] = {
     "  split TEXT NOT NULL, example INTEGER NOT NULL,"
     "  label INTEGER, predicted INTEGER NOT NULL, loss REAL, probs TEXT,"
     "  PRIMARY KEY (run_id, split, example));",
+
+    /* 2 -> 3: a UUID per run, so that runs of several stores can meet
+       (`moonbert results push`). Existing runs get a random (version 4) one. */
+    "ALTER TABLE runs ADD COLUMN uuid TEXT;"
+    "UPDATE runs SET uuid = lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' ||"
+    "  substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) ||"
+    "  substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)));"
+    "CREATE UNIQUE INDEX runs_by_uuid ON runs(uuid);",
+
+    /* 3 -> 4: status 'pruned' (a trial stopped early by a pruner such as
+       ASHA) with the rung it reached. SQLite cannot change a CHECK in place:
+       the table is rebuilt (foreign keys are off during migrations, see
+       migrate()), keeping ids and the AUTOINCREMENT counter. */
+    "CREATE TEMP TABLE mb_runs_seq AS SELECT seq FROM sqlite_sequence WHERE name = 'runs';"
+    "CREATE TABLE runs_new ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  experiment_id INTEGER NOT NULL REFERENCES experiments(id),"
+    "  name TEXT,"
+    "  status TEXT NOT NULL CHECK (status IN ('running','completed','failed','killed','pruned')),"
+    "  start_time REAL NOT NULL, end_time REAL,"
+    "  seed INTEGER, host TEXT, git_commit TEXT, git_dirty INTEGER,"
+    "  script_path TEXT, script_hash TEXT, dataset_hash TEXT, model_hash TEXT, device TEXT,"
+    "  error TEXT, pid INTEGER, proc_start INTEGER, heartbeat REAL, uuid TEXT,"
+    "  pruned_rung INTEGER);"
+    "INSERT INTO runs_new (id, experiment_id, name, status, start_time, end_time, seed, host, git_commit,"
+    "  git_dirty, script_path, script_hash, dataset_hash, model_hash, device, error, pid, proc_start,"
+    "  heartbeat, uuid)"
+    " SELECT id, experiment_id, name, status, start_time, end_time, seed, host, git_commit,"
+    "  git_dirty, script_path, script_hash, dataset_hash, model_hash, device, error, pid, proc_start,"
+    "  heartbeat, uuid FROM runs;"
+    "DROP TABLE runs;"
+    "ALTER TABLE runs_new RENAME TO runs;"
+    "UPDATE sqlite_sequence SET seq = max(seq, COALESCE((SELECT seq FROM mb_runs_seq), 0)) WHERE name = 'runs';"
+    "DROP TABLE mb_runs_seq;"
+    "CREATE INDEX runs_by_experiment ON runs(experiment_id, status);"
+    "CREATE INDEX runs_by_status ON runs(status);"
+    "CREATE UNIQUE INDEX runs_by_uuid ON runs(uuid);",
+
+    /* 4 -> 5: status 'interrupted' (a run stopped on purpose, e.g. preempted,
+       that will be resumed: neither alive nor killed) and run_events, the
+       times a run was interrupted and resumed. Rebuilt as in 3 -> 4. */
+    "CREATE TEMP TABLE mb_runs_seq AS SELECT seq FROM sqlite_sequence WHERE name = 'runs';"
+    "CREATE TABLE runs_new ("
+    "  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+    "  experiment_id INTEGER NOT NULL REFERENCES experiments(id),"
+    "  name TEXT,"
+    "  status TEXT NOT NULL"
+    "    CHECK (status IN ('running','completed','failed','killed','pruned','interrupted')),"
+    "  start_time REAL NOT NULL, end_time REAL,"
+    "  seed INTEGER, host TEXT, git_commit TEXT, git_dirty INTEGER,"
+    "  script_path TEXT, script_hash TEXT, dataset_hash TEXT, model_hash TEXT, device TEXT,"
+    "  error TEXT, pid INTEGER, proc_start INTEGER, heartbeat REAL, uuid TEXT,"
+    "  pruned_rung INTEGER);"
+    "INSERT INTO runs_new SELECT * FROM runs;"
+    "DROP TABLE runs;"
+    "ALTER TABLE runs_new RENAME TO runs;"
+    "UPDATE sqlite_sequence SET seq = max(seq, COALESCE((SELECT seq FROM mb_runs_seq), 0)) WHERE name = 'runs';"
+    "DROP TABLE mb_runs_seq;"
+    "CREATE INDEX runs_by_experiment ON runs(experiment_id, status);"
+    "CREATE INDEX runs_by_status ON runs(status);"
+    "CREATE UNIQUE INDEX runs_by_uuid ON runs(uuid);"
+    "CREATE TABLE run_events ("
+    "  id INTEGER PRIMARY KEY,"
+    "  run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,"
+    "  kind TEXT NOT NULL CHECK (kind IN ('interrupted','resumed')),"
+    "  time REAL NOT NULL, host TEXT, pid INTEGER, message TEXT);"
+    "CREATE INDEX run_events_by_run ON run_events(run_id, id);",
 };
 
 /* ---- the handle ------------------------------------------------------------ */
@@ -258,6 +326,8 @@ static int64_t read_proc_start(long pid, char *state) {
     return tok ? strtoll(tok, NULL, 10) : -1;
 }
 
+static mb_status migrate_locked(mb_store *s, mb_error *err);
+
 static mb_status migrate(mb_store *s, mb_error *err) {
     int version = 0;
     if (pragma_int(s, "PRAGMA user_version", &version) != SQLITE_OK)
@@ -267,6 +337,18 @@ static mb_status migrate(mb_store *s, mb_error *err) {
         return mb_fail(err, MB_ERR_DB,
                        "%s: written by a newer moonbert (schema version %d, this build knows up to %d)", s->path,
                        version, MB_STORE_SCHEMA_VERSION);
+    /* Foreign keys off while migrating: rebuilding the runs table (3 -> 4,
+       4 -> 5) drops the old one, which would otherwise cascade to every row
+       that refers to a run. The pragma is a no-op inside a transaction, hence
+       here; foreign_key_check below verifies the result before committing. */
+    sqlite3_exec(s->db, "PRAGMA foreign_keys = OFF", NULL, NULL, NULL);
+    mb_status status = migrate_locked(s, err);
+    sqlite3_exec(s->db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
+    return status;
+}
+
+static mb_status migrate_locked(mb_store *s, mb_error *err) {
+    int version = 0;
     if (begin(s, err) != MB_OK) return err ? err->code : MB_ERR_DB;
     /* Another process may have migrated while we waited for the lock. */
     if (pragma_int(s, "PRAGMA user_version", &version) != SQLITE_OK) {
@@ -291,6 +373,12 @@ static mb_status migrate(mb_store *s, mb_error *err) {
             rollback(s);
             return MB_ERR_DB;
         }
+    }
+    int broken = 0;
+    if (pragma_int(s, "SELECT count(*) FROM pragma_foreign_key_check", &broken) != SQLITE_OK || broken != 0) {
+        rollback(s);
+        return mb_fail(err, MB_ERR_DB, "%s: migrating the schema from version %d to %d left %d broken references",
+                       s->path, version, MB_STORE_SCHEMA_VERSION, broken);
     }
     char sql[64];
     snprintf(sql, sizeof sql, "PRAGMA user_version = %d", MB_STORE_SCHEMA_VERSION);
@@ -496,14 +584,14 @@ mb_status mb_store_reap(mb_store *s, double stale_after_s, mb_reap_visitor on_re
     for (size_t i = 0; i < n && status == MB_OK; i++) {
         /* Only if nothing changed since we looked (no heartbeat came in). */
         sqlite3_stmt *up = cached(s,
-                                  "UPDATE runs SET status = 'killed', end_time = ?1, error = ?2"
-                                  " WHERE id = ?3 AND status = 'running' AND heartbeat = ?4",
+                                  /* ended when it was last seen alive, not when someone looked */
+                                  "UPDATE runs SET status = 'killed', end_time = heartbeat, error = ?1"
+                                  " WHERE id = ?2 AND status = 'running' AND heartbeat = ?3",
                                   err);
         if (!up) { status = MB_ERR_DB; break; }
-        sqlite3_bind_double(up, 1, now);
-        sqlite3_bind_text(up, 2, cand[i].reason, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(up, 3, cand[i].id);
-        sqlite3_bind_double(up, 4, cand[i].heartbeat);
+        sqlite3_bind_text(up, 1, cand[i].reason, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(up, 2, cand[i].id);
+        sqlite3_bind_double(up, 3, cand[i].heartbeat);
         if (step_retry(s, up) != SQLITE_DONE) { status = db_fail(s, err, "marking a run killed"); break; }
         if (sqlite3_changes(s->db) == 0) cand[i].id = -1;
         else done++;
@@ -521,6 +609,25 @@ mb_status mb_store_reap(mb_store *s, double stale_after_s, mb_reap_visitor on_re
 
 /* ---- writing a run ---------------------------------------------------------- */
 
+mb_status mb_store_new_uuid(char out[MB_UUID_LEN + 1], mb_error *err) {
+    unsigned char b[16];
+    size_t got = 0;
+    while (got < sizeof b) {
+        ssize_t n = getrandom(b + got, sizeof b - got, 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return mb_fail(err, MB_ERR_IO, "cannot draw a random UUID: %s", strerror(errno));
+        }
+        got += (size_t)n;
+    }
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40); /* version 4 */
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    snprintf(out, MB_UUID_LEN + 1,
+             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4],
+             b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+    return MB_OK;
+}
+
 static mb_status check_key(mb_store *s, const char *what, const char *key, mb_error *err) {
     if (!key || !*key) return mb_fail(err, MB_ERR_ARG, "%s: %s name is empty", s->path, what);
     return MB_OK;
@@ -536,6 +643,9 @@ static mb_status write_fail(mb_store *s, int64_t run, const char *what, mb_error
 mb_status mb_store_start_run(mb_store *s, const mb_run_start *r, int64_t *run_id, mb_error *err) {
     if (!r || !r->experiment || !*r->experiment)
         return mb_fail(err, MB_ERR_ARG, "start_run: experiment name is required");
+    char uuid[MB_UUID_LEN + 1];
+    if (r->uuid) snprintf(uuid, sizeof uuid, "%s", r->uuid);
+    else if (mb_store_new_uuid(uuid, err) != MB_OK) return MB_ERR_IO;
     double now = mb_store_now();
     if (begin(s, err) != MB_OK) return MB_ERR_DB;
     sqlite3_stmt *st = cached(s, "INSERT INTO experiments(name, created) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING", err);
@@ -545,9 +655,9 @@ mb_status mb_store_start_run(mb_store *s, const mb_run_start *r, int64_t *run_id
     if (step_retry(s, st) != SQLITE_DONE) { db_fail(s, err, "recording the experiment"); goto fail; }
     st = cached(s,
                 "INSERT INTO runs(experiment_id, name, status, start_time, seed, host, pid, proc_start,"
-                "  git_commit, git_dirty, script_path, script_hash, dataset_hash, model_hash, device, heartbeat)"
+                "  git_commit, git_dirty, script_path, script_hash, dataset_hash, model_hash, device, heartbeat, uuid)"
                 " VALUES ((SELECT id FROM experiments WHERE name = ?1), ?2, 'running', ?3, ?4, ?5, ?6, ?7,"
-                "  ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?3)",
+                "  ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?3, ?15)",
                 err);
     if (!st) goto fail;
     sqlite3_bind_text(st, 1, r->experiment, -1, SQLITE_STATIC);
@@ -564,7 +674,14 @@ mb_status mb_store_start_run(mb_store *s, const mb_run_start *r, int64_t *run_id
     bind_text_or_null(st, 12, r->dataset_hash);
     bind_text_or_null(st, 13, r->model_hash);
     bind_text_or_null(st, 14, r->device);
-    if (step_retry(s, st) != SQLITE_DONE) { db_fail(s, err, "recording the run"); goto fail; }
+    sqlite3_bind_text(st, 15, uuid, -1, SQLITE_TRANSIENT);
+    if (step_retry(s, st) != SQLITE_DONE) {
+        if (sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE)
+            mb_fail(err, MB_ERR_STATE, "%s: a run with UUID %s is already in the store", s->path, uuid);
+        else
+            db_fail(s, err, "recording the run");
+        goto fail;
+    }
     int64_t id = sqlite3_last_insert_rowid(s->db);
     if (commit(s, err) != MB_OK) return MB_ERR_DB;
     s->beat_run = id;
@@ -573,7 +690,7 @@ mb_status mb_store_start_run(mb_store *s, const mb_run_start *r, int64_t *run_id
     return MB_OK;
 fail:
     rollback(s);
-    return MB_ERR_DB;
+    return err ? err->code : MB_ERR_DB;
 }
 
 static void bind_value(sqlite3_stmt *st, int i, const mb_value *v) {
@@ -831,12 +948,12 @@ static mb_status run_status(mb_store *s, int64_t run, char *buf, size_t n, mb_er
 }
 
 /* running/killed -> final status (a run marked killed by mistake can still end properly). */
-static mb_status end_run(mb_store *s, int64_t run, const char *final, const char *error_text, int *changed,
-                         mb_error *err) {
+static mb_status end_run(mb_store *s, int64_t run, const char *final, const char *error_text, int64_t rung,
+                         int *changed, mb_error *err) {
     if (changed) *changed = 0;
     if (begin(s, err) != MB_OK) return MB_ERR_DB;
     sqlite3_stmt *st = cached(s,
-                              "UPDATE runs SET status = ?2, end_time = ?3, heartbeat = ?3, error = ?4"
+                              "UPDATE runs SET status = ?2, end_time = ?3, heartbeat = ?3, error = ?4, pruned_rung = ?5"
                               " WHERE id = ?1 AND status IN ('running', 'killed')",
                               err);
     if (!st) goto fail;
@@ -844,6 +961,7 @@ static mb_status end_run(mb_store *s, int64_t run, const char *final, const char
     sqlite3_bind_text(st, 2, final, -1, SQLITE_STATIC);
     sqlite3_bind_double(st, 3, mb_store_now());
     bind_text_or_null(st, 4, error_text);
+    if (rung >= 0) sqlite3_bind_int64(st, 5, rung);
     if (step_retry(s, st) != SQLITE_DONE) { db_fail(s, err, "ending a run"); goto fail; }
     int n = sqlite3_changes(s->db);
     if (n == 0) {
@@ -861,12 +979,91 @@ fail:
 }
 
 mb_status mb_store_finish(mb_store *s, int64_t run, mb_error *err) {
-    return end_run(s, run, "completed", NULL, NULL, err);
+    return end_run(s, run, "completed", NULL, -1, NULL, err);
+}
+
+mb_status mb_store_prune(mb_store *s, int64_t run, int64_t rung, mb_error *err) {
+    if (rung < 0) return mb_fail(err, MB_ERR_ARG, "prune: rung must be >= 0, got %lld", (long long)rung);
+    return end_run(s, run, "pruned", NULL, rung, NULL, err);
 }
 
 mb_status mb_store_fail(mb_store *s, int64_t run, const char *error_text, int *changed, mb_error *err) {
     int dummy;
-    return end_run(s, run, "failed", error_text ? error_text : "failed", changed ? changed : &dummy, err);
+    return end_run(s, run, "failed", error_text ? error_text : "failed", -1, changed ? changed : &dummy, err);
+}
+
+static mb_status add_event(mb_store *s, int64_t run, const char *kind, double now, const char *message,
+                           mb_error *err) {
+    sqlite3_stmt *st = cached(s,
+                              "INSERT INTO run_events(run_id, kind, time, host, pid, message)"
+                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                              err);
+    if (!st) return MB_ERR_DB;
+    sqlite3_bind_int64(st, 1, run);
+    sqlite3_bind_text(st, 2, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 3, now);
+    sqlite3_bind_text(st, 4, s->host, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, (int64_t)getpid());
+    bind_text_or_null(st, 6, message);
+    if (step_retry(s, st) != SQLITE_DONE) return db_fail(s, err, "recording a run event");
+    return MB_OK;
+}
+
+/* The transition of interrupt and resume: UPDATE (bound ?1 run, ?2 now, then
+   extra), an event, and a clear message when the run is in the wrong state. */
+static mb_status pause_or_resume(mb_store *s, int64_t run, int resume, const char *message, mb_error *err) {
+    double now = mb_store_now();
+    if (begin(s, err) != MB_OK) return MB_ERR_DB;
+    sqlite3_stmt *st;
+    if (resume) {
+        st = cached(s,
+                    "UPDATE runs SET status = 'running', end_time = NULL, error = NULL, heartbeat = ?2,"
+                    "  host = ?3, pid = ?4, proc_start = ?5"
+                    " WHERE id = ?1 AND status IN ('interrupted', 'killed')",
+                    err);
+        if (!st) goto fail;
+        sqlite3_bind_text(st, 3, s->host, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 4, (int64_t)getpid());
+        if (s->proc_start >= 0) sqlite3_bind_int64(st, 5, s->proc_start);
+    } else {
+        st = cached(s,
+                    "UPDATE runs SET status = 'interrupted', error = ?3, heartbeat = ?2"
+                    " WHERE id = ?1 AND status IN ('running', 'killed')",
+                    err);
+        if (!st) goto fail;
+        bind_text_or_null(st, 3, message);
+    }
+    sqlite3_bind_int64(st, 1, run);
+    sqlite3_bind_double(st, 2, now);
+    if (step_retry(s, st) != SQLITE_DONE) { db_fail(s, err, resume ? "resuming a run" : "interrupting a run"); goto fail; }
+    if (sqlite3_changes(s->db) == 0) {
+        char status[32];
+        if (run_status(s, run, status, sizeof status, err) != MB_OK) goto fail;
+        rollback(s);
+        if (resume)
+            return mb_fail(err, MB_ERR_STATE, "run %lld is %s; only an interrupted or killed run can be resumed",
+                           (long long)run, status);
+        return mb_fail(err, MB_ERR_STATE, "run %lld is already %s; only a running run can be interrupted",
+                       (long long)run, status);
+    }
+    if (add_event(s, run, resume ? "resumed" : "interrupted", now, message, err) != MB_OK) goto fail;
+    if (commit(s, err) != MB_OK) return MB_ERR_DB;
+    if (resume) {
+        s->beat_run = run;
+        s->beat_time = now;
+    }
+    return MB_OK;
+fail:
+    rollback(s);
+    return err ? err->code : MB_ERR_DB;
+}
+
+mb_status mb_store_interrupt(mb_store *s, int64_t run, const char *message, mb_error *err) {
+    return pause_or_resume(s, run, 0, message, err);
+}
+
+mb_status mb_store_resume(mb_store *s, int64_t run, mb_error *err) {
+    return pause_or_resume(s, run, 1, NULL, err);
 }
 
 /* ---- reading ------------------------------------------------------------- */
@@ -874,7 +1071,7 @@ mb_status mb_store_fail(mb_store *s, int64_t run, const char *error_text, int *c
 #define RUN_COLUMNS                                                                                         \
     "SELECT r.id, e.name, r.name, r.status, r.error, r.start_time, r.end_time, r.heartbeat, r.seed,"       \
     " r.host, r.pid, r.git_commit, r.git_dirty, r.script_path, r.script_hash, r.dataset_hash,"             \
-    " r.model_hash, r.device FROM runs r JOIN experiments e ON e.id = r.experiment_id "
+    " r.model_hash, r.device, r.uuid, r.pruned_rung FROM runs r JOIN experiments e ON e.id = r.experiment_id "
 
 static const char *col_text(sqlite3_stmt *st, int i) { return (const char *)sqlite3_column_text(st, i); }
 
@@ -899,6 +1096,9 @@ static void read_run(sqlite3_stmt *st, mb_run_record *r) {
     r->dataset_hash = col_text(st, 15);
     r->model_hash = col_text(st, 16);
     r->device = col_text(st, 17);
+    r->uuid = col_text(st, 18);
+    r->has_pruned_rung = sqlite3_column_type(st, 19) != SQLITE_NULL;
+    r->pruned_rung = sqlite3_column_int64(st, 19);
 }
 
 /* Step through st, handing each row to visit; finalizes st. */
@@ -939,6 +1139,36 @@ mb_status mb_store_get_run(mb_store *s, int64_t run, mb_run_visitor fn, void *ct
     if (each_row(s, st, run_row, (void *)fn, ctx, &n, err) != MB_OK) return MB_ERR_DB;
     if (n == 0) return mb_fail(err, MB_ERR_RANGE, "no run %lld in %s", (long long)run, s->path);
     return MB_OK;
+}
+
+mb_status mb_store_find_uuid(mb_store *s, const char *uuid, int64_t *run, mb_error *err) {
+    if (!uuid || !*uuid) return mb_fail(err, MB_ERR_ARG, "find_uuid: UUID is empty");
+    sqlite3_stmt *st = prepare(s, "SELECT id FROM runs WHERE uuid = lower(?1)", err);
+    if (!st) return MB_ERR_DB;
+    sqlite3_bind_text(st, 1, uuid, -1, SQLITE_STATIC);
+    int rc = step_retry(s, st);
+    if (rc == SQLITE_ROW && run) *run = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_ROW) return MB_OK;
+    if (rc != SQLITE_DONE) return db_fail(s, err, "finding a run by UUID");
+    return mb_fail(err, MB_ERR_RANGE, "no run with UUID %s in %s", uuid, s->path);
+}
+
+static int event_row(sqlite3_stmt *st, void *fn, void *ctx) {
+    mb_run_event e = {0};
+    e.kind = col_text(st, 0);
+    e.time = sqlite3_column_double(st, 1);
+    e.host = col_text(st, 2);
+    e.pid = sqlite3_column_int64(st, 3);
+    e.message = col_text(st, 4);
+    return ((mb_run_event_visitor)fn)(&e, ctx);
+}
+
+mb_status mb_store_run_events(mb_store *s, int64_t run, mb_run_event_visitor fn, void *ctx, mb_error *err) {
+    sqlite3_stmt *st = prepare(s, "SELECT kind, time, host, pid, message FROM run_events WHERE run_id = ?1 ORDER BY id", err);
+    if (!st) return MB_ERR_DB;
+    sqlite3_bind_int64(st, 1, run);
+    return each_row(s, st, event_row, (void *)fn, ctx, NULL, err);
 }
 
 static int param_row(sqlite3_stmt *st, void *fn, void *ctx) {

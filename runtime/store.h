@@ -6,7 +6,14 @@
  * model hashes, device, heartbeat, error text); params (written once);
  * metrics (a series: key, value, step, epoch, split, time); tags; artifacts;
  * confusion (matrix + label names as JSON); predictions (per-example rows for
- * error analysis).
+ * error analysis); run_events (when a run was interrupted and resumed).
+ *
+ * A run has an integer id (this store's) and a UUID (version 4, random), so
+ * that runs copied between stores (`moonbert results push`) keep one identity.
+ * Statuses: running; completed, failed, pruned (stopped early by a pruner, with
+ * the rung it reached): ended; killed (its process died: set by reaping, end
+ * time = its last heartbeat); interrupted (stopped on purpose to be resumed
+ * later: neither alive nor killed, reaping leaves it alone).
  *
  * How it stays correct with several writers (a sweep runs processes in
  * parallel on one file): WAL journal, a busy timeout plus our own retry on
@@ -36,7 +43,7 @@
 
 #include "error.h"
 
-#define MB_STORE_SCHEMA_VERSION 2
+#define MB_STORE_SCHEMA_VERSION 5
 #define MB_STORE_APPLICATION_ID 0x6d6f6f6e /* "moon" in PRAGMA application_id */
 
 typedef struct mb_store mb_store;
@@ -70,7 +77,12 @@ typedef struct mb_run_start {
     const char *git_commit; /* NULL: unknown */
     int git_dirty;          /* 1 dirty, 0 clean, -1 unknown */
     const char *script_path, *script_hash, *dataset_hash, *model_hash, *device; /* NULL: unknown */
+    const char *uuid;       /* NULL: a new random UUID */
 } mb_run_start;
+
+#define MB_UUID_LEN 36
+/* A random (version 4) UUID in its 36-character text form. */
+mb_status mb_store_new_uuid(char out[MB_UUID_LEN + 1], mb_error *err);
 
 /* New run in status "running"; host, pid, process start time and heartbeat
    are filled from the calling process. */
@@ -143,10 +155,18 @@ mb_status mb_store_log_artifact(mb_store *s, int64_t run, const char *kind, cons
 mb_status mb_store_heartbeat(mb_store *s, int64_t run, mb_error *err);
 /* running (or killed) -> completed; MB_ERR_STATE when already ended. */
 mb_status mb_store_finish(mb_store *s, int64_t run, mb_error *err);
+/* running (or killed) -> pruned at rung (>= 0); MB_ERR_STATE when already ended. */
+mb_status mb_store_prune(mb_store *s, int64_t run, int64_t rung, mb_error *err);
+/* running (or killed) -> interrupted, with message (may be NULL) as the run's
+   error text and an 'interrupted' event; MB_ERR_STATE when not running. */
+mb_status mb_store_interrupt(mb_store *s, int64_t run, const char *message, mb_error *err);
+/* interrupted (or killed) -> running again, owned by the calling process
+   (host, pid, heartbeat), with a 'resumed' event; MB_ERR_STATE otherwise. */
+mb_status mb_store_resume(mb_store *s, int64_t run, mb_error *err);
 /* running (or killed) -> failed with error_text; *changed = 0 when the run had already ended. */
 mb_status mb_store_fail(mb_store *s, int64_t run, const char *error_text, int *changed, mb_error *err);
 
-/* Mark killed every running run whose process is gone (same host: pid dead,
+/* Mark killed (end time: its last heartbeat) every running run whose process is gone (same host: pid dead,
    a zombie, or a different process with that pid) or whose heartbeat is older
    than stale_after_s (any host). on_reaped (may be NULL) sees each one. */
 typedef void (*mb_reap_visitor)(int64_t run, const char *reason, void *ctx);
@@ -167,6 +187,9 @@ typedef struct mb_run_record {
     const char *git_commit;
     int git_dirty; /* -1 unknown */
     const char *script_path, *script_hash, *dataset_hash, *model_hash, *device;
+    const char *uuid;
+    int has_pruned_rung;
+    int64_t pruned_rung;
 } mb_run_record;
 typedef int (*mb_run_visitor)(const mb_run_record *r, void *ctx);
 
@@ -179,6 +202,19 @@ typedef struct mb_run_filter {
 mb_status mb_store_runs(mb_store *s, const mb_run_filter *f, mb_run_visitor fn, void *ctx, mb_error *err);
 /* One run; MB_ERR_RANGE "no run N in PATH" when absent. */
 mb_status mb_store_get_run(mb_store *s, int64_t run, mb_run_visitor fn, void *ctx, mb_error *err);
+/* The id of the run with this UUID; MB_ERR_RANGE when absent. */
+mb_status mb_store_find_uuid(mb_store *s, const char *uuid, int64_t *run, mb_error *err);
+
+typedef struct mb_run_event {
+    const char *kind; /* "interrupted" | "resumed" */
+    double time;
+    const char *host;
+    int64_t pid;
+    const char *message; /* may be NULL */
+} mb_run_event;
+typedef int (*mb_run_event_visitor)(const mb_run_event *e, void *ctx);
+/* A run's interruptions and resumptions, oldest first. */
+mb_status mb_store_run_events(mb_store *s, int64_t run, mb_run_event_visitor fn, void *ctx, mb_error *err);
 
 typedef int (*mb_param_visitor)(const char *key, const mb_value *v, void *ctx);
 mb_status mb_store_params(mb_store *s, int64_t run, mb_param_visitor fn, void *ctx, mb_error *err);

@@ -18,6 +18,12 @@
 -- store:best{experiment=, metric=, mode="max"}, store:confusion(id, split),
 -- store:predictions(id, split, {by_loss=true, limit=20}), store:artifacts(id), store:tags(id).
 -- run:artifact_dir() is results/runs/<id> (beside the store file), created on first use.
+-- Every run has a UUID too (run:uuid(), record.uuid; store:get_run(uuid) finds it).
+-- Ending a run: run:finish() (completed), run:fail(err), run:prune(rung) or
+-- run:finish("pruned", {rung = r}) for a trial stopped early by a pruner;
+-- run:interrupt(message) for a run stopped to be resumed later (status
+-- interrupted: reaping leaves it alone), store:resume_run(id) -> run running
+-- again in this process; store:run_events(id) lists the interruptions and resumptions.
 -- Params are written once (booleans are kept as "true"/"false", tables as JSON text).
 -- Under `moonbert sweep`, MOONBERT_SWEEP and MOONBERT_TRIAL become the tags sweep
 -- and trial of every run started (the trial is also the name of a run given none),

@@ -194,11 +194,32 @@ TEST(migrates_a_version_1_file_keeping_its_data) {
     remove_db(path);
     CHECK(raw_exec(path, V1_FILE) == SQLITE_OK);
     CHECK(raw_int(path, "PRAGMA user_version") == 1);
+    /* A third run that was deleted: its id must not be handed out again after
+       the runs table is rebuilt (migrations 3 -> 4 and 4 -> 5). */
+    CHECK(raw_exec(path, "INSERT INTO runs (id, experiment_id, status, start_time) VALUES (3, 1, 'failed', 3000.0);"
+                         "DELETE FROM runs WHERE id = 3;") == SQLITE_OK);
     mb_error err = {0};
     mb_store *s = mb_store_open(path, NULL, &err);
     CHECK(s != NULL, "%s", err.msg);
     if (!s) return;
-    CHECK(mb_store_user_version(s) == 2);
+    CHECK(mb_store_user_version(s) == MB_STORE_SCHEMA_VERSION);
+    /* v3: every old run got a distinct version-4 UUID. */
+    CHECK(raw_int(path, "SELECT count(DISTINCT uuid) FROM runs WHERE length(uuid) = 36 AND substr(uuid, 15, 1) = '4'"
+                        " AND substr(uuid, 20, 1) IN ('8','9','a','b')") == 2);
+    /* v4, v5: the rebuilt table kept the rows, the children and the constraints. */
+    CHECK(raw_int(path, "SELECT count(*) FROM params") == 1);
+    CHECK(raw_int(path, "SELECT count(*) FROM pragma_index_list('runs') WHERE name IN"
+                        " ('runs_by_experiment','runs_by_status','runs_by_uuid')") == 3);
+    CHECK(raw_exec(path, "UPDATE runs SET status = 'sleeping' WHERE id = 1") == SQLITE_CONSTRAINT);
+    CHECK(raw_exec(path, "INSERT INTO metrics (run_id, key, time) VALUES (77, 'x', 1)") != SQLITE_OK ||
+          raw_int(path, "SELECT count(*) FROM metrics WHERE run_id = 77") == 1); /* FKs off on a raw connection */
+    {
+        int64_t fresh_id = 0;
+        mb_run_start r3 = start_of("old");
+        CHECK(mb_store_start_run(s, &r3, &fresh_id, &err) == MB_OK, "%s", err.msg);
+        CHECK(fresh_id == 4, "new run id %lld after the rebuild (3 was used and deleted)", (long long)fresh_id);
+        mb_store_fail(s, fresh_id, "test", NULL, &err);
+    }
     CHECK(raw_int(path, "SELECT count(*) FROM pragma_table_info('runs') WHERE name IN ('pid','proc_start','heartbeat')") == 3);
     /* Old rows survive, old running rows got their start time as heartbeat. */
     CHECK(raw_int(path, "SELECT heartbeat FROM runs WHERE id = 2") == 2000);
@@ -222,7 +243,7 @@ TEST(migrates_a_version_1_file_keeping_its_data) {
     mb_store_get_run(s, 2, remember_status, status, &err);
     CHECK(strcmp(status, "killed") == 0, "%s", status);
     mb_store_close(s);
-    CHECK(raw_int(path, "PRAGMA user_version") == 2);
+    CHECK(raw_int(path, "PRAGMA user_version") == MB_STORE_SCHEMA_VERSION);
 }
 
 TEST(refuses_newer_and_foreign_files) {
@@ -562,6 +583,9 @@ TEST(reap_marks_dead_and_silent_runs_killed) {
     }
     CHECK(raw_int(path, "SELECT count(*) FROM runs WHERE status = 'killed' AND error LIKE '%is gone%'") >= 1);
     CHECK(raw_int(path, "SELECT count(*) FROM runs WHERE status = 'killed' AND error LIKE 'no heartbeat for%'") == 1);
+    /* A killed run ended when it was last seen alive, not when reaping noticed. */
+    CHECK(raw_int(path, "SELECT count(*) FROM runs WHERE status = 'killed' AND end_time IS NOT heartbeat") == 0);
+    CHECK(raw_int(path, "SELECT count(*) FROM runs WHERE status = 'killed' AND end_time < strftime('%s','now') - 500") == 1);
     /* Reaping again finds nothing new. */
     CHECK(mb_store_reap(s, 60, NULL, NULL, &n, &err) == MB_OK && n == 0);
     mb_store_close(s);
@@ -583,6 +607,137 @@ TEST(heartbeat_revives_a_run_reaped_by_mistake) {
     CHECK(strcmp(status, "running") == 0, "%s", status);
     CHECK(raw_int(path, "SELECT error IS NULL AND end_time IS NULL FROM runs WHERE id = 1") == 1);
     CHECK(mb_store_finish(s, run, &err) == MB_OK, "%s", err.msg);
+    mb_store_close(s);
+}
+
+typedef struct life_seen {
+    char status[32], uuid[64];
+    int has_rung;
+    int64_t rung, pid;
+    double end_time, heartbeat;
+} life_seen;
+
+static int see_life(const mb_run_record *r, void *ctx) {
+    life_seen *rs = ctx;
+    snprintf(rs->status, sizeof rs->status, "%s", r->status);
+    snprintf(rs->uuid, sizeof rs->uuid, "%s", r->uuid ? r->uuid : "");
+    rs->has_rung = r->has_pruned_rung;
+    rs->rung = r->pruned_rung;
+    rs->pid = r->pid;
+    rs->end_time = r->end_time;
+    rs->heartbeat = r->heartbeat;
+    return 0;
+}
+
+TEST(runs_have_uuids) {
+    mb_store *s = fresh("uuid.db");
+    if (!s) return;
+    mb_error err = {0};
+    int64_t a, b, found = 0;
+    mb_run_start r = start_of("uuid");
+    CHECK(mb_store_start_run(s, &r, &a, &err) == MB_OK, "%s", err.msg);
+    CHECK(mb_store_start_run(s, &r, &b, &err) == MB_OK, "%s", err.msg);
+    life_seen ra = {0}, rb = {0};
+    mb_store_get_run(s, a, see_life, &ra, &err);
+    mb_store_get_run(s, b, see_life, &rb, &err);
+    CHECK(strlen(ra.uuid) == 36 && ra.uuid[14] == '4' && strchr("89ab", ra.uuid[19]), "%s", ra.uuid);
+    CHECK(strcmp(ra.uuid, rb.uuid) != 0, "%s twice", ra.uuid);
+    CHECK(mb_store_find_uuid(s, rb.uuid, &found, &err) == MB_OK && found == b, "%s", err.msg);
+    CHECK(mb_store_find_uuid(s, "00000000-0000-4000-8000-000000000000", &found, &err) == MB_ERR_RANGE);
+    CHECK(strstr(err.msg, "no run with UUID") != NULL, "%s", err.msg);
+    /* A given UUID is kept (a pushed run); the same one twice is refused. */
+    r.uuid = "0f0e0d0c-0b0a-4908-8706-050403020100";
+    int64_t c;
+    CHECK(mb_store_start_run(s, &r, &c, &err) == MB_OK, "%s", err.msg);
+    CHECK(mb_store_find_uuid(s, r.uuid, &found, &err) == MB_OK && found == c);
+    CHECK(mb_store_start_run(s, &r, &c, &err) == MB_ERR_STATE, "%s", err.msg);
+    CHECK(strstr(err.msg, "already in the store") != NULL, "%s", err.msg);
+    mb_store_close(s);
+}
+
+TEST(pruned_runs_keep_their_rung) {
+    mb_store *s = fresh("prune.db");
+    if (!s) return;
+    mb_error err = {0};
+    int64_t a, b;
+    mb_run_start r = start_of("asha");
+    mb_store_start_run(s, &r, &a, &err);
+    mb_store_start_run(s, &r, &b, &err);
+    CHECK(mb_store_prune(s, a, 2, &err) == MB_OK, "%s", err.msg);
+    CHECK(mb_store_prune(s, b, -1, &err) == MB_ERR_ARG);
+    life_seen ra = {0}, rb = {0};
+    mb_store_get_run(s, a, see_life, &ra, &err);
+    mb_store_get_run(s, b, see_life, &rb, &err);
+    CHECK(strcmp(ra.status, "pruned") == 0 && ra.has_rung && ra.rung == 2, "%s rung %lld", ra.status, (long long)ra.rung);
+    CHECK(ra.end_time > 0);
+    CHECK(strcmp(rb.status, "running") == 0 && !rb.has_rung);
+    CHECK(mb_store_finish(s, a, &err) == MB_ERR_STATE);
+    CHECK(strstr(err.msg, "already pruned") != NULL, "%s", err.msg);
+    CHECK(mb_store_prune(s, a, 3, &err) == MB_ERR_STATE);
+    CHECK(raw_int(tmp_path("prune.db"), "SELECT pruned_rung FROM runs WHERE id = 1") == 2);
+    mb_store_finish(s, b, &err);
+    mb_store_close(s);
+}
+
+typedef struct events_seen {
+    int n;
+    char kinds[8][16];
+    char message[64];
+    double times[8];
+} events_seen;
+
+static int see_event(const mb_run_event *e, void *ctx) {
+    events_seen *es = ctx;
+    if (es->n < 8) {
+        snprintf(es->kinds[es->n], 16, "%s", e->kind);
+        es->times[es->n] = e->time;
+    }
+    if (e->message) snprintf(es->message, sizeof es->message, "%s", e->message);
+    es->n++;
+    return 0;
+}
+
+TEST(interrupted_runs_are_neither_alive_nor_killed_and_resume) {
+    mb_store *s = fresh("interrupt.db");
+    if (!s) return;
+    const char *path = tmp_path("interrupt.db");
+    mb_error err = {0};
+    int64_t run, done;
+    mb_run_start r = start_of("preempt");
+    CHECK(mb_store_start_run(s, &r, &run, &err) == MB_OK, "%s", err.msg);
+    CHECK(mb_store_start_run(s, &r, &done, &err) == MB_OK, "%s", err.msg);
+    mb_store_finish(s, done, &err);
+    CHECK(mb_store_interrupt(s, run, "SIGTERM from SLURM (preempted)", &err) == MB_OK, "%s", err.msg);
+    CHECK(mb_store_interrupt(s, run, "again", &err) == MB_ERR_STATE);
+    CHECK(mb_store_interrupt(s, done, NULL, &err) == MB_ERR_STATE);
+    CHECK(strstr(err.msg, "already completed") != NULL, "%s", err.msg);
+    /* Its process is gone and its heartbeat is old: reaping still leaves it alone. */
+    char sql[200];
+    snprintf(sql, sizeof sql, "UPDATE runs SET pid = %d, heartbeat = heartbeat - 3600 WHERE id = %lld",
+             (int)dead_pid(), (long long)run);
+    CHECK(raw_exec(path, sql) == SQLITE_OK);
+    size_t n = 9;
+    CHECK(mb_store_reap(s, 60, NULL, NULL, &n, &err) == MB_OK && n == 0, "%zu reaped: %s", n, err.msg);
+    life_seen rs = {0};
+    mb_store_get_run(s, run, see_life, &rs, &err);
+    CHECK(strcmp(rs.status, "interrupted") == 0, "%s", rs.status);
+    /* Finishing needs a resume first; resuming a completed run is refused. */
+    CHECK(mb_store_finish(s, run, &err) == MB_ERR_STATE);
+    CHECK(mb_store_resume(s, done, &err) == MB_ERR_STATE);
+    CHECK(strstr(err.msg, "only an interrupted or killed run") != NULL, "%s", err.msg);
+    double before = mb_store_now();
+    CHECK(mb_store_resume(s, run, &err) == MB_OK, "%s", err.msg);
+    mb_store_get_run(s, run, see_life, &rs, &err);
+    CHECK(strcmp(rs.status, "running") == 0 && rs.pid == getpid() && rs.heartbeat >= before - 1 && rs.end_time == 0,
+          "%s pid %lld", rs.status, (long long)rs.pid);
+    CHECK(mb_store_reap(s, 60, NULL, NULL, &n, &err) == MB_OK && n == 0, "resumed run reaped");
+    mb_metric m = {.key = "loss", .value = 1};
+    CHECK(mb_store_log_metric(s, run, &m, &err) == MB_OK, "%s", err.msg);
+    CHECK(mb_store_finish(s, run, &err) == MB_OK, "%s", err.msg);
+    events_seen es = {0};
+    CHECK(mb_store_run_events(s, run, see_event, &es, &err) == MB_OK, "%s", err.msg);
+    CHECK(es.n == 2 && strcmp(es.kinds[0], "interrupted") == 0 && strcmp(es.kinds[1], "resumed") == 0, "%d events", es.n);
+    CHECK(es.times[1] >= es.times[0] && strcmp(es.message, "SIGTERM from SLURM (preempted)") == 0, "%s", es.message);
     mb_store_close(s);
 }
 
@@ -745,6 +900,9 @@ int main(void) {
     RUN(finish_and_fail_transitions);
     RUN(reap_marks_dead_and_silent_runs_killed);
     RUN(heartbeat_revives_a_run_reaped_by_mistake);
+    RUN(runs_have_uuids);
+    RUN(pruned_runs_keep_their_rung);
+    RUN(interrupted_runs_are_neither_alive_nor_killed_and_resume);
     RUN(confusion_matrices_round_trip_with_labels);
     RUN(bulk_predictions_are_fast_and_exact);
     RUN(four_processes_write_4000_metrics_without_loss);

@@ -6,12 +6,13 @@
 -- run that does not exist (message on stderr), 2 a usage error.
 local args = require "moonbert.args"
 
-local STATUSES = { "running", "completed", "failed", "killed" }
+local STATUSES = { "running", "completed", "failed", "killed", "pruned", "interrupted" }
 
 local SPEC = {
   { "--store", "PATH", "results store", default = "results/moonbert.db" },
   { "--experiment", "E", "only runs of experiment E (list, export; required by best)" },
-  { "--status", "S", "only runs with status S: running, completed, failed, killed", choices = STATUSES },
+  { "--status", "S", "only runs with status S: running, completed, failed, killed, pruned, interrupted",
+    choices = STATUSES },
   { "--metric", "KEY", "metric to rank runs by (best), e.g. val/accuracy" },
   { "--mode", "MODE", "max or min (best)", default = "max", choices = { "max", "min" } },
   { "--format", "FMT", "csv or json (export)", choices = { "csv", "json" } },
@@ -26,7 +27,7 @@ usage: moonbert results COMMAND [ARGS] [options]
 
 commands:
   list [--experiment E] [--status S]     one line per run
-  show RUN                               a run: provenance, params, tags, final metrics,
+  show RUN                               a run (id or UUID): provenance, params, tags, final metrics,
                                          confusion matrices, artifacts, error
   compare RUN RUN...                     params and final metrics side by side
   best --experiment E --metric KEY       the completed run with the best final value
@@ -112,6 +113,7 @@ local function open_store(opts)
 end
 
 local function run_id_arg(s)
+  if type(s) == "string" and s:match("^%x+%-%x+%-%x+%-%x+%-%x+$") then return s:lower() end -- a UUID
   local id = tonumber(s)
   if not id or math.type(id) ~= "integer" and id ~= math.floor(id) or id <= 0 then
     args.usage_error("run id must be a positive integer, got '" .. tostring(s) .. "'")
@@ -137,7 +139,7 @@ local function cmd_list(store, opts)
   local rows = { { "ID", "EXPERIMENT", "NAME", "STATUS", "STARTED", "DURATION", "NOTE" } }
   for _, r in ipairs(runs) do
     rows[#rows + 1] = { tostring(r.id), r.experiment, r.name or "", r.status, fmt_time(r.start_time),
-                        fmt_duration(r), one_line(r.error, 60) }
+                        fmt_duration(r), r.pruned_rung and ("pruned at rung " .. r.pruned_rung) or one_line(r.error, 60) }
   end
   print_table(rows)
   return 0
@@ -165,7 +167,8 @@ local function cmd_show(store, opts, rest)
   print(string.format("run %d  %s%s", r.id, r.experiment, r.name and (" / " .. r.name) or ""))
   local git = r.git_commit and (r.git_commit .. (r.git_dirty and " (dirty)" or r.git_dirty == false and " (clean)" or ""))
   local info = {
-    { "status", r.status },
+    { "uuid", r.uuid or "" },
+    { "status", r.status .. (r.pruned_rung and (" at rung " .. r.pruned_rung) or "") },
     { "started", fmt_time(r.start_time) },
     { "ended", r.end_time and (fmt_time(r.end_time) .. "  (" .. fmt_duration(r) .. ")") or "" },
     { "seed", r.seed and tostring(r.seed) or "" },
@@ -179,7 +182,17 @@ local function cmd_show(store, opts, rest)
   local rows = {}
   for _, kv in ipairs(info) do if kv[2] ~= "" then rows[#rows + 1] = { "  " .. kv[1], kv[2] } end end
   print_table(rows)
-  if r.error then print("error:\n  " .. r.error:gsub("\n", "\n  ")) end
+  if r.error then print((r.status == "interrupted" and "interrupted:" or "error:") .. "\n  " .. r.error:gsub("\n", "\n  ")) end
+  local events = store:run_events(r.id)
+  if #events > 0 then
+    print("events:")
+    rows = {}
+    for _, e in ipairs(events) do
+      rows[#rows + 1] = { "  " .. fmt_time(e.time), e.kind, (e.host or "") .. (e.pid and (" (pid " .. e.pid .. ")") or ""),
+                          one_line(e.message, 60) }
+    end
+    print_table(rows)
+  end
   local params = store:params(r.id)
   if next(params) then
     print("params:")
@@ -274,9 +287,9 @@ local function cmd_best(store, opts, rest)
   return 0
 end
 
-local RUN_COLUMNS = { "id", "experiment", "name", "status", "start_time", "end_time", "seed", "host", "pid",
+local RUN_COLUMNS = { "id", "uuid", "experiment", "name", "status", "start_time", "end_time", "seed", "host", "pid",
                       "git_commit", "git_dirty", "script_path", "script_hash", "dataset_hash", "model_hash",
-                      "device", "error" }
+                      "device", "error", "pruned_rung" }
 
 local function csv_cell(v)
   if v == nil then return "" end
