@@ -62,9 +62,9 @@ end
 
 local function pct(x) return x and string.format("%.1f%%", 100 * x) or "-" end
 
-print("| seed | budget B (CPU s) | sweep | trials in B (completed / pruned) | best val. accuracy in B | in B/2 | "
-      .. "CPU to reach random's best |")
-print("|---|---|---|---|---|---|---|")
+print("| seed | budget B (CPU s) | sweep | trials in B (completed / pruned) | CPU spent | best val. accuracy in B | "
+      .. "in B/2 | CPU to reach random's best |")
+print("|---|---|---|---|---|---|---|---|")
 local summary = {}
 for seed = 1, math.tointeger(opts.seeds) do
   local base = trials("random-s" .. seed)
@@ -77,8 +77,8 @@ for seed = 1, math.tointeger(opts.seeds) do
       if ts then
         local full, half = within(ts, budget), within(ts, budget / 2)
         local reach = target and cpu_to_reach(ts, target)
-        print(string.format("| %d | %.0f | %s | %d (%d / %d) | %s | %s | %s |", seed, budget, c[2], full.trials,
-          full.completed, full.pruned, pct(full.best), pct(half.best),
+        print(string.format("| %d | %.0f | %s | %d (%d / %d) | %.0f s | %s | %s | %s |", seed, budget, c[2], full.trials,
+          full.completed, full.pruned, full.cpu, pct(full.best), pct(half.best),
           reach and string.format("%.0f s (%.0f%% of B)", reach, 100 * reach / budget) or "not reached"))
         summary[c[1]] = summary[c[1]] or { reached_half = 0, seeds = 0 }
         summary[c[1]].seeds = summary[c[1]].seeds + 1
