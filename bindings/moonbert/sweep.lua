@@ -9,6 +9,7 @@
 --     metric = "val/accuracy", mode = "max",
 --     experiment = "sweep_lr",              -- default: the sweep's name (the spec's file name)
 --     store = "results/moonbert.db", jobs = 2, timeout = 3600,
+--     -- sampler = "tpe", pruner = { asha = {...} }, max_trials =, max_minutes =: moonbert.search
 --   }
 --   moonbert sweep experiments/sweep_lr.lua [--jobs N] [--store PATH] [--dry-run]
 --
