@@ -6,11 +6,12 @@
 --   moonbert sweep experiments/search_tpe_asha.lua --rank      -- pruned trials with their rungs
 --   moonbert results list --experiment search_tpe_asha --status pruned
 --
--- Every trial evaluates every 25 steps (--eval-every); ASHA's rungs sit at steps 25, 75
--- and 225 (min_resource * 3^k): a trial goes on past a rung only when its validation loss is
+-- Every trial evaluates every 25 steps (--eval-every); ASHA's rungs sit at steps 75 and 225
+-- of 250 (min_resource * 3^k): a trial goes on past a rung only when its validation loss is
 -- in the best third of the trials that reached it (the loss, not the accuracy: from random
 -- weights the accuracy sits at the majority class for the first ~150 steps of every trial,
--- while the loss already tells the learning rates apart). TPE draws 5 random points, then learns from the finished
+-- while the loss already tells the learning rates apart; a first rung at 25 steps was too
+-- early to tell, see the README). TPE draws 5 random points, then learns from the finished
 -- (completed and pruned) trials. scripts/bench-asha compares this with random search with and
 -- without pruning on the same budget.
 return {
@@ -24,7 +25,7 @@ return {
   },
   trials = 24, seed = 1,
   tpe = { n_startup_trials = 5 },
-  pruner = { asha = { min_resource = 25, reduction_factor = 3, resource = "step", metric = "eval/loss", mode = "min" } },
+  pruner = { asha = { min_resource = 75, reduction_factor = 3, resource = "step", metric = "eval/loss", mode = "min" } },
   metric = "eval/accuracy", mode = "max",
   max_minutes = 60,
   store = "results/moonbert.db", jobs = 1,
