@@ -497,7 +497,7 @@ function M.run(spec, opts)
   end
 
   local store = mb_store.open(store_path)
-  summary.ranking = M.rank(store, spec, trials)
+  summary.ranking = M.rank(store, spec, spec.sampler ~= "tpe" and trials or nil) -- tpe: the store's trials
   store:close()
   -- A trial that exited 0 without a completed run of this sweep is not done either.
   local ran = {} -- trials started now that ran to their end (not stopped by the budget)

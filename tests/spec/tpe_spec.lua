@@ -249,6 +249,8 @@ return {
     local out = sweep("whole.lua")
     assert.truthy(out:find("sampler tpe (seed 11, 3 random trials first)", 1, true), out)
     assert.truthy(out:find("10 trials: 10 completed now, 0 skipped", 1, true), out)
+    assert.are.equal(10, support.count(out, "completed\n"), out) -- the ranking lists every trial
+    assert.truthy(out:find("best: c=b,", 1, true), out)
     out = sweep("half.lua")
     assert.truthy(out:find("budget spent (max_trials: 5 trials started)", 1, true), out)
     assert.truthy(out:find("10 trials: 5 completed now, 0 skipped", 1, true), out)
