@@ -271,6 +271,12 @@ function Run:artifact_dir()
   return dir
 end
 
+--- run:should_prune(step, value) -> pruned, rung
+-- The sweep's pruner (moonbert.asha) on this run at `step` (in the pruner's resource:
+-- epochs or steps) with the metric's `value`: true when the trial should stop. Always
+-- false outside a sweep with a pruner. The caller then stops and calls run:prune(rung).
+function Run:should_prune(step, value) return require("moonbert.asha").should_prune(self, step, value) end
+
 --- run:log_params{key = value, ...}
 function Run:log_params(t)
   if type(t) ~= "table" then

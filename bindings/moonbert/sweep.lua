@@ -9,6 +9,7 @@
 --     metric = "val/accuracy", mode = "max",
 --     experiment = "sweep_lr",              -- default: the sweep's name (the spec's file name)
 --     store = "results/moonbert.db", jobs = 2, timeout = 3600,
+--     -- sampler = "tpe", pruner = { asha = {...} }, max_trials =, max_minutes =: moonbert.search
 --   }
 --   moonbert sweep experiments/sweep_lr.lua [--jobs N] [--store PATH] [--dry-run]
 --
@@ -91,7 +92,9 @@ end
 -- ---- the spec ---------------------------------------------------------------------
 
 local KNOWN = { script = true, args = true, grid = true, random = true, trials = true, seed = true, metric = true,
-                mode = true, experiment = true, name = true, store = true, jobs = true, timeout = true }
+                mode = true, experiment = true, name = true, store = true, jobs = true, timeout = true,
+                -- moonbert.search: samplers, pruning, budgets
+                sampler = true, tpe = true, pruner = true, max_trials = true, max_minutes = true }
 
 -- A trial is done when a run of it completed (or a pruner stopped it: pruned).
 local DONE = { completed = true, pruned = true }
@@ -166,6 +169,7 @@ function M.check_spec(spec, path)
   if s.store ~= nil and type(s.store) ~= "string" then spec_error(path, "field 'store' must be a path or a postgresql:// URL") end
   if s.jobs ~= nil and (math.type(s.jobs) ~= "integer" or s.jobs < 1) then spec_error(path, "field 'jobs' must be a positive integer") end
   if s.timeout ~= nil and (type(s.timeout) ~= "number" or s.timeout <= 0) then spec_error(path, "field 'timeout' must be a number of seconds") end
+  require("moonbert.search").check(s, path)
   s.path = path
   return s
 end
@@ -248,12 +252,20 @@ local function draw(d)
   return round3(math.exp(math.log(a[1]) + (math.log(a[2]) - math.log(a[1])) * math.random()))
 end
 
---- sweep.trials(spec) -> array of {index=, key=, options=}
+--- sweep.trials(spec [, store]) -> array of {index=, key=, options=}
 -- Grid: the cartesian product in sorted option order (the last option varies
 -- fastest), cut to spec.trials. Random: spec.trials distinct points drawn with
--- spec.seed (fewer when the space is smaller).
-function M.trials(spec)
+-- spec.seed (fewer when the space is smaller). TPE: the trials the store holds
+-- (none without a store); new ones are drawn as the sweep runs (moonbert.search).
+function M.trials(spec, store)
   local out, seen = {}, {}
+  if spec.sampler == "tpe" then
+    if not store then return out end
+    for i, t in ipairs(require("moonbert.search").trials_in_store(store, spec)) do
+      out[i] = { index = i, key = t.key, options = t.options }
+    end
+    return out
+  end
   local function add(options)
     local key = M.key(options)
     if seen[key] then return end
@@ -344,8 +356,10 @@ end
 -- `moonbert run SCRIPT ARGS... --option value ... --store STORE [EXTRA...]`.
 function M.trial_command(spec, t, store_path, bin, extra)
   local words = { "MOONBERT_SWEEP=" .. shq(spec.name), "MOONBERT_TRIAL=" .. shq(t.key),
-                  "MOONBERT_EXPERIMENT=" .. shq(spec.experiment), shq(bin or M.binary()), "run",
-                  shq(resolve_script(spec)) }
+                  "MOONBERT_EXPERIMENT=" .. shq(spec.experiment) }
+  -- ASHA's settings reach the trial (moonbert.asha), on either backend
+  if spec.pruner then words[#words + 1] = (require("moonbert.search").trial_env(spec, shq):gsub("^ ", "")) end
+  for _, w in ipairs { shq(bin or M.binary()), "run", shq(resolve_script(spec)) } do words[#words + 1] = w end
   for _, a in ipairs(spec.args) do words[#words + 1] = shq(a) end
   for _, a in ipairs(M.option_args(t.options)) do words[#words + 1] = shq(a) end
   words[#words + 1] = "--store"
@@ -393,7 +407,7 @@ end
 ---   {key=, status=, run_id=, value=} (value nil: no completed run or no metric)
 -- A trial's value is the best final metric among its completed runs.
 function M.rank(store, spec, trials)
-  trials = trials or M.trials(spec)
+  trials = trials or M.trials(spec, store)
   local runs = M.trial_runs(store, spec)
   local rows = {}
   for _, t in ipairs(trials) do
@@ -403,13 +417,20 @@ function M.rank(store, spec, trials)
         if row.status ~= "completed" or better(spec, r.value, row.value) then
           row.status, row.run_id, row.value = "completed", r.id, r.value
         end
-      elseif row.status ~= "completed" then
+      elseif r.status == "pruned" and row.status ~= "completed" then
+        -- pruned: the value where it stopped, shown below the completed trials
+        if row.status ~= "pruned" or better(spec, r.value, row.value) then
+          row.status, row.run_id, row.value, row.rung = "pruned", r.id, r.value, r.pruned_rung
+        end
+      elseif row.status ~= "completed" and row.status ~= "pruned" then
         row.status, row.run_id = r.status, r.id
       end
     end
     rows[#rows + 1] = row
   end
   table.sort(rows, function(a, b)
+    local ca, cb = a.status == "completed", b.status == "completed"
+    if ca ~= cb then return ca end
     local ha, hb = a.value ~= nil and a.value == a.value, b.value ~= nil and b.value == b.value
     if ha ~= hb then return ha end
     if ha and a.value ~= b.value then return better(spec, a.value, b.value) end
@@ -464,7 +485,8 @@ function M.run(spec, opts)
   local bin = opts.binary or M.binary()
   local mb_store = require "moonbert.store"
   local trials = M.trials(spec)
-  local summary = { trials = #trials, skipped = 0, completed = 0, failed = 0, failures = {} }
+  local summary = { trials = #trials, skipped = 0, completed = 0, failed = 0, failures = {}, pruned = 0, stopped = 0 }
+  local search = require "moonbert.search"
 
   local done, resumable = {}, {}
   if not (opts.dry_run and not exists(store_path)) then -- a dry run creates no store
@@ -479,17 +501,24 @@ function M.run(spec, opts)
   end
 
   local todo = {}
+  if spec.sampler == "tpe" then -- drawn one by one as slots free (moonbert.search)
+    todo = search.tpe_queue(spec, store_path, exists)
+    summary.trials, summary.skipped = todo.total_trials, todo.skipped
+  end
   for _, t in ipairs(trials) do
     if done[t.key] then summary.skipped = summary.skipped + 1 else todo[#todo + 1] = t end
   end
   out:write(string.format("sweep %s: %d trials (%d already completed, %d to run, %d at a time); experiment %s, store %s\n",
-                          spec.name, #trials, summary.skipped, #todo, jobs, spec.experiment, store_path))
+                          spec.name, summary.trials, summary.skipped, #todo, jobs, spec.experiment, store_path))
+  out:write(search.describe(spec))
   if opts.dry_run then
     for _, t in ipairs(trials) do
       out:write(string.format("  %s %s\n", done[t.key] and "done" or "todo", t.key))
     end
+    if spec.sampler == "tpe" then out:write("  (tpe: new points are drawn as trials finish)\n") end
     return summary
   end
+  local budget = search.budget(spec)
 
   local log_dir = log_dir_of(spec, store_path)
   mkdir_p(log_dir)
@@ -532,7 +561,7 @@ function M.run(spec, opts)
     t.proc = assert(io.popen(shell))
     t.pid = tonumber((t.proc:read("l") or ""):match("%d+"))
     t.started = mb_store.now()
-    out:write(string.format("[%d/%d] start  %s (pid %s)\n", t.index, #trials, t.key, tostring(t.pid)))
+    out:write(string.format("[%d/%d] start  %s (pid %s)\n", t.index, summary.trials, t.key, tostring(t.pid)))
     out:flush()
   end
 
@@ -546,12 +575,28 @@ function M.run(spec, opts)
     out:flush()
     summary.interrupted = true
   end
-  while next_i <= #todo or #running > 0 do
+  while (next_i <= #todo and not budget.spent) or #running > 0 do
     local ok, err = pcall(function()
-      while #running < jobs and next_i <= #todo do
-        start(todo[next_i])
-        running[#running + 1] = todo[next_i]
+      while #running < jobs and next_i <= #todo and not budget:check(out) do
+        local t = todo[next_i]
+        if not t then break end -- tpe: no new point left in the space
+        start(t)
+        budget.started = budget.started + 1
+        running[#running + 1] = t
         next_i = next_i + 1
+      end
+      budget:check(out)
+      if budget.out_of_time and #running > 0 then -- max_minutes: the trials still running are stopped
+        -- (the whole process group, its shell too: no exit status will come)
+        for _, t in ipairs(running) do
+          if t.pid then os.execute("kill -TERM -" .. t.pid .. " 2>/dev/null") end
+          t.stopped = true
+          if t.proc then t.proc:close() end -- reap it
+          summary.stopped = summary.stopped + 1
+          out:write(string.format("[%d/%d] stopped %s (out of budget) after %.1fs\n", t.index, summary.trials, t.key,
+                                  mb_store.now() - t.started))
+        end
+        running = {}
       end
       if sleep_interrupted(0.1) then error("interrupted!", 0) end
     end)
@@ -570,11 +615,11 @@ function M.run(spec, opts)
         local secs = mb_store.now() - t.started
         if code == 0 then
           summary.completed = summary.completed + 1
-          out:write(string.format("[%d/%d] done   %s in %.1fs\n", t.index, #trials, t.key, secs))
+          out:write(string.format("[%d/%d] done   %s in %.1fs\n", t.index, summary.trials, t.key, secs))
         else
           summary.failed = summary.failed + 1
           summary.failures[#summary.failures + 1] = { key = t.key, code = code, log = t.log }
-          out:write(string.format("[%d/%d] FAILED %s (exit %d after %.1fs), log %s:\n", t.index, #trials, t.key, code, secs, t.log))
+          out:write(string.format("[%d/%d] FAILED %s (exit %d after %.1fs), log %s:\n", t.index, summary.trials, t.key, code, secs, t.log))
           local tl = tail_lines(read_file(t.log), 6)
           if tl ~= "" then out:write("    " .. tl:gsub("\n", "\n    ") .. "\n") end
         end
@@ -584,11 +629,19 @@ function M.run(spec, opts)
   end
 
   local store = mb_store.open(store_path)
-  summary.ranking = M.rank(store, spec, trials)
+  summary.ranking = M.rank(store, spec, spec.sampler ~= "tpe" and trials or nil) -- tpe: the store's trials
   store:close()
   -- A trial that exited 0 without a completed run of this sweep is not done either.
+  local ran = {} -- trials started now that ran to their end (not stopped by the budget)
+  for i = 1, next_i - 1 do
+    local t = rawget(todo, i)
+    if t and not t.stopped then ran[t.key] = true end
+  end
   for _, row in ipairs(summary.ranking) do
-    if not DONE[row.status] and not done[row.key] then
+    if row.status == "pruned" and ran[row.key] then
+      summary.pruned = summary.pruned + 1
+      summary.completed = summary.completed - 1
+    elseif not DONE[row.status] and not done[row.key] then
       local listed = false
       for _, f in ipairs(summary.failures) do if f.key == row.key then listed = true end end
       if not listed then
@@ -798,7 +851,8 @@ function M.print_ranking(spec, ranking, out)
   local rows = { { "RANK", "TRIAL", "RUN", spec.metric, "STATUS" } }
   for i, r in ipairs(ranking) do
     rows[#rows + 1] = { tostring(i), r.key, r.run_id and tostring(r.run_id) or "-",
-                        r.value ~= nil and string.format("%.6g", r.value) or "-", r.status }
+                        r.value ~= nil and string.format("%.6g", r.value) or "-",
+                        r.status .. (r.rung and string.format(" (rung %d)", r.rung) or "") }
   end
   local widths = {}
   for _, row in ipairs(rows) do for j, c in ipairs(row) do widths[j] = math.max(widths[j] or 0, #c) end end

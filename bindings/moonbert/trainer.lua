@@ -29,7 +29,9 @@
 --   }
 --   res.history[e] = {epoch=, step=, train_loss=, eval_loss=, eval_accuracy=, eval_f1_weighted=,
 --                     seconds=}
---   res.steps, res.seconds, res.train_tokens_per_s, res.stopped
+--   res.steps, res.seconds, res.train_tokens_per_s, res.stopped, res.pruned ({rung=, step=, epoch=}
+--   when a sweep's pruner stopped the run after an evaluation, moonbert.asha; the run is then
+--   marked pruned: a script should stop, e.g. `if res.pruned then return end`)
 --
 --   local p = mb.trainer.predict(model, split, {tokenizer=tok, batch_size=64,
 --                                               on_batch=function(rows) end})
@@ -548,6 +550,17 @@ function M.fit(o)
   -- the previous handlers come back however fit ends (an error included)
   local restore_signals <close> = handle_signals
     and setmetatable({}, { __close = function() signal.unwatch() end }) or nil
+  -- A sweep's pruner (moonbert.asha) may stop the run after an evaluation: it is then
+  -- marked pruned and fit returns with res.pruned = {rung=, step=, epoch=}.
+  local pruned
+  local function prune_check(m, epoch_pos, last)
+    if not store_run or not store_run.should_prune then return end
+    local rung = require("moonbert.asha").check_fit(store_run, { step = step, epoch = epoch_pos, eval = m, last = last })
+    if rung then
+      pruned = { rung = rung, step = step, epoch = epoch_pos }
+      progress:line(string.format("[train] pruned at rung %d (epoch %g, step %d)", rung, epoch_pos, step))
+    end
+  end
 
   local t_start = now()
   local train_seconds, train_tokens = 0, 0
@@ -620,7 +633,8 @@ function M.fit(o)
         last_heartbeat = t1
       end
       if evalset and eval_every ~= "epoch" and step % eval_every == 0 and k < nb then
-        evaluate(epoch - 1 + k / nb, false, epoch)
+        prune_check(evaluate(epoch - 1 + k / nb, false, epoch), epoch - 1 + k / nb)
+        if pruned then break end
       end
       if k < nb and o.checkpoint_dir and save_steps and step % save_steps == 0 then
         checkpoint(epoch, k, epoch_loss, win_loss, win_n)
@@ -638,10 +652,12 @@ function M.fit(o)
     end
     if interrupted then break end
     progress:end_epoch()
+    if pruned then break end
     local entry = { epoch = epoch, step = step, train_loss = epoch_loss / nb, seconds = now() - t_epoch }
     if evalset then
       local m = evaluate(epoch, true, epoch)
       entry.eval_loss, entry.eval_accuracy, entry.eval_f1_weighted = m.loss, m.accuracy, m.f1_weighted
+      prune_check(m, epoch, epoch == epochs)
     end
     history[#history + 1] = entry
     log("epoch", entry)
@@ -653,6 +669,7 @@ function M.fit(o)
       break
     end
     interrupted_path = nil
+    if pruned then break end
     if stop_after and epoch >= stop_after and epoch < epochs then
       stopped = true
       break
@@ -676,7 +693,7 @@ function M.fit(o)
   end
 
   local seconds = now() - t_start
-  local result = { history = history, steps = step, seconds = seconds, stopped = stopped,
+  local result = { history = history, steps = step, seconds = seconds, stopped = stopped, pruned = pruned,
                    interrupted = interrupted, exit_code = exit_code,
                    train_tokens_per_s = train_seconds > 0 and train_tokens / train_seconds or 0 }
   log("done", result)

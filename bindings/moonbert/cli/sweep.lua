@@ -23,7 +23,7 @@ local SPEC = {
   { "--trial", "N", "run trial N (1-based) here and exit with its status (what each array task runs)", type = "number" },
 }
 
-local M = { summary = "run a hyperparameter sweep (grid or random), several processes, resumable" }
+local M = { summary = "run a hyperparameter sweep (grid, random or TPE, ASHA pruning), several processes, resumable" }
 
 M.usage = args.usage(SPEC, [[
 usage: moonbert sweep SPEC.lua [--jobs N] [--store PATH] [--dry-run | --rank | --status]
@@ -36,6 +36,10 @@ SPEC.lua returns a table:
   grid = { lr = {1e-5, 2e-5}, batch_size = {32, 64} },       -- every combination
   -- or random = { lr = {log_uniform = {1e-5, 1e-4}}, batch_size = {choice = {32, 64}} },
   --    (also uniform = {a, b}, int_uniform = {a, b}), with seed = 1
+  sampler = "tpe",               -- with random = {...}: TPE draws each point from the finished trials
+  pruner = { asha = { min_resource = 1, reduction_factor = 3, resource = "epoch" } },
+                                 -- stop trials outside the top 1/3 at epochs 1, 3, 9 (status pruned)
+  max_trials = 20, max_minutes = 30,  -- budgets of this run of the sweep
   trials = 6,                    -- random: points to draw; grid: at most this many
   metric = "val/accuracy", mode = "max",
   experiment = "sweep_lr",       -- experiment of the trials' runs (default: spec file name)
@@ -117,8 +121,10 @@ function M.main(argv)
   if summary.interrupted then return 130 end
   io.stdout:write("\n")
   sweep.print_ranking(spec, summary.ranking)
-  io.stdout:write(string.format("%d trials: %d completed now, %d skipped (already completed), %d failed\n",
-                                summary.trials, summary.completed, summary.skipped, summary.failed))
+  io.stdout:write(string.format("%d trials: %d completed now, %d skipped (already completed), %d failed%s%s\n",
+                                summary.trials, summary.completed, summary.skipped, summary.failed,
+                                spec.pruner and string.format(", %d pruned", summary.pruned) or "",
+                                summary.stopped > 0 and string.format(", %d stopped by the budget", summary.stopped) or ""))
   return summary.failed == 0 and 0 or 1
 end
 
