@@ -641,7 +641,7 @@ function M.run(spec, opts)
     if row.status == "pruned" and ran[row.key] then
       summary.pruned = summary.pruned + 1
       summary.completed = summary.completed - 1
-    elseif not DONE[row.status] and not done[row.key] then
+    elseif not DONE[row.status] and ran[row.key] then
       local listed = false
       for _, f in ipairs(summary.failures) do if f.key == row.key then listed = true end end
       if not listed then

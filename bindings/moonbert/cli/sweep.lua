@@ -123,8 +123,8 @@ function M.main(argv)
   sweep.print_ranking(spec, summary.ranking)
   io.stdout:write(string.format("%d trials: %d completed now, %d skipped (already completed), %d failed%s%s\n",
                                 summary.trials, summary.completed, summary.skipped, summary.failed,
-                                spec.pruner and string.format(", %d pruned", summary.pruned) or "",
-                                summary.stopped > 0 and string.format(", %d stopped by the budget", summary.stopped) or ""))
+                                spec.pruner and string.format(", %d pruned", summary.pruned or 0) or "",
+                                (summary.stopped or 0) > 0 and string.format(", %d stopped by the budget", summary.stopped) or ""))
   return summary.failed == 0 and 0 or 1
 end
 
