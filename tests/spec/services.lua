@@ -37,7 +37,7 @@ function M.postgres()
   pg.port = tonumber(pg.url:match(":(%d+)/"))
   local n = 0
   function pg.sql(sql)
-    local o, e, c = support.sh("psql -h 127.0.0.1 -p " .. pg.port .. " -U postgres -d moonbert -At -c " .. q(sql))
+    local o, e, c = support.sh("env -u LD_PRELOAD psql -h 127.0.0.1 -p " .. pg.port .. " -U postgres -d moonbert -At -c " .. q(sql))
     assert(c == 0, "psql: " .. e)
     return (o:gsub("%s+$", ""))
   end
