@@ -194,7 +194,7 @@ FUZZ_RUNTIME_SRC := $(filter-out runtime/cuda_stub.c runtime/cuda/gpu_%.c,$(RUNT
 build-fuzz/%: fuzz/%.c $(FUZZ_RUNTIME_SRC)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fopenmp $(PKG_CFLAGS) \
-	    -o $@ $< $(FUZZ_RUNTIME_SRC) $(PKG_LIBS) $(LUA_LIBS) -lm -lpthread
+	    -o $@ $< $(FUZZ_RUNTIME_SRC) $(PKG_LIBS) $(DNNL_LIBS) $(LUA_LIBS) -lm -lpthread
 build-fuzz/fuzz_tokenizer_json build-fuzz/fuzz_vocab: fuzz/fuzz_tokenizer_load.h
 FUZZ_SECONDS ?= 600
 FUZZ_RUNS ?= 10000000
