@@ -11,26 +11,28 @@
 -- scores the same masked tokens (MLM loss and masked-token accuracy).
 -- Masking: mb.mlm.collator (15% of non-special, non-padding tokens; 80% [MASK], 10% random, 10%
 -- unchanged), seeded. Logits are computed at the masked positions only.
--- Optimiser: AdamW (wd 0.01, none for biases and LayerNorm weights), linear warmup (6%) then linear
--- decay to 0 over --steps, clip 1.0, dropout on. Batches: texts shuffled per epoch (seeded), grouped
+-- Training: mb.trainer.fit with the masked_lm objective and max_steps = --steps (the trainer's
+-- loop, schedule, checkpoints, resume and preemption). AdamW (wd 0.01, none for biases and
+-- LayerNorm weights), linear warmup (6%, rounded up to whole steps) then linear decay to 0 over
+-- --steps, clip 1.0, dropout on. Batches: texts shuffled per epoch (seeded), grouped
 -- by length within 50-batch windows, padded to the longest in the batch, truncated at --max-length.
 -- Store: one run (experiment pretrain_mlm): train/mlm_loss every --log-every steps (default: every
 -- 10, or steps/20 when that is fewer, so that a short run still draws at least 20 points),
 -- eval/mlm_loss and eval/masked_accuracy every --eval-every steps, params, time.
--- Checkpoints (moonbert.checkpoint): every --checkpoint-every steps under
--- --checkpoint-dir/checkpoint-N (model, optimizer, state.json with the step, the collator's and the
--- model's RNG states, manifest.sha256; written to a temporary folder, fsynced and renamed; the two
--- newest kept). --resume continues from the newest one whose manifest verifies, bit for bit (same
--- settings required).
+-- Checkpoints (the trainer's, moonbert.checkpoint): every --checkpoint-every steps under
+-- --checkpoint-dir/checkpoint-N (model, optimizer, trainer_state.json with the step, the
+-- collator's and the model's RNG states and the settings, manifest.sha256; the two newest kept).
+-- --resume continues from the newest one whose manifest verifies, bit for bit (same settings
+-- required). SIGTERM/SIGINT: the step finishes, a checkpoint is written, the run is marked
+-- interrupted (exit 143 / 130).
 -- Output: --out (models/moonbert-small-mlm) with config.json, model.safetensors (no
 -- vocab_projector.weight: tied) and the tokenizer files.
 -- Length: --steps N, or by default as many steps as fit in --minutes (40), from the time of three
 -- measured steps (the count is printed, stored and kept in checkpoints; give --steps for runs that
 -- must match across machines).
--- Limits: CPU only; one process.
+-- Limits: one process.
 local mb = require "moonbert"
 local args = require "moonbert.args"
-local json = require "dkjson"
 local lfs = require "lfs"
 
 local SHARED = os.getenv("MOONBERT_SHARED") or "../shared"
@@ -140,15 +142,7 @@ do
 end
 
 -- ---- helpers --------------------------------------------------------------------------------
-local function mkdir_p(dir)
-  local prefix = dir:sub(1, 1) == "/" and "/" or ""
-  for part in dir:gmatch("[^/]+") do
-    prefix = prefix .. part
-    if not lfs.attributes(prefix, "mode") then lfs.mkdir(prefix) end
-    prefix = prefix .. "/"
-  end
-  assert(lfs.attributes(dir, "mode") == "directory", "cannot create folder " .. dir)
-end
+local ckpt = require "moonbert.checkpoint"
 
 local function read_lines(path, into)
   local f, err = io.open(path, "r")
@@ -159,16 +153,6 @@ local function read_lines(path, into)
   end
   f:close()
   return n
-end
-
-local function hex(s) return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end)) end
-local function unhex(h) return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end)) end
-
--- lr at 0-based step s: linear warmup, then linear decay to 0 (transformers' linear schedule)
-local function lr_at(s)
-  local warm = math.floor(opts.warmup * opts.steps + 0.5)
-  if s < warm then return opts.lr * (s + 1) / warm end
-  return opts.lr * math.max(0, (opts.steps - s) / math.max(1, opts.steps - warm))
 end
 
 -- ---- data -------------------------------------------------------------------------------------
@@ -194,54 +178,41 @@ do
 end
 print("pretraining text: " .. table.concat(sources, " + ") .. string.format(" = %d texts; held out: %d", #texts, #held))
 
--- Batches of epoch e: the texts in a seeded order (Fisher-Yates with Lua's xoshiro, reseeded per
--- epoch), cut into groups of 50 batches, each group sorted by token length before it is cut into
--- batches (transformers' group_by_length): little padding, still random. Step s is batch s % nb of
--- epoch s // nb, so a resumed run draws the same batches.
+-- The training texts as mb.trainer.fit's train source. Batches of epoch e: the texts in a seeded
+-- order (Fisher-Yates with Lua's xoshiro, reseeded per epoch), cut into groups of 50 batches, each
+-- group sorted by token length before it is cut into batches (transformers' group_by_length):
+-- little padding, still random, and the same for the same (seed, epoch), which a resume needs.
 local lengths = tok:lengths(texts)
 local nb = #texts // opts.batch_size
 if nb < 1 then error(string.format("pretrain_mlm: %d texts is fewer than one batch of %d", #texts, opts.batch_size), 0) end
-local epoch_cache, epoch_batches = -1, nil
-local function batch_texts(s)
-  local B, N = opts.batch_size, #texts
-  local e, j = s // nb, s % nb
-  if e ~= epoch_cache then
-    math.randomseed(opts.seed * 1000003 + e)
-    local order = {}
-    for k = 1, N do order[k] = k end
-    for k = N, 2, -1 do
-      local r = math.random(k)
-      order[k], order[r] = order[r], order[k]
-    end
-    epoch_batches = {}
-    local group = 50 * B
-    for g0 = 1, nb * B, group do
-      local chunk = table.move(order, g0, math.min(g0 + group - 1, nb * B), 1, {})
-      table.sort(chunk, function(a, b) if lengths[a] ~= lengths[b] then return lengths[a] > lengths[b] end return a < b end)
-      for k = 1, #chunk, B do epoch_batches[#epoch_batches + 1] = table.move(chunk, k, k + B - 1, 1, {}) end
-    end
-    epoch_cache = e
+local corpus = {}
+function corpus:hash() return mb.store.sha256(table.concat(texts, "\n")) end
+function corpus:batches(o)
+  local B, N = o.batch_size, #texts
+  math.randomseed(o.seed * 1000003 + o.epoch - 1)
+  local order = {}
+  for k = 1, N do order[k] = k end
+  for k = N, 2, -1 do
+    local r = math.random(k)
+    order[k], order[r] = order[r], order[k]
   end
-  local out = {}
-  for k, i in ipairs(epoch_batches[j + 1]) do out[k] = texts[i] end
-  return out
-end
-
-local function encode(list)
-  return tok:encode_batch(list, { padding = "longest", truncation = true, max_length = opts.max_length })
-end
-
--- held-out batches, masked once
-local eval_batches = {}
-do
-  local col = mb.mlm.collator(tok, { seed = opts.seed + 7919, mlm_probability = opts.mlm_probability })
-  for s = 1, #held, 64 do
-    local b = col:mask(encode(table.move(held, s, math.min(s + 63, #held), 1, {})))
-    if b.n_masked > 0 then eval_batches[#eval_batches + 1] = b end
+  local batches = {}
+  local group = 50 * B
+  for g0 = 1, nb * B, group do
+    local chunk = table.move(order, g0, math.min(g0 + group - 1, nb * B), 1, {})
+    table.sort(chunk, function(a, b) if lengths[a] ~= lengths[b] then return lengths[a] > lengths[b] end return a < b end)
+    for k = 1, #chunk, B do batches[#batches + 1] = table.move(chunk, k, k + B - 1, 1, {}) end
   end
+  local plan = {}
+  function plan.get(_, k)
+    local list = {}
+    for j, i in ipairs(batches[k]) do list[j] = texts[i] end
+    return tok:encode_batch(list, { padding = "longest", truncation = true, max_length = o.max_length })
+  end
+  return setmetatable(plan, { __len = function() return #batches end })
 end
 
--- ---- model, optimizer, resume --------------------------------------------------------------------
+-- ---- model, resume --------------------------------------------------------------------------------
 local cfg = {
   model_type = "distilbert", architectures = { "DistilBertForMaskedLM" }, vocab_size = tok.vocab_size,
   max_position_embeddings = 128, sinusoidal_pos_embds = false, activation = "gelu", dropout = 0.1,
@@ -254,42 +225,28 @@ if opts.max_length > cfg.max_position_embeddings then
     cfg.max_position_embeddings), 0)
 end
 
-local SETTINGS = { "config", "steps", "batch_size", "lr", "warmup", "weight_decay", "max_length", "mlm_probability",
-                   "seed" }
-
-local ckpt = require "moonbert.checkpoint"
-
-local function newest_checkpoint()
-  return (ckpt.newest(opts.checkpoint_dir, { warn = function(msg) print("warning: " .. msg) end }))
+-- The resume itself is the trainer's; the checkpoint is picked here because a resume without
+-- --steps takes the run's step count from it.
+local resume_dir, resume_step = nil, 0
+if opts.resume then
+  resume_dir, resume_step = ckpt.newest(opts.checkpoint_dir, { warn = function(msg) print("warning: " .. msg) end })
 end
-
-local model, state, start_step = nil, nil, 0
-local collator = mb.mlm.collator(tok, { seed = opts.seed, mlm_probability = opts.mlm_probability })
-local resume_dir = opts.resume and newest_checkpoint()
 if opts.resume and not resume_dir then print("resume: no checkpoint in " .. opts.checkpoint_dir .. ", starting anew") end
-if resume_dir then
-  state = json.decode(assert(io.open(resume_dir .. "/state.json")):read("a"))
-  opts.steps = opts.steps or state.settings.steps
-  for _, k in ipairs(SETTINGS) do
-    if tostring(state.settings[k]) ~= tostring(opts[k]) then
-      error(string.format("pretrain_mlm: checkpoint %s was made with %s = %s, this run has %s; resume with the same "
-        .. "settings", resume_dir, k, tostring(state.settings[k]), tostring(opts[k])), 0)
-    end
-  end
-  model = mb.distilbert.load_masked_lm(resume_dir, { quiet = true })
-  start_step = state.step
-else
-  model = mb.distilbert.new_masked_lm(cfg, { seed = opts.seed })
+if resume_dir and not opts.steps then
+  local state = ckpt.read_json(resume_dir .. "/" .. ckpt.TRAINER_STATE)
+  opts.steps = state and math.tointeger(state.total_steps)
 end
+local model = mb.distilbert.new_masked_lm(cfg, { seed = opts.seed })
 -- Without --steps: time loss + backward on three batches after a warm-up one (eval mode, a collator of its own: the
 -- run's RNG streams are untouched), add 15% for clipping and the optimizer, and fill --minutes.
 if not opts.steps then
   local probe = mb.mlm.collator(tok, { seed = opts.seed + 1, mlm_probability = opts.mlm_probability })
+  local plan = corpus:batches { batch_size = opts.batch_size, seed = opts.seed, epoch = 1, max_length = opts.max_length }
   local t_probe, n_probe = 0, 0
   -- The first batch is a warm-up (thread pool, buffers) and is not timed: timing it overestimated
   -- the step by 40% (0.68 s measured against 0.49 s in the run).
   for k, j in ipairs { 1, 1, nb // 3, (2 * nb) // 3 } do
-    local b = probe:mask(encode(batch_texts(j)))
+    local b = probe:mask(plan:get(j + 1))
     if b.n_masked > 0 then
       local t = mb.store.now()
       model:loss(b, b.labels, { train = false })
@@ -302,100 +259,45 @@ if not opts.steps then
   opts.steps = math.max(20, math.floor(opts.minutes * 60 / per_step))
   print(string.format("steps: %d (%.2f s per step measured, %g minutes)", opts.steps, per_step, opts.minutes))
 end
-local params = mb.trainer.optimizer_params(model)
-local opt = mb.optim.adamw(params, { lr = opts.lr, weight_decay = opts.weight_decay })
-if resume_dir then
-  opt:load(resume_dir .. "/optimizer.safetensors")
-  collator:set_state(state.collator)
-  model:set_rng_state(unhex(state.model_rng))
-  print(string.format("resumed from %s (step %d of %d)", resume_dir, start_step, opts.steps))
-end
 print(string.format("model: %s config, %s", opts.config, tostring(model)))
 
 -- ---- store ------------------------------------------------------------------------------------------
 local store = mb.store.open(opts.store)
 local run <close> = store:start_run {
   experiment = "pretrain_mlm", name = opts.name, seed = opts.seed, device = opts.device,
-  dataset_hash = mb.store.sha256(table.concat(texts, "\n")),
+  dataset_hash = corpus:hash(),
   params = { config = opts.config, model_config = cfg, steps = opts.steps, batch_size = opts.batch_size, lr = opts.lr,
              warmup = opts.warmup, weight_decay = opts.weight_decay, max_length = opts.max_length,
              mlm_probability = opts.mlm_probability, corpus = opts.corpus, train_texts = not opts.no_train_texts,
              n_texts = #texts, n_held_out = #held, out = opts.out, resumed_from = resume_dir or "",
-             start_step = start_step, quick = opts.quick, precision = opts.precision },
+             start_step = resume_step or 0, quick = opts.quick, precision = opts.precision },
   tags = { init = "random", config = opts.config },
 }
 print(string.format("run %d (store %s)", run.id, opts.store))
 
-local function evaluate(step)
-  local loss_sum, n_sum, correct = 0, 0, 0
-  for _, b in ipairs(eval_batches) do
-    local loss, n, logits = model:loss(b, b.labels, { train = false, logits = true })
-    local pred = logits:argmax(2):totable()
-    logits:free()
-    local y = b.labels:totable()
-    local k = 0
-    for bi = 1, #y do
-      for t = 1, #y[bi] do
-        if y[bi][t] ~= -100 then
-          k = k + 1
-          if pred[k] - 1 == y[bi][t] then correct = correct + 1 end
-        end
-      end
-    end
-    loss_sum, n_sum = loss_sum + loss * n, n_sum + n
-  end
-  local loss, acc = loss_sum / n_sum, correct / n_sum
-  run:log_metric("eval/mlm_loss", loss, { step = step, split = "validation" })
-  run:log_metric("eval/masked_accuracy", acc, { step = step, split = "validation" })
-  print(string.format("[eval] step %d: held-out MLM loss %.4f, masked-token accuracy %.4f (%d tokens)", step, loss,
-    acc, n_sum))
-  return loss, acc
-end
-
-local function checkpoint(step)
-  local settings = {}
-  for _, k in ipairs(SETTINGS) do settings[k] = opts[k] end
-  ckpt.save(opts.checkpoint_dir, step, function(dir)
-    model:save(dir)
-    opt:save(dir .. "/optimizer.safetensors")
-    ckpt.write_json(dir .. "/state.json", { step = step, collator = collator:state(), model_rng = hex(model:rng_state()),
-                                            settings = settings })
-  end, { keep = 2 })
-end
-
--- ---- training loop --------------------------------------------------------------------------------------
-opts.log_every = opts.log_every or math.max(1, math.min(10, opts.steps // 20))
+-- ---- training: the trainer's loop -------------------------------------------------------------------
 local t0 = mb.store.now()
-local window_loss, window_n, tokens = 0, 0, 0
-if start_step == 0 then evaluate(0) end
-for s = start_step, opts.steps - 1 do
-  local b = collator:mask(encode(batch_texts(s)))
-  if b.n_masked > 0 then -- a batch of very short texts can draw no mask: nothing to learn from it
-    local loss, norm, lr = mb.trainer.step(model, opt, b, b.labels, { max_grad_norm = 1.0, lr = lr_at(s), step = s + 1 })
-    window_loss, window_n = window_loss + loss, window_n + 1
-    tokens = tokens + b.input_ids:size(1) * b.input_ids:size(2)
-    if (s + 1) % opts.log_every == 0 or s + 1 == opts.steps then
-      local elapsed = mb.store.now() - t0
-      run:log_metric("train/mlm_loss", window_loss / window_n, { step = s + 1, split = "train" })
-      run:log_metric("train/lr", lr, { step = s + 1 })
-      run:log_metric("train/grad_norm", norm, { step = s + 1 })
-      print(string.format("[train] step %d/%d  loss %.4f  lr %.2e  |g| %.2f  %.2f s/step  %.0f tokens/s", s + 1,
-        opts.steps, window_loss / window_n, lr, norm, elapsed / (s + 1 - start_step), tokens / elapsed))
-      window_loss, window_n = 0, 0
-    end
-  end
-  if (s + 1) % opts.eval_every == 0 or s + 1 == opts.steps then evaluate(s + 1) end
-  if (s + 1) % opts.checkpoint_every == 0 and s + 1 < opts.steps then checkpoint(s + 1) end
-end
+mb.trainer.fit {
+  model = model, tokenizer = tok, objective = "masked_lm", mlm_probability = opts.mlm_probability,
+  train = corpus, eval = { text = held }, eval_batch_size = 64, max_length = opts.max_length,
+  max_steps = opts.steps, batch_size = opts.batch_size, lr = opts.lr, warmup = opts.warmup,
+  weight_decay = opts.weight_decay, max_grad_norm = 1.0, seed = opts.seed,
+  log_every = opts.log_every or math.max(1, math.min(10, opts.steps // 20)),
+  eval_every = opts.eval_every, eval_on_start = true,
+  checkpoint_dir = opts.checkpoint_dir, save_steps = opts.checkpoint_every, save_total_limit = 2, resume = resume_dir,
+  settings = { config = opts.config, lr = opts.lr, warmup = opts.warmup, weight_decay = opts.weight_decay,
+               max_length = opts.max_length, mlm_probability = opts.mlm_probability },
+  device = opts.device, precision = opts.precision, run = run,
+}
 
 -- ---- save -----------------------------------------------------------------------------------------------
-mkdir_p(opts.out)
+ex.mkdir_p(opts.out)
 model:save(opts.out)
-require("moonbert.experiment").copy_tokenizer(opts.tokenizer, opts.out)
+ex.copy_tokenizer(opts.tokenizer, opts.out)
 local seconds = mb.store.now() - t0
 run:log_metric("time/pretrain_seconds", seconds)
 run:log_artifact("model", opts.out .. "/model.safetensors")
 run:finish()
-require("moonbert.experiment").write_report(store, run)
+ex.write_report(store, run)
 print(string.format("saved %s (HF DistilBertForMaskedLM + tokenizer) after %d steps, %.0f s; run %d", opts.out,
   opts.steps, seconds, run.id))

@@ -9,6 +9,9 @@
 --   ckpt.list(root)                -> {{dir=, step=, name=}...}, newest first (unverified)
 --   ckpt.write_json(path, table)   durable JSON (temp file, fsync, rename); raises with the cause
 --   ckpt.encode_float(x) / ckpt.decode_float(s)   exact floats in JSON ("%a" hex text)
+--   ckpt.to_hex(bytes) / ckpt.from_hex(text)      RNG states and other bytes in JSON
+--   ckpt.save_training(root, {model=, optimizer=, state=, keep=}) -> dir     mb.trainer.fit's checkpoint
+--   ckpt.load_training(dir, {model=, optimizer=, expect=, keys=}) -> state  and its resume
 --
 -- A checkpoint is root/checkpoint-<step>/ (Hugging Face's name). save writes into
 -- root/.tmp-checkpoint-<step>-<pid>/ through the caller's function, fsyncs every file,
@@ -76,6 +79,10 @@ function M.decode_float(s)
   if type(s) ~= "string" then return s end
   return tonumber(s)
 end
+
+--- Bytes (an RNG state) as hex text for JSON, and back.
+function M.to_hex(s) return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end)) end
+function M.from_hex(h) return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end)) end
 
 --- Write a table as JSON durably (raises "<path>: cannot write: <cause>").
 function M.write_json(path, t)
@@ -195,6 +202,46 @@ function M.save(root, step, write, opts)
   if old then rmtree(old) end
   if opts and opts.keep then M.prune(root, opts.keep) end
   return final
+end
+
+-- ---- training checkpoints (mb.trainer.fit) -----------------------------------------------------
+-- checkpoint-<step>/ holds config.json + model.safetensors (model:save), optimizer.safetensors
+-- (the moments and the step count), trainer_state.json (what the loop needs: see trainer.lua) and
+-- the manifest. A resume copies the parameters into the caller's model (its device, its frozen
+-- flags) rather than loading a new one, then the moments and the model's RNG state.
+M.TRAINER_STATE = "trainer_state.json"
+
+function M.save_training(root, o)
+  return M.save(root, o.state.step, function(dir)
+    o.model:save(dir)
+    o.optimizer:save(dir .. "/optimizer.safetensors")
+    M.write_json(dir .. "/" .. M.TRAINER_STATE, o.state)
+  end, { keep = o.keep })
+end
+
+-- expect: the values this run has for the settings a resume must share, checked in the order of
+-- keys (a mismatch names the setting).
+function M.load_training(dir, o)
+  local ok, verr = M.verify(dir)
+  if not ok then error("mb.trainer.fit: resume: " .. dir .. " does not verify: " .. tostring(verr), 0) end
+  local state, jerr = M.read_json(dir .. "/" .. M.TRAINER_STATE)
+  if not state then error("mb.trainer.fit: resume: " .. tostring(jerr), 0) end
+  for _, k in ipairs(o.keys) do
+    if state[k] ~= o.expect[k] then
+      error(string.format("mb.trainer.fit: resume: checkpoint %s was made with %s = %s, this run has %s; "
+        .. "resume with the same settings (or start without resume)", dir, k, tostring(state[k]),
+        tostring(o.expect[k])), 0)
+    end
+  end
+  local st = require("moonbert.safetensors").load(dir .. "/model.safetensors")
+  for _, p in ipairs(o.model:parameters()) do
+    local t = st[p.name]
+    if not t then error("mb.trainer.fit: resume: " .. dir .. "/model.safetensors has no tensor " .. p.name, 0) end
+    p.value:copy(t)
+  end
+  o.optimizer:load(dir .. "/optimizer.safetensors")
+  o.model:set_rng_state(M.from_hex(state.model_rng))
+  return state
 end
 
 return M

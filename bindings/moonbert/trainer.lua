@@ -1,37 +1,57 @@
--- moonbert.trainer (mb.trainer): fine-tuning loop for mb.distilbert models, with the
--- semantics of Hugging Face's Trainer (AdamW, linear decay, gradient clipping, per-epoch eval).
+-- moonbert.trainer (mb.trainer): the one training loop, for sequence classification and masked-LM
+-- pretraining, with the semantics of Hugging Face's Trainer (AdamW, linear decay, gradient
+-- clipping, evaluation per epoch or every N steps, checkpoints, resume, preemption).
 --
 --   local res = mb.trainer.fit{
 --     model = model, tokenizer = tok, train = data.train, eval = data.validation,
+--     objective = "classification", -- or "masked_lm" (an mb.mlm model; see Objectives below)
 --     epochs = 2, batch_size = 64, lr = 2e-5, weight_decay = 0.01,  -- the notebook's Trainer run
---     warmup = 0,              -- steps (integer >= 1) or a ratio of all steps (0 <= x < 1)
+--     max_steps = nil,         -- N: a run of N steps (over as many epochs as that takes, the last
+--                              -- cut short); evaluation every eval_every steps and at the end,
+--                              -- checkpoints every save_steps steps; no per-epoch ones
+--     warmup = 0,              -- steps (integer >= 1) or a ratio of all steps (0 <= x < 1, rounded up)
 --     max_grad_norm = 1.0,     -- false/0: no clipping (the norm is still measured and logged)
---     seed = 42,               -- dropout RNG and the shuffling of every epoch
+--     seed = 42,               -- dropout RNG, the shuffling of every epoch (and the masking)
 --     bucket = true,           -- length-bucketed batches (less padding)
 --     eval_every = "epoch",    -- or N: also evaluate every N steps
+--     eval_on_start = false,   -- true: evaluate once before the first step (step 0)
 --     checkpoint_dir = "results/runs/7/checkpoints",  -- checkpoint-<step>/ after each epoch
 --     save_steps = nil,        -- N: also a checkpoint every N steps, mid-epoch included
 --     save_total_limit = nil,  -- K: keep the newest K checkpoints
 --     resume = true,           -- or a checkpoint folder: continue a killed run, bit for bit
+--     settings = nil,          -- {name = value}: more settings a resume must share (an experiment's)
 --     handle_signals = true,   -- SIGTERM/SIGINT: finish the step, checkpoint, stop (see below)
 --     exit_on_signal = true,   -- ... then exit with 128 + the signal (143, 130); false: return
 --     run = run,               -- a results-store run (metrics are logged) or function(event, t)
 --     log_every = nil,         -- steps between train/loss logs and plain progress lines; default
 --                              -- total_steps // 20 (at least 20 points, every step for short runs)
 --     progress = nil,          -- nil: a bar on a terminal, else a line every log_every steps;
---                              -- "bar" | "log" | false
+--                              -- "bar" | "log" | false (moonbert.progress)
 --     stop_after_epoch = nil,  -- stop (checkpoint written) after this epoch; res.stopped = true
 --     device = nil,            -- "cuda" / "cpu": model:to(device, {precision = precision}) first;
 --                              -- nil: where the model is (every step runs where its parameters live)
 --     -- also: eval_batch_size (batch_size), eval_split_name ("validation"), max_length (the
 --     -- tokenizer's), betas, eps (AdamW), progress_stream (io.stderr), log_predictions (true:
---     -- a store run gets the eval predictions of each epoch, the last epoch's kept)
+--     -- a store run gets the eval predictions of each epoch, the last epoch's kept),
+--     -- mlm_probability (0.15, masked_lm)
 --   }
 --   res.history[e] = {epoch=, step=, train_loss=, eval_loss=, eval_accuracy=, eval_f1_weighted=,
 --                     seconds=}
 --   res.steps, res.seconds, res.train_tokens_per_s, res.stopped, res.pruned ({rung=, step=, epoch=}
 --   when a sweep's pruner stopped the run after an evaluation, moonbert.asha; the run is then
 --   marked pruned: a script should stop, e.g. `if res.pruned then return end`)
+--
+-- train: an mb.data split, or any table with split's batches{tokenizer=, batch_size=, shuffle=,
+-- seed=, epoch=, bucket=, max_length=} (a plan: #plan batches, plan:get(k) an encoded batch, the
+-- same for the same (seed, epoch)) and hash() (what a resume checks it trains on).
+--
+-- Objectives. "classification": the batches carry labels; eval loss, accuracy, weighted F1 and the
+-- confusion matrix; store names train/loss, eval/loss, eval/accuracy, eval/f1_weighted.
+-- "masked_lm": each train batch is masked by mb.mlm's collator (seeded with seed; its RNG state is
+-- checkpointed; a batch that draws no mask is skipped, the step still counted); eval is a split or
+-- {text = {...}}, masked once with seed + 7919 so that every evaluation scores the same tokens;
+-- eval loss over the masked tokens and masked-token accuracy; store names train/mlm_loss,
+-- eval/mlm_loss, eval/masked_accuracy.
 --
 --   local p = mb.trainer.predict(model, split, {tokenizer=tok, batch_size=64,
 --                                               on_batch=function(rows) end})
@@ -49,7 +69,7 @@
 -- (run:log_predictions takes them as they are).
 --
 -- Callback events (run = function(event, t)): "log" {step, epoch, loss, lr, grad_norm,
--- tokens_per_s}, "eval" {step, epoch, split, loss, accuracy, f1_weighted, confusion, labels},
+-- tokens_per_s}, "eval" {step, epoch, split, loss, accuracy, f1_weighted, confusion, labels, n},
 -- "predictions" {split, epoch, rows}, "epoch" (the history entry), "checkpoint" {epoch, step,
 -- path}, "interrupted" {signal, step, path}, "done" (the result). An error raised by the
 -- callback stops the run (checkpoints already written stay).
@@ -60,15 +80,15 @@
 -- eval/f1_weighted with step, epoch and split; the eval confusion matrix per epoch; the eval
 -- predictions (each epoch replaces the last); run:heartbeat() every ~10 s.
 --
--- Checkpoints (moonbert.checkpoint): checkpoint_dir/checkpoint-<step>/ holds config.json +
--- model.safetensors (model:save), optimizer.safetensors (moments and step count),
--- trainer_state.json (epoch, batches done in it, step, model RNG state, the epoch's loss sum and
--- the logging window as exact hex floats, settings, history) and manifest.sha256; each is written
--- to a temporary folder, fsynced and renamed. resume = true takes the newest checkpoint whose
--- manifest verifies, warning about each damaged one it skips. A data order is a function of
--- (seed, epoch), so a mid-epoch resume replays the epoch's batch list from the next batch: same
--- batches, dropout masks (the RNG state) and learning rates (the optimizer's step count), and
--- the same final parameters, bit for bit.
+-- Checkpoints (moonbert.checkpoint, save_training/load_training): checkpoint_dir/checkpoint-<step>/
+-- holds config.json + model.safetensors (model:save), optimizer.safetensors (moments and step
+-- count), trainer_state.json (epoch, batches done in it, step, model RNG state, the objective's
+-- state, the epoch's loss sum and the logging window as exact hex floats, settings, history) and
+-- manifest.sha256; each is written to a temporary folder, fsynced and renamed. resume = true takes
+-- the newest checkpoint whose manifest verifies, warning about each damaged one it skips. A data
+-- order is a function of (seed, epoch), so a mid-epoch resume replays the epoch's batch list from
+-- the next batch: same batches, dropout masks (the RNG state), masks (the collator's state) and
+-- learning rates (the optimizer's step count), and the same final parameters, bit for bit.
 --
 -- Preemption: with handle_signals, the first SIGTERM or SIGINT lets the current step finish,
 -- writes a checkpoint (when checkpoint_dir is set), marks a store run interrupted (run:interrupt
@@ -77,10 +97,12 @@
 -- res.interrupted = "SIGTERM" and res.exit_code). A second signal ends the process at once.
 -- The previous handlers are restored when fit returns.
 --
--- Limits: single-label classification; one process; no gradient accumulation or mixed
--- precision; store rows logged between the last checkpoint and a kill are logged again by the
--- resumed run.
+-- Limits: classification is single-label; one process; no gradient accumulation; store rows logged
+-- between the last checkpoint and a kill are logged again by the resumed run.
 local optim = require "moonbert.optim"
+local ckpt = require "moonbert.checkpoint"
+local check = require "moonbert.check"
+local progress_mod = require "moonbert.progress"
 
 local M = {}
 
@@ -94,9 +116,6 @@ local HEARTBEAT_S = 10
 
 local function now() return require("moonbert.store").now() end
 
-local function argerror(fname, n, msg)
-  error(string.format("bad argument #%d to '%s' (%s)", n, fname, msg), 3)
-end
 
 local function finite(x) return x == x and x ~= math.huge and x ~= -math.huge end
 
@@ -194,10 +213,10 @@ local function num_labels(model) return model:config().num_labels end
 -- probabilities when want_rows) are handed to sink(rows) and dropped.
 local function eval_pass(model, split, o, fname, sink)
   if type(split) ~= "table" or type(split.batches) ~= "function" then
-    argerror(fname, 2, "split expected (mb.data), got " .. type(split))
+    check.arg(2, fname, "split expected (mb.data), got " .. type(split), 2)
   end
   local tok = o.tokenizer
-  if tok == nil then argerror(fname, 3, "field 'tokenizer' is required") end
+  if tok == nil then check.arg(3, fname, "field 'tokenizer' is required", 2) end
   local C = num_labels(model)
   local cm = {}
   for i = 1, C do
@@ -235,16 +254,10 @@ local function eval_pass(model, split, o, fname, sink)
   return metrics_from_confusion(cm, loss_sum, n)
 end
 
-local function check_opts(fname, o)
-  if o == nil then return {} end
-  if type(o) ~= "table" then argerror(fname, 3, "options table expected, got " .. type(o)) end
-  return o
-end
-
 --- Loss, accuracy and weighted F1 over a split; memory bounded by one batch.
 -- opts: tokenizer (required), batch_size (64), bucket (true), on_batch(rows).
 function M.evaluate(model, split, opts)
-  opts = check_opts("evaluate", opts)
+  opts = check.opts(opts, 3, "evaluate")
   local sink = opts.on_batch
   return eval_pass(model, split, opts, "evaluate", sink)
 end
@@ -252,7 +265,7 @@ end
 --- Predictions for error analysis, in split order: predicted ids, probabilities, per-example
 -- losses and labels, plus the metrics. opts as evaluate.
 function M.predict(model, split, opts)
-  opts = check_opts("predict", opts)
+  opts = check.opts(opts, 3, "predict")
   local predicted, probs, loss, labels = {}, {}, {}, {}
   local m = eval_pass(model, split, opts, "predict", function(rows)
     for _, r in ipairs(rows) do
@@ -265,88 +278,120 @@ function M.predict(model, split, opts)
   return m
 end
 
--- ---- progress ---------------------------------------------------------------------------------
+-- ---- objectives ------------------------------------------------------------------------------
+-- What fit trains for: how a planned batch becomes a step's (batch, labels), what an evaluation
+-- measures and under which metric names. Both run on any device: the model's methods do the work.
 
--- stderr is a terminal: TERM set (not "dumb") and `test -t 2` in a shell that inherits our stderr.
-local function stderr_is_terminal()
-  local term = os.getenv("TERM")
-  if not term or term == "" or term == "dumb" then return false end
-  return os.execute("test -t 2") == true
-end
-
-local function fmt_time(s)
-  if not finite(s) or s < 0 then return "--:--" end
-  s = math.floor(s + 0.5)
-  if s >= 3600 then return string.format("%d:%02d:%02d", s // 3600, s % 3600 // 60, s % 60) end
-  return string.format("%02d:%02d", s // 60, s % 60)
-end
-
-local Progress = {}
-Progress.__index = Progress
-
-local function new_progress(mode, out, log_every)
-  if mode == nil then mode = stderr_is_terminal() and "bar" or "log" end
-  if mode ~= "bar" and mode ~= "log" and mode ~= false then
-    argerror("fit", 1, "field 'progress' must be nil, \"bar\", \"log\" or false, got " .. tostring(mode))
-  end
-  return setmetatable({ mode = mode, out = out or io.stderr, log_every = log_every, last = 0, smooth = nil,
-                        beta = 0.98, updates = 0 }, Progress)
-end
-
--- s: epoch, epochs, step, total, k, nbatches, loss, lr, grad_norm, tokens_per_s, eta
-function Progress:update(s)
-  -- bias-corrected exponential moving average of the loss
-  self.updates = self.updates + 1
-  self.smooth = (self.smooth or 0) * self.beta + (1 - self.beta) * s.loss
-  local smooth = self.smooth / (1 - self.beta ^ self.updates)
-  if self.mode == "bar" then
-    local t = now()
-    if t - self.last < 0.1 and s.k < s.nbatches then return end
-    self.last = t
-    local width = 24
-    local filled = math.floor(width * s.k / s.nbatches)
-    self.out:write(string.format("\repoch %d/%d [%s%s] %d/%d loss %.4f %.0f tok/s ETA %s  ", s.epoch, s.epochs,
-      string.rep("=", filled), string.rep(" ", width - filled), s.step, s.total, smooth, s.tokens_per_s,
-      fmt_time(s.eta)))
-    self.out:flush()
-    self.open = true
-  elseif self.mode == "log" and (s.step % self.log_every == 0 or s.k == s.nbatches) then
-    self.out:write(string.format("[train] epoch %d/%d step %d/%d loss %.4f lr %.3g grad_norm %.3g %.0f tok/s ETA %s\n",
-      s.epoch, s.epochs, s.step, s.total, smooth, s.lr, s.grad_norm, s.tokens_per_s, fmt_time(s.eta)))
-    self.out:flush()
+local function check_split(v, key)
+  if type(v) ~= "table" or type(v.batches) ~= "function" then
+    check.arg(1, "fit", "field '" .. key .. "' must be a split (mb.data), got " .. type(v), 2)
   end
 end
 
--- "evaluating k/n" on the bar's line while an evaluation runs (terminal only)
-function Progress:eval_tick(k, n)
-  if self.mode ~= "bar" then return end
-  local t = now()
-  if t - self.last < 0.1 and k < n then return end
-  self.last = t
-  self.out:write(string.format("\r[eval] batch %d/%d%s", k, n, string.rep(" ", 40)))
-  self.out:flush()
-  self.open = true
+local objectives = {}
+
+-- Sequence classification: the batch's labels, the eval loss/accuracy/weighted F1 and confusion.
+function objectives.classification(o, tok)
+  local ob = { name = "classification", train_metric = "train/loss", per_epoch = true }
+  function ob.prepare(b) return b, b.labels end
+  function ob.check_eval(evalset) check_split(evalset, "eval") end
+  function ob.evaluate(model, evalset, eo, sink) return eval_pass(model, evalset, eo, "fit", sink) end
+  function ob.eval_metrics(t)
+    return { ["eval/loss"] = t.loss, ["eval/accuracy"] = t.accuracy, ["eval/f1_weighted"] = t.f1_weighted }
+  end
+  function ob.describe(m)
+    return string.format("loss %.4f accuracy %.4f f1_weighted %.4f", m.loss, m.accuracy, m.f1_weighted)
+  end
+  return ob
 end
 
--- The epoch's last bar stays on screen.
-function Progress:end_epoch()
-  if self.open then self.out:write("\n"); self.open = false end
+-- Masked-LM pretraining (mb.mlm): each train batch is masked by a collator seeded with the run's
+-- seed (its RNG state goes into checkpoints; a batch that draws no mask is skipped); the eval
+-- texts are masked once, with seed + 7919, so every evaluation scores the same tokens.
+-- Eval: the loss over the masked tokens and the masked-token accuracy.
+function objectives.masked_lm(o, tok, seed)
+  local p = o.mlm_probability or 0.15
+  if type(p) ~= "number" or p <= 0 or p >= 1 then
+    check.arg(1, "fit", "field 'mlm_probability' must be a number in (0, 1), got " .. tostring(p), 2)
+  end
+  local mlm = require "moonbert.mlm"
+  local col = mlm.collator(tok, { seed = seed, mlm_probability = p })
+  local ob = { name = "masked_lm", train_metric = "train/mlm_loss", per_epoch = false }
+  function ob.prepare(b)
+    local m = col:mask(b)
+    if m.n_masked == 0 then return nil end
+    return m, m.labels
+  end
+  function ob.state() return col:state() end
+  function ob.set_state(h) col:set_state(h) end
+  function ob.check_eval(evalset)
+    if type(evalset) ~= "table" or type(evalset.text) ~= "table" then
+      check.arg(1, "fit", "field 'eval' must be a split or {text = {...}}, got " .. type(evalset), 2)
+    end
+  end
+  local masked -- the eval batches, masked on first use
+  function ob.evaluate(model, evalset, eo)
+    if not masked then
+      masked = {}
+      local ecol = mlm.collator(tok, { seed = seed + 7919, mlm_probability = p })
+      local texts, bs = evalset.text, eo.batch_size
+      for s = 1, #texts, bs do
+        local b = ecol:mask(tok:encode_batch(table.move(texts, s, math.min(s + bs - 1, #texts), 1, {}),
+          { padding = "longest", truncation = true, max_length = eo.max_length }))
+        if b.n_masked > 0 then masked[#masked + 1] = b end
+      end
+    end
+    local loss_sum, n_sum, correct = 0, 0, 0
+    for k, b in ipairs(masked) do
+      local loss, n, logits = model:loss(b, b.labels, { train = false, logits = true })
+      local pred = logits:argmax(2):totable()
+      logits:free()
+      local y = b.labels:totable()
+      local j = 0
+      for bi = 1, #y do
+        for t = 1, #y[bi] do
+          if y[bi][t] ~= -100 then
+            j = j + 1
+            if pred[j] - 1 == y[bi][t] then correct = correct + 1 end
+          end
+        end
+      end
+      loss_sum, n_sum = loss_sum + loss * n, n_sum + n
+      if eo.on_tick then eo.on_tick(k, #masked) end
+    end
+    return { loss = loss_sum / n_sum, accuracy = correct / n_sum, n = n_sum }
+  end
+  function ob.eval_metrics(t) return { ["eval/mlm_loss"] = t.loss, ["eval/masked_accuracy"] = t.accuracy } end
+  function ob.describe(m)
+    return string.format("MLM loss %.4f masked-token accuracy %.4f (%d tokens)", m.loss, m.accuracy, m.n)
+  end
+  return ob
 end
 
--- A message line; it replaces a transient line (eval batches) on a terminal.
-function Progress:line(text)
-  if self.mode == false then return end
-  if self.open then self.out:write("\r", string.rep(" ", 79), "\r"); self.open = false end
-  self.out:write(text, "\n")
-  self.out:flush()
+-- ---- logging -----------------------------------------------------------------------------------
+
+local function make_logger(run, objective)
+  if run == nil then return function() end, nil end
+  if type(run) == "function" then return run, nil end
+  local ok = (type(run) == "table" or type(run) == "userdata") and pcall(function() return run.log_metric end)
+  if not ok or not run.log_metric then
+    check.arg(1, "fit", "field 'run' must be a results-store run or a function(event, t), got " .. type(run), 2)
+  end
+  local function log(event, t)
+    if event == "log" then
+      run:log_metrics({ [objective.train_metric] = t.loss, ["train/lr"] = t.lr, ["train/grad_norm"] = t.grad_norm },
+        { step = t.step, epoch = t.epoch, split = "train" })
+    elseif event == "eval" then
+      run:log_metrics(objective.eval_metrics(t), { step = t.step, epoch = t.epoch, split = t.split })
+      if t.epoch_end and t.confusion then run:log_confusion(t.split, t.confusion, t.labels, { epoch = t.epoch }) end
+    elseif event == "predictions" then
+      run:log_predictions(t.split, t.rows)
+    end
+  end
+  return log, run
 end
 
--- ---- checkpoints ------------------------------------------------------------------------------
-
-local ckpt = require "moonbert.checkpoint"
-
-local function to_hex(s) return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end)) end
-local function from_hex(h) return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end)) end
+-- ---- fit -----------------------------------------------------------------------------------------
 
 -- dkjson writes numbers with 14 digits; the history must survive a resume exactly, so its
 -- floats are stored as hex float strings.
@@ -369,98 +414,26 @@ local function history_in(history)
   return out
 end
 
-local function save_checkpoint(root, model, opt, state, keep)
-  return ckpt.save(root, state.step, function(dir)
-    model:save(dir)
-    opt:save(dir .. "/optimizer.safetensors")
-    ckpt.write_json(dir .. "/" .. STATE_FILE, state)
-  end, { keep = keep })
-end
+local function opt_number(o, key, default, ok) return check.field_num(o, key, 1, "fit", default, ok, 2) end
+local function opt_int(o, key, default, min) return check.field_int(o, key, 1, "fit", default, min, 2) end
 
-local function load_checkpoint(dir, model, opt, expect)
-  local ok, verr = ckpt.verify(dir)
-  if not ok then error("mb.trainer.fit: resume: " .. dir .. " does not verify: " .. tostring(verr), 0) end
-  local state, jerr = ckpt.read_json(dir .. "/" .. STATE_FILE)
-  if not state then error("mb.trainer.fit: resume: " .. tostring(jerr), 0) end
-  for _, k in ipairs { "total_steps", "batch_size", "seed", "epochs", "train_hash", "bucket" } do
-    if state[k] ~= expect[k] then
-      error(string.format("mb.trainer.fit: resume: checkpoint %s was made with %s = %s, this run has %s; "
-        .. "resume with the same settings (or start without resume)", dir, k, tostring(state[k]), tostring(expect[k])), 0)
-    end
-  end
-  local st = require("moonbert.safetensors").load(dir .. "/model.safetensors")
-  for _, p in ipairs(model:parameters()) do
-    local t = st[p.name]
-    if not t then error("mb.trainer.fit: resume: " .. dir .. "/model.safetensors has no tensor " .. p.name, 0) end
-    p.value:copy(t)
-  end
-  opt:load(dir .. "/optimizer.safetensors")
-  model:set_rng_state(from_hex(state.model_rng))
-  return state
-end
-
--- ---- logging -----------------------------------------------------------------------------------
-
-local function make_logger(run)
-  if run == nil then return function() end, nil end
-  if type(run) == "function" then return run, nil end
-  local ok = (type(run) == "table" or type(run) == "userdata") and pcall(function() return run.log_metric end)
-  if not ok or not run.log_metric then
-    argerror("fit", 1, "field 'run' must be a results-store run or a function(event, t), got " .. type(run))
-  end
-  local function log(event, t)
-    if event == "log" then
-      run:log_metrics({ ["train/loss"] = t.loss, ["train/lr"] = t.lr, ["train/grad_norm"] = t.grad_norm },
-        { step = t.step, epoch = t.epoch, split = "train" })
-    elseif event == "eval" then
-      run:log_metrics({ ["eval/loss"] = t.loss, ["eval/accuracy"] = t.accuracy, ["eval/f1_weighted"] = t.f1_weighted },
-        { step = t.step, epoch = t.epoch, split = t.split })
-      if t.epoch_end then run:log_confusion(t.split, t.confusion, t.labels, { epoch = t.epoch }) end
-    elseif event == "predictions" then
-      run:log_predictions(t.split, t.rows)
-    end
-  end
-  return log, run
-end
-
--- ---- fit -----------------------------------------------------------------------------------------
-
-local function opt_number(o, key, default, check)
-  local v = o[key]
-  if v == nil then return default end
-  if type(v) ~= "number" or (check and not check(v)) then
-    argerror("fit", 1, string.format("field '%s' is invalid (%s)", key, tostring(v)))
-  end
-  return v
-end
-
-local function opt_int(o, key, default, min)
-  local v = o[key]
-  if v == nil then return default end
-  if math.type(v) ~= "integer" or v < min then
-    argerror("fit", 1, string.format("field '%s' must be an integer >= %d, got %s", key, min, tostring(v)))
-  end
-  return v
-end
-
---- Fine-tune (see the header for the options and the result).
+--- Train (see the header for the options and the result).
 function M.fit(o)
-  if type(o) ~= "table" then argerror("fit", 1, "options table expected, got " .. type(o)) end
+  check.type(o, "table", 1, "fit")
   local D = M.defaults
   local model, tok, train, evalset = o.model, o.tokenizer, o.train, o.eval
   if type(model) ~= "userdata" or not pcall(function() return model.loss end) then
-    argerror("fit", 1, "field 'model' must be an mb.distilbert model, got " .. type(model))
+    check.arg(1, "fit", "field 'model' must be an mb.distilbert model, got " .. type(model))
   end
-  if tok == nil then argerror("fit", 1, "field 'tokenizer' is required") end
+  if tok == nil then check.arg(1, "fit", "field 'tokenizer' is required") end
+  local kind = o.objective or "classification"
+  if not objectives[kind] then
+    check.arg(1, "fit", "field 'objective' must be \"classification\" or \"masked_lm\", got " .. tostring(kind))
+  end
   if o.device ~= nil then model:to(o.device, { precision = o.precision }) end -- before the optimizer sees the parameters
-  if type(train) ~= "table" or type(train.batches) ~= "function" then
-    argerror("fit", 1, "field 'train' must be a split (mb.data), got " .. type(train))
-  end
-  if evalset == false then evalset = nil end
-  if evalset ~= nil and (type(evalset) ~= "table" or type(evalset.batches) ~= "function") then
-    argerror("fit", 1, "field 'eval' must be a split (mb.data), got " .. type(evalset))
-  end
+  check_split(train, "train")
   local epochs = opt_int(o, "epochs", D.epochs, 1)
+  local max_steps = opt_int(o, "max_steps", nil, 1)
   local bs = opt_int(o, "batch_size", D.batch_size, 1)
   local lr = opt_number(o, "lr", D.lr, function(v) return v >= 0 and finite(v) end)
   local wd = opt_number(o, "weight_decay", D.weight_decay, function(v) return v >= 0 end)
@@ -468,47 +441,68 @@ function M.fit(o)
   local max_norm = o.max_grad_norm
   if max_norm == nil then max_norm = D.max_grad_norm end
   if max_norm ~= false and (type(max_norm) ~= "number" or max_norm < 0) then
-    argerror("fit", 1, "field 'max_grad_norm' must be a number >= 0 or false")
+    check.arg(1, "fit", "field 'max_grad_norm' must be a number >= 0 or false")
   end
   local seed = opt_int(o, "seed", D.seed, 0)
+  local objective = objectives[kind](o, tok, seed)
+  if evalset == false then evalset = nil end
+  if evalset ~= nil then objective.check_eval(evalset) end
   local bucket = o.bucket
   if bucket == nil then bucket = D.bucket end
   local log_every = opt_int(o, "log_every", D.log_every, 1) -- nil: set from the run's length below
   local eval_every = o.eval_every or D.eval_every
   if eval_every ~= "epoch" and (math.type(eval_every) ~= "integer" or eval_every < 1) then
-    argerror("fit", 1, "field 'eval_every' must be \"epoch\" or an integer >= 1")
+    check.arg(1, "fit", "field 'eval_every' must be \"epoch\" or an integer >= 1")
   end
   local stop_after = o.stop_after_epoch
   local eval_name = o.eval_split_name or "validation"
-  local log, store_run = make_logger(o.run)
-  local progress = new_progress(o.progress, o.progress_stream, log_every)
-  local labels = model:label_names()
+  local log, store_run = make_logger(o.run, objective)
+  if o.progress ~= nil and o.progress ~= "bar" and o.progress ~= "log" and o.progress ~= false then
+    check.arg(1, "fit", "field 'progress' must be nil, \"bar\", \"log\" or false, got " .. tostring(o.progress))
+  end
+  local progress = progress_mod.training { mode = o.progress, out = o.progress_stream, log_every = log_every }
+  local labels = kind == "classification" and model:label_names() or nil
 
   local function plan(epoch)
     return train:batches { tokenizer = tok, batch_size = bs, shuffle = true, seed = seed, epoch = epoch,
                            bucket = bucket, max_length = o.max_length }
   end
   local steps_per_epoch = #plan(1)
-  local total = steps_per_epoch * epochs
+  -- max_steps: a run counted in steps (the epochs it needs, the last one cut short), evaluated
+  -- every eval_every steps and at its end, checkpointed every save_steps steps
+  local by_steps = max_steps ~= nil
+  if by_steps then epochs = (max_steps + steps_per_epoch - 1) // steps_per_epoch end
+  local total = max_steps or steps_per_epoch * epochs
   if not log_every then -- at least 20 evenly spaced train/loss points, every step below 20 steps
     log_every = math.max(1, total // 20)
     progress.log_every = log_every
   end
   local warmup_steps = warmup
   if math.type(warmup) ~= "integer" then
-    if warmup >= 1 then argerror("fit", 1, "field 'warmup' must be an integer step count or a ratio < 1") end
+    if warmup >= 1 then check.arg(1, "fit", "field 'warmup' must be an integer step count or a ratio < 1") end
     warmup_steps = math.ceil(total * warmup)
   end
   local schedule = optim.schedule.linear { warmup_steps = warmup_steps, total_steps = total }
   local opt <close> = optim.adamw(M.optimizer_params(model),
     { lr = lr, weight_decay = wd, betas = o.betas, eps = o.eps, schedule = schedule })
 
+  -- what a resume must share with the checkpoint: the loop's settings, then the caller's (o.settings)
   local expect = { total_steps = total, batch_size = bs, seed = seed, epochs = epochs, train_hash = train:hash(),
                    bucket = bucket }
+  local expect_keys = { "total_steps", "batch_size", "seed", "epochs", "train_hash", "bucket" }
+  if o.settings ~= nil then
+    check.type(o.settings, "table", 1, "fit")
+    local extra = {}
+    for k in pairs(o.settings) do extra[#extra + 1] = k end
+    table.sort(extra)
+    for _, k in ipairs(extra) do
+      if expect[k] == nil then expect[k], expect_keys[#expect_keys + 1] = o.settings[k], k end
+    end
+  end
   local save_steps = opt_int(o, "save_steps", nil, 1)
   local keep = opt_int(o, "save_total_limit", nil, 1)
   if o.checkpoint_dir ~= nil and type(o.checkpoint_dir) ~= "string" then
-    argerror("fit", 1, "field 'checkpoint_dir' must be a folder path")
+    check.arg(1, "fit", "field 'checkpoint_dir' must be a folder path")
   end
   if o.checkpoint_dir then ckpt.check_writable(o.checkpoint_dir) end -- before any step, not at the first save
   local warn_out = o.progress_stream or io.stderr
@@ -522,12 +516,13 @@ function M.fit(o)
     end })
     if not resume_dir then progress:line("[train] resume: no checkpoint in " .. tostring(o.checkpoint_dir) .. ", starting from scratch") end
   elseif resume_dir ~= nil and resume_dir ~= false and type(resume_dir) ~= "string" then
-    argerror("fit", 1, "field 'resume' must be true or a checkpoint folder")
+    check.arg(1, "fit", "field 'resume' must be true or a checkpoint folder")
   end
   if resume_dir then
-    local state = load_checkpoint(resume_dir, model, opt, expect)
+    local state = ckpt.load_training(resume_dir, { model = model, optimizer = opt, expect = expect, keys = expect_keys })
     local e, done = math.tointeger(state.epoch), math.tointeger(state.batch) or steps_per_epoch
     step, history = math.tointeger(state.step), history_in(state.history)
+    if objective.set_state then objective.set_state(state.objective_state) end
     if done >= steps_per_epoch then
       start_epoch, start_batch = e + 1, 1
     else
@@ -569,18 +564,15 @@ function M.fit(o)
 
   local function evaluate(epoch_pos, epoch_end, epoch)
     local rows_sink
-    if store_run and epoch_end and o.log_predictions ~= false then
-      rows_sink = function(rows) log("predictions", { split = eval_name, epoch = epoch, rows = rows }) end
-    elseif type(o.run) == "function" and epoch_end then
+    if kind == "classification" and epoch_end and (store_run and o.log_predictions ~= false or type(o.run) == "function") then
       rows_sink = function(rows) log("predictions", { split = eval_name, epoch = epoch, rows = rows }) end
     end
-    local m = eval_pass(model, evalset, { tokenizer = tok, batch_size = o.eval_batch_size or bs, bucket = bucket,
-                                          max_length = o.max_length,
-                                          on_tick = function(k, n) progress:eval_tick(k, n) end }, "fit", rows_sink)
+    local m = objective.evaluate(model, evalset, { tokenizer = tok, batch_size = o.eval_batch_size or bs,
+                                                   bucket = bucket, max_length = o.max_length,
+                                                   on_tick = function(k, n) progress:eval_tick(k, n) end }, rows_sink)
     log("eval", { step = step, epoch = epoch_pos, split = eval_name, loss = m.loss, accuracy = m.accuracy,
-                  f1_weighted = m.f1_weighted, confusion = m.confusion, labels = labels, epoch_end = epoch_end })
-    progress:line(string.format("[eval] epoch %g step %d %s loss %.4f accuracy %.4f f1_weighted %.4f",
-      epoch_pos, step, eval_name, m.loss, m.accuracy, m.f1_weighted))
+                  f1_weighted = m.f1_weighted, confusion = m.confusion, labels = labels, epoch_end = epoch_end, n = m.n })
+    progress:line(string.format("[eval] epoch %g step %d %s %s", epoch_pos, step, eval_name, objective.describe(m)))
     return m
   end
 
@@ -588,17 +580,19 @@ function M.fit(o)
   -- batches done, with the epoch's running sums)
   local last_saved_step
   local function checkpoint(epoch, k, epoch_loss, win_loss, win_n)
-    local state = { epoch = epoch, batch = k, step = step, model_rng = to_hex(model:rng_state()),
+    local state = { epoch = epoch, batch = k, step = step, model_rng = ckpt.to_hex(model:rng_state()),
                     history = history_out(history), epoch_loss = ckpt.encode_float(epoch_loss + 0.0),
-                    win_loss = ckpt.encode_float(win_loss + 0.0), win_n = win_n,
+                    win_loss = ckpt.encode_float(win_loss + 0.0), win_n = win_n, objective = kind,
+                    objective_state = objective.state and objective.state() or nil,
                     data_order = { seed = seed, epoch = epoch, next_batch = k + 1 } }
     for key, v in pairs(expect) do state[key] = v end
-    local dir = save_checkpoint(o.checkpoint_dir, model, opt, state, keep)
+    local dir = ckpt.save_training(o.checkpoint_dir, { model = model, optimizer = opt, state = state, keep = keep })
     last_saved_step = step
     log("checkpoint", { epoch = epoch, step = step, path = dir })
     return dir
   end
 
+  if evalset and o.eval_on_start and step == 0 then evaluate(0, false, 0) end
   local interrupted, exit_code, interrupted_path
   for epoch = start_epoch, epochs do
     local batches = plan(epoch)
@@ -607,41 +601,47 @@ function M.fit(o)
     local epoch_loss, win_loss, win_n = 0, 0, 0
     if first > 1 then epoch_loss, win_loss, win_n = resumed_loss, resumed_win_loss, resumed_win_n end
     local t_epoch = now()
+    local last_k = first - 1
     for k = first, nb do
       local t0 = now()
-      local b = batches:get(k)
+      local sb, sl = objective.prepare(batches:get(k))
       step = step + 1
-      local loss, norm, used_lr = M.step(model, opt, b, b.labels,
-        { max_grad_norm = max_norm, step = step, epoch = epoch, batch = k, batches = nb })
-      local ntok = b.attention_mask:sum()
-      local t1 = now()
-      train_seconds = train_seconds + (t1 - t0)
-      train_tokens = train_tokens + ntok
-      epoch_loss = epoch_loss + loss
-      win_loss, win_n = win_loss + loss, win_n + 1
-      local tps = train_seconds > 0 and train_tokens / train_seconds or 0
-      local per_step = (t1 - t_start) / math.max(1, step - ((start_epoch - 1) * steps_per_epoch + start_batch - 1))
-      progress:update { epoch = epoch, epochs = epochs, step = step, total = total, k = k, nbatches = nb, loss = loss,
-                        lr = used_lr, grad_norm = norm, tokens_per_s = tps, eta = per_step * (total - step) }
-      if step % log_every == 0 then
-        log("log", { step = step, epoch = epoch - 1 + k / nb, loss = win_loss / win_n, lr = used_lr,
-                     grad_norm = norm, tokens_per_s = tps })
-        win_loss, win_n = 0, 0
+      last_k = k
+      -- more steps follow in this run (mid-epoch, or any step before max_steps)
+      local more = by_steps and step < total or not by_steps and k < nb
+      if sb then
+        local loss, norm, used_lr = M.step(model, opt, sb, sl,
+          { max_grad_norm = max_norm, step = step, epoch = epoch, batch = k, batches = nb })
+        local ntok = sb.attention_mask:sum()
+        local t1 = now()
+        train_seconds = train_seconds + (t1 - t0)
+        train_tokens = train_tokens + ntok
+        epoch_loss = epoch_loss + loss
+        win_loss, win_n = win_loss + loss, win_n + 1
+        local tps = train_seconds > 0 and train_tokens / train_seconds or 0
+        local per_step = (t1 - t_start) / math.max(1, step - ((start_epoch - 1) * steps_per_epoch + start_batch - 1))
+        progress:update { epoch = epoch, epochs = epochs, step = step, total = total, k = k, nbatches = nb, loss = loss,
+                          lr = used_lr, grad_norm = norm, tokens_per_s = tps, eta = per_step * (total - step) }
+        if step % log_every == 0 then
+          log("log", { step = step, epoch = epoch - 1 + k / nb, loss = win_loss / win_n, lr = used_lr,
+                       grad_norm = norm, tokens_per_s = tps })
+          win_loss, win_n = 0, 0
+        end
+        if store_run and store_run.heartbeat and t1 - last_heartbeat >= HEARTBEAT_S then
+          store_run:heartbeat()
+          last_heartbeat = t1
+        end
       end
-      if store_run and store_run.heartbeat and t1 - last_heartbeat >= HEARTBEAT_S then
-        store_run:heartbeat()
-        last_heartbeat = t1
-      end
-      if evalset and eval_every ~= "epoch" and step % eval_every == 0 and k < nb then
+      if evalset and eval_every ~= "epoch" and step % eval_every == 0 and more then
         prune_check(evaluate(epoch - 1 + k / nb, false, epoch), epoch - 1 + k / nb)
         if pruned then break end
       end
-      if k < nb and o.checkpoint_dir and save_steps and step % save_steps == 0 then
+      if more and o.checkpoint_dir and save_steps and step % save_steps == 0 then
         checkpoint(epoch, k, epoch_loss, win_loss, win_n)
       end
       local sig, signo = nil, nil
       if handle_signals then sig, signo = signal.pending() end
-      if sig and k < nb then
+      if sig and more then
         interrupted, exit_code = sig, 128 + signo
         if o.checkpoint_dir then
           interrupted_path = last_saved_step == step and (o.checkpoint_dir .. "/checkpoint-" .. step)
@@ -649,27 +649,31 @@ function M.fit(o)
         end
         break
       end
+      if by_steps and step >= total then break end
     end
     if interrupted then break end
     progress:end_epoch()
     if pruned then break end
-    local entry = { epoch = epoch, step = step, train_loss = epoch_loss / nb, seconds = now() - t_epoch }
-    if evalset then
-      local m = evaluate(epoch, true, epoch)
+    local finished = by_steps and step >= total
+    local entry = { epoch = epoch, step = step, train_loss = epoch_loss / math.max(1, last_k),
+                    seconds = now() - t_epoch }
+    if evalset and (objective.per_epoch and not by_steps or finished) then
+      local epoch_pos = by_steps and epoch - 1 + last_k / nb or epoch
+      local m = evaluate(epoch_pos, true, epoch)
       entry.eval_loss, entry.eval_accuracy, entry.eval_f1_weighted = m.loss, m.accuracy, m.f1_weighted
-      prune_check(m, epoch, epoch == epochs)
+      prune_check(m, epoch_pos, epoch == epochs)
     end
     history[#history + 1] = entry
     log("epoch", entry)
-    if o.checkpoint_dir then interrupted_path = checkpoint(epoch, nb, epoch_loss, 0, 0) end
+    if o.checkpoint_dir and not by_steps then interrupted_path = checkpoint(epoch, nb, epoch_loss, 0, 0) end
     local sig, signo = nil, nil
-    if handle_signals then sig, signo = signal.pending() end
+    if handle_signals and not by_steps then sig, signo = signal.pending() end
     if sig and epoch < epochs then
       interrupted, exit_code = sig, 128 + signo
       break
     end
     interrupted_path = nil
-    if pruned then break end
+    if pruned or finished then break end
     if stop_after and epoch >= stop_after and epoch < epochs then
       stopped = true
       break

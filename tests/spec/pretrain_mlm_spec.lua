@@ -39,7 +39,7 @@ describe("experiments/pretrain_mlm.lua", function()
     local out, rc = sh(common .. " --out " .. tmp .. "/a")
     assert.are.equal(0, rc, out)
     assert.truthy(out:find("saved " .. tmp .. "/a", 1, true), out)
-    assert.are.equal("file", lfs.attributes(tmp .. "/ckpt/checkpoint-3/state.json", "mode"))
+    assert.are.equal("file", lfs.attributes(tmp .. "/ckpt/checkpoint-3/trainer_state.json", "mode"))
     for _, fname in ipairs { "config.json", "model.safetensors", "vocab.txt", "tokenizer.json" } do
       assert.are.equal("file", lfs.attributes(tmp .. "/a/" .. fname, "mode"), fname)
     end
