@@ -64,6 +64,12 @@ end
 
 local function sha(path) return (mb.store.sha256(support.read(path))) end
 
+-- The checkpoint folder of run id in store, as the child (moonbert.experiment) chose it.
+local function ex_checkpoint_dir(store, id)
+  local run = { artifact_dir = function() return store:artifact_root() .. "/runs/" .. id end }
+  return require("moonbert.experiment").checkpoint_options(run, {}).checkpoint_dir
+end
+
 describe("checkpoints", function()
   local work
   setup(function()
@@ -326,6 +332,52 @@ describe_proc("a resumed run is the run", function()
     assert.are.equal(STEPS, #steps)
     assert.are.equal(STEPS, steps[#steps])
     store:close()
+  end)
+
+  it("SIGKILL with a results store: the resumed run's metric rows are the uninterrupted run's, none twice", function()
+    -- every row of a run but its time: key, step, epoch, split and the value's exact bits
+    local function rows(db, id)
+      local store = mb.store.open(db, { reap = false })
+      local out = {}
+      for _, m in ipairs(store:metrics(id)) do
+        out[#out + 1] = string.format("%s %s %s %s %s", m.key, tostring(m.step), ckpt.encode_float(m.epoch),
+          tostring(m.split), ckpt.encode_float(m.value))
+      end
+      store:close()
+      table.sort(out)
+      return out
+    end
+    -- each store in its own folder: a run's checkpoints go to runs/<id>/ beside its store
+    lfs.mkdir(work .. "/rows-ref")
+    local ref_db = work .. "/rows-ref/runs.db"
+    local p = spawn(work, "-", work .. "/rows-ref/out", { save_steps = 5, store = ref_db })
+    local ref_id = tonumber(p:read("l"):match("^run (%d+)$"))
+    local rest, _, code = finish(p)
+    assert.are.equal(0, code, rest)
+    local ref = rows(ref_db, ref_id)
+    assert.are.equal(3 * STEPS, #ref) -- train/loss, train/lr, train/grad_norm at every step
+    for i, kill_at in ipairs { 8, 14, 23 } do -- after checkpoints 5, 12 (epoch end) and 20
+      local db = string.format("%s/rows-%d/runs.db", work, i)
+      lfs.mkdir(work .. "/rows-" .. i)
+      local p1, pid = spawn(work, "-", work .. "/rows-" .. i .. "/k", { save_steps = 5, store = db, sleep = 0.02 })
+      local id = tonumber(p1:read("l"):match("^run (%d+)$"))
+      read_until(p1, function(_, s) return s and s >= kill_at end)
+      assert.is_true(signal.kill(pid, "SIGKILL"))
+      finish(p1)
+      -- the killed run did log rows after its newest checkpoint: without the truncation they would come twice
+      local store = mb.store.open(db, { reap = false })
+      local ck = ckpt.list(ex_checkpoint_dir(store, id))[1]
+      local after = 0
+      for _, m in ipairs(store:metrics(id, "train/loss")) do if m.step > ck.step then after = after + 1 end end
+      store:close()
+      assert.is_true(after > 0, "kill " .. i .. ": no row after checkpoint-" .. ck.step)
+      local p2 = spawn(work, "-", work .. "/rows-" .. i .. "/r", { save_steps = 5, store = db, resume = 1 })
+      local rest2, _, code2 = finish(p2)
+      assert.are.equal(0, code2, rest2)
+      assert.is_truthy(rest2:find("--resume: continuing run " .. id .. " (killed)", 1, true), rest2)
+      assert.is_truthy(rest2:find("resumed from " .. ck.dir, 1, true), rest2)
+      assert.are.same(ref, rows(db, id), "kill at step " .. kill_at)
+    end
   end)
 
   it("a sweep trial stopped by SIGTERM continues its run when the sweep is rerun", function()
