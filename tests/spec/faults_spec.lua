@@ -427,3 +427,40 @@ describe_proc("a resumed run is the run", function()
     assert.are.same({}, ckpt.list(ck))
   end)
 end)
+
+-- A sweep spec is data, run sandboxed (moonbert.sweep): the memory budget is checked between
+-- instructions, so a C function that builds a big string in one call must be capped itself.
+-- Each input below would build 100-200 MiB in one call (2 TB with other numbers); without the
+-- caps the budget check only sees it afterwards ("uses more than 64 MiB").
+describe("the sweep spec sandbox", function()
+  local sweep = require "moonbert.sweep"
+  local function load_text(text) return pcall(sweep.load_spec_text, text, "s.lua") end
+
+  it("refuses the one-call string bombs by name: string.gsub, table.concat, string.pack", function()
+    local cases = {
+      { [[local s = ("x"):rep(100000):gsub(".", ("%0"):rep(1000)) return {}]], "string.gsub: result could exceed 1 MiB" },
+      { [[local s = string.gsub(("x"):rep(100000), "(.)", "%1%1%1%1%1%1%1%1%1%1%1%1%1%1%1%1") return {}]],
+        "string.gsub: result could exceed 1 MiB" },
+      { [[local t = {} for i = 1, 200 do t[i] = "" end return { x = table.concat(t, ("y"):rep(1000000)) }]],
+        "table.concat: result over 1 MiB" },
+      { [[return { x = string.pack("c200000000", "") }]], "attempt to call a nil value (field 'pack')" },
+    }
+    for _, c in ipairs(cases) do
+      local before = collectgarbage("count")
+      local ok, err = load_text(c[1])
+      assert.is_false(ok)
+      assert.is_truthy(tostring(err):find(c[2], 1, true), tostring(err))
+      assert.is_true(collectgarbage("count") - before < 8 * 1024, "nothing big was built")
+    end
+  end)
+
+  it("keeps gsub and concat for what specs do with them", function()
+    local spec = sweep.load_spec_text([[
+      local names = {}
+      for i, lr in ipairs { 1e-5, 3e-5 } do names[i] = ("lr_" .. lr):gsub("[%-%.]", "_") end
+      return { script = "trial.lua", grid = { lr = { 1e-5, 3e-5 } }, metric = "val/accuracy",
+               name = table.concat(names, "+"):gsub("e", "E", 1) }
+    ]], "s.lua")
+    assert.are.equal("lr_1E_05+lr_3e_05", spec.name)
+  end)
+end)
