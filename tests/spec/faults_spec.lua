@@ -464,3 +464,32 @@ describe("the sweep spec sandbox", function()
     assert.are.equal("lr_1E_05+lr_3e_05", spec.name)
   end)
 end)
+
+-- A store that cannot be opened stops an experiment before any training: one line naming the
+-- store and the cause, exit 1, no traceback. The folder is one nobody can create (/proc/...).
+describe_proc("an experiment with an unusable store", function()
+  local work
+  setup(function()
+    work = support.tmpdir()
+    make_data(work)
+    for _, split in ipairs { "validation", "test" } do support.write(work .. "/" .. split .. ".txt", support.read(work .. "/train.txt")) end
+    local tok = mb.tokenizer.load(work)
+    local model = mb.distilbert.new({ dim = 16, n_layers = 1, n_heads = 2, hidden_dim = 32, vocab_size = tok.vocab_size,
+                                      max_position_embeddings = 32 }, { seed = 7, id2label = mb.data.EMOTION_LABELS })
+    model:save(work .. "/model")
+    support.write(work .. "/model/vocab.txt", support.read(work .. "/vocab.txt"))
+  end)
+  teardown(function() ckpt.rmtree(work) end)
+
+  it("is refused before training with one line and exit 1", function()
+    local store = "/proc/moonbert-no-such-folder/s.db"
+    local out, err, code = support.sh(string.format("MOONBERT_THREADS=1 %s run experiments/frozen_vs_unfrozen.lua --data %s "
+      .. "--model %s --no-ood --epochs 1 --store %s", q(BIN), q(work), q(work .. "/model"), q(store)))
+    assert.are.equal(1, code, out .. err)
+    assert.is_falsy(err:find("traceback", 1, true), err)
+    local last = err:gsub("%s+$", ""):match("([^\n]*)$")
+    assert.are.equal("moonbert: " .. store .. ": cannot open the results store: cannot create folder "
+      .. "/proc/moonbert-no-such-folder: No such file or directory", last)
+    assert.is_falsy((out .. err):find("epoch", 1, true), out .. err) -- nothing trained
+  end)
+end)
