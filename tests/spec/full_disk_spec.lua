@@ -182,6 +182,33 @@ describe_root("a full disk", function()
     assert(ok, err)
   end)
 
+  it("a preempted run on a full store disk still shows as interrupted, and can resume once there is room", function()
+    local disk = assert(mount_tmpfs("1m"))
+    local ok, err = pcall(function()
+      local store = mb.store.open(disk .. "/s.db")
+      local run = store:start_run { experiment = "full_disk", git = false }
+      for i = 1, 20 do run:log_metric("train/loss", 1 / i, { step = i }) end
+      fill(disk)
+      -- the disk is full: a plain write fails, the status change takes the reserve's room
+      assert.is_false((pcall(function() for i = 21, 100000 do run:log_metric("train/loss", 1 / i, { step = i }) end end)))
+      run:interrupt("preempted (SIGTERM)")
+      assert.is_nil(lfs.attributes(disk .. "/s.db-reserve"))
+      local again = mb.store.open(disk .. "/s.db", { reap = false })
+      assert.are.equal("interrupted", again:get_run(run.id).status)
+      assert.are.equal("interrupted", again:run_events(run.id)[1].kind)
+      again:close()
+      os.remove(disk .. "/filler")
+      os.remove(disk .. "/filler2")
+      local resumed = store:resume_run(run.id)
+      assert.are.equal(256 * 1024, lfs.attributes(disk .. "/s.db-reserve", "size")) -- made again on resume
+      resumed:finish()
+      assert.are.equal("completed", store:get_run(run.id).status)
+      store:close()
+    end)
+    umount(disk)
+    assert(ok, err)
+  end)
+
   it("checkpoint and store on one full disk: the run still ends failed with the message, its rows stay", function()
     local disk = assert(mount_tmpfs("2m"))
     local ok, err = pcall(function()
