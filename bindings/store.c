@@ -1135,6 +1135,22 @@ static int uuid_visitor(const mb_run_record *rec, void *ctx) {
     return 1;
 }
 
+/* run:truncate_after(step [, epoch]) -> rows removed: before a resume from the
+   checkpoint at step, the metric rows after it (and confusion matrices after
+   epoch, when given) go, so that the resumed run logs each row once. */
+static int run_truncate_after(lua_State *L) {
+    lrun *r = check_run(L, 1);
+    lua_Integer step = luaL_checkinteger(L, 2);
+    lua_Number epoch = luaL_optnumber(L, 3, -1);
+    if (step < 0) return luaL_argerror(L, 2, "step must be >= 0");
+    int64_t removed = 0;
+    mb_error err = {0};
+    if (mb_store_truncate_after(run_store(L, 1), r->id, step, epoch, &removed, &err) != MB_OK)
+        return mb_lua_raise(L, &err);
+    lua_pushinteger(L, (lua_Integer)removed);
+    return 1;
+}
+
 /* run:uuid() -> the run's UUID (36 characters) */
 static int run_uuid(lua_State *L) {
     lrun *r = check_run(L, 1);
@@ -1250,6 +1266,7 @@ static const luaL_Reg run_methods[] = {
     {"prune", run_prune},
     {"fail", run_fail},
     {"interrupt", run_interrupt},
+    {"truncate_after", run_truncate_after},
     {"status", run_status},
     {"uuid", run_uuid},
     {NULL, NULL},

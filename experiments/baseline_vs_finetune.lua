@@ -59,7 +59,7 @@ local model = ex.place(ex.load_model(info, { num_labels = #names, id2label = nam
 local model_hash = ex.model_hash(info, seed)
 local data_hash = mb.store.sha256(train:hash() .. val:hash() .. test:hash())
 
-local store = mb.store.open(opts.store)
+local store = ex.open_store(opts)
 local run <close> = ex.start_run(store, opts, {
   experiment = "baseline_vs_finetune", name = opts.name, seed = seed, device = device,
   dataset_hash = data_hash, model_hash = model_hash,

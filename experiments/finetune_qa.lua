@@ -59,7 +59,7 @@ print(string.format("data: %d training questions (%d windows), %d validation que
 local model = mb.auto.load(opts.model, { task = "question-answering", seed = opts.seed, quiet = true })
 print(tostring(model))
 
-local store = mb.store.open(opts.store)
+local store = require("moonbert.experiment").open_store(opts)
 local run <close> = store:start_run {
   experiment = "finetune_qa", name = opts.name, seed = opts.seed,
   params = { model = opts.model, train = opts.train, validation = opts.validation, epochs = opts.epochs,

@@ -62,7 +62,7 @@ local tok = mb.tokenizer.load(opts.model)
 local model = mb.auto.load(opts.model, { task = "token-classification", id2label = tags, seed = opts.seed, quiet = true })
 print(tostring(model))
 
-local store = mb.store.open(opts.store)
+local store = require("moonbert.experiment").open_store(opts)
 local run <close> = store:start_run {
   experiment = "finetune_token_classification", name = opts.name, seed = opts.seed,
   params = { model = opts.model, train = opts.train, validation = opts.validation, epochs = opts.epochs,

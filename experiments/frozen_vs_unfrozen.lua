@@ -27,7 +27,7 @@ local info = ex.resolve_model { model = opts.model }
 ex.print_banner(info)
 local tok = ex.load_tokenizer(info)
 
-local store = mb.store.open(opts.store)
+local store = ex.open_store(opts)
 local run <close> = store:start_run {
   experiment = "frozen_vs_unfrozen", name = opts.name, seed = opts.seed, device = opts.device,
   dataset_hash = mb.store.sha256(data.train:hash() .. data.validation:hash() .. data.test:hash()),

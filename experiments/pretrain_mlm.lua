@@ -262,7 +262,7 @@ end
 print(string.format("model: %s config, %s", opts.config, tostring(model)))
 
 -- ---- store ------------------------------------------------------------------------------------------
-local store = mb.store.open(opts.store)
+local store = ex.open_store(opts)
 local run <close> = store:start_run {
   experiment = "pretrain_mlm", name = opts.name, seed = opts.seed, device = opts.device,
   dataset_hash = corpus:hash(),

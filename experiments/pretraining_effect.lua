@@ -50,7 +50,7 @@ print(string.format("data: %d train, %d validation, %d test", #train.text, #val.
 local tokdir = ex.exists(pre .. "/vocab.txt", "file") and pre or (ex.shared_dir() .. "/models/distilbert-base-uncased")
 local tok = mb.tokenizer.load(tokdir)
 
-local store = mb.store.open(opts.store)
+local store = ex.open_store(opts)
 local run <close> = store:start_run {
   experiment = "pretraining_effect", name = opts.name, seed = opts.seed, device = opts.device,
   dataset_hash = mb.store.sha256(train:hash() .. val:hash() .. test:hash()),

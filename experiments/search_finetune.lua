@@ -39,7 +39,7 @@ config.hidden_dim, config.max_position_embeddings = 4 * config.dim, 64
 local model = mb.distilbert.new(config, { num_labels = #data.label_names, id2label = data.label_names,
                                           seed = math.tointeger(opts.seed) })
 
-local store = mb.store.open(opts.store)
+local store = ex.open_store(opts)
 local run <close> = store:start_run {
   experiment = "search_finetune", name = opts.name, seed = math.tointeger(opts.seed),
   params = { lr = opts.lr, warmup = opts.warmup, weight_decay = opts.weight_decay, epochs = opts.epochs,

@@ -9,6 +9,7 @@
 #include "store_db.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -238,6 +240,7 @@ struct mb_store {
     int64_t beat_run;         /* the run whose heartbeat was written last ... */
     double beat_time;         /* ... and when */
     int64_t reconnects;       /* PostgreSQL: connections lost and made again */
+    int disk_full;            /* SQLite: the last failed statement found the disk full */
     struct {
         const char *sql;      /* static string: the cache key is its address */
         db_stmt *stmt;
@@ -265,8 +268,82 @@ int mb_store_is_url(const char *path) {
     return path && (strncmp(path, "postgresql://", 13) == 0 || strncmp(path, "postgres://", 11) == 0);
 }
 
+/* 1 when the file system holding path has (almost) no room left: SQLite's
+   SQLITE_FULL then means ENOSPC, not a page-count limit. */
+static int no_space_left(const char *path) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, sizeof dir, ".");
+    else if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+    struct statvfs vfs;
+    if (statvfs(dir, &vfs) != 0) return 0;
+    unsigned long long blocks = geteuid() == 0 ? vfs.f_bfree : vfs.f_bavail;
+    return blocks * (unsigned long long)vfs.f_frsize < 1024 * 1024;
+}
+
 static mb_status db_fail(mb_store *s, mb_error *err, const char *what) {
-    return mb_fail(err, MB_ERR_DB, "%s: %s: %s", s->path, what, s->pg ? pg_errmsg(s->pg) : sqlite3_errmsg(s->db));
+    if (s->pg) return mb_fail(err, MB_ERR_DB, "%s: %s: %s", s->path, what, pg_errmsg(s->pg));
+    int full = (sqlite3_errcode(s->db) & 0xff) == SQLITE_FULL;
+    if (full) s->disk_full = 1;
+    return mb_fail(err, MB_ERR_DB, "%s: %s: %s%s", s->path, what, sqlite3_errmsg(s->db),
+                   full && no_space_left(s->path) ? " (No space left on device)" : "");
+}
+
+/* ---- the reserve: room for the last status write on a full disk ------------
+
+   A SQLite store on a disk that fills up could not mark its run failed: the
+   UPDATE needs a few WAL frames too. So a writer keeps a ballast file beside
+   the store, <store>-reserve (STORE_RESERVE bytes, incompressible), made when
+   a run starts or resumes. When a run's final status write (finish, fail,
+   prune, interrupt) fails with SQLITE_FULL, the reserve is deleted and the
+   write tried once more: about 60 pages at SQLite's default 4 KiB, enough for
+   the runs row, its index entries, an event row and a WAL-index block. The
+   next run to start makes the reserve again when there is room. Processes of
+   a sweep share one reserve. PostgreSQL stores have none: the server's disk
+   is not ours (see mb_store_fail in store.h). */
+#define STORE_RESERVE (256 * 1024)
+
+static int reserve_path(const mb_store *s, char *buf, size_t n) {
+    if (s->pg || !s->path[0] || strcmp(s->path, ":memory:") == 0 || strncmp(s->path, "file:", 5) == 0) return 0;
+    return (size_t)snprintf(buf, n, "%s-reserve", s->path) < n;
+}
+
+/* Best effort: a disk already too full for it leaves no reserve (and no error). */
+static void reserve_make(mb_store *s) {
+    char path[4096];
+    struct stat sb;
+    if (!reserve_path(s, path, sizeof path)) return;
+    if (stat(path, &sb) == 0 && sb.st_size >= STORE_RESERVE) return;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return;
+    /* random-looking bytes: a compressing file system must not shrink the reserve */
+    uint64_t x = 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+    uint64_t chunk[2048];
+    size_t done = 0;
+    int ok = 1;
+    while (ok && done < STORE_RESERVE) {
+        for (size_t i = 0; i < sizeof chunk / sizeof chunk[0]; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk[i] = x;
+        }
+        ssize_t w = write(fd, chunk, sizeof chunk);
+        if (w != (ssize_t)sizeof chunk) ok = 0;
+        else done += sizeof chunk;
+    }
+    if (ok && fdatasync(fd) != 0) ok = 0;
+    close(fd);
+    if (!ok) unlink(path);
+}
+
+/* 1 when a reserve was there and is gone now (room for one more try). */
+static int reserve_release(mb_store *s) {
+    char path[4096];
+    if (!reserve_path(s, path, sizeof path)) return 0;
+    return unlink(path) == 0;
 }
 
 static db_errkind db_error_kind(mb_store *s) {
@@ -995,6 +1072,7 @@ static mb_status start_run_once(mb_store *s, const mb_run_start *r, int64_t *run
     s->beat_run = id;
     s->beat_time = now;
     if (run_id) *run_id = id;
+    reserve_make(s);
     return MB_OK;
 fail:
     rollback(s);
@@ -1334,8 +1412,8 @@ static mb_status run_status(mb_store *s, int64_t run, char *buf, size_t n, mb_er
 }
 
 /* running/killed -> final status (a run marked killed by mistake can still end properly). */
-static mb_status end_run(mb_store *s, int64_t run, const char *final, const char *error_text, int64_t rung,
-                         int *changed, mb_error *err) {
+static mb_status end_run_attempt(mb_store *s, int64_t run, const char *final, const char *error_text, int64_t rung,
+                                 int *changed, mb_error *err) {
     if (changed) *changed = 0;
     if (begin(s, err) != MB_OK) return MB_ERR_DB;
     db_stmt *st = cached(s,
@@ -1362,6 +1440,18 @@ static mb_status end_run(mb_store *s, int64_t run, const char *final, const char
 fail:
     rollback(s);
     return err ? err->code : MB_ERR_DB;
+}
+
+/* A final status write that found the disk full gets the reserve's room and one more try. */
+static mb_status end_run(mb_store *s, int64_t run, const char *final, const char *error_text, int64_t rung,
+                         int *changed, mb_error *err) {
+    s->disk_full = 0;
+    mb_status st = end_run_attempt(s, run, final, error_text, rung, changed, err);
+    if (st != MB_OK && s->disk_full && reserve_release(s)) {
+        s->disk_full = 0;
+        st = end_run_attempt(s, run, final, error_text, rung, changed, err);
+    }
+    return st;
 }
 
 static mb_status finish_once(mb_store *s, int64_t run, mb_error *err) {
@@ -1445,11 +1535,19 @@ fail:
 }
 
 static mb_status interrupt_once(mb_store *s, int64_t run, const char *message, mb_error *err) {
-    return pause_or_resume(s, run, 0, message, err);
+    s->disk_full = 0;
+    mb_status st = pause_or_resume(s, run, 0, message, err);
+    if (st != MB_OK && s->disk_full && reserve_release(s)) {
+        s->disk_full = 0;
+        st = pause_or_resume(s, run, 0, message, err);
+    }
+    return st;
 }
 
 static mb_status resume_once(mb_store *s, int64_t run, mb_error *err) {
-    return pause_or_resume(s, run, 1, NULL, err);
+    mb_status st = pause_or_resume(s, run, 1, NULL, err);
+    if (st == MB_OK) reserve_make(s);
+    return st;
 }
 
 /* ---- reading ------------------------------------------------------------- */
@@ -1783,6 +1881,41 @@ fail:
     return err ? err->code : MB_ERR_DB;
 }
 
+/* What a resumed run logs again: metric rows after step, confusion matrices
+   after epoch (epoch < 0: none removed). Rows without a step stay. */
+static mb_status truncate_after_once(mb_store *s, int64_t run, int64_t step, double epoch, int64_t *removed,
+                                     mb_error *err) {
+    if (removed) *removed = 0;
+    if (begin(s, err) != MB_OK) return MB_ERR_DB;
+    char status[32];
+    int64_t n = 0;
+    if (run_status(s, run, status, sizeof status, err) != MB_OK) goto fail;
+    static const char *const sql[] = {
+        "DELETE FROM metrics WHERE run_id = ?1 AND step > ?2",
+        "DELETE FROM confusion WHERE run_id = ?1 AND epoch > ?2",
+    };
+    for (int i = 0; i < 2; i++) {
+        if (i == 1 && epoch < 0) break;
+        /* prepared here, not cached: once per resume */
+        db_stmt *st = prepare(s, sql[i], err);
+        if (!st) goto fail;
+        db_bind_int(st, 1, run);
+        if (i == 0) db_bind_int(st, 2, step);
+        else db_bind_real(st, 2, epoch);
+        int rc = db_step(s, st);
+        if (rc != DB_DONE) db_fail(s, err, "removing the rows a resume logs again");
+        else n += db_changes(s);
+        db_finalize(st);
+        if (rc != DB_DONE) goto fail;
+    }
+    if (commit(s, err) != MB_OK) return err ? err->code : MB_ERR_DB;
+    if (removed) *removed = n;
+    return MB_OK;
+fail:
+    rollback(s);
+    return err ? err->code : MB_ERR_DB;
+}
+
 /* ---- copying a run between stores (results push) ------------------------------ */
 
 /* Copy the rows of one table that belong to run src_run into dst under
@@ -2042,6 +2175,11 @@ mb_status mb_store_artifacts(mb_store *s, int64_t run, mb_artifact_visitor fn, v
 
 mb_status mb_store_delete_run(mb_store *s, int64_t run, mb_error *err) {
     RETRYING(s, err, delete_run_once(s, run, err));
+}
+
+mb_status mb_store_truncate_after(mb_store *s, int64_t run, int64_t step, double epoch, int64_t *removed,
+                                  mb_error *err) {
+    RETRYING(s, err, truncate_after_once(s, run, step, epoch, removed, err));
 }
 
 mb_status mb_store_integrity_check(mb_store *s, mb_error *err) {

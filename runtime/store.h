@@ -32,6 +32,10 @@
  * (SQLite has no NaN) and read back as NaN; SQLite over a network file system
  * is not safe for concurrent writers (SQLite's own limit).
  *
+ * Beside a store file that runs were written to: <store>-reserve, 256 KiB of
+ * ballast released on a full disk so that a run can still be marked failed
+ * (see mb_store_fail).
+ *
  * The schema version lives in PRAGMA user_version; opening a store migrates an
  * older file in place and refuses a newer one.
  */
@@ -173,7 +177,13 @@ mb_status mb_store_interrupt(mb_store *s, int64_t run, const char *message, mb_e
 /* interrupted (or killed) -> running again, owned by the calling process
    (host, pid, heartbeat), with a 'resumed' event; MB_ERR_STATE otherwise. */
 mb_status mb_store_resume(mb_store *s, int64_t run, mb_error *err);
-/* running (or killed) -> failed with error_text; *changed = 0 when the run had already ended. */
+/* running (or killed) -> failed with error_text; *changed = 0 when the run had already ended.
+   On a full disk: a SQLite store gives the run its status from the room of
+   <store>-reserve, a ballast file kept beside the store by writers (deleted
+   then; remade when a run starts with room to spare); the same holds for
+   finish, prune and interrupt. A PostgreSQL server whose own disk is full
+   refuses the write (disk_full): the error comes back, the run stays
+   running, and reaping marks it killed once its heartbeat is stale. */
 mb_status mb_store_fail(mb_store *s, int64_t run, const char *error_text, int *changed, mb_error *err);
 
 /* Mark killed (end time: its last heartbeat) every running run whose process is gone (same host: pid dead,
@@ -269,5 +279,13 @@ mb_status mb_store_artifacts(mb_store *s, int64_t run, mb_artifact_visitor fn, v
    (MB_ERR_STATE: its process still writes to it); MB_ERR_RANGE when absent.
    The run's files (runs/<id>) stay until `moonbert results gc`. */
 mb_status mb_store_delete_run(mb_store *s, int64_t run, mb_error *err);
+/* Before a run resumes from its checkpoint at step (epoch position epoch):
+   remove the rows it will log again, so that the resumed run's rows are the
+   uninterrupted run's. Metric rows with step > step, confusion matrices with
+   epoch > epoch (epoch < 0: leave them); rows without a step stay, and
+   predictions need nothing (each evaluation replaces the split's rows).
+   *removed (may be NULL) gets the number of rows removed. */
+mb_status mb_store_truncate_after(mb_store *s, int64_t run, int64_t step, double epoch, int64_t *removed,
+                                  mb_error *err);
 
 #endif

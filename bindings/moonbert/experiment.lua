@@ -236,6 +236,16 @@ function M.user_error(msg, opts)
   args.fail(msg)
 end
 
+--- open_store(opts) -> the results store of --store (opts.store; the default store when nil).
+-- A store that cannot be opened (a read-only or uncreatable folder, not a store, an unreachable
+-- server) is a user's mistake found before any training: one line, exit 1, no failed run
+-- recorded (there is no store to record it in).
+function M.open_store(opts)
+  local ok, store = pcall(require("moonbert.store").open, opts and opts.store)
+  if not ok then require("moonbert.args").fail(require("moonbert.args").clean(store)) end
+  return store
+end
+
 --- The tokenizer of a resolved model (a broken one is a user error).
 function M.load_tokenizer(info)
   local ok, tok = pcall(require("moonbert.tokenizer").load, info.tokenizer_dir)

@@ -187,16 +187,42 @@ local function copy_lib(lib, drop)
 end
 
 local function spec_env()
-  local str = copy_lib(string, { dump = true })
-  local rep = string.rep
+  -- the C functions that can build a big string in one call (between two instruction hooks)
+  -- are capped at 1 MiB: rep, gsub with a string replacement (its worst case), table.concat;
+  -- string.pack is left out ("c2000000000" pads to 2 GB)
+  local str = copy_lib(string, { dump = true, pack = true })
+  local rep, gsub, concat = string.rep, string.gsub, table.concat
   str.rep = function(s, n, sep)
     if type(n) == "number" and n * (#tostring(s) + #tostring(sep or "")) > 1048576 then
       error("string.rep: result over 1 MiB", 2)
     end
     return rep(s, n, sep)
   end
+  str.gsub = function(s, pat, repl, n)
+    if type(repl) == "string" or type(repl) == "number" then
+      local len, r = #tostring(s), tostring(repl)
+      local per_match = #r + select(2, gsub(r, "%%%d", "")) * len -- a capture is at most the subject
+      local matches = len + 1
+      if math.type(n) == "integer" and n >= 0 and n < matches then matches = n end
+      if len + matches * per_match > 1048576 then error("string.gsub: result could exceed 1 MiB", 2) end
+    end
+    return gsub(s, pat, repl, n)
+  end
+  local tbl = copy_lib(table, {})
+  tbl.concat = function(t, sep, i, j)
+    if type(t) == "table" then
+      local size, sep_len = 0, #tostring(sep or "")
+      for k = i or 1, j or #t do
+        local v = t[k]
+        if type(v) ~= "string" and type(v) ~= "number" then break end -- concat raises the error
+        size = size + #tostring(v) + sep_len
+        if size > 1048576 then error("table.concat: result over 1 MiB", 2) end
+      end
+    end
+    return concat(t, sep, i, j)
+  end
   return {
-    math = copy_lib(math, { randomseed = true }), string = str, table = copy_lib(table, {}),
+    math = copy_lib(math, { randomseed = true }), string = str, table = tbl,
     utf8 = copy_lib(utf8, {}), pairs = pairs, ipairs = ipairs, next = next, select = select, type = type,
     tonumber = tonumber, tostring = tostring, error = error, assert = assert, rawequal = rawequal,
     rawlen = rawlen, rawget = rawget,

@@ -97,8 +97,10 @@
 -- res.interrupted = "SIGTERM" and res.exit_code). A second signal ends the process at once.
 -- The previous handlers are restored when fit returns.
 --
--- Limits: classification is single-label; one process; no gradient accumulation; store rows logged
--- between the last checkpoint and a kill are logged again by the resumed run.
+-- A resume first removes the store rows the killed run logged after its checkpoint
+-- (run:truncate_after), so the resumed run's rows are the uninterrupted run's.
+--
+-- Limits: classification is single-label; one process; no gradient accumulation.
 local optim = require "moonbert.optim"
 local ckpt = require "moonbert.checkpoint"
 local check = require "moonbert.check"
@@ -529,6 +531,9 @@ function M.fit(o)
       start_epoch, start_batch = e, done + 1
       resumed_loss = ckpt.decode_float(state.epoch_loss) or 0
       resumed_win_loss, resumed_win_n = ckpt.decode_float(state.win_loss) or 0, math.tointeger(state.win_n) or 0
+    end
+    if store_run and store_run.truncate_after then -- rows after the checkpoint are logged again below
+      store_run:truncate_after(step, done >= steps_per_epoch and e or e - 1 + done / steps_per_epoch)
     end
     progress:line(string.format("[train] resumed from %s (epoch %d, batch %d of %d, step %d)", resume_dir, e,
       done, steps_per_epoch, step))

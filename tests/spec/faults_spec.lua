@@ -64,6 +64,12 @@ end
 
 local function sha(path) return (mb.store.sha256(support.read(path))) end
 
+-- The checkpoint folder of run id in store, as the child (moonbert.experiment) chose it.
+local function ex_checkpoint_dir(store, id)
+  local run = { artifact_dir = function() return store:artifact_root() .. "/runs/" .. id end }
+  return require("moonbert.experiment").checkpoint_options(run, {}).checkpoint_dir
+end
+
 describe("checkpoints", function()
   local work
   setup(function()
@@ -328,6 +334,52 @@ describe_proc("a resumed run is the run", function()
     store:close()
   end)
 
+  it("SIGKILL with a results store: the resumed run's metric rows are the uninterrupted run's, none twice", function()
+    -- every row of a run but its time: key, step, epoch, split and the value's exact bits
+    local function rows(db, id)
+      local store = mb.store.open(db, { reap = false })
+      local out = {}
+      for _, m in ipairs(store:metrics(id)) do
+        out[#out + 1] = string.format("%s %s %s %s %s", m.key, tostring(m.step), ckpt.encode_float(m.epoch),
+          tostring(m.split), ckpt.encode_float(m.value))
+      end
+      store:close()
+      table.sort(out)
+      return out
+    end
+    -- each store in its own folder: a run's checkpoints go to runs/<id>/ beside its store
+    lfs.mkdir(work .. "/rows-ref")
+    local ref_db = work .. "/rows-ref/runs.db"
+    local p = spawn(work, "-", work .. "/rows-ref/out", { save_steps = 5, store = ref_db })
+    local ref_id = tonumber(p:read("l"):match("^run (%d+)$"))
+    local rest, _, code = finish(p)
+    assert.are.equal(0, code, rest)
+    local ref = rows(ref_db, ref_id)
+    assert.are.equal(3 * STEPS, #ref) -- train/loss, train/lr, train/grad_norm at every step
+    for i, kill_at in ipairs { 8, 14, 23 } do -- after checkpoints 5, 12 (epoch end) and 20
+      local db = string.format("%s/rows-%d/runs.db", work, i)
+      lfs.mkdir(work .. "/rows-" .. i)
+      local p1, pid = spawn(work, "-", work .. "/rows-" .. i .. "/k", { save_steps = 5, store = db, sleep = 0.02 })
+      local id = tonumber(p1:read("l"):match("^run (%d+)$"))
+      read_until(p1, function(_, s) return s and s >= kill_at end)
+      assert.is_true(signal.kill(pid, "SIGKILL"))
+      finish(p1)
+      -- the killed run did log rows after its newest checkpoint: without the truncation they would come twice
+      local store = mb.store.open(db, { reap = false })
+      local ck = ckpt.list(ex_checkpoint_dir(store, id))[1]
+      local after = 0
+      for _, m in ipairs(store:metrics(id, "train/loss")) do if m.step > ck.step then after = after + 1 end end
+      store:close()
+      assert.is_true(after > 0, "kill " .. i .. ": no row after checkpoint-" .. ck.step)
+      local p2 = spawn(work, "-", work .. "/rows-" .. i .. "/r", { save_steps = 5, store = db, resume = 1 })
+      local rest2, _, code2 = finish(p2)
+      assert.are.equal(0, code2, rest2)
+      assert.is_truthy(rest2:find("--resume: continuing run " .. id .. " (killed)", 1, true), rest2)
+      assert.is_truthy(rest2:find("resumed from " .. ck.dir, 1, true), rest2)
+      assert.are.same(ref, rows(db, id), "kill at step " .. kill_at)
+    end
+  end)
+
   it("a sweep trial stopped by SIGTERM continues its run when the sweep is rerun", function()
     local db = work .. "/sweep.db"
     local spec_path = work .. "/faults_sweep.lua"
@@ -373,5 +425,71 @@ describe_proc("a resumed run is the run", function()
     assert.are.same({ "signal", 15 }, { how, code }, rest)
     assert.is_falsy(rest:find("interrupted by", 1, true), rest)
     assert.are.same({}, ckpt.list(ck))
+  end)
+end)
+
+-- A sweep spec is data, run sandboxed (moonbert.sweep): the memory budget is checked between
+-- instructions, so a C function that builds a big string in one call must be capped itself.
+-- Each input below would build 100-200 MiB in one call (2 TB with other numbers); without the
+-- caps the budget check only sees it afterwards ("uses more than 64 MiB").
+describe("the sweep spec sandbox", function()
+  local sweep = require "moonbert.sweep"
+  local function load_text(text) return pcall(sweep.load_spec_text, text, "s.lua") end
+
+  it("refuses the one-call string bombs by name: string.gsub, table.concat, string.pack", function()
+    local cases = {
+      { [[local s = ("x"):rep(100000):gsub(".", ("%0"):rep(1000)) return {}]], "string.gsub: result could exceed 1 MiB" },
+      { [[local s = string.gsub(("x"):rep(100000), "(.)", "%1%1%1%1%1%1%1%1%1%1%1%1%1%1%1%1") return {}]],
+        "string.gsub: result could exceed 1 MiB" },
+      { [[local t = {} for i = 1, 200 do t[i] = "" end return { x = table.concat(t, ("y"):rep(1000000)) }]],
+        "table.concat: result over 1 MiB" },
+      { [[return { x = string.pack("c200000000", "") }]], "attempt to call a nil value (field 'pack')" },
+    }
+    for _, c in ipairs(cases) do
+      local before = collectgarbage("count")
+      local ok, err = load_text(c[1])
+      assert.is_false(ok)
+      assert.is_truthy(tostring(err):find(c[2], 1, true), tostring(err))
+      assert.is_true(collectgarbage("count") - before < 8 * 1024, "nothing big was built")
+    end
+  end)
+
+  it("keeps gsub and concat for what specs do with them", function()
+    local spec = sweep.load_spec_text([[
+      local names = {}
+      for i, lr in ipairs { 1e-5, 3e-5 } do names[i] = ("lr_" .. lr):gsub("[%-%.]", "_") end
+      return { script = "trial.lua", grid = { lr = { 1e-5, 3e-5 } }, metric = "val/accuracy",
+               name = table.concat(names, "+"):gsub("e", "E", 1) }
+    ]], "s.lua")
+    assert.are.equal("lr_1E_05+lr_3e_05", spec.name)
+  end)
+end)
+
+-- A store that cannot be opened stops an experiment before any training: one line naming the
+-- store and the cause, exit 1, no traceback. The folder is one nobody can create (/proc/...).
+describe_proc("an experiment with an unusable store", function()
+  local work
+  setup(function()
+    work = support.tmpdir()
+    make_data(work)
+    for _, split in ipairs { "validation", "test" } do support.write(work .. "/" .. split .. ".txt", support.read(work .. "/train.txt")) end
+    local tok = mb.tokenizer.load(work)
+    local model = mb.distilbert.new({ dim = 16, n_layers = 1, n_heads = 2, hidden_dim = 32, vocab_size = tok.vocab_size,
+                                      max_position_embeddings = 32 }, { seed = 7, id2label = mb.data.EMOTION_LABELS })
+    model:save(work .. "/model")
+    support.write(work .. "/model/vocab.txt", support.read(work .. "/vocab.txt"))
+  end)
+  teardown(function() ckpt.rmtree(work) end)
+
+  it("is refused before training with one line and exit 1", function()
+    local store = "/proc/moonbert-no-such-folder/s.db"
+    local out, err, code = support.sh(string.format("MOONBERT_THREADS=1 %s run experiments/frozen_vs_unfrozen.lua --data %s "
+      .. "--model %s --no-ood --epochs 1 --store %s", q(BIN), q(work), q(work .. "/model"), q(store)))
+    assert.are.equal(1, code, out .. err)
+    assert.is_falsy(err:find("traceback", 1, true), err)
+    local last = err:gsub("%s+$", ""):match("([^\n]*)$")
+    assert.are.equal("moonbert: " .. store .. ": cannot open the results store: cannot create folder "
+      .. "/proc/moonbert-no-such-folder: No such file or directory", last)
+    assert.is_falsy((out .. err):find("epoch", 1, true), out .. err) -- nothing trained
   end)
 end)

@@ -3,9 +3,10 @@
 -- write that hit ENOSPC: the error names the file and the cause, and what was written before is
 -- intact (the previous checkpoint verifies, the old model file is byte for byte the same, the
 -- store's earlier rows are there and it passes integrity_check). A failed checkpoint or model save
--- fails the store run (kept on another disk) with its message; a store on the full disk itself
--- cannot record that until space is freed. A read-only store folder or checkpoint folder is refused before any
--- training step.
+-- fails the store run with its message, also when the store is on the full disk itself: the
+-- store's reserve (<store>-reserve, released on SQLITE_FULL) gives the last status write its room,
+-- and nothing is freed by the spec. A read-only store folder or checkpoint folder is refused before
+-- any training step.
 local mb = require "moonbert"
 local lfs = require "lfs"
 local support = require "tests.spec.support"
@@ -134,33 +135,114 @@ describe_root("a full disk", function()
     assert(ok, err)
   end)
 
-  it("store write: the error names the store and the cause; earlier rows stay and the file checks out", function()
+  it("store write: the error names the store and the cause; the run is marked failed on the full disk itself, "
+    .. "earlier rows stay and the file checks out", function()
     local disk = assert(mount_tmpfs("1m"))
     local ok, err = pcall(function()
       local store = mb.store.open(disk .. "/s.db")
-      local run = store:start_run { experiment = "full_disk", git = false }
-      for i = 1, 50 do run:log_metric("train/loss", 1 / i, { step = i }) end
-      fill(disk)
-      local ok2, err2 = pcall(function()
+      local run_id
+      local ok2, err2 = pcall(store.with_run, store, { experiment = "full_disk", git = false }, function(run)
+        run_id = run.id
+        -- a writer keeps its reserve beside the store
+        assert.are.equal(256 * 1024, lfs.attributes(disk .. "/s.db-reserve", "size"))
+        for i = 1, 50 do run:log_metric("train/loss", 1 / i, { step = i }) end
+        fill(disk)
         for i = 51, 100000 do run:log_metric("train/loss", 1 / i, { step = i }) end
       end)
       assert.is_false(ok2)
       err2 = tostring(err2)
       if os.getenv("FAULTS_DEBUG") then io.stderr:write("store error: ", err2, "\n") end
       assert.is_truthy(err2:find(disk .. "/s.db", 1, true), err2)
-      assert.is_truthy(err2:find("full", 1, true), err2)
-      -- the operator frees space: the store is consistent, with every row committed before
-      os.remove(disk .. "/filler")
-      os.remove(disk .. "/filler2")
-      run:fail(err2)
+      assert.is_truthy(err2:find("database or disk is full (No space left on device)", 1, true), err2)
+      -- nothing freed: with_run's fail used the reserve's room, and the reserve is gone
+      assert.is_nil(lfs.attributes(disk .. "/s.db-reserve"))
       local again = mb.store.open(disk .. "/s.db", { reap = false })
+      local rec = again:get_run(run_id)
+      assert.are.equal("failed", rec.status)
+      assert.is_truthy(tostring(rec.error):find("No space left on device", 1, true), tostring(rec.error))
       assert.is_true((again:integrity_check()))
-      local series = again:metrics(run.id, "train/loss")
-      assert.is_true(#series >= 50)
-      for i = 1, 50 do assert.are.equal(1 / i, series[i].value) end
-      assert.are.equal("failed", again:get_run(run.id).status)
+      -- every row committed before the disk filled is there, each once, in order
+      local series = again:metrics(run_id, "train/loss")
+      assert.is_true(#series >= 50, #series)
+      for i, m in ipairs(series) do
+        assert.are.equal(i, m.step)
+        assert.are.equal(1 / i, m.value)
+      end
       again:close()
       store:close()
+      -- once there is room again, the next run makes a new reserve
+      os.remove(disk .. "/filler")
+      os.remove(disk .. "/filler2")
+      local store2 = mb.store.open(disk .. "/s.db")
+      store2:with_run({ experiment = "full_disk", git = false }, function() end)
+      assert.are.equal(256 * 1024, lfs.attributes(disk .. "/s.db-reserve", "size"))
+      store2:close()
+    end)
+    umount(disk)
+    assert(ok, err)
+  end)
+
+  it("a preempted run on a full store disk still shows as interrupted, and can resume once there is room", function()
+    local disk = assert(mount_tmpfs("1m"))
+    local ok, err = pcall(function()
+      local store = mb.store.open(disk .. "/s.db")
+      local run = store:start_run { experiment = "full_disk", git = false }
+      for i = 1, 20 do run:log_metric("train/loss", 1 / i, { step = i }) end
+      fill(disk)
+      -- the disk is full: a plain write fails, the status change takes the reserve's room
+      assert.is_false((pcall(function() for i = 21, 100000 do run:log_metric("train/loss", 1 / i, { step = i }) end end)))
+      run:interrupt("preempted (SIGTERM)")
+      assert.is_nil(lfs.attributes(disk .. "/s.db-reserve"))
+      local again = mb.store.open(disk .. "/s.db", { reap = false })
+      assert.are.equal("interrupted", again:get_run(run.id).status)
+      assert.are.equal("interrupted", again:run_events(run.id)[1].kind)
+      again:close()
+      os.remove(disk .. "/filler")
+      os.remove(disk .. "/filler2")
+      local resumed = store:resume_run(run.id)
+      assert.are.equal(256 * 1024, lfs.attributes(disk .. "/s.db-reserve", "size")) -- made again on resume
+      resumed:finish()
+      assert.are.equal("completed", store:get_run(run.id).status)
+      store:close()
+    end)
+    umount(disk)
+    assert(ok, err)
+  end)
+
+  it("checkpoint and store on one full disk: the run still ends failed with the message, its rows stay", function()
+    local disk = assert(mount_tmpfs("2m"))
+    local ok, err = pcall(function()
+      local store = mb.store.open(disk .. "/s.db")
+      local run_id
+      local ok2, err2 = pcall(store.with_run, store, { experiment = "full_disk", git = false }, function(run)
+        run_id = run.id
+        local proxy = setmetatable({ log_metrics = function(_, t, o)
+          run:log_metrics(t, o)
+          if o.step == 6 then fill(disk) end
+        end }, { __index = function(_, k) return function(_, ...) return run[k](run, ...) end end })
+        mb.trainer.fit { model = new_model(), tokenizer = tok, train = split, eval = false, epochs = 1, batch_size = 8,
+                         lr = 1e-3, log_every = 1, progress = false, run = proxy, checkpoint_dir = disk .. "/ck",
+                         save_steps = 5 }
+      end)
+      assert.is_false(ok2)
+      err2 = tostring(err2)
+      if os.getenv("FAULTS_DEBUG") then io.stderr:write("checkpoint+store error: ", err2, "\n") end
+      -- whichever write met the full disk first (a metric row or the checkpoint), it says so
+      assert.is_truthy(err2:find("No space left on device", 1, true), err2)
+      assert.is_nil(lfs.attributes(disk .. "/s.db-reserve"))
+      local again = mb.store.open(disk .. "/s.db", { reap = false })
+      local rec = again:get_run(run_id)
+      assert.are.equal("failed", rec.status)
+      assert.is_truthy(tostring(rec.error):find("No space left on device", 1, true), tostring(rec.error))
+      assert.is_true((again:integrity_check()))
+      local series = again:metrics(run_id, "train/loss")
+      assert.is_true(#series >= 6, #series)
+      for i, m in ipairs(series) do assert.are.equal(i, m.step) end
+      again:close()
+      store:close()
+      local list = ckpt.list(disk .. "/ck")
+      assert.are.equal(5, list[1].step)
+      assert.is_true(ckpt.verify(list[1].dir))
     end)
     umount(disk)
     assert(ok, err)

@@ -415,6 +415,35 @@ describe("mb.store on " .. name, function()
     assert.matches("only an interrupted or killed run can be resumed", err)
   end)
 
+  it("truncate_after removes what a resume logs again: metric rows after the step, matrices after the epoch", function()
+    local run = store:start_run { experiment = "resume" }
+    local other = store:start_run { experiment = "resume" }
+    for step = 1, 10 do
+      run:log_metrics({ ["train/loss"] = 1 / step, ["train/lr"] = step * 1e-3 }, { step = step, epoch = step / 5 })
+      other:log_metric("train/loss", step, { step = step })
+    end
+    run:log_metric("test/accuracy", 0.5) -- no step: stays
+    run:log_confusion("validation", { { 1, 0 }, { 0, 1 } }, { "a", "b" }, { epoch = 1 })
+    run:log_confusion("validation", { { 2, 0 }, { 0, 2 } }, { "a", "b" }, { epoch = 2 })
+    -- the checkpoint was at step 6 (epoch 1.2): steps 7..10 of both keys and epoch 2's matrix go
+    assert.equal(9, run:truncate_after(6, 1.2))
+    local loss = store:metrics(run.id, "train/loss")
+    assert.equal(6, #loss)
+    for i, m in ipairs(loss) do assert.equal(i, m.step); assert.equal(1 / i, m.value) end
+    assert.equal(6, #store:metrics(run.id, "train/lr"))
+    assert.equal(1, #store:metrics(run.id, "test/accuracy"))
+    local cms = store:confusion(run.id, "validation")
+    assert.equal(1, #cms)
+    assert.equal(1, cms[1].epoch)
+    assert.equal(10, #store:metrics(other.id, "train/loss")) -- another run's rows are not touched
+    assert.equal(0, run:truncate_after(6)) -- nothing left after 6; without an epoch, matrices stay
+    assert.equal(1, #store:confusion(run.id, "validation"))
+    local ok, err = pcall(function() return run:truncate_after(-1) end)
+    assert.is_false(ok)
+    assert.matches("bad argument #1 to 'truncate_after' %(step must be >= 0%)", err)
+    run:finish(); other:finish()
+  end)
+
   it("gives clear errors for bad arguments and closed stores", function()
     assert.has_error(function() store:start_run {} end,
       "bad argument #1 to 'start_run' (field 'experiment' (a non-empty string) is required)")

@@ -73,7 +73,7 @@ describe("mb.trainer", function()
     local model_a, res_a
     teardown(function()
       for _, d in ipairs(dirs) do rmtree(d) end
-      if db then for _, s in ipairs { "", "-wal", "-shm" } do os.remove(db .. s) end end
+      if db then for _, s in ipairs { "", "-wal", "-shm", "-reserve" } do os.remove(db .. s) end end
     end)
 
     it("logs train and eval series, the confusion matrix and predictions to a store run", function()

@@ -89,19 +89,29 @@ local function fmt_duration(r)
   return string.format("%dh%02dm", d // 3600, math.floor(d % 3600) // 60)
 end
 
--- Print rows (arrays of strings) as aligned columns.
+-- Print rows (arrays of strings) as aligned columns, without trailing blanks. Each cell's width
+-- is measured once and the line trimmed from its end: `results list` prints 10,000 rows.
 local function print_table(rows, out)
   out = out or io.stdout
-  local widths = {}
-  for _, row in ipairs(rows) do
-    for i, cell in ipairs(row) do widths[i] = math.max(widths[i] or 0, utf8.len(cell) or #cell) end
-  end
-  for _, row in ipairs(rows) do
-    local parts = {}
+  local widths, lens = {}, {}
+  for r, row in ipairs(rows) do
+    local l = {}
     for i, cell in ipairs(row) do
-      parts[i] = i < #row and cell .. string.rep(" ", widths[i] - (utf8.len(cell) or #cell)) or cell
+      local n = utf8.len(cell) or #cell
+      l[i] = n
+      if n > (widths[i] or 0) then widths[i] = n end
     end
-    out:write((table.concat(parts, "  "):gsub("%s+$", "")), "\n")
+    lens[r] = l
+  end
+  for r, row in ipairs(rows) do
+    -- empty cells at the end would only be trailing blanks: the line ends at the last non-empty one
+    local last, l, parts = #row, lens[r], {}
+    while last > 0 and row[last] == "" do last = last - 1 end
+    for i = 1, last - 1 do parts[i] = row[i] .. (" "):rep(widths[i] - l[i]) end
+    parts[last] = row[last]
+    local line = table.concat(parts, "  ")
+    if line:find("%s", -1) then line = line:gsub("%s+$", "") end
+    out:write(line, "\n")
   end
 end
 
