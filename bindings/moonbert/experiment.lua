@@ -77,7 +77,7 @@ function M.check_device(dev, precision, kind)
   end
   if not ok then
     error(string.format("--device %s --precision %s: %s", device, precision,
-      tostring(err):gsub("^bad argument #%d+ to '%?*[%w_]*' %((.*)%)$", "%1")), 0)
+      require("moonbert.check").reason(err)), 0)
   end
   local note = "device: " .. device
   if device == "cuda" then note = note .. " (" .. tostring(mb.cuda.device_name()) .. ")" end
