@@ -33,7 +33,7 @@
 -- (opts.quiet silences it; model:warnings() returns it).
 local core = require("moonbert.core").bert
 local check = require "moonbert.check"
-local json = require "dkjson"
+local hf_config = require "moonbert.hf_config"
 local T = require "moonbert.tensor"
 
 local M = {}
@@ -42,27 +42,7 @@ local methods = core.methods
 local TASKS = { ["text-classification"] = true, ["token-classification"] = true,
                 ["question-answering"] = true, ["fill-mask"] = true }
 
--- id2label: a list {"O", ...} (ids 0.. in order) or a 0-based map {[0]="O", ...}.
-local function label_list(id2label, fname)
-  if id2label == nil then return nil end
-  if type(id2label) ~= "table" then check.arg(2, fname, "opts.id2label must be a table") end
-  local list = {}
-  if id2label[0] ~= nil then
-    local n = 0
-    for k in pairs(id2label) do
-      if math.type(k) ~= "integer" then check.arg(2, fname, "opts.id2label keys must be integer ids") end
-      n = math.max(n, k + 1)
-    end
-    for i = 0, n - 1 do
-      if id2label[i] == nil then check.arg(2, fname, "opts.id2label has no name for id " .. i) end
-      list[i + 1] = tostring(id2label[i])
-    end
-  else
-    for i, v in ipairs(id2label) do list[i] = tostring(v) end
-  end
-  if #list == 0 then check.arg(2, fname, "opts.id2label is empty") end
-  return list
-end
+local label_list = hf_config.label_list
 M.label_list = label_list
 
 local function check_opts(opts, fname)
@@ -102,50 +82,17 @@ function M.load_distilbert(dir, opts)
   return warn(core.load_distilbert(dir, task, n, names, o.seed or 42), o)
 end
 
-local read_file = require("moonbert.fs").read_file
-
--- config (table, config.json path or folder) -> JSON text with the labels of opts, source name
-local function config_text(config, names, n, fname)
-  local text, source
-  if type(config) == "string" then
-    source = config
-    text = read_file(config .. "/config.json")
-    if text then source = config .. "/config.json" else text = read_file(config) end
-    if not text then check.arg(1, fname, "cannot read config '" .. config .. "'") end
-  elseif type(config) == "table" then
-    local ok, err = pcall(function() text = json.encode(config) end)
-    if not ok or not text then check.arg(1, fname, "config table cannot be encoded as JSON: " .. tostring(err)) end
-    source = "config"
-  else
-    check.arg(1, fname, "config table or path expected, got " .. type(config))
-  end
-  if names or n then
-    local cfg = json.decode(text)
-    if type(cfg) ~= "table" then check.arg(1, fname, source .. " is not a JSON object") end
-    n = n or #names
-    cfg.id2label, cfg.label2id = {}, {}
-    for i = 0, n - 1 do
-      local name = names and names[i + 1] or ("LABEL_" .. i)
-      cfg.id2label[tostring(i)] = name
-      cfg.label2id[name] = i
-    end
-    cfg.num_labels = nil
-    text = json.encode(cfg)
-  end
-  return text, source
-end
-
 --- A randomly initialised BERT (HF _init_weights). opts: task, seed (42), num_labels, id2label.
 function M.new(config, opts)
   local o, task, n, names = check_opts(opts, "new")
-  local text, source = config_text(config, names, n, "new")
+  local text, source = hf_config.text(config, names, n, "new")
   return core.new(text, source, task, o.seed or 42)
 end
 
 --- A randomly initialised DistilBERT token-classification / question-answering model.
 function M.new_distilbert(config, opts)
   local o, task, n, names = check_opts(opts, "new_distilbert")
-  local text, source = config_text(config, names, n, "new_distilbert")
+  local text, source = hf_config.text(config, names, n, "new_distilbert")
   return core.new_distilbert(text, source, task, o.seed or 42)
 end
 
@@ -242,28 +189,7 @@ function methods:to(device)
 end
 function methods:device() return "cpu" end
 
---- The configuration as a table (config.json keys; id2label as a 0-based map; num_labels).
-function methods:config()
-  local cfg = json.decode(self:config_json())
-  local id2label, n = {}, 0
-  for k, v in pairs(cfg.id2label or {}) do id2label[tonumber(k)] = v; n = n + 1 end
-  cfg.id2label, cfg.num_labels = id2label, n
-  return cfg
-end
-
---- Label names as a 1-based list (label id i is names[i + 1]).
-function methods:label_names()
-  local cfg = self:config()
-  local out = {}
-  for i = 0, cfg.num_labels - 1 do out[i + 1] = cfg.id2label[i] end
-  return out
-end
-
-function methods:named_parameters()
-  local out = {}
-  for _, p in ipairs(self:parameters()) do out[p.name] = p end
-  return out
-end
+hf_config.install(methods) -- model:config(), model:label_names(), model:named_parameters()
 
 M.methods = methods
 return M
