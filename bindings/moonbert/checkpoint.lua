@@ -87,10 +87,8 @@ function M.write_json(path, t)
 end
 
 function M.read_json(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local text = f:read("a")
-  f:close()
+  local text, err = require("moonbert.fs").read_file(path)
+  if not text then return nil, err end
   local t, _, jerr = json.decode(text)
   if type(t) ~= "table" then return nil, path .. ": not valid JSON" .. (jerr and (" (" .. jerr .. ")") or "") end
   return t
