@@ -340,6 +340,6 @@ if preds.ood then
   print(string.format("out-of-domain: accuracy %.4f  F1 %.4f (%d texts)", preds.ood.scores.accuracy,
                       preds.ood.scores.f1, #ood.text))
 end
-if info.init ~= "pretrained" then print("(init=" .. info.init .. ": not pretrained DistilBERT weights)") end
+if info.init ~= "pretrained" then print("(init=" .. info.init .. ": not pretrained " .. ex.model_family(info) .. " weights)") end
 print("run folder: " .. run:artifact_dir())
 if report then ex.write_report(store, run) end

@@ -10,40 +10,16 @@
 -- sentences (mb.conll). The label set is the training file's tags (O first). Each word's first
 -- piece is labelled, the others ignored (-100); predictions are read at first pieces. Before
 -- training (epoch 0) and after every epoch the validation set is scored; the store run holds
--- val/precision, val/recall, val/f1, val/accuracy per epoch, train/loss per step, the final tag
+-- val/precision, val/recall, val/f1, val/accuracy per epoch, the trainer's train/loss, the final tag
 -- confusion matrix and per-type F1 (val/f1/<TYPE>); `moonbert report` renders it.
 local mb = require "moonbert"
-local args = require "moonbert.args"
+local finetune = require "moonbert.finetune"
 local conll = require "moonbert.conll"
-local progress = require "moonbert.progress"
 
-local SPEC = {
-  { "--train", "FILE", "training data (CoNLL columns)" },
-  { "--validation", "FILE", "validation data (CoNLL columns)" },
-  { "--model", "DIR", "BERT or DistilBERT folder (a pretrained encoder; a new classifier is added)" },
-  { "--store", "PATH", "results store", default = "results/moonbert.db" },
-  { "--epochs", "N", "epochs", type = "number", default = 3 },
-  { "--batch-size", "N", "sentences per batch", type = "number", default = 16 },
-  { "--lr", "X", "peak learning rate (linear decay, no warmup)", type = "number", default = 5e-5 },
-  { "--weight-decay", "X", "AdamW weight decay", type = "number", default = 0.01 },
-  { "--max-length", "N", "pieces per sentence", type = "number", default = 128 },
-  { "--seed", "N", "seed (head init, dropout, shuffling)", type = "number", default = 42 },
-  { "--name", "NAME", "run name" },
-  { "--help", nil, "show this help" },
-}
-local USAGE = args.usage(SPEC, "usage: moonbert run experiments/finetune_token_classification.lua --train FILE "
-  .. "--validation FILE --model DIR [options]\n\noptions:")
-
-local ok, opts = pcall(args.parse, arg or {}, SPEC)
-if not ok then io.stderr:write("finetune_token_classification: ", args.message(opts), "\n", USAGE, "\n") os.exit(2) end
-if opts.help then print(USAGE) os.exit(0) end
-for _, k in ipairs { "train", "validation", "model" } do
-  if not opts[k] then io.stderr:write("finetune_token_classification: --", k, " is required\n", USAGE, "\n") os.exit(2) end
-end
-local okp = pcall(function()
-  for _, k in ipairs { "epochs", "batch_size", "max_length", "seed" } do opts[k] = args.integer(opts, k, k == "seed" and 0 or 1) end
-end)
-if not okp then io.stderr:write("finetune_token_classification: --epochs, --batch-size, --max-length and --seed take integers\n") os.exit(2) end
+local opts = finetune.parse("finetune_token_classification", {
+  format = "CoNLL columns", head = "a new classifier is added", batch_unit = "sentences", epochs = 3, batch_size = 16,
+  lr = 5e-5, rows = { { "--max-length", "N", "pieces per sentence", type = "number", default = 128 } },
+  integers = { "max_length" } })
 
 -- ---- data and model ----------------------------------------------------------------------------
 local train = conll.read(opts.train)
@@ -104,41 +80,13 @@ local function evaluate(epoch)
   return sc, gold, pred
 end
 
--- ---- training ------------------------------------------------------------------------------------
-local steps_per_epoch = math.ceil(#train.sentences / opts.batch_size)
-local opt = mb.optim.adamw(mb.trainer.optimizer_params(model), { lr = opts.lr, weight_decay = opts.weight_decay,
-  schedule = mb.optim.schedule.linear { warmup_steps = 0, total_steps = steps_per_epoch * opts.epochs } })
-model:seed(opts.seed)
-local rng_state = opts.seed
-local function shuffled(n)
-  local idx = {}
-  for i = 1, n do idx[i] = i end
-  for i = n, 2, -1 do
-    rng_state = (rng_state * 1103515245 + 12345) % 2147483648
-    local j = rng_state % i + 1
-    idx[i], idx[j] = idx[j], idx[i]
-  end
-  return idx
-end
-
+-- ---- training: mb.trainer.fit over the sentences (moonbert.finetune) -----------------------------
 local first_sc = evaluate(0)
 local sc, gold, pred = first_sc, nil, nil
-local step = 0
-for epoch = 1, opts.epochs do
-  local order = shuffled(#train.sentences)
-  local bar = progress.new { label = "epoch " .. epoch, total = #order }
-  for first = 1, #order, opts.batch_size do
-    local chunk = {}
-    for k = first, math.min(#order, first + opts.batch_size - 1) do chunk[#chunk + 1] = train.sentences[order[k]] end
-    local b = conll.encode(tok, chunk, tag_ids, { max_length = opts.max_length })
-    step = step + 1
-    local loss = mb.trainer.step(model, opt, b, b.labels, { max_grad_norm = 1.0, step = step, epoch = epoch })
-    run:log_metric("train/loss", loss, { step = step, epoch = epoch, split = "train" })
-    bar:advance(#chunk)
-  end
-  bar:done()
-  sc, gold, pred = evaluate(epoch)
-end
+finetune.train { model = model, tokenizer = tok, items = train.sentences, hash = opts.train .. ":" .. #train.sentences,
+                 opts = opts, run = run,
+                 encode = function(list) return conll.encode(tok, list, tag_ids, { max_length = opts.max_length }) end,
+                 evaluate = function(epoch) sc, gold, pred = evaluate(epoch) end }
 
 -- ---- report ----------------------------------------------------------------------------------------
 local index = {}
@@ -169,5 +117,4 @@ for i, t in ipairs(tags) do
 end
 print(string.format("\nvalidation entity F1: %.3f before training, %.3f after %d epoch%s", first_sc.f1, sc.f1,
   opts.epochs, opts.epochs == 1 and "" or "s"))
-opt:free()
 model:free()

@@ -15,6 +15,7 @@
 -- Every model has forward, loss, backward, features, parameters, freeze_encoder, save and to.
 -- opts: task, num_labels, id2label (list or 0-based map), seed, quiet (no load warnings on stderr).
 local json = require "dkjson"
+local check = require "moonbert.check"
 local read_file = require("moonbert.fs").read_file
 
 local M = {}
@@ -32,7 +33,7 @@ local SUFFIX_TASK = {
 
 local function read_config(dir, fname)
   if type(dir) ~= "string" then
-    error(string.format("bad argument #1 to '%s' (model folder expected, got %s)", fname, type(dir)), 3)
+    check.arg(1, fname, "model folder expected, got " .. type(dir), 2)
   end
   local text = read_file(dir .. "/config.json")
   if not text then error(fname .. ": cannot read " .. dir .. "/config.json", 3) end
@@ -56,13 +57,13 @@ end
 function M.load(dir, opts)
   local cfg = read_config(dir, "load")
   opts = opts or {}
-  if type(opts) ~= "table" then error("bad argument #2 to 'load' (options table expected, got " .. type(opts) .. ")", 2) end
+  if type(opts) ~= "table" then check.arg(2, "load", "options table expected, got " .. type(opts)) end
   local task = opts.task or M.task_of(dir) or "text-classification"
   local known = false
   for _, t in ipairs(M.tasks) do known = known or t == task end
   if not known then
-    error("bad argument #2 to 'load' (opts.task must be one of " .. table.concat(M.tasks, ", ") .. ", got "
-      .. tostring(task) .. ")", 2)
+    check.arg(2, "load", "opts.task must be one of " .. table.concat(M.tasks, ", ") .. ", got "
+      .. tostring(task))
   end
   local o = {}
   for k, v in pairs(opts) do o[k] = v end

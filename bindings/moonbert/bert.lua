@@ -32,7 +32,8 @@
 -- loads into any head; unused tensors and new ones are listed in a warning on stderr
 -- (opts.quiet silences it; model:warnings() returns it).
 local core = require("moonbert.core").bert
-local json = require "dkjson"
+local check = require "moonbert.check"
+local hf_config = require "moonbert.hf_config"
 local T = require "moonbert.tensor"
 
 local M = {}
@@ -41,46 +42,22 @@ local methods = core.methods
 local TASKS = { ["text-classification"] = true, ["token-classification"] = true,
                 ["question-answering"] = true, ["fill-mask"] = true }
 
-local function argerror(n, fname, msg)
-  error(string.format("bad argument #%d to '%s' (%s)", n, fname, msg), 3)
-end
-
--- id2label: a list {"O", ...} (ids 0.. in order) or a 0-based map {[0]="O", ...}.
-local function label_list(id2label, fname)
-  if id2label == nil then return nil end
-  if type(id2label) ~= "table" then argerror(2, fname, "opts.id2label must be a table") end
-  local list = {}
-  if id2label[0] ~= nil then
-    local n = 0
-    for k in pairs(id2label) do
-      if math.type(k) ~= "integer" then argerror(2, fname, "opts.id2label keys must be integer ids") end
-      n = math.max(n, k + 1)
-    end
-    for i = 0, n - 1 do
-      if id2label[i] == nil then argerror(2, fname, "opts.id2label has no name for id " .. i) end
-      list[i + 1] = tostring(id2label[i])
-    end
-  else
-    for i, v in ipairs(id2label) do list[i] = tostring(v) end
-  end
-  if #list == 0 then argerror(2, fname, "opts.id2label is empty") end
-  return list
-end
+local label_list = hf_config.label_list
 M.label_list = label_list
 
 local function check_opts(opts, fname)
   opts = opts or {}
-  if type(opts) ~= "table" then argerror(2, fname, "options table expected, got " .. type(opts)) end
+  if type(opts) ~= "table" then check.arg(2, fname, "options table expected, got " .. type(opts)) end
   local task = opts.task or "text-classification"
   if not TASKS[task] then
-    argerror(2, fname, "opts.task must be text-classification, token-classification, question-answering or fill-mask, got "
+    check.arg(2, fname, "opts.task must be text-classification, token-classification, question-answering or fill-mask, got "
       .. tostring(task))
   end
   local n = opts.num_labels
-  if n ~= nil and (math.type(n) ~= "integer" or n < 1) then argerror(2, fname, "opts.num_labels must be a positive integer") end
+  if n ~= nil and (math.type(n) ~= "integer" or n < 1) then check.arg(2, fname, "opts.num_labels must be a positive integer") end
   local names = label_list(opts.id2label, fname)
   if names and n and #names ~= n then
-    argerror(2, fname, string.format("opts.id2label has %d names but num_labels is %d", #names, n))
+    check.arg(2, fname, string.format("opts.id2label has %d names but num_labels is %d", #names, n))
   end
   return opts, task, n, names
 end
@@ -93,62 +70,29 @@ end
 
 --- Load a Hugging Face BERT folder (config.json + model.safetensors) as the class of opts.task.
 function M.load(dir, opts)
-  if type(dir) ~= "string" then argerror(1, "load", "directory expected, got " .. type(dir)) end
+  if type(dir) ~= "string" then check.arg(1, "load", "directory expected, got " .. type(dir)) end
   local o, task, n, names = check_opts(opts, "load")
   return warn(core.load(dir, task, n, names, o.seed or 42), o)
 end
 
 --- DistilBertForTokenClassification / DistilBertForQuestionAnswering from a DistilBERT folder.
 function M.load_distilbert(dir, opts)
-  if type(dir) ~= "string" then argerror(1, "load_distilbert", "directory expected, got " .. type(dir)) end
+  if type(dir) ~= "string" then check.arg(1, "load_distilbert", "directory expected, got " .. type(dir)) end
   local o, task, n, names = check_opts(opts, "load_distilbert")
   return warn(core.load_distilbert(dir, task, n, names, o.seed or 42), o)
-end
-
-local read_file = require("moonbert.fs").read_file
-
--- config (table, config.json path or folder) -> JSON text with the labels of opts, source name
-local function config_text(config, names, n, fname)
-  local text, source
-  if type(config) == "string" then
-    source = config
-    text = read_file(config .. "/config.json")
-    if text then source = config .. "/config.json" else text = read_file(config) end
-    if not text then argerror(1, fname, "cannot read config '" .. config .. "'") end
-  elseif type(config) == "table" then
-    local ok, err = pcall(function() text = json.encode(config) end)
-    if not ok or not text then argerror(1, fname, "config table cannot be encoded as JSON: " .. tostring(err)) end
-    source = "config"
-  else
-    argerror(1, fname, "config table or path expected, got " .. type(config))
-  end
-  if names or n then
-    local cfg = json.decode(text)
-    if type(cfg) ~= "table" then argerror(1, fname, source .. " is not a JSON object") end
-    n = n or #names
-    cfg.id2label, cfg.label2id = {}, {}
-    for i = 0, n - 1 do
-      local name = names and names[i + 1] or ("LABEL_" .. i)
-      cfg.id2label[tostring(i)] = name
-      cfg.label2id[name] = i
-    end
-    cfg.num_labels = nil
-    text = json.encode(cfg)
-  end
-  return text, source
 end
 
 --- A randomly initialised BERT (HF _init_weights). opts: task, seed (42), num_labels, id2label.
 function M.new(config, opts)
   local o, task, n, names = check_opts(opts, "new")
-  local text, source = config_text(config, names, n, "new")
+  local text, source = hf_config.text(config, names, n, "new")
   return core.new(text, source, task, o.seed or 42)
 end
 
 --- A randomly initialised DistilBERT token-classification / question-answering model.
 function M.new_distilbert(config, opts)
   local o, task, n, names = check_opts(opts, "new_distilbert")
-  local text, source = config_text(config, names, n, "new_distilbert")
+  local text, source = hf_config.text(config, names, n, "new_distilbert")
   return core.new_distilbert(text, source, task, o.seed or 42)
 end
 
@@ -160,21 +104,21 @@ local function int_matrix(v, what, fname)
   local t = v
   if type(v) == "table" then
     local ok, res = pcall(T.from, v, { dtype = "int32" })
-    if not ok then argerror(1, fname, "batch." .. what .. ": " .. tostring(res)) end
+    if not ok then check.arg(1, fname, "batch." .. what .. ": " .. tostring(res)) end
     t = res
   elseif not T.is_tensor(v) then
-    argerror(1, fname, "batch." .. what .. " must be an int32 tensor [B,T] (got " .. type(v) .. ")")
+    check.arg(1, fname, "batch." .. what .. " must be an int32 tensor [B,T] (got " .. type(v) .. ")")
   end
-  if t:dtype() ~= "int32" then argerror(1, fname, "batch." .. what .. " must be int32 (got " .. t:dtype() .. ")") end
+  if t:dtype() ~= "int32" then check.arg(1, fname, "batch." .. what .. " must be int32 (got " .. t:dtype() .. ")") end
   if t:dim() == 1 then t = t:reshape(1, t:size(1)) end
-  if t:dim() ~= 2 then argerror(1, fname, "batch." .. what .. " must be 2-D [B,T]") end
+  if t:dim() ~= 2 then check.arg(1, fname, "batch." .. what .. " must be 2-D [B,T]") end
   if not t:is_contiguous() then t = t:contiguous() end
   return t
 end
 
 local function batch_args(batch, fname)
-  if type(batch) ~= "table" then argerror(1, fname, "batch table expected, got " .. type(batch)) end
-  if batch.input_ids == nil then argerror(1, fname, "batch.input_ids is missing") end
+  if type(batch) ~= "table" then check.arg(1, fname, "batch table expected, got " .. type(batch)) end
+  if batch.input_ids == nil then check.arg(1, fname, "batch.input_ids is missing") end
   return int_matrix(batch.input_ids, "input_ids", fname), int_matrix(batch.attention_mask, "attention_mask", fname),
          int_matrix(batch.token_type_ids, "token_type_ids", fname)
 end
@@ -182,7 +126,7 @@ end
 local function int_vector(v, what, fname)
   local t = v
   if type(v) == "table" then t = T.from(v, { dtype = "int32" })
-  elseif not T.is_tensor(v) then argerror(2, fname, what .. " must be an int32 tensor or a list (got " .. type(v) .. ")") end
+  elseif not T.is_tensor(v) then check.arg(2, fname, what .. " must be an int32 tensor or a list (got " .. type(v) .. ")") end
   if t:dtype() ~= "int32" then t = t:int() end
   if not t:is_contiguous() then t = t:contiguous() end
   return t
@@ -192,7 +136,7 @@ end
 -- positions b*T+t (list or int32 tensor) to compute logits at.
 function methods:forward(batch, opts)
   opts = opts or {}
-  if type(opts) ~= "table" then argerror(2, "forward", "options table expected, got " .. type(opts)) end
+  if type(opts) ~= "table" then check.arg(2, "forward", "options table expected, got " .. type(opts)) end
   local ids, mask, types = batch_args(batch, "forward")
   local pos
   if opts.positions ~= nil then
@@ -210,13 +154,13 @@ function methods:loss(batch, labels, opts)
   if task == "question-answering" then
     local lab = labels or batch
     if type(lab) ~= "table" or lab.start_positions == nil or lab.end_positions == nil then
-      argerror(2, "loss", "{start_positions=, end_positions=} expected")
+      check.arg(2, "loss", "{start_positions=, end_positions=} expected")
     end
     l1 = int_vector(lab.start_positions, "start_positions", "loss")
     l2 = int_vector(lab.end_positions, "end_positions", "loss")
   else
     labels = labels or batch.labels
-    if labels == nil then argerror(2, "loss", "labels expected") end
+    if labels == nil then check.arg(2, "loss", "labels expected") end
     if task == "text-classification" and T.is_tensor(labels) and labels:dtype() == "float32" then
       targets = labels:is_contiguous() and labels or labels:contiguous()
     elseif task == "text-classification" then
@@ -245,28 +189,7 @@ function methods:to(device)
 end
 function methods:device() return "cpu" end
 
---- The configuration as a table (config.json keys; id2label as a 0-based map; num_labels).
-function methods:config()
-  local cfg = json.decode(self:config_json())
-  local id2label, n = {}, 0
-  for k, v in pairs(cfg.id2label or {}) do id2label[tonumber(k)] = v; n = n + 1 end
-  cfg.id2label, cfg.num_labels = id2label, n
-  return cfg
-end
-
---- Label names as a 1-based list (label id i is names[i + 1]).
-function methods:label_names()
-  local cfg = self:config()
-  local out = {}
-  for i = 0, cfg.num_labels - 1 do out[i + 1] = cfg.id2label[i] end
-  return out
-end
-
-function methods:named_parameters()
-  local out = {}
-  for _, p in ipairs(self:parameters()) do out[p.name] = p end
-  return out
-end
+hf_config.install(methods) -- model:config(), model:label_names(), model:named_parameters()
 
 M.methods = methods
 return M

@@ -26,6 +26,7 @@
 -- Errors of the file system (ENOSPC, EIO, read-only) are raised as
 -- "checkpoint <dir>: <file>: <cause>"; the checkpoints written before stay as they were.
 local lfs = require "lfs"
+local check = require "moonbert.check"
 local json = require "dkjson"
 local core = require("moonbert.core").checkpoint
 
@@ -64,11 +65,6 @@ local function files_below(dir, prefix, out)
   return out
 end
 
-local function check(ok, err, what)
-  if not ok then error(what .. ": " .. tostring(err), 0) end
-  return ok
-end
-
 --- Exact float text for JSON: dkjson keeps 14 digits, a resume needs every bit.
 function M.encode_float(x)
   if math.type(x) ~= "float" then return x end
@@ -91,10 +87,8 @@ function M.write_json(path, t)
 end
 
 function M.read_json(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local text = f:read("a")
-  f:close()
+  local text, err = require("moonbert.fs").read_file(path)
+  if not text then return nil, err end
   local t, _, jerr = json.decode(text)
   if type(t) ~= "table" then return nil, path .. ": not valid JSON" .. (jerr and (" (" .. jerr .. ")") or "") end
   return t
@@ -148,7 +142,7 @@ end
 
 --- save(root, step, write(tmpdir), {keep=}) -> the checkpoint's folder.
 function M.save(root, step, write, opts)
-  if math.type(step) ~= "integer" or step < 0 then error("bad argument #2 to 'save' (step: integer >= 0 expected)", 2) end
+  if math.type(step) ~= "integer" or step < 0 then check.arg(2, "save", "step: integer >= 0 expected") end
   local fs = require "moonbert.fs"
   local ok, err = fs.mkdir_p(root)
   if not ok then error("checkpoint " .. root .. ": " .. err, 0) end

@@ -26,6 +26,7 @@
 --
 -- Parsing is C (runtime/textdata.c through bindings/data.c); this file is the rest.
 local core = require("moonbert.core").data
+local check = require "moonbert.check"
 
 local M = {}
 
@@ -47,14 +48,13 @@ local function raise(msg)
   error(msg, level)
 end
 
-local function argerror(fname, n, msg)
-  raise(string.format("bad argument #%d to '%s' (%s)", n, fname, msg))
-end
+-- argument errors: moonbert.check, blaming the first frame outside this file
+local function argerror(n, fname, msg) check.arg(n, fname, msg, THIS_FILE) end
 
 local function check_type(fname, n, v, want, optional)
   if v == nil and optional then return end
   if type(v) ~= want then
-    argerror(fname, n, string.format("%s expected, got %s", want, type(v)))
+    argerror(n, fname, string.format("%s expected, got %s", want, type(v)))
   end
 end
 
@@ -85,14 +85,14 @@ end
 
 local function check_label_names(fname, n, names)
   if type(names) ~= "table" or #names == 0 then
-    argerror(fname, n, "field 'label_names' must be a non-empty array of strings")
+    argerror(n, fname, "field 'label_names' must be a non-empty array of strings")
   end
   local seen = {}
   for i, v in ipairs(names) do
     if type(v) ~= "string" then
-      argerror(fname, n, string.format("label_names[%d] must be a string, got %s", i, type(v)))
+      argerror(n, fname, string.format("label_names[%d] must be a string, got %s", i, type(v)))
     end
-    if seen[v] then argerror(fname, n, string.format("label_names has '%s' twice", v)) end
+    if seen[v] then argerror(n, fname, string.format("label_names has '%s' twice", v)) end
     seen[v] = true
   end
 end
@@ -188,7 +188,7 @@ function M.is_split(x) return getmetatable(x) == split_mt end
 
 local function check_split(fname, s)
   if getmetatable(s) ~= split_mt then
-    argerror(fname, 1, "moonbert.Split expected, got " .. type(s))
+    argerror(1, fname, "moonbert.Split expected, got " .. type(s))
   end
 end
 
@@ -212,7 +212,7 @@ function Split:select(indices)
   for k = 1, #indices do
     local i = indices[k]
     if math.type(i) ~= "integer" or i < 1 or i > n then
-      argerror("select", 1, string.format("indices[%d] = %s is not a position in 1..%d", k, tostring(i), n))
+      argerror(1, "select", string.format("indices[%d] = %s is not a position in 1..%d", k, tostring(i), n))
     end
     for _, c in ipairs(self.columns) do cols[c][k] = self[c][i] end
   end
@@ -228,7 +228,7 @@ end
 
 function Split:filter(fn)
   check_split("filter", self)
-  if type(fn) ~= "function" then argerror("filter", 1, "function expected, got " .. type(fn)) end
+  if type(fn) ~= "function" then argerror(1, "filter", "function expected, got " .. type(fn)) end
   local idx = {}
   for i = 1, #self.text do
     if fn(self:row(i), i) then idx[#idx + 1] = i end
@@ -241,7 +241,7 @@ end
 -- A label may come back as an id or as one of the label names.
 function Split:map(fn)
   check_split("map", self)
-  if type(fn) ~= "function" then argerror("map", 1, "function expected, got " .. type(fn)) end
+  if type(fn) ~= "function" then argerror(1, "map", "function expected, got " .. type(fn)) end
   local n, rows, extra, seen = #self.text, {}, {}, {}
   for i = 1, n do
     local r = fn(self:row(i), i)
@@ -289,7 +289,7 @@ end
 -- A seeded shuffle (the runtime's xoshiro256**; the same seed gives the same order everywhere).
 function Split:shuffle(seed)
   check_split("shuffle", self)
-  if seed ~= nil and math.type(seed) ~= "integer" then argerror("shuffle", 1, "integer seed expected") end
+  if seed ~= nil and math.type(seed) ~= "integer" then argerror(1, "shuffle", "integer seed expected") end
   return self:select(core.permutation(#self.text, seed or 0))
 end
 
@@ -306,10 +306,10 @@ function Split:train_test_split(opts)
   elseif type(ts) == "number" and ts > 0 and ts < 1 then
     n_test = math.ceil(ts * n - 1e-9)
   else
-    argerror("train_test_split", 1, "test_size must be a fraction in (0,1) or a count, got " .. tostring(ts))
+    argerror(1, "train_test_split", "test_size must be a fraction in (0,1) or a count, got " .. tostring(ts))
   end
   if n_test < 1 or n_test >= n then
-    argerror("train_test_split", 1, string.format("test_size gives %d test examples out of %d; need 1..%d",
+    argerror(1, "train_test_split", string.format("test_size gives %d test examples out of %d; need 1..%d",
                                                   n_test, n, n - 1))
   end
   local seed = opts.seed or 0
@@ -375,7 +375,7 @@ end
 -- Cached per tokenizer and max_length.
 function Split:lengths(tok, opts)
   check_split("lengths", self)
-  if tok == nil then argerror("lengths", 1, "tokenizer expected, got nil") end
+  if tok == nil then argerror(1, "lengths", "tokenizer expected, got nil") end
   opts = check_opts("lengths", 2, opts)
   local ml = opts.max_length
   local per_tok = self._cache[tok]
@@ -394,7 +394,7 @@ function Split:lengths(tok, opts)
       out[i] = type(ids) == "table" and #ids or ids:numel()
     end
   else
-    argerror("lengths", 1, "a tokenizer with lengths() or encode() expected")
+    argerror(1, "lengths", "a tokenizer with lengths() or encode() expected")
   end
   if #out ~= #self.text then
     raise(string.format("lengths: the tokenizer returned %d lengths for %d texts", #out, #self.text))
@@ -429,12 +429,12 @@ function Split:batches(opts)
   check_split("batches", self)
   opts = check_opts("batches", 1, opts)
   local tok = opts.tokenizer
-  if tok == nil then argerror("batches", 1, "field 'tokenizer' is required") end
+  if tok == nil then argerror(1, "batches", "field 'tokenizer' is required") end
   local bs = opts.batch_size or 32
-  if math.type(bs) ~= "integer" or bs < 1 then argerror("batches", 1, "field 'batch_size' must be an integer >= 1") end
+  if math.type(bs) ~= "integer" or bs < 1 then argerror(1, "batches", "field 'batch_size' must be an integer >= 1") end
   local padding = opts.padding or "longest"
   if not PADDINGS[padding] then
-    argerror("batches", 1, "field 'padding' must be \"longest\", \"global\" or \"max_length\", got " .. tostring(padding))
+    argerror(1, "batches", "field 'padding' must be \"longest\", \"global\" or \"max_length\", got " .. tostring(padding))
   end
   local max_length = opts.max_length
   if max_length == nil and tok.model_max_length then
@@ -443,10 +443,10 @@ function Split:batches(opts)
   max_length = max_length or 512
   if opts.truncation == false then max_length = nil end
   if padding == "max_length" and not opts.max_length then
-    argerror("batches", 1, "padding=\"max_length\" needs field 'max_length'")
+    argerror(1, "batches", "padding=\"max_length\" needs field 'max_length'")
   end
   local seed = opts.seed or 0
-  if math.type(seed) ~= "integer" then argerror("batches", 1, "field 'seed' must be an integer") end
+  if math.type(seed) ~= "integer" then argerror(1, "batches", "field 'seed' must be an integer") end
   -- a different order each epoch, reproducible from (seed, epoch)
   if opts.epoch then seed = seed * 1000003 + opts.epoch end
   local chunk = bs * (opts.bucket_chunks or 50)
@@ -606,7 +606,7 @@ end
 
 local function check_on_error(fname, opts)
   if opts.on_error ~= nil and opts.on_error ~= "raise" and opts.on_error ~= "skip" then
-    argerror(fname, 2, "field 'on_error' must be \"raise\" or \"skip\", got " .. tostring(opts.on_error))
+    argerror(2, fname, "field 'on_error' must be \"raise\" or \"skip\", got " .. tostring(opts.on_error))
   end
 end
 
@@ -623,10 +623,10 @@ function M.load_text(path, opts)
   elseif type(names) == "table" and #names == 2 and names[1] == "label" and names[2] == "text" then
     label_first = true
   else
-    argerror("load_text", 2, "field 'names' must be {\"text\",\"label\"} or {\"label\",\"text\"}")
+    argerror(2, "load_text", "field 'names' must be {\"text\",\"label\"} or {\"label\",\"text\"}")
   end
   if opts.sep ~= nil and (type(opts.sep) ~= "string" or opts.sep == "") then
-    argerror("load_text", 2, "field 'sep' must be a non-empty string")
+    argerror(2, "load_text", "field 'sep' must be a non-empty string")
   end
   local raw = call_core(core.read, path, "text", { sep = opts.sep, label_first = label_first, on_error = opts.on_error })
   return finish_load("load_text", raw, path, opts)
@@ -662,10 +662,10 @@ function M.from_table(t)
   check_type("from_table", 1, t.text, "table")
   check_type("from_table", 1, t.label, "table")
   if #t.text ~= #t.label then
-    argerror("from_table", 1, string.format("%d texts but %d labels", #t.text, #t.label))
+    argerror(1, "from_table", string.format("%d texts but %d labels", #t.text, #t.label))
   end
   for i, s in ipairs(t.text) do
-    if type(s) ~= "string" then argerror("from_table", 1, string.format("text[%d] is %s, not a string", i, type(s))) end
+    if type(s) ~= "string" then argerror(1, "from_table", string.format("text[%d] is %s, not a string", i, type(s))) end
   end
   local names = t.label_names
   if names ~= nil then check_label_names("from_table", 1, names) names = copy_names(names) end

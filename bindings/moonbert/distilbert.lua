@@ -21,37 +21,13 @@
 -- a base model gets a new classification head, with Hugging Face's warning on stderr
 -- (opts.quiet=true silences it; model:warnings() returns it).
 local core = require("moonbert.core").distilbert
-local json = require "dkjson"
+local check = require "moonbert.check"
+local hf_config = require "moonbert.hf_config"
 
 local M = {}
 local methods = core.methods
 
-local function argerror(n, fname, msg)
-  error(string.format("bad argument #%d to '%s' (%s)", n, fname, msg), 3)
-end
-
--- id2label may be a list {"sadness", ...} (ids 0.. in order) or a map {[0]="sadness", ...}.
-local function label_list(id2label, fname)
-  if id2label == nil then return nil end
-  if type(id2label) ~= "table" then argerror(2, fname, "opts.id2label must be a table") end
-  local list = {}
-  if id2label[0] ~= nil then
-    local n = 0
-    for k in pairs(id2label) do
-      if math.type(k) ~= "integer" then argerror(2, fname, "opts.id2label keys must be integer ids") end
-      n = math.max(n, k + 1)
-    end
-    for i = 0, n - 1 do
-      local v = id2label[i]
-      if v == nil then argerror(2, fname, "opts.id2label has no name for id " .. i) end
-      list[i + 1] = tostring(v)
-    end
-  else
-    for i, v in ipairs(id2label) do list[i] = tostring(v) end
-  end
-  if #list == 0 then argerror(2, fname, "opts.id2label is empty") end
-  return list
-end
+local label_list = hf_config.label_list
 
 --- The precision of the model's matrix products on the CPU: "fp32" (the default) or "bf16"
 -- (README "bf16 on the CPU": bf16 operands, fp32 accumulation, fp32 master weights, optimizer,
@@ -60,7 +36,7 @@ end
 function M.set_cpu_precision(model, precision, quiet, fname)
   fname = fname or "set_cpu_precision"
   if precision ~= "fp32" and precision ~= "bf16" then
-    argerror(2, fname, "precision 'fp32' or 'bf16' expected, got " .. tostring(precision))
+    check.arg(2, fname, "precision 'fp32' or 'bf16' expected, got " .. tostring(precision))
   end
   local notice = model:set_precision(precision)
   if notice and not quiet then
@@ -73,19 +49,19 @@ end
 -- opts: num_labels, id2label (list or 0-based map), seed (head init), quiet,
 -- precision ("fp32" or "bf16" on the CPU, M.set_cpu_precision).
 function M.load(dir, opts)
-  if type(dir) ~= "string" then argerror(1, "load", "directory expected, got " .. type(dir)) end
+  if type(dir) ~= "string" then check.arg(1, "load", "directory expected, got " .. type(dir)) end
   opts = opts or {}
-  if type(opts) ~= "table" then argerror(2, "load", "options table expected, got " .. type(opts)) end
+  if type(opts) ~= "table" then check.arg(2, "load", "options table expected, got " .. type(opts)) end
   local names = label_list(opts.id2label, "load")
   local n = opts.num_labels
   if n ~= nil and (math.type(n) ~= "integer" or n < 1) then
-    argerror(2, "load", "opts.num_labels must be a positive integer")
+    check.arg(2, "load", "opts.num_labels must be a positive integer")
   end
   if names and n and #names ~= n then
-    argerror(2, "load", string.format("opts.id2label has %d names but num_labels is %d", #names, n))
+    check.arg(2, "load", string.format("opts.id2label has %d names but num_labels is %d", #names, n))
   end
   if opts.precision ~= nil and opts.precision ~= "fp32" and opts.precision ~= "bf16" then
-    argerror(2, "load", "opts.precision must be 'fp32' or 'bf16', got " .. tostring(opts.precision))
+    check.arg(2, "load", "opts.precision must be 'fp32' or 'bf16', got " .. tostring(opts.precision))
   end
   local model = core.load(dir, n, names, opts.seed or 42)
   local w = model:warnings()
@@ -94,74 +70,23 @@ function M.load(dir, opts)
   return model
 end
 
-local read_file = require("moonbert.fs").read_file
-
 --- A randomly initialised model (HF _init_weights) from a config table, a
 -- config.json path or a checkpoint directory. opts: seed (default 42),
 -- num_labels, id2label, precision (as load), quiet.
 function M.new(config, opts)
   opts = opts or {}
-  if type(opts) ~= "table" then argerror(2, "new", "options table expected, got " .. type(opts)) end
-  local text, source
-  if type(config) == "string" then
-    source = config
-    text = read_file(config .. "/config.json")
-    if text then source = config .. "/config.json" else text = read_file(config) end
-    if not text then argerror(1, "new", "cannot read config '" .. config .. "'") end
-  elseif type(config) == "table" then
-    local ok, err = pcall(function() text = json.encode(config) end)
-    if not ok or not text then argerror(1, "new", "config table cannot be encoded as JSON: " .. tostring(err)) end
-    source = "config"
-  else
-    argerror(1, "new", "config table or path expected, got " .. type(config))
-  end
+  if type(opts) ~= "table" then check.arg(2, "new", "options table expected, got " .. type(opts)) end
   local names = label_list(opts.id2label, "new")
-  if names or opts.num_labels then
-    local cfg = json.decode(text)
-    if type(cfg) ~= "table" then argerror(1, "new", source .. " is not a JSON object") end
-    local n = opts.num_labels or #names
-    cfg.id2label, cfg.label2id = {}, {}
-    for i = 0, n - 1 do
-      local name = names and names[i + 1] or ("LABEL_" .. i)
-      cfg.id2label[tostring(i)] = name
-      cfg.label2id[name] = i
-    end
-    cfg.num_labels = nil
-    text = json.encode(cfg)
-  end
+  local text, source = hf_config.text(config, names, opts.num_labels, "new")
   if opts.precision ~= nil and opts.precision ~= "fp32" and opts.precision ~= "bf16" then
-    argerror(2, "new", "opts.precision must be 'fp32' or 'bf16', got " .. tostring(opts.precision))
+    check.arg(2, "new", "opts.precision must be 'fp32' or 'bf16', got " .. tostring(opts.precision))
   end
   local model = core.new(text, source, opts.seed or 42)
   if opts.precision then M.set_cpu_precision(model, opts.precision, opts.quiet, "new") end
   return model
 end
 
---- The configuration as a table (config.json keys; id2label as a 0-based map).
-function methods:config()
-  local cfg = json.decode(self:config_json())
-  local id2label = {}
-  for k, v in pairs(cfg.id2label or {}) do id2label[tonumber(k)] = v end
-  cfg.id2label = id2label
-  cfg.num_labels = 0
-  for _ in pairs(id2label) do cfg.num_labels = cfg.num_labels + 1 end
-  return cfg
-end
-
---- Label names as a 1-based list (label id i is names[i + 1]).
-function methods:label_names()
-  local cfg = self:config()
-  local out = {}
-  for i = 0, cfg.num_labels - 1 do out[i + 1] = cfg.id2label[i] end
-  return out
-end
-
---- The named parameters as a map name -> {value=, grad=, ...}.
-function methods:named_parameters()
-  local out = {}
-  for _, p in ipairs(self:parameters()) do out[p.name] = p end
-  return out
-end
+hf_config.install(methods) -- model:config(), model:label_names(), model:named_parameters()
 
 --- DistilBertForMaskedLM (bindings/moonbert/mlm.lua): load a HF masked-LM directory / a new one.
 function M.load_masked_lm(dir, opts) return require("moonbert.mlm").load(dir, opts) end

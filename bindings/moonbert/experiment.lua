@@ -20,8 +20,8 @@
 -- <cache_dir>/features-<key>.safetensors, key = sha256(model hash, split hash, pooling,
 -- max_length). A second run with the same model and data reads them instead of recomputing.
 --
--- Limits: everything runs on the CPU (the CUDA backend is not built yet); features and
--- predictions are computed batch by batch in evaluation mode (no dropout).
+-- Limits: features and predictions are computed batch by batch in evaluation mode (no dropout);
+-- BERT models run on the CPU only (place() says so for --device cuda).
 local T = require "moonbert.tensor"
 
 local M = {}
@@ -53,7 +53,7 @@ M.shared_dir = shared_dir
 -- a device or precision this machine cannot run fails before any data is loaded, with the
 -- runtime's reason ("--device cuda: CUDA is not available: no CUDA driver ..."; on the CPU a
 -- precision other than fp32 is the CPU runtime's to accept). note: the line the banner prints.
--- kind "masked_lm" probes the masked-LM model (CPU only for now: auto then means the CPU).
+-- kind "masked_lm" probes the masked-LM model (where it cannot use the GPU, auto means the CPU).
 function M.check_device(dev, precision, kind)
   local mb = require "moonbert"
   local okd, device, why = pcall(mb.cuda.device, dev or "auto")
@@ -77,7 +77,7 @@ function M.check_device(dev, precision, kind)
   end
   if not ok then
     error(string.format("--device %s --precision %s: %s", device, precision,
-      tostring(err):gsub("^bad argument #%d+ to '%?*[%w_]*' %((.*)%)$", "%1")), 0)
+      require("moonbert.check").reason(err)), 0)
   end
   local note = "device: " .. device
   if device == "cuda" then note = note .. " (" .. tostring(mb.cuda.device_name()) .. ")" end
@@ -95,7 +95,7 @@ function M.place(model, opts)
   if model.to then
     model:to(opts.device, { precision = opts.precision, quiet = true }) -- parse_options gave the notice
   elseif opts.device ~= "cpu" then
-    error(tostring(model):match("^[%w.]+") .. " runs on the CPU only (no GPU backend yet)", 0)
+    error(tostring(model):match("^[%w.]+") .. " runs on the CPU only (this model has no GPU backend)", 0)
   end
   return model
 end
@@ -253,11 +253,17 @@ function M.load_tokenizer(info)
   return tok
 end
 
+--- "BERT" or "DistilBERT": the family of the folder's config.json (model_type).
+function M.model_family(info)
+  local cfg = require("dkjson").decode(require("moonbert.fs").read_file(info.dir .. "/config.json") or "{}")
+  return type(cfg) == "table" and cfg.model_type == "bert" and "BERT" or "DistilBERT"
+end
+
 --- What the model is, for summaries: "DistilBERT" (pretrained distilbert-base-uncased),
 -- "moonbert-small-mlm", "DistilBERT (random weights)", or the --model folder's name.
 function M.model_name(info)
   if info.init == "moonbert-small-mlm" then return "moonbert-small-mlm" end
-  if info.init == "random" then return "DistilBERT (random weights)" end
+  if info.init == "random" then return M.model_family(info) .. " (random weights)" end
   if info.dir:match("distilbert%-base%-uncased/?$") then return "DistilBERT" end
   return (info.dir:gsub("/+$", ""):match("([^/]+)$") or info.dir)
 end

@@ -2,7 +2,7 @@
 --
 --   fs.mkdir_p(dir)                 -> true | nil, message   (like mkdir -p)
 --   fs.read_file(path)              -> contents | nil, message
---   fs.write_file_atomic(path, s)   -> true | nil, message   (write a temp file, then rename)
+--   fs.write_file_atomic(path, s)   -> true | nil, message   (temp file, fsync, rename: durable)
 --   fs.shell_quote(s)               -> s quoted for /bin/sh
 local lfs = require "lfs"
 
@@ -31,15 +31,10 @@ function M.read_file(path)
   return s
 end
 
+-- The one atomic write: bindings/checkpoint.c's write_file over runtime/fsutil.c (a temp file of
+-- its own, fsync, rename, fsync of the folder), which checkpoints use too.
 function M.write_file_atomic(path, text)
-  local tmp = path .. ".tmp"
-  local f, err = io.open(tmp, "wb")
-  if not f then return nil, "cannot write " .. tmp .. ": " .. tostring(err) end
-  f:write(text)
-  f:close()
-  local ok, rerr = os.rename(tmp, path)
-  if not ok then return nil, "cannot rename " .. tmp .. ": " .. tostring(rerr) end
-  return true
+  return require("moonbert.core").checkpoint.write_file(path, text)
 end
 
 function M.shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end

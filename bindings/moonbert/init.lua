@@ -9,6 +9,7 @@
 local mb = { _VERSION = "moonbert 0.1.0" }
 
 local core = require "moonbert.core"
+local check = require "moonbert.check"
 mb.core = core
 
 function mb.set_threads(n) core.set_threads(n) end
@@ -36,7 +37,7 @@ function mb.help_text(name)
     return "moonbert modules: " .. table.concat(out, ", ") ..
         '\nmb.help("tokenizer") lists a module\'s functions; in the REPL, Tab completes names.'
   end
-  if type(name) ~= "string" then error("bad argument #1 to 'help' (module name expected, got " .. type(name) .. ")", 2) end
+  if type(name) ~= "string" then check.arg(1, "help", "module name expected, got " .. type(name)) end
   name = name:gsub("^mb%.", "")
   local path = package.searchpath("moonbert." .. name, package.path)
   if not path then error("mb.help: no module '" .. name .. "' (mb.help() lists them)", 2) end

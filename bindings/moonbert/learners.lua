@@ -14,6 +14,7 @@
 -- reaches the exact optimum where scikit-learn stops a little short. Reaching max_iter warns on
 -- stderr like scikit-learn's ConvergenceWarning (warn=false silences it; lr.converged tells).
 local core = require("moonbert.core").learners
+local check = require "moonbert.check"
 local cmetrics = require("moonbert.core").metrics
 
 local M = {}
@@ -21,11 +22,10 @@ local M = {}
 -- Where warnings go (a function of one string); specs replace it.
 M.warn = function(msg) io.stderr:write(msg, "\n") end
 
-local function argerror(fn, n, msg) error(("bad argument #%d to '%s' (%s)"):format(n, fn, msg), 3) end
 
 local function check_opts(o, fn)
   if o == nil then return {} end
-  if type(o) ~= "table" then argerror(fn, 1, "options table expected, got " .. type(o)) end
+  if type(o) ~= "table" then check.arg(1, fn, "options table expected, got " .. type(o)) end
   return o
 end
 
@@ -53,16 +53,16 @@ function M.logistic_regression(o)
     C = o.C or 1.0, max_iter = o.max_iter or 100, tol = o.tol or 1e-4, ftol = o.ftol or 0,
     fit_intercept = o.fit_intercept ~= false, precondition = o.precondition ~= false, warn = o.warn ~= false,
   }, LogisticRegression)
-  if type(self.C) ~= "number" or self.C <= 0 then argerror("logistic_regression", 1, "C must be a positive number") end
+  if type(self.C) ~= "number" or self.C <= 0 then check.arg(1, "logistic_regression", "C must be a positive number") end
   if math.type(self.max_iter) ~= "integer" or self.max_iter < 0 then
-    argerror("logistic_regression", 1, "max_iter must be a non-negative integer")
+    check.arg(1, "logistic_regression", "max_iter must be a non-negative integer")
   end
   return self
 end
 
 function LogisticRegression:fit(X, y)
-  if X == nil then argerror("fit", 1, "float32 tensor [n, d] or moonbert.CSR expected, got nil") end
-  if y == nil then argerror("fit", 2, "labels expected, got nil") end
+  if X == nil then check.arg(1, "fit", "float32 tensor [n, d] or moonbert.CSR expected, got nil") end
+  if y == nil then check.arg(2, "fit", "labels expected, got nil") end
   local model = core.logreg_fit(X, y, { C = self.C, max_iter = self.max_iter, tol = self.tol, ftol = self.ftol,
                                         fit_intercept = self.fit_intercept, precondition = self.precondition })
   if self.model then self.model:free() end
@@ -112,7 +112,7 @@ function M.dummy(o)
   o = check_opts(o, "dummy")
   local strategy = o.strategy or "prior"
   if not STRATEGIES[strategy] then
-    argerror("dummy", 1, ("strategy must be \"most_frequent\", \"prior\", \"stratified\" or \"uniform\", got %q"):format(
+    check.arg(1, "dummy", ("strategy must be \"most_frequent\", \"prior\", \"stratified\" or \"uniform\", got %q"):format(
       tostring(strategy)))
   end
   return setmetatable({ strategy = strategy, seed = o.seed or 0 }, Dummy)
@@ -121,11 +121,11 @@ end
 -- X is only counted (a tensor, a CSR matrix, a list, or a number of rows); y gives the classes.
 function Dummy:fit(X, y)
   local labels = labels_table(y)
-  if #labels == 0 then argerror("fit", 2, "at least one label expected") end
+  if #labels == 0 then check.arg(2, "fit", "at least one label expected") end
   local counts = {}
   for i, v in ipairs(labels) do
     if math.type(v) ~= "integer" and not (type(v) == "number" and v == math.floor(v)) then
-      argerror("fit", 2, ("label %d is not an integer"):format(i))
+      check.arg(2, "fit", ("label %d is not an integer"):format(i))
     end
     v = math.tointeger(v)
     counts[v] = (counts[v] or 0) + 1
@@ -145,7 +145,7 @@ end
 local function dummy_rows(self, X, fn)
   if not self.classes then error(("'%s': this Dummy is not fitted yet; call fit first"):format(fn), 3) end
   local n = nrows(X)
-  if not n then argerror(fn, 1, "a tensor, a CSR matrix, a list or a number of rows expected") end
+  if not n then check.arg(1, fn, "a tensor, a CSR matrix, a list or a number of rows expected") end
   return n
 end
 
@@ -199,7 +199,7 @@ CountVectorizer.__name = "moonbert.learners.CountVectorizer"
 
 function M.count_vectorizer(o)
   o = check_opts(o, "count_vectorizer")
-  if o.tokenizer == nil then argerror("count_vectorizer", 1, "tokenizer expected (a moonbert tokenizer, or false for words)") end
+  if o.tokenizer == nil then check.arg(1, "count_vectorizer", "tokenizer expected (a moonbert tokenizer, or false for words)") end
   return setmetatable({ tokenizer = o.tokenizer or nil, tfidf = o.tfidf and true or false, binary = o.binary and true or false,
                         min_df = o.min_df or 1, max_df = o.max_df or 1.0, smooth_idf = o.smooth_idf ~= false,
                         norm = o.norm == nil and "l2" or o.norm, lowercase = o.lowercase ~= false }, CountVectorizer)
@@ -214,7 +214,7 @@ end
 
 -- Lists of 0-based column ids per text (vocabulary lookups for words; unseen words skipped).
 function CountVectorizer:_docs(texts, learn)
-  if type(texts) ~= "table" then argerror(learn and "fit" or "transform", 1, "list of strings expected, got " .. type(texts)) end
+  if type(texts) ~= "table" then check.arg(1, learn and "fit" or "transform", "list of strings expected, got " .. type(texts)) end
   local docs = {}
   if self.tokenizer then
     local tok = self.tokenizer
@@ -261,7 +261,7 @@ end
 local function df_limit(v, n, name)
   if math.type(v) == "integer" then return v end
   if type(v) == "number" and v >= 0 and v <= 1 then return v * n end
-  error(("bad argument #1 to 'count_vectorizer' (%s must be an integer count or a proportion in [0, 1])"):format(name), 4)
+  check.arg(1, "count_vectorizer", name .. " must be an integer count or a proportion in [0, 1]", 3)
 end
 
 function CountVectorizer:fit_transform(texts)
@@ -351,7 +351,7 @@ function M.minmax_scaler(o)
   o = check_opts(o, "minmax_scaler")
   local r = o.feature_range or { 0, 1 }
   if not (type(r) == "table" and type(r[1]) == "number" and type(r[2]) == "number" and r[1] < r[2]) then
-    argerror("minmax_scaler", 1, "feature_range must be {min, max} with min < max")
+    check.arg(1, "minmax_scaler", "feature_range must be {min, max} with min < max")
   end
   return setmetatable({ kind = "minmax", feature_range = r }, Scaler)
 end

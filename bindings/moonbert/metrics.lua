@@ -14,6 +14,7 @@
 -- are ill-defined (a label never predicted, or never true) take zero_division and, for "warn",
 -- print scikit-learn's UndefinedMetricWarning through mb.metrics.warn (stderr; replaceable).
 local core = require("moonbert.core").metrics
+local check = require "moonbert.check"
 
 local M = {}
 
@@ -23,14 +24,14 @@ local AVERAGES = { binary = true, micro = true, macro = true, weighted = true }
 
 local function opts_of(o, fn, n)
   if o == nil then return {} end
-  if type(o) ~= "table" then error(("bad argument #%d to '%s' (options table expected, got %s)"):format(n, fn, type(o)), 3) end
+  if type(o) ~= "table" then check.arg(n, fn, "options table expected, got " .. type(o), 2) end
   if o.average ~= nil and not AVERAGES[o.average] then
-    error(("bad argument #%d to '%s' (average must be nil, \"binary\", \"micro\", \"macro\" or \"weighted\", got %q)"):format(
-      n, fn, tostring(o.average)), 3)
+    check.arg(n, fn, ("average must be nil, \"binary\", \"micro\", \"macro\" or \"weighted\", got %q"):format(
+      tostring(o.average)), 2)
   end
   local zd = o.zero_division
   if zd ~= nil and zd ~= "warn" and zd ~= 0 and zd ~= 1 then
-    error(("bad argument #%d to '%s' (zero_division must be \"warn\", 0 or 1)"):format(n, fn), 3)
+    check.arg(n, fn, "zero_division must be \"warn\", 0 or 1", 2)
   end
   return o
 end
@@ -83,7 +84,7 @@ end
 
 function M.fbeta(y_true, y_pred, beta, o)
   if type(beta) ~= "number" or beta < 0 then
-    error(("bad argument #3 to 'fbeta' (beta must be a number >= 0, got %s)"):format(tostring(beta)), 2)
+    check.arg(3, "fbeta", "beta must be a number >= 0, got " .. tostring(beta))
   end
   local _, _, f = prf("fbeta", y_true, y_pred, beta, o, { fscore = true })
   return f
@@ -102,7 +103,7 @@ M.precision_score, M.recall_score, M.f1_score, M.accuracy_score = M.precision, M
 
 function M.confusion_matrix(y_true, y_pred, o)
   o = o or {}
-  if type(o) ~= "table" then error(("bad argument #3 to 'confusion_matrix' (options table expected, got %s)"):format(type(o)), 2) end
+  if type(o) ~= "table" then check.arg(3, "confusion_matrix", "options table expected, got " .. type(o)) end
   return core.confusion_matrix(y_true, y_pred, o.labels, o.normalize)
 end
 
@@ -110,7 +111,7 @@ function M.cross_entropy(scores, y, o)
   o = o or {}
   local from = o.from or "logits"
   if from ~= "logits" and from ~= "probs" then
-    error(("bad argument #3 to 'cross_entropy' (from must be \"logits\" or \"probs\", got %q)"):format(tostring(from)), 2)
+    check.arg(3, "cross_entropy", ("from must be \"logits\" or \"probs\", got %q"):format(tostring(from)))
   end
   return core.cross_entropy(scores, y, from == "probs")
 end
@@ -118,7 +119,7 @@ end
 -- sklearn.metrics.classification_report, same layout (text only).
 function M.classification_report(y_true, y_pred, o)
   o = o or {}
-  if type(o) ~= "table" then error(("bad argument #3 to 'classification_report' (options table expected, got %s)"):format(type(o)), 2) end
+  if type(o) ~= "table" then check.arg(3, "classification_report", "options table expected, got " .. type(o)) end
   local digits = o.digits or 2
   local present = core.unique_labels(y_true, y_pred)
   local labels = o.labels or present

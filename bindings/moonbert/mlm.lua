@@ -21,9 +21,7 @@ local json = require "dkjson"
 local M = {}
 local methods = core.methods
 
-local function argerror(n, fname, msg)
-  error(string.format("bad argument #%d to '%s' (%s)", n, fname, msg), 3)
-end
+local argerror = require("moonbert.check").arg
 
 --- A HF masked-LM directory. opts: seed (a missing head's init), quiet.
 function M.load(dir, opts)

@@ -15,6 +15,7 @@
 -- state (moments / momentum) is one block in the order of the trainable parameters.
 -- The C runtime (runtime/optim.h) steps the same lists from C without Lua.
 local core = require("moonbert.core").optim
+local check = require "moonbert.check"
 
 local M = {}
 
@@ -27,12 +28,12 @@ end
 
 local function entries(params, fn)
   if type(params) ~= "table" then
-    error(("bad argument #1 to '%s' (list of {name=, value=, grad=} expected, got %s)"):format(fn, type(params)), 3)
+    check.arg(1, fn, "list of {name=, value=, grad=} expected, got " .. type(params), 2)
   end
   local list = {}
   for i, p in ipairs(params) do
     if type(p) ~= "table" then
-      error(("bad argument #1 to '%s' (parameter %d: table expected, got %s)"):format(fn, i, type(p)), 3)
+      check.arg(1, fn, ("parameter %d: table expected, got %s"):format(i, type(p)), 2)
     end
     local wd = p.weight_decay
     if wd == nil then wd = M.decays(p.name) end
@@ -53,18 +54,18 @@ function Schedule:lr(base_lr, step) return base_lr * self(step) end
 
 local function make_schedule(kind, o)
   o = o or {}
-  if type(o) ~= "table" then error(("bad argument #1 to '%s' (options table expected, got %s)"):format(kind, type(o)), 3) end
+  if type(o) ~= "table" then check.arg(1, kind, "options table expected, got " .. type(o), 2) end
   local total = o.total_steps or o.num_training_steps
   if kind ~= "constant" and (type(total) ~= "number" or total <= 0) then
-    error(("bad argument #1 to '%s' (total_steps must be a positive integer, got %s)"):format(kind, tostring(total)), 3)
+    check.arg(1, kind, "total_steps must be a positive integer, got " .. tostring(total), 2)
   end
   local warmup = o.warmup_steps or o.num_warmup_steps
   if warmup == nil and o.warmup_ratio then
-    if not total then error("bad argument #1 to 'constant' (warmup_ratio needs total_steps)", 3) end
+    if not total then check.arg(1, "constant", "warmup_ratio needs total_steps", 2) end
     warmup = core.warmup_from_ratio(total, o.warmup_ratio)
   end
-  local s = setmetatable({ kind = kind, warmup_steps = math.tointeger(warmup or 0) or error(
-    ("bad argument #1 to '%s' (warmup_steps must be an integer)"):format(kind), 3),
+  local s = setmetatable({ kind = kind, warmup_steps = math.tointeger(warmup or 0) or check.arg(1, kind,
+    "warmup_steps must be an integer", 2),
     total_steps = math.tointeger(total or 0), num_cycles = o.num_cycles or 0.5 }, Schedule)
   s(0) -- validates
   return s
@@ -118,24 +119,24 @@ function Optimizer:load(path)
   meta = meta or {}
   local want = tostring(self.core:state_numel())
   if meta.state_numel and meta.state_numel ~= want then
-    error(("bad argument #1 to 'load' (%s holds optimizer state for %s trainable elements, this optimizer has %s: "
-      .. "were different parameters frozen?)"):format(path, meta.state_numel, want), 2)
+    check.arg(1, "load", ("%s holds optimizer state for %s trainable elements, this optimizer has %s: "
+      .. "were different parameters frozen?"):format(path, meta.state_numel, want))
   end
   local ok, err = pcall(self.core.set_state, self.core, { kind = meta.kind, step = math.tointeger(tonumber(meta.step)),
     momentum_started = meta.momentum_started == "true", m = t.m, v = t.v })
-  if not ok then error(("bad argument #1 to 'load' (%s: %s)"):format(path, tostring(err):gsub("^bad argument #%d+ to '[%w_]*' %((.*)%)$", "%1")), 2) end
+  if not ok then check.arg(1, "load", path .. ": " .. check.reason(err)) end
 end
 Optimizer.__close = Optimizer.free
 
 local function new(kind, params, o, fn)
   o = o or {}
-  if type(o) ~= "table" then error(("bad argument #2 to '%s' (options table expected, got %s)"):format(fn, type(o)), 3) end
+  if type(o) ~= "table" then check.arg(2, fn, "options table expected, got " .. type(o), 2) end
   local list = entries(params, fn)
   local c = { lr = o.lr, weight_decay = o.weight_decay, eps = o.eps, momentum = o.momentum,
               dampening = o.dampening, nesterov = o.nesterov }
   if o.betas then c.beta1, c.beta2 = o.betas[1], o.betas[2] end
   local ok, h = pcall(core.new, kind, list, c)
-  if not ok then error((tostring(h):gsub("bad argument #3 to '%?'?[%w_]*'?", "bad argument #2 to '" .. fn .. "'")), 3) end
+  if not ok then check.arg(2, fn, check.reason(h), 2) end
   local self = setmetatable({ core = h, params = list, kind = kind, schedule = o.schedule }, Optimizer)
   self.lr = o.lr or (kind == "adamw" and 1e-3 or 1e-3)
   return self
@@ -148,7 +149,7 @@ function M.sgd(params, o) return new("sgd", params, o, "sgd") end
 -- most max_norm; returns the norm before clipping. max_norm = math.huge only measures.
 function M.clip_grad_norm(params, max_norm)
   if type(max_norm) ~= "number" then
-    error(("bad argument #2 to 'clip_grad_norm' (number expected, got %s)"):format(type(max_norm)), 2)
+    check.arg(2, "clip_grad_norm", "number expected, got " .. type(max_norm))
   end
   return core.clip_grad_norm(entries(params, "clip_grad_norm"), max_norm)
 end

@@ -17,6 +17,7 @@
 --
 -- Tasks live in M.tasks: each is {load = function(dir, opts) -> pipeline object}. A new task
 -- ("fill-mask", ...) adds an entry; mb.pipeline needs no change.
+local check = require "moonbert.check"
 local M = { tasks = {} }
 
 local function exists(path, mode)
@@ -26,7 +27,7 @@ end
 
 local function check_dir(dir, fname)
   if type(dir) ~= "string" then
-    error(string.format("bad argument #2 to '%s' (model folder expected, got %s)", fname, type(dir)), 4)
+    check.arg(2, fname, "model folder expected, got " .. type(dir), 3)
   end
   if not exists(dir, "directory") then error(fname .. ": model folder '" .. dir .. "' not found", 4) end
   if not exists(dir .. "/config.json", "file") then error(fname .. ": no config.json in '" .. dir .. "'", 4) end
@@ -36,11 +37,11 @@ local function check_dir(dir, fname)
 end
 
 -- top_k option -> number of classes to return (nil/"all"/0 -> all of K)
-local function top_k_of(v, K, fname)
+local function top_k_of(v, K, fname, n)
   if v == nil then return nil end
   if v == "all" or v == 0 then return K end
   if math.type(v) ~= "integer" and not (type(v) == "number" and v == math.floor(v)) or v < 0 then
-    error(string.format("bad argument to '%s' (top_k must be a positive integer or \"all\", got %s)", fname, tostring(v)), 4)
+    check.arg(n, fname, "top_k must be a positive integer or \"all\", got " .. tostring(v), 3)
   end
   return math.min(math.tointeger(v), K)
 end
@@ -73,20 +74,20 @@ TextClassification.__name = "moonbert.TextClassificationPipeline"
 
 function TextClassification:__call(texts, o)
   o = o or {}
-  if type(o) ~= "table" then error("bad argument #2 to 'text-classification' (options table expected)", 2) end
+  if type(o) ~= "table" then check.arg(2, "text-classification", "options table expected") end
   if self.model == nil then error("text-classification: pipeline is freed", 2) end
   local single = type(texts) == "string"
   if single then texts = { texts } end
   if type(texts) ~= "table" then
-    error("bad argument #1 to 'text-classification' (string or list of strings expected, got " .. type(texts) .. ")", 2)
+    check.arg(1, "text-classification", "string or list of strings expected, got " .. type(texts))
   end
   for i, t in ipairs(texts) do
     if type(t) ~= "string" then
-      error(string.format("bad argument #1 to 'text-classification' (text %d: string expected, got %s)", i, type(t)), 2)
+      check.arg(1, "text-classification", string.format("text %d: string expected, got %s", i, type(t)))
     end
   end
   local K = #self.labels
-  local k = top_k_of(o.top_k, K, "text-classification") or self.top_k
+  local k = top_k_of(o.top_k, K, "text-classification", 2) or self.top_k
   local bs = o.batch_size or self.batch_size
   local max_length = o.max_length or self.max_length
   local out = {}
@@ -125,7 +126,7 @@ M.tasks["text-classification"] = {
       model = model, tokenizer = require("moonbert.tokenizer").load(dir), labels = model:label_names(),
       dir = dir, batch_size = opts.batch_size or 32, max_length = opts.max_length,
     }, TextClassification)
-    self.top_k = top_k_of(opts.top_k, #self.labels, "pipeline") or 1
+    self.top_k = top_k_of(opts.top_k, #self.labels, "pipeline", 3) or 1
     return self
   end,
 }
@@ -138,17 +139,17 @@ M.tasks["ner"] = M.tasks["token-classification"] -- Hugging Face's alias
 --- new(task, dir, opts) -> pipeline (callable)
 function M.new(task, dir, opts)
   if type(task) ~= "string" then
-    error("bad argument #1 to 'pipeline' (task name expected, got " .. type(task) .. ")", 3)
+    check.arg(1, "pipeline", "task name expected, got " .. type(task), 2)
   end
   local t = M.tasks[task]
   if not t then
     local names = {}
     for k in pairs(M.tasks) do names[#names + 1] = k end
     table.sort(names)
-    error("bad argument #1 to 'pipeline' (unknown task '" .. task .. "'; known: " .. table.concat(names, ", ") .. ")", 3)
+    check.arg(1, "pipeline", "unknown task '" .. task .. "'; known: " .. table.concat(names, ", "), 2)
   end
   if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #3 to 'pipeline' (options table expected, got " .. type(opts) .. ")", 3)
+    check.arg(3, "pipeline", "options table expected, got " .. type(opts), 2)
   end
   return t.load(dir, opts or {})
 end

@@ -18,6 +18,7 @@
 -- Labels in ignore_labels (default {"O"}) are left out. start/end are 1-based inclusive byte positions
 -- in the text (text:sub(start, end)), where HF gives 0-based character offsets. Scores are softmax
 -- probabilities in evaluation mode.
+local check = require "moonbert.check"
 local M = {}
 
 local STRATEGIES = { none = true, simple = true, first = true, average = true, max = true }
@@ -156,9 +157,9 @@ function NER:__call(texts, o)
   local single = type(texts) == "string"
   if single then texts = { texts } end
   if type(texts) ~= "table" then
-    error("bad argument #1 to 'token-classification' (string or list of strings expected, got " .. type(texts) .. ")", 2)
+    check.arg(1, "token-classification", "string or list of strings expected, got " .. type(texts))
   end
-  if o ~= nil and type(o) ~= "table" then error("bad argument #2 to 'token-classification' (options table expected)", 2) end
+  if o ~= nil and type(o) ~= "table" then check.arg(2, "token-classification", "options table expected") end
   local opts = {}
   for k, v in pairs(self.opts) do opts[k] = v end
   for k, v in pairs(o or {}) do opts[k] = v end
@@ -172,7 +173,7 @@ function NER:__call(texts, o)
   local out = {}
   for i, text in ipairs(texts) do
     if type(text) ~= "string" then
-      error(string.format("bad argument #1 to 'token-classification' (text %d: string expected, got %s)", i, type(text)), 2)
+      check.arg(1, "token-classification", string.format("text %d: string expected, got %s", i, type(text)))
     end
     local enc = tok:encode(text, { return_offsets_mapping = true, max_length = opts.max_length })
     local batch = { input_ids = { enc.input_ids }, attention_mask = { enc.attention_mask },
@@ -203,8 +204,8 @@ function M.load(dir, opts)
   local o = { aggregation_strategy = "none" }
   for k, v in pairs(opts) do o[k] = v end
   if not STRATEGIES[o.aggregation_strategy] then
-    error("bad argument #3 to 'pipeline' (aggregation_strategy must be none, simple, first, average or max, got "
-      .. tostring(o.aggregation_strategy) .. ")", 3)
+    check.arg(3, "pipeline", "aggregation_strategy must be none, simple, first, average or max, got "
+      .. tostring(o.aggregation_strategy), 2)
   end
   local model = require("moonbert.auto").load(dir, { task = "token-classification", quiet = true })
   local tok = require("moonbert.tokenizer").load(dir)

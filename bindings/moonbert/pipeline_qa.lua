@@ -21,11 +21,10 @@
 -- The top_k spans over all windows (and the null answer) are returned best first; a span is widened
 -- to whole words (a WordPiece word is a piece and its ## continuations) and mapped to the context
 -- through the tokenizer's offsets.
+local check = require "moonbert.check"
 local M = {}
 
 local DEFAULTS = { top_k = 1, max_answer_len = 15, handle_impossible_answer = false, batch_size = 8 }
-
-local function argerror(n, msg) error(string.format("bad argument #%d to 'question-answering' (%s)", n, msg), 3) end
 
 local function positive(v, name)
   if v ~= nil and (math.type(v) ~= "integer" or v < 1) then
@@ -167,16 +166,16 @@ function QA:__call(a, b, c)
   -- (question, context [, opts]) | ({question=, context=} [, opts]) | ({{question=, context=}, ...} [, opts])
   local items, o, single
   if type(a) == "string" then
-    if type(b) ~= "string" then argerror(2, "context string expected, got " .. type(b)) end
+    if type(b) ~= "string" then check.arg(2, "question-answering", "context string expected, got " .. type(b)) end
     items, o, single = { { question = a, context = b } }, c, true
   elseif type(a) == "table" and a.question ~= nil then
     items, o, single = { a }, b, true
   elseif type(a) == "table" then
     items, o, single = a, b, false
   else
-    argerror(1, "question string, {question=, context=} or a list of them expected, got " .. type(a))
+    check.arg(1, "question-answering", "question string, {question=, context=} or a list of them expected, got " .. type(a))
   end
-  if o ~= nil and type(o) ~= "table" then argerror(single and type(a) == "string" and 3 or 2, "options table expected") end
+  if o ~= nil and type(o) ~= "table" then check.arg(single and type(a) == "string" and 3 or 2, "question-answering", "options table expected") end
   local opts = {}
   for k, v in pairs(self.opts) do opts[k] = v end
   for k, v in pairs(o or {}) do opts[k] = v end
@@ -188,10 +187,10 @@ function QA:__call(a, b, c)
   local results = {}
   for i, it in ipairs(items) do
     if type(it) ~= "table" or type(it.question) ~= "string" or type(it.context) ~= "string" then
-      argerror(1, "item " .. i .. ": {question = string, context = string} expected")
+      check.arg(1, "question-answering", "item " .. i .. ": {question = string, context = string} expected")
     end
     if it.question == "" or it.context == "" then
-      argerror(1, "item " .. i .. ": question and context cannot be empty")
+      check.arg(1, "question-answering", "item " .. i .. ": question and context cannot be empty")
     end
     results[i] = M.postprocess(self:windows(it.question, it.context, opts), it.context, opts)
   end

@@ -77,7 +77,7 @@ local esc = svg.escape
 
 local function json() return require "dkjson" end
 
-local function argerror(n, fname, msg) error(string.format("bad argument #%d to '%s' (%s)", n, fname, msg), 3) end
+local argerror = require("moonbert.check").arg
 
 local function is_tensor(v) return type(v) == "userdata" and type(v.totable) == "function" end
 local function plain(v) if is_tensor(v) then return v:totable() end return v end

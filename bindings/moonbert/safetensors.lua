@@ -10,25 +10,26 @@
 -- file and the tensor. Written files hold float32 and int32 tensors with names in
 -- sorted order; Hugging Face safetensors and transformers read them.
 local core = require("moonbert.core").safetensors
+local check = require "moonbert.check"
 
 local M = {}
 
 function M.load(path)
   if type(path) ~= "string" then
-    error("bad argument #1 to 'load' (string expected, got " .. type(path) .. ")", 2)
+    check.arg(1, "load", "string expected, got " .. type(path))
   end
   return core.load(path)
 end
 
 function M.save(path, tensors, metadata)
   if type(path) ~= "string" then
-    error("bad argument #1 to 'save' (string expected, got " .. type(path) .. ")", 2)
+    check.arg(1, "save", "string expected, got " .. type(path))
   end
   if type(tensors) ~= "table" then
-    error("bad argument #2 to 'save' (table of tensors expected, got " .. type(tensors) .. ")", 2)
+    check.arg(2, "save", "table of tensors expected, got " .. type(tensors))
   end
   if metadata ~= nil and type(metadata) ~= "table" then
-    error("bad argument #3 to 'save' (table of strings expected, got " .. type(metadata) .. ")", 2)
+    check.arg(3, "save", "table of strings expected, got " .. type(metadata))
   end
   return core.save(path, tensors, metadata)
 end

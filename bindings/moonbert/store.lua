@@ -34,6 +34,7 @@
 -- and trial of every run started (the trial is also the name of a run given none),
 -- and MOONBERT_EXPERIMENT replaces the experiment.
 local core = require("moonbert.core").store
+local check = require "moonbert.check"
 
 local env_store = os.getenv("MOONBERT_STORE")
 
@@ -87,10 +88,10 @@ end
 -- reconnect after losing the server). Raises when the store cannot be opened.
 function M.open(path, opts)
   if path ~= nil and type(path) ~= "string" then
-    error("bad argument #1 to 'open' (string expected, got " .. type(path) .. ")", 2)
+    check.arg(1, "open", "string expected, got " .. type(path))
   end
   if opts ~= nil and type(opts) ~= "table" then
-    error("bad argument #2 to 'open' (table expected, got " .. type(opts) .. ")", 2)
+    check.arg(2, "open", "table expected, got " .. type(opts))
   end
   path = path or M.default_path
   opts = opts or {}
@@ -168,15 +169,15 @@ for _, k in ipairs(RUN_FIELDS) do KNOWN[k] = true end
 -- Fills host, pid, git commit/dirty (git=false skips it), script path and sha256.
 function Store:start_run(opts)
   if type(opts) ~= "table" then
-    error("bad argument #1 to 'start_run' (table expected, got " .. type(opts) .. ")", 2)
+    check.arg(1, "start_run", "table expected, got " .. type(opts))
   end
   for k in pairs(opts) do
     if not KNOWN[k] then
-      error("bad argument #1 to 'start_run' (unknown field '" .. tostring(k) .. "')", 2)
+      check.arg(1, "start_run", "unknown field '" .. tostring(k) .. "'")
     end
   end
   if type(opts.experiment) ~= "string" or opts.experiment == "" then
-    error("bad argument #1 to 'start_run' (field 'experiment' (a non-empty string) is required)", 2)
+    check.arg(1, "start_run", "field 'experiment' (a non-empty string) is required")
   end
   local fields = {}
   for _, k in ipairs(RUN_FIELDS) do fields[k] = opts[k] end
@@ -237,7 +238,7 @@ end
 -- when fn raises.
 function Store:with_run(opts, fn)
   if type(fn) ~= "function" then
-    error("bad argument #2 to 'with_run' (function expected, got " .. type(fn) .. ")", 2)
+    check.arg(2, "with_run", "function expected, got " .. type(fn))
   end
   local run = self:start_run(opts)
   local res = table.pack(xpcall(fn, function(e)
@@ -280,7 +281,7 @@ function Run:should_prune(step, value) return require("moonbert.asha").should_pr
 --- run:log_params{key = value, ...}
 function Run:log_params(t)
   if type(t) ~= "table" then
-    error("bad argument #1 to 'log_params' (table expected, got " .. type(t) .. ")", 2)
+    check.arg(1, "log_params", "table expected, got " .. type(t))
   end
   for k, v in pairs(t) do self:log_param(tostring(k), v) end
 end

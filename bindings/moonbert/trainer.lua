@@ -23,6 +23,8 @@
 --     handle_signals = true,   -- SIGTERM/SIGINT: finish the step, checkpoint, stop (see below)
 --     exit_on_signal = true,   -- ... then exit with 128 + the signal (143, 130); false: return
 --     run = run,               -- a results-store run (metrics are logged) or function(event, t)
+--     callback = nil,          -- function(event, t): every event as well (e.g. a script's own
+--                              -- evaluation on "epoch"), after the run's logging
 --     log_every = nil,         -- steps between train/loss logs and plain progress lines; default
 --                              -- total_steps // 20 (at least 20 points, every step for short runs)
 --     progress = nil,          -- nil: a bar on a terminal, else a line every log_every steps;
@@ -459,6 +461,11 @@ function M.fit(o)
   local stop_after = o.stop_after_epoch
   local eval_name = o.eval_split_name or "validation"
   local log, store_run = make_logger(o.run, objective)
+  if o.callback ~= nil then -- called with every event too, after the run's logging
+    if type(o.callback) ~= "function" then check.arg(1, "fit", "field 'callback' must be a function(event, t)") end
+    local log_run = log
+    log = function(event, t) log_run(event, t); o.callback(event, t) end
+  end
   if o.progress ~= nil and o.progress ~= "bar" and o.progress ~= "log" and o.progress ~= false then
     check.arg(1, "fit", "field 'progress' must be nil, \"bar\", \"log\" or false, got " .. tostring(o.progress))
   end

@@ -66,14 +66,8 @@ local function fmt_num(v)
   return string.format("%.6g", v)
 end
 
-local function fmt_param(v)
-  if type(v) == "number" and math.type(v) == "float" then
-    local s = string.format("%.15g", v)
-    if tonumber(s) ~= v then s = string.format("%.17g", v) end
-    return s
-  end
-  return tostring(v)
-end
+-- a parameter's value as sweeps write it (the shortest text that reads back the same number)
+local fmt_param = require("moonbert.sweep").format_value
 
 local function fmt_time(t)
   if not t then return "" end
