@@ -46,6 +46,7 @@
 local M = {}
 
 local fs = require "moonbert.fs"
+local signal = require("moonbert.core").signal
 local shq = fs.shell_quote
 
 local function spec_error(path, msg) error("sweep spec " .. path .. ": " .. msg, 0) end
@@ -503,7 +504,25 @@ end
 -- handle for progress lines; io.stdout). summary: {trials=, skipped=,
 -- completed=, failed=, failures = {{key=, code=, log=}}, ranking = sweep.rank(...),
 -- interrupted = true when a Ctrl-C stopped it (then no ranking)}
-function M.run(spec, opts)
+-- Ctrl-C and SIGTERM only set a flag while a sweep runs (core.signal), which its loop reads
+-- between steps: the host's own Ctrl-C handler raises "interrupted!" wherever Lua happens to
+-- be, and outside the loop's pcall that lost the running trials and the summary.
+local function with_signals(fn, spec, opts)
+  signal.watch()
+  local ok, summary = pcall(fn, spec, opts)
+  if ok and summary.interrupted then summary.signal = summary.signal or signal.pending() or "SIGINT" end
+  signal.unwatch()
+  signal.clear()
+  if not ok then error(summary, 0) end
+  return summary
+end
+
+M.STOP_GRACE = 30 -- seconds the trials get to save and end after a Ctrl-C
+
+local run_local
+function M.run(spec, opts) return with_signals(run_local, spec, opts) end
+
+function run_local(spec, opts)
   opts = opts or {}
   local out = opts.out or io.stdout
   local store_path = M.store_path(spec, opts)
@@ -563,7 +582,7 @@ function M.run(spec, opts)
   table.sort(params)
   fs.write_file_atomic(log_dir .. "/sweep.json", require("dkjson").encode {
     name = spec.name, experiment = spec.experiment, script = spec.script, metric = spec.metric, mode = spec.mode,
-    parameters = params, trials = #trials })
+    parameters = params, trials = #trials, pruner = spec.pruner })
 
   local function start(t)
     local stem = string.format("%s/%03d-%s", log_dir, t.index, t.key:gsub("[^%w_%-=.,]", "_"))
@@ -592,12 +611,46 @@ function M.run(spec, opts)
   end
 
   local running, next_i = {}, 1
+  local function has_ended(t)
+    local stat = t.pid and read_file("/proc/" .. t.pid .. "/stat")
+    return not stat or stat:match("%) [ZX] ") ~= nil -- gone, or a zombie until close() reaps it
+  end
+  -- Ctrl-C / SIGTERM / an error: SIGTERM to each running trial's process group (the trainer
+  -- checkpoints and marks its run interrupted), then wait for them (sweep.STOP_GRACE seconds,
+  -- 30) and reap them, so that the store holds their final status before the sweep exits
+  -- (the sweep's exit would SIGKILL them through --pdeathsig). A second Ctrl-C (or the grace
+  -- running out) kills them at once; the store then calls their runs killed.
   local function stop_running(why)
+    local n = #running
+    summary.signal = summary.signal or signal.pending()
+    signal.clear() -- from now on a signal is the second one
     for _, t in ipairs(running) do
       if t.pid then os.execute("kill -TERM -" .. t.pid .. " 2>/dev/null") end
     end
-    out:write(string.format("%s: stopped %d running trial%s; rerun the sweep to go on\n", why, #running,
-                            #running == 1 and "" or "s"))
+    if n > 0 then
+      out:write(string.format("%s: stopping %d running trial%s (Ctrl-C again to kill them)\n", why, n, n == 1 and "" or "s"))
+      out:flush()
+    end
+    local deadline = mb_store.now() + M.STOP_GRACE
+    local killed = false
+    while true do
+      -- a trial has ended when its process is reaped and its process group is empty
+      local alive = 0
+      for _, t in ipairs(running) do
+        if not t.reaped and has_ended(t) then t.proc:close(); t.reaped = true end
+        if not t.reaped or (t.pid and os.execute("kill -0 -" .. t.pid .. " 2>/dev/null")) then alive = alive + 1 end
+      end
+      if alive == 0 then break end
+      if killed or mb_store.now() > deadline or sleep_interrupted(0.1) or signal.pending() then
+        if killed then os.execute("sleep 0.05") end
+        for _, t in ipairs(running) do
+          if t.pid then os.execute("kill -KILL -" .. t.pid .. " 2>/dev/null") end
+        end
+        killed = true
+      end
+    end
+    running = {}
+    out:write(string.format("%s: stopped %d running trial%s; rerun the sweep to go on\n", why, n, n == 1 and "" or "s"))
     out:flush()
     summary.interrupted = true
   end
@@ -624,7 +677,7 @@ function M.run(spec, opts)
         end
         running = {}
       end
-      if sleep_interrupted(0.1) then error("interrupted!", 0) end
+      if sleep_interrupted(0.1) or signal.pending() then error("interrupted!", 0) end
     end)
     if not ok then
       stop_running(tostring(err):match("interrupted") and "interrupted" or ("error: " .. tostring(err)))
@@ -633,8 +686,7 @@ function M.run(spec, opts)
     end
     for i = #running, 1, -1 do
       local t = running[i]
-      local stat = t.pid and read_file("/proc/" .. t.pid .. "/stat")
-      if not stat or stat:match("%) [ZX] ") then -- ended (a zombie until close() reaps it)
+      if has_ended(t) then
         table.remove(running, i)
         local _, how, n = t.proc:close()
         local code = how == "exit" and n or (128 + (n or 0))
@@ -744,7 +796,10 @@ end
 -- default all), partition, time, cpus_per_task, mem, gres, sbatch_args,
 -- binary, spec_path, wait (false: submit and return), poll (seconds, 2), out.
 -- Ctrl-C while waiting cancels the array (scancel) and returns interrupted.
-function M.run_slurm(spec, opts)
+local run_slurm
+function M.run_slurm(spec, opts) return with_signals(run_slurm, spec, opts) end
+
+function run_slurm(spec, opts)
   opts = opts or {}
   local out = opts.out or io.stdout
   local mb_store = require "moonbert.store"
@@ -820,7 +875,7 @@ function M.run_slurm(spec, opts)
         end
       end
     end
-    if next(pending) and sleep_interrupted(opts.poll or 2) then
+    if next(pending) and (signal.pending() or sleep_interrupted(opts.poll or 2) or signal.pending()) then
       local ids = {}
       for _, task in pairs(M.slurm_tasks(spec)) do ids[task.job] = true end
       for id in pairs(ids) do os.execute("scancel " .. shq(id)) end
