@@ -455,6 +455,17 @@ run:finish()
       local sj = require("dkjson").decode(read(dir .. "/results/sweeps/asha/sweep.json"))
       assert.are.equal("score", sj.metric)
       assert.are.equal(1, sj.pruner.asha.min_resource)
+      -- max_trials on SLURM: the array gets at most that many tasks; a rerun submits the rest
+      write(dir .. "/asha1.lua", 'return { script = "asha_trial.lua", grid = { a = { 0.9, 0.5 } }, metric = "score", ' ..
+        'mode = "max", experiment = "slurm_asha1", max_trials = 1 }')
+      local url1 = pg.new_schema()
+      out, err, code = support.sh("cd " .. shq(dir) .. " && " .. slurm.env .. shq(BIN) .. " sweep asha1.lua --backend slurm --store " .. shq(url1))
+      assert.are.equal(0, code, out .. err)
+      assert.matches("budget: max_trials 1: 1 trials left for a later run of the sweep", out)
+      assert.matches("submitted job array %d+ %(1 tasks, %-%-array=0%)", out)
+      out, err, code = support.sh("cd " .. shq(dir) .. " && " .. slurm.env .. shq(BIN) .. " sweep asha1.lua --backend slurm --store " .. shq(url1))
+      assert.are.equal(0, code, out .. err)
+      assert.matches("%(1 tasks, %-%-array=1%)", out)
     end)
 
     it("Ctrl-C on a sweep waiting for its array cancels the array", function()
