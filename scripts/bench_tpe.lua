@@ -4,7 +4,11 @@
 --
 --   build/bin/moonbert run scripts/bench_tpe.lua [--objective branin4|hartmann4]
 --       [--sampler tpe|random] [--budget 30] [--seeds 10] [--first-seed 0]
+--   build/bin/moonbert run scripts/bench_tpe.lua --objective NAME --history FILE [--seeds 400]
 --
+-- With --history (a JSON list of {params=, value=} finished trials, as scripts/bench-tpe
+-- --check-draws writes it), prints instead the point TPE draws next from that history with
+-- each seed, one JSON object per line: {seed=, params=}.
 -- Prints one JSON object per line: {objective=, sampler=, budget=, seed=, best=, params=}
 -- (best: the smallest value found in budget trials; params: where). The objectives are
 -- written out again in scripts/bench-tpe (Python); that script checks that both sides
@@ -56,22 +60,38 @@ local OBJECTIVES = {
 
 local SPEC = {
   { "--objective", "NAME", "branin4 or hartmann4", default = "branin4" },
-  { "--sampler", "NAME", "tpe or random", default = "tpe" },
+  { "--sampler", "NAME", "tpe (the default settings), tpe-univariate, tpe-multivariate or random",
+    default = "tpe" },
   { "--budget", "N", "trials per search", type = "number", default = 30 },
   { "--seeds", "N", "searches, seeds first-seed.. first-seed+N-1", type = "number", default = 10 },
   { "--first-seed", "N", "first seed", type = "number", default = 0 },
+  { "--history", "FILE", "print the next draw from these finished trials, once per seed" },
 }
 
 local ok, err = pcall(function()
   local opts = args.parse(arg, SPEC)
   local obj = OBJECTIVES[opts.objective]
   if not obj then args.usage_error("--objective must be branin4 or hartmann4, got " .. opts.objective) end
-  if opts.sampler ~= "tpe" and opts.sampler ~= "random" then
-    args.usage_error("--sampler must be tpe or random, got " .. opts.sampler)
+  local multivariate = ({ tpe = "default", ["tpe-univariate"] = false, ["tpe-multivariate"] = true,
+                          random = "default" })[opts.sampler]
+  if multivariate == nil then
+    args.usage_error("--sampler must be tpe, tpe-univariate, tpe-multivariate or random, got " .. opts.sampler)
   end
+  if multivariate == "default" then multivariate = nil end
   local budget = args.integer(opts, "budget", 1)
   local seeds = args.integer(opts, "seeds", 1)
   local first = args.integer(opts, "first_seed", 0)
+  if opts.history then
+    local fh = io.open(opts.history) or args.fail("cannot read " .. opts.history)
+    local history = json.decode(fh:read("a"))
+    fh:close()
+    for seed = first, first + seeds - 1 do
+      local p = tpe.suggest(obj.space, history, { seed = seed, trial = #history + 1, mode = "min",
+                                                  multivariate = multivariate })
+      print(json.encode({ seed = seed, params = p }))
+    end
+    return
+  end
   for seed = first, first + seeds - 1 do
     local history = {}
     local best, best_params
@@ -81,6 +101,7 @@ local ok, err = pcall(function()
         seed = seed, trial = trial, mode = "min",
         -- random search: the same sampler with every trial a startup trial
         n_startup_trials = opts.sampler == "random" and math.huge or nil,
+        multivariate = multivariate,
       })
       local v = obj.f(p)
       history[#history + 1] = { params = p, value = v }

@@ -431,14 +431,16 @@ local function diamond(cx, cy, r)
                        num(cx - r), num(cy))
 end
 
---- svg.line_chart{series = {{name=, x={}, y={}, style="line"|"markers", color=}, ...}, title=, xlabel=,
----                ylabel=, width=560, height=340, ymin=, ymax=, xmin=, xmax=}
+--- svg.line_chart{series = {{name=, x={}, y={}, style="line"|"markers", color=, class=, opacity=}, ...},
+---                title=, xlabel=, ylabel=, width=560, height=340, ymin=, ymax=, xmin=, xmax=, legend=true}
 -- style "line" (the default): one polyline per series, with a dot on each point
 -- when there are at most 40 (a series of one point is a dot). style "markers":
 -- diamonds, no line (evaluation points beside a training curve). ymin/ymax
 -- (xmin/xmax) are the least range the axis covers (a floor at 0, accuracy up to
 -- 1), widened when the data goes beyond. A legend names every series. Points
--- with a non-finite x or y are skipped.
+-- with a non-finite x or y are skipped. A series' class is added to its group's
+-- ("series CLASS") and opacity (0..1) fades it; legend = false leaves the legend out
+-- (many series, described by the caption instead) and gives the plot the legend's width.
 function M.line_chart(o)
   check_table(o, "opts", "line_chart")
   check_table(o.series, "series", "line_chart")
@@ -465,7 +467,7 @@ function M.line_chart(o)
   if finite(o.ymax) then ymax = math.max(ymax, o.ymax) end
   if finite(o.xmin) then xmin = math.min(xmin, o.xmin) end
   if finite(o.xmax) then xmax = math.max(xmax, o.xmax) end
-  local left, top, right = 64, 34, 176
+  local left, top, right = 64, 34, o.legend == false and 16 or 176
   local bottom = 52
   local pw, ph = w - left - right, h - top - bottom
   local yt, ylo, yhi, ystep = M.nice_ticks(ymin, ymax, 5)
@@ -476,7 +478,9 @@ function M.line_chart(o)
     local color = ser.color or M.palette[(s - 1) % #M.palette + 1]
     local p = pts[s]
     local markers = ser.style == "markers"
-    out[#out + 1] = string.format('<g class="series%s"><title>%s</title>', markers and " markers" or "",
+    out[#out + 1] = string.format('<g class="series%s%s"%s><title>%s</title>', markers and " markers" or "",
+                                  ser.class and (" " .. esc(ser.class)) or "",
+                                  finite(ser.opacity) and string.format(' opacity="%.2f"', ser.opacity) or "",
                                   esc(ser.name or ("series " .. s)))
     if markers then
       for _, q in ipairs(p) do
@@ -497,13 +501,14 @@ function M.line_chart(o)
     end
     out[#out + 1] = "</g>"
     local ly = top + 8 + (s - 1) * 18
-    if markers then
+    if o.legend == false then -- luacheck: ignore (no legend)
+    elseif markers then
       out[#out + 1] = string.format('<polygon points="%s" fill="%s" stroke="#ffffff"/>', diamond(left + pw + 21, ly, 6), color)
     else
       out[#out + 1] = string.format('<line x1="%s" y1="%s" x2="%s" y2="%s" stroke="%s" stroke-width="3"/>',
         num(left + pw + 12), num(ly), num(left + pw + 30), num(ly), color)
     end
-    label_text(out, left + pw + 36, ly + 4, ser.name or ("series " .. s), 21, nil)
+    if o.legend ~= false then label_text(out, left + pw + 36, ly + 4, ser.name or ("series " .. s), 21, nil) end
   end
   out[#out + 1] = "</svg>"
   return table.concat(out, "\n")

@@ -46,6 +46,7 @@
 local M = {}
 
 local fs = require "moonbert.fs"
+local signal = require("moonbert.core").signal
 local shq = fs.shell_quote
 
 local function spec_error(path, msg) error("sweep spec " .. path .. ": " .. msg, 0) end
@@ -503,7 +504,36 @@ end
 -- handle for progress lines; io.stdout). summary: {trials=, skipped=,
 -- completed=, failed=, failures = {{key=, code=, log=}}, ranking = sweep.rank(...),
 -- interrupted = true when a Ctrl-C stopped it (then no ranking)}
-function M.run(spec, opts)
+-- Ctrl-C and SIGTERM only set a flag while a sweep runs (core.signal), which its loop reads
+-- between steps: the host's own Ctrl-C handler raises "interrupted!" wherever Lua happens to
+-- be, and outside the loop's pcall that lost the running trials and the summary.
+local function with_signals(fn, spec, opts)
+  signal.watch()
+  local ok, summary = pcall(fn, spec, opts)
+  if ok and summary.interrupted then summary.signal = summary.signal or signal.pending() or "SIGINT" end
+  signal.unwatch()
+  signal.clear()
+  if not ok then error(summary, 0) end
+  return summary
+end
+
+M.STOP_GRACE = 30 -- seconds the trials get to save and end after a Ctrl-C
+
+-- What `moonbert report --sweep NAME` needs beyond the runs' tags: the metric, the parameters
+-- and the pruner (sweeps/<name>/sweep.json beside the store; both backends write it).
+local function write_sweep_json(spec, log_dir, n_trials)
+  local params = {}
+  for k in pairs(spec.grid or spec.random or {}) do params[#params + 1] = k end
+  table.sort(params)
+  fs.write_file_atomic(log_dir .. "/sweep.json", require("dkjson").encode {
+    name = spec.name, experiment = spec.experiment, script = spec.script, metric = spec.metric, mode = spec.mode,
+    parameters = params, trials = n_trials, pruner = spec.pruner })
+end
+
+local run_local
+function M.run(spec, opts) return with_signals(run_local, spec, opts) end
+
+function run_local(spec, opts)
   opts = opts or {}
   local out = opts.out or io.stdout
   local store_path = M.store_path(spec, opts)
@@ -557,13 +587,7 @@ function M.run(spec, opts)
     takes_resume = hp:read("a"):find("--resume", 1, true) ~= nil
     hp:close()
   end
-  -- What `moonbert report --sweep NAME` needs beyond the runs' tags: the metric and the parameters.
-  local params = {}
-  for k in pairs(spec.grid or spec.random or {}) do params[#params + 1] = k end
-  table.sort(params)
-  fs.write_file_atomic(log_dir .. "/sweep.json", require("dkjson").encode {
-    name = spec.name, experiment = spec.experiment, script = spec.script, metric = spec.metric, mode = spec.mode,
-    parameters = params, trials = #trials })
+  write_sweep_json(spec, log_dir, #trials)
 
   local function start(t)
     local stem = string.format("%s/%03d-%s", log_dir, t.index, t.key:gsub("[^%w_%-=.,]", "_"))
@@ -592,12 +616,46 @@ function M.run(spec, opts)
   end
 
   local running, next_i = {}, 1
+  local function has_ended(t)
+    local stat = t.pid and read_file("/proc/" .. t.pid .. "/stat")
+    return not stat or stat:match("%) [ZX] ") ~= nil -- gone, or a zombie until close() reaps it
+  end
+  -- Ctrl-C / SIGTERM / an error: SIGTERM to each running trial's process group (the trainer
+  -- checkpoints and marks its run interrupted), then wait for them (sweep.STOP_GRACE seconds,
+  -- 30) and reap them, so that the store holds their final status before the sweep exits
+  -- (the sweep's exit would SIGKILL them through --pdeathsig). A second Ctrl-C (or the grace
+  -- running out) kills them at once; the store then calls their runs killed.
   local function stop_running(why)
+    local n = #running
+    summary.signal = summary.signal or signal.pending()
+    signal.clear() -- from now on a signal is the second one
     for _, t in ipairs(running) do
       if t.pid then os.execute("kill -TERM -" .. t.pid .. " 2>/dev/null") end
     end
-    out:write(string.format("%s: stopped %d running trial%s; rerun the sweep to go on\n", why, #running,
-                            #running == 1 and "" or "s"))
+    if n > 0 then
+      out:write(string.format("%s: stopping %d running trial%s (Ctrl-C again to kill them)\n", why, n, n == 1 and "" or "s"))
+      out:flush()
+    end
+    local deadline = mb_store.now() + M.STOP_GRACE
+    local killed = false
+    while true do
+      -- a trial has ended when its process is reaped and its process group is empty
+      local alive = 0
+      for _, t in ipairs(running) do
+        if not t.reaped and has_ended(t) then t.proc:close(); t.reaped = true end
+        if not t.reaped or (t.pid and os.execute("kill -0 -" .. t.pid .. " 2>/dev/null")) then alive = alive + 1 end
+      end
+      if alive == 0 then break end
+      if killed or mb_store.now() > deadline or sleep_interrupted(0.1) or signal.pending() then
+        if killed then os.execute("sleep 0.05") end
+        for _, t in ipairs(running) do
+          if t.pid then os.execute("kill -KILL -" .. t.pid .. " 2>/dev/null") end
+        end
+        killed = true
+      end
+    end
+    running = {}
+    out:write(string.format("%s: stopped %d running trial%s; rerun the sweep to go on\n", why, n, n == 1 and "" or "s"))
     out:flush()
     summary.interrupted = true
   end
@@ -624,7 +682,7 @@ function M.run(spec, opts)
         end
         running = {}
       end
-      if sleep_interrupted(0.1) then error("interrupted!", 0) end
+      if sleep_interrupted(0.1) or signal.pending() then error("interrupted!", 0) end
     end)
     if not ok then
       stop_running(tostring(err):match("interrupted") and "interrupted" or ("error: " .. tostring(err)))
@@ -633,8 +691,7 @@ function M.run(spec, opts)
     end
     for i = #running, 1, -1 do
       local t = running[i]
-      local stat = t.pid and read_file("/proc/" .. t.pid .. "/stat")
-      if not stat or stat:match("%) [ZX] ") then -- ended (a zombie until close() reaps it)
+      if has_ended(t) then
         table.remove(running, i)
         local _, how, n = t.proc:close()
         local code = how == "exit" and n or (128 + (n or 0))
@@ -692,6 +749,10 @@ function M.run_trial(spec, index, opts)
   local t = trials[index]
   if not t then error(string.format("no trial %d: the sweep has %d trials", index, #trials), 0) end
   local cmd = "env " .. M.trial_command(spec, t, M.store_path(spec, opts), opts.binary)
+  -- a SLURM task uses the CPUs it was given (--cpus-per-task), unless MOONBERT_THREADS is set
+  local cpus = math.tointeger(tonumber(os.getenv("SLURM_CPUS_PER_TASK") or ""))
+  local set = os.getenv("MOONBERT_THREADS")
+  if cpus and cpus >= 1 and not (set and set:match("%d")) then cmd = "env MOONBERT_THREADS=" .. cpus .. " " .. cmd:gsub("^env ", "") end
   if spec.timeout then cmd = "timeout " .. string.format("%d", math.ceil(spec.timeout)) .. " " .. cmd end
   cmd = "exec " .. cmd
   local ok, how, code = os.execute(cmd)
@@ -744,7 +805,10 @@ end
 -- default all), partition, time, cpus_per_task, mem, gres, sbatch_args,
 -- binary, spec_path, wait (false: submit and return), poll (seconds, 2), out.
 -- Ctrl-C while waiting cancels the array (scancel) and returns interrupted.
-function M.run_slurm(spec, opts)
+local run_slurm
+function M.run_slurm(spec, opts) return with_signals(run_slurm, spec, opts) end
+
+function run_slurm(spec, opts)
   opts = opts or {}
   local out = opts.out or io.stdout
   local mb_store = require "moonbert.store"
@@ -754,8 +818,13 @@ function M.run_slurm(spec, opts)
           "locking does not work over a network file system). Give --store postgresql://user@host:port/db, or " ..
           "--allow-shared-sqlite on a single-node cluster", 0)
   end
+  if spec.sampler == "tpe" then
+    error("sampler \"tpe\" does not run on --backend slurm yet (each point is drawn when a slot frees, from " ..
+          "the trials finished by then; an array is submitted up front): run it on the local backend, or use " ..
+          "sampler \"random\" with the pruner on SLURM", 0)
+  end
   local trials = M.trials(spec)
-  local summary = { trials = #trials, skipped = 0, completed = 0, failed = 0, failures = {} }
+  local summary = { trials = #trials, skipped = 0, completed = 0, failed = 0, failures = {}, pruned = 0 }
   local store = mb_store.open(store_path)
   local done = M.done_keys(store, spec)
   store:close()
@@ -764,13 +833,19 @@ function M.run_slurm(spec, opts)
   for _, t in ipairs(trials) do
     if done[t.key] then summary.skipped = summary.skipped + 1
     elseif queued[t.index] then waiting = waiting + 1
+    elseif spec.max_trials and #todo >= spec.max_trials then summary.not_submitted = (summary.not_submitted or 0) + 1
     else todo[#todo + 1] = t; indices[#indices + 1] = tostring(t.index - 1) end
+  end
+  if summary.not_submitted then
+    out:write(string.format("budget: max_trials %d: %d trials left for a later run of the sweep\n", spec.max_trials,
+                            summary.not_submitted))
   end
   out:write(string.format("sweep %s on SLURM: %d trials (%d already completed, %d queued or running, %d to submit); " ..
                           "experiment %s, store %s\n", spec.name, #trials, summary.skipped, waiting, #todo,
                           spec.experiment, store_path))
   local log_dir = log_dir_of(spec, store_path)
   mkdir_p(log_dir)
+  write_sweep_json(spec, log_dir, #trials)
   local job
   if #todo > 0 then
     -- The array task runs this sweep's own trial runner with the same store.
@@ -798,17 +873,27 @@ function M.run_slurm(spec, opts)
   -- leaves squeue; its outcome is what the store says.
   local started = mb_store.now()
   local pending = {}
-  for _, t in ipairs(trials) do if not done[t.key] then pending[t.index] = t end end
+  for _, t in ipairs(todo) do pending[t.index] = t end
+  for _, t in ipairs(trials) do if queued[t.index] and not done[t.key] then pending[t.index] = t end end
   while next(pending) do
     local ok, tasks = pcall(M.slurm_tasks, spec)
     if ok then
       local s2 = mb_store.open(store_path)
-      local now_done = M.done_keys(s2, spec)
+      local runs_of = M.trial_runs(s2, spec)
       s2:close()
       for i, t in pairs(pending) do
         if not tasks[i] then
           pending[i] = nil
-          if now_done[t.key] then
+          local status, rung
+          for _, r in ipairs(runs_of[t.key] or {}) do
+            if r.status == "completed" then status = "completed"
+            elseif r.status == "pruned" and status ~= "completed" then status, rung = "pruned", r.pruned_rung end
+          end
+          if status == "pruned" then
+            summary.pruned = summary.pruned + 1
+            out:write(string.format("[%d/%d] pruned %s at rung %s (%.0fs after submitting)\n", t.index, #trials, t.key,
+                                    tostring(rung), mb_store.now() - started))
+          elseif status then
             summary.completed = summary.completed + 1
             out:write(string.format("[%d/%d] done   %s (%.0fs after submitting)\n", t.index, #trials, t.key, mb_store.now() - started))
           else
@@ -820,7 +905,20 @@ function M.run_slurm(spec, opts)
         end
       end
     end
-    if next(pending) and sleep_interrupted(opts.poll or 2) then
+    if next(pending) and spec.max_minutes and mb_store.now() - started >= spec.max_minutes * 60 then
+      -- max_minutes: the array is cancelled; a rerun submits the trials not completed
+      local ids = {}
+      for _, task in pairs(M.slurm_tasks(spec)) do ids[task.job] = true end
+      for id in pairs(ids) do os.execute("scancel " .. shq(id)) end
+      local n = 0
+      for _ in pairs(pending) do n = n + 1 end
+      summary.stopped = n
+      out:write(string.format("budget spent (max_minutes: %g minutes passed): cancelled the job array, %d trials " ..
+                              "stopped or not started; rerun the sweep to go on\n", spec.max_minutes, n))
+      out:flush()
+      break
+    end
+    if next(pending) and (signal.pending() or sleep_interrupted(opts.poll or 2) or signal.pending()) then
       local ids = {}
       for _, task in pairs(M.slurm_tasks(spec)) do ids[task.job] = true end
       for id in pairs(ids) do os.execute("scancel " .. shq(id)) end
@@ -859,7 +957,8 @@ function M.print_status(spec, rows, out)
   out = out or io.stdout
   local t = { { "TRIAL", "KEY", "SLURM", "STORE", "RUN", spec.metric } }
   for _, r in ipairs(rows) do
-    t[#t + 1] = { tostring(r.index), r.key, r.slurm or "-", r.status, r.run_id and tostring(r.run_id) or "-",
+    t[#t + 1] = { tostring(r.index), r.key, r.slurm or "-", r.status .. (r.rung and string.format(" (rung %d)", r.rung) or ""),
+                  r.run_id and tostring(r.run_id) or "-",
                   r.value ~= nil and string.format("%.6g", r.value) or "-" }
   end
   local widths = {}

@@ -414,6 +414,60 @@ run:finish()
       store:close()
     end)
 
+    it("prunes with ASHA on the SLURM backend: the worse trial is marked pruned with its rung", function()
+      if not need_slurm() then return end
+      local url = pg.new_schema()
+      -- 3 "epochs" of score = a * epoch / 3; the pruner is asked after each one
+      write(dir .. "/asha_trial.lua", [[
+local args = require "moonbert.args"
+local o = args.parse(arg, { { "--a", "X", "", type = "number" }, { "--store", "PATH", "" } })
+local run <close> = mb.store.open(o.store):start_run { experiment = "t", params = { a = o.a,
+  threads = os.getenv("MOONBERT_THREADS") or "unset" } }
+for epoch = 1, 3 do
+  run:log_metric("score", o.a * epoch / 3, { epoch = epoch })
+  local stop, rung = run:should_prune(epoch, o.a * epoch / 3)
+  if stop then run:prune(rung) return end
+end
+run:finish()
+]])
+      -- one task at a time (%1), in index order: a = 0.9 first; a = 0.5 is then, at rung 0
+      -- (epoch 1), one of 2 values and not the best, so it stops there (Optuna's rule)
+      write(dir .. "/asha.lua", 'return { script = "asha_trial.lua", grid = { a = { 0.9, 0.5 } }, metric = "score", ' ..
+        'mode = "max", experiment = "slurm_asha", pruner = { asha = { min_resource = 1, reduction_factor = 3 } } }')
+      local out, err, code = support.sh("cd " .. shq(dir) .. " && " .. slurm.env .. shq(BIN) ..
+        " sweep asha.lua --backend slurm --jobs 1 --cpus-per-task 1 --store " .. shq(url))
+      assert.are.equal(0, code, out .. err)
+      assert.matches("%[2/2%] pruned a=0.5 at rung 0", out)
+      assert.matches("2 trials: 1 completed now, 0 skipped %(already completed%), 0 failed, 1 pruned", out)
+      local store = mb.store.open(url)
+      local by_a = {}
+      for _, r in ipairs(store:runs { experiment = "slurm_asha" }) do by_a[tonumber(store:params(r.id).a)] = r end
+      assert.are.equal("completed", by_a[0.9].status)
+      assert.are.equal("pruned", by_a[0.5].status)
+      assert.are.equal(0, by_a[0.5].pruned_rung)
+      -- the task's MOONBERT_THREADS came from SLURM_CPUS_PER_TASK
+      assert.are.equal("1", tostring(store:params(by_a[0.5].id).threads))
+      store:close()
+      out, err, code = support.sh("cd " .. shq(dir) .. " && " .. slurm.env .. shq(BIN) .. " sweep asha.lua --status --store " .. shq(url))
+      assert.are.equal(0, code, err)
+      assert.matches("pruned %(rung 0%)", out)
+      -- the SLURM path writes sweep.json like the local one, so report --sweep finds the pruner
+      local sj = require("dkjson").decode(read(dir .. "/results/sweeps/asha/sweep.json"))
+      assert.are.equal("score", sj.metric)
+      assert.are.equal(1, sj.pruner.asha.min_resource)
+      -- max_trials on SLURM: the array gets at most that many tasks; a rerun submits the rest
+      write(dir .. "/asha1.lua", 'return { script = "asha_trial.lua", grid = { a = { 0.9, 0.5 } }, metric = "score", ' ..
+        'mode = "max", experiment = "slurm_asha1", max_trials = 1 }')
+      local url1 = pg.new_schema()
+      out, err, code = support.sh("cd " .. shq(dir) .. " && " .. slurm.env .. shq(BIN) .. " sweep asha1.lua --backend slurm --store " .. shq(url1))
+      assert.are.equal(0, code, out .. err)
+      assert.matches("budget: max_trials 1: 1 trials left for a later run of the sweep", out)
+      assert.matches("submitted job array %d+ %(1 tasks, %-%-array=0%)", out)
+      out, err, code = support.sh("cd " .. shq(dir) .. " && " .. slurm.env .. shq(BIN) .. " sweep asha1.lua --backend slurm --store " .. shq(url1))
+      assert.are.equal(0, code, out .. err)
+      assert.matches("%(1 tasks, %-%-array=1%)", out)
+    end)
+
     it("Ctrl-C on a sweep waiting for its array cancels the array", function()
       if not need_slurm() then return end
       local url = pg.new_schema()

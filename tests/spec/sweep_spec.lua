@@ -259,6 +259,50 @@ return {
     assert.truthy(out:find("3 completed now", 1, true), out)
   end)
 
+  it("stops in order on a SIGTERM to the sweep alone: trials stopped and reaped, no run left running, exit 143", function()
+    -- Before, only the sleep between polls noticed a signal; a SIGTERM to the sweep process
+    -- itself (a batch system ending it) killed it at once, and a Ctrl-C landing outside the
+    -- wait loop's pcall ended it with "interrupted!" and no bookkeeping.
+    write(dir .. "/slow.flag", "")
+    finally(function() os.remove(dir .. "/slow.flag") end)
+    write(dir .. "/term_spec.lua", 'return { script = "trial.lua", grid = { lr = { 0.31, 0.41, 0.61 }, batch_size = { 32 } }, ' ..
+                                   'metric = "val/accuracy", experiment = "sweep_term", store = "' .. db .. '" }')
+    local log, pidfile = dir .. "/term.out", dir .. "/term.pid"
+    -- the inner sh writes its pid and execs moonbert: that pid is the sweep's own process
+    local inner = "echo $$ > " .. shq(pidfile) .. "; exec " .. shq(BIN) .. " sweep term_spec.lua --jobs 2 --store " .. shq(db)
+    local p = assert(io.popen("cd " .. shq(dir) .. " && (sh -c " .. shq(inner) .. " > " .. shq(log) .. " 2>&1; echo rc=$? >> " ..
+      shq(log) .. ") < /dev/null > /dev/null 2>&1 &"))
+    p:close()
+    local function text() local f = io.open(log); if not f then return "" end local s = f:read("a"); f:close(); return s end
+    local function wait_for(pred, what)
+      for _ = 1, 150 do
+        if pred() then return end
+        os.execute("sleep 0.1")
+      end
+      error("timed out waiting for " .. what .. ":\n" .. text())
+    end
+    wait_for(function() return count(text(), "%] start ") == 2 end, "two trials to start")
+    os.execute("sleep 0.3")
+    local pid = assert(tonumber(support.read(pidfile):match("%d+")), "the sweep's pid")
+    os.execute("kill -TERM " .. pid)
+    wait_for(function() return text():find("rc=", 1, true) end, "the sweep to exit")
+    local t = text()
+    assert.truthy(t:find("interrupted: stopping 2 running trials", 1, true), t)
+    assert.truthy(t:find("interrupted: stopped 2 running trials; rerun the sweep to go on", 1, true), t)
+    assert.truthy(t:find("rc=143", 1, true), t)
+    assert.is_nil(t:find("interrupted!", 1, true), t)
+    -- reaped before the sweep exited: no trial process is left, no run stays running
+    for g in t:gmatch("%(pid (%d+)%)") do
+      assert.is_false(os.execute("kill -0 -" .. g .. " 2>/dev/null") == true, "trial group " .. g .. " still alive")
+    end
+    local store = mb.store.open(db)
+    local runs = store:runs { experiment = "sweep_term" }
+    assert.are.equal(2, #runs)
+    for _, r in ipairs(runs) do assert.truthy(r.status == "killed" or r.status == "failed", r.status) end
+    store:close()
+    os.remove(dir .. "/slow.flag")
+  end)
+
   it("takes its trials with it when it is killed with SIGKILL: their runs show as killed", function()
     write(dir .. "/slow.flag", "")
     write(dir .. "/kill_spec.lua", 'return { script = "trial.lua", grid = { lr = { 0.7, 0.8 }, batch_size = { 32 } }, ' ..

@@ -2,7 +2,8 @@
 --
 -- Exit codes: 0 every trial completed (now or in an earlier run of the sweep),
 -- 1 a trial failed or the spec or store is unusable (message on stderr),
--- 2 a usage error, 130 interrupted (Ctrl-C; running trials are stopped).
+-- 2 a usage error, 130 interrupted (Ctrl-C; running trials are stopped and reaped first),
+-- 143 the same for a SIGTERM to the sweep.
 local args = require "moonbert.args"
 
 local SPEC = {
@@ -118,7 +119,7 @@ function M.main(argv)
     return 1
   end
   if opts.dry_run then return 0 end
-  if summary.interrupted then return 130 end
+  if summary.interrupted then return summary.signal == "SIGTERM" and 143 or 130 end
   io.stdout:write("\n")
   sweep.print_ranking(spec, summary.ranking)
   io.stdout:write(string.format("%d trials: %d completed now, %d skipped (already completed), %d failed%s%s\n",
