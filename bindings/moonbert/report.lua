@@ -1024,9 +1024,9 @@ function M.param_importance(trials, names)
   return out
 end
 
+-- the folder the sweep wrote (sweep.log_dir: beside a store file, results/ for PostgreSQL)
 local function sweep_dir(store, name)
-  local base = store:path():match("^(.*)/[^/]*$") or "."
-  return base .. "/sweeps/" .. tostring(name):gsub("[^%w_%-]", "_")
+  return require("moonbert.sweep").log_dir(name, store:path())
 end
 M.sweep_dir = sweep_dir
 

@@ -371,12 +371,13 @@ function M.store_path(spec, opts)
   return (opts and opts.store) or spec.store or require("moonbert.store").default_path
 end
 
--- Where logs and job scripts go: sweeps/<name>/ beside a store file, or under
--- results/ for a PostgreSQL store.
-local function log_dir_of(spec, store_path)
+--- sweep.log_dir(name, store_path) -> where a sweep's logs, job scripts and sweep.json go:
+-- sweeps/<name>/ beside a store file, or under results/ for a PostgreSQL store.
+function M.log_dir(name, store_path)
   local base = require("moonbert.store").is_url(store_path) and "results" or (store_path:match("^(.*)/[^/]*$") or ".")
-  return base .. "/sweeps/" .. spec.name:gsub("[^%w_%-]", "_")
+  return base .. "/sweeps/" .. tostring(name):gsub("[^%w_%-]", "_")
 end
+local function log_dir_of(spec, store_path) return M.log_dir(spec.name, store_path) end
 
 --- sweep.trial_command(spec, t, store_path [, bin [, extra]]) -> shell words: the trial's
 -- environment (MOONBERT_SWEEP, MOONBERT_TRIAL, MOONBERT_EXPERIMENT) and its

@@ -72,6 +72,14 @@ describe("mb.sweep trials", function()
     assert.are.equal(2, #sweep.trials(small))
   end)
 
+  it("put a sweep's folder beside a store file, under results/ for a PostgreSQL store (report reads the same)", function()
+    assert.are.equal("/data/x/sweeps/lr_sweep", sweep.log_dir("lr sweep", "/data/x/moonbert.db"))
+    assert.are.equal("results/sweeps/lr_sweep", sweep.log_dir("lr sweep", "postgresql://127.0.0.1:5432/mb"))
+    local report = require "moonbert.report"
+    local fake = { path = function() return "postgresql://127.0.0.1:5432/mb" end }
+    assert.are.equal("results/sweeps/s1", report.sweep_dir(fake, "s1"))
+  end)
+
   it("reject bad specs with the field to fix", function()
     local function err_of(spec)
       local ok, e = pcall(sweep.check_spec, spec, "bad.lua")
