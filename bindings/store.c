@@ -1135,17 +1135,19 @@ static int uuid_visitor(const mb_run_record *rec, void *ctx) {
     return 1;
 }
 
-/* run:truncate_after(step [, epoch]) -> rows removed: before a resume from the
-   checkpoint at step, the metric rows after it (and confusion matrices after
-   epoch, when given) go, so that the resumed run logs each row once. */
+/* run:truncate_after(step [, epoch [, prefix]]) -> rows removed: before a
+   resume from the checkpoint at step, the metric rows after it (and confusion
+   matrices after epoch, when given) go, so that the resumed run logs each row
+   once; with prefix, only keys and splits that start with it. */
 static int run_truncate_after(lua_State *L) {
     lrun *r = check_run(L, 1);
     lua_Integer step = luaL_checkinteger(L, 2);
     lua_Number epoch = luaL_optnumber(L, 3, -1);
+    const char *prefix = luaL_optstring(L, 4, NULL);
     if (step < 0) return luaL_argerror(L, 2, "step must be >= 0");
     int64_t removed = 0;
     mb_error err = {0};
-    if (mb_store_truncate_after(run_store(L, 1), r->id, step, epoch, &removed, &err) != MB_OK)
+    if (mb_store_truncate_after(run_store(L, 1), r->id, step, epoch, prefix, &removed, &err) != MB_OK)
         return mb_lua_raise(L, &err);
     lua_pushinteger(L, (lua_Integer)removed);
     return 1;

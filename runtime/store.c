@@ -1882,26 +1882,33 @@ fail:
 }
 
 /* What a resumed run logs again: metric rows after step, confusion matrices
-   after epoch (epoch < 0: none removed). Rows without a step stay. */
-static mb_status truncate_after_once(mb_store *s, int64_t run, int64_t step, double epoch, int64_t *removed,
-                                     mb_error *err) {
+   after epoch (epoch < 0: none removed), of keys / splits starting with
+   prefix (NULL: all). Rows without a step stay. */
+static mb_status truncate_after_once(mb_store *s, int64_t run, int64_t step, double epoch, const char *prefix,
+                                     int64_t *removed, mb_error *err) {
     if (removed) *removed = 0;
     if (begin(s, err) != MB_OK) return MB_ERR_DB;
     char status[32];
     int64_t n = 0;
     if (run_status(s, run, status, sizeof status, err) != MB_OK) goto fail;
-    static const char *const sql[] = {
-        "DELETE FROM metrics WHERE run_id = ?1 AND step > ?2",
-        "DELETE FROM confusion WHERE run_id = ?1 AND epoch > ?2",
+    static const char *const sql[2][2] = {
+        {"DELETE FROM metrics WHERE run_id = ?1 AND step > ?2",
+         "DELETE FROM confusion WHERE run_id = ?1 AND epoch > ?2"},
+        {"DELETE FROM metrics WHERE run_id = ?1 AND step > ?2 AND substr(key, 1, ?4) = ?3",
+         "DELETE FROM confusion WHERE run_id = ?1 AND epoch > ?2 AND substr(split, 1, ?4) = ?3"},
     };
     for (int i = 0; i < 2; i++) {
         if (i == 1 && epoch < 0) break;
         /* prepared here, not cached: once per resume */
-        db_stmt *st = prepare(s, sql[i], err);
+        db_stmt *st = prepare(s, sql[prefix != NULL][i], err);
         if (!st) goto fail;
         db_bind_int(st, 1, run);
         if (i == 0) db_bind_int(st, 2, step);
         else db_bind_real(st, 2, epoch);
+        if (prefix) {
+            db_bind_text(st, 3, prefix);
+            db_bind_int(st, 4, (int64_t)strlen(prefix));
+        }
         int rc = db_step(s, st);
         if (rc != DB_DONE) db_fail(s, err, "removing the rows a resume logs again");
         else n += db_changes(s);
@@ -2177,9 +2184,9 @@ mb_status mb_store_delete_run(mb_store *s, int64_t run, mb_error *err) {
     RETRYING(s, err, delete_run_once(s, run, err));
 }
 
-mb_status mb_store_truncate_after(mb_store *s, int64_t run, int64_t step, double epoch, int64_t *removed,
-                                  mb_error *err) {
-    RETRYING(s, err, truncate_after_once(s, run, step, epoch, removed, err));
+mb_status mb_store_truncate_after(mb_store *s, int64_t run, int64_t step, double epoch, const char *prefix,
+                                  int64_t *removed, mb_error *err) {
+    RETRYING(s, err, truncate_after_once(s, run, step, epoch, prefix, removed, err));
 }
 
 mb_status mb_store_integrity_check(mb_store *s, mb_error *err) {

@@ -282,10 +282,12 @@ mb_status mb_store_delete_run(mb_store *s, int64_t run, mb_error *err);
 /* Before a run resumes from its checkpoint at step (epoch position epoch):
    remove the rows it will log again, so that the resumed run's rows are the
    uninterrupted run's. Metric rows with step > step, confusion matrices with
-   epoch > epoch (epoch < 0: leave them); rows without a step stay, and
-   predictions need nothing (each evaluation replaces the split's rows).
-   *removed (may be NULL) gets the number of rows removed. */
-mb_status mb_store_truncate_after(mb_store *s, int64_t run, int64_t step, double epoch, int64_t *removed,
-                                  mb_error *err);
+   epoch > epoch (epoch < 0: leave them), only those whose key (split) starts
+   with prefix when it is not NULL (one run holding several trainings under
+   prefixes); rows without a step stay, and predictions need nothing (each
+   evaluation replaces the split's rows). *removed (may be NULL) gets the
+   number of rows removed. */
+mb_status mb_store_truncate_after(mb_store *s, int64_t run, int64_t step, double epoch, const char *prefix,
+                                  int64_t *removed, mb_error *err);
 
 #endif

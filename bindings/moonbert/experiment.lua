@@ -513,6 +513,8 @@ function M.prefixed_run(run, prefix)
     end,
     log_confusion = function(_, split, ...) return run:log_confusion(p .. tostring(split), ...) end,
     log_predictions = function(_, split, ...) return run:log_predictions(p .. tostring(split), ...) end,
+    -- a resume removes only this training's rows
+    truncate_after = function(_, step, epoch) return run:truncate_after(step, epoch or -1, p) end,
   }
   return setmetatable({}, { __index = function(_, k)
     if wrap[k] then return wrap[k] end

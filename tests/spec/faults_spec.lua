@@ -183,6 +183,30 @@ describe("fit in this process", function()
     assert.is_true(ckpt.verify(work .. "/int/checkpoint-15"))
   end)
 
+  it("two trainings in one store run (experiment prefixes): resuming one leaves the other's rows whole", function()
+    local ex = require "moonbert.experiment"
+    local store = mb.store.open(work .. "/two.db")
+    local run = store:start_run { experiment = "two", git = false }
+    -- "a" runs 24 steps; "b" is stopped at step 9 (checkpoint) after logging, then resumed
+    fit(new_model(), { run = ex.prefixed_run(run, "a"), log_every = 1 })
+    local n_a = #store:metrics(run.id, "a/train/loss")
+    assert.are.equal(24, n_a)
+    local res = fit(new_model(), { run = ex.prefixed_run(run, "b"), log_every = 1, checkpoint_dir = work .. "/two-b",
+      save_steps = 5, stop_after_epoch = 1 }) -- checkpoint-12 at the epoch end, rows up to 12
+    assert.is_true(res.stopped)
+    for step = 13, 14 do run:log_metric("b/train/loss", 0, { step = step }) end -- as a killed run left them
+    fit(new_model(), { run = ex.prefixed_run(run, "b"), log_every = 1, checkpoint_dir = work .. "/two-b",
+      save_steps = 5, resume = true })
+    local steps = {}
+    for _, m in ipairs(store:metrics(run.id, "b/train/loss")) do steps[#steps + 1] = m.step end
+    local want = {}
+    for i = 1, 24 do want[i] = i end
+    assert.are.same(want, steps) -- 13 and 14 once, from the resumed training
+    assert.are.equal(n_a, #store:metrics(run.id, "a/train/loss"))
+    run:finish()
+    store:close()
+  end)
+
   it("resuming from a checkpoint that does not verify is refused, naming it", function()
     local dir = ckpt.list(work .. "/ip")[1].dir
     support.write(dir .. "/trainer_state.json", "{}")

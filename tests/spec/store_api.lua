@@ -438,6 +438,18 @@ describe("mb.store on " .. name, function()
     assert.equal(10, #store:metrics(other.id, "train/loss")) -- another run's rows are not touched
     assert.equal(0, run:truncate_after(6)) -- nothing left after 6; without an epoch, matrices stay
     assert.equal(1, #store:confusion(run.id, "validation"))
+    -- one run holding two trainings under prefixes: a prefix scopes the removal
+    for step = 7, 9 do
+      run:log_metric("a/train/loss", step, { step = step })
+      run:log_metric("b/train/loss", step, { step = step })
+    end
+    run:log_confusion("a/validation", { { 1 } }, { "x" }, { epoch = 3 })
+    run:log_confusion("b/validation", { { 1 } }, { "x" }, { epoch = 3 })
+    assert.equal(4, run:truncate_after(6, 2, "a/")) -- 3 metric rows and 1 matrix
+    assert.equal(0, #store:metrics(run.id, "a/train/loss"))
+    assert.equal(3, #store:metrics(run.id, "b/train/loss"))
+    assert.equal(0, #store:confusion(run.id, "a/validation"))
+    assert.equal(1, #store:confusion(run.id, "b/validation"))
     local ok, err = pcall(function() return run:truncate_after(-1) end)
     assert.is_false(ok)
     assert.matches("bad argument #1 to 'truncate_after' %(step must be >= 0%)", err)
