@@ -62,11 +62,29 @@ function M.setup(o)
     finalizer = setmetatable({}, { __gc = function()
       -- after a script error, leave without MPI_Finalize: mpirun then stops the other ranks
       -- at once instead of letting them wait for a rank that will never come
-      if debug.getregistry()["moonbert.script_error"] == nil and not cd.broken() then cd.finalize() end
+      if debug.getregistry()["moonbert.script_error"] == nil and not cd.broken() then M.finish() end
     end })
     M._finalizer = finalizer
   end
   return M
+end
+
+--- The end of a distributed script on every rank: wait for all (no deadline: rank 0 may still be
+-- writing its report; a rank that dies makes mpirun stop the job), then MPI_Finalize.
+function M.finish()
+  if not cd.active() or cd.broken() then return end
+  cd.set_timeout(1e9)
+  call(cd.barrier, "waiting for every rank to finish")
+  cd.finalize()
+end
+
+--- An experiment's ranks other than 0 after fit: rank 0 goes on alone (final metrics, the saved
+-- model, the report); this rank waits for it and ends the process (exit 0).
+function M.worker_done()
+  if not cd.active() or cd.rank() == 0 then return end
+  M.finish()
+  io.stdout:flush()
+  os.exit(0)
 end
 
 --- Rank r's contiguous share of n rows: first (1-based) and count. The shares of ranks 0..size-1

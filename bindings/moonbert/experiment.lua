@@ -223,7 +223,7 @@ function M.user_error(msg, opts)
   local args = require "moonbert.args"
   msg = args.clean(msg)
   opts = opts or M.current
-  if opts and opts._script and not opts._failed_run then
+  if opts and opts._script and not opts._failed_run and require("moonbert.dist").is_main() then -- rank 0 writes
     opts._failed_run = true
     pcall(function()
       local store = require("moonbert.store").open(opts.store)
@@ -415,7 +415,7 @@ function M.features(model, split, tok, o)
     end
   end
   local X = compute_features(model, split, tok, o)
-  if path then
+  if path and require("moonbert.dist").is_main() then -- under mpirun, rank 0 alone writes the cache
     mkdir_p(o.cache_dir)
     local tmp = path .. ".tmp"
     require("moonbert.safetensors").save(tmp, { X = X }, { pooling = o.pooling, model_hash = o.model_hash })
@@ -452,13 +452,46 @@ end
 -- ---- training ----------------------------------------------------------------------------------
 
 --- fit(opts): fine-tune with mb.trainer.fit (opts are its options; see bindings/moonbert/trainer.lua).
-function M.fit(o) return require("moonbert.trainer").fit(o) end
+function M.fit(o)
+  local res = require("moonbert.trainer").fit(o)
+  -- data parallel: ranks other than 0 are done; they wait (sleeping) for rank 0 to finish the run
+  require("moonbert.dist").worker_done()
+  return res
+end
 
 --- start_run(store, opts, fields) -> run, resumed (true when an earlier run continues)
 -- fields as store:start_run's. The run is tagged resume_key (a hash of its params); with --resume
 -- (opts.resume) the newest interrupted or killed run of the experiment with the same key is taken
 -- over (store:resume_run: same id, its interruption and resumption recorded), else a new run starts.
 function M.start_run(store, opts, fields)
+  local dist = require "moonbert.dist"
+  if dist.active() then
+    -- rank 0 alone writes the run; the others get its id and folder (checkpoints are read from there)
+    local run, resumed
+    if dist.is_main() then run, resumed = M.start_run_here(store, opts, fields) end
+    local id = dist.broadcast_value(run and run.id, "sharing the run id")
+    local dir = dist.broadcast_value(run and run:artifact_dir(), "sharing the run folder")
+    resumed = dist.broadcast_value(resumed, "sharing the resume")
+    if dist.is_main() then
+      -- not in the resume key: a run may resume with another number of ranks; a param is written
+      -- once, so a resumption records its own count as a tag
+      if resumed then run:set_tag("world_size_resumed", tostring(dist.size()))
+      else run:log_params { world_size = dist.size() } end
+      return run, resumed
+    end
+    local shadow = { id = math.tointeger(id) or id }
+    return setmetatable(shadow, {
+      __index = function(_, k)
+        if k == "artifact_dir" then return function() return dir end end
+        return function() end -- log_metric, finish, fail ...: rank 0 records them
+      end,
+      __close = function() end,
+    }), resumed
+  end
+  return M.start_run_here(store, opts, fields)
+end
+
+function M.start_run_here(store, opts, fields)
   local keys, parts = {}, {}
   for k in pairs(fields.params or {}) do keys[#keys + 1] = tostring(k) end
   table.sort(keys)
@@ -560,6 +593,10 @@ function M.common_options(extra, defaults)
     { "--quick", nil, "500 train / 200 validation / 200 test examples, 1 epoch, max length 64" },
     { "--limit", "N", "at most N examples in every split", type = "number" },
     { "--name", "NAME", "run name" },
+    { "--distributed", nil, "data parallel: this process is one rank of mpirun/srun (found without it when they set " ..
+                            "OMPI_COMM_WORLD_SIZE, PMI_SIZE or SLURM_NTASKS); docs/distributed.md" },
+    { "--dist-timeout", "S", "data parallel: seconds a rank waits for the others before failing (default 300)",
+      type = "number" },
   }
   for _, o in ipairs(spec) do
     local d = (defaults or {})[o[1]:sub(3)]
@@ -608,6 +645,7 @@ function M.parse_options(script, spec, argv)
   if opts.limit then opts.limit = int("limit", opts.limit) end
   if opts.save_steps then opts.save_steps = int("save-steps", opts.save_steps) end
   if opts.save_total_limit then opts.save_total_limit = int("save-total-limit", opts.save_total_limit) end
+  M.setup_dist(script, opts)
   local okd, dev, precision, note = pcall(M.check_device, opts.device, opts.precision)
   if not okd then io.stderr:write(script, ": ", tostring(dev), "\n") os.exit(1) end
   opts.device, opts.precision = dev, precision
@@ -622,6 +660,34 @@ function M.parse_options(script, spec, argv)
   end
   print(note)
   return opts
+end
+
+--- setup_dist(script, opts): join the other ranks when started by mpirun/srun (or --distributed):
+-- --dist-timeout checked, one line and exit 2 (usage) or 1 (no MPI here, no NCCL for --device
+-- cuda) on a problem; ranks other than 0 print nothing (rank 0 speaks for the run).
+function M.setup_dist(script, opts)
+  local dist = require "moonbert.dist"
+  if opts.dist_timeout ~= nil and (type(opts.dist_timeout) ~= "number" or opts.dist_timeout <= 0) then
+    io.stderr:write(script, ": --dist-timeout must be a number of seconds > 0, got ", tostring(opts.dist_timeout), "\n")
+    os.exit(2)
+  end
+  local ok, err = pcall(dist.setup, { distributed = opts.distributed, timeout = opts.dist_timeout })
+  if not ok then
+    io.stderr:write(script, ": ", (require("moonbert.args").clean(err):gsub("^mb%.dist: ", "")), "\n")
+    os.exit(opts.distributed and not dist.detect().source and 2 or 1)
+  end
+  if not dist.active() then return end
+  if opts.device == "cuda" then
+    local have, why = require("moonbert.core").dist.nccl_available()
+    if not have then
+      if dist.is_main() then io.stderr:write(script, ": --device cuda: ", why, "\n") end
+      os.exit(1)
+    end
+  end
+  if not dist.is_main() then
+    io.output("/dev/null")
+    print = function() end -- luacheck: ignore (rank 0 prints the run's report)
+  end
 end
 
 --- load_splits(opts) -> {train=, validation=, test=, ood= (or nil), ood_path=, label_names=}

@@ -70,6 +70,17 @@ elseif not have_shared then
   describe_mpi = function(name) pending(name .. " (needs " .. TINY .. " and the emotion data; ../shared is absent)") end
 end
 
+describe("--distributed without a launcher", function()
+  if not BIN then pending("MOONBERT_BIN not built") return end
+  it("is one line naming the option, exit 2", function()
+    local out, code = support.run("env -u OMPI_COMM_WORLD_SIZE -u PMI_SIZE -u SLURM_NTASKS " .. support.q(BIN) ..
+      " run experiments/baseline_vs_finetune.lua --distributed --quick")
+    assert.are.equal(2, code, out)
+    assert.are.equal("baseline_vs_finetune: --distributed: no MPI launcher found (none of OMPI_COMM_WORLD_SIZE, " ..
+      "PMI_SIZE, SLURM_NTASKS is set); start moonbert with mpirun -np N or srun -n N\n", out)
+  end)
+end)
+
 describe_mpi("data parallel training under mpirun -np 2", function()
   local work
   setup(function() work = support.tmpdir() end)
@@ -148,6 +159,26 @@ describe_mpi("data parallel training under mpirun -np 2", function()
     assert.truthy(out:find("rank 0 of 2 waited 2 s (--dist-timeout) for rank 1, which died or hangs", 1, true), out)
     assert.is_true(secs < 30, "took " .. secs .. " s")
     assert.are.equal("", leftover_ranks("tag=hang-" .. work))
+  end)
+
+  it("runs experiments/baseline_vs_finetune.lua: rank 0 alone prints and writes one run with its world size", function()
+    local db = work .. "/ex.db"
+    local cmd = string.format("MOONBERT_THREADS=1 timeout 120 env -u LD_PRELOAD mpirun %s-np 2 -x MOONBERT_THREADS=1 " ..
+      "-x MOONBERT_SHARED %s run experiments/baseline_vs_finetune.lua --model %s --quick --limit 32 --batch-size 16 " ..
+      "--store %s --no-report", root and "--allow-run-as-root " or "", support.q(BIN), support.q(TINY), support.q(db))
+    local out, code = support.run(cmd)
+    assert.are.equal(0, code, out)
+    assert.are.equal(1, support.count(out, "== Summary: baseline_vs_finetune"), out)
+    local store = mb.store.open(db)
+    local runs = store:runs { experiment = "baseline_vs_finetune" }
+    assert.are.equal(1, #runs)
+    assert.are.equal("completed", runs[1].status)
+    assert.are.equal("2", tostring(store:params(runs[1].id).world_size))
+    -- several ranks on GPUs need NCCL: without it, one line and exit 1 (the library made absent by name)
+    out, code = support.run("MOONBERT_NCCL_LIB=/nonexistent/libnccl.so.2 " .. cmd:gsub("%-x MOONBERT_THREADS=1",
+      "-x MOONBERT_THREADS=1 -x MOONBERT_NCCL_LIB") .. " --device cuda")
+    assert.are_not.equal(0, code, out)
+    assert.truthy(out:find("baseline_vs_finetune: --device cuda: several ranks with --device cuda need NCCL", 1, true), out)
   end)
 
   it("stops at the first weight check after the ranks' weights diverge, naming the step", function()
