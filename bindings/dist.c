@@ -11,6 +11,7 @@
  *   core.dist.allreduce_mpi(t, what)         MPI_Allreduce(SUM) (benchmarks)
  *   core.dist.broadcast(t, root, what)       a tensor's bytes from root
  *   core.dist.allgather(s, what) -> {s_0, s_1, ...}   one string per rank, in rank order
+ *   core.dist.allgather_rows(t, what) -> every rank's rows of a float32 [r, D] tensor, in rank order
  *   core.dist.barrier(what)
  *   core.dist.checksum(t) -> 16 hex digits
  *   core.dist.check_same(t, what) -> hex     error naming the ranks whose bytes differ
@@ -178,6 +179,55 @@ static int l_allgather(lua_State *L) {
     return 1;
 }
 
+/* Rows of a float32 [r, D] tensor from every rank, concatenated in rank order into a new
+   [sum r, D] tensor (a rank with no rows may pass any [0, k] tensor). */
+static int l_allgather_rows(lua_State *L) {
+    mb_tensor *t = mb_lua_checktensor_as(L, 1, MB_FLOAT32, 2);
+    luaL_argcheck(L, mb_tensor_is_contiguous(t), 1, "contiguous tensor expected");
+    const char *what = luaL_optstring(L, 2, "gathering rows");
+    int64_t rows = t->shape[0], D = rows > 0 ? t->shape[1] : 0;
+    size_t bytes = sizeof(int64_t) + (size_t)(rows * D) * sizeof(float);
+    char *send = lua_newuserdatauv(L, bytes, 0);
+    memcpy(send, &D, sizeof D);
+    if (rows > 0) memcpy(send + sizeof D, tensor_data(t), bytes - sizeof D);
+    int P = mb_dist_size();
+    size_t *counts = lua_newuserdatauv(L, sizeof(size_t) * (size_t)P, 0);
+    void *all = NULL;
+    COLLECTIVE(L, mb_dist_allgatherv(send, bytes, &all, counts, what, err));
+    int64_t width = 0, total = 0;
+    size_t at = 0;
+    for (int p = 0; p < P; p++) {
+        int64_t d;
+        memcpy(&d, (char *)all + at, sizeof d);
+        int64_t r = d > 0 ? (int64_t)((counts[p] - sizeof d) / sizeof(float)) / d : 0;
+        if (d > 0 && width > 0 && d != width) {
+            free(all);
+            return luaL_error(L, "%s: rank %d has rows of %d values, another rank %d", what, p, (int)d, (int)width);
+        }
+        if (d > 0) width = d;
+        total += r;
+        at += counts[p];
+    }
+    int64_t shape[2] = {total, width > 0 ? width : (t->ndim == 2 ? t->shape[1] : 1)};
+    mb_error e;
+    mb_tensor *out = mb_tensor_empty(MB_FLOAT32, 2, shape, &e);
+    if (!out) {
+        free(all);
+        return mb_lua_raise(L, &e);
+    }
+    float *dst = (float *)out->storage->data;
+    at = 0;
+    for (int p = 0; p < P; p++) {
+        size_t payload = counts[p] - sizeof(int64_t);
+        memcpy(dst, (char *)all + at + sizeof(int64_t), payload);
+        dst += payload / sizeof(float);
+        at += counts[p];
+    }
+    free(all);
+    mb_lua_pushtensor(L, out, &e);
+    return 1;
+}
+
 static int l_barrier(lua_State *L) {
     const char *what = luaL_optstring(L, 1, "barrier");
     COLLECTIVE(L, mb_dist_barrier(what, err));
@@ -236,6 +286,7 @@ MB_LUA_MODULE(dist) {
         {"allreduce_mpi", l_allreduce_mpi},
         {"broadcast", l_broadcast},
         {"allgather", l_allgather},
+        {"allgather_rows", l_allgather_rows},
         {"barrier", l_barrier},
         {"checksum", l_checksum},
         {"check_same", l_check_same},

@@ -16,6 +16,7 @@
 
 #include <dlfcn.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,10 +256,11 @@ static mb_status wait_all(ompi_handle *reqs, const int *peer, int n, const char 
         /* asked to stop: go on while messages still arrive (a job-wide stop, SLURM's preemption),
            give up after STALL_S without any (mpirun SIGKILLs 1 s after its SIGTERM) */
         if (t > deadline || (stop && t - last_progress > STALL_S)) break;
-        /* spin briefly (latency), then sleep up to 1 ms (a waiting rank leaves the CPU to others) */
-        if (++spins > 200) {
-            long ns = spins > 2000 ? 1000000L : 50000L;
-            struct timespec ts = {0, ns};
+        /* Open MPI moves a large message in fragments, one batch per test call: keep calling
+           (spinning, as MPI's own blocking calls do) for the first second of a wait, then sleep 1 ms per
+           call (a long wait is a peer still computing, or a hung one) */
+        if (++spins > 100 && t - last_progress > 1.0) {
+            struct timespec ts = {0, 1000000L};
             nanosleep(&ts, NULL);
         }
     }

@@ -132,6 +132,9 @@ function M.sum_numbers(list, what)
 end
 
 function M.allgather(s, what) return call(cd.allgather, s, what) end
+
+--- Every rank's rows of a float32 [r, D] tensor, concatenated in rank order ([0, k] for none).
+function M.allgather_rows(t, what) return call(cd.allgather_rows, t, what) end
 function M.barrier(what) call(cd.barrier, what) end
 
 --- Rank 0's value on every rank (strings, numbers, booleans, nil).

@@ -383,9 +383,17 @@ local function compute_features(model, split, tok, o)
   local X
   local bar = o.progress == nil and n >= 256 and
       require("moonbert.progress").new { label = "features " .. (o.label or o.pooling), total = n } or nil
+  -- under mpirun each rank computes its share of every batch, gathered in rank order (o.shard)
+  local dist = o.shard and require("moonbert.dist") or nil
   for b in split:batches { tokenizer = tok, batch_size = o.batch_size or 64, bucket = true,
                            max_length = o.max_length } do
-    local f = batch_features(model, b, o.pooling)
+    local f
+    if dist then
+      local sb = dist.share_batch(b)
+      f = dist.allgather_rows(sb and batch_features(model, sb, o.pooling) or T.zeros { 0, 1 }, "gathering features")
+    else
+      f = batch_features(model, b, o.pooling)
+    end
     if not X then X = T.zeros { n, f:shape()[2] } end
     for k, i in ipairs(b.indices) do X[i]:copy(f[k]) end
     if o.progress then o.progress(#b.indices) end
@@ -409,10 +417,17 @@ function M.features(model, split, tok, o)
     local key = store.sha256(table.concat({ "features v1", o.model_hash, split:hash(), tostring(#split.text),
                                             o.pooling, tostring(o.max_length or "none") }, "\n"))
     path = o.cache_dir .. "/features-" .. key:sub(1, 24) .. ".safetensors"
+    local X
     if exists(path, "file") then
       local ok, t = pcall(require("moonbert.safetensors").load, path)
-      if ok and t.X and t.X:shape()[1] == #split.text then return t.X, true, path end
+      if ok and t.X and t.X:shape()[1] == #split.text then X = t.X end
     end
+    -- data parallel: the ranks compute together only when none of them has the cache
+    local dist = require "moonbert.dist"
+    if dist.active() then o.shard = dist.sum_numbers({ X and 0 or 1 }, "checking the feature cache")[1] == dist.size() end
+    if X then return X, true, path end
+  elseif require("moonbert.dist").active() then
+    o.shard = true
   end
   local X = compute_features(model, split, tok, o)
   if path and require("moonbert.dist").is_main() then -- under mpirun, rank 0 alone writes the cache
