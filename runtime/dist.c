@@ -16,7 +16,6 @@
 
 #include <dlfcn.h>
 #include <limits.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -256,11 +255,11 @@ static mb_status wait_all(ompi_handle *reqs, const int *peer, int n, const char 
         /* asked to stop: go on while messages still arrive (a job-wide stop, SLURM's preemption),
            give up after STALL_S without any (mpirun SIGKILLs 1 s after its SIGTERM) */
         if (t > deadline || (stop && t - last_progress > STALL_S)) break;
-        /* Open MPI moves a large message in fragments, one batch per test call: keep calling
-           (spinning, as MPI's own blocking calls do) for the first second of a wait, then sleep 1 ms per
-           call (a long wait is a peer still computing, or a hung one) */
-        if (++spins > 100 && t - last_progress > 1.0) {
-            struct timespec ts = {0, 1000000L};
+        /* spin briefly (latency), then sleep between tests: 50 us, then 1 ms once the wait is
+           long (a peer still computing, or a hung one); a waiting rank leaves the CPU to the
+           others (spinning for longer measured no faster here and slowed ranks sharing cores) */
+        if (++spins > 200) {
+            struct timespec ts = {0, spins > 2000 ? 1000000L : 50000L};
             nanosleep(&ts, NULL);
         }
     }
