@@ -170,6 +170,13 @@ mb_status mb_dist_init(int force, mb_error *err) {
         st.initialised = 1; /* mpirun -np 1: one process; MPI stays unloaded */
         return MB_OK;
     }
+    /* Open MPI joins its ranks through its own launcher or PMIx; without either, MPI_Init aborts
+       the process with a wall of text (srun --mpi=none or pmi2) */
+    if (!getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMIX_RANK"))
+        return mb_fail(err, MB_ERR_ARG,
+                       "%s says %d ranks, but Open MPI can only join them through its mpirun or PMIx: "
+                       "under SLURM start them with srun --mpi=pmix (or MpiDefault=pmix in slurm.conf)",
+                       e.source, e.size);
     mb_status rc = open_mpi(err);
     if (rc) return mb_error_prefix(err, "rank %d of %d (%s): ", e.rank, e.size, e.source);
     int already = 0, provided = 0;

@@ -7,6 +7,9 @@
 --   resume: a checkpoint of 2 ranks resumed by 1 process ends where one process ends (same
 --     tolerance); a 2-rank run stopped after epoch 1 and resumed by 2 ranks ends bit for bit where
 --     the uninterrupted 2-rank run ends (dropout on: each rank's RNG stream is restored)
+--   srun --mpi=pmix -n 2 on a real one-node SLURM (tests/services/slurm.sh) ends bit for bit where
+--     mpirun -np 2 ends (the rank-ordered sum does not depend on the launcher); srun without PMIx
+--     is a one-line error
 --   faults: rank 1 killed with SIGKILL mid-run, or stopped (SIGSTOP: a hang) with --dist-timeout
 --     2 s: the job ends, rank 0's error names rank 1, the store run is marked failed, no process
 --     is left; one rank's weights changed mid-run: the next weight check fails naming the step
@@ -123,8 +126,11 @@ describe_mpi("data parallel training under mpirun -np 2", function()
     assert.is_true(rel <= 1e-6, "relative difference " .. rel)
   end)
 
+  local full_run -- the uninterrupted 2-rank run with dropout (the SLURM test compares with it)
+
   it("resumes a 2-rank run with 2 ranks bit for bit (dropout on)", function()
     local full, half = dir("full"), dir("half")
+    full_run = full
     local out, code = run(2, "out=" .. full, "dropout=1")
     assert.are.equal(0, code, out)
     out, code = run(2, "out=" .. half, "dropout=1", "stop_after=1")
@@ -135,6 +141,29 @@ describe_mpi("data parallel training under mpirun -np 2", function()
     assert.are.equal(0, ndiff, string.format("%d elements differ (max %.3g)", ndiff, maxabs))
     assert.are.equal(support.read(full .. "/history.txt"), support.read(half .. "/history.txt"))
     assert.are.equal(0, rel)
+  end)
+
+  it("trains under srun --mpi=pmix -n 2 (a real one-node SLURM) bit for bit as under mpirun", function()
+    local services = require "tests.spec.services"
+    local slurm, why = services.slurm()
+    if not slurm then pending(why or "SLURM did not start") return end
+    local ok, err = pcall(function()
+      local d = dir("srun")
+      local srun = slurm.env .. "MOONBERT_THREADS=1 timeout 120 srun -n 2 --mpi=%s " .. support.q(BIN) .. " run " ..
+        SCRIPT .. " dropout=1 out=" .. support.q(d)
+      local out, code = support.run(string.format(srun, "pmix"))
+      assert.are.equal(0, code, out)
+      assert.truthy(out:find("rank 1 of 2: 10 steps", 1, true), out)
+      assert.truthy(full_run, "needs the 2-rank run of the resume test")
+      local _, maxabs, ndiff = compare(full_run .. "/final.safetensors", d .. "/final.safetensors")
+      assert.are.equal(0, ndiff, string.format("%d elements differ from mpirun's run (max %.3g)", ndiff, maxabs))
+      -- tasks started without PMIx: Open MPI cannot join them; one line saying what to do
+      out, code = support.run(string.format(srun, "none"))
+      assert.are_not.equal(0, code, out)
+      assert.truthy(out:find("under SLURM start them with srun --mpi=pmix", 1, true), out)
+    end)
+    slurm.remove()
+    if not ok then error(err, 0) end
   end)
 
   it("ends every rank when one is killed with SIGKILL, and marks the run failed", function()
