@@ -132,6 +132,8 @@ $(MODLIST): $(BINDINGS_SRC)
 
 $(BUILD)/obj/bindings/core.o: $(MODLIST)
 $(BUILD)/obj/bindings/core.o: CFLAGS += -I$(BUILD)/gen
+# tests/c/test_dist.c checks runtime/dist.c's Open MPI ABI facts against mpi.h where it is installed
+$(BUILD)/tests/test_dist: CFLAGS += $(shell $(PKG_CONFIG) --cflags ompi-c 2>/dev/null)
 # sqrtf in the AdamW loop vectorises only without errno (see runtime/optim.c)
 $(BUILD)/obj/runtime/optim.o: CFLAGS += -fno-math-errno
 

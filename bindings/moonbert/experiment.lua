@@ -223,7 +223,7 @@ function M.user_error(msg, opts)
   local args = require "moonbert.args"
   msg = args.clean(msg)
   opts = opts or M.current
-  if opts and opts._script and not opts._failed_run then
+  if opts and opts._script and not opts._failed_run and require("moonbert.dist").is_main() then -- rank 0 writes
     opts._failed_run = true
     pcall(function()
       local store = require("moonbert.store").open(opts.store)
@@ -383,9 +383,17 @@ local function compute_features(model, split, tok, o)
   local X
   local bar = o.progress == nil and n >= 256 and
       require("moonbert.progress").new { label = "features " .. (o.label or o.pooling), total = n } or nil
+  -- under mpirun each rank computes its share of every batch, gathered in rank order (o.shard)
+  local dist = o.shard and require("moonbert.dist") or nil
   for b in split:batches { tokenizer = tok, batch_size = o.batch_size or 64, bucket = true,
                            max_length = o.max_length } do
-    local f = batch_features(model, b, o.pooling)
+    local f
+    if dist then
+      local sb = dist.share_batch(b)
+      f = dist.allgather_rows(sb and batch_features(model, sb, o.pooling) or T.zeros { 0, 1 }, "gathering features")
+    else
+      f = batch_features(model, b, o.pooling)
+    end
     if not X then X = T.zeros { n, f:shape()[2] } end
     for k, i in ipairs(b.indices) do X[i]:copy(f[k]) end
     if o.progress then o.progress(#b.indices) end
@@ -409,13 +417,20 @@ function M.features(model, split, tok, o)
     local key = store.sha256(table.concat({ "features v1", o.model_hash, split:hash(), tostring(#split.text),
                                             o.pooling, tostring(o.max_length or "none") }, "\n"))
     path = o.cache_dir .. "/features-" .. key:sub(1, 24) .. ".safetensors"
+    local X
     if exists(path, "file") then
       local ok, t = pcall(require("moonbert.safetensors").load, path)
-      if ok and t.X and t.X:shape()[1] == #split.text then return t.X, true, path end
+      if ok and t.X and t.X:shape()[1] == #split.text then X = t.X end
     end
+    -- data parallel: the ranks compute together only when none of them has the cache
+    local dist = require "moonbert.dist"
+    if dist.active() then o.shard = dist.sum_numbers({ X and 0 or 1 }, "checking the feature cache")[1] == dist.size() end
+    if X then return X, true, path end
+  elseif require("moonbert.dist").active() then
+    o.shard = true
   end
   local X = compute_features(model, split, tok, o)
-  if path then
+  if path and require("moonbert.dist").is_main() then -- under mpirun, rank 0 alone writes the cache
     mkdir_p(o.cache_dir)
     local tmp = path .. ".tmp"
     require("moonbert.safetensors").save(tmp, { X = X }, { pooling = o.pooling, model_hash = o.model_hash })
@@ -452,13 +467,46 @@ end
 -- ---- training ----------------------------------------------------------------------------------
 
 --- fit(opts): fine-tune with mb.trainer.fit (opts are its options; see bindings/moonbert/trainer.lua).
-function M.fit(o) return require("moonbert.trainer").fit(o) end
+function M.fit(o)
+  local res = require("moonbert.trainer").fit(o)
+  -- data parallel: ranks other than 0 are done; they wait (sleeping) for rank 0 to finish the run
+  require("moonbert.dist").worker_done()
+  return res
+end
 
 --- start_run(store, opts, fields) -> run, resumed (true when an earlier run continues)
 -- fields as store:start_run's. The run is tagged resume_key (a hash of its params); with --resume
 -- (opts.resume) the newest interrupted or killed run of the experiment with the same key is taken
 -- over (store:resume_run: same id, its interruption and resumption recorded), else a new run starts.
 function M.start_run(store, opts, fields)
+  local dist = require "moonbert.dist"
+  if dist.active() then
+    -- rank 0 alone writes the run; the others get its id and folder (checkpoints are read from there)
+    local run, resumed
+    if dist.is_main() then run, resumed = M.start_run_here(store, opts, fields) end
+    local id = dist.broadcast_value(run and run.id, "sharing the run id")
+    local dir = dist.broadcast_value(run and run:artifact_dir(), "sharing the run folder")
+    resumed = dist.broadcast_value(resumed, "sharing the resume")
+    if dist.is_main() then
+      -- not in the resume key: a run may resume with another number of ranks; a param is written
+      -- once, so a resumption records its own count as a tag
+      if resumed then run:set_tag("world_size_resumed", tostring(dist.size()))
+      else run:log_params { world_size = dist.size() } end
+      return run, resumed
+    end
+    local shadow = { id = math.tointeger(id) or id }
+    return setmetatable(shadow, {
+      __index = function(_, k)
+        if k == "artifact_dir" then return function() return dir end end
+        return function() end -- log_metric, finish, fail ...: rank 0 records them
+      end,
+      __close = function() end,
+    }), resumed
+  end
+  return M.start_run_here(store, opts, fields)
+end
+
+function M.start_run_here(store, opts, fields)
   local keys, parts = {}, {}
   for k in pairs(fields.params or {}) do keys[#keys + 1] = tostring(k) end
   table.sort(keys)
@@ -562,6 +610,10 @@ function M.common_options(extra, defaults)
     { "--quick", nil, "500 train / 200 validation / 200 test examples, 1 epoch, max length 64" },
     { "--limit", "N", "at most N examples in every split", type = "number" },
     { "--name", "NAME", "run name" },
+    { "--distributed", nil, "data parallel: this process is one rank of mpirun/srun (found without it when they set " ..
+                            "OMPI_COMM_WORLD_SIZE, PMI_SIZE or SLURM_NTASKS); docs/distributed.md" },
+    { "--dist-timeout", "S", "data parallel: seconds a rank waits for the others before failing (default 300)",
+      type = "number" },
   }
   for _, o in ipairs(spec) do
     local d = (defaults or {})[o[1]:sub(3)]
@@ -610,6 +662,7 @@ function M.parse_options(script, spec, argv)
   if opts.limit then opts.limit = int("limit", opts.limit) end
   if opts.save_steps then opts.save_steps = int("save-steps", opts.save_steps) end
   if opts.save_total_limit then opts.save_total_limit = int("save-total-limit", opts.save_total_limit) end
+  M.setup_dist(script, opts)
   local okd, dev, precision, note = pcall(M.check_device, opts.device, opts.precision)
   if not okd then io.stderr:write(script, ": ", tostring(dev), "\n") os.exit(1) end
   opts.device, opts.precision = dev, precision
@@ -624,6 +677,34 @@ function M.parse_options(script, spec, argv)
   end
   print(note)
   return opts
+end
+
+--- setup_dist(script, opts): join the other ranks when started by mpirun/srun (or --distributed):
+-- --dist-timeout checked, one line and exit 2 (usage) or 1 (no MPI here, no NCCL for --device
+-- cuda) on a problem; ranks other than 0 print nothing (rank 0 speaks for the run).
+function M.setup_dist(script, opts)
+  local dist = require "moonbert.dist"
+  if opts.dist_timeout ~= nil and (type(opts.dist_timeout) ~= "number" or opts.dist_timeout <= 0) then
+    io.stderr:write(script, ": --dist-timeout must be a number of seconds > 0, got ", tostring(opts.dist_timeout), "\n")
+    os.exit(2)
+  end
+  local ok, err = pcall(dist.setup, { distributed = opts.distributed, timeout = opts.dist_timeout })
+  if not ok then
+    io.stderr:write(script, ": ", (require("moonbert.args").clean(err):gsub("^mb%.dist: ", "")), "\n")
+    os.exit(opts.distributed and not dist.detect().source and 2 or 1)
+  end
+  if not dist.active() then return end
+  if opts.device == "cuda" then
+    local have, why = require("moonbert.core").dist.nccl_available()
+    if not have then
+      if dist.is_main() then io.stderr:write(script, ": --device cuda: ", why, "\n") end
+      os.exit(1)
+    end
+  end
+  if not dist.is_main() then
+    io.output("/dev/null")
+    print = function() end -- luacheck: ignore (rank 0 prints the run's report)
+  end
 end
 
 --- load_splits(opts) -> {train=, validation=, test=, ood= (or nil), ood_path=, label_names=}

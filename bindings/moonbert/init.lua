@@ -19,7 +19,7 @@ function mb.threads() return core.threads() end
 mb.modules = {
   "tensor", "tokenizer", "data", "safetensors", "distilbert", "optim", "trainer",
   "learners", "metrics", "store", "umap", "report", "cuda", "sweep", "mlm", "pipeline",
-  "bert", "auto", "conll", "squad", "hub",
+  "bert", "auto", "conll", "squad", "hub", "dist",
 }
 
 -- The first sentence of a comment line, without the comment dashes.

@@ -102,7 +102,12 @@
 -- A resume first removes the store rows the killed run logged after its checkpoint
 -- (run:truncate_after), so the resumed run's rows are the uninterrupted run's.
 --
--- Limits: classification is single-label; one process; no gradient accumulation.
+-- Data parallel: under mpirun/srun (moonbert.dist) batch_size is the global batch, each rank
+-- trains on its contiguous share of every batch, gradients are summed across ranks before
+-- clipping, rank 0 alone logs and writes checkpoints (docs/distributed.md); check_every = N: steps
+-- between the ranks' weight checks (default 50).
+--
+-- Limits: classification is single-label; no gradient accumulation.
 local optim = require "moonbert.optim"
 local ckpt = require "moonbert.checkpoint"
 local check = require "moonbert.check"
@@ -164,9 +169,16 @@ function M.step(model, opt, batch, labels, o)
   o = o or {}
   o.step = o.step or opt:steps() + 1
   model:zero_grad()
-  local loss = call_model(o, model.loss, model, batch, labels, { train = o.train ~= false })
-  if not finite(loss) then step_error("the training loss", loss, o) end
-  call_model(o, model.backward, model)
+  local loss = 0
+  if batch then -- nil: this rank's share of a global batch is empty (o.reduce, moonbert.dist)
+    loss = call_model(o, model.loss, model, batch, labels, { train = o.train ~= false })
+    if not o.reduce and not finite(loss) then step_error("the training loss", loss, o) end
+    call_model(o, model.backward, model)
+  end
+  if o.reduce then -- data parallel: the global mean loss and gradients, the same on every rank
+    loss = o.reduce(loss)
+    if not finite(loss) then step_error("the training loss", loss, o) end
+  end
   local max_norm = o.max_grad_norm
   if not max_norm or max_norm <= 0 then max_norm = math.huge end
   local norm = optim.clip_grad_norm(opt.params, max_norm)
@@ -230,13 +242,21 @@ local function eval_pass(model, split, o, fname, sink)
   local batches = split:batches { tokenizer = tok, batch_size = o.batch_size or 64, shuffle = false,
                                   bucket = o.bucket ~= false, max_length = o.max_length }
   local loss_sum, n = 0, 0
+  local dist = o.dist -- data parallel (moonbert.dist): each rank its share, rows gathered in order
   for k = 1, #batches do
     local b = batches:get(k)
-    local _, logits, per = model:loss(b, b.labels, { train = false })
-    local pred = logits:argmax(2):totable() -- 1-based positions
-    local labels = b.labels:totable()
-    local losses = per:totable()
-    local probs = sink and logits:softmax(2):totable()
+    local sb = b
+    if dist then sb = dist.share(b) end
+    local pred, labels, losses, probs = {}, {}, {}, dist and {} or nil
+    if sb then
+      local _, logits, per = model:loss(sb, sb.labels, { train = false })
+      pred = logits:argmax(2):totable() -- 1-based positions
+      labels = sb.labels:totable()
+      losses = per:totable()
+      probs = (sink or dist) and logits:softmax(2):totable()
+      logits:free(); per:free()
+    end
+    if dist then pred, labels, losses, probs = dist.gather_eval(pred, labels, losses, probs) end
     local rows = sink and {}
     for j = 1, #pred do
       local y = labels[j]
@@ -251,7 +271,6 @@ local function eval_pass(model, split, o, fname, sink)
       end
     end
     n = n + #pred
-    logits:free(); per:free()
     if sink then sink(rows) end
     if o.on_tick then o.on_tick(k, #batches) end
   end
@@ -460,7 +479,9 @@ function M.fit(o)
   end
   local stop_after = o.stop_after_epoch
   local eval_name = o.eval_split_name or "validation"
-  local log, store_run = make_logger(o.run, objective)
+  -- data parallel (moonbert.dist, under mpirun/srun): rank 0 alone logs, prints and saves
+  local dctx = require("moonbert.dist").fit_context(o)
+  local log, store_run = make_logger((not dctx or dctx.main) and o.run or nil, objective)
   if o.callback ~= nil then -- called with every event too, after the run's logging
     if type(o.callback) ~= "function" then check.arg(1, "fit", "field 'callback' must be a function(event, t)") end
     local log_run = log
@@ -469,7 +490,9 @@ function M.fit(o)
   if o.progress ~= nil and o.progress ~= "bar" and o.progress ~= "log" and o.progress ~= false then
     check.arg(1, "fit", "field 'progress' must be nil, \"bar\", \"log\" or false, got " .. tostring(o.progress))
   end
-  local progress = progress_mod.training { mode = o.progress, out = o.progress_stream, log_every = log_every }
+  local pmode = o.progress
+  if dctx and not dctx.main then pmode = false end
+  local progress = progress_mod.training { mode = pmode, out = o.progress_stream, log_every = log_every }
   local labels = kind == "classification" and model:label_names() or nil
 
   local function plan(epoch)
@@ -513,11 +536,12 @@ function M.fit(o)
   if o.checkpoint_dir ~= nil and type(o.checkpoint_dir) ~= "string" then
     check.arg(1, "fit", "field 'checkpoint_dir' must be a folder path")
   end
-  if o.checkpoint_dir then ckpt.check_writable(o.checkpoint_dir) end -- before any step, not at the first save
+  if o.checkpoint_dir and (not dctx or dctx.main) then ckpt.check_writable(o.checkpoint_dir) end -- before any step, not at the first save
   local warn_out = o.progress_stream or io.stderr
   local start_epoch, start_batch, step, history = 1, 1, 0, {}
   local resumed_loss, resumed_win_loss, resumed_win_n = 0, 0, 0
   local resume_dir = o.resume
+  if resume_dir == true and dctx and not dctx.main then resume_dir = false end -- rank 0 picks it
   if resume_dir == true then
     resume_dir = ckpt.newest(o.checkpoint_dir, { warn = function(msg)
       progress:line("[train] warning: " .. msg)
@@ -527,8 +551,10 @@ function M.fit(o)
   elseif resume_dir ~= nil and resume_dir ~= false and type(resume_dir) ~= "string" then
     check.arg(1, "fit", "field 'resume' must be true or a checkpoint folder")
   end
+  if dctx and o.resume then resume_dir = dctx.agree(resume_dir or nil, "agreeing on the checkpoint to resume") end
   if resume_dir then
     local state = ckpt.load_training(resume_dir, { model = model, optimizer = opt, expect = expect, keys = expect_keys })
+    if dctx then dctx.restore_rng(model, state, seed) end
     local e, done = math.tointeger(state.epoch), math.tointeger(state.batch) or steps_per_epoch
     step, history = math.tointeger(state.step), history_in(state.history)
     if objective.set_state then objective.set_state(state.objective_state) end
@@ -545,8 +571,9 @@ function M.fit(o)
     progress:line(string.format("[train] resumed from %s (epoch %d, batch %d of %d, step %d)", resume_dir, e,
       done, steps_per_epoch, step))
   else
-    model:seed(seed) -- dropout draws, as the Trainer's set_seed before training
+    model:seed(seed + (dctx and dctx.rank or 0)) -- dropout draws, as the Trainer's set_seed before training
   end
+  if dctx then dctx.sync_start(model) end
 
   local signal = require("moonbert.core").signal
   local handle_signals = o.handle_signals ~= false
@@ -580,7 +607,7 @@ function M.fit(o)
       rows_sink = function(rows) log("predictions", { split = eval_name, epoch = epoch, rows = rows }) end
     end
     local m = objective.evaluate(model, evalset, { tokenizer = tok, batch_size = o.eval_batch_size or bs,
-                                                   bucket = bucket, max_length = o.max_length,
+                                                   bucket = bucket, max_length = o.max_length, dist = dctx,
                                                    on_tick = function(k, n) progress:eval_tick(k, n) end }, rows_sink)
     log("eval", { step = step, epoch = epoch_pos, split = eval_name, loss = m.loss, accuracy = m.accuracy,
                   f1_weighted = m.f1_weighted, confusion = m.confusion, labels = labels, epoch_end = epoch_end, n = m.n })
@@ -598,7 +625,11 @@ function M.fit(o)
                     objective_state = objective.state and objective.state() or nil,
                     data_order = { seed = seed, epoch = epoch, next_batch = k + 1 } }
     for key, v in pairs(expect) do state[key] = v end
-    local dir = ckpt.save_training(o.checkpoint_dir, { model = model, optimizer = opt, state = state, keep = keep })
+    local dir = o.checkpoint_dir .. "/checkpoint-" .. step
+    if dctx then state.world_size, state.model_rng_ranks = dctx.size, dctx.gather_rng(state.model_rng) end
+    if not dctx or dctx.main then
+      dir = ckpt.save_training(o.checkpoint_dir, { model = model, optimizer = opt, state = state, keep = keep })
+    end
     last_saved_step = step
     log("checkpoint", { epoch = epoch, step = step, path = dir })
     return dir
@@ -621,10 +652,13 @@ function M.fit(o)
       last_k = k
       -- more steps follow in this run (mid-epoch, or any step before max_steps)
       local more = by_steps and step < total or not by_steps and k < nb
-      if sb then
+      local gb, reduce = sb, nil -- the global batch; with dctx this rank trains on its share of it
+      if dctx and gb then sb, sl, reduce = dctx.share_step(model, gb, sl, step) end
+      if gb then
         local loss, norm, used_lr = M.step(model, opt, sb, sl,
-          { max_grad_norm = max_norm, step = step, epoch = epoch, batch = k, batches = nb })
-        local ntok = sb.attention_mask:sum()
+          { max_grad_norm = max_norm, step = step, epoch = epoch, batch = k, batches = nb, reduce = reduce })
+        if dctx then dctx.after_step(model, step) end
+        local ntok = gb.attention_mask:sum()
         local t1 = now()
         train_seconds = train_seconds + (t1 - t0)
         train_tokens = train_tokens + ntok
@@ -653,6 +687,7 @@ function M.fit(o)
       end
       local sig, signo = nil, nil
       if handle_signals then sig, signo = signal.pending() end
+      if dctx then sig, signo = dctx.signal() end -- what all ranks saw in this step's reduction
       if sig and more then
         interrupted, exit_code = sig, 128 + signo
         if o.checkpoint_dir then
@@ -680,6 +715,7 @@ function M.fit(o)
     if o.checkpoint_dir and not by_steps then interrupted_path = checkpoint(epoch, nb, epoch_loss, 0, 0) end
     local sig, signo = nil, nil
     if handle_signals and not by_steps then sig, signo = signal.pending() end
+    if dctx and not by_steps then sig, signo = dctx.agree_signal(sig, signo) end
     if sig and epoch < epochs then
       interrupted, exit_code = sig, 128 + signo
       break
@@ -692,6 +728,7 @@ function M.fit(o)
     end
   end
   if handle_signals then signal.unwatch() end
+  if dctx and not interrupted then dctx.after_step(model, step, true) end -- the final weight check
 
   if interrupted then
     local msg = string.format("interrupted by %s at step %d of %d; %s", interrupted, step, total,
