@@ -33,6 +33,10 @@ typedef struct mb_gemm_operand {
 mb_status mb_cuda_model_gemm(mb_cuda_model *cm, uint16_t *bf_a, uint16_t *bf_b, int ta, int tb, int M, int N, int K,
                              float alpha, mb_gemm_operand A, int lda, mb_gemm_operand B, int ldb, float beta, float *C,
                              int ldc, mb_error *err);
+/* mb_cuda_model_new for a model used as an encoder only (its classification
+   head's problem type is not checked: it never runs). */
+mb_cuda_model *mb_cuda_model_new_encoder(mb_distilbert *m, mb_cuda_precision precision, uint64_t dropout_seed,
+                                          mb_error *err);
 /* Forward without the classification head: the last hidden state stays on
    the device (mb_cuda_model_last_hidden, [B,T,dim]). */
 mb_status mb_cuda_model_forward_encoder(mb_cuda_model *cm, const int32_t *ids, const int32_t *mask, int B, int T,

@@ -99,7 +99,7 @@ mb_cuda_mlm *mb_cuda_mlm_new(mb_distilbert_mlm *m, mb_cuda_precision precision, 
         return NULL;
     }
     c->host = m;
-    if (!(c->enc = mb_cuda_model_new(mb_mlm_encoder(m), precision, dropout_seed, err))) goto fail;
+    if (!(c->enc = mb_cuda_model_new_encoder(mb_mlm_encoder(m), precision, dropout_seed, err))) goto fail;
     const mb_distilbert_config *cfg = mb_distilbert_get_config(mb_mlm_encoder(m));
     c->D = cfg->dim;
     c->V = cfg->vocab_size;

@@ -245,15 +245,16 @@ static mb_status upload_params(mb_cuda_model *cm, mb_error *err) {
     return MB_OK;
 }
 
-mb_cuda_model *mb_cuda_model_new(mb_distilbert *m, mb_cuda_precision precision, uint64_t dropout_seed,
-                                  mb_error *err) {
+/* head 0: the encoder of another head (gpu_mlm.c), whatever the classification head's problem type. */
+static mb_cuda_model *model_new(mb_distilbert *m, mb_cuda_precision precision, uint64_t dropout_seed, int head,
+                                mb_error *err) {
     if (mb_cuda_require(err) != MB_OK) return NULL;
     if (precision != MB_CUDA_FP32 && precision != MB_CUDA_TF32 && precision != MB_CUDA_BF16) {
         mb_fail(err, MB_ERR_ARG, "unknown CUDA precision %d (fp32, tf32 or bf16)", (int)precision);
         return NULL;
     }
     const mb_distilbert_config *c = mb_distilbert_get_config(m);
-    if (c->problem_type != MB_PROBLEM_SINGLE_LABEL) {
+    if (head && c->problem_type != MB_PROBLEM_SINGLE_LABEL) {
         mb_fail(err, MB_ERR_UNSUPPORTED, "the CUDA training step supports single-label classification only (model "
                 "is %s)", mb_problem_type_name(c->problem_type));
         return NULL;
@@ -322,6 +323,16 @@ mb_cuda_model *mb_cuda_model_new(mb_distilbert *m, mb_cuda_precision precision, 
 fail:
     mb_cuda_model_free(cm);
     return NULL;
+}
+
+mb_cuda_model *mb_cuda_model_new(mb_distilbert *m, mb_cuda_precision precision, uint64_t dropout_seed,
+                                  mb_error *err) {
+    return model_new(m, precision, dropout_seed, 1, err);
+}
+
+mb_cuda_model *mb_cuda_model_new_encoder(mb_distilbert *m, mb_cuda_precision precision, uint64_t dropout_seed,
+                                          mb_error *err) {
+    return model_new(m, precision, dropout_seed, 0, err);
 }
 
 /* ---- activations ---------------------------------------------------------------------------- */

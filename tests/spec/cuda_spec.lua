@@ -856,6 +856,22 @@ describe("the masked-LM model on the device", function()
     assert.are.equal(base, cuda.memory().allocated, "garbage collection")
   end)
 
+  it("moves whatever problem_type its config carries (the classification head never runs)", function()
+    local cfg = tiny_config()
+    cfg.problem_type, cfg.num_labels = "multi_label_classification", 3
+    local m = mb.distilbert.new_masked_lm(cfg, { seed = 3 }):to("cuda", { precision = "fp32" })
+    local cpu = mb.distilbert.new_masked_lm(cfg, { seed = 3 })
+    local b = small_batch()
+    local labels = T.from({ { -100, 7, -100, 13, -100, -100 }, { -100, -100, 45, -100, -100, -100 },
+                            { -100, 8, -100, -100, -100, -100 } }, { dtype = "int32" })
+    local l1, n1 = m:loss(b, labels)
+    local l2, n2 = cpu:loss(b, labels)
+    assert.are.equal(4, n1)
+    assert.are.equal(n2, n1)
+    assert.is_true(math.abs(l1 - l2) <= 1e-5 * l2)
+    m:free(); cpu:free()
+  end)
+
   it("pipeline('fill-mask', {device='cuda'}) gives the CPU's tokens and scores", function()
     local text = "i feel so [MASK] today"
     local a = mb.pipeline("fill-mask", MLM)
