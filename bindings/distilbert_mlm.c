@@ -7,7 +7,15 @@
  *       -> loss, n_masked[, logits [n,V] in row-major order of the predicted positions]
  *   model:backward(), model:parameters(), model:zero_grad(), model:num_parameters(),
  *   model:save(dir), model:config_json(), model:warnings(), model:rng_state(),
- *   model:set_rng_state(s), model:seed(n), model:free()
+ *   model:set_rng_state(s), model:seed(n), model:free(),
+ *   model:to("cuda" | "cpu", {precision=, seed=}), model:device(), model:precision()
+ *
+ * One model object, two backends, as bindings/distilbert.c: after
+ * model:to("cuda") the userdata also holds the device half (runtime/cuda.h's
+ * mb_cuda_mlm: the encoder's blocks and the head's) and every method runs
+ * there; logits and losses come back as CPU tensors, parameter views are
+ * device tensors holding the device half (a reference count), so nothing
+ * dangles after model:to("cpu"), model:free() or garbage collection.
  *
  * bindings/moonbert/distilbert.lua wraps it as mb.distilbert.load_masked_lm / new_masked_lm.
  * Parameter views keep the model alive (luamb.h: mb_lua_shared), as in
@@ -17,21 +25,46 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../runtime/cuda.h"
 #include "../runtime/distilbert_mlm.h"
 #include "luamb.h"
 
 #define MLM_MT "moonbert.DistilBertMLM"
 
-static void free_mlm(void *m) { mb_mlm_free(m); }
+/* The host model, and its device half while on the GPU (a shared object of
+   its own: device parameter views hold it). */
+typedef struct mlm_handle {
+    mb_distilbert_mlm *m;
+    mb_lua_shared *dev; /* obj: mb_cuda_mlm; NULL on the CPU */
+} mlm_handle;
 
-/* The userdata and every parameter view share the model (luamb.h: mb_lua_shared). */
+static void free_device_half(void *c) { mb_cuda_mlm_free(c); }
+
+static void free_mlm(void *p) {
+    mlm_handle *h = p;
+    mb_lua_releaseshared(h->dev);
+    mb_mlm_free(h->m);
+    free(h);
+}
+
+/* The userdata and every host parameter view share the model (luamb.h: mb_lua_shared). */
 static void push_model(lua_State *L, mb_distilbert_mlm *m) {
-    mb_lua_pushshared(L, MLM_MT, m, free_mlm, mb_mlm_num_params(m) * 2 * sizeof(float));
+    mlm_handle *h = malloc(sizeof *h);
+    if (!h) {
+        mb_mlm_free(m);
+        luaL_error(L, "out of memory");
+        return;
+    }
+    *h = (mlm_handle){m, NULL};
+    mb_lua_pushshared(L, MLM_MT, h, free_mlm, mb_mlm_num_params(m) * 2 * sizeof(float));
 }
 
 static mb_lua_shared *check_ref(lua_State *L, int arg) { return mb_lua_checkshared(L, arg, MLM_MT); }
-
-static mb_distilbert_mlm *check_mlm(lua_State *L, int arg) { return check_ref(L, arg)->obj; }
+static mlm_handle *check_handle(lua_State *L, int arg) { return check_ref(L, arg)->obj; }
+/* The host model (config, parameter table, flags: valid on either device). */
+static mb_distilbert_mlm *check_mlm(lua_State *L, int arg) { return check_handle(L, arg)->m; }
+/* The device half, or NULL when the model is on the CPU. */
+static mb_cuda_mlm *device_of(const mlm_handle *h) { return h->dev ? h->dev->obj : NULL; }
 
 static int model_close(lua_State *L) {
     mb_lua_closeshared(L, 1, MLM_MT);
@@ -71,7 +104,9 @@ static void push_f32(lua_State *L, int ndim, const int64_t *shape, const float *
 }
 
 static int m_forward(lua_State *L) {
-    mb_distilbert_mlm *m = check_mlm(L, 1);
+    mlm_handle *h = check_handle(L, 1);
+    mb_distilbert_mlm *m = h->m;
+    mb_cuda_mlm *c = device_of(h);
     int train = mb_lua_optfield_bool(L, 3, "train", 0);
     mb_lua_batch b;
     mb_lua_checkbatch(L, 2, &b);
@@ -86,22 +121,29 @@ static int m_forward(lua_State *L) {
     }
     mb_error err;
     int n = pos ? (int)mb_tensor_numel(pos) : 0;
+    int V = mb_distilbert_get_config(mb_mlm_encoder(m))->vocab_size;
+    int64_t s2[2] = {n, V}, s3[3] = {b.B, b.T, V};
+    if (c) { /* on the device: the logits are copied into a new CPU tensor */
+        mb_tensor *out = pos ? mb_tensor_empty(MB_FLOAT32, 2, s2, &err) : mb_tensor_empty(MB_FLOAT32, 3, s3, &err);
+        if (!out) return mb_lua_raise(L, &err);
+        mb_lua_pushtensor(L, out, &err);
+        if (mb_cuda_mlm_forward(c, mb_tensor_i32(b.ids), b.mask ? mb_tensor_i32(b.mask) : NULL, b.B, b.T,
+                                pos ? mb_tensor_i32(pos) : NULL, n, train, mb_tensor_f32(out), &err) != MB_OK)
+            return mb_lua_raise(L, &err);
+        return 1;
+    }
     if (mb_mlm_forward(m, mb_tensor_i32(b.ids), b.mask ? mb_tensor_i32(b.mask) : NULL, b.B, b.T,
                        pos ? mb_tensor_i32(pos) : NULL, n, train, 0, &err) != MB_OK)
         return mb_lua_raise(L, &err);
-    int V = mb_distilbert_get_config(mb_mlm_encoder(m))->vocab_size;
-    if (pos) {
-        int64_t shape[2] = {n, V};
-        push_f32(L, 2, shape, mb_mlm_logits(m));
-    } else {
-        int64_t shape[3] = {b.B, b.T, V};
-        push_f32(L, 3, shape, mb_mlm_logits(m));
-    }
+    if (pos) push_f32(L, 2, s2, mb_mlm_logits(m));
+    else push_f32(L, 3, s3, mb_mlm_logits(m));
     return 1;
 }
 
 static int m_loss(lua_State *L) {
-    mb_distilbert_mlm *m = check_mlm(L, 1);
+    mlm_handle *h = check_handle(L, 1);
+    mb_distilbert_mlm *m = h->m;
+    mb_cuda_mlm *c = device_of(h);
     int train = mb_lua_optfield_bool(L, 4, "train", 0);
     int want_logits = mb_lua_optfield_bool(L, 4, "logits", 0);
     mb_lua_batch b;
@@ -112,27 +154,70 @@ static int m_loss(lua_State *L) {
     mb_error err;
     double loss;
     int n;
-    if (mb_mlm_loss(m, mb_tensor_i32(b.ids), b.mask ? mb_tensor_i32(b.mask) : NULL, mb_tensor_i32(labels), b.B, b.T,
-                    train, &loss, &n, &err) != MB_OK)
+    const int32_t *mask = b.mask ? mb_tensor_i32(b.mask) : NULL;
+    int64_t V = mb_distilbert_get_config(mb_mlm_encoder(m))->vocab_size;
+    if (c) {
+        mb_tensor *out = NULL;
+        if (want_logits) { /* room for every label that is not -100 */
+            const int32_t *y = mb_tensor_i32(labels);
+            int64_t count = 0;
+            for (int64_t i = 0; i < (int64_t)b.B * b.T; i++) count += y[i] != -100;
+            int64_t shape[2] = {count, V};
+            if (!(out = mb_tensor_empty(MB_FLOAT32, 2, shape, &err))) return mb_lua_raise(L, &err);
+            mb_lua_pushtensor(L, out, &err);
+        }
+        if (mb_cuda_mlm_loss(c, mb_tensor_i32(b.ids), mask, mb_tensor_i32(labels), b.B, b.T, train, &loss, &n,
+                             out ? mb_tensor_f32(out) : NULL, &err) != MB_OK)
+            return mb_lua_raise(L, &err);
+        lua_pushnumber(L, loss);
+        lua_pushinteger(L, n);
+        if (!want_logits) return 2;
+        lua_pushvalue(L, -3);
+        return 3;
+    }
+    if (mb_mlm_loss(m, mb_tensor_i32(b.ids), mask, mb_tensor_i32(labels), b.B, b.T, train, &loss, &n, &err) != MB_OK)
         return mb_lua_raise(L, &err);
     lua_pushnumber(L, loss);
     lua_pushinteger(L, n);
     if (!want_logits) return 2;
-    int64_t shape[2] = {n, mb_distilbert_get_config(mb_mlm_encoder(m))->vocab_size};
+    int64_t shape[2] = {n, V};
     push_f32(L, 2, shape, mb_mlm_logits(m));
     return 3;
 }
 
 static int m_backward(lua_State *L) {
+    mlm_handle *h = check_handle(L, 1);
+    mb_cuda_mlm *c = device_of(h);
     mb_error err;
-    if (mb_mlm_backward(check_mlm(L, 1), &err) != MB_OK) return mb_lua_raise(L, &err);
+    if ((c ? mb_cuda_mlm_backward(c, &err) : mb_mlm_backward(h->m, &err)) != MB_OK) return mb_lua_raise(L, &err);
     return 0;
 }
 
 /* {{name=, value=, grad=, no_decay=, trainable=, encoder=}, ...}: the encoder's tensors, then the head's */
+/* Views onto the blocks where the parameters live: the encoder's block and the head's. */
+typedef struct blocks {
+    mb_lua_shared *owner;
+    float *enc_params, *enc_grads, *head_params, *head_grads;
+    mb_device device;
+} blocks;
+
+static blocks blocks_of(lua_State *L, int arg) {
+    mb_lua_shared *r = check_ref(L, arg);
+    mlm_handle *h = r->obj;
+    mb_cuda_mlm *c = device_of(h);
+    if (c) {
+        mb_cuda_model *e = mb_cuda_mlm_encoder(c);
+        return (blocks){h->dev, mb_cuda_model_params(e), mb_cuda_model_grads(e), mb_cuda_mlm_head_params(c),
+                        mb_cuda_mlm_head_grads(c), MB_CUDA};
+    }
+    mb_distilbert *enc = mb_mlm_encoder(h->m);
+    return (blocks){r, mb_distilbert_params(enc), mb_distilbert_grads(enc), mb_mlm_head_params(h->m),
+                    mb_mlm_head_grads(h->m), MB_CPU};
+}
+
 static int m_parameters(lua_State *L) {
-    mb_lua_shared *r = check_ref(L, 1);
-    mb_distilbert_mlm *m = r->obj;
+    blocks bl = blocks_of(L, 1);
+    mb_distilbert_mlm *m = check_mlm(L, 1);
     mb_distilbert *enc = mb_mlm_encoder(m);
     int n = mb_mlm_num_tensors(m);
     lua_createtable(L, n, 0);
@@ -141,9 +226,10 @@ static int m_parameters(lua_State *L) {
         lua_createtable(L, 0, 6);
         lua_pushstring(L, pi->name);
         lua_setfield(L, -2, "name");
-        mb_lua_pushview(L, r, mb_mlm_param(m, i), pi->ndim, pi->shape);
+        float *pb = pi->encoder ? bl.enc_params : bl.head_params, *gb = pi->encoder ? bl.enc_grads : bl.head_grads;
+        mb_lua_pushview_on(L, bl.owner, pb + pi->offset, pi->ndim, pi->shape, bl.device);
         lua_setfield(L, -2, "value");
-        mb_lua_pushview(L, r, mb_mlm_grad(m, i), pi->ndim, pi->shape);
+        mb_lua_pushview_on(L, bl.owner, gb + pi->offset, pi->ndim, pi->shape, bl.device);
         lua_setfield(L, -2, "grad");
         lua_pushboolean(L, pi->no_decay);
         lua_setfield(L, -2, "no_decay");
@@ -157,7 +243,11 @@ static int m_parameters(lua_State *L) {
 }
 
 static int m_zero_grad(lua_State *L) {
-    mb_mlm_zero_grad(check_mlm(L, 1));
+    mlm_handle *h = check_handle(L, 1);
+    mb_cuda_mlm *c = device_of(h);
+    mb_error err;
+    if (c && mb_cuda_mlm_zero_grad(c, &err) != MB_OK) return mb_lua_raise(L, &err);
+    if (!c) mb_mlm_zero_grad(h->m);
     return 0;
 }
 
@@ -166,11 +256,14 @@ static int m_num_parameters(lua_State *L) {
     return 1;
 }
 
+/* On the device the host blocks are refreshed first: the same files either way. */
 static int m_save(lua_State *L) {
-    mb_distilbert_mlm *m = check_mlm(L, 1);
+    mlm_handle *h = check_handle(L, 1);
     const char *dir = luaL_checkstring(L, 2);
+    mb_cuda_mlm *c = device_of(h);
     mb_error err;
-    if (mb_mlm_save(m, dir, &err) != MB_OK) return mb_lua_raise(L, &err);
+    if (c && mb_cuda_mlm_download_params(c, &err) != MB_OK) return mb_lua_raise(L, &err);
+    if (mb_mlm_save(h->m, dir, &err) != MB_OK) return mb_lua_raise(L, &err);
     return 0;
 }
 
@@ -189,42 +282,108 @@ static int m_warnings(lua_State *L) {
     return 1;
 }
 
+/* The dropout generators as one string: the host RNG's bytes, then on the
+   device the Philox key and counter offset (16 bytes), as bindings/distilbert.c. */
 static int m_rng_state(lua_State *L) {
-    mb_lua_push_rng_state(L, mb_distilbert_rng(mb_mlm_encoder(check_mlm(L, 1))));
+    mlm_handle *h = check_handle(L, 1);
+    mb_cuda_mlm *c = device_of(h);
+    mb_lua_push_rng_state(L, mb_distilbert_rng(mb_mlm_encoder(h->m)));
+    if (c) {
+        uint64_t d[2];
+        mb_cuda_model_get_dropout(mb_cuda_mlm_encoder(c), &d[0], &d[1]);
+        lua_pushlstring(L, (const char *)d, sizeof d);
+        lua_concat(L, 2);
+    }
     return 1;
 }
 
 static int m_set_rng_state(lua_State *L) {
-    mb_lua_check_rng_state(L, 2, mb_distilbert_rng(mb_mlm_encoder(check_mlm(L, 1))));
+    mlm_handle *h = check_handle(L, 1);
+    mb_cuda_mlm *c = device_of(h);
+    size_t len, host = sizeof(mb_rng);
+    const char *s = luaL_checklstring(L, 2, &len);
+    if (len == host + 2 * sizeof(uint64_t)) { /* made on the device */
+        if (c) {
+            uint64_t d[2];
+            memcpy(d, s + host, sizeof d);
+            mb_cuda_model_set_dropout(mb_cuda_mlm_encoder(c), d[0], d[1]);
+        }
+        lua_pushlstring(L, s, host);
+        lua_replace(L, 2);
+    }
+    mb_lua_check_rng_state(L, 2, mb_distilbert_rng(mb_mlm_encoder(h->m)));
     return 0;
 }
 
 static int m_seed(lua_State *L) {
-    mb_rng *rng = mb_distilbert_rng(mb_mlm_encoder(check_mlm(L, 1)));
-    mb_rng_seed(rng, (uint64_t)luaL_checkinteger(L, 2));
+    mlm_handle *h = check_handle(L, 1);
+    uint64_t seed = (uint64_t)luaL_checkinteger(L, 2);
+    mb_rng_seed(mb_distilbert_rng(mb_mlm_encoder(h->m)), seed);
+    if (device_of(h)) mb_cuda_model_set_dropout(mb_cuda_mlm_encoder(device_of(h)), seed, 0);
     return 0;
 }
 
-/* model:to("cpu" | "cuda", {precision=}): the masked-LM head has no device
-   implementation yet (runtime/cuda/gpu_model.c is the classification model),
-   so only the CPU in fp32 is accepted, with an error that says so. */
+/* Leave the device: parameters and gradients back into the host blocks, the
+   device half released (freed once no device view holds it). */
+static mb_status to_cpu(mlm_handle *h, mb_error *err) {
+    mb_cuda_mlm *c = device_of(h);
+    if (!c) return MB_OK;
+    if (mb_cuda_mlm_download_params(c, err) || mb_cuda_mlm_download_grads(c, err)) return err->code;
+    mb_lua_releaseshared(h->dev);
+    h->dev = NULL;
+    return MB_OK;
+}
+
+/* model:to("cuda" | "cpu", {precision=, seed=}) -> model: on the device fp32,
+   tf32 (default) or bf16; the CPU's masked-LM model is fp32 only. Moving to
+   the device with another precision re-creates the device half. */
 static int m_to(lua_State *L) {
-    check_ref(L, 1);
+    mlm_handle *h = check_handle(L, 1);
     static const char *const devices[] = {"cpu", "cuda", NULL};
     int to_cuda = luaL_checkoption(L, 2, NULL, devices);
     const char *pname = mb_lua_optfield_str(L, 3, "precision", NULL);
-    if (to_cuda)
-        return luaL_error(L, "model:to(\"cuda\"): the masked-LM model runs on the CPU only (its device "
-                             "implementation is not written yet)");
-    if (pname && strcmp(pname, "fp32") != 0)
-        return luaL_argerror(L, 3, lua_pushfstring(L, "precision '%s' is not available on the CPU (fp32 only)", pname));
+    mb_error err;
+    if (!to_cuda) {
+        if (pname && strcmp(pname, "fp32") != 0)
+            return luaL_argerror(L, 3,
+                                 lua_pushfstring(L, "precision '%s' is not available on the CPU (fp32 only)", pname));
+        if (to_cpu(h, &err) != MB_OK) return mb_lua_raise(L, &err);
+        lua_settop(L, 1);
+        return 1;
+    }
+    int prec = pname ? mb_cuda_precision_parse(pname) : (int)MB_CUDA_DEFAULT_PRECISION;
+    if (prec < 0)
+        return luaL_argerror(L, 3, lua_pushfstring(L, "precision 'fp32', 'tf32' or 'bf16' expected, got '%s'", pname));
+    mb_cuda_mlm *c = device_of(h);
+    if (c && (int)mb_cuda_model_precision(mb_cuda_mlm_encoder(c)) == prec) {
+        lua_settop(L, 1);
+        return 1;
+    }
+    uint64_t seed = 42, offset = 0;
+    if (c) mb_cuda_model_get_dropout(mb_cuda_mlm_encoder(c), &seed, &offset);
+    seed = (uint64_t)mb_lua_optfield_int(L, 3, "seed", (lua_Integer)seed);
+    if (!mb_cuda_available())
+        return luaL_error(L, "model:to(\"cuda\"): CUDA is not available: %s", mb_cuda_unavailable_reason());
+    if (to_cpu(h, &err) != MB_OK) return mb_lua_raise(L, &err);
+    c = mb_cuda_mlm_new(h->m, (mb_cuda_precision)prec, seed, &err); /* uploads gradients too */
+    if (!c) return mb_lua_raise(L, &err);
+    mb_cuda_model_set_dropout(mb_cuda_mlm_encoder(c), seed, offset);
+    if (!(h->dev = mb_lua_newshared(c, free_device_half))) {
+        mb_cuda_mlm_free(c);
+        return luaL_error(L, "out of memory");
+    }
     lua_settop(L, 1);
     return 1;
 }
 
 static int m_device(lua_State *L) {
-    check_ref(L, 1);
-    lua_pushstring(L, "cpu");
+    lua_pushstring(L, device_of(check_handle(L, 1)) ? "cuda" : "cpu");
+    return 1;
+}
+
+static int m_precision(lua_State *L) {
+    mb_cuda_mlm *c = device_of(check_handle(L, 1));
+    lua_pushstring(L, c ? mb_cuda_precision_name(mb_cuda_model_precision(mb_cuda_mlm_encoder(c))) : "fp32");
     return 1;
 }
 
@@ -234,10 +393,13 @@ static int m_tostring(lua_State *L) {
         lua_pushstring(L, "moonbert.DistilBertMLM (freed)");
         return 1;
     }
-    mb_distilbert_mlm *m = r->obj;
+    mlm_handle *h = r->obj;
+    mb_distilbert_mlm *m = h->m;
+    mb_cuda_mlm *dev = device_of(h);
     const mb_distilbert_config *c = mb_distilbert_get_config(mb_mlm_encoder(m));
-    lua_pushfstring(L, "moonbert.DistilBertMLM (dim %d, %d layers, %d heads, vocab %d, %f M parameters)", c->dim,
-                    c->n_layers, c->n_heads, c->vocab_size, (double)mb_mlm_num_params(m) / 1e6);
+    lua_pushfstring(L, "moonbert.DistilBertMLM (dim %d, %d layers, %d heads, vocab %d, %f M parameters, %s%s)", c->dim,
+                    c->n_layers, c->n_heads, c->vocab_size, (double)mb_mlm_num_params(m) / 1e6, dev ? "cuda " : "cpu",
+                    dev ? mb_cuda_precision_name(mb_cuda_model_precision(mb_cuda_mlm_encoder(dev))) : "");
     return 1;
 }
 
@@ -312,6 +474,7 @@ MB_LUA_MODULE(distilbert_mlm) {
         {"zero_grad", m_zero_grad}, {"num_parameters", m_num_parameters}, {"save", m_save},
         {"config_json", m_config_json}, {"warnings", m_warnings}, {"rng_state", m_rng_state},
         {"set_rng_state", m_set_rng_state}, {"seed", m_seed}, {"to", m_to}, {"device", m_device},
+        {"precision", m_precision},
         {"free", model_close}, {NULL, NULL}};
     static const luaL_Reg meta[] = {
         {"__gc", model_close}, {"__close", model_close}, {"__tostring", m_tostring}, {NULL, NULL}};

@@ -30,6 +30,7 @@
 -- Length: --steps N, or by default as many steps as fit in --minutes (40), from the time of three
 -- measured steps (the count is printed, stored and kept in checkpoints; give --steps for runs that
 -- must match across machines).
+-- Device: --device cuda|auto runs the model and optimizer on the GPU (model:to; docs/cuda.md).
 -- Limits: one process.
 local mb = require "moonbert"
 local args = require "moonbert.args"
@@ -70,7 +71,7 @@ local SPEC = {
   { "--store", "PATH", "results store: a SQLite file or postgresql://user@host:port/db (default: $MOONBERT_STORE, else results/moonbert.db)",
     default = require("moonbert.store").default_path },
   { "--seed", "N", "seed (init, masking, dropout, shuffling)", type = "number", default = 42 },
-  { "--device", "DEV", "cpu, cuda or auto (the masked-LM model runs on the CPU only for now)", default = "auto",
+  { "--device", "DEV", "cpu, cuda or auto (GPU when present)", default = "auto",
     choices = { "cpu", "cuda", "auto" } },
   { "--precision", "P", "fp32, tf32 or bf16 (default: the device's)", choices = { "fp32", "tf32", "bf16" } },
   { "--quick", nil, "60 steps, eval/checkpoint every 20, 200 held-out texts (a few minutes)" },
@@ -237,6 +238,7 @@ if resume_dir and not opts.steps then
   opts.steps = state and math.tointeger(state.total_steps)
 end
 local model = mb.distilbert.new_masked_lm(cfg, { seed = opts.seed })
+model:to(opts.device, { precision = opts.precision }) -- every later call runs there (check_device probed it)
 -- Without --steps: time loss + backward on three batches after a warm-up one (eval mode, a collator of its own: the
 -- run's RNG streams are untouched), add 15% for clipping and the optimizer, and fill --minutes.
 if not opts.steps then

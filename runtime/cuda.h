@@ -28,8 +28,11 @@
  * mb_cuda_memcpy_* copies use the legacy default stream, so every call sees
  * the results of the calls before it (no explicit events needed).
  *
+ * The masked-LM model (mb_cuda_mlm) is the encoder of mb_cuda_model plus
+ * its head in a second pair of blocks (runtime/cuda/gpu_mlm.c).
+ *
  * Limits: one device (device 0); single-label classification (cross-entropy)
- * only on the device; GELU or ReLU activations as the config says.
+ * and the masked-LM model on the device; GELU or ReLU activations as the config says.
  */
 #ifndef MB_CUDA_H
 #define MB_CUDA_H
@@ -38,6 +41,7 @@
 #include <stdint.h>
 
 #include "distilbert.h"
+#include "distilbert_mlm.h"
 #include "error.h"
 #include "optim.h"
 #include "tensor.h"
@@ -135,13 +139,39 @@ mb_status mb_cuda_model_download_grads(mb_cuda_model *cm, float *grads, mb_error
 /* Device bytes the model holds (blocks + activations). */
 size_t mb_cuda_model_bytes(const mb_cuda_model *cm);
 
+/* ---- the masked-LM model on the device (runtime/cuda/gpu_mlm.c) -------------- */
+
+/* runtime/distilbert_mlm.h's model on the device: its encoder is an
+   mb_cuda_model (mb_cuda_mlm_encoder: precision, dropout generator, the
+   encoder blocks), its head a second pair of device blocks laid out as
+   mb_mlm_head_params. Uploads both blocks and both gradients. The host model
+   must outlive it. */
+typedef struct mb_cuda_mlm mb_cuda_mlm;
+mb_cuda_mlm *mb_cuda_mlm_new(mb_distilbert_mlm *m, mb_cuda_precision precision, uint64_t dropout_seed,
+                              mb_error *err);
+void mb_cuda_mlm_free(mb_cuda_mlm *c); /* NULL is fine */
+mb_cuda_model *mb_cuda_mlm_encoder(mb_cuda_mlm *c);
+float *mb_cuda_mlm_head_params(mb_cuda_mlm *c); /* device [mb_mlm_head_numel] */
+float *mb_cuda_mlm_head_grads(mb_cuda_mlm *c);
+/* mb_mlm_forward / mb_mlm_loss / mb_mlm_backward on the device. logits_out
+   (host [n, vocab], may be NULL) gets the logits of the predicted rows. */
+mb_status mb_cuda_mlm_forward(mb_cuda_mlm *c, const int32_t *ids, const int32_t *mask, int B, int T,
+                              const int32_t *positions, int n_pos, int train, float *logits_out, mb_error *err);
+mb_status mb_cuda_mlm_loss(mb_cuda_mlm *c, const int32_t *ids, const int32_t *mask, const int32_t *labels, int B,
+                           int T, int train, double *loss, int *n_masked, float *logits_out, mb_error *err);
+mb_status mb_cuda_mlm_backward(mb_cuda_mlm *c, mb_error *err);
+mb_status mb_cuda_mlm_zero_grad(mb_cuda_mlm *c, mb_error *err);
+/* Device blocks -> the host model's blocks (parameters; gradients). */
+mb_status mb_cuda_mlm_download_params(mb_cuda_mlm *c, mb_error *err);
+mb_status mb_cuda_mlm_download_grads(mb_cuda_mlm *c, mb_error *err);
+
 /* ---- the optimizer on the device (runtime/optim.h semantics) ---------------- */
 
 typedef struct mb_cuda_optim mb_cuda_optim;
 
-/* AdamW over refs whose value and grad are device pointers into one block
-   each (views of one model's parameter and gradient blocks: the same offset
-   of a ref in both). State zero, step 0. Only AdamW runs on the device. */
+/* AdamW over refs whose value and grad are device pointers (in any number
+   of blocks: the masked-LM model has two). The moments are laid out as
+   runtime/optim.c lays them out. State zero, step 0. Only AdamW runs on the device. */
 mb_cuda_optim *mb_cuda_optim_new(const mb_param_ref *params, int nparams, const mb_optim_config *cfg,
                                  mb_error *err);
 void mb_cuda_optim_free(mb_cuda_optim *o); /* NULL is fine */

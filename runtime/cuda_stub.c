@@ -72,6 +72,28 @@ float *mb_cuda_model_grads(mb_cuda_model *cm) { return NULL; }
 void mb_cuda_model_get_dropout(const mb_cuda_model *cm, uint64_t *seed, uint64_t *offset) { *seed = *offset = 0; }
 void mb_cuda_model_set_dropout(mb_cuda_model *cm, uint64_t seed, uint64_t offset) {}
 
+mb_cuda_mlm *mb_cuda_mlm_new(mb_distilbert_mlm *m, mb_cuda_precision precision, uint64_t dropout_seed,
+                              mb_error *err) {
+    no_cuda(err);
+    return NULL;
+}
+void mb_cuda_mlm_free(mb_cuda_mlm *c) { (void)c; }
+/* No mb_cuda_mlm exists in this build either. */
+mb_cuda_model *mb_cuda_mlm_encoder(mb_cuda_mlm *c) { return NULL; }
+float *mb_cuda_mlm_head_params(mb_cuda_mlm *c) { return NULL; }
+float *mb_cuda_mlm_head_grads(mb_cuda_mlm *c) { return NULL; }
+mb_status mb_cuda_mlm_forward(mb_cuda_mlm *c, const int32_t *ids, const int32_t *mask, int B, int T,
+                              const int32_t *positions, int n_pos, int train, float *logits_out, mb_error *err) {
+    return no_cuda(err);
+}
+mb_status mb_cuda_mlm_loss(mb_cuda_mlm *c, const int32_t *ids, const int32_t *mask, const int32_t *labels, int B,
+                           int T, int train, double *loss, int *n_masked, float *logits_out, mb_error *err) {
+    return no_cuda(err);
+}
+mb_status mb_cuda_mlm_backward(mb_cuda_mlm *c, mb_error *err) { return no_cuda(err); }
+mb_status mb_cuda_mlm_zero_grad(mb_cuda_mlm *c, mb_error *err) { return no_cuda(err); }
+mb_status mb_cuda_mlm_download_params(mb_cuda_mlm *c, mb_error *err) { return no_cuda(err); }
+mb_status mb_cuda_mlm_download_grads(mb_cuda_mlm *c, mb_error *err) { return no_cuda(err); }
 mb_cuda_optim *mb_cuda_optim_new(const mb_param_ref *params, int nparams, const mb_optim_config *cfg,
                                  mb_error *err) {
     no_cuda(err);

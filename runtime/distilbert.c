@@ -220,14 +220,25 @@ static void make_views(const mb_distilbert *m, float *base, views *v) {
 
 /* ---- construction ---------------------------------------------------------- */
 
-static void append_warning(mb_distilbert *m, const char *text) {
-    size_t old = m->warnings ? strlen(m->warnings) : 0, add = strlen(text);
-    char *w = realloc(m->warnings, old + add + 2);
+void mb_warnings_append(char **warnings, const char *text) {
+    size_t old = *warnings ? strlen(*warnings) : 0, add = strlen(text);
+    char *w = realloc(*warnings, old + add + 2);
     if (!w) return;
     if (old) w[old++] = '\n';
     memcpy(w + old, text, add + 1);
-    m->warnings = w;
+    *warnings = w;
 }
+
+void mb_warn_newly_initialized(char **warnings, const char *architecture, const char *dir, const char *missing) {
+    char msg[2600];
+    snprintf(msg, sizeof msg,
+             "Some weights of %s were not initialized from the model checkpoint at %s and are newly initialized: "
+             "[%s]\nYou should probably TRAIN this model on a down-stream task to be able to use it for predictions "
+             "and inference.", architecture, dir, missing);
+    mb_warnings_append(warnings, msg);
+}
+
+static void append_warning(mb_distilbert *m, const char *text) { mb_warnings_append(&m->warnings, text); }
 
 /* Allocate the blocks for cfg (copied). */
 static mb_distilbert *alloc_model(const mb_distilbert_config *cfg, uint64_t seed, mb_error *err) {
@@ -401,14 +412,7 @@ mb_distilbert *mb_distilbert_load(const char *dir, const mb_distilbert_load_opts
                           pi->encoder ? "" : " (num_labels differs from the checkpoint's classifier?)", err) != MB_OK)
             goto fail;
     }
-    if (n_missing) {
-        char msg[2600];
-        snprintf(msg, sizeof msg,
-                 "Some weights of DistilBertForSequenceClassification were not initialized from the model checkpoint "
-                 "at %s and are newly initialized: [%s]\nYou should probably TRAIN this model on a down-stream task "
-                 "to be able to use it for predictions and inference.", dir, missing);
-        append_warning(m, msg);
-    }
+    if (n_missing) mb_warn_newly_initialized(&m->warnings, "DistilBertForSequenceClassification", dir, missing);
     char unused[2048] = "";
     int n_unused = 0, mlm = 0;
     for (int j = 0; j < st->n_tensors; j++) {

@@ -102,15 +102,6 @@ static void init_head_tensor(mb_distilbert_mlm *m, int i) {
     }
 }
 
-static void append_warning(mb_distilbert_mlm *m, const char *text) {
-    size_t old = m->warnings ? strlen(m->warnings) : 0, add = strlen(text);
-    char *w = realloc(m->warnings, old + add + 2);
-    if (!w) return;
-    if (old) w[old++] = '\n';
-    memcpy(w + old, text, add + 1);
-    m->warnings = w;
-}
-
 /* Wrap enc (taking it over) and allocate the head's block. */
 static mb_distilbert_mlm *wrap(mb_distilbert *enc, mb_error *err) {
     if (!enc) return NULL;
@@ -177,13 +168,7 @@ mb_distilbert_mlm *mb_mlm_load(const char *dir, uint64_t seed, mb_error *err) {
         }
         if (mb_param_read(path, t, pi, m->params + pi->offset, "", err) != MB_OK) goto fail;
     }
-    if (missing[0]) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "Some weights of DistilBertForMaskedLM were not initialized from the model "
-                 "checkpoint at %s and are newly initialized: [%s]\nYou should probably TRAIN this model on a "
-                 "down-stream task to be able to use it for predictions and inference.", dir, missing);
-        append_warning(m, msg);
-    }
+    if (missing[0]) mb_warn_newly_initialized(&m->warnings, "DistilBertForMaskedLM", dir, missing);
     mb_safetensors_close(st);
     return m;
 fail:
@@ -208,6 +193,9 @@ mb_status mb_mlm_save(const mb_distilbert_mlm *m, const char *dir, mb_error *err
 mb_distilbert *mb_mlm_encoder(mb_distilbert_mlm *m) { return m->enc; }
 const char *mb_mlm_warnings(const mb_distilbert_mlm *m) { return m->warnings ? m->warnings : ""; }
 int mb_mlm_num_tensors(const mb_distilbert_mlm *m) { return m->n_enc + MB_MLM_HEAD_TENSORS; }
+float *mb_mlm_head_params(mb_distilbert_mlm *m) { return m->params; }
+float *mb_mlm_head_grads(mb_distilbert_mlm *m) { return m->grads; }
+size_t mb_mlm_head_numel(const mb_distilbert_mlm *m) { return m->n_head; }
 const mb_param_info *mb_mlm_param_info(const mb_distilbert_mlm *m, int i) {
     if (i < 0 || i >= mb_mlm_num_tensors(m)) return NULL;
     return i < m->n_enc ? mb_distilbert_param_info(m->enc, i) : &m->info[i - m->n_enc];

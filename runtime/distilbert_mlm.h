@@ -20,7 +20,10 @@
  * tokens); inference can ask for every position or a list of positions.
  * Buffers grow to the largest N seen and are reused.
  *
- * Limits: CPU only, F32. A frozen encoder (mb_distilbert_freeze_encoder on
+ * The device half (runtime/cuda.h's mb_cuda_mlm, runtime/cuda/gpu_mlm.c)
+ * mirrors this file on device copies of both blocks.
+ *
+ * Limits: F32 on the CPU. A frozen encoder (mb_distilbert_freeze_encoder on
  * mb_mlm_encoder) trains the head's own tensors only: the tied matrix is an
  * encoder tensor and stays fixed with it.
  */
@@ -55,6 +58,10 @@ const mb_param_info *mb_mlm_param_info(const mb_distilbert_mlm *m, int i); /* of
 float *mb_mlm_param(mb_distilbert_mlm *m, int i);
 float *mb_mlm_grad(mb_distilbert_mlm *m, int i);
 int mb_mlm_find_param(const mb_distilbert_mlm *m, const char *name); /* -1 if absent */
+/* The head's own block (its five tensors, in order; offsets as mb_mlm_param_info's): */
+float *mb_mlm_head_params(mb_distilbert_mlm *m);
+float *mb_mlm_head_grads(mb_distilbert_mlm *m);
+size_t mb_mlm_head_numel(const mb_distilbert_mlm *m);
 size_t mb_mlm_num_params(const mb_distilbert_mlm *m);
 void mb_mlm_zero_grad(mb_distilbert_mlm *m);
 

@@ -53,7 +53,8 @@ M.shared_dir = shared_dir
 -- a device or precision this machine cannot run fails before any data is loaded, with the
 -- runtime's reason ("--device cuda: CUDA is not available: no CUDA driver ..."; on the CPU a
 -- precision other than fp32 is the CPU runtime's to accept). note: the line the banner prints.
--- kind "masked_lm" probes the masked-LM model (where it cannot use the GPU, auto means the CPU).
+-- kind "masked_lm" probes the masked-LM model (it runs on the GPU too; where a model cannot, auto
+-- means the CPU).
 function M.check_device(dev, precision, kind)
   local mb = require "moonbert"
   local okd, device, why = pcall(mb.cuda.device, dev or "auto")
@@ -85,6 +86,22 @@ function M.check_device(dev, precision, kind)
   if dev == "auto" then note = note .. (device == "cuda" and " (--device auto: a GPU is available)"
                                       or " (--device auto: " .. tostring(why) .. ")") end
   return device, precision, note
+end
+
+--- model_type_of(model_arg) -> config.json's model_type of a --model folder (or of a hub name
+-- already in the cache), else nil (nothing is fetched or loaded).
+function M.model_type_of(arg)
+  if type(arg) ~= "string" then return nil end
+  local dir = arg
+  if not exists(dir .. "/config.json", "file") then
+    local okh, cached = pcall(require("moonbert.hub").find, arg)
+    if not okh or not cached then return nil end
+    dir = cached
+  end
+  local okc, cfg = pcall(function()
+    return require("dkjson").decode(require("moonbert.fs").read_file(dir .. "/config.json") or "{}")
+  end)
+  return okc and type(cfg) == "table" and cfg.model_type or nil
 end
 
 --- place(model, opts) -> model: the model on opts.device in opts.precision (parse_options set
@@ -665,6 +682,16 @@ function M.parse_options(script, spec, argv)
   M.setup_dist(script, opts)
   local okd, dev, precision, note = pcall(M.check_device, opts.device, opts.precision)
   if not okd then io.stderr:write(script, ": ", tostring(dev), "\n") os.exit(1) end
+  -- a BERT --model has no device backend: refused here, before any data loads or the store opens
+  -- (--device auto falls back to the CPU and says why)
+  if dev == "cuda" and M.model_type_of(opts.model) == "bert" then
+    local why = "--model " .. opts.model .. " is a BERT model, which runs on the CPU only (the device backend is " ..
+                "DistilBERT's)"
+    if opts.device ~= "auto" then io.stderr:write(script, ": --device cuda: ", why, "; use --device cpu\n") os.exit(1) end
+    okd, dev, precision, note = pcall(M.check_device, "cpu", opts.precision)
+    if not okd then io.stderr:write(script, ": ", tostring(dev), "\n") os.exit(1) end
+    note = note .. " (--device auto: " .. why .. ")"
+  end
   opts.device, opts.precision = dev, precision
   -- bf16 where this CPU has no bf16 kernel runs fp32: say so once, and record what runs
   if dev == "cpu" and precision == "bf16" then

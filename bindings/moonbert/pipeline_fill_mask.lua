@@ -105,8 +105,8 @@ end
 FillMask.__close = FillMask.free
 FillMask.__gc = FillMask.free
 
---- load(dir, opts) -> pipeline. opts: top_k (5, as HF), max_length (the tokenizer's), device and
--- (the masked-LM model runs on the CPU only for now: "cuda" is an error that says so, "auto" is the CPU).
+--- load(dir, opts) -> pipeline. opts: top_k (5, as HF), max_length (the tokenizer's), device ("cpu",
+-- "cuda" or "auto": the GPU when present) and precision (on cuda: fp32, tf32 or bf16).
 function M.load(dir, opts)
   opts = opts or {}
   check_dir(dir)
@@ -118,7 +118,9 @@ function M.load(dir, opts)
     mask_id = st.mask_token_id, mask_token = st.mask_token, max_length = opts.max_length,
   }, FillMask)
   self.top_k = top_k_of(opts.top_k, "pipeline") or 5
-  if opts.device == "cuda" then require("moonbert.pipeline").place(self.model, { device = "cuda" }) end
+  if opts.device and opts.device ~= "cpu" and require("moonbert.cuda").device(opts.device) == "cuda" then
+    require("moonbert.pipeline").place(self.model, { device = "cuda", precision = opts.precision })
+  end
   return self
 end
 

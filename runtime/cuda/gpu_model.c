@@ -98,7 +98,7 @@ struct mb_cuda_model {
     int cap_per_ex;
     mb_embed_plan plan;
     uint64_t emb_off, head_off;
-    int fwd_B, fwd_T, fwd_train, have_fwd, have_loss;
+    int fwd_B, fwd_T, fwd_train, fwd_head, have_fwd, have_loss;
     size_t bytes;
 };
 
@@ -118,13 +118,7 @@ static void dfree(mb_cuda_model *cm, void *p, size_t bytes) {
 
 /* ---- matrix products ----------------------------------------------------------------------- */
 
-/* An operand: fp32 data, its bf16 mirror when one exists, and the number of
-   floats it spans (what is rounded into scratch in bf16 mode). */
-typedef struct operand {
-    const float *f;
-    const uint16_t *bf;
-    long n;
-} operand;
+typedef mb_gemm_operand operand; /* gpu.h */
 
 static operand act_op(const float *f, long n) { return (operand){f, NULL, n}; }
 
@@ -134,10 +128,11 @@ static operand weight_op(const mb_cuda_model *cm, int tensor) {
 }
 
 /* Row-major C[M,N] (batched) = alpha op(A)[M,K] op(B)[K,N] + beta C; lda, ldb,
-   ldc are row strides as stored; sA, sB, sC strides between batch entries. */
-static mb_status gemm(mb_cuda_model *cm, int ta, int tb, int M, int N, int K, float alpha, operand A, int lda,
-                      long long sA, operand B, int ldb, long long sB, float beta, float *C, int ldc, long long sC,
-                      int batch, mb_error *err) {
+   ldc are row strides as stored; sA, sB, sC strides between batch entries.
+   bf_a, bf_b: the bf16 scratch an operand without a mirror is rounded into. */
+static mb_status gemm_on(mb_cuda_model *cm, uint16_t *bf_a, uint16_t *bf_b, int ta, int tb, int M, int N, int K,
+                         float alpha, operand A, int lda, long long sA, operand B, int ldb, long long sB, float beta,
+                         float *C, int ldc, long long sC, int batch, mb_error *err) {
     const void *pa = A.f, *pb = B.f;
     cudaDataType_t ty = CUDA_R_32F;
     cublasComputeType_t ct = cm->prec == MB_CUDA_FP32 ? CUBLAS_COMPUTE_32F_PEDANTIC
@@ -147,13 +142,13 @@ static mb_status gemm(mb_cuda_model *cm, int ta, int tb, int M, int N, int K, fl
         ty = CUDA_R_16BF;
         if (A.bf) pa = A.bf;
         else {
-            CU_CHECK(mb_k_to_bf16(cm->a.bf_a, A.f, A.n, cm->stream));
-            pa = cm->a.bf_a;
+            CU_CHECK(mb_k_to_bf16(bf_a, A.f, A.n, cm->stream));
+            pa = bf_a;
         }
         if (B.bf) pb = B.bf;
         else {
-            CU_CHECK(mb_k_to_bf16(cm->a.bf_b, B.f, B.n, cm->stream));
-            pb = cm->a.bf_b;
+            CU_CHECK(mb_k_to_bf16(bf_b, B.f, B.n, cm->stream));
+            pb = bf_b;
         }
     }
     /* column-major view: C^T[N,M] = op(B)^T op(A)^T */
@@ -161,6 +156,19 @@ static mb_status gemm(mb_cuda_model *cm, int ta, int tb, int M, int N, int K, fl
                                             N, M, K, &alpha, pb, ty, ldb, sB, pa, ty, lda, sA, &beta, C, CUDA_R_32F,
                                             ldc, sC, batch, ct, CUBLAS_GEMM_DEFAULT));
     return MB_OK;
+}
+
+static mb_status gemm(mb_cuda_model *cm, int ta, int tb, int M, int N, int K, float alpha, operand A, int lda,
+                      long long sA, operand B, int ldb, long long sB, float beta, float *C, int ldc, long long sC,
+                      int batch, mb_error *err) {
+    return gemm_on(cm, cm->a.bf_a, cm->a.bf_b, ta, tb, M, N, K, alpha, A, lda, sA, B, ldb, sB, beta, C, ldc, sC, batch,
+                   err);
+}
+
+mb_status mb_cuda_model_gemm(mb_cuda_model *cm, uint16_t *bf_a, uint16_t *bf_b, int ta, int tb, int M, int N, int K,
+                             float alpha, mb_gemm_operand A, int lda, mb_gemm_operand B, int ldb, float beta, float *C,
+                             int ldc, mb_error *err) {
+    return gemm_on(cm, bf_a, bf_b, ta, tb, M, N, K, alpha, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1, err);
 }
 
 /* out[N,OC] = inp[N,IC] w[OC,IC]^T + b */
@@ -237,15 +245,16 @@ static mb_status upload_params(mb_cuda_model *cm, mb_error *err) {
     return MB_OK;
 }
 
-mb_cuda_model *mb_cuda_model_new(mb_distilbert *m, mb_cuda_precision precision, uint64_t dropout_seed,
-                                  mb_error *err) {
+/* head 0: the encoder of another head (gpu_mlm.c), whatever the classification head's problem type. */
+static mb_cuda_model *model_new(mb_distilbert *m, mb_cuda_precision precision, uint64_t dropout_seed, int head,
+                                mb_error *err) {
     if (mb_cuda_require(err) != MB_OK) return NULL;
     if (precision != MB_CUDA_FP32 && precision != MB_CUDA_TF32 && precision != MB_CUDA_BF16) {
         mb_fail(err, MB_ERR_ARG, "unknown CUDA precision %d (fp32, tf32 or bf16)", (int)precision);
         return NULL;
     }
     const mb_distilbert_config *c = mb_distilbert_get_config(m);
-    if (c->problem_type != MB_PROBLEM_SINGLE_LABEL) {
+    if (head && c->problem_type != MB_PROBLEM_SINGLE_LABEL) {
         mb_fail(err, MB_ERR_UNSUPPORTED, "the CUDA training step supports single-label classification only (model "
                 "is %s)", mb_problem_type_name(c->problem_type));
         return NULL;
@@ -314,6 +323,16 @@ mb_cuda_model *mb_cuda_model_new(mb_distilbert *m, mb_cuda_precision precision, 
 fail:
     mb_cuda_model_free(cm);
     return NULL;
+}
+
+mb_cuda_model *mb_cuda_model_new(mb_distilbert *m, mb_cuda_precision precision, uint64_t dropout_seed,
+                                  mb_error *err) {
+    return model_new(m, precision, dropout_seed, 1, err);
+}
+
+mb_cuda_model *mb_cuda_model_new_encoder(mb_distilbert *m, mb_cuda_precision precision, uint64_t dropout_seed,
+                                          mb_error *err) {
+    return model_new(m, precision, dropout_seed, 0, err);
 }
 
 /* ---- activations ---------------------------------------------------------------------------- */
@@ -435,9 +454,9 @@ static int grow_host(void **buf, size_t *cap, size_t bytes) {
     return 1;
 }
 
-mb_status mb_cuda_model_forward(mb_cuda_model *cm, const int32_t *ids, const int32_t *mask, int B, int T, int train,
-                                float *logits_out, mb_error *err) {
-    ERR_GUARD;
+/* The forward; head 0 stops at the last hidden state (mb_cuda_model_forward_encoder). */
+static mb_status forward(mb_cuda_model *cm, const int32_t *ids, const int32_t *mask, int B, int T, int train, int head,
+                         float *logits_out, mb_error *err) {
     const mb_distilbert_config *c = &cm->cfg;
     cm->have_fwd = cm->have_loss = 0;
     if (B < 1 || T < 1) return mb_fail(err, MB_ERR_SHAPE, "batch is empty (%d x %d)", B, T);
@@ -530,6 +549,14 @@ mb_status mb_cuda_model_forward(mb_cuda_model *cm, const int32_t *ids, const int
                                                  P(cm, layer_tensor(cm, l, L_OUT_B)), BT, D, LN_EPS, st));
         x = la->out;
     }
+    cm->fwd_B = B;
+    cm->fwd_T = T;
+    cm->fwd_train = train;
+    cm->fwd_head = head;
+    if (!head) {
+        cm->have_fwd = 1;
+        return MB_OK;
+    }
 
     /* head: [CLS] -> pre_classifier -> ReLU -> dropout -> classifier */
     CU_CHECK(mb_k_gather_first(a->cls, x, B, T, D, st));
@@ -544,19 +571,41 @@ mb_status mb_cuda_model_forward(mb_cuda_model *cm, const int32_t *ids, const int
         CU_CHECK(cudaMemcpyAsync(logits_out, a->logits, (size_t)B * L * 4, cudaMemcpyDeviceToHost, st));
         CU_CHECK(cudaStreamSynchronize(st));
     }
-    cm->fwd_B = B;
-    cm->fwd_T = T;
-    cm->fwd_train = train;
     cm->have_fwd = 1;
     return MB_OK;
 }
+
+mb_status mb_cuda_model_forward(mb_cuda_model *cm, const int32_t *ids, const int32_t *mask, int B, int T, int train,
+                                float *logits_out, mb_error *err) {
+    ERR_GUARD;
+    return forward(cm, ids, mask, B, T, train, 1, logits_out, err);
+}
+
+mb_status mb_cuda_model_forward_encoder(mb_cuda_model *cm, const int32_t *ids, const int32_t *mask, int B, int T,
+                                        int train, mb_error *err) {
+    ERR_GUARD;
+    return forward(cm, ids, mask, B, T, train, 0, NULL, err);
+}
+
+const float *mb_cuda_model_last_hidden(const mb_cuda_model *cm) {
+    if (!cm->have_fwd) return NULL;
+    return cm->cfg.n_layers > 0 ? cm->a.layer[cm->cfg.n_layers - 1].out : cm->a.emb_out;
+}
+
+float *mb_cuda_model_hidden_grad(mb_cuda_model *cm) { return cm->have_fwd && !cm->fwd_head ? cm->a.d_res : NULL; }
+cudaStream_t mb_cuda_model_stream(const mb_cuda_model *cm) { return cm->stream; }
+void mb_cuda_model_shape(const mb_cuda_model *cm, int *B, int *T) {
+    *B = cm->fwd_B;
+    *T = cm->fwd_T;
+}
+const uint16_t *mb_cuda_model_params_bf16(const mb_cuda_model *cm) { return cm->pbf; }
 
 /* ---- loss ------------------------------------------------------------------------------------- */
 
 mb_status mb_cuda_model_loss(mb_cuda_model *cm, const int32_t *labels, int B, double *loss, float *per_example,
                              mb_error *err) {
     ERR_GUARD;
-    if (!cm->have_fwd) return mb_fail(err, MB_ERR_STATE, "loss needs a forward pass first");
+    if (!cm->have_fwd || !cm->fwd_head) return mb_fail(err, MB_ERR_STATE, "loss needs a forward pass first");
     if (B != cm->fwd_B) return mb_fail(err, MB_ERR_SHAPE, "%d labels for a batch of %d", B, cm->fwd_B);
     const int L = cm->cfg.num_labels;
     int count = 0;
@@ -595,17 +644,16 @@ mb_status mb_cuda_model_loss(mb_cuda_model *cm, const int32_t *labels, int B, do
 
 /* ---- backward --------------------------------------------------------------------------------- */
 
+static mb_status encoder_backward(mb_cuda_model *cm, mb_error *err);
+
 mb_status mb_cuda_model_backward(mb_cuda_model *cm, mb_error *err) {
     ERR_GUARD;
     if (!cm->have_loss) return mb_fail(err, MB_ERR_STATE, "backward needs forward and loss first");
     cm->have_loss = 0;
     const mb_distilbert_config *c = &cm->cfg;
-    const int B = cm->fwd_B, T = cm->fwd_T, D = c->dim, F = c->hidden_dim, H = c->n_heads, hs = D / H,
-              L = c->num_labels, BT = B * T;
-    const long BTD = (long)BT * D, BHTT = (long)B * H * T * T;
-    const int train = cm->fwd_train, act = c->activation == MB_ACT_RELU ? MB_K_RELU : MB_K_GELU;
-    float p_emb = train ? c->dropout : 0.0f, p_attn = train ? c->attention_dropout : 0.0f,
-          p_ffn = train ? c->dropout : 0.0f, p_cls = train ? c->seq_classif_dropout : 0.0f;
+    const int B = cm->fwd_B, T = cm->fwd_T, D = c->dim, L = c->num_labels;
+    const long BTD = (long)B * T * D;
+    float p_cls = cm->fwd_train ? c->seq_classif_dropout : 0.0f;
     dacts *a = &cm->a;
     cudaStream_t st = cm->stream;
 
@@ -624,6 +672,27 @@ mb_status mb_cuda_model_backward(mb_cuda_model *cm, mb_error *err) {
     /* the head reads position 0 only */
     CU_CHECK(cudaMemsetAsync(a->d_res, 0, (size_t)BTD * 4, st));
     CU_CHECK(mb_k_scatter_first(a->d_res, a->d_b, B, T, D, st));
+    return encoder_backward(cm, err);
+}
+
+mb_status mb_cuda_model_backward_hidden(mb_cuda_model *cm, mb_error *err) {
+    ERR_GUARD;
+    if (!cm->have_fwd || cm->fwd_head)
+        return mb_fail(err, MB_ERR_STATE, "backward_hidden needs an encoder-only forward first");
+    if (mb_distilbert_encoder_frozen(cm->host)) return MB_OK; /* nothing below the hidden state trains */
+    return encoder_backward(cm, err);
+}
+
+/* From d_res = d loss / d last hidden [B,T,D] down to the embeddings. */
+static mb_status encoder_backward(mb_cuda_model *cm, mb_error *err) {
+    const mb_distilbert_config *c = &cm->cfg;
+    const int B = cm->fwd_B, T = cm->fwd_T, D = c->dim, F = c->hidden_dim, H = c->n_heads, hs = D / H, BT = B * T;
+    const long BTD = (long)BT * D, BHTT = (long)B * H * T * T;
+    const int train = cm->fwd_train, act = c->activation == MB_ACT_RELU ? MB_K_RELU : MB_K_GELU;
+    float p_emb = train ? c->dropout : 0.0f, p_attn = train ? c->attention_dropout : 0.0f,
+          p_ffn = train ? c->dropout : 0.0f;
+    dacts *a = &cm->a;
+    cudaStream_t st = cm->stream;
 
     const float alpha = 1.0f / sqrtf((float)hs);
     const long long sQ = (long long)T * hs, sP = (long long)T * T;

@@ -1,14 +1,14 @@
 /* gpu_optim.c: AdamW and gradient clipping over device parameters (mb_cuda_optim in runtime/cuda.h).
  *
  * The device half of mb.optim: bindings/optim.c hands the same mb_param_ref
- * list it would give runtime/optim.c, with device pointers (views of one
- * model's parameter and gradient blocks). The refs are turned into a table of
- * (offset, numel, weight decay) relative to the lowest value pointer; the
- * gradient block must have the same layout. The moments are two device
- * buffers spanning the same range, so the fused kernel (kernels.cu, adamw.h)
- * indexes value, grad, m and v with one offset. Checkpoints see the moments
- * as the CPU optimizer lays them out (trainable refs in list order), so an
- * optimizer.safetensors is the same file on either device.
+ * list it would give runtime/optim.c, with device pointers. The trainable
+ * refs become a table of (value, grad, state offset, numel, weight decay):
+ * the values and gradients may lie in any number of device blocks (the
+ * masked-LM model has two: the encoder's and its head's), and the moments
+ * are two device buffers laid out exactly as runtime/optim.c lays them out
+ * (trainable refs in list order), so an optimizer.safetensors is the same
+ * file on either device and the state moves with one copy each way. One
+ * fused kernel launch per step (kernels.cu, adamw.h).
  *
  * Work goes to the legacy default stream, which is ordered with the model's
  * (blocking) stream: a step sees the gradients of the backward before it.
@@ -26,47 +26,35 @@ struct mb_cuda_optim {
     mb_optim_config cfg;
     int64_t step, state_numel;
     int n;                   /* trainable refs (the table's length) */
-    float *base, *gbase;     /* device: the value / grad pointer of offset 0 */
-    size_t extent;           /* floats from base to the end of the last trainable ref */
-    float *m, *v;            /* device [extent], offsets as the table's */
+    float *m, *v;            /* device [state_numel], runtime/optim.c's layout */
     mb_k_tensor *h_table;    /* host copy of the table [n] */
     mb_k_tensor *d_table;    /* device [n] */
     size_t max_numel;
 };
 
-/* The trainable refs as a table relative to the lowest value pointer, or an
-   error naming the ref that does not fit one block. wd: the decay of refs
-   that take it. */
-static mb_status ref_table(const mb_param_ref *p, int np, double wd, mb_k_tensor *tab, int *count, float **base,
-                           float **gbase, size_t *extent, size_t *max_numel, mb_error *err) {
+/* The trainable refs of p as a table (state offsets in list order). wd: the
+   decay of refs that take it. */
+static mb_status ref_table(const mb_param_ref *p, int np, double wd, mb_k_tensor *tab, int *count, size_t *state_numel,
+                           size_t *max_numel, mb_error *err) {
     if (np > 0 && !p) return mb_fail(err, MB_ERR_ARG, "parameter list is missing");
-    float *lo = NULL, *glo = NULL;
+    int n = 0;
+    size_t at = 0, mx = 0;
     for (int i = 0; i < np; i++) {
         if (p[i].frozen || p[i].numel <= 0) continue;
         if (!p[i].value || !p[i].grad)
             return mb_fail(err, MB_ERR_ARG, "parameter %d: %s buffer is missing", i + 1, p[i].value ? "grad" : "value");
-        if (!lo || p[i].value < lo) lo = p[i].value;
-        if (!glo || p[i].grad < glo) glo = p[i].grad;
-    }
-    int n = 0;
-    size_t end = 0, mx = 0;
-    for (int i = 0; i < np; i++) {
-        if (p[i].frozen || p[i].numel <= 0) continue;
-        size_t off = (size_t)(p[i].value - lo);
-        if ((size_t)(p[i].grad - glo) != off)
-            return mb_fail(err, MB_ERR_ARG, "parameter %d: on the device, values and gradients must be views of one "
-                           "model's parameter and gradient blocks (model:parameters())", i + 1);
-        tab[n].offset = off;
+        /* field by field: the padding stays as calloc left it, so a clip table compares with memcmp */
+        tab[n].value = p[i].value;
+        tab[n].grad = p[i].grad;
+        tab[n].state = at;
         tab[n].numel = (size_t)p[i].numel;
         tab[n].weight_decay = p[i].weight_decay ? (float)wd : 0.0f;
-        if (off + (size_t)p[i].numel > end) end = off + (size_t)p[i].numel;
+        at += (size_t)p[i].numel;
         if ((size_t)p[i].numel > mx) mx = (size_t)p[i].numel;
         n++;
     }
     *count = n;
-    *base = lo;
-    *gbase = glo;
-    *extent = end;
+    *state_numel = at;
     *max_numel = mx;
     return MB_OK;
 }
@@ -100,11 +88,11 @@ mb_cuda_optim *mb_cuda_optim_new(const mb_param_ref *params, int nparams, const 
         return NULL;
     }
     o->cfg = *cfg;
-    if (ref_table(params, nparams, cfg->weight_decay, o->h_table, &o->n, &o->base, &o->gbase, &o->extent,
-                  &o->max_numel, err) != MB_OK)
+    size_t state;
+    if (ref_table(params, nparams, cfg->weight_decay, o->h_table, &o->n, &state, &o->max_numel, err) != MB_OK)
         goto fail;
-    for (int i = 0; i < o->n; i++) o->state_numel += (int64_t)o->h_table[i].numel;
-    size_t bytes = (o->extent ? o->extent : 1) * sizeof(float);
+    o->state_numel = (int64_t)state;
+    size_t bytes = (state ? state : 1) * sizeof(float);
     if (!(o->m = mb_cuda_malloc(bytes, err)) || !(o->v = mb_cuda_malloc(bytes, err)) ||
         !(o->d_table = mb_cuda_malloc((size_t)(o->n ? o->n : 1) * sizeof(mb_k_tensor), err)))
         goto fail;
@@ -131,39 +119,29 @@ mb_status mb_cuda_optim_step(mb_cuda_optim *o, double lr, mb_error *err) {
     /* bias corrections in double, as runtime/optim.c computes them */
     double t = (double)o->step;
     float bc1 = (float)(1.0 - pow(c->beta1, t)), bc2s = (float)sqrt(1.0 - pow(c->beta2, t));
-    CU_CHECK(mb_k_adamw(o->base, o->gbase, o->m, o->v, NULL, o->d_table, o->n, o->max_numel, (float)lr,
-                        (float)c->beta1, (float)c->beta2, (float)c->eps, bc1, bc2s, 1.0f, 0));
+    CU_CHECK(mb_k_adamw(o->m, o->v, o->d_table, o->n, o->max_numel, (float)lr, (float)c->beta1, (float)c->beta2,
+                        (float)c->eps, bc1, bc2s, 1.0f, 0));
     return MB_OK;
 }
 
 mb_status mb_cuda_optim_zero_grad(mb_cuda_optim *o, mb_error *err) {
     for (int i = 0; i < o->n; i++)
-        CU_CHECK(cudaMemsetAsync(o->gbase + o->h_table[i].offset, 0, o->h_table[i].numel * sizeof(float), 0));
+        CU_CHECK(cudaMemsetAsync(o->h_table[i].grad, 0, o->h_table[i].numel * sizeof(float), 0));
     return MB_OK;
 }
 
-/* Moments <-> the CPU layout, one copy per trainable tensor. */
-static mb_status copy_state(mb_cuda_optim *o, float *host, float *dev, int to_host, mb_error *err) {
-    size_t at = 0;
-    for (int i = 0; i < o->n; i++) {
-        const mb_k_tensor *t = &o->h_table[i];
-        mb_status rc = to_host ? mb_cuda_memcpy_d2h(host + at, dev + t->offset, t->numel * 4, err)
-                               : mb_cuda_memcpy_h2d(dev + t->offset, host + at, t->numel * 4, err);
-        if (rc != MB_OK) return rc;
-        at += t->numel;
-    }
-    return MB_OK;
-}
-
+/* The moments are in the CPU layout already: one copy each. */
 mb_status mb_cuda_optim_get_state(mb_cuda_optim *o, float *m, float *v, int64_t *step, mb_error *err) {
-    if (copy_state(o, m, o->m, 1, err) || copy_state(o, v, o->v, 1, err)) return err->code;
+    size_t bytes = (size_t)o->state_numel * sizeof(float);
+    if (mb_cuda_memcpy_d2h(m, o->m, bytes, err) || mb_cuda_memcpy_d2h(v, o->v, bytes, err)) return err->code;
     *step = o->step;
     return MB_OK;
 }
 
 mb_status mb_cuda_optim_set_state(mb_cuda_optim *o, const float *m, const float *v, int64_t step, mb_error *err) {
     if (step < 0) return mb_fail(err, MB_ERR_ARG, "step must be >= 0 (got %lld)", (long long)step);
-    if (copy_state(o, (float *)m, o->m, 0, err) || copy_state(o, (float *)v, o->v, 0, err)) return err->code;
+    size_t bytes = (size_t)o->state_numel * sizeof(float);
+    if (mb_cuda_memcpy_h2d(o->m, m, bytes, err) || mb_cuda_memcpy_h2d(o->v, v, bytes, err)) return err->code;
     o->step = step;
     return MB_OK;
 }
@@ -216,10 +194,8 @@ mb_status mb_cuda_clip_grad_norm(const mb_param_ref *params, int nparams, double
     if (isnan(max_norm)) return mb_fail(err, MB_ERR_ARG, "max_norm must be a number (got nan)");
     if (clip_reserve(nparams > 0 ? nparams : 1, err) != MB_OK) return err->code;
     int n;
-    float *base, *gbase;
-    size_t extent, max_numel;
-    if (ref_table(params, nparams, 0.0, clip_scratch.h, &n, &base, &gbase, &extent, &max_numel, err) != MB_OK)
-        return err->code;
+    size_t state, max_numel;
+    if (ref_table(params, nparams, 0.0, clip_scratch.h, &n, &state, &max_numel, err) != MB_OK) return err->code;
     /* the table goes to the device only when it changes (a training loop passes the same list) */
     if (n != clip_scratch.n_dev || memcmp(clip_scratch.h, clip_scratch.h_dev, (size_t)n * sizeof(mb_k_tensor)) != 0) {
         if (mb_cuda_memcpy_h2d(clip_scratch.d, clip_scratch.h, (size_t)n * sizeof(mb_k_tensor), err) != MB_OK)
@@ -228,7 +204,7 @@ mb_status mb_cuda_clip_grad_norm(const mb_param_ref *params, int nparams, double
         clip_scratch.n_dev = n;
     }
     double sumsq = 0.0;
-    CU_CHECK(mb_k_grad_sumsq(clip_scratch.d_norm, clip_scratch.d_partial, gbase, clip_scratch.d, n, 0));
+    CU_CHECK(mb_k_grad_sumsq(clip_scratch.d_norm, clip_scratch.d_partial, clip_scratch.d, n, 0));
     if (mb_cuda_memcpy_d2h(&sumsq, clip_scratch.d_norm, sizeof(double), err) != MB_OK) return err->code;
     double norm = sqrt(sumsq);
     if (total_norm) *total_norm = norm;
@@ -236,6 +212,6 @@ mb_status mb_cuda_clip_grad_norm(const mb_param_ref *params, int nparams, double
     /* torch: clip_coef = max_norm / (total_norm + 1e-6), clamped to 1, in float32 (as runtime/optim.c) */
     float coef = (float)(max_norm / (norm + 1e-6));
     if (coef >= 1.0f) return MB_OK;
-    CU_CHECK(mb_k_scale_tensors(gbase, clip_scratch.d, n, max_numel, coef, 0));
+    CU_CHECK(mb_k_scale_tensors(clip_scratch.d, n, max_numel, coef, 0));
     return MB_OK;
 }

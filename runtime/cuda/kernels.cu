@@ -31,45 +31,32 @@ int row_threads(int C) {
     return t > ROW_MAX_THREADS ? ROW_MAX_THREADS : t;
 }
 
-// Sum over the block (blockDim.x a power of two) in a fixed tree order; sh holds blockDim.x floats.
-__device__ float block_sum(float v, float *sh) {
+// The one block reduction: sh holds blockDim.x values of T, blockDim.x is a
+// power of two, and the tree adds (or takes the max) in a fixed order, so the
+// result repeats bit for bit. Every thread gets the result.
+struct SumOp {
+    template <typename T> __device__ T operator()(T a, T b) const { return a + b; }
+};
+struct MaxOp {
+    __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+template <typename T, typename Op> __device__ T block_reduce(T v, T *sh, Op op) {
     int t = threadIdx.x;
     sh[t] = v;
     __syncthreads();
     for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (t < s) sh[t] += sh[t + s];
+        if (t < s) sh[t] = op(sh[t], sh[t + s]);
         __syncthreads();
     }
-    float r = sh[0];
+    T r = sh[0];
     __syncthreads();
     return r;
 }
 
-__device__ float block_max(float v, float *sh) {
-    int t = threadIdx.x;
-    sh[t] = v;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (t < s) sh[t] = fmaxf(sh[t], sh[t + s]);
-        __syncthreads();
-    }
-    float r = sh[0];
-    __syncthreads();
-    return r;
-}
-
-__device__ double block_sum_d(double v, double *sh) {
-    int t = threadIdx.x;
-    sh[t] = v;
-    __syncthreads();
-    for (int s = blockDim.x / 2; s > 0; s >>= 1) {
-        if (t < s) sh[t] += sh[t + s];
-        __syncthreads();
-    }
-    double r = sh[0];
-    __syncthreads();
-    return r;
-}
+__device__ float block_sum(float v, float *sh) { return block_reduce(v, sh, SumOp()); }
+__device__ float block_max(float v, float *sh) { return block_reduce(v, sh, MaxOp()); }
+__device__ double block_sum_d(double v, double *sh) { return block_reduce(v, sh, SumOp()); }
 
 __device__ float gelu(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
 __device__ float gelu_grad(float x) {
@@ -364,10 +351,10 @@ __global__ void crossentropy_k(float *per_ex, float *probs, float *dlogits, cons
 const int OPT_BLOCK = 256;
 
 // grid (MB_K_NORM_BLOCKS, n_tensors): block (x, y) sums its grid-stride share of tensor y.
-__global__ void grad_sumsq_partial_k(double *partial, const float *grads, const mb_k_tensor *tensors) {
+__global__ void grad_sumsq_partial_k(double *partial, const mb_k_tensor *tensors) {
     __shared__ double sh[OPT_BLOCK];
     mb_k_tensor t = tensors[blockIdx.y];
-    const float *g = grads + t.offset;
+    const float *g = t.grad;
     double acc = 0.0;
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < t.numel; i += (size_t)gridDim.x * blockDim.x)
         acc += (double)g[i] * g[i];
@@ -383,20 +370,18 @@ __global__ void grad_sumsq_final_k(double *total, const double *partial, int n) 
     if (threadIdx.x == 0) total[0] = acc;
 }
 
-__global__ void scale_tensors_k(float *grads, const mb_k_tensor *tensors, float factor) {
+__global__ void scale_tensors_k(const mb_k_tensor *tensors, float factor) {
     mb_k_tensor t = tensors[blockIdx.y];
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < t.numel; i += (size_t)gridDim.x * blockDim.x)
-        grads[t.offset + i] *= factor;
+        t.grad[i] *= factor;
 }
 
-__global__ void adamw_k(float *params, const float *grads, float *m, float *v, uint16_t *pbf,
-                        const mb_k_tensor *tensors, float lr, float b1, float b2, float eps, float bc1, float bc2s,
-                        float clip) {
+__global__ void adamw_k(float *m, float *v, const mb_k_tensor *tensors, float lr, float b1, float b2, float eps,
+                        float bc1, float bc2s, float clip) {
     mb_k_tensor t = tensors[blockIdx.y];
     for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < t.numel; i += (size_t)gridDim.x * blockDim.x) {
-        size_t e = t.offset + i;
-        mb_adamw_update(&params[e], &m[e], &v[e], grads[e] * clip, lr, b1, b2, eps, t.weight_decay, bc1, bc2s);
-        if (pbf) pbf[e] = mb_f32_to_bf16(params[e]);
+        size_t e = t.state + i;
+        mb_adamw_update(&t.value[i], &m[e], &v[e], t.grad[i] * clip, lr, b1, b2, eps, t.weight_decay, bc1, bc2s);
     }
 }
 
@@ -537,31 +522,29 @@ cudaError_t mb_k_to_bf16(uint16_t *out, const float *inp, long n, cudaStream_t s
     DONE;
 }
 
-cudaError_t mb_k_grad_sumsq(double *total, double *partial, const float *grads, const mb_k_tensor *tensors,
-                            int n_tensors, cudaStream_t stream) {
+cudaError_t mb_k_grad_sumsq(double *total, double *partial, const mb_k_tensor *tensors, int n_tensors,
+                            cudaStream_t stream) {
     if (n_tensors <= 0) return cudaMemsetAsync(total, 0, sizeof(double), stream);
-    grad_sumsq_partial_k<<<dim3(MB_K_NORM_BLOCKS, n_tensors), OPT_BLOCK, 0, stream>>>(partial, grads, tensors);
+    grad_sumsq_partial_k<<<dim3(MB_K_NORM_BLOCKS, n_tensors), OPT_BLOCK, 0, stream>>>(partial, tensors);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return e;
     grad_sumsq_final_k<<<1, OPT_BLOCK, 0, stream>>>(total, partial, MB_K_NORM_BLOCKS * n_tensors);
     DONE;
 }
 
-cudaError_t mb_k_scale_tensors(float *grads, const mb_k_tensor *tensors, int n_tensors, size_t max_numel,
-                               float factor, cudaStream_t stream) {
+cudaError_t mb_k_scale_tensors(const mb_k_tensor *tensors, int n_tensors, size_t max_numel, float factor,
+                               cudaStream_t stream) {
     if (n_tensors <= 0 || max_numel == 0) DONE;
     int gx = mb_grid_1d((long)max_numel, OPT_BLOCK, 1024);
-    scale_tensors_k<<<dim3(gx, n_tensors), OPT_BLOCK, 0, stream>>>(grads, tensors, factor);
+    scale_tensors_k<<<dim3(gx, n_tensors), OPT_BLOCK, 0, stream>>>(tensors, factor);
     DONE;
 }
 
-cudaError_t mb_k_adamw(float *params, const float *grads, float *m, float *v, uint16_t *params_bf16,
-                       const mb_k_tensor *tensors, int n_tensors, size_t max_numel, float lr, float beta1,
-                       float beta2, float eps, float bc1, float bc2_sqrt, float clip, cudaStream_t stream) {
+cudaError_t mb_k_adamw(float *m, float *v, const mb_k_tensor *tensors, int n_tensors, size_t max_numel, float lr,
+                       float beta1, float beta2, float eps, float bc1, float bc2_sqrt, float clip, cudaStream_t stream) {
     if (n_tensors <= 0 || max_numel == 0) DONE;
     int gx = mb_grid_1d((long)max_numel, OPT_BLOCK, 1024);
-    adamw_k<<<dim3(gx, n_tensors), OPT_BLOCK, 0, stream>>>(params, grads, m, v, params_bf16, tensors, lr, beta1, beta2,
-                                                          eps, bc1, bc2_sqrt, clip);
+    adamw_k<<<dim3(gx, n_tensors), OPT_BLOCK, 0, stream>>>(m, v, tensors, lr, beta1, beta2, eps, bc1, bc2_sqrt, clip);
     DONE;
 }
 

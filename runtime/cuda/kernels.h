@@ -23,9 +23,13 @@ extern "C" {
 
 enum { MB_K_GELU = 0, MB_K_RELU = 1 };
 
-/* One tensor of the parameter block as the optimizer kernels see it. */
+/* One parameter tensor as the optimizer kernels see it: its weights and
+   gradient anywhere in device memory (a model may hold several blocks), and
+   the offset of its moments in the optimizer's m and v, which are laid out
+   as runtime/optim.c lays them out (trainable tensors in list order). */
 typedef struct mb_k_tensor {
-    size_t offset, numel;
+    float *value, *grad; /* device [numel] each */
+    size_t state, numel;
     float weight_decay; /* 0 for no_decay tensors */
 } mb_k_tensor;
 
@@ -81,26 +85,26 @@ cudaError_t mb_k_gather_first(float *cls, const float *x, int B, int T, int D, c
 cudaError_t mb_k_scatter_first(float *dx, const float *dcls, int B, int T, int D, cudaStream_t stream);
 
 /* Softmax cross-entropy per row (fp32): per_ex[B] (0 for label -100),
-   probs[B,L], dlogits[B,L] = scale * (probs - onehot) (0 for ignored rows). */
+   probs[B,L], dlogits[B,L] = scale * (probs - onehot) (0 for ignored rows).
+   probs may be dlogits (each element is read right after it is written). */
 cudaError_t mb_k_crossentropy(float *per_ex, float *probs, float *dlogits, const float *logits, const int32_t *labels,
                               int B, int L, float scale, cudaStream_t stream);
 
 /* bf16 (uint16 bit patterns, round to nearest even: bf16.h) of n floats. */
 cudaError_t mb_k_to_bf16(uint16_t *out, const float *inp, long n, cudaStream_t stream);
 
-/* Sum of squares of the gradients of tensors[0..n_tensors): partial[n_tensors * MB_K_NORM_BLOCKS]
-   then total[0] (double), both in a fixed order. */
+/* Sum of squares of the gradients of tensors[0..n_tensors) (a device table):
+   partial[n_tensors * MB_K_NORM_BLOCKS] then total[0] (double), both in a fixed order. */
 #define MB_K_NORM_BLOCKS 64
-cudaError_t mb_k_grad_sumsq(double *total, double *partial, const float *grads, const mb_k_tensor *tensors,
-                            int n_tensors, cudaStream_t stream);
-/* grads[tensors[i].offset + e] *= factor for every tensor (gradient clipping). */
-cudaError_t mb_k_scale_tensors(float *grads, const mb_k_tensor *tensors, int n_tensors, size_t max_numel,
-                               float factor, cudaStream_t stream);
+cudaError_t mb_k_grad_sumsq(double *total, double *partial, const mb_k_tensor *tensors, int n_tensors,
+                            cudaStream_t stream);
+/* tensors[i].grad[e] *= factor for every tensor (gradient clipping); max_numel: the largest numel. */
+cudaError_t mb_k_scale_tensors(const mb_k_tensor *tensors, int n_tensors, size_t max_numel, float factor,
+                               cudaStream_t stream);
 /* One AdamW step (adamw.h) over tensors[0..n_tensors) with gradients scaled
-   by clip; params_bf16 (may be NULL) gets the updated weights in bf16. */
-cudaError_t mb_k_adamw(float *params, const float *grads, float *m, float *v, uint16_t *params_bf16,
-                       const mb_k_tensor *tensors, int n_tensors, size_t max_numel, float lr, float beta1,
-                       float beta2, float eps, float bc1, float bc2_sqrt, float clip, cudaStream_t stream);
+   by clip; moments m[state + e], v[state + e]. */
+cudaError_t mb_k_adamw(float *m, float *v, const mb_k_tensor *tensors, int n_tensors, size_t max_numel, float lr,
+                       float beta1, float beta2, float eps, float bc1, float bc2_sqrt, float clip, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

@@ -214,28 +214,27 @@ MB_REF_LINK cudaError_t MB_REF_NAME(mb_k_to_bf16)(uint16_t *out, const float *in
     for (long i = 0; i < n; i++) out[i] = mb_f32_to_bf16(inp[i]);
     return cudaSuccess;
 }
-MB_REF_LINK cudaError_t MB_REF_NAME(mb_k_grad_sumsq)(double *total, double *partial, const float *grads, const mb_k_tensor *t, int n,
-                            cudaStream_t s) {
+MB_REF_LINK cudaError_t MB_REF_NAME(mb_k_grad_sumsq)(double *total, double *partial, const mb_k_tensor *t, int n,
+                                                     cudaStream_t s) {
     double acc = 0;
     for (int i = 0; i < n; i++)
-        for (size_t e = 0; e < t[i].numel; e++) acc += (double)grads[t[i].offset + e] * grads[t[i].offset + e];
+        for (size_t e = 0; e < t[i].numel; e++) acc += (double)t[i].grad[e] * t[i].grad[e];
     *total = acc;
     return cudaSuccess;
 }
-MB_REF_LINK cudaError_t MB_REF_NAME(mb_k_scale_tensors)(float *grads, const mb_k_tensor *t, int n, size_t max_numel,
-                                                        float factor, cudaStream_t s) {
+MB_REF_LINK cudaError_t MB_REF_NAME(mb_k_scale_tensors)(const mb_k_tensor *t, int n, size_t max_numel, float factor,
+                                                        cudaStream_t s) {
     for (int i = 0; i < n; i++)
-        for (size_t e = t[i].offset; e < t[i].offset + t[i].numel; e++) grads[e] *= factor;
+        for (size_t e = 0; e < t[i].numel; e++) t[i].grad[e] *= factor;
     return cudaSuccess;
 }
-MB_REF_LINK cudaError_t MB_REF_NAME(mb_k_adamw)(float *params, const float *grads, float *m, float *v, uint16_t *pbf, const mb_k_tensor *t,
-                       int n, size_t max_numel, float lr, float b1, float b2, float eps, float bc1, float bc2s,
-                       float clip, cudaStream_t s) {
+MB_REF_LINK cudaError_t MB_REF_NAME(mb_k_adamw)(float *m, float *v, const mb_k_tensor *t, int n, size_t max_numel,
+                                                float lr, float b1, float b2, float eps, float bc1, float bc2s,
+                                                float clip, cudaStream_t s) {
     for (int i = 0; i < n; i++)
-        for (size_t e = t[i].offset; e < t[i].offset + t[i].numel; e++) {
-            mb_adamw_update(&params[e], &m[e], &v[e], grads[e] * clip, lr, b1, b2, eps, t[i].weight_decay, bc1, bc2s);
-            if (pbf) pbf[e] = mb_f32_to_bf16(params[e]);
-        }
+        for (size_t e = 0; e < t[i].numel; e++)
+            mb_adamw_update(&t[i].value[e], &m[t[i].state + e], &v[t[i].state + e], t[i].grad[e] * clip, lr, b1, b2,
+                            eps, t[i].weight_decay, bc1, bc2s);
     return cudaSuccess;
 }
 

@@ -281,37 +281,40 @@ TEST(loss_norm_adamw) {
     CU_OK(mb_k_crossentropy(d_per, d_pr, d_dl, d_z, d_lab, B, L, 1.0f / 250, 0));
     float *g_per = down(d_per, B), *g_dl = down(d_dl, (long)B * L);
     CHECK(rel(g_per, per, B) <= 1e-5 && rel(g_dl, dl, (long)B * L) <= 1e-5, "cross-entropy");
-    /* norm and AdamW over three tensors of a block, one skipped */
-    const size_t N = 70001;
-    float *p = rnd(N, 1), *g = rnd(N, 1), *m = rnd(N, 0.1f), *v = rnd(N, 0.1f);
-    for (size_t i = 0; i < N; i++) v[i] = fabsf(v[i]);
-    mb_k_tensor t[3] = {{0, 40000, 0.01f}, {40000, 5, 0.0f}, {50000, 20001, 0.01f}}; /* 40005..49999 not trainable */
-    float *d_p = up(p, N * 4), *d_g = up(g, N * 4), *d_m = up(m, N * 4), *d_v = up(v, N * 4);
-    uint16_t *d_pbf = mb_cuda_malloc(N * 2, &err);
-    mb_k_tensor *d_t = up(t, sizeof t);
+    /* norm and AdamW over three tensors in two blocks (40005..49999 of the first not trainable),
+       the moments compact in list order as runtime/optim.c lays them out */
+    const size_t N = 50005, N2 = 20001, S = 60006;
+    float *p = rnd(N, 1), *g = rnd(N, 1), *p2 = rnd(N2, 1), *g2 = rnd(N2, 1), *m = rnd(S, 0.1f), *v = rnd(S, 0.1f);
+    for (size_t i = 0; i < S; i++) v[i] = fabsf(v[i]);
+    float *d_p = up(p, N * 4), *d_g = up(g, N * 4), *d_p2 = up(p2, N2 * 4), *d_g2 = up(g2, N2 * 4),
+          *d_m = up(m, S * 4), *d_v = up(v, S * 4);
+    mb_k_tensor t[3] = {{p, g, 0, 40000, 0.01f}, {p + 40000, g + 40000, 40000, 5, 0.0f}, {p2, g2, 40005, 20001, 0.01f}};
+    mb_k_tensor td[3] = {{d_p, d_g, 0, 40000, 0.01f}, {d_p + 40000, d_g + 40000, 40000, 5, 0.0f},
+                         {d_p2, d_g2, 40005, 20001, 0.01f}};
+    mb_k_tensor *d_t = up(td, sizeof td);
     double *d_tot = mb_cuda_malloc(sizeof(double), &err), *d_part = mb_cuda_malloc(3 * MB_K_NORM_BLOCKS * sizeof(double), &err);
     double tot = 0, tot_ref = 0, part[1];
-    CU_OK(mb_k_grad_sumsq(d_tot, d_part, d_g, d_t, 3, 0));
-    ref_mb_k_grad_sumsq(&tot_ref, part, g, t, 3, 0);
+    CU_OK(mb_k_grad_sumsq(d_tot, d_part, d_t, 3, 0));
+    ref_mb_k_grad_sumsq(&tot_ref, part, t, 3, 0);
     mb_cuda_synchronize(&err);
     mb_cuda_memcpy_d2h(&tot, d_tot, sizeof tot, &err);
     CHECK(fabs(tot - tot_ref) <= 1e-12 * tot_ref, "sum of squares %.17g vs %.17g", tot, tot_ref);
-    CU_OK(mb_k_adamw(d_p, d_g, d_m, d_v, d_pbf, d_t, 3, 40000, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 0.0316f, 0.5f, 0));
-    uint16_t *pbf_ref = calloc(N, 2);
-    ref_mb_k_adamw(p, g, m, v, pbf_ref, t, 3, 40000, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 0.0316f, 0.5f, 0);
-    float *gp = down(d_p, N), *gm = down(d_m, N), *gv = down(d_v, N);
-    CHECK(rel(gp, p, N) <= 1e-6 && rel(gm, m, N) <= 1e-6 && rel(gv, v, N) <= 1e-6, "AdamW p %.3g m %.3g v %.3g",
-          rel(gp, p, N), rel(gm, m, N), rel(gv, v, N));
+    CU_OK(mb_k_adamw(d_m, d_v, d_t, 3, 40000, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 0.0316f, 0.5f, 0));
+    ref_mb_k_adamw(m, v, t, 3, 40000, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.1f, 0.0316f, 0.5f, 0);
+    float *gp = down(d_p, N), *gp2 = down(d_p2, N2), *gm = down(d_m, S), *gv = down(d_v, S);
+    CHECK(rel(gp, p, N) <= 1e-6 && rel(gp2, p2, N2) <= 1e-6 && rel(gm, m, S) <= 1e-6 && rel(gv, v, S) <= 1e-6,
+          "AdamW p %.3g p2 %.3g m %.3g v %.3g", rel(gp, p, N), rel(gp2, p2, N2), rel(gm, m, S), rel(gv, v, S));
     /* clipping's scale: one multiplication per element, so bit-exact; the untrained gap untouched */
-    CU_OK(mb_k_scale_tensors(d_g, d_t, 3, 40000, 0.37f, 0));
-    ref_mb_k_scale_tensors(g, t, 3, 40000, 0.37f, 0);
-    float *gg = down(d_g, N);
-    CHECK(memcmp(gg, g, N * 4) == 0, "gradient scaling differs from the host's");
-    free(gg);
-    free(z), free(g_per), free(g_dl), free(p), free(g), free(m), free(v), free(gp), free(gm), free(gv), free(pbf_ref);
+    CU_OK(mb_k_scale_tensors(d_t, 3, 40000, 0.37f, 0));
+    ref_mb_k_scale_tensors(t, 3, 40000, 0.37f, 0);
+    float *gg = down(d_g, N), *gg2 = down(d_g2, N2);
+    CHECK(memcmp(gg, g, N * 4) == 0 && memcmp(gg2, g2, N2 * 4) == 0, "gradient scaling differs from the host's");
+    free(gg), free(gg2);
+    free(z), free(g_per), free(g_dl), free(p), free(g), free(p2), free(g2), free(m), free(v), free(gp), free(gp2);
+    free(gm), free(gv);
     mb_cuda_free(d_z), mb_cuda_free(d_per), mb_cuda_free(d_pr), mb_cuda_free(d_dl), mb_cuda_free(d_lab);
-    mb_cuda_free(d_p), mb_cuda_free(d_g), mb_cuda_free(d_m), mb_cuda_free(d_v), mb_cuda_free(d_pbf), mb_cuda_free(d_t);
-    mb_cuda_free(d_tot), mb_cuda_free(d_part);
+    mb_cuda_free(d_p), mb_cuda_free(d_g), mb_cuda_free(d_p2), mb_cuda_free(d_g2), mb_cuda_free(d_m), mb_cuda_free(d_v);
+    mb_cuda_free(d_t), mb_cuda_free(d_tot), mb_cuda_free(d_part);
 }
 
 int main(void) {

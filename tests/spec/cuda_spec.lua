@@ -150,12 +150,21 @@ describe("model:to on either build", function()
     model:free()
   end)
 
-  it("the masked-LM model says it runs on the CPU only", function()
+  it("the masked-LM model: a bad precision is refused, the CPU is fp32, no device names the reason", function()
     local mlm = mb.distilbert.new_masked_lm(tiny_config(), { seed = 3 })
-    local ok, err = pcall(mlm.to, mlm, "cuda")
+    local ok, err = pcall(mlm.to, mlm, "cuda", { precision = "fp8" })
     assert.is_false(ok)
-    assert.truthy(err:find("masked-LM model runs on the CPU only", 1, true), err)
+    assert.truthy(err:find("precision 'fp32', 'tf32' or 'bf16' expected, got 'fp8'", 1, true), err)
+    ok, err = pcall(mlm.to, mlm, "cpu", { precision = "bf16" })
+    assert.is_false(ok)
+    assert.truthy(err:find("precision 'bf16' is not available on the CPU (fp32 only)", 1, true), err)
+    if not GPU then
+      ok, err = pcall(mlm.to, mlm, "cuda")
+      assert.is_false(ok)
+      assert.truthy(err:find("CUDA is not available: ", 1, true), err)
+    end
     assert.are.equal("cpu", mlm:device())
+    assert.are.equal("fp32", mlm:precision())
     assert.are.equal(mlm, mlm:to("cpu"))
     mlm:free()
   end)
@@ -466,9 +475,6 @@ describe("one model on the device", function()
       end
     end
     a:free(); b:free()
-    local ok, err = pcall(mb.pipeline, "fill-mask", SHARED .. "/fixtures/distilbert-mlm-tiny", { device = "cuda" })
-    assert.is_false(ok)
-    assert.truthy(tostring(err):find("CPU only", 1, true), err)
   end)
 end)
 
@@ -569,5 +575,377 @@ describe("mb.trainer.fit on the device", function()
     assert.are.equal("cpu", cpu:device())
     cpu:free(); full:free(); resumed:free()
     os.execute("rm -rf " .. support.q(dir_a) .. " " .. support.q(dir_b))
+  end)
+end)
+
+-- ---- the masked-LM model -----------------------------------------------------------------------
+-- References: the distilbert-mlm-tiny fixture (PyTorch DistilBertForMaskedLM; README tolerances
+-- 1e-4 of max|ref| per tensor, atol 1e-9 for k_lin.bias, after3 atol 1e-4) and the CPU model
+-- (runtime/distilbert_mlm.c). Two parameter blocks (the encoder's and the head's), so the device
+-- optimizer spans both.
+local MLM = SHARED .. "/fixtures/distilbert-mlm-tiny"
+local have_mlm = io.open(MLM .. "/cases.safetensors") ~= nil
+
+local function max_param_diff(a, b) -- max |a - b| over every parameter, wherever they live
+  local pb, worst = b:parameters(), 0
+  for i, p in ipairs(a:parameters()) do
+    worst = math.max(worst, (p.value:to("cpu") - pb[i].value:to("cpu")):abs():max())
+  end
+  return worst
+end
+
+describe("the masked-LM model on the device", function()
+  teardown(gc)
+  if not GPU then
+    pending("no GPU (" .. cuda.unavailable_reason() .. "): run under make test on the emulated device")
+    return
+  end
+  if not have_mlm then
+    pending("needs " .. MLM .. " (../shared is absent)")
+    return
+  end
+  local fx, batch
+  setup(function()
+    fx = mb.safetensors.load(MLM .. "/cases.safetensors")
+    batch = { input_ids = fx.input_ids, attention_mask = fx.attention_mask }
+  end)
+  local function load(prec)
+    local m = mb.distilbert.load_masked_lm(MLM, { quiet = true })
+    if prec then m:to("cuda", { precision = prec }) end
+    return m
+  end
+  local function grad_errors(model, ref_of)
+    local worst, worst_name = 0, nil
+    for _, p in ipairs(model:parameters()) do
+      local ref, got = ref_of(p.name), p.grad:cpu()
+      if p.name:find("k_lin.bias", 1, true) then
+        assert.is_true((got - ref):abs():max() <= 1e-9 + 1e-4 * ref:abs():max(), p.name)
+      else
+        local e = rel_err(got, ref)
+        if e > worst then worst, worst_name = e, p.name end
+      end
+    end
+    return worst, worst_name
+  end
+
+  it("fp32: loss, masked logits and all 41 gradients match the fixture and the CPU model", function()
+    local dev, cpu = load("fp32"), load()
+    assert.are.equal("cuda", dev:device())
+    local loss, n, logits = dev:loss(batch, fx.labels, { logits = true })
+    local closs, cn, clogits = cpu:loss(batch, fx.labels, { logits = true })
+    assert.are.equal("cpu", logits:device())
+    assert.are.equal(12, n)
+    assert.are.equal(cn, n)
+    local loss_rel = math.abs(loss - fx.loss[1]) / math.abs(fx.loss[1])
+    assert.is_true(loss_rel <= 1e-4, loss .. " vs " .. fx.loss[1])
+    local logits_rel = rel_err(logits, fx.masked_logits)
+    assert.is_true(logits_rel <= 1e-4, logits_rel)
+    assert.is_true(rel_err(logits, clogits) <= 1e-4)
+    assert.is_true(math.abs(loss - closs) <= 1e-5 * math.abs(closs))
+    dev:backward()
+    cpu:backward()
+    local params = dev:parameters()
+    assert.are.equal(41, #params)
+    for _, p in ipairs(params) do
+      assert.are.equal("cuda", p.value:device())
+      assert.are.equal("cuda", p.grad:device())
+    end
+    local worst, wname = grad_errors(dev, function(name) return fx["grad." .. name] end)
+    assert.is_true(worst <= 1e-4, string.format("worst gradient %s: %.3g", tostring(wname), worst))
+    local cpu_grads = {}
+    for _, p in ipairs(cpu:parameters()) do cpu_grads[p.name] = p.grad end
+    local worst_cpu = grad_errors(dev, function(name) return cpu_grads[name] end)
+    assert.is_true(worst_cpu <= 1e-4, worst_cpu)
+    print(string.format("\n    %s masked-LM fp32 vs fixture: loss rel %.2g, masked logits rel %.2g, worst grad rel " ..
+      "%.2g (%s); vs the CPU model: logits %.2g, worst grad %.2g", cuda.device_name(), loss_rel, logits_rel, worst,
+      wname, rel_err(logits, clogits), worst_cpu))
+    dev:free(); cpu:free()
+  end)
+
+  it("fp32: 3 AdamW steps (clip 1.0, linear schedule) over both blocks, as the fixture and the CPU", function()
+    local function run(prec)
+      local model = load(prec)
+      local params = mb.trainer.optimizer_params(model)
+      local opt = mb.optim.adamw(params, { lr = 1e-3, weight_decay = 0.01,
+        schedule = mb.optim.schedule.linear { warmup_steps = 0, total_steps = 3 } })
+      local losses, norms = {}, {}
+      for k = 0, 2 do
+        opt:zero_grad()
+        losses[k + 1] = model:loss(batch, fx.labels)
+        model:backward()
+        norms[k + 1] = mb.optim.clip_grad_norm(params, 1.0)
+        opt:step()
+      end
+      return model, opt, losses, norms
+    end
+    local dev, opt, losses, norms = run("fp32")
+    assert.are.equal("cuda", opt.core:device())
+    local cpu, cpu_opt, closs = run(nil)
+    for k = 1, 3 do
+      assert.is_true(math.abs(losses[k] - fx["traj.loss"][k]) <= 1e-4 * math.abs(fx["traj.loss"][k]), "loss " .. k)
+      assert.is_true(math.abs(norms[k] - fx["traj.grad_norm"][k]) <= 1e-4 * fx["traj.grad_norm"][k], "norm " .. k)
+    end
+    local worst, worst_cpu = 0, 0
+    local cpu_values = {}
+    for _, p in ipairs(cpu:parameters()) do cpu_values[p.name] = p.value end
+    for _, p in ipairs(dev:parameters()) do
+      local v = p.value:cpu()
+      worst = math.max(worst, (v - fx["after3." .. p.name]):abs():max())
+      worst_cpu = math.max(worst_cpu, (v - cpu_values[p.name]):abs():max())
+    end
+    assert.is_true(worst <= 1e-4, "after3 " .. worst)
+    assert.is_true(worst_cpu <= 1e-4, "vs CPU " .. worst_cpu)
+    -- the moments in the CPU optimizer's layout: the same checkpoint file on either device
+    assert.are.equal(cpu_opt:state_numel(), opt:state_numel())
+    local s, cs = opt:state(), cpu_opt:state()
+    assert.are.equal(3, s.step)
+    assert.is_true(rel_err(s.m, cs.m) <= 1e-4 and rel_err(s.v, cs.v) <= 1e-3)
+    print(string.format("\n    masked-LM 3 AdamW steps: after3 max abs %.2g vs the fixture, %.2g vs the CPU; " ..
+      "losses %.2g rel (CPU %.2g)", worst, worst_cpu, math.abs(losses[3] - fx["traj.loss"][3]) / fx["traj.loss"][3],
+      math.abs(closs[3] - fx["traj.loss"][3]) / fx["traj.loss"][3]))
+    opt:free(); cpu_opt:free(); dev:free(); cpu:free()
+  end)
+
+  it("bf16 masked logits within 2e-2 and tf32 within 1e-2 of the fixture", function()
+    for prec, tol in pairs { bf16 = 2e-2, tf32 = 1e-2 } do
+      local m = load(prec)
+      assert.are.equal(prec, m:precision())
+      local loss, _, logits = m:loss(batch, fx.labels, { logits = true })
+      local e = rel_err(logits, fx.masked_logits)
+      assert.is_true(e <= tol, prec .. " " .. e)
+      assert.is_true(math.abs(loss - fx.loss[1]) <= tol * fx.loss[1], prec .. " loss")
+      m:backward() -- runs (bf16 products through the head's scratch)
+      print(string.format("\n    masked-LM %s: masked logits rel %.2g", prec, e))
+      m:free()
+    end
+  end)
+
+  it("forward, zero_grad, save, to('cpu') and rng_state mean what they mean on the CPU", function()
+    local dev, cpu = load("fp32"), load()
+    -- every position [B,T,V] and a list of positions [n,V]. The rows of padding tokens differ by
+    -- design: the CPU's packed forward leaves their hidden state 0, the device computes them as
+    -- PyTorch does; compare the real tokens.
+    local all, call = dev:forward(batch), cpu:forward(batch)
+    assert.are.same(call:shape(), all:shape())
+    local mask = fx.attention_mask
+    for bi = 1, 4 do
+      for t = 1, 36 do
+        if mask[bi][t] == 1 then assert.is_true(rel_err(all[bi][t], call[bi][t]) <= 1e-4, bi .. "," .. t) end
+      end
+    end
+    local pos = T.from({ 0, 5, 40, 71 }, { dtype = "int32" })
+    local some = dev:forward(batch, { positions = pos })
+    assert.are.same({ 4, 30522 }, some:shape())
+    assert.is_true(rel_err(some, cpu:forward(batch, { positions = pos })) <= 1e-4)
+    local ok, err = pcall(dev.forward, dev, batch, { positions = T.from({ 999 }, { dtype = "int32" }) })
+    assert.is_false(ok)
+    assert.truthy(err:find("outside the batch's 4 x 36 tokens", 1, true), err)
+    ok, err = pcall(dev.backward, dev)
+    assert.is_false(ok)
+    assert.truthy(err:find("backward needs model:loss first", 1, true), err)
+    -- zero_grad clears both blocks; to("cpu") brings weights and gradients back
+    dev:loss(batch, fx.labels); dev:backward()
+    local head_grad = dev:parameters()[41].grad:cpu()
+    assert.is_true(head_grad:abs():max() > 0)
+    dev:zero_grad()
+    for _, p in ipairs(dev:parameters()) do assert.are.equal(0, p.grad:cpu():abs():max(), p.name) end
+    dev:loss(batch, fx.labels); dev:backward()
+    local g41, w1 = dev:parameters()[41].grad:cpu(), dev:parameters()[1].value:cpu()
+    -- save from the device: the same files as the CPU model with those weights
+    local d1, d2 = support.tmpdir(), support.tmpdir()
+    dev:save(d1)
+    assert.are.equal(dev, dev:to("cpu"))
+    assert.are.equal("cpu", dev:device())
+    assert.are.equal(0, (dev:parameters()[41].grad - g41):abs():max())
+    assert.are.equal(0, (dev:parameters()[1].value - w1):abs():max())
+    dev:save(d2)
+    local a, b = mb.safetensors.load(d1 .. "/model.safetensors"), mb.safetensors.load(d2 .. "/model.safetensors")
+    local count = 0
+    for name, t in pairs(a) do
+      assert.are.equal(0, (t - b[name]):abs():max(), name)
+      count = count + 1
+    end
+    assert.are.equal(41, count) -- HF's names: no vocab_projector.weight (tied)
+    assert.is_nil(a["vocab_projector.weight"])
+    -- the device dropout state goes into rng_state and back
+    dev:to("cuda", { precision = "fp32", seed = 11 })
+    local r0 = dev:rng_state()
+    local l1 = dev:loss(batch, fx.labels, { train = true })
+    dev:set_rng_state(r0)
+    assert.are.equal(l1, dev:loss(batch, fx.labels, { train = true }))
+    dev:free(); cpu:free()
+    os.execute("rm -rf " .. support.q(d1) .. " " .. support.q(d2))
+  end)
+
+  it("checkpoint + resume on the device: bit-identical to the run without it (dropout on); no allocation per step",
+    function()
+    local dir = support.tmpdir()
+    local function steps(model, opt, params, from, to, check_alloc)
+      local losses, allocated = {}, nil
+      for k = from, to do
+        opt:zero_grad()
+        local b = { input_ids = fx.input_ids, attention_mask = fx.attention_mask }
+        losses[#losses + 1] = model:loss(b, fx.labels, { train = true })
+        model:backward()
+        mb.optim.clip_grad_norm(params, 1.0)
+        opt:step()
+        -- buffers are made once per shape: nothing allocated after the first step
+        if check_alloc and k == from then allocated = cuda.memory().allocated end
+        if check_alloc and k > from then assert.are.equal(allocated, cuda.memory().allocated, "step " .. k) end
+      end
+      return losses
+    end
+    local function fresh(path)
+      local m = mb.distilbert.load_masked_lm(path or MLM, { quiet = true }):to("cuda", { precision = "fp32", seed = 5 })
+      local params = mb.trainer.optimizer_params(m)
+      return m, mb.optim.adamw(params, { lr = 1e-3, weight_decay = 0.01 }), params
+    end
+    local full, fopt, fparams = fresh()
+    local lf = steps(full, fopt, fparams, 1, 4, true)
+    local part, popt, pparams = fresh()
+    steps(part, popt, pparams, 1, 2)
+    part:save(dir)
+    popt:save(dir .. "/optimizer.safetensors")
+    local rng = part:rng_state()
+    popt:free(); part:free()
+    local res, ropt, rparams = fresh(dir)
+    ropt:load(dir .. "/optimizer.safetensors")
+    res:set_rng_state(rng)
+    local lr = steps(res, ropt, rparams, 3, 4)
+    assert.are.same({ lf[3], lf[4] }, lr)
+    assert.are.equal(0, max_param_diff(full, res))
+    local fs, rs = fopt:state(), ropt:state()
+    assert.are.equal(0, (fs.m - rs.m):abs():max())
+    assert.are.equal(0, (fs.v - rs.v):abs():max())
+    fopt:free(); ropt:free(); full:free(); res:free()
+    os.execute("rm -rf " .. support.q(dir))
+  end)
+
+  it("frees in every order; the device memory comes back", function()
+    gc()
+    local function trained()
+      local m = load("fp32")
+      local params = mb.trainer.optimizer_params(m)
+      local opt = mb.optim.adamw(params, { lr = 1e-3 })
+      m:loss(batch, fx.labels); m:backward()
+      mb.optim.clip_grad_norm(params, 1.0)
+      return m, params, opt
+    end
+    do local m, _, opt = trained(); opt:free(); m:free() end -- the clipping scratch, once
+    gc()
+    local base = cuda.memory().allocated
+    do
+      local m, params, opt = trained()
+      m:free()
+      assert.has_error(function() m:loss(batch, fx.labels) end)
+      opt:step() -- the views keep both device blocks alive
+      assert.is_true(params[41].value:cpu():abs():max() > 0)
+      opt:free()
+    end
+    gc()
+    assert.are.equal(base, cuda.memory().allocated, "model first, then optimizer and views")
+    do
+      local m, params, opt = trained()
+      m:to("cpu")
+      opt:step()
+      opt:free()
+      m:to("cuda", { precision = "bf16" }); m:to("cpu")
+    end
+    gc()
+    assert.are.equal(base, cuda.memory().allocated, "to('cpu') with a live optimizer")
+    do trained() end
+    gc()
+    assert.are.equal(base, cuda.memory().allocated, "garbage collection")
+  end)
+
+  it("moves whatever problem_type its config carries (the classification head never runs)", function()
+    local cfg = tiny_config()
+    cfg.problem_type, cfg.num_labels = "multi_label_classification", 3
+    local m = mb.distilbert.new_masked_lm(cfg, { seed = 3 }):to("cuda", { precision = "fp32" })
+    local cpu = mb.distilbert.new_masked_lm(cfg, { seed = 3 })
+    local b = small_batch()
+    local labels = T.from({ { -100, 7, -100, 13, -100, -100 }, { -100, -100, 45, -100, -100, -100 },
+                            { -100, 8, -100, -100, -100, -100 } }, { dtype = "int32" })
+    local l1, n1 = m:loss(b, labels)
+    local l2, n2 = cpu:loss(b, labels)
+    assert.are.equal(4, n1)
+    assert.are.equal(n2, n1)
+    assert.is_true(math.abs(l1 - l2) <= 1e-5 * l2)
+    m:free(); cpu:free()
+  end)
+
+  it("pipeline('fill-mask', {device='cuda'}) gives the CPU's tokens and scores", function()
+    local text = "i feel so [MASK] today"
+    local a = mb.pipeline("fill-mask", MLM)
+    local b = mb.pipeline("fill-mask", MLM, { device = "cuda", precision = "fp32" })
+    assert.are.equal("cuda", b.model:device())
+    local ra, rb = a(text, { top_k = 5 }), b(text, { top_k = 5 })
+    for i = 1, 5 do
+      assert.are.equal(ra[i].token, rb[i].token)
+      assert.is_true(math.abs(ra[i].score - rb[i].score) <= 1e-5 * ra[i].score)
+    end
+    a:free(); b:free()
+  end)
+end)
+
+describe("experiments on the device", function()
+  teardown(gc)
+  local BIN = os.getenv("MOONBERT_BIN") or "build/bin/moonbert"
+  if not GPU then
+    pending("no GPU (" .. cuda.unavailable_reason() .. "): run under make test on the emulated device")
+    return
+  end
+  if not (have_mlm and have_emotion) then
+    pending("needs " .. MLM .. " and " .. EMOTION .. " (../shared is absent)")
+    return
+  end
+
+  it("pretrain_mlm --device cuda trains, checkpoints, and resumes bit for bit", function()
+    local tmp = support.tmpdir()
+    local corpus = tmp .. "/corpus.txt"
+    local f = assert(io.open(corpus, "w"))
+    local k = 0
+    for line in io.lines(EMOTION .. "/validation.txt") do
+      k = k + 1
+      if k > 300 then break end
+      f:write((line:gsub(";%a+$", "")), "\n")
+    end
+    f:close()
+    local common = table.concat({ support.q(BIN), "run experiments/pretrain_mlm.lua --config tiny --no-train-texts",
+      "--tokenizer", support.q(MLM), "--data", support.q(EMOTION), "--corpus", support.q(corpus),
+      "--steps 4 --batch-size 4 --max-length 24 --eval-size 8 --eval-every 2 --checkpoint-every 2 --log-every 1",
+      "--device cuda --precision fp32 --checkpoint-dir", support.q(tmp .. "/ckpt"),
+      "--store", support.q(tmp .. "/s.db") },
+      " ")
+    local out, code = support.run(common .. " --out " .. support.q(tmp .. "/a"))
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("device: cuda", 1, true), out)
+    assert.truthy(out:find("cuda fp32", 1, true), out) -- the model line: where it runs
+    out, code = support.run(common .. " --resume --out " .. support.q(tmp .. "/b"))
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("resumed from", 1, true), out)
+    local a = mb.safetensors.load(tmp .. "/a/model.safetensors")
+    local b = mb.safetensors.load(tmp .. "/b/model.safetensors")
+    for name, t in pairs(a) do assert.are.equal(0, (t - b[name]):abs():max(), name) end
+    local store = mb.store.open(tmp .. "/s.db")
+    local runs = store:runs { experiment = "pretrain_mlm" }
+    assert.are.equal(2, #runs)
+    assert.are.equal("cuda", runs[1].device)
+    store:close()
+    os.execute("rm -rf " .. support.q(tmp))
+  end)
+
+  it("--device cuda with a BERT --model fails at once with the reason; nothing in the store", function()
+    local BERT = SHARED .. "/fixtures/bert-tiny"
+    local tmp = support.tmpdir()
+    local out, err, code = support.sh(support.q(BIN) .. " run experiments/baseline_vs_finetune.lua --device cuda " ..
+      "--model " .. support.q(BERT) .. " --store " .. support.q(tmp .. "/s.db") .. " --quick")
+    assert.are.equal(1, code, out .. err)
+    assert.truthy(err:find("--device cuda: --model " .. BERT .. " is a BERT model, which runs on the CPU only", 1,
+      true),
+      err)
+    assert.is_nil(require("lfs").attributes(tmp .. "/s.db"))
+    assert.falsy(out:find("loading", 1, true))
+    os.execute("rm -rf " .. support.q(tmp))
   end)
 end)
