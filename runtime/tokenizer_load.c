@@ -97,8 +97,15 @@ static mb_status load_tokenizer_json(mb_tokenizer *tok, json_t *j, const char *p
         return mb_fail(err, MB_ERR_UNSUPPORTED, "%s: a BPE model is not supported (only WordPiece)", path);
     const char *key;
     json_t *val;
+    /* Ids number the tokens: a real file's ids are below the count of its vocab entries and
+     * added tokens. A larger id would leave holes (a 400-byte file with one id of 10^8 would
+     * size every id table for 10^8), and a cast of one past 2^31 would wrap onto another id. */
+    json_int_t id_end = (json_int_t)json_object_size(vocab) + (json_int_t)json_array_size(json_object_get(j, "added_tokens"));
     json_object_foreach(vocab, key, val) {
         if (!json_is_integer(val)) return mb_fail(err, MB_ERR_FORMAT, "%s: vocab entry '%s' is not an integer id", path, key);
+        if (json_integer_value(val) < 0 || json_integer_value(val) >= id_end)
+            return mb_fail(err, MB_ERR_FORMAT, "%s: vocab entry '%s': id %" JSON_INTEGER_FORMAT " outside 0 .. %" JSON_INTEGER_FORMAT
+                           " (ids number the vocabulary's and added_tokens' entries)", path, key, json_integer_value(val), id_end - 1);
         if (mb_tokenizer_put(tok, key, strlen(key), (int32_t)json_integer_value(val), err))
             return mb_error_prefix(err, "%s: vocab entry '%s': ", path, key);
     }
@@ -111,7 +118,11 @@ static mb_status load_tokenizer_json(mb_tokenizer *tok, json_t *j, const char *p
         snprintf(tok->prefix, sizeof tok->prefix, "%s", p);
     }
     json_t *mic = json_object_get(model, "max_input_chars_per_word");
-    if (json_is_integer(mic)) tok->max_input_chars_per_word = (int32_t)json_integer_value(mic);
+    if (json_is_integer(mic)) {
+        if (json_integer_value(mic) < 1 || json_integer_value(mic) > INT32_MAX)
+            return mb_fail(err, MB_ERR_FORMAT, "%s: model.max_input_chars_per_word must be a positive integer", path);
+        tok->max_input_chars_per_word = (int32_t)json_integer_value(mic);
+    }
 
     json_t *norm = json_object_get(j, "normalizer");
     if (json_is_object(norm)) {
@@ -181,6 +192,9 @@ static mb_status load_tokenizer_json(mb_tokenizer *tok, json_t *j, const char *p
         const char *content = json_string_value(json_object_get(val, "content"));
         json_t *idv = json_object_get(val, "id");
         if (!content || !json_is_integer(idv)) return mb_fail(err, MB_ERR_FORMAT, "%s: added_tokens[%zu] lacks content or id", path, i);
+        if (json_integer_value(idv) < 0 || json_integer_value(idv) >= id_end)
+            return mb_fail(err, MB_ERR_FORMAT, "%s: added_tokens[%zu] ('%s'): id %" JSON_INTEGER_FORMAT " outside 0 .. %" JSON_INTEGER_FORMAT,
+                           path, i, content, json_integer_value(idv), id_end - 1);
         int32_t id = (int32_t)json_integer_value(idv);
         if (!mb_tokenizer_id_to_token(tok, id, NULL) && mb_tokenizer_put(tok, content, strlen(content), id, err))
             return mb_error_prefix(err, "%s: added token '%s': ", path, content);

@@ -508,13 +508,34 @@ TEST(load_errors_are_messages) {
     make_tmp_dir("broken", dir, sizeof dir);
     write_file(dir, "tokenizer.json", "{\"model\": ");
     CHECK(mb_tokenizer_load(dir, &err) == NULL && strstr(err.msg, "tokenizer.json"), "%s", err.msg);
+    /* an id far past the entries (a fuzz find: one such id sized every table for it, 35 s and
+     * 1.5 GB to load 391 bytes) and one past 2^32 (which a cast would wrap onto id 5) */
+    make_tmp_dir("sparse", dir, sizeof dir);
+    write_file(dir, "tokenizer.json",
+               "{\"model\":{\"type\":\"WordPiece\",\"unk_token\":\"[UNK]\",\"vocab\":"
+               "{\"[UNK]\":0,\"[CLS]\":1,\"[SEP]\":2,\"today\":133333333}}}");
+    CHECK(mb_tokenizer_load(dir, &err) == NULL && strstr(err.msg, "'today': id 133333333 outside 0 .. 3"), "%s", err.msg);
+    write_file(dir, "tokenizer.json",
+               "{\"model\":{\"type\":\"WordPiece\",\"unk_token\":\"[UNK]\",\"vocab\":"
+               "{\"[UNK]\":0,\"[CLS]\":1,\"[SEP]\":2,\"a\":4294967299}}}");
+    CHECK(mb_tokenizer_load(dir, &err) == NULL && strstr(err.msg, "id 4294967299 outside"), "%s", err.msg);
+    write_file(dir, "tokenizer.json",
+               "{\"model\":{\"type\":\"WordPiece\",\"unk_token\":\"[UNK]\",\"vocab\":"
+               "{\"[UNK]\":0,\"[CLS]\":1,\"[SEP]\":2,\"a\":3}},"
+               "\"pre_tokenizer\":{\"type\":\"BertPreTokenizer\"},"
+               "\"post_processor\":{\"type\":\"BertProcessing\",\"sep\":[\"[SEP]\",2],\"cls\":[\"[CLS]\",1]},"
+               "\"added_tokens\":[{\"id\":4,\"content\":\"<x>\",\"special\":true}]}");
+    mb_tokenizer *t = mb_tokenizer_load(dir, &err);
+    CHECK(t != NULL && mb_tokenizer_vocab_size(t) == 5, "dense ids with an added token load: %s", err.msg);
+    mb_tokenizer_free(t);
 }
 
 static void cleanup_tmp(void) {
     if (!tmp_root[0]) return;
     const char *subs[] = {"fallback/vocab.txt", "fallback/tokenizer_config.json", "cased_txt/vocab.txt",
                           "cased_txt/tokenizer_config.json", "cased_json/tokenizer.json", "bpe/tokenizer.json",
-                          "broken/tokenizer.json", "fallback", "cased_txt", "cased_json", "empty", "bpe", "broken"};
+                          "broken/tokenizer.json", "sparse/tokenizer.json", "fallback", "cased_txt", "cased_json", "empty", "bpe",
+                          "broken", "sparse"};
     char p[4096];
     for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
         snprintf(p, sizeof p, "%s/%s", tmp_root, subs[i]);
