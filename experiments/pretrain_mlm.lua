@@ -268,11 +268,11 @@ local store = ex.open_store(opts)
 local run <close> = store:start_run {
   experiment = "pretrain_mlm", name = opts.name, seed = opts.seed, device = opts.device,
   dataset_hash = corpus:hash(),
-  params = { config = opts.config, model_config = cfg, steps = opts.steps, batch_size = opts.batch_size, lr = opts.lr,
+  params = ex.with_device({ config = opts.config, model_config = cfg, steps = opts.steps, batch_size = opts.batch_size, lr = opts.lr,
              warmup = opts.warmup, weight_decay = opts.weight_decay, max_length = opts.max_length,
              mlm_probability = opts.mlm_probability, corpus = opts.corpus, train_texts = not opts.no_train_texts,
              n_texts = #texts, n_held_out = #held, out = opts.out, resumed_from = resume_dir or "",
-             start_step = resume_step or 0, quick = opts.quick, precision = opts.precision },
+             start_step = resume_step or 0, quick = opts.quick }, opts),
   tags = { init = "random", config = opts.config },
 }
 print(string.format("run %d (store %s)", run.id, opts.store))
@@ -298,6 +298,7 @@ model:save(opts.out)
 ex.copy_tokenizer(opts.tokenizer, opts.out)
 local seconds = mb.store.now() - t0
 run:log_metric("time/pretrain_seconds", seconds)
+ex.log_device_memory(run, opts)
 run:log_artifact("model", opts.out .. "/model.safetensors")
 run:finish()
 ex.write_report(store, run)

@@ -931,6 +931,15 @@ describe("experiments on the device", function()
     local runs = store:runs { experiment = "pretrain_mlm" }
     assert.are.equal(2, #runs)
     assert.are.equal("cuda", runs[1].device)
+    for _, r in ipairs(runs) do -- device, GPU name, precision and peak device memory, as the other experiments
+      local params = store:params(r.id)
+      assert.are.equal("cuda", params.device)
+      assert.are.equal(cuda.device_name(), params.gpu)
+      assert.are.equal("fp32", params.precision)
+      local peak = store:metrics(r.id, "device/peak_memory_mb")
+      assert.are.equal(1, #peak)
+      assert.is_true(peak[1].value > 0)
+    end
     store:close()
     os.execute("rm -rf " .. support.q(tmp))
   end)
