@@ -15,6 +15,7 @@
 
 #include "bf16.h"
 #include "fsutil.h"
+#include "activations.h"
 #include "layers.h"
 #include "model_folder.h"
 #include "parallel.h"
@@ -58,10 +59,7 @@ typedef struct layer_acts {
 /* Encoder activations of one shape class. keep=1 holds every layer for
    backward; keep=0 reuses one layer's buffers (inference, frozen encoder). */
 typedef struct enc_acts {
-    size_t cap_f, cap_u8, cap_i;
-    float *f;
-    uint8_t *u8;
-    int32_t *i32;
+    mb_act_blocks blocks;        /* every buffer below lives in these (activations.h) */
     int B, T, keep, train;
     /* Rows: a packed forward (plan_rows) computes only the real tokens of a
        right-padded batch: N rows, sequence b at rows row[b] .. row[b]+len[b]-1.
@@ -306,22 +304,12 @@ mb_distilbert *mb_distilbert_new(const mb_distilbert_config *cfg, uint64_t seed,
    other set's blocks back (each up to ~300 MB at batch 64; a later forward
    allocates them again). A pending backward needs no guard: every forward
    ends the last one's loss. */
-static void release_blocks(enc_acts *a) {
-    free(a->f);
-    free(a->u8);
-    free(a->i32);
-    a->f = NULL;
-    a->u8 = NULL;
-    a->i32 = NULL;
-    a->cap_f = a->cap_u8 = a->cap_i = 0;
-}
+static void release_blocks(enc_acts *a) { mb_act_blocks_release(&a->blocks); }
 
 static void free_enc_acts(enc_acts *a) {
     free(a->len);
     free(a->row);
-    free(a->f);
-    free(a->u8);
-    free(a->i32);
+    mb_act_blocks_release(&a->blocks);
     free(a->layer);
 }
 
@@ -488,20 +476,8 @@ const float *mb_distilbert_last_hidden(const mb_distilbert *m) { return m->last_
 
 /* ---- activation layout ------------------------------------------------------ */
 
-/* Bump allocator that counts when base is NULL. */
-typedef struct bump {
-    char *base;
-    size_t used;
-} bump;
-
-static void *take(bump *b, size_t bytes) {
-    size_t at = (b->used + 63) & ~(size_t)63; /* cache-line aligned */
-    b->used = at + bytes;
-    return b->base ? b->base + at : NULL;
-}
-
 /* Assign (or count, when the blocks are NULL) the encoder buffers for B x T. */
-static void layout_enc(const mb_distilbert_config *c, enc_acts *a, int B, int T, bump *fb, bump *ub, bump *ib) {
+static void layout_enc(const mb_distilbert_config *c, enc_acts *a, int B, int T, mb_bump *fb, mb_bump *ub, mb_bump *ib) {
     size_t BT = (size_t)B * T, D = (size_t)c->dim, F = (size_t)c->hidden_dim, H = (size_t)c->n_heads;
     size_t N = (size_t)a->N;
     /* float buffers hold N rows; the dropout masks are drawn for the padded
@@ -509,26 +485,26 @@ static void layout_enc(const mb_distilbert_config *c, enc_acts *a, int B, int T,
     size_t BTD = N * D * 4, BTF = N * F * 4, BHTT = (size_t)B * H * T * T, BTs = N * 4;
     size_t probs_bytes = (size_t)a->n_probs * 4;
     int train = a->train, keep = a->keep;
-    a->ids = take(ib, BT * 4);
-    a->pos = take(ib, BT * 4);
-    a->mask = take(ib, BT * 4);
-    a->hidden = a->packed ? take(fb, BT * D * 4) : NULL;
-    a->emb_sum = take(fb, BTD);
-    a->emb_mean = take(fb, BTs);
-    a->emb_rstd = take(fb, BTs);
-    a->emb_out = take(fb, BTD);
-    a->emb_drop = train ? take(ub, BT * D) : NULL;
-    a->ffn_g = take(fb, BTF);
-    a->cls_x = take(fb, (size_t)B * D * 4);
-    a->cls_d = keep ? take(fb, (size_t)B * D * 4) : NULL;
+    a->ids = mb_bump_take(ib, BT * 4);
+    a->pos = mb_bump_take(ib, BT * 4);
+    a->mask = mb_bump_take(ib, BT * 4);
+    a->hidden = a->packed ? mb_bump_take(fb, BT * D * 4) : NULL;
+    a->emb_sum = mb_bump_take(fb, BTD);
+    a->emb_mean = mb_bump_take(fb, BTs);
+    a->emb_rstd = mb_bump_take(fb, BTs);
+    a->emb_out = mb_bump_take(fb, BTD);
+    a->emb_drop = train ? mb_bump_take(ub, BT * D) : NULL;
+    a->ffn_g = mb_bump_take(fb, BTF);
+    a->cls_x = mb_bump_take(fb, (size_t)B * D * 4);
+    a->cls_d = keep ? mb_bump_take(fb, (size_t)B * D * 4) : NULL;
     /* Layer outputs, and (keep) ctx and sa, are not kept per layer: backward
        recomputes them (LayerNorm from its kept input and statistics, ctx from
        the kept probabilities and v), bit for bit. That is 3 of 12 [N,D]-sized
        buffers per layer; dq, dctx and dffn share buffers free at their time. */
     float *out_pingpong[2], *shared = NULL;
-    out_pingpong[0] = take(fb, BTD);
-    out_pingpong[1] = take(fb, BTD);
-    if (keep) shared = take(fb, BTD); /* forward: ctx, then sa; backward: sa, then dctx */
+    out_pingpong[0] = mb_bump_take(fb, BTD);
+    out_pingpong[1] = mb_bump_take(fb, BTD);
+    if (keep) shared = mb_bump_take(fb, BTD); /* forward: ctx, then sa; backward: sa, then dctx */
     for (int l = 0; l < c->n_layers; l++) {
         layer_acts *la = &a->layer[l];
         if (!keep && l > 0) {
@@ -538,34 +514,34 @@ static void layout_enc(const mb_distilbert_config *c, enc_acts *a, int B, int T,
         }
         if (a->ckpt && l > 0) { /* one set of buffers; per layer only its output and masks */
             *la = a->layer[0];
-            la->out = take(fb, BTD);
-            la->attn_drop = train ? take(ub, BHTT) : NULL;
-            la->ffn_drop = train ? take(ub, BT * D) : NULL;
+            la->out = mb_bump_take(fb, BTD);
+            la->attn_drop = train ? mb_bump_take(ub, BHTT) : NULL;
+            la->ffn_drop = train ? mb_bump_take(ub, BT * D) : NULL;
             continue;
         }
-        la->q = take(fb, BTD);
-        la->k = take(fb, BTD);
-        la->v = take(fb, BTD);
-        la->probs = take(fb, probs_bytes);
-        la->ctx = keep ? shared : take(fb, BTD);
-        la->h1 = take(fb, BTD);
-        la->ln1_mean = take(fb, BTs);
-        la->ln1_rstd = take(fb, BTs);
-        la->sa = keep ? shared : take(fb, BTD);
-        la->ffn_h = take(fb, BTF);
-        la->h2 = take(fb, BTD);
-        la->ln2_mean = take(fb, BTs);
-        la->ln2_rstd = take(fb, BTs);
-        la->out = a->ckpt ? take(fb, BTD) : out_pingpong[l % 2];
-        la->attn_drop = train ? take(ub, BHTT) : NULL;
-        la->ffn_drop = train ? take(ub, BT * D) : NULL;
+        la->q = mb_bump_take(fb, BTD);
+        la->k = mb_bump_take(fb, BTD);
+        la->v = mb_bump_take(fb, BTD);
+        la->probs = mb_bump_take(fb, probs_bytes);
+        la->ctx = keep ? shared : mb_bump_take(fb, BTD);
+        la->h1 = mb_bump_take(fb, BTD);
+        la->ln1_mean = mb_bump_take(fb, BTs);
+        la->ln1_rstd = mb_bump_take(fb, BTs);
+        la->sa = keep ? shared : mb_bump_take(fb, BTD);
+        la->ffn_h = mb_bump_take(fb, BTF);
+        la->h2 = mb_bump_take(fb, BTD);
+        la->ln2_mean = mb_bump_take(fb, BTs);
+        la->ln2_rstd = mb_bump_take(fb, BTs);
+        la->out = a->ckpt ? mb_bump_take(fb, BTD) : out_pingpong[l % 2];
+        la->attn_drop = train ? mb_bump_take(ub, BHTT) : NULL;
+        la->ffn_drop = train ? mb_bump_take(ub, BT * D) : NULL;
     }
     if (keep) {
-        a->d_res = take(fb, BTD);
-        a->d_tmp = take(fb, BTD);
+        a->d_res = mb_bump_take(fb, BTD);
+        a->d_tmp = mb_bump_take(fb, BTD);
         a->dq = a->d_tmp; /* d_tmp is free from LN1 backward to the next LN2 backward */
-        a->dk = take(fb, BTD);
-        a->dv = take(fb, BTD);
+        a->dk = mb_bump_take(fb, BTD);
+        a->dv = mb_bump_take(fb, BTD);
         a->dctx = shared;
         a->dffn = a->ffn_g; /* lin2's weight gradient is taken before its input gradient */
         a->recompute = out_pingpong[c->n_layers % 2]; /* not the final output */
@@ -573,7 +549,7 @@ static void layout_enc(const mb_distilbert_config *c, enc_acts *a, int B, int T,
         a->d_res = a->d_tmp = a->dq = a->dk = a->dv = a->dctx = a->dffn = a->recompute = NULL;
     }
     a->scratch_floats = attention_scratch_floats(T); /* T bounds every len[b] */
-    a->scratch = take(fb, (size_t)a->scratch_floats * 4);
+    a->scratch = mb_bump_take(fb, (size_t)a->scratch_floats * 4);
 }
 
 /* Choose the rows a forward computes (a->packed, N, len, row, prob). A batch
@@ -636,30 +612,22 @@ static double activation_budget(void) {
 }
 
 /* Make a's blocks big enough for B x T (growing only) and lay them out. */
+typedef struct enc_layout {
+    const mb_distilbert_config *c;
+    enc_acts *a;
+    int B, T;
+} enc_layout;
+
+static void layout_enc_cb(void *ctx, mb_bump *f, mb_bump *u8, mb_bump *i32) {
+    enc_layout *L = ctx;
+    layout_enc(L->c, L->a, L->B, L->T, f, u8, i32);
+}
+
 static mb_status prepare_enc(const mb_distilbert_config *c, enc_acts *a, int B, int T, int train, mb_error *err) {
     a->train = train;
-    bump fb = {0}, ub = {0}, ib = {0};
-    layout_enc(c, a, B, T, &fb, &ub, &ib);
-    if (fb.used > a->cap_f) {
-        free(a->f);
-        a->f = malloc(fb.used);
-        a->cap_f = a->f ? fb.used : 0;
-    }
-    if (ub.used > a->cap_u8) {
-        free(a->u8);
-        a->u8 = malloc(ub.used);
-        a->cap_u8 = a->u8 ? ub.used : 0;
-    }
-    if (ib.used > a->cap_i) {
-        free(a->i32);
-        a->i32 = malloc(ib.used);
-        a->cap_i = a->i32 ? ib.used : 0;
-    }
-    if ((fb.used && !a->f) || (ub.used && !a->u8) || (ib.used && !a->i32))
-        return mb_fail(err, MB_ERR_NOMEM, "out of memory for activations at batch %d x length %d (%.0f MB)", B, T,
-                       (fb.used + ub.used) / 1e6);
-    bump f2 = {(char *)a->f, 0}, u2 = {(char *)a->u8, 0}, i2 = {(char *)a->i32, 0};
-    layout_enc(c, a, B, T, &f2, &u2, &i2);
+    enc_layout L = {c, a, B, T};
+    mb_status st = mb_act_blocks_prepare(&a->blocks, layout_enc_cb, &L, B, T, err);
+    if (st != MB_OK) return st;
     a->B = B;
     a->T = T;
     return MB_OK;
@@ -669,16 +637,8 @@ static mb_status prepare_head(mb_distilbert *m, int B, mb_error *err) {
     head_acts *h = &m->head;
     size_t D = (size_t)m->cfg.dim, L = (size_t)m->cfg.num_labels;
     size_t need_f = (size_t)B * (6 * D + 3 * L + 1) + 64, need_u = (size_t)B * D;
-    if (need_f > h->cap_f) {
-        free(h->f);
-        h->f = malloc(need_f * sizeof(float));
-        h->cap_f = h->f ? need_f : 0;
-    }
-    if (need_u > h->cap_u8) {
-        free(h->u8);
-        h->u8 = malloc(need_u);
-        h->cap_u8 = h->u8 ? need_u : 0;
-    }
+    h->f = mb_grow(h->f, &h->cap_f, need_f * sizeof(float));
+    h->u8 = mb_grow(h->u8, &h->cap_u8, need_u);
     if (!h->f || !h->u8) return mb_fail(err, MB_ERR_NOMEM, "out of memory for the head at batch %d", B);
     float *p = h->f;
     h->cls = p; p += B * D;
