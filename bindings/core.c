@@ -4,6 +4,7 @@
  * (core.tensor, core.tokenizer, ...), collected at build time from the
  * MB_LUA_MODULE(name) lines in bindings/ (see the Makefile: build/gen/modules.h).
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,159 @@ int mb_lua_raise(lua_State *L, const mb_error *err) {
 int mb_lua_argraise(lua_State *L, int arg, const mb_error *err) {
     return luaL_argerror(L, arg, err && err->msg[0] ? err->msg : "invalid value");
 }
+
+/* ---- tensors ------------------------------------------------------------------------ */
+
+void mb_lua_pushtensor(lua_State *L, mb_tensor *t, const mb_error *err) {
+    if (!t) {
+        mb_lua_raise(L, err);
+        return;
+    }
+    mb_lua_tensor_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->t = t;
+    /* the class is registered by core.tensor, opened with moonbert.core before any call */
+    luaL_setmetatable(L, MB_TENSOR_MT);
+    /* Only a storage this tensor alone holds counts: views of an existing
+       tensor add no memory. */
+    if (t->storage->refcount == 1) {
+        size_t kb = t->storage->nbytes / 1024;
+        if (kb > 0) lua_gc(L, LUA_GCSTEP, (int)(kb > INT32_MAX ? INT32_MAX : kb));
+    }
+}
+
+/* Tensors whose storage is on a device (t:to("cuda")) hold device memory:
+   every CPU operation refuses them here, before anything reads the data. */
+static mb_tensor *on_cpu(lua_State *L, int arg, mb_tensor *t) {
+    if (t && t->storage->device != MB_CPU)
+        luaL_argerror(L, arg, "tensor is on cuda: CPU operations need a CPU tensor (use t:cpu())");
+    return t;
+}
+
+mb_tensor *mb_lua_testtensor(lua_State *L, int arg) {
+    mb_lua_tensor_box *b = luaL_testudata(L, arg, MB_TENSOR_MT);
+    return b ? on_cpu(L, arg, b->t) : NULL;
+}
+
+/* Any live tensor, on any device (metadata and device transfers only). */
+mb_tensor *mb_lua_testtensor_anydevice(lua_State *L, int arg) {
+    mb_lua_tensor_box *b = luaL_testudata(L, arg, MB_TENSOR_MT);
+    return b ? b->t : NULL;
+}
+
+mb_tensor *mb_lua_checktensor_anydevice(lua_State *L, int arg) {
+    mb_lua_tensor_box *b = luaL_checkudata(L, arg, MB_TENSOR_MT);
+    if (!b->t) luaL_argerror(L, arg, "tensor is freed");
+    return b->t;
+}
+
+mb_tensor *mb_lua_checktensor(lua_State *L, int arg) {
+    return on_cpu(L, arg, mb_lua_checktensor_anydevice(L, arg));
+}
+
+mb_tensor *mb_lua_checktensor_as(lua_State *L, int arg, mb_dtype dtype, int ndim) {
+    mb_tensor *t = mb_lua_checktensor(L, arg);
+    if (t->dtype != dtype)
+        luaL_argerror(L, arg, lua_pushfstring(L, "%s tensor expected, got %s", mb_dtype_name(dtype),
+                                              mb_dtype_name(t->dtype)));
+    if (ndim >= 0 && t->ndim != ndim) {
+        char b[96];
+        luaL_argerror(L, arg, lua_pushfstring(L, "%d-D tensor expected, got shape %s", ndim,
+                                              mb_shape_str(t->ndim, t->shape, b, sizeof b)));
+    }
+    return t;
+}
+
+/* Walk a nested table: shape from the first elements. */
+static int table_shape(lua_State *L, int idx, int64_t *shape, int arg) {
+    int ndim = 0;
+    lua_pushvalue(L, idx);
+    while (lua_type(L, -1) == LUA_TTABLE) {
+        if (ndim == MB_MAX_DIMS) luaL_argerror(L, arg, "nested table is deeper than 4 levels");
+        shape[ndim++] = (int64_t)lua_rawlen(L, -1);
+        if (lua_rawlen(L, -1) == 0) break;
+        lua_rawgeti(L, -1, 1);
+        lua_remove(L, -2);
+    }
+    lua_pop(L, 1);
+    return ndim;
+}
+
+/* Fill dst from the nested table at the top of the stack (depth d). */
+static void table_fill(lua_State *L, int arg, int d, int ndim, const int64_t *shape, mb_dtype dtype, void *dst,
+                       int64_t *pos, int64_t *path) {
+    int64_t n = (int64_t)lua_rawlen(L, -1);
+    char where[128];
+    size_t wl = 0;
+    where[0] = '\0';
+    for (int i = 0; i < d; i++) wl += (size_t)snprintf(where + wl, sizeof where - wl, "[%lld]", (long long)path[i]);
+    if (n != shape[d])
+        luaL_argerror(L, arg, lua_pushfstring(L, "ragged nested table: %s has %I elements, expected %I",
+                                              d ? where : "the table", (lua_Integer)n, (lua_Integer)shape[d]));
+    for (int64_t i = 1; i <= n; i++) {
+        path[d] = i;
+        lua_rawgeti(L, -1, (lua_Integer)i);
+        if (d + 1 < ndim) {
+            if (lua_type(L, -1) != LUA_TTABLE) {
+                snprintf(where + wl, sizeof where - wl, "[%lld]", (long long)i);
+                luaL_argerror(L, arg, lua_pushfstring(L, "expected a table at %s, got %s", where, luaL_typename(L, -1)));
+            }
+            table_fill(L, arg, d + 1, ndim, shape, dtype, dst, pos, path);
+        } else {
+            int ok;
+            lua_Number v = lua_tonumberx(L, -1, &ok);
+            if (!ok || lua_type(L, -1) != LUA_TNUMBER) {
+                snprintf(where + wl, sizeof where - wl, "[%lld]", (long long)i);
+                luaL_argerror(L, arg, lua_pushfstring(L, "expected a number at %s, got %s", where, luaL_typename(L, -1)));
+            }
+            if (dtype == MB_INT32) {
+                if (v != floor(v) || v < -2147483648.0 || v > 2147483647.0) {
+                    snprintf(where + wl, sizeof where - wl, "[%lld]", (long long)i);
+                    luaL_argerror(L, arg, lua_pushfstring(L, "int32 tensor cannot hold %f at %s", v, where));
+                }
+                ((int32_t *)dst)[(*pos)++] = (int32_t)v;
+            } else {
+                ((float *)dst)[(*pos)++] = (float)v;
+            }
+        }
+        lua_pop(L, 1);
+    }
+}
+
+mb_tensor *mb_lua_totensor(lua_State *L, int arg, mb_dtype dtype) {
+    mb_error err;
+    mb_tensor *src = mb_lua_testtensor(L, arg);
+    if (src) {
+        mb_tensor *t = mb_tensor_to_dtype(src, dtype, &err);
+        if (!t) mb_lua_argraise(L, arg, &err);
+        return t;
+    }
+    if (luaL_testudata(L, arg, MB_TENSOR_MT)) luaL_argerror(L, arg, "tensor is freed");
+    if (lua_type(L, arg) == LUA_TNUMBER) {
+        mb_tensor *t = mb_tensor_full(dtype, 0, NULL, lua_tonumber(L, arg), &err);
+        if (!t) mb_lua_argraise(L, arg, &err);
+        return t;
+    }
+    if (lua_type(L, arg) != LUA_TTABLE)
+        luaL_argerror(L, arg, lua_pushfstring(L, "table or moonbert.Tensor expected, got %s", luaL_typename(L, arg)));
+    arg = lua_absindex(L, arg);
+    int64_t shape[MB_MAX_DIMS];
+    int ndim = table_shape(L, arg, shape, arg);
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    /* Fill a scratch buffer owned by Lua (freed by the collector if a check
+       raises half-way), then copy it into the tensor. */
+    void *scratch = lua_newuserdatauv(L, (size_t)(n > 0 ? n : 1) * 4, 0);
+    int64_t pos = 0, path[MB_MAX_DIMS];
+    lua_pushvalue(L, arg);
+    if (ndim > 0) table_fill(L, arg, 0, ndim, shape, dtype, scratch, &pos, path);
+    lua_pop(L, 1);
+    mb_tensor *t = mb_tensor_from_data(dtype, ndim, shape, scratch, &err);
+    lua_pop(L, 1);
+    if (!t) mb_lua_argraise(L, arg, &err);
+    return t;
+}
+
+/* ---- options tables ------------------------------------------------------------------- */
 
 lua_Integer mb_lua_optfield_int(lua_State *L, int arg, const char *key, lua_Integer def) {
     if (lua_type(L, arg) != LUA_TTABLE) return def;

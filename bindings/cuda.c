@@ -6,17 +6,14 @@
  *   core.cuda.reset_peak()
  *   core.cuda.precisions() -> {"fp32", "tf32", "bf16"}, the default
  *
- * Also t:to("cuda") / t:to("cpu") / t:cpu() and dst:copy(src) across devices
- * for tensors (mb_lua_tensor_to_device, mb_lua_tensor_copy_device in luamb.h,
- * called from bindings/tensor.c): a device tensor is a storage whose data is
+ * Tensors move with t:to("cuda") / t:cpu() and dst:copy(src) (bindings/tensor.c over
+ * runtime/cuda.h's mb_tensor_to): a device tensor is a storage whose data is
  * device memory (mb_storage.device = MB_CUDA), freed with cudaFree when its
- * last view goes. CPU operations refuse such tensors (bindings/tensor.c).
+ * last view goes. CPU operations refuse such tensors (bindings/core.c).
  * Models move with model:to("cuda") (bindings/distilbert.c); the optimizer
  * runs where their parameters live (bindings/optim.c).
  * bindings/moonbert/cuda.lua wraps this as mb.cuda.
  */
-#include <stdlib.h>
-#include <string.h>
 
 #include "../runtime/cuda.h"
 #include "luamb.h"
@@ -86,29 +83,6 @@ static int c_precisions(lua_State *L) {
     }
     lua_pushstring(L, mb_cuda_precision_name(MB_CUDA_DEFAULT_PRECISION));
     return 2;
-}
-
-/* ---- tensors across devices ----------------------------------------------------------- */
-
-int mb_lua_tensor_to_device(lua_State *L, int arg, const char *device) {
-    mb_tensor *t = mb_lua_checktensor_anydevice(L, arg);
-    int to_cuda = strcmp(device, "cuda") == 0;
-    if (!to_cuda && strcmp(device, "cpu") != 0)
-        return luaL_argerror(L, arg + 1, lua_pushfstring(L, "device 'cpu' or 'cuda' expected, got '%s'", device));
-    if ((t->storage->device == MB_CUDA) == to_cuda) { /* already there: the same tensor, as torch does */
-        lua_pushvalue(L, arg);
-        return 1;
-    }
-    mb_error err;
-    mb_tensor *r = mb_tensor_to(t, to_cuda ? MB_CUDA : MB_CPU, &err);
-    if (!r) return luaL_error(L, "t:%s: %s", to_cuda ? "to(\"cuda\")" : "cpu()", err.msg);
-    mb_lua_pushtensor(L, r, &err);
-    return 1;
-}
-
-void mb_lua_tensor_copy_device(lua_State *L, mb_tensor *dst, const mb_tensor *src) {
-    mb_error err;
-    if (mb_tensor_copy_device(dst, src, &err) != MB_OK) mb_lua_argraise(L, 2, &err);
 }
 
 MB_LUA_MODULE(cuda) {

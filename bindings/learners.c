@@ -21,6 +21,7 @@
 #include "../runtime/metrics.h"
 #include "../runtime/rng.h"
 #include "../runtime/sparse.h"
+#include "../runtime/synthetic.h"
 
 #define CSR_MT "moonbert.CSR"
 #define LOGREG_MT "moonbert.LogisticRegression"
@@ -559,15 +560,12 @@ static int l_sample_classes(lua_State *L) {
     return 1;
 }
 
-/* gaussian_classes(counts, d, sep, seed) -> X float32 [n, d], y int32 [n]: the synthetic "CLS
-   features" of ../shared/peer/bench_sklearn.py (same recipe, this RNG): class means N(0, sep),
-   per-feature scale lognormal(0, 0.3), shared offset N(0, 0.5); x = offset + (mean_y + N(0, 1)) * scale;
-   rows shuffled. Used by `moonbert bench logreg`. */
+/* gaussian_classes(counts, d, sep, seed) -> X float32 [n, d], y int32 [n] (runtime/synthetic.h).
+   Used by `moonbert bench logreg`. */
 static int l_gaussian_classes(lua_State *L) {
     lua_settop(L, 4);
-    int64_t K;
     mb_tensor *c = push_contiguous(L, 1, MB_INT32);
-    K = mb_tensor_numel(c);
+    int64_t K = mb_tensor_numel(c);
     lua_Integer d = luaL_checkinteger(L, 2);
     double sep = luaL_checknumber(L, 3);
     lua_Integer seed = luaL_optinteger(L, 4, 0);
@@ -577,20 +575,6 @@ static int l_gaussian_classes(lua_State *L) {
         if (mb_tensor_i32(c)[k] < 0) luaL_argerror(L, 1, "class counts must be >= 0");
         n += mb_tensor_i32(c)[k];
     }
-    mb_rng rng;
-    mb_rng_seed(&rng, (uint64_t)seed);
-    double *means = lua_newuserdatauv(L, sizeof(double) * (size_t)(K * d + 2 * d), 0);
-    double *scale = means + K * d, *offset = scale + d;
-    for (int64_t i = 0; i < K * d; i++) means[i] = sep * mb_rng_normal(&rng);
-    for (int64_t j = 0; j < d; j++) scale[j] = exp(0.3 * mb_rng_normal(&rng));
-    for (int64_t j = 0; j < d; j++) offset[j] = 0.5 * mb_rng_normal(&rng);
-    int64_t *order = lua_newuserdatauv(L, sizeof(int64_t) * (size_t)(n + 1), 0);
-    int64_t *label = lua_newuserdatauv(L, sizeof(int64_t) * (size_t)(n + 1), 0);
-    int64_t o = 0;
-    for (int64_t k = 0; k < K; k++)
-        for (int32_t i = 0; i < mb_tensor_i32(c)[k]; i++) label[o++] = k;
-    for (int64_t i = 0; i < n; i++) order[i] = i;
-    mb_rng_shuffle_i64(&rng, order, n);
     int64_t xs[2] = {n, d}, ys[1] = {n};
     mb_error err;
     mb_tensor *X = mb_tensor_empty(MB_FLOAT32, 2, xs, &err);
@@ -599,13 +583,8 @@ static int l_gaussian_classes(lua_State *L) {
     mb_tensor *Y = mb_tensor_empty(MB_INT32, 1, ys, &err);
     if (!Y) return mb_lua_raise(L, &err);
     mb_lua_pushtensor(L, Y, NULL);
-    float *x = mb_tensor_f32(X);
-    for (int64_t i = 0; i < n; i++) {
-        int64_t k = label[order[i]];
-        mb_tensor_i32(Y)[i] = (int32_t)k;
-        for (int64_t j = 0; j < d; j++)
-            x[i * d + j] = (float)(offset[j] + (means[k * d + j] + mb_rng_normal(&rng)) * scale[j]);
-    }
+    if (mb_gaussian_classes(mb_tensor_i32(c), K, d, sep, (uint64_t)seed, mb_tensor_f32(X), mb_tensor_i32(Y), &err) != MB_OK)
+        return mb_lua_raise(L, &err);
     return 2;
 }
 

@@ -30,6 +30,11 @@ int mb_lua_raise(lua_State *L, const mb_error *err);
 /* Raise err as "bad argument #arg to 'fn' (msg)" (never returns). */
 int mb_lua_argraise(lua_State *L, int arg, const mb_error *err);
 
+/* The userdata behind a moonbert.Tensor: one view (NULL once freed). */
+typedef struct mb_lua_tensor_box {
+    mb_tensor *t;
+} mb_lua_tensor_box;
+
 /* Tensors. push takes ownership of t (freed by __gc/__close/:free()) and
    tells Lua's collector about its size; a NULL t raises err. */
 void mb_lua_pushtensor(lua_State *L, mb_tensor *t, const mb_error *err);
@@ -86,12 +91,6 @@ void mb_lua_releaseshared(mb_lua_shared *s); /* NULL is fine */
    tensors with "tensor is on cuda: CPU operations need a CPU tensor". */
 mb_tensor *mb_lua_checktensor_anydevice(lua_State *L, int arg);
 mb_tensor *mb_lua_testtensor_anydevice(lua_State *L, int arg);
-/* t:to(device) / t:cpu() (bindings/cuda.c): the tensor at arg copied to
-   "cpu" or "cuda" (itself when already there); pushes the result. */
-int mb_lua_tensor_to_device(lua_State *L, int arg, const char *device);
-/* dst:copy(src) when either is a device tensor (bindings/cuda.c): same dtype
-   and element count, both contiguous. */
-void mb_lua_tensor_copy_device(lua_State *L, mb_tensor *dst, const mb_tensor *src);
 
 /* An int32 [B,T] (a 1-D one is one sequence) from the tensor or nested table
    at idx, pushed on the stack (Lua owns it; a later error frees it); errors

@@ -19,165 +19,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "../runtime/cuda.h"
 #include "../runtime/parallel.h"
 #include "luamb.h"
 
-typedef struct tensor_box {
-    mb_tensor *t;
-} tensor_box;
-
-static void ensure_metatable(lua_State *L);
-
-/* ---- the shared glue declared in luamb.h -------------------------------------- */
-
-void mb_lua_pushtensor(lua_State *L, mb_tensor *t, const mb_error *err) {
-    if (!t) {
-        mb_lua_raise(L, err);
-        return;
-    }
-    tensor_box *b = lua_newuserdatauv(L, sizeof *b, 0);
-    b->t = t;
-    ensure_metatable(L);
-    luaL_setmetatable(L, MB_TENSOR_MT);
-    /* Only a storage this tensor alone holds counts: views of an existing
-       tensor add no memory. */
-    if (t->storage->refcount == 1) {
-        size_t kb = t->storage->nbytes / 1024;
-        if (kb > 0) lua_gc(L, LUA_GCSTEP, (int)(kb > INT32_MAX ? INT32_MAX : kb));
-    }
-}
-
-/* Tensors whose storage is on a device (t:to("cuda")) hold device memory:
-   every CPU operation refuses them here, before anything reads the data. */
-static mb_tensor *on_cpu(lua_State *L, int arg, mb_tensor *t) {
-    if (t && t->storage->device != MB_CPU)
-        luaL_argerror(L, arg, "tensor is on cuda: CPU operations need a CPU tensor (use t:cpu())");
-    return t;
-}
-
-mb_tensor *mb_lua_testtensor(lua_State *L, int arg) {
-    tensor_box *b = luaL_testudata(L, arg, MB_TENSOR_MT);
-    return b ? on_cpu(L, arg, b->t) : NULL;
-}
-
-/* Any live tensor, on any device (metadata and device transfers only). */
-mb_tensor *mb_lua_testtensor_anydevice(lua_State *L, int arg) {
-    tensor_box *b = luaL_testudata(L, arg, MB_TENSOR_MT);
-    return b ? b->t : NULL;
-}
-
-mb_tensor *mb_lua_checktensor_anydevice(lua_State *L, int arg) {
-    tensor_box *b = luaL_checkudata(L, arg, MB_TENSOR_MT);
-    if (!b->t) luaL_argerror(L, arg, "tensor is freed");
-    return b->t;
-}
-
-mb_tensor *mb_lua_checktensor(lua_State *L, int arg) {
-    return on_cpu(L, arg, mb_lua_checktensor_anydevice(L, arg));
-}
-
-mb_tensor *mb_lua_checktensor_as(lua_State *L, int arg, mb_dtype dtype, int ndim) {
-    mb_tensor *t = mb_lua_checktensor(L, arg);
-    if (t->dtype != dtype)
-        luaL_argerror(L, arg, lua_pushfstring(L, "%s tensor expected, got %s", mb_dtype_name(dtype),
-                                              mb_dtype_name(t->dtype)));
-    if (ndim >= 0 && t->ndim != ndim) {
-        char b[96];
-        luaL_argerror(L, arg, lua_pushfstring(L, "%d-D tensor expected, got shape %s", ndim,
-                                              mb_shape_str(t->ndim, t->shape, b, sizeof b)));
-    }
-    return t;
-}
-
-/* Walk a nested table: shape from the first elements. */
-static int table_shape(lua_State *L, int idx, int64_t *shape, int arg) {
-    int ndim = 0;
-    lua_pushvalue(L, idx);
-    while (lua_type(L, -1) == LUA_TTABLE) {
-        if (ndim == MB_MAX_DIMS) luaL_argerror(L, arg, "nested table is deeper than 4 levels");
-        shape[ndim++] = (int64_t)lua_rawlen(L, -1);
-        if (lua_rawlen(L, -1) == 0) break;
-        lua_rawgeti(L, -1, 1);
-        lua_remove(L, -2);
-    }
-    lua_pop(L, 1);
-    return ndim;
-}
-
-/* Fill dst from the nested table at the top of the stack (depth d). */
-static void table_fill(lua_State *L, int arg, int d, int ndim, const int64_t *shape, mb_dtype dtype, void *dst,
-                       int64_t *pos, int64_t *path) {
-    int64_t n = (int64_t)lua_rawlen(L, -1);
-    char where[128];
-    size_t wl = 0;
-    where[0] = '\0';
-    for (int i = 0; i < d; i++) wl += (size_t)snprintf(where + wl, sizeof where - wl, "[%lld]", (long long)path[i]);
-    if (n != shape[d])
-        luaL_argerror(L, arg, lua_pushfstring(L, "ragged nested table: %s has %I elements, expected %I",
-                                              d ? where : "the table", (lua_Integer)n, (lua_Integer)shape[d]));
-    for (int64_t i = 1; i <= n; i++) {
-        path[d] = i;
-        lua_rawgeti(L, -1, (lua_Integer)i);
-        if (d + 1 < ndim) {
-            if (lua_type(L, -1) != LUA_TTABLE) {
-                snprintf(where + wl, sizeof where - wl, "[%lld]", (long long)i);
-                luaL_argerror(L, arg, lua_pushfstring(L, "expected a table at %s, got %s", where, luaL_typename(L, -1)));
-            }
-            table_fill(L, arg, d + 1, ndim, shape, dtype, dst, pos, path);
-        } else {
-            int ok;
-            lua_Number v = lua_tonumberx(L, -1, &ok);
-            if (!ok || lua_type(L, -1) != LUA_TNUMBER) {
-                snprintf(where + wl, sizeof where - wl, "[%lld]", (long long)i);
-                luaL_argerror(L, arg, lua_pushfstring(L, "expected a number at %s, got %s", where, luaL_typename(L, -1)));
-            }
-            if (dtype == MB_INT32) {
-                if (v != floor(v) || v < -2147483648.0 || v > 2147483647.0) {
-                    snprintf(where + wl, sizeof where - wl, "[%lld]", (long long)i);
-                    luaL_argerror(L, arg, lua_pushfstring(L, "int32 tensor cannot hold %f at %s", v, where));
-                }
-                ((int32_t *)dst)[(*pos)++] = (int32_t)v;
-            } else {
-                ((float *)dst)[(*pos)++] = (float)v;
-            }
-        }
-        lua_pop(L, 1);
-    }
-}
-
-mb_tensor *mb_lua_totensor(lua_State *L, int arg, mb_dtype dtype) {
-    mb_error err;
-    mb_tensor *src = mb_lua_testtensor(L, arg);
-    if (src) {
-        mb_tensor *t = mb_tensor_to_dtype(src, dtype, &err);
-        if (!t) mb_lua_argraise(L, arg, &err);
-        return t;
-    }
-    if (luaL_testudata(L, arg, MB_TENSOR_MT)) luaL_argerror(L, arg, "tensor is freed");
-    if (lua_type(L, arg) == LUA_TNUMBER) {
-        mb_tensor *t = mb_tensor_full(dtype, 0, NULL, lua_tonumber(L, arg), &err);
-        if (!t) mb_lua_argraise(L, arg, &err);
-        return t;
-    }
-    if (lua_type(L, arg) != LUA_TTABLE)
-        luaL_argerror(L, arg, lua_pushfstring(L, "table or moonbert.Tensor expected, got %s", luaL_typename(L, arg)));
-    arg = lua_absindex(L, arg);
-    int64_t shape[MB_MAX_DIMS];
-    int ndim = table_shape(L, arg, shape, arg);
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
-    /* Fill a scratch buffer owned by Lua (freed by the collector if a check
-       raises half-way), then copy it into the tensor. */
-    void *scratch = lua_newuserdatauv(L, (size_t)(n > 0 ? n : 1) * 4, 0);
-    int64_t pos = 0, path[MB_MAX_DIMS];
-    lua_pushvalue(L, arg);
-    if (ndim > 0) table_fill(L, arg, 0, ndim, shape, dtype, scratch, &pos, path);
-    lua_pop(L, 1);
-    mb_tensor *t = mb_tensor_from_data(dtype, ndim, shape, scratch, &err);
-    lua_pop(L, 1);
-    if (!t) mb_lua_argraise(L, arg, &err);
-    return t;
-}
+typedef mb_lua_tensor_box tensor_box;
 
 /* ---- argument helpers ---------------------------------------------------------- */
 
@@ -655,9 +501,27 @@ static int m_int(lua_State *L) {
     return 1;
 }
 
+/* t:to("cuda"|"cpu") and t:cpu(): the tensor at arg on device (itself when already there, as
+   torch does); the runtime moves it (mb_tensor_to, runtime/cuda.h). */
+static int to_device(lua_State *L, int arg, const char *device) {
+    mb_tensor *t = mb_lua_checktensor_anydevice(L, arg);
+    int to_cuda = strcmp(device, "cuda") == 0;
+    if (!to_cuda && strcmp(device, "cpu") != 0)
+        return luaL_argerror(L, arg + 1, lua_pushfstring(L, "device 'cpu' or 'cuda' expected, got '%s'", device));
+    if ((t->storage->device == MB_CUDA) == to_cuda) {
+        lua_pushvalue(L, arg);
+        return 1;
+    }
+    mb_error err;
+    mb_tensor *r = mb_tensor_to(t, to_cuda ? MB_CUDA : MB_CPU, &err);
+    if (!r) return luaL_error(L, "t:%s: %s", to_cuda ? "to(\"cuda\")" : "cpu()", err.msg);
+    mb_lua_pushtensor(L, r, &err);
+    return 1;
+}
+
 static int m_to(lua_State *L) {
     const char *name = luaL_checkstring(L, 2);
-    if (strcmp(name, "cuda") == 0 || strcmp(name, "cpu") == 0) return mb_lua_tensor_to_device(L, 1, name);
+    if (strcmp(name, "cuda") == 0 || strcmp(name, "cpu") == 0) return to_device(L, 1, name);
     mb_tensor *t = mb_lua_checktensor(L, 1);
     mb_dtype dt = check_dtype_name(L, 2, luaL_checkstring(L, 2));
     mb_error err;
@@ -665,7 +529,7 @@ static int m_to(lua_State *L) {
     return 1;
 }
 
-static int m_cpu(lua_State *L) { return mb_lua_tensor_to_device(L, 1, "cpu"); }
+static int m_cpu(lua_State *L) { return to_device(L, 1, "cpu"); }
 
 static int m_device(lua_State *L) {
     lua_pushstring(L, mb_lua_checktensor_anydevice(L, 1)->storage->device == MB_CPU ? "cpu" : "cuda");
@@ -686,8 +550,9 @@ static int m_fill(lua_State *L) {
 /* copy(src): in place from a tensor of the same shape; returns the tensor. */
 static int m_copy(lua_State *L) {
     mb_tensor *td = mb_lua_checktensor_anydevice(L, 1), *sd = mb_lua_checktensor_anydevice(L, 2);
-    if (td->storage->device != MB_CPU || sd->storage->device != MB_CPU) { /* across devices: bindings/cuda.c */
-        mb_lua_tensor_copy_device(L, td, sd);
+    if (td->storage->device != MB_CPU || sd->storage->device != MB_CPU) { /* across devices: runtime/cuda.h */
+        mb_error err;
+        if (mb_tensor_copy_device(td, sd, &err) != MB_OK) mb_lua_argraise(L, 2, &err);
         lua_settop(L, 1);
         return 1;
     }

@@ -15,6 +15,8 @@
 #include "luamb.h"
 #include "../runtime/knn.h"
 #include "../runtime/pca.h"
+#include "../runtime/metrics.h"
+#include "../runtime/synthetic.h"
 #include "../runtime/umap.h"
 
 /* A contiguous float32 2-D tensor from arg (a tensor or a nested table),

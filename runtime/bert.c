@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "activations.h"
 #include "layers.h"
 #include "model_folder.h"
 #include "parallel.h"
@@ -55,10 +56,7 @@ typedef struct layer_acts {
 } layer_acts;
 
 typedef struct enc_acts {
-    size_t cap_f, cap_u8, cap_i;
-    float *f;
-    uint8_t *u8;
-    int32_t *i32;
+    mb_act_blocks blocks;        /* every buffer below lives in these (activations.h) */
     int B, T, keep, train;
     int32_t *ids, *mask, *types; /* [B,T] copies (mask all ones, types all zeros when absent) */
     float *emb_sum;              /* [N,D] word + position + token type, LN input */
@@ -310,9 +308,7 @@ mb_bert *mb_bert_new(const mb_bert_config *cfg, mb_bert_task task, uint64_t seed
 }
 
 static void free_acts(enc_acts *a) {
-    free(a->f);
-    free(a->u8);
-    free(a->i32);
+    mb_act_blocks_release(&a->blocks);
     free(a->layer);
 }
 
@@ -562,35 +558,24 @@ int mb_bert_num_outputs(const mb_bert *m) { return head_outputs(m); }
 
 /* ---- activation layout ------------------------------------------------------ */
 
-typedef struct bump {
-    char *base;
-    size_t used;
-} bump;
-
-static void *take(bump *b, size_t bytes) {
-    size_t at = (b->used + 63) & ~(size_t)63;
-    b->used = at + bytes;
-    return b->base ? b->base + at : NULL;
-}
-
-static void layout_enc(const mb_bert_config *cfg, enc_acts *a, int B, int T, bump *fb, bump *ub, bump *ib) {
+static void layout_enc(const mb_bert_config *cfg, enc_acts *a, int B, int T, mb_bump *fb, mb_bump *ub, mb_bump *ib) {
     const mb_distilbert_config *c = &cfg->base;
     size_t N = (size_t)B * T, D = (size_t)c->dim, F = (size_t)c->hidden_dim, H = (size_t)c->n_heads;
     size_t ND = N * D * 4, NF = N * F * 4, Ns = N * 4, BHTT = (size_t)B * H * T * T;
     int train = a->train, keep = a->keep;
-    a->ids = take(ib, N * 4);
-    a->mask = take(ib, N * 4);
-    a->types = take(ib, N * 4);
-    a->emb_sum = take(fb, ND);
-    a->emb_mean = take(fb, Ns);
-    a->emb_rstd = take(fb, Ns);
-    a->emb_out = take(fb, ND);
-    a->emb_drop = train ? take(ub, N * D) : NULL;
-    a->ffn_g = take(fb, NF);
+    a->ids = mb_bump_take(ib, N * 4);
+    a->mask = mb_bump_take(ib, N * 4);
+    a->types = mb_bump_take(ib, N * 4);
+    a->emb_sum = mb_bump_take(fb, ND);
+    a->emb_mean = mb_bump_take(fb, Ns);
+    a->emb_rstd = mb_bump_take(fb, Ns);
+    a->emb_out = mb_bump_take(fb, ND);
+    a->emb_drop = train ? mb_bump_take(ub, N * D) : NULL;
+    a->ffn_g = mb_bump_take(fb, NF);
     float *pingpong[2] = {NULL, NULL};
     if (!keep) {
-        pingpong[0] = take(fb, ND);
-        pingpong[1] = take(fb, ND);
+        pingpong[0] = mb_bump_take(fb, ND);
+        pingpong[1] = mb_bump_take(fb, ND);
     }
     for (int l = 0; l < c->n_layers; l++) {
         layer_acts *la = &a->layer[l];
@@ -599,64 +584,56 @@ static void layout_enc(const mb_bert_config *cfg, enc_acts *a, int B, int T, bum
             la->out = pingpong[l % 2];
             continue;
         }
-        la->q = take(fb, ND);
-        la->k = take(fb, ND);
-        la->v = take(fb, ND);
-        la->probs = take(fb, BHTT * 4);
-        la->ctx = take(fb, ND);
-        la->h1 = take(fb, ND);
-        la->ln1_mean = take(fb, Ns);
-        la->ln1_rstd = take(fb, Ns);
-        la->sa = take(fb, ND);
-        la->ffn_h = take(fb, NF);
-        la->h2 = take(fb, ND);
-        la->ln2_mean = take(fb, Ns);
-        la->ln2_rstd = take(fb, Ns);
-        la->out = keep ? take(fb, ND) : pingpong[0];
-        la->attn_drop = train ? take(ub, BHTT) : NULL;
-        la->drop1 = train ? take(ub, N * D) : NULL;
-        la->drop2 = train ? take(ub, N * D) : NULL;
+        la->q = mb_bump_take(fb, ND);
+        la->k = mb_bump_take(fb, ND);
+        la->v = mb_bump_take(fb, ND);
+        la->probs = mb_bump_take(fb, BHTT * 4);
+        la->ctx = mb_bump_take(fb, ND);
+        la->h1 = mb_bump_take(fb, ND);
+        la->ln1_mean = mb_bump_take(fb, Ns);
+        la->ln1_rstd = mb_bump_take(fb, Ns);
+        la->sa = mb_bump_take(fb, ND);
+        la->ffn_h = mb_bump_take(fb, NF);
+        la->h2 = mb_bump_take(fb, ND);
+        la->ln2_mean = mb_bump_take(fb, Ns);
+        la->ln2_rstd = mb_bump_take(fb, Ns);
+        la->out = keep ? mb_bump_take(fb, ND) : pingpong[0];
+        la->attn_drop = train ? mb_bump_take(ub, BHTT) : NULL;
+        la->drop1 = train ? mb_bump_take(ub, N * D) : NULL;
+        la->drop2 = train ? mb_bump_take(ub, N * D) : NULL;
     }
     if (keep) {
-        a->d_res = take(fb, ND);
-        a->d_a = take(fb, ND);
-        a->d_b = take(fb, ND);
-        a->dq = take(fb, ND);
-        a->dk = take(fb, ND);
-        a->dv = take(fb, ND);
-        a->dctx = take(fb, ND);
-        a->dffn = take(fb, NF);
+        a->d_res = mb_bump_take(fb, ND);
+        a->d_a = mb_bump_take(fb, ND);
+        a->d_b = mb_bump_take(fb, ND);
+        a->dq = mb_bump_take(fb, ND);
+        a->dk = mb_bump_take(fb, ND);
+        a->dv = mb_bump_take(fb, ND);
+        a->dctx = mb_bump_take(fb, ND);
+        a->dffn = mb_bump_take(fb, NF);
     } else {
         a->d_res = a->d_a = a->d_b = a->dq = a->dk = a->dv = a->dctx = a->dffn = NULL;
     }
     a->scratch_floats = attention_scratch_floats(T);
-    a->scratch = take(fb, (size_t)a->scratch_floats * 4);
+    a->scratch = mb_bump_take(fb, (size_t)a->scratch_floats * 4);
+}
+
+typedef struct enc_layout {
+    const mb_bert_config *c;
+    enc_acts *a;
+    int B, T;
+} enc_layout;
+
+static void layout_enc_cb(void *ctx, mb_bump *f, mb_bump *u8, mb_bump *i32) {
+    enc_layout *L = ctx;
+    layout_enc(L->c, L->a, L->B, L->T, f, u8, i32);
 }
 
 static mb_status prepare_enc(const mb_bert_config *c, enc_acts *a, int B, int T, int train, mb_error *err) {
     a->train = train;
-    bump fb = {0}, ub = {0}, ib = {0};
-    layout_enc(c, a, B, T, &fb, &ub, &ib);
-    if (fb.used > a->cap_f) {
-        free(a->f);
-        a->f = malloc(fb.used);
-        a->cap_f = a->f ? fb.used : 0;
-    }
-    if (ub.used > a->cap_u8) {
-        free(a->u8);
-        a->u8 = malloc(ub.used);
-        a->cap_u8 = a->u8 ? ub.used : 0;
-    }
-    if (ib.used > a->cap_i) {
-        free(a->i32);
-        a->i32 = malloc(ib.used);
-        a->cap_i = a->i32 ? ib.used : 0;
-    }
-    if ((fb.used && !a->f) || (ub.used && !a->u8) || (ib.used && !a->i32))
-        return mb_fail(err, MB_ERR_NOMEM, "out of memory for activations at batch %d x length %d (%.0f MB)", B, T,
-                       (fb.used + ub.used) / 1e6);
-    bump f2 = {(char *)a->f, 0}, u2 = {(char *)a->u8, 0}, i2 = {(char *)a->i32, 0};
-    layout_enc(c, a, B, T, &f2, &u2, &i2);
+    enc_layout L = {c, a, B, T};
+    mb_status st = mb_act_blocks_prepare(&a->blocks, layout_enc_cb, &L, B, T, err);
+    if (st != MB_OK) return st;
     a->B = B;
     a->T = T;
     return MB_OK;
@@ -674,21 +651,9 @@ static mb_status prepare_head(mb_bert *m, int B, int n, mb_error *err) {
         need_f = (size_t)n * (6 * D + 2 + 2 * V) + 64;
         need_i = 2 * (size_t)n + 2;
     }
-    if (need_f > h->cap_f) {
-        free(h->f);
-        h->f = malloc(need_f * sizeof(float));
-        h->cap_f = h->f ? need_f : 0;
-    }
-    if (need_u > h->cap_u8) {
-        free(h->u8);
-        h->u8 = malloc(need_u);
-        h->cap_u8 = h->u8 ? need_u : 0;
-    }
-    if (need_i > h->cap_i) {
-        free(h->i32);
-        h->i32 = malloc(need_i * sizeof(int32_t));
-        h->cap_i = h->i32 ? need_i : 0;
-    }
+    h->f = mb_grow(h->f, &h->cap_f, need_f * sizeof(float));
+    h->u8 = mb_grow(h->u8, &h->cap_u8, need_u);
+    h->i32 = mb_grow(h->i32, &h->cap_i, need_i * sizeof(int32_t));
     if (!h->f || !h->u8 || !h->i32) return mb_fail(err, MB_ERR_NOMEM, "out of memory for the head");
     float *p = h->f;
     if (m->task == MB_BERT_SEQUENCE_CLASSIFICATION) {

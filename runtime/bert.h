@@ -17,7 +17,7 @@
  * (dropout of the classifiers: classifier_dropout, or hidden_dropout_prob when null.)
  *
  * Parameters: one block, HF state_dict order and names (bert.* first, then the
- * head); a gradient block of the same layout; mb_param_info as distilbert.h.
+ * head); a gradient block of the same layout; mb_param_info (param_info.h).
  * freeze_encoder freezes every bert.* tensor (pooler included).
  *
  * Loading (mb_bert_load) follows transformers' rules: any BERT checkpoint
@@ -42,8 +42,8 @@
 #include <stdint.h>
 
 #include "config.h"
-#include "distilbert.h" /* mb_param_info */
 #include "error.h"
+#include "param_info.h"
 #include "rng.h"
 
 typedef enum mb_bert_task {

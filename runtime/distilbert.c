@@ -15,6 +15,8 @@
 
 #include "bf16.h"
 #include "fsutil.h"
+#include "activations.h"
+#include "distilbert_acts.h"
 #include "layers.h"
 #include "model_folder.h"
 #include "parallel.h"
@@ -37,67 +39,6 @@ typedef struct views {
     layer_views *layer;                      /* [n_layers] */
     float *pre_w, *pre_b, *cls_w, *cls_b;    /* pre_classifier, classifier */
 } views;
-
-/* ---- activation layout ---------------------------------------------------- */
-
-typedef struct layer_acts {
-    float *q, *k, *v;           /* [B,T,D] projections */
-    float *probs;               /* [B,H,T,T] softmax, before dropout */
-    float *ctx;                 /* [B,T,D] heads merged */
-    float *h1;                  /* [B,T,D] x + out_lin(ctx), LN1 input */
-    float *ln1_mean, *ln1_rstd; /* [B,T] */
-    float *sa;                  /* [B,T,D] LN1 output */
-    float *ffn_h;               /* [B,T,F] lin1 output (activation input) */
-    float *h2;                  /* [B,T,D] sa + dropout(lin2), LN2 input */
-    float *ln2_mean, *ln2_rstd; /* [B,T] */
-    float *out;                 /* [B,T,D] layer output */
-    uint8_t *attn_drop;         /* [B,H,T,T] keep mask (train) */
-    uint8_t *ffn_drop;          /* [B,T,D] keep mask (train) */
-} layer_acts;
-
-/* Encoder activations of one shape class. keep=1 holds every layer for
-   backward; keep=0 reuses one layer's buffers (inference, frozen encoder). */
-typedef struct enc_acts {
-    size_t cap_f, cap_u8, cap_i;
-    float *f;
-    uint8_t *u8;
-    int32_t *i32;
-    int B, T, keep, train;
-    /* Rows: a packed forward (plan_rows) computes only the real tokens of a
-       right-padded batch: N rows, sequence b at rows row[b] .. row[b]+len[b]-1.
-       Otherwise N = B*T (padded rows computed, keys masked, as PyTorch).
-       Every [B,T,*] buffer below holds N rows. */
-    int packed, N;
-    /* cls_only (packed only): the caller reads [CLS] alone (classification
-       head, [CLS] features), so the last layer computes keys and values for
-       every row but everything else for the B [CLS] rows: 1/6 less work for
-       DistilBERT's 6 layers. Its [B,T,*] buffers then hold B rows, row b for
-       sequence b; its probabilities H*len[b] from qprob[b]. */
-    int cls_only;
-    long *qprob;                 /* [B] */
-    float *cls_x, *cls_d;        /* [B,D] last layer's [CLS] input; its gradient (keep) */
-    int ckpt;                    /* keep only layer inputs/outputs, recompute the rest (kept_bytes) */
-    int *len;                    /* [B] */
-    long *row, *prob;            /* [B] first row, first attention probability */
-    size_t cap_seq;
-    long n_probs;                /* sum over b of H*len[b]^2 */
-    int32_t *ids, *pos;          /* [N] token id and position of each row */
-    int32_t *mask;               /* [B,T] copy of the input mask */
-    float *hidden;               /* [B,T,D] last hidden state, padded rows 0 (packed only) */
-    float *emb_sum;              /* [B,T,D] word + position, LN input */
-    float *emb_mean, *emb_rstd;  /* [B,T] */
-    float *emb_out;              /* [B,T,D] after LN and dropout */
-    uint8_t *emb_drop;           /* [B,T,D] */
-    layer_acts *layer;           /* [n_layers] (aliases when keep=0) */
-    float *ffn_g;                /* [B,T,F] activation output (recomputed in backward) */
-    /* backward only (keep=1) */
-    float *d_res, *d_tmp;        /* [B,T,D] residual-stream gradients */
-    float *dq, *dk, *dv, *dctx;  /* [B,T,D] */
-    float *dffn;                 /* [B,T,F] */
-    float *recompute;            /* [B,T,D] ctx, then the layer input, recomputed in backward */
-    float *scratch;              /* attention scratch */
-    long scratch_floats;         /* its size (depends on the thread count) */
-} enc_acts;
 
 /* Head activations, sized by batch. */
 typedef struct head_acts {
@@ -312,30 +253,6 @@ mb_distilbert *mb_distilbert_new(const mb_distilbert_config *cfg, uint64_t seed,
     return m;
 }
 
-/* One activation set resident at a time: the forward that switches between
-   training (keep_acts) and features or evaluation (infer_acts) gives the
-   other set's blocks back (each up to ~300 MB at batch 64; a later forward
-   allocates them again). A pending backward needs no guard: every forward
-   ends the last one's loss. */
-static void release_blocks(enc_acts *a) {
-    free(a->f);
-    free(a->u8);
-    free(a->i32);
-    a->f = NULL;
-    a->u8 = NULL;
-    a->i32 = NULL;
-    a->cap_f = a->cap_u8 = a->cap_i = 0;
-}
-
-static void free_enc_acts(enc_acts *a) {
-    free(a->len);
-    free(a->row);
-    free(a->f);
-    free(a->u8);
-    free(a->i32);
-    free(a->layer);
-}
-
 void mb_distilbert_free(mb_distilbert *m) {
     if (!m) return;
     mb_config_free(&m->cfg);
@@ -344,8 +261,8 @@ void mb_distilbert_free(mb_distilbert *m) {
     free(m->info);
     free(m->p.layer);
     free(m->g.layer);
-    free_enc_acts(&m->keep_acts);
-    free_enc_acts(&m->infer_acts);
+    mb_dbacts_free(&m->keep_acts);
+    mb_dbacts_free(&m->infer_acts);
     free(m->head.f);
     free(m->head.u8);
     free(m->head.labels);
@@ -490,199 +407,12 @@ int mb_distilbert_encoder_frozen(const mb_distilbert *m) { return m->frozen; }
 const float *mb_distilbert_logits(const mb_distilbert *m) { return m->fwd_head ? m->head.logits : NULL; }
 const float *mb_distilbert_last_hidden(const mb_distilbert *m) { return m->last_hidden; }
 
-/* ---- activation layout ------------------------------------------------------ */
-
-/* Bump allocator that counts when base is NULL. */
-typedef struct bump {
-    char *base;
-    size_t used;
-} bump;
-
-static void *take(bump *b, size_t bytes) {
-    size_t at = (b->used + 63) & ~(size_t)63; /* cache-line aligned */
-    b->used = at + bytes;
-    return b->base ? b->base + at : NULL;
-}
-
-/* Assign (or count, when the blocks are NULL) the encoder buffers for B x T. */
-static void layout_enc(const mb_distilbert_config *c, enc_acts *a, int B, int T, bump *fb, bump *ub, bump *ib) {
-    size_t BT = (size_t)B * T, D = (size_t)c->dim, F = (size_t)c->hidden_dim, H = (size_t)c->n_heads;
-    size_t N = (size_t)a->N;
-    /* float buffers hold N rows; the dropout masks are drawn for the padded
-       shape (the RNG stream does not depend on packing) and compacted */
-    size_t BTD = N * D * 4, BTF = N * F * 4, BHTT = (size_t)B * H * T * T, BTs = N * 4;
-    size_t probs_bytes = (size_t)a->n_probs * 4;
-    int train = a->train, keep = a->keep;
-    a->ids = take(ib, BT * 4);
-    a->pos = take(ib, BT * 4);
-    a->mask = take(ib, BT * 4);
-    a->hidden = a->packed ? take(fb, BT * D * 4) : NULL;
-    a->emb_sum = take(fb, BTD);
-    a->emb_mean = take(fb, BTs);
-    a->emb_rstd = take(fb, BTs);
-    a->emb_out = take(fb, BTD);
-    a->emb_drop = train ? take(ub, BT * D) : NULL;
-    a->ffn_g = take(fb, BTF);
-    a->cls_x = take(fb, (size_t)B * D * 4);
-    a->cls_d = keep ? take(fb, (size_t)B * D * 4) : NULL;
-    /* Layer outputs, and (keep) ctx and sa, are not kept per layer: backward
-       recomputes them (LayerNorm from its kept input and statistics, ctx from
-       the kept probabilities and v), bit for bit. That is 3 of 12 [N,D]-sized
-       buffers per layer; dq, dctx and dffn share buffers free at their time. */
-    float *out_pingpong[2], *shared = NULL;
-    out_pingpong[0] = take(fb, BTD);
-    out_pingpong[1] = take(fb, BTD);
-    if (keep) shared = take(fb, BTD); /* forward: ctx, then sa; backward: sa, then dctx */
-    for (int l = 0; l < c->n_layers; l++) {
-        layer_acts *la = &a->layer[l];
-        if (!keep && l > 0) {
-            *la = a->layer[0];
-            la->out = out_pingpong[l % 2];
-            continue;
-        }
-        if (a->ckpt && l > 0) { /* one set of buffers; per layer only its output and masks */
-            *la = a->layer[0];
-            la->out = take(fb, BTD);
-            la->attn_drop = train ? take(ub, BHTT) : NULL;
-            la->ffn_drop = train ? take(ub, BT * D) : NULL;
-            continue;
-        }
-        la->q = take(fb, BTD);
-        la->k = take(fb, BTD);
-        la->v = take(fb, BTD);
-        la->probs = take(fb, probs_bytes);
-        la->ctx = keep ? shared : take(fb, BTD);
-        la->h1 = take(fb, BTD);
-        la->ln1_mean = take(fb, BTs);
-        la->ln1_rstd = take(fb, BTs);
-        la->sa = keep ? shared : take(fb, BTD);
-        la->ffn_h = take(fb, BTF);
-        la->h2 = take(fb, BTD);
-        la->ln2_mean = take(fb, BTs);
-        la->ln2_rstd = take(fb, BTs);
-        la->out = a->ckpt ? take(fb, BTD) : out_pingpong[l % 2];
-        la->attn_drop = train ? take(ub, BHTT) : NULL;
-        la->ffn_drop = train ? take(ub, BT * D) : NULL;
-    }
-    if (keep) {
-        a->d_res = take(fb, BTD);
-        a->d_tmp = take(fb, BTD);
-        a->dq = a->d_tmp; /* d_tmp is free from LN1 backward to the next LN2 backward */
-        a->dk = take(fb, BTD);
-        a->dv = take(fb, BTD);
-        a->dctx = shared;
-        a->dffn = a->ffn_g; /* lin2's weight gradient is taken before its input gradient */
-        a->recompute = out_pingpong[c->n_layers % 2]; /* not the final output */
-    } else {
-        a->d_res = a->d_tmp = a->dq = a->dk = a->dv = a->dctx = a->dffn = a->recompute = NULL;
-    }
-    a->scratch_floats = attention_scratch_floats(T); /* T bounds every len[b] */
-    a->scratch = take(fb, (size_t)a->scratch_floats * 4);
-}
-
-/* Choose the rows a forward computes (a->packed, N, len, row, prob). A batch
-   is packed when the caller needs no padded row (pack) and every mask row is
-   1...1 0...0 with at least one 1 (right padding, what the tokenizer makes).
-   Padded rows never influence the real ones (their keys are masked) and the
-   head reads row 0, so loss and gradients are the same either way; only
-   the padded rows of the hidden states differ (0 when packed). */
-static mb_status plan_rows(const mb_distilbert_config *c, enc_acts *a, const int32_t *mask, int B, int T, int pack,
-                           mb_error *err) {
-    if ((size_t)B > a->cap_seq) {
-        free(a->len);
-        free(a->row);
-        a->len = malloc(sizeof(int) * (size_t)B);
-        a->row = malloc(sizeof(long) * 3 * (size_t)B);
-        a->cap_seq = a->len && a->row ? (size_t)B : 0;
-        if (!a->cap_seq) return mb_fail(err, MB_ERR_NOMEM, "out of memory for a batch of %d", B);
-    }
-    a->prob = a->row + B;
-    a->qprob = a->row + 2 * (long)B;
-    int packed = pack && mask != NULL;
-    for (int b = 0; b < B && packed; b++) {
-        const int32_t *mr = mask + (long)b * T;
-        int len = 0;
-        while (len < T && mr[len] != 0) len++;
-        for (int t = len; t < T && packed; t++) packed = mr[t] == 0;
-        packed = packed && len > 0;
-        a->len[b] = len;
-    }
-    a->packed = packed;
-    long N = 0, np = 0;
-    for (int b = 0; b < B; b++) {
-        if (!packed) a->len[b] = T;
-        a->row[b] = N;
-        a->prob[b] = np;
-        a->qprob[b] = (long)c->n_heads * N;
-        N += a->len[b];
-        np += (long)c->n_heads * a->len[b] * a->len[b];
-    }
-    a->N = (int)N;
-    a->n_probs = np;
-    return MB_OK;
-}
-
-/* Bytes of activations a training forward keeps for all layers (plan_rows done). */
-static double kept_bytes(const mb_distilbert_config *c, const enc_acts *a) {
-    double per_layer = (5.0 * c->dim + c->hidden_dim) * a->N + (double)a->n_probs;
-    return 4.0 * c->n_layers * per_layer;
-}
-
-/* Above this many bytes of kept activations a training forward keeps only
-   each layer's input and recomputes the layer in backward (one more forward:
-   +1/3 of the step's flops, on the few longest batches). MOONBERT_ACTIVATION_MB
-   sets it (default 320 MB: a full-size batch-64 fine-tune step stays under
-   1.5 GB with AdamW; 0 checkpoints always). */
-static double activation_budget(void) {
-    const char *e = getenv("MOONBERT_ACTIVATION_MB");
-    double mb = e && *e ? atof(e) : 320.0;
-    return mb * 1e6;
-}
-
-/* Make a's blocks big enough for B x T (growing only) and lay them out. */
-static mb_status prepare_enc(const mb_distilbert_config *c, enc_acts *a, int B, int T, int train, mb_error *err) {
-    a->train = train;
-    bump fb = {0}, ub = {0}, ib = {0};
-    layout_enc(c, a, B, T, &fb, &ub, &ib);
-    if (fb.used > a->cap_f) {
-        free(a->f);
-        a->f = malloc(fb.used);
-        a->cap_f = a->f ? fb.used : 0;
-    }
-    if (ub.used > a->cap_u8) {
-        free(a->u8);
-        a->u8 = malloc(ub.used);
-        a->cap_u8 = a->u8 ? ub.used : 0;
-    }
-    if (ib.used > a->cap_i) {
-        free(a->i32);
-        a->i32 = malloc(ib.used);
-        a->cap_i = a->i32 ? ib.used : 0;
-    }
-    if ((fb.used && !a->f) || (ub.used && !a->u8) || (ib.used && !a->i32))
-        return mb_fail(err, MB_ERR_NOMEM, "out of memory for activations at batch %d x length %d (%.0f MB)", B, T,
-                       (fb.used + ub.used) / 1e6);
-    bump f2 = {(char *)a->f, 0}, u2 = {(char *)a->u8, 0}, i2 = {(char *)a->i32, 0};
-    layout_enc(c, a, B, T, &f2, &u2, &i2);
-    a->B = B;
-    a->T = T;
-    return MB_OK;
-}
-
 static mb_status prepare_head(mb_distilbert *m, int B, mb_error *err) {
     head_acts *h = &m->head;
     size_t D = (size_t)m->cfg.dim, L = (size_t)m->cfg.num_labels;
     size_t need_f = (size_t)B * (6 * D + 3 * L + 1) + 64, need_u = (size_t)B * D;
-    if (need_f > h->cap_f) {
-        free(h->f);
-        h->f = malloc(need_f * sizeof(float));
-        h->cap_f = h->f ? need_f : 0;
-    }
-    if (need_u > h->cap_u8) {
-        free(h->u8);
-        h->u8 = malloc(need_u);
-        h->cap_u8 = h->u8 ? need_u : 0;
-    }
+    h->f = mb_grow(h->f, &h->cap_f, need_f * sizeof(float));
+    h->u8 = mb_grow(h->u8, &h->cap_u8, need_u);
     if (!h->f || !h->u8) return mb_fail(err, MB_ERR_NOMEM, "out of memory for the head at batch %d", B);
     float *p = h->f;
     h->cls = p; p += B * D;
@@ -699,7 +429,7 @@ static mb_status prepare_head(mb_distilbert *m, int B, mb_error *err) {
     return MB_OK;
 }
 
-/* ---- forward ---------------------------------------------------------------- */
+/* ---- forward (activation buffers: distilbert_acts.c) ------------------------- */
 
 static mb_status check_inputs(const mb_distilbert *m, const int32_t *ids, int B, int T, mb_error *err) {
     const mb_distilbert_config *c = &m->cfg;
@@ -839,16 +569,16 @@ static mb_status forward_impl(mb_distilbert *m, const int32_t *ids, const int32_
     if (check_inputs(m, ids, B, T, err) != MB_OK) return err ? err->code : MB_ERR_ARG;
     int keep_enc = opts->keep && !m->frozen;
     enc_acts *a = keep_enc ? &m->keep_acts : &m->infer_acts;
-    release_blocks(a == &m->keep_acts ? &m->infer_acts : &m->keep_acts);
+    mb_dbacts_release(a == &m->keep_acts ? &m->infer_acts : &m->keep_acts);
     /* Padded rows are left out where the caller cannot see them: training
        (keep) and [CLS] features; a plain forward returns every row. */
     int pack = (opts->keep || opts->encoder_only) && !opts->hidden_states && !opts->attentions && !opts->padded_rows;
-    if (plan_rows(c, a, mask, B, T, pack, err) != MB_OK) return err ? err->code : MB_ERR_NOMEM;
+    if (mb_dbacts_plan_rows(c, a, mask, B, T, pack, err) != MB_OK) return err ? err->code : MB_ERR_NOMEM;
     /* the classification head and [CLS] features read position 0 alone; the
        masked-LM head (encoder_only without cls_only) reads every row */
     a->cls_only = a->packed && (!opts->encoder_only || opts->cls_only);
-    a->ckpt = a->keep && kept_bytes(c, a) > activation_budget();
-    if (prepare_enc(c, a, B, T, opts->train, err) != MB_OK) return err ? err->code : MB_ERR_NOMEM;
+    a->ckpt = a->keep && mb_dbacts_over_budget(c, a);
+    if (mb_dbacts_prepare(c, a, B, T, opts->train, err) != MB_OK) return err ? err->code : MB_ERR_NOMEM;
     if (!opts->encoder_only && prepare_head(m, B, err) != MB_OK) return err ? err->code : MB_ERR_NOMEM;
     m->last = a;
     const int D = c->dim, BT = B * T, N = a->N;

@@ -34,19 +34,8 @@
 
 #include "config.h"
 #include "error.h"
+#include "param_info.h"
 #include "rng.h"
-
-#define MB_PARAM_NAME_MAX 96
-
-typedef struct mb_param_info {
-    char name[MB_PARAM_NAME_MAX]; /* Hugging Face state_dict name */
-    size_t offset;                /* in floats, from the block base */
-    size_t numel;
-    int ndim;                     /* 1 or 2 */
-    int64_t shape[2];
-    int no_decay;                 /* biases and LayerNorm weights: no weight decay */
-    int encoder;                  /* part of distilbert.* (frozen by freeze_encoder) */
-} mb_param_info;
 
 typedef struct mb_distilbert mb_distilbert;
 

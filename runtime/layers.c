@@ -438,50 +438,34 @@ void attention_cls_backward(float *dq, float *dk, float *dv, const float *dctx, 
     }
 }
 
-/* The padded-batch form: every sequence T long, keys masked. */
-typedef struct padded_seqs {
-    attn_seqs s;
-    int *len;
-    long *row;
-} padded_seqs;
-
-static int padded_seqs_init(padded_seqs *ps, const int32_t *mask, int B, int T, int NH) {
-    ps->len = malloc(sizeof(int) * (size_t)B);
-    ps->row = malloc(sizeof(long) * 2 * (size_t)B);
-    if (!ps->len || !ps->row) {
-        free(ps->len);
-        free(ps->row);
-        return 0;
-    }
-    long *prob = ps->row + B;
+/* The padded-batch form: every sequence T long, keys masked. The sequence
+   table lives on the stack (B ints and 2B longs), so nothing is allocated. */
+static attn_seqs padded_seqs(int *len, long *row, const int32_t *mask, int B, int T, int NH) {
+    long *prob = row + B;
     for (int b = 0; b < B; b++) {
-        ps->len[b] = T;
-        ps->row[b] = (long)b * T;
+        len[b] = T;
+        row[b] = (long)b * T;
         prob[b] = (long)b * NH * T * T;
     }
-    ps->s = (attn_seqs){.B = B, .max_len = T, .len = ps->len, .row = ps->row, .prob = prob, .key_mask = mask,
-                        .mask_T = T};
-    return 1;
+    return (attn_seqs){.B = B, .max_len = T, .len = len, .row = row, .prob = prob, .key_mask = mask, .mask_T = T};
 }
 
 void attention_forward(float *ctx, float *probs, const float *q, const float *k, const float *v,
                        const int32_t *mask, const uint8_t *drop_mask, float p, int B, int T, int C, int NH,
                        float *scratch) {
-    padded_seqs ps;
-    if (!padded_seqs_init(&ps, mask, B, T, NH)) return;
-    attention_forward_seqs(ctx, probs, q, k, v, &ps.s, drop_mask, p, C, NH, scratch);
-    free(ps.len);
-    free(ps.row);
+    int len[B > 0 ? B : 1];
+    long row[B > 0 ? 2 * B : 1];
+    attn_seqs s = padded_seqs(len, row, mask, B, T, NH);
+    attention_forward_seqs(ctx, probs, q, k, v, &s, drop_mask, p, C, NH, scratch);
 }
 
 void attention_backward(float *dq, float *dk, float *dv, const float *dctx, const float *probs,
                         const float *q, const float *k, const float *v, const int32_t *mask,
                         const uint8_t *drop_mask, float p, int B, int T, int C, int NH, float *scratch) {
-    padded_seqs ps;
-    if (!padded_seqs_init(&ps, mask, B, T, NH)) return;
-    attention_backward_seqs(dq, dk, dv, dctx, probs, q, k, v, &ps.s, drop_mask, p, C, NH, scratch);
-    free(ps.len);
-    free(ps.row);
+    int len[B > 0 ? B : 1];
+    long row[B > 0 ? 2 * B : 1];
+    attn_seqs s = padded_seqs(len, row, mask, B, T, NH);
+    attention_backward_seqs(dq, dk, dv, dctx, probs, q, k, v, &s, drop_mask, p, C, NH, scratch);
 }
 
 /* ---- activations -------------------------------------------------------- */
@@ -607,11 +591,6 @@ void dropout_apply(float *out, const float *inp, const uint8_t *mask, float p, l
     float s = 1.0f / (1.0f - p);
     PAR_FOR
     for (long i = 0; i < n; i++) out[i] = mask[i] ? inp[i] * s : 0.0f;
-}
-
-void residual_add(float *out, const float *a, long n) {
-    PAR_FOR
-    for (long i = 0; i < n; i++) out[i] += a[i];
 }
 
 /* ---- loss --------------------------------------------------------------- */

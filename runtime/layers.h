@@ -2,9 +2,11 @@
  *
  * In the manner of karpathy/llm.c: every function takes raw float32 buffers
  * (row-major, contiguous) and the sizes; a shape comment names each buffer.
- * Matrix products go through cblas_sgemm; element-wise loops are threaded
- * with OpenMP (mb_threads()). Nothing here allocates, except attention, which
- * takes its scratch from the caller.
+ * Matrix products go through cblas_sgemm, or oneDNN's bf16 products while a
+ * model runs at precision "bf16" (bf16.h); element-wise loops are threaded
+ * with OpenMP (mb_threads()). Nothing here allocates: attention takes its
+ * scratch from the caller, and the padded-batch form builds its table of
+ * sequences on the stack.
  *
  * Backward conventions (so the model can chain layers without extra copies):
  *  - parameter gradients (dw, db) are ACCUMULATED (+=), as in PyTorch;
@@ -126,9 +128,6 @@ void relu_backward(float *dinp, const float *out, const float *dout, long n);
 void dropout_mask(uint8_t *mask, long n, float p, mb_rng *rng);
 /* out = inp * mask / (1-p); in place allowed. */
 void dropout_apply(float *out, const float *inp, const uint8_t *mask, float p, long n);
-
-/* out[N,C] += a[N,C] (residual). */
-void residual_add(float *out, const float *a, long n);
 
 /* Softmax cross-entropy over rows of logits[B,L] with int labels (-100 is
    ignored, as HF's ignore_index). losses[B] per example (0 for ignored),

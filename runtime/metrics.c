@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "parallel.h"
+
 static int cmp_i32(const void *a, const void *b) {
     int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
     return (x > y) - (x < y);
@@ -219,4 +221,64 @@ mb_status mb_cross_entropy(const float *scores, int64_t n, int K, const int32_t 
         }
     }
     return MB_OK;
+}
+
+/* ---- trustworthiness: sklearn.manifold.trustworthiness ----------------- */
+
+mb_status mb_trustworthiness(const float *X, int64_t N, int64_t D, const float *Y, int64_t DY, int k,
+                             mb_metric metric, double *out, mb_error *err) {
+    if (!X || !Y || N < 1 || D < 1 || DY < 1)
+        return mb_fail(err, MB_ERR_SHAPE, "trustworthiness: X and Y must be non-empty matrices with the same rows");
+    if (k < 1 || 2 * (int64_t)k >= N)
+        return mb_fail(err, MB_ERR_ARG, "trustworthiness: n_neighbors (%d) must be at least 1 and less than N/2 (N = %lld)", k, (long long)N);
+    mb_status st = mb_check_finite(X, N, D, err);
+    if (st == MB_OK) st = mb_check_finite(Y, N, DY, err);
+    if (st != MB_OK) return st;
+    mb_threads_init();
+    int32_t *ny = malloc((size_t)N * (k + 1) * sizeof(int32_t));
+    float *dy = malloc((size_t)N * (k + 1) * sizeof(float));
+    int64_t block = (16LL << 20) / N;
+    if (block < 1) block = 1;
+    if (block > N) block = N;
+    float *buf = malloc((size_t)block * N * sizeof(float));
+    mb_distance_ctx ctx;
+    int have_ctx = 0;
+    if (!ny || !dy || !buf) { st = mb_fail(err, MB_ERR_NOMEM, "trustworthiness: out of memory"); goto done; }
+    /* Neighbours in the embedding (euclidean), the point itself first. */
+    st = mb_knn_exact(Y, N, DY, k + 1, MB_METRIC_EUCLIDEAN, ny, dy, err);
+    if (st != MB_OK) goto done;
+    st = mb_distance_ctx_init(&ctx, X, N, D, metric, err);
+    if (st != MB_OK) goto done;
+    have_ctx = 1;
+    double total = 0;
+    for (int64_t row0 = 0; row0 < N; row0 += block) {
+        int64_t rows = N - row0 < block ? N - row0 : block;
+        mb_distance_block(&ctx, row0, rows, buf);
+#pragma omp parallel for num_threads(mb_threads()) reduction(+ : total) schedule(dynamic, 8) if (rows * N > MB_PAR_MIN)
+        for (int64_t r = 0; r < rows; r++) {
+            int64_t i = row0 + r;
+            float *dx = buf + r * N;
+            dx[i] = INFINITY; /* sklearn puts the point itself last */
+            /* rank of each embedded neighbour j among i's neighbours in X:
+               1 + the points before it, ties broken by index; one pass for all k. */
+            float thr[k];
+            int64_t who[k], rank[k];
+            for (int q = 0; q < k; q++) {
+                who[q] = ny[i * (k + 1) + q + 1];
+                thr[q] = dx[who[q]];
+                rank[q] = 1;
+            }
+            for (int64_t l = 0; l < N; l++) {
+                float d = dx[l];
+                for (int q = 0; q < k; q++) rank[q] += (d < thr[q]) | ((d == thr[q]) & (l < who[q]));
+            }
+            for (int q = 0; q < k; q++)
+                if (rank[q] > k) total += (double)(rank[q] - k);
+        }
+    }
+    *out = 1.0 - total * (2.0 / ((double)N * k * (2.0 * N - 3.0 * k - 1.0)));
+done:
+    if (have_ctx) mb_distance_ctx_free(&ctx);
+    free(ny); free(dy); free(buf);
+    return st;
 }

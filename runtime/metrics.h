@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "error.h"
+#include "knn.h"
 
 /* Sorted distinct values of a[0..n) and b[0..n) (b may be NULL) into a new
    array (*labels, free() it) of *n_labels entries. Negative values are an error. */
@@ -60,5 +61,14 @@ mb_status mb_precision_recall_fscore(const int64_t *cm, int L, int n_sel, double
    sklearn's log_loss does). out: [n]. */
 mb_status mb_cross_entropy(const float *scores, int64_t n, int K, const int32_t *y, int from_probs, float *out,
                            mb_error *err);
+
+/* ---- quality of an embedding (UMAP, PCA: umap.h) ----------------------- */
+
+/* scikit-learn's sklearn.manifold.trustworthiness(X, Y, n_neighbors):
+   1 - 2/(N k (2N - 3k - 1)) sum_i sum_{j in kNN_Y(i)} max(0, r(i,j) - k),
+   r(i,j) the rank of j among i's neighbours in X (metric in X, euclidean in
+   Y). Needs k < N/2. O(N^2 (D + k)) time, O(block N) memory. */
+mb_status mb_trustworthiness(const float *X, int64_t N, int64_t D, const float *Y, int64_t DY, int k,
+                             mb_metric metric, double *out, mb_error *err);
 
 #endif

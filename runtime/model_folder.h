@@ -6,7 +6,8 @@
 #ifndef MB_MODEL_FOLDER_H
 #define MB_MODEL_FOLDER_H
 
-#include "distilbert.h"
+#include "config.h"
+#include "param_info.h"
 #include "safetensors.h"
 
 /* Read tensor t of the file at path into dst after checking it against pi:

@@ -2,11 +2,13 @@
  *
  * Sections: schema and migrations; opening; statements, retries and
  * transactions; liveness (host, pid, heartbeat, reaping); writing a run;
- * reading. Writes go through a small cache of prepared statements; reads
+ * deleting; copying between stores. Reading is store_query.c (the two share
+ * store_impl.h). Writes go through a small cache of prepared statements; reads
  * prepare their own statement so that a visitor may call back into the store.
  */
 #include "store.h"
 #include "store_db.h"
+#include "store_impl.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -222,31 +224,6 @@ static const char *const pg_migrations[MB_STORE_SCHEMA_VERSION] = {
 
 /* ---- the handle ------------------------------------------------------------ */
 
-#define STMT_CACHE 48
-
-typedef struct db_stmt {
-    mb_store *s;
-    sqlite3_stmt *lite; /* SQLite, or ... */
-    pg_stmt *pg;        /* ... PostgreSQL */
-} db_stmt;
-
-struct mb_store {
-    sqlite3 *db;              /* a SQLite file, or ... */
-    pg_conn *pg;              /* ... a PostgreSQL server */
-    char *path;               /* the file, or the server's URL (no password) */
-    mb_store_options opts;
-    char host[256];
-    int64_t proc_start;       /* this process's start time (/proc), -1 unknown */
-    int64_t beat_run;         /* the run whose heartbeat was written last ... */
-    double beat_time;         /* ... and when */
-    int64_t reconnects;       /* PostgreSQL: connections lost and made again */
-    int disk_full;            /* SQLite: the last failed statement found the disk full */
-    struct {
-        const char *sql;      /* static string: the cache key is its address */
-        db_stmt *stmt;
-    } cache[STMT_CACHE];
-};
-
 double mb_store_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -283,7 +260,7 @@ static int no_space_left(const char *path) {
     return blocks * (unsigned long long)vfs.f_frsize < 1024 * 1024;
 }
 
-static mb_status db_fail(mb_store *s, mb_error *err, const char *what) {
+mb_status db_fail(mb_store *s, mb_error *err, const char *what) {
     if (s->pg) return mb_fail(err, MB_ERR_DB, "%s: %s: %s", s->path, what, pg_errmsg(s->pg));
     int full = (sqlite3_errcode(s->db) & 0xff) == SQLITE_FULL;
     if (full) s->disk_full = 1;
@@ -413,7 +390,7 @@ static db_stmt *db_prepare(mb_store *s, const char *sql, int persistent, mb_erro
     return st;
 }
 
-static void db_finalize(db_stmt *st) {
+void db_finalize(db_stmt *st) {
     if (!st) return;
     if (st->pg) pg_finalize(st->pg);
     else sqlite3_finalize(st->lite);
@@ -434,12 +411,12 @@ static void db_clear(db_stmt *st) {
     }
 }
 
-static void db_bind_null(db_stmt *st, int i) {
+void db_bind_null(db_stmt *st, int i) {
     if (st->pg) pg_bind(st->pg, i, NULL);
     else sqlite3_bind_null(st->lite, i);
 }
 
-static void db_bind_int(db_stmt *st, int i, int64_t v) {
+void db_bind_int(db_stmt *st, int i, int64_t v) {
     if (st->pg) {
         char buf[32];
         snprintf(buf, sizeof buf, "%lld", (long long)v);
@@ -451,7 +428,7 @@ static void db_bind_int(db_stmt *st, int i, int64_t v) {
 
 /* NaN is stored as NULL (SQLite has no NaN; PostgreSQL does, but the two
    stores must read back the same). Reals travel as the shortest exact text. */
-static void db_bind_real(db_stmt *st, int i, double v) {
+void db_bind_real(db_stmt *st, int i, double v) {
     if (isnan(v)) db_bind_null(st, i);
     else if (st->pg) {
         char buf[40];
@@ -462,14 +439,14 @@ static void db_bind_real(db_stmt *st, int i, double v) {
     }
 }
 
-static void db_bind_text(db_stmt *st, int i, const char *v) {
+void db_bind_text(db_stmt *st, int i, const char *v) {
     if (!v) db_bind_null(st, i);
     else if (st->pg) pg_bind(st->pg, i, v);
     else sqlite3_bind_text(st->lite, i, v, -1, SQLITE_TRANSIENT);
 }
 
 /* DB_ROW, DB_DONE, or DB_FAIL (the message via db_fail). */
-static int db_step(mb_store *s, db_stmt *st) {
+int db_step(mb_store *s, db_stmt *st) {
     if (st->pg) {
         int rc = pg_step(st->pg);
         return rc;
@@ -478,23 +455,23 @@ static int db_step(mb_store *s, db_stmt *st) {
     return rc == SQLITE_ROW ? DB_ROW : rc == SQLITE_DONE ? DB_DONE : DB_FAIL;
 }
 
-static int db_null(db_stmt *st, int c) {
+int db_null(db_stmt *st, int c) {
     return st->pg ? pg_isnull(st->pg, c) : sqlite3_column_type(st->lite, c) == SQLITE_NULL;
 }
 
-static int64_t db_int(db_stmt *st, int c) {
+int64_t db_int(db_stmt *st, int c) {
     if (!st->pg) return sqlite3_column_int64(st->lite, c);
     const char *v = pg_value(st->pg, c);
     return v ? strtoll(v, NULL, 10) : 0;
 }
 
-static double db_real(db_stmt *st, int c) {
+double db_real(db_stmt *st, int c) {
     if (!st->pg) return sqlite3_column_double(st->lite, c);
     const char *v = pg_value(st->pg, c);
     return v ? strtod(v, NULL) : 0.0;
 }
 
-static const char *db_text(db_stmt *st, int c) {
+const char *db_text(db_stmt *st, int c) {
     return st->pg ? pg_value(st->pg, c) : (const char *)sqlite3_column_text(st->lite, c);
 }
 
@@ -523,10 +500,7 @@ static db_stmt *cached(mb_store *s, const char *sql, mb_error *err) {
 }
 
 /* A statement owned by the caller (reads: a visitor may re-enter the store). */
-static db_stmt *prepare(mb_store *s, const char *sql, mb_error *err) { return db_prepare(s, sql, 0, err); }
-
-/* The query text of the open store's dialect. */
-#define DIALECT(s, sqlite_sql, pg_sql) ((s)->pg ? (pg_sql) : (sqlite_sql))
+db_stmt *prepare(mb_store *s, const char *sql, mb_error *err) { return db_prepare(s, sql, 0, err); }
 
 static mb_status begin(mb_store *s, mb_error *err) {
     if (s->pg) {
@@ -583,13 +557,7 @@ int mb_store_user_version(mb_store *s) {
    the attempt again. A write is one transaction, so a failed attempt left
    nothing behind; an attempt whose COMMIT lost its answer is asked about
    (txid_status) and not run again when it did commit: no row lost, none twice. */
-typedef struct retry_state {
-    double deadline, pause;
-} retry_state;
-
-enum { RETRY_NO, RETRY_AGAIN, RETRY_COMMITTED };
-
-static int retry_after(mb_store *s, retry_state *r, mb_status st, mb_error *err) {
+int retry_after(mb_store *s, retry_state *r, mb_status st, mb_error *err) {
     if (st == MB_OK || !s->pg || pg_errkind(s->pg) != DB_ERR_CONNECTION) return RETRY_NO;
     if (r->deadline == 0) {
         r->deadline = mb_store_now() + s->opts.retry_timeout_s;
@@ -612,18 +580,6 @@ static int retry_after(mb_store *s, retry_state *r, mb_status st, mb_error *err)
         if (outcome == 0) return RETRY_AGAIN;
     }
 }
-
-#define RETRYING(s, err, call)                                                                \
-    do {                                                                                      \
-        retry_state retry_ = {0, 0};                                                          \
-        for (;;) {                                                                            \
-            if ((s)->pg) pg_clear_error((s)->pg);                                             \
-            mb_status st_ = (call);                                                           \
-            int again_ = retry_after((s), &retry_, st_, (err));                               \
-            if (again_ == RETRY_AGAIN) continue;                                              \
-            return again_ == RETRY_COMMITTED ? MB_OK : st_;                                   \
-        }                                                                                     \
-    } while (0)
 
 /* ---- opening ---------------------------------------------------------------- */
 
@@ -1095,7 +1051,7 @@ static void bind_value(db_stmt *st, int i, const mb_value *v) {
 }
 
 /* The param value in column i (PostgreSQL: its type in column i + 1). */
-static void column_value(db_stmt *st, int i, mb_value *v) {
+void column_value(db_stmt *st, int i, mb_value *v) {
     memset(v, 0, sizeof *v);
     if (st->pg) {
         const char *type = db_text(st, i + 1);
@@ -1550,313 +1506,6 @@ static mb_status resume_once(mb_store *s, int64_t run, mb_error *err) {
     return st;
 }
 
-/* ---- reading ------------------------------------------------------------- */
-
-#define RUN_COLUMNS                                                                                         \
-    "SELECT r.id, e.name, r.name, r.status, r.error, r.start_time, r.end_time, r.heartbeat, r.seed,"       \
-    " r.host, r.pid, r.git_commit, r.git_dirty, r.script_path, r.script_hash, r.dataset_hash,"             \
-    " r.model_hash, r.device, r.uuid, r.pruned_rung FROM runs r JOIN experiments e ON e.id = r.experiment_id "
-
-static const char *col_text(db_stmt *st, int i) { return db_text(st, i); }
-
-static void read_run(db_stmt *st, mb_run_record *r) {
-    memset(r, 0, sizeof *r);
-    r->id = db_int(st, 0);
-    r->experiment = col_text(st, 1);
-    r->name = col_text(st, 2);
-    r->status = col_text(st, 3);
-    r->error = col_text(st, 4);
-    r->start_time = db_real(st, 5);
-    r->end_time = db_real(st, 6);
-    r->heartbeat = db_real(st, 7);
-    r->has_seed = !db_null(st, 8);
-    r->seed = db_int(st, 8);
-    r->host = col_text(st, 9);
-    r->pid = db_int(st, 10);
-    r->git_commit = col_text(st, 11);
-    r->git_dirty = db_null(st, 12) ? -1 : (int)db_int(st, 12);
-    r->script_path = col_text(st, 13);
-    r->script_hash = col_text(st, 14);
-    r->dataset_hash = col_text(st, 15);
-    r->model_hash = col_text(st, 16);
-    r->device = col_text(st, 17);
-    r->uuid = col_text(st, 18);
-    r->has_pruned_rung = !db_null(st, 19);
-    r->pruned_rung = db_int(st, 19);
-}
-
-/* Step through st, handing each row to visit; finalizes st. */
-typedef int (*row_fn)(db_stmt *st, void *fn, void *ctx);
-static mb_status each_row(mb_store *s, db_stmt *st, row_fn row, void *fn, void *ctx, size_t *count,
-                          mb_error *err) {
-    int rc;
-    size_t n = 0;
-    while ((rc = db_step(s, st)) == DB_ROW) {
-        n++;
-        if (row(st, fn, ctx)) { rc = DB_DONE; break; }
-    }
-    db_finalize(st);
-    if (count) *count = n;
-    if (rc != DB_DONE) return db_fail(s, err, "reading");
-    return MB_OK;
-}
-
-static int run_row(db_stmt *st, void *fn, void *ctx) {
-    mb_run_record r;
-    read_run(st, &r);
-    return ((mb_run_visitor)fn)(&r, ctx);
-}
-
-static mb_status runs_once(mb_store *s, const mb_run_filter *f, mb_run_visitor fn, void *ctx, mb_error *err) {
-    db_stmt *st = prepare(s, RUN_COLUMNS "WHERE (CAST(?1 AS TEXT) IS NULL OR e.name = ?1) AND (CAST(?2 AS TEXT) IS NULL OR r.status = ?2) ORDER BY r.id", err);
-    if (!st) return MB_ERR_DB;
-    db_bind_text(st, 1, f ? f->experiment : NULL);
-    db_bind_text(st, 2, f ? f->status : NULL);
-    return each_row(s, st, run_row, (void *)fn, ctx, NULL, err);
-}
-
-static mb_status get_run_once(mb_store *s, int64_t run, mb_run_visitor fn, void *ctx, mb_error *err) {
-    db_stmt *st = prepare(s, RUN_COLUMNS "WHERE r.id = ?1", err);
-    if (!st) return MB_ERR_DB;
-    db_bind_int(st, 1, run);
-    size_t n = 0;
-    if (each_row(s, st, run_row, (void *)fn, ctx, &n, err) != MB_OK) return MB_ERR_DB;
-    if (n == 0) return mb_fail(err, MB_ERR_RANGE, "no run %lld in %s", (long long)run, s->path);
-    return MB_OK;
-}
-
-static mb_status find_uuid_once(mb_store *s, const char *uuid, int64_t *run, mb_error *err) {
-    if (!uuid || !*uuid) return mb_fail(err, MB_ERR_ARG, "find_uuid: UUID is empty");
-    db_stmt *st = prepare(s, "SELECT id FROM runs WHERE uuid = lower(?1)", err);
-    if (!st) return MB_ERR_DB;
-    db_bind_text(st, 1, uuid);
-    int rc = db_step(s, st);
-    if (rc == DB_ROW && run) *run = db_int(st, 0);
-    db_finalize(st);
-    if (rc == DB_ROW) return MB_OK;
-    if (rc != DB_DONE) return db_fail(s, err, "finding a run by UUID");
-    return mb_fail(err, MB_ERR_RANGE, "no run with UUID %s in %s", uuid, s->path);
-}
-
-static int event_row(db_stmt *st, void *fn, void *ctx) {
-    mb_run_event e = {0};
-    e.kind = col_text(st, 0);
-    e.time = db_real(st, 1);
-    e.host = col_text(st, 2);
-    e.pid = db_int(st, 3);
-    e.message = col_text(st, 4);
-    return ((mb_run_event_visitor)fn)(&e, ctx);
-}
-
-static mb_status run_events_once(mb_store *s, int64_t run, mb_run_event_visitor fn, void *ctx, mb_error *err) {
-    db_stmt *st = prepare(s, "SELECT kind, time, host, pid, message FROM run_events WHERE run_id = ?1 ORDER BY id", err);
-    if (!st) return MB_ERR_DB;
-    db_bind_int(st, 1, run);
-    return each_row(s, st, event_row, (void *)fn, ctx, NULL, err);
-}
-
-static int param_row(db_stmt *st, void *fn, void *ctx) {
-    mb_value v;
-    column_value(st, 1, &v);
-    return ((mb_param_visitor)fn)(col_text(st, 0), &v, ctx);
-}
-
-static mb_status params_once(mb_store *s, int64_t run, mb_param_visitor fn, void *ctx, mb_error *err) {
-    /* Keys in byte order on both (PostgreSQL's default collation may differ). */
-    db_stmt *st = prepare(s, DIALECT(s, "SELECT key, value FROM params WHERE run_id = ?1 ORDER BY key",
-                                     "SELECT key, value, vtype FROM params WHERE run_id = ?1 ORDER BY key COLLATE \"C\""),
-                          err);
-    if (!st) return MB_ERR_DB;
-    db_bind_int(st, 1, run);
-    return each_row(s, st, param_row, (void *)fn, ctx, NULL, err);
-}
-
-static int tag_row(db_stmt *st, void *fn, void *ctx) {
-    return ((mb_tag_visitor)fn)(col_text(st, 0), col_text(st, 1), ctx);
-}
-
-static mb_status tags_once(mb_store *s, int64_t run, mb_tag_visitor fn, void *ctx, mb_error *err) {
-    db_stmt *st = prepare(s, DIALECT(s, "SELECT key, value FROM tags WHERE run_id = ?1 ORDER BY key",
-                                     "SELECT key, value FROM tags WHERE run_id = ?1 ORDER BY key COLLATE \"C\""), err);
-    if (!st) return MB_ERR_DB;
-    db_bind_int(st, 1, run);
-    return each_row(s, st, tag_row, (void *)fn, ctx, NULL, err);
-}
-
-static int metric_row(db_stmt *st, void *fn, void *ctx) {
-    mb_metric m = {0};
-    m.key = col_text(st, 0);
-    m.value = db_null(st, 1) ? NAN : db_real(st, 1);
-    m.has_step = !db_null(st, 2);
-    m.step = db_int(st, 2);
-    m.has_epoch = !db_null(st, 3);
-    m.epoch = db_real(st, 3);
-    m.split = col_text(st, 4);
-    m.time = db_real(st, 5);
-    return ((mb_metric_visitor)fn)(&m, ctx);
-}
-
-static mb_status metrics_once(mb_store *s, int64_t run, const char *key, mb_metric_visitor fn, void *ctx,
-                           mb_error *err) {
-    db_stmt *st = prepare(s,
-                               "SELECT key, value, step, epoch, split, time FROM metrics"
-                               " WHERE run_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR key = ?2) ORDER BY id",
-                               err);
-    if (!st) return MB_ERR_DB;
-    db_bind_int(st, 1, run);
-    db_bind_text(st, 2, key);
-    return each_row(s, st, metric_row, (void *)fn, ctx, NULL, err);
-}
-
-static mb_status final_metrics_once(mb_store *s, int64_t run, mb_metric_visitor fn, void *ctx, mb_error *err) {
-    /* The last point of each key: the row with the largest id per key. */
-    db_stmt *st = prepare(s, DIALECT(s,
-                                     "SELECT key, value, step, epoch, split, time FROM metrics WHERE id IN"
-                                     " (SELECT MAX(id) FROM metrics WHERE run_id = ?1 GROUP BY key) ORDER BY key",
-                                     "SELECT key, value, step, epoch, split, time FROM metrics WHERE id IN"
-                                     " (SELECT MAX(id) FROM metrics WHERE run_id = ?1 GROUP BY key)"
-                                     " ORDER BY key COLLATE \"C\""),
-                          err);
-    if (!st) return MB_ERR_DB;
-    db_bind_int(st, 1, run);
-    return each_row(s, st, metric_row, (void *)fn, ctx, NULL, err);
-}
-
-static mb_status best_once(mb_store *s, const char *experiment, const char *metric, int maximize, const char *status,
-                        int64_t *run, double *value, mb_error *err) {
-    if (!experiment || !metric) return mb_fail(err, MB_ERR_ARG, "best: experiment and metric are required");
-    if (!status) status = "completed";
-    db_stmt *st = prepare(s,
-                               "SELECT m.run_id, m.value FROM metrics m WHERE m.id IN"
-                               " (SELECT MAX(m2.id) FROM metrics m2"
-                               "   JOIN runs r ON r.id = m2.run_id JOIN experiments e ON e.id = r.experiment_id"
-                               "   WHERE e.name = ?1 AND r.status = ?3 AND m2.key = ?2 GROUP BY m2.run_id)"
-                               " AND m.value IS NOT NULL"
-                               " ORDER BY CASE WHEN ?4 = 1 THEN -m.value ELSE m.value END, m.run_id LIMIT 1",
-                               err);
-    if (!st) return MB_ERR_DB;
-    db_bind_text(st, 1, experiment);
-    db_bind_text(st, 2, metric);
-    db_bind_text(st, 3, status);
-    db_bind_int(st, 4, maximize ? 1 : 0);
-    int rc = db_step(s, st);
-    if (rc == DB_ROW) {
-        if (run) *run = db_int(st, 0);
-        if (value) *value = db_real(st, 1);
-        db_finalize(st);
-        return MB_OK;
-    }
-    db_finalize(st);
-    if (rc != DB_DONE) return db_fail(s, err, "finding the best run");
-    return mb_fail(err, MB_ERR_RANGE, "no %s run of experiment '%s' has metric '%s' in %s", status, experiment,
-                   metric, s->path);
-}
-
-static int confusion_row(db_stmt *st, void *fn, void *ctx) {
-    mb_confusion c = {0};
-    c.split = col_text(st, 0);
-    c.has_epoch = !db_null(st, 1);
-    c.epoch = db_real(st, 1);
-    c.time = db_real(st, 4);
-    json_t *labels = json_loads(col_text(st, 2), 0, NULL);
-    json_t *matrix = json_loads(col_text(st, 3), 0, NULL);
-    double *cells = NULL;
-    const char **names = NULL;
-    int stop = 0;
-    if (json_is_array(labels) && json_is_array(matrix) && json_array_size(matrix) > 0 &&
-        json_is_array(json_array_get(matrix, 0))) {
-        c.n_rows = (int)json_array_size(matrix);
-        c.n_cols = (int)json_array_size(json_array_get(matrix, 0));
-        c.n_labels = (int)json_array_size(labels);
-        cells = calloc((size_t)c.n_rows * c.n_cols + 1, sizeof *cells);
-        names = calloc((size_t)c.n_labels + 1, sizeof *names);
-        if (cells && names) {
-            for (int i = 0; i < c.n_rows; i++) {
-                json_t *row = json_array_get(matrix, i);
-                for (int j = 0; j < c.n_cols; j++)
-                    cells[(size_t)i * c.n_cols + j] = json_number_value(json_array_get(row, j));
-            }
-            for (int i = 0; i < c.n_labels; i++) names[i] = json_string_value(json_array_get(labels, i));
-            c.matrix = cells;
-            c.labels = names;
-            stop = ((mb_confusion_visitor)fn)(&c, ctx);
-        }
-    }
-    free(cells);
-    free(names);
-    json_decref(labels);
-    json_decref(matrix);
-    return stop;
-}
-
-static mb_status confusions_once(mb_store *s, int64_t run, const char *split, mb_confusion_visitor fn, void *ctx,
-                              mb_error *err) {
-    db_stmt *st = prepare(s,
-                               "SELECT split, epoch, labels, matrix, time FROM confusion"
-                               " WHERE run_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR split = ?2) ORDER BY id",
-                               err);
-    if (!st) return MB_ERR_DB;
-    db_bind_int(st, 1, run);
-    db_bind_text(st, 2, split);
-    return each_row(s, st, confusion_row, (void *)fn, ctx, NULL, err);
-}
-
-static int prediction_row(db_stmt *st, void *fn, void *ctx) {
-    mb_prediction p = {0};
-    p.index = db_int(st, 1);
-    p.has_label = !db_null(st, 2);
-    p.label = db_int(st, 2);
-    p.predicted = db_int(st, 3);
-    p.has_loss = !db_null(st, 4);
-    p.loss = db_real(st, 4);
-    double *probs = NULL;
-    json_t *arr = db_null(st, 5) ? NULL : json_loads(col_text(st, 5), 0, NULL);
-    if (json_is_array(arr) && json_array_size(arr) > 0) {
-        probs = malloc(json_array_size(arr) * sizeof *probs);
-        if (probs) {
-            p.n_probs = (int)json_array_size(arr);
-            for (int k = 0; k < p.n_probs; k++) {
-                json_t *x = json_array_get(arr, k);
-                probs[k] = json_is_number(x) ? json_number_value(x) : NAN;
-            }
-            p.probs = probs;
-        }
-    }
-    int stop = ((mb_prediction_visitor)fn)(col_text(st, 0), &p, ctx);
-    free(probs);
-    json_decref(arr);
-    return stop;
-}
-
-static mb_status predictions_once(mb_store *s, int64_t run, const char *split, int by_loss, int64_t limit,
-                               mb_prediction_visitor fn, void *ctx, mb_error *err) {
-    db_stmt *st = prepare(s,
-                               by_loss ? "SELECT split, example, label, predicted, loss, probs FROM predictions"
-                                         " WHERE run_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR split = ?2)"
-                                         " ORDER BY loss IS NULL, loss DESC, split, example LIMIT ?3"
-                                       : "SELECT split, example, label, predicted, loss, probs FROM predictions"
-                                         " WHERE run_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR split = ?2)"
-                                         " ORDER BY split, example LIMIT ?3",
-                               err);
-    if (!st) return MB_ERR_DB;
-    db_bind_int(st, 1, run);
-    db_bind_text(st, 2, split);
-    db_bind_int(st, 3, limit > 0 ? limit : INT64_MAX);
-    return each_row(s, st, prediction_row, (void *)fn, ctx, NULL, err);
-}
-
-static int artifact_row(db_stmt *st, void *fn, void *ctx) {
-    return ((mb_artifact_visitor)fn)(col_text(st, 0), col_text(st, 1), col_text(st, 2), db_real(st, 3),
-                                     ctx);
-}
-
-static mb_status artifacts_once(mb_store *s, int64_t run, mb_artifact_visitor fn, void *ctx, mb_error *err) {
-    db_stmt *st = prepare(s, "SELECT kind, path, hash, time FROM artifacts WHERE run_id = ?1 ORDER BY id", err);
-    if (!st) return MB_ERR_DB;
-    db_bind_int(st, 1, run);
-    return each_row(s, st, artifact_row, (void *)fn, ctx, NULL, err);
-}
-
 /* ---- deleting ------------------------------------------------------------ */
 
 static mb_status delete_run_once(mb_store *s, int64_t run, mb_error *err) {
@@ -2126,58 +1775,6 @@ mb_status mb_store_resume(mb_store *s, int64_t run, mb_error *err) {
 mb_status mb_store_reap(mb_store *s, double stale_after_s, mb_reap_visitor on_reaped, void *ctx, size_t *n_reaped,
                         mb_error *err) {
     RETRYING(s, err, reap_once(s, stale_after_s, on_reaped, ctx, n_reaped, err));
-}
-
-mb_status mb_store_runs(mb_store *s, const mb_run_filter *f, mb_run_visitor fn, void *ctx, mb_error *err) {
-    RETRYING(s, err, runs_once(s, f, fn, ctx, err));
-}
-
-mb_status mb_store_get_run(mb_store *s, int64_t run, mb_run_visitor fn, void *ctx, mb_error *err) {
-    RETRYING(s, err, get_run_once(s, run, fn, ctx, err));
-}
-
-mb_status mb_store_find_uuid(mb_store *s, const char *uuid, int64_t *run, mb_error *err) {
-    RETRYING(s, err, find_uuid_once(s, uuid, run, err));
-}
-
-mb_status mb_store_run_events(mb_store *s, int64_t run, mb_run_event_visitor fn, void *ctx, mb_error *err) {
-    RETRYING(s, err, run_events_once(s, run, fn, ctx, err));
-}
-
-mb_status mb_store_params(mb_store *s, int64_t run, mb_param_visitor fn, void *ctx, mb_error *err) {
-    RETRYING(s, err, params_once(s, run, fn, ctx, err));
-}
-
-mb_status mb_store_tags(mb_store *s, int64_t run, mb_tag_visitor fn, void *ctx, mb_error *err) {
-    RETRYING(s, err, tags_once(s, run, fn, ctx, err));
-}
-
-mb_status mb_store_metrics(mb_store *s, int64_t run, const char *key, mb_metric_visitor fn, void *ctx,
-                           mb_error *err) {
-    RETRYING(s, err, metrics_once(s, run, key, fn, ctx, err));
-}
-
-mb_status mb_store_final_metrics(mb_store *s, int64_t run, mb_metric_visitor fn, void *ctx, mb_error *err) {
-    RETRYING(s, err, final_metrics_once(s, run, fn, ctx, err));
-}
-
-mb_status mb_store_best(mb_store *s, const char *experiment, const char *metric, int maximize, const char *status,
-                        int64_t *run, double *value, mb_error *err) {
-    RETRYING(s, err, best_once(s, experiment, metric, maximize, status, run, value, err));
-}
-
-mb_status mb_store_confusions(mb_store *s, int64_t run, const char *split, mb_confusion_visitor fn, void *ctx,
-                              mb_error *err) {
-    RETRYING(s, err, confusions_once(s, run, split, fn, ctx, err));
-}
-
-mb_status mb_store_predictions(mb_store *s, int64_t run, const char *split, int by_loss, int64_t limit,
-                               mb_prediction_visitor fn, void *ctx, mb_error *err) {
-    RETRYING(s, err, predictions_once(s, run, split, by_loss, limit, fn, ctx, err));
-}
-
-mb_status mb_store_artifacts(mb_store *s, int64_t run, mb_artifact_visitor fn, void *ctx, mb_error *err) {
-    RETRYING(s, err, artifacts_once(s, run, fn, ctx, err));
 }
 
 mb_status mb_store_delete_run(mb_store *s, int64_t run, mb_error *err) {

@@ -3,9 +3,13 @@
  * float32 and int32, up to 4 dimensions, row-major. A tensor is a view
  * (offset, shape, strides) onto a reference-counted storage; reshape of a
  * contiguous tensor, narrow, select and transpose share the storage. Every
- * tensor knows its device (CPU only for now). Hot paths (the model, the
- * learners) work on raw float pointers obtained with mb_tensor_f32() from
- * contiguous tensors; this API is for the edges and for Lua.
+ * tensor knows its device (mb_storage.device): the operations here run on the
+ * CPU; a storage on a GPU is made, moved and copied by mb_tensor_to and
+ * mb_tensor_copy_device (runtime/cuda.h). Hot paths (the model, the learners)
+ * work on raw float pointers obtained with mb_tensor_f32() from contiguous
+ * tensors; this API is for the edges and for Lua. tensor.c implements
+ * storage, creation, views and copies; tensor_math.c arithmetic, matrix
+ * products and reductions.
  *
  * Ownership: a function returning mb_tensor* gives the caller one tensor to
  * release with mb_tensor_free(). NULL means failure, described in err.

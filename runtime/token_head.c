@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "activations.h"
 #include "layers.h"
 
 void mb_token_head_free(mb_token_head *h) {
@@ -16,21 +17,9 @@ void mb_token_head_free(mb_token_head *h) {
 }
 
 static mb_status grow(mb_token_head *h, size_t nf, size_t nu, size_t ni, mb_error *err) {
-    if (nf > h->cap_f) {
-        free(h->f);
-        h->f = malloc(nf * sizeof(float));
-        h->cap_f = h->f ? nf : 0;
-    }
-    if (nu > h->cap_u8) {
-        free(h->u8);
-        h->u8 = malloc(nu);
-        h->cap_u8 = h->u8 ? nu : 0;
-    }
-    if (ni > h->cap_i) {
-        free(h->i32);
-        h->i32 = malloc(ni * sizeof(int32_t));
-        h->cap_i = h->i32 ? ni : 0;
-    }
+    h->f = mb_grow(h->f, &h->cap_f, nf * sizeof(float));
+    h->u8 = mb_grow(h->u8, &h->cap_u8, nu);
+    h->i32 = mb_grow(h->i32, &h->cap_i, ni * sizeof(int32_t));
     if (!h->f || !h->u8 || !h->i32) return mb_fail(err, MB_ERR_NOMEM, "out of memory for the token head");
     return MB_OK;
 }

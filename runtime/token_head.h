@@ -25,7 +25,7 @@
 #include "rng.h"
 
 typedef struct mb_token_head {
-    size_t cap_f, cap_u8, cap_i;
+    size_t cap_f, cap_u8, cap_i; /* bytes (activations.h mb_grow) */
     float *f;
     uint8_t *u8;
     int32_t *i32;

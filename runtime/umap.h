@@ -93,21 +93,4 @@ mb_status mb_umap_fuzzy_graph(const int32_t *knn_idx, const float *knn_dists, in
                               mb_umap_graph *out, mb_error *err);
 void mb_umap_graph_free(mb_umap_graph *g);
 
-/* ---- quality of an embedding ------------------------------------------ */
-
-/* scikit-learn's sklearn.manifold.trustworthiness(X, Y, n_neighbors):
-   1 - 2/(N k (2N - 3k - 1)) sum_i sum_{j in kNN_Y(i)} max(0, r(i,j) - k),
-   r(i,j) the rank of j among i's neighbours in X (metric in X, euclidean in
-   Y). Needs k < N/2. O(N^2 (D + k)) time, O(block N) memory. */
-mb_status mb_trustworthiness(const float *X, int64_t N, int64_t D, const float *Y, int64_t DY, int k,
-                             mb_metric metric, double *out, mb_error *err);
-
-/* ---- synthetic data with known clusters (tests, benchmarks) ----------- */
-
-/* scikit-learn make_blobs-like: n_clusters centres drawn from
-   N(0, center_scale^2 I) in D dimensions, row i in cluster i mod n_clusters
-   (labels [N], 0-based) with N(0, cluster_std^2 I) noise. X [N,D]. */
-mb_status mb_make_blobs(int64_t N, int64_t D, int n_clusters, double center_scale, double cluster_std,
-                        uint64_t seed, float *X, int32_t *labels, mb_error *err);
-
 #endif

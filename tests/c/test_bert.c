@@ -442,7 +442,8 @@ TEST(errors) {
     CHECK(strstr(err.msg, "num_attention_heads (3) does not divide hidden_size (10)") != NULL, "%s", err.msg);
     const char *dcfg = "{\"model_type\": \"distilbert\"}";
     CHECK(mb_bert_config_parse(&cfg, dcfg, strlen(dcfg), "config.json", &err) == MB_ERR_FORMAT, "accepted");
-    CHECK(mb_bert_load("/nonexistent/bert", NULL, &err) == NULL, "loaded nothing");
+    char missing[600];
+    CHECK(mb_bert_load(harness_missing("bert", missing, sizeof missing), NULL, &err) == NULL, "loaded nothing");
     mb_bert_free(m);
 }
 

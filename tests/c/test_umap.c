@@ -12,6 +12,8 @@
 #include "../../runtime/knn.h"
 #include "../../runtime/pca.h"
 #include "../../runtime/rng.h"
+#include "../../runtime/metrics.h"
+#include "../../runtime/synthetic.h"
 #include "../../runtime/umap.h"
 
 static float *random_matrix(int64_t N, int64_t D, uint64_t seed) {

@@ -1,5 +1,5 @@
 -- store_load_spec.lua: the results store stays fast with months of runs. The queries behind
--- `moonbert results list/best/compare/show` (taken from runtime/store.c's source, so this spec
+-- `moonbert results list/best/compare/show` (taken from the store's source, so this spec
 -- follows the code) are planned by SQLite's EXPLAIN QUERY PLAN on a store made through mb.store:
 -- every lookup of the metrics table (5 M rows after 10,000 runs) goes through an index
 -- (metrics_by_run_key), never a scan. The timing itself, on a generated store of 10,000 runs and
@@ -9,11 +9,12 @@ local support = require "tests.spec.support"
 
 local have_sqlite = select(3, support.sh("command -v sqlite3")) == 0
 
--- The SQL text of the prepare() call in runtime/store.c whose literals contain marker.
+-- The SQL text of the prepare() call in the store's source whose literals contain marker:
+-- runtime/store_query.c (the reads) first, then runtime/store.c.
 local function store_sql(marker)
-  local src = support.read("runtime/store.c")
+  local src = support.read("runtime/store_query.c") .. "\n" .. support.read("runtime/store.c")
   local at = src:find(marker, 1, true)
-  assert(at, "runtime/store.c has no query with " .. marker)
+  assert(at, "runtime/store_query.c and store.c have no query with " .. marker)
   local start = src:sub(1, at):match(".*()prepare%(s,")
   local stop = src:find(",%s*err%)", at)
   -- The first argument's literals: DIALECT(s, sqlite_sql, pg_sql) holds the SQLite text first,
