@@ -64,22 +64,28 @@ describe_root("a full disk", function()
 
   local function new_model() return mb.distilbert.new(config, { seed = 7, id2label = mb.data.EMOTION_LABELS }) end
 
+  -- A store run trains with step checkpoints in disk/ck; the disk fills up after step 6
+  -- (checkpoint-5 is written by then). -> ok, err, run_id of store.with_run.
+  local function fit_until_full(store, run_opts, disk)
+    local run_id
+    local ok, err = pcall(store.with_run, store, run_opts, function(run)
+      run_id = run.id
+      local proxy = setmetatable({ log_metrics = function(_, t, o)
+        run:log_metrics(t, o)
+        if o.step == 6 then fill(disk) end
+      end }, { __index = function(_, k) return function(_, ...) return run[k](run, ...) end end })
+      mb.trainer.fit { model = new_model(), tokenizer = tok, train = split, eval = false, epochs = 1, batch_size = 8,
+                       lr = 1e-3, log_every = 1, progress = false, run = proxy, checkpoint_dir = disk .. "/ck",
+                       save_steps = 5 }
+    end)
+    return ok, err, run_id
+  end
+
   it("checkpoint: ENOSPC names the file and the cause, the previous checkpoint stays whole, the run fails with it", function()
     local disk = assert(mount_tmpfs("2m"))
     local ok, err = pcall(function()
       local store = mb.store.open(work .. "/ck.db")
-      local run_id
-      local ok2, err2 = pcall(store.with_run, store, { experiment = "full_disk" }, function(run)
-        run_id = run.id
-        -- the store run, and the disk fills up after step 6 (checkpoint-5 is written by then)
-        local proxy = setmetatable({ log_metrics = function(_, t, o)
-          run:log_metrics(t, o)
-          if o.step == 6 then fill(disk) end
-        end }, { __index = function(_, k) return function(_, ...) return run[k](run, ...) end end })
-        mb.trainer.fit { model = new_model(), tokenizer = tok, train = split, eval = false, epochs = 1, batch_size = 8,
-                         lr = 1e-3, log_every = 1, progress = false, run = proxy, checkpoint_dir = disk .. "/ck",
-                         save_steps = 5 }
-      end)
+      local ok2, err2, run_id = fit_until_full(store, { experiment = "full_disk" }, disk)
       assert.is_false(ok2)
       err2 = tostring(err2)
       if os.getenv("FAULTS_DEBUG") then io.stderr:write("checkpoint error: ", err2, "\n") end
@@ -213,17 +219,7 @@ describe_root("a full disk", function()
     local disk = assert(mount_tmpfs("2m"))
     local ok, err = pcall(function()
       local store = mb.store.open(disk .. "/s.db")
-      local run_id
-      local ok2, err2 = pcall(store.with_run, store, { experiment = "full_disk", git = false }, function(run)
-        run_id = run.id
-        local proxy = setmetatable({ log_metrics = function(_, t, o)
-          run:log_metrics(t, o)
-          if o.step == 6 then fill(disk) end
-        end }, { __index = function(_, k) return function(_, ...) return run[k](run, ...) end end })
-        mb.trainer.fit { model = new_model(), tokenizer = tok, train = split, eval = false, epochs = 1, batch_size = 8,
-                         lr = 1e-3, log_every = 1, progress = false, run = proxy, checkpoint_dir = disk .. "/ck",
-                         save_steps = 5 }
-      end)
+      local ok2, err2, run_id = fit_until_full(store, { experiment = "full_disk", git = false }, disk)
       assert.is_false(ok2)
       err2 = tostring(err2)
       if os.getenv("FAULTS_DEBUG") then io.stderr:write("checkpoint+store error: ", err2, "\n") end
