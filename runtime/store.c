@@ -1367,6 +1367,41 @@ static mb_status run_status(mb_store *s, int64_t run, char *buf, size_t n, mb_er
     return MB_OK;
 }
 
+/* A resumed run's script runs again from its start, so the rows it logs outside the
+   training steps (metrics without a step, confusion matrices, artifacts: before fit,
+   and after it when the process died between its last checkpoint and its end) come a
+   second time. When the run ends, each such row logged before its latest resume that
+   the resumed process logged again (same key, split and epoch; same split and epoch;
+   same kind and path) is dropped: the run keeps the resumed process's copy. Rows with a
+   step are the trainer's, cut at the checkpoint on resume (truncate_after_once). */
+static mb_status drop_relogged_rows(mb_store *s, int64_t run, mb_error *err) {
+    db_stmt *st = cached(s, "SELECT MAX(time) FROM run_events WHERE run_id = ?1 AND kind = 'resumed'", err);
+    if (!st) return MB_ERR_DB;
+    db_bind_int(st, 1, run);
+    if (db_step(s, st) != DB_ROW) return db_fail(s, err, "reading a run's resume time");
+    int resumed = !db_null(st, 0);
+    double since = resumed ? db_real(st, 0) : 0;
+    db_reset(st);
+    if (!resumed) return MB_OK;
+    static const char *const sql[] = {
+        "DELETE FROM metrics WHERE run_id = ?1 AND step IS NULL AND time < ?2 AND EXISTS ("
+        " SELECT 1 FROM metrics n WHERE n.run_id = ?1 AND n.step IS NULL AND n.time >= ?2 AND n.key = metrics.key"
+        " AND COALESCE(n.split, '') = COALESCE(metrics.split, '') AND COALESCE(n.epoch, -1) = COALESCE(metrics.epoch, -1))",
+        "DELETE FROM confusion WHERE run_id = ?1 AND time < ?2 AND EXISTS ("
+        " SELECT 1 FROM confusion n WHERE n.run_id = ?1 AND n.time >= ?2"
+        " AND COALESCE(n.split, '') = COALESCE(confusion.split, '') AND COALESCE(n.epoch, -1) = COALESCE(confusion.epoch, -1))",
+        "DELETE FROM artifacts WHERE run_id = ?1 AND time < ?2 AND EXISTS ("
+        " SELECT 1 FROM artifacts n WHERE n.run_id = ?1 AND n.time >= ?2 AND n.kind = artifacts.kind AND n.path = artifacts.path)",
+    };
+    for (size_t i = 0; i < sizeof sql / sizeof *sql; i++) {
+        if (!(st = cached(s, sql[i], err))) return MB_ERR_DB;
+        db_bind_int(st, 1, run);
+        db_bind_real(st, 2, since);
+        if (db_step(s, st) != DB_DONE) return db_fail(s, err, "dropping the rows a resumed run logged again");
+    }
+    return MB_OK;
+}
+
 /* running/killed -> final status (a run marked killed by mistake can still end properly). */
 static mb_status end_run_attempt(mb_store *s, int64_t run, const char *final, const char *error_text, int64_t rung,
                                  int *changed, mb_error *err) {
@@ -1392,6 +1427,7 @@ static mb_status end_run_attempt(mb_store *s, int64_t run, const char *final, co
         return mb_fail(err, MB_ERR_STATE, "run %lld is already %s", (long long)run, status);
     }
     if (changed) *changed = 1;
+    if (drop_relogged_rows(s, run, err) != MB_OK) goto fail;
     return commit(s, err);
 fail:
     rollback(s);

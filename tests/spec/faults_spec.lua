@@ -358,19 +358,20 @@ describe_proc("a resumed run is the run", function()
     store:close()
   end)
 
-  it("SIGKILL with a results store: the resumed run's metric rows are the uninterrupted run's, none twice", function()
-    -- every row of a run but its time: key, step, epoch, split and the value's exact bits
-    local function rows(db, id)
-      local store = mb.store.open(db, { reap = false })
-      local out = {}
-      for _, m in ipairs(store:metrics(id)) do
-        out[#out + 1] = string.format("%s %s %s %s %s", m.key, tostring(m.step), ckpt.encode_float(m.epoch),
-          tostring(m.split), ckpt.encode_float(m.value))
-      end
-      store:close()
-      table.sort(out)
-      return out
+  -- every metric row of a run but its time: key, step, epoch, split and the value's exact bits
+  local function rows(db, id)
+    local store = mb.store.open(db, { reap = false })
+    local out = {}
+    for _, m in ipairs(store:metrics(id)) do
+      out[#out + 1] = string.format("%s %s %s %s %s", m.key, tostring(m.step), ckpt.encode_float(m.epoch),
+        tostring(m.split), ckpt.encode_float(m.value))
     end
+    store:close()
+    table.sort(out)
+    return out
+  end
+
+  it("SIGKILL with a results store: the resumed run's metric rows are the uninterrupted run's, none twice", function()
     -- each store in its own folder: a run's checkpoints go to runs/<id>/ beside its store
     lfs.mkdir(work .. "/rows-ref")
     local ref_db = work .. "/rows-ref/runs.db"
@@ -379,7 +380,9 @@ describe_proc("a resumed run is the run", function()
     local rest, _, code = finish(p)
     assert.are.equal(0, code, rest)
     local ref = rows(ref_db, ref_id)
-    assert.are.equal(3 * STEPS, #ref) -- train/loss, train/lr, train/grad_norm at every step
+    -- train/loss, train/lr, train/grad_norm at every step; data/train_examples before fit and
+    -- train/accuracy after it (no step)
+    assert.are.equal(3 * STEPS + 2, #ref)
     for i, kill_at in ipairs { 8, 14, 23 } do -- after checkpoints 5, 12 (epoch end) and 20
       local db = string.format("%s/rows-%d/runs.db", work, i)
       lfs.mkdir(work .. "/rows-" .. i)
@@ -402,6 +405,50 @@ describe_proc("a resumed run is the run", function()
       assert.is_truthy(rest2:find("resumed from " .. ck.dir, 1, true), rest2)
       assert.are.same(ref, rows(db, id), "kill at step " .. kill_at)
     end
+  end)
+
+  it("killed after its last checkpoint, among its closing rows: the resume ends with each row once", function()
+    -- metric rows (as rows above), confusion matrices and artifacts, as comparable values
+    local function state(db, id)
+      local out = { metrics = rows(db, id), confusion = {}, artifacts = {} }
+      local store = mb.store.open(db, { reap = false })
+      for _, c in ipairs(store:confusion(id)) do
+        out.confusion[#out.confusion + 1] = { c.split, c.epoch, c.labels, c.matrix }
+      end
+      for _, a in ipairs(store:artifacts(id)) do out.artifacts[#out.artifacts + 1] = { a.kind, a.hash } end
+      store:close()
+      return out
+    end
+    local dir = work .. "/closing"
+    lfs.mkdir(dir)
+    lfs.mkdir(dir .. "-ref")
+    local p = spawn(work, "-", dir .. "-ref/out", { store = dir .. "-ref/runs.db" })
+    local ref_id = tonumber(p:read("l"):match("^run (%d+)$"))
+    local rest, _, code = finish(p)
+    assert.are.equal(0, code, rest)
+    local ref = state(dir .. "-ref/runs.db", ref_id)
+    assert.are.equal(1, #ref.confusion)
+    assert.are.equal(1, #ref.artifacts)
+
+    local db = dir .. "/runs.db"
+    local p1 = spawn(work, "-", dir .. "/out", { store = db, die_after_fit = 1 })
+    local id = tonumber(p1:read("l"):match("^run (%d+)$"))
+    local rest1, how1, code1 = finish(p1)
+    assert.are.same({ "signal", 9 }, { how1, code1 }, rest1)
+    local killed = state(db, id)
+    assert.are.same(ref.metrics, killed.metrics) -- every closing row was written before the kill
+    assert.are.equal(1, #killed.confusion)
+    assert.are.equal(1, #killed.artifacts)
+
+    local p2 = spawn(work, "-", dir .. "/out", { store = db, resume = 1 })
+    local rest2, _, code2 = finish(p2)
+    assert.are.equal(0, code2, rest2)
+    assert.is_truthy(rest2:find("--resume: continuing run " .. id .. " (killed)", 1, true), rest2)
+    local store = mb.store.open(db, { reap = false })
+    assert.are.equal("completed", store:get_run(id).status)
+    store:close()
+    -- the pre-fit row, the closing metric, the confusion matrix and the artifact come once
+    assert.are.same(ref, state(db, id))
   end)
 
   it("a sweep trial stopped by SIGTERM continues its run when the sweep is rerun", function()

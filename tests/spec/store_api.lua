@@ -415,6 +415,52 @@ describe("mb.store on " .. name, function()
     assert.matches("only an interrupted or killed run can be resumed", err)
   end)
 
+  it("a resumed run that logs its rows outside the steps again ends with one of each", function()
+    local run = store:start_run { experiment = "resume" }
+    run:log_metric("data/n", 96, { split = "train" })
+    run:log_metric("train/loss", 1.5, { step = 1 })
+    run:log_metric("test/accuracy", 0.5, { split = "test" })
+    run:log_metric("val/accuracy", 0.4, { split = "validation", epoch = 1 })
+    run:log_confusion("test", { { 1, 0 }, { 0, 1 } }, { "a", "b" }, { epoch = 2 })
+    run:log_artifact("model", "/models/m", { hash = "h1" })
+    run:log_artifact("log", "/logs/a", { hash = "h2" })
+    run:interrupt("preempted")
+    local again = store:resume_run(run.id)
+    again:log_metric("data/n", 96, { split = "train" })         -- logged again: replaces
+    again:log_metric("test/accuracy", 0.75, { split = "test" }) -- logged again, another value: replaces
+    again:log_metric("val/accuracy", 0.6, { split = "validation", epoch = 2 }) -- another epoch: a new row
+    again:log_metric("data/n", 96, { split = "validation" })    -- another split: a new row
+    again:log_confusion("test", { { 2, 0 }, { 0, 2 } }, { "a", "b" }, { epoch = 2 })
+    again:log_artifact("model", "/models/m", { hash = "h3" })
+    assert.equal(2, #store:metrics(run.id, "test/accuracy")) -- both until the run ends
+    again:finish()
+    local function values(key)
+      local out = {}
+      for _, m in ipairs(store:metrics(run.id, key)) do out[#out + 1] = string.format("%s=%g", m.split or "", m.value) end
+      table.sort(out)
+      return out
+    end
+    assert.same({ "train=96", "validation=96" }, values("data/n"))
+    assert.same({ "test=0.75" }, values("test/accuracy"))
+    assert.same({ "validation=0.4", "validation=0.6" }, values("val/accuracy"))
+    assert.same({ "=1.5" }, values("train/loss"))
+    local cms = store:confusion(run.id)
+    assert.equal(1, #cms)
+    assert.equal(2, cms[1].matrix[1][1])
+    local arts = {}
+    for _, a in ipairs(store:artifacts(run.id)) do arts[#arts + 1] = a.kind .. " " .. a.hash end
+    table.sort(arts)
+    assert.same({ "log h2", "model h3" }, arts)
+  end)
+
+  it("a run that was never resumed keeps every row it logged", function()
+    local run = store:start_run { experiment = "resume" }
+    run:log_metric("test/accuracy", 0.5, { split = "test" })
+    run:log_metric("test/accuracy", 0.6, { split = "test" })
+    run:finish()
+    assert.equal(2, #store:metrics(run.id, "test/accuracy"))
+  end)
+
   it("truncate_after removes what a resume logs again: metric rows after the step, matrices after the epoch", function()
     local run = store:start_run { experiment = "resume" }
     local other = store:start_run { experiment = "resume" }

@@ -5,7 +5,8 @@
 -- WORKDIR holds vocab.txt and train.txt (written by the spec: a made-up vocabulary and data,
 -- so nothing from ../shared is needed). Trains a random one-layer DistilBERT (dim 16, dropout
 -- on) for 2 epochs with checkpoints in CKPT and saves the final model to OUT (config.json +
--- model.safetensors). Options: save_steps=N, keep=K, resume=1, sleep=SECONDS (a pause after
+-- model.safetensors). Options: save_steps=N, keep=K, resume=1, die_after_fit=1 (SIGKILL itself
+-- after the rows it logs after fit, before it ends the run), sleep=SECONDS (a pause after
 -- every step, so that a signal can land mid-run), store=PATH (log to a results store run; with
 -- resume=1 the interrupted run of the same options continues, through moonbert.experiment),
 -- threads are whatever MOONBERT_THREADS says (the spec fixes it for all processes).
@@ -43,6 +44,7 @@ if o.store then
     { experiment = "faults_child", git = false, params = { save_steps = o.save_steps } })
   print("run " .. base.id)
   io.stdout:flush()
+  base:log_metric("data/train_examples", #split.label, { split = "train" }) -- a row outside the steps, before fit
   if ckpt_dir == "-" then ckpt_dir = ex.checkpoint_options(base, {}).checkpoint_dir end
 end
 -- a run that pauses after each logged step (log_every = 1), forwarding to the store run if any
@@ -65,5 +67,17 @@ mb.trainer.fit { model = model, tokenizer = tok, train = split, eval = false, ep
                  save_steps = tonumber(o.save_steps), save_total_limit = tonumber(o.keep),
                  resume = o.resume == "1" }
 model:save(out)
-if base then base:finish() end
+if base then
+  -- rows after fit, outside the steps, as the experiments log their test scores and model
+  local ex, names = require "moonbert.experiment", mb.data.EMOTION_LABELS
+  local p = ex.predict(model, split, tok, { batch_size = 8 })
+  base:log_metric("train/accuracy", p.accuracy, { split = "train", epoch = 2 })
+  base:log_confusion("train", ex.confusion(split.label, p.predicted, names), names, { epoch = 2 })
+  base:log_artifact("model", out .. "/model.safetensors")
+  if o.die_after_fit == "1" then -- dies after its last checkpoint, before it ends the run
+    io.stderr:write("[child] dying after fit\n")
+    require("moonbert.core").signal.kill(require("moonbert.core").signal.pid(), "SIGKILL")
+  end
+  base:finish()
+end
 print("done")
