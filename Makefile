@@ -24,7 +24,8 @@ PKG_CONFIG ?= pkg-config
 
 DEB_PACKAGES := lua5.4 liblua5.4-dev lua-filesystem lua-busted libopenblas-dev libopenblas-openmp-dev libsqlite3-dev \
                 lua-dkjson pkg-config libutf8proc-dev libjansson-dev libreadline-dev sqlite3 valgrind chromium wordnet-base \
-                postgresql libpq-dev slurm-wlm munge openmpi-bin libopenmpi-dev libdnnl-dev curl
+                postgresql libpq-dev slurm-wlm munge openmpi-bin libopenmpi-dev libdnnl-dev curl \
+                libfuse3-dev fuse3
 
 # OpenBLAS: Debian's OpenMP build (libopenblas-openmp-dev) where present, so that matrix products
 # and the runtime's own OpenMP loops share libgomp's one thread pool. With the pthread build,
@@ -93,6 +94,11 @@ CUDA_SRC := $(CUDA_HOST_SRC) runtime/cuda_stub.c
 CUDA_CU  :=
 endif
 
+# tests/tools/eiofs: a FUSE file system whose writes fail with EIO on demand, for
+# tests/spec/io_error_spec.lua; built where libfuse3 is (libfuse3-dev), the spec is pending otherwise.
+FUSE_LIBS := $(shell $(PKG_CONFIG) --libs fuse3 2>/dev/null)
+EIOFS     := $(if $(FUSE_LIBS),$(BUILD)/tests/eiofs)
+
 RUNTIME_SRC  := $(filter-out runtime/cuda_stub.c,$(sort $(wildcard runtime/*.c))) $(CUDA_SRC)
 BINDINGS_SRC := $(sort $(wildcard bindings/*.c))
 CTEST_SRC    := $(sort $(wildcard tests/c/test_*.c))
@@ -106,7 +112,7 @@ CLI      := $(BUILD)/bin/moonbert
 MODLIST  := $(BUILD)/gen/modules.h
 
 .PHONY: all deps deps-check test test-run sanitize valgrind bench bench-compare fuzz fuzz-run clean run pretrain install uninstall
-all: $(CLI) $(LUAMOD) $(CTEST_BIN) $(EMU_MOD)
+all: $(CLI) $(LUAMOD) $(CTEST_BIN) $(EMU_MOD) $(EIOFS)
 
 deps:
 	@scripts/install-deps $(DEB_PACKAGES)
@@ -161,6 +167,10 @@ $(CLI): bindings/cli/main.c
 $(BUILD)/tests/%: tests/c/%.c tests/c/harness.h $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+$(BUILD)/tests/eiofs: tests/tools/eiofs.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(shell $(PKG_CONFIG) --cflags fuse3) $(LDFLAGS) -o $@ $< $(FUSE_LIBS)
 
 test:
 	@scripts/install-deps --check $(DEB_PACKAGES) || scripts/install-deps $(DEB_PACKAGES)

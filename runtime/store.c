@@ -261,11 +261,18 @@ static int no_space_left(const char *path) {
 }
 
 mb_status db_fail(mb_store *s, mb_error *err, const char *what) {
+    int sys = errno; /* what the failing system call set, read before anything else can */
     if (s->pg) return mb_fail(err, MB_ERR_DB, "%s: %s: %s", s->path, what, pg_errmsg(s->pg));
-    int full = (sqlite3_errcode(s->db) & 0xff) == SQLITE_FULL;
+    int code = sqlite3_errcode(s->db) & 0xff;
+    int full = code == SQLITE_FULL;
     if (full) s->disk_full = 1;
-    return mb_fail(err, MB_ERR_DB, "%s: %s: %s%s", s->path, what, sqlite3_errmsg(s->db),
-                   full && no_space_left(s->path) ? " (No space left on device)" : "");
+    /* the cause: ENOSPC behind SQLITE_FULL; behind an I/O error, the errno its system call
+       left when it is a disk's (SQLite's sqlite3_system_errno does not keep it for writes) */
+    char cause[128] = "";
+    if (full && no_space_left(s->path)) snprintf(cause, sizeof cause, " (%s)", strerror(ENOSPC));
+    else if (code == SQLITE_IOERR && (sys == EIO || sys == ENOSPC || sys == EDQUOT || sys == EROFS))
+        snprintf(cause, sizeof cause, " (%s)", strerror(sys));
+    return mb_fail(err, MB_ERR_DB, "%s: %s: %s%s", s->path, what, sqlite3_errmsg(s->db), cause);
 }
 
 /* ---- the reserve: room for the last status write on a full disk ------------
