@@ -5,6 +5,7 @@
 --   local out, code = support.run("cmd")        -- stdout and stderr together
 --   support.q("it's") --> shell-quoted
 --   support.tmpdir()      a new empty folder;  support.tmppath(tag)  a fresh path, not created
+--                         (both removed when the spec file is done; MOONBERT_KEEP_TMP=1 keeps them)
 --   support.read(path), support.write(path, s), support.count(s, pattern)
 local M = {}
 
@@ -42,10 +43,21 @@ function M.run(cmdline)
   return out, code
 end
 
+-- Every folder tmpdir made and every path tmppath gave is removed, with what is in it, when this
+-- module is collected (after its spec file, or when busted closes the Lua state at exit).
+-- MOONBERT_KEEP_TMP=1 keeps them, to look at after a failure.
+local made = {}
+M._remove_made = setmetatable({}, { __gc = function()
+  if os.getenv("MOONBERT_KEEP_TMP") == "1" then return end
+  local rmtree = require("moonbert.checkpoint").rmtree
+  for _, d in ipairs(made) do pcall(rmtree, d) end
+end })
+
 function M.tmpdir()
   local d = os.tmpname()
   os.remove(d)
   assert(require("lfs").mkdir(d))
+  made[#made + 1] = d
   return d
 end
 
@@ -53,6 +65,7 @@ end
 function M.tmppath(tag)
   local d = os.tmpname()
   os.remove(d)
+  made[#made + 1] = d .. "_" .. tag
   return d .. "_" .. tag
 end
 
