@@ -18,13 +18,19 @@
 
 static lrun *check_run(lua_State *L, int i) { return luaL_checkudata(L, i, RUN_MT); }
 
-/* The open store behind a run (raises when it was closed). */
-static mb_store *run_store(lua_State *L, int i) {
+/* The store of run i if it is still open, else NULL (finalizers must not raise). */
+static mb_store *run_store_or_null(lua_State *L, int i) {
     lua_getiuservalue(L, i, 1);
     lstore *ls = luaL_testudata(L, -1, STORE_MT);
     lua_pop(L, 1); /* the run keeps the store alive */
-    if (!ls || !ls->s) luaL_error(L, "the results store of this run is closed");
-    return ls->s;
+    return ls ? ls->s : NULL;
+}
+
+/* The open store behind a run (raises when it was closed). */
+static mb_store *run_store(lua_State *L, int i) {
+    mb_store *s = run_store_or_null(L, i);
+    if (!s) luaL_error(L, "the results store of this run is closed");
+    return s;
 }
 
 /* A table (or an object with :totable(), e.g. a moonbert.Tensor) at i as a
@@ -514,11 +520,6 @@ static int run_interrupt(lua_State *L) {
     return 0;
 }
 
-static int uuid_visitor(const mb_run_record *rec, void *ctx) {
-    lua_pushstring((lua_State *)ctx, rec->uuid ? rec->uuid : "");
-    return 1;
-}
-
 /* run:truncate_after(step [, epoch [, prefix]]) -> rows removed: before a
    resume from the checkpoint at step, the metric rows after it (and confusion
    matrices after epoch, when given) go, so that the resumed run logs each row
@@ -537,11 +538,8 @@ static int run_truncate_after(lua_State *L) {
     return 1;
 }
 
-/* run:uuid() -> the run's UUID (36 characters) */
-static int run_uuid(lua_State *L) {
-    lrun *r = check_run(L, 1);
-    mb_error err = {0};
-    if (mb_store_get_run(run_store(L, 1), r->id, uuid_visitor, L, &err) != MB_OK) return mb_lua_raise(L, &err);
+static int uuid_visitor(const mb_run_record *rec, void *ctx) {
+    lua_pushstring((lua_State *)ctx, rec->uuid ? rec->uuid : "");
     return 1;
 }
 
@@ -550,21 +548,19 @@ static int status_visitor(const mb_run_record *rec, void *ctx) {
     return 1;
 }
 
-/* run:status() -> "running" | "completed" | "failed" | "killed" | "pruned" | "interrupted" */
-static int run_status(lua_State *L) {
+/* One field of the run at 1 as the store has it now, pushed by visit. */
+static int push_run_field(lua_State *L, mb_run_visitor visit) {
     lrun *r = check_run(L, 1);
     mb_error err = {0};
-    if (mb_store_get_run(run_store(L, 1), r->id, status_visitor, L, &err) != MB_OK) return mb_lua_raise(L, &err);
+    if (mb_store_get_run(run_store(L, 1), r->id, visit, L, &err) != MB_OK) return mb_lua_raise(L, &err);
     return 1;
 }
 
-/* The store of run i if it is still open, else NULL (finalizers must not raise). */
-static mb_store *run_store_or_null(lua_State *L, int i) {
-    lua_getiuservalue(L, i, 1);
-    lstore *ls = luaL_testudata(L, -1, STORE_MT);
-    lua_pop(L, 1);
-    return ls ? ls->s : NULL;
-}
+/* run:uuid() -> the run's UUID (36 characters) */
+static int run_uuid(lua_State *L) { return push_run_field(L, uuid_visitor); }
+
+/* run:status() -> "running" | "completed" | "failed" | "killed" | "pruned" | "interrupted" */
+static int run_status(lua_State *L) { return push_run_field(L, status_visitor); }
 
 /* __close(run, err): leaving `local run <close> = ...` normally completes the
    run; leaving it by an error marks it failed with that error. */
