@@ -4,7 +4,9 @@
  * interface (prepare, bind, step, read columns) that it implements itself for
  * SQLite and that runtime/store_pg.c implements for PostgreSQL over libpq.
  * Query text is shared where the dialects agree; it is written with SQLite's
- * numbered parameters (?1, ?2, ...), which store_pg.c turns into $1, $2.
+ * numbered parameters (?1, ?2, ...), which store_pg.c turns into $1, $2, and
+ * byte order is written COLLATE BINARY (SQLite's), which it turns into
+ * COLLATE "C" (PostgreSQL's default collation may order text otherwise).
  * Every value travels as a bound parameter (text format for PostgreSQL).
  */
 #ifndef MB_STORE_DB_H

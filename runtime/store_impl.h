@@ -1,7 +1,10 @@
-/* store_impl.h: internals shared by store.c (opening, schema, writing) and
- * store_query.c (reading): the handle, one statement interface over SQLite and
- * PostgreSQL, and the retry of a call after a lost connection. Not part of the
- * runtime's API; its functions are hidden from the shared module.
+/* store_impl.h: internals shared by the results store's files: store.c (the
+ * handle, statements, transactions, opening), store_schema.c (migrations),
+ * store_run.c (a run's life), store_write.c (logging), store_query.c
+ * (reading) and store_copy.c (copying runs): the handle, one statement
+ * interface over SQLite and PostgreSQL, and the retry of a call after a lost
+ * connection. Not part of the runtime's API; its functions are hidden from the
+ * shared module.
  */
 #ifndef MB_STORE_IMPL_H
 #define MB_STORE_IMPL_H
@@ -53,8 +56,36 @@ int db_null(db_stmt *st, int c);
 int64_t db_int(db_stmt *st, int c);
 double db_real(db_stmt *st, int c);
 const char *db_text(db_stmt *st, int c);
+void db_reset(db_stmt *st); /* forget the result; the bound values stay */
+int64_t db_changes(mb_store *s); /* rows changed by the last statement */
+db_errkind db_error_kind(mb_store *s);
+/* A statement owned by the caller (reads: a visitor may re-enter the store). */
 db_stmt *prepare(mb_store *s, const char *sql, mb_error *err);
+/* A cached statement for a static SQL string (the key is its address), reset and unbound. */
+db_stmt *db_cached(mb_store *s, const char *sql, mb_error *err);
+/* A command without parameters; SQLITE_OK or an error code (SQLite's, for both). */
+int db_exec(mb_store *s, const char *sql);
+/* One integer from a query without parameters: SQLITE_OK or SQLITE_ERROR. */
+int db_query_int(mb_store *s, const char *sql, int *out);
+/* Transactions: a SQLite one takes the write lock up front (BEGIN IMMEDIATE). */
+mb_status db_begin(mb_store *s, mb_error *err);
+mb_status db_commit(mb_store *s, mb_error *err);
+void db_rollback(mb_store *s);
+void sleep_s(double sec);
+/* The start time of process pid in clock ticks (/proc/PID/stat), and its state
+   letter into *state when not NULL: -2 no such process, -1 cannot tell. */
+int64_t read_proc_start(long pid, char *state);
+
+/* Params (store_write.c): a value at parameter i, and read back from column i
+   (PostgreSQL also binds and reads its type at i + 1). */
+void bind_value(db_stmt *st, int i, const mb_value *v);
 void column_value(db_stmt *st, int i, mb_value *v);
+
+/* Schema (store_schema.c): bring an opened store to MB_STORE_SCHEMA_VERSION. */
+mb_status store_migrate(mb_store *s, mb_error *err);
+
+/* Runs (store_run.c): inside a logging transaction, refresh the run's heartbeat when it is due. */
+mb_status maybe_beat(mb_store *s, int64_t run, mb_error *err);
 
 /* Reading (store_query.c): the run with this UUID, one attempt. */
 mb_status find_uuid_once(mb_store *s, const char *uuid, int64_t *run, mb_error *err);

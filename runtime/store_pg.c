@@ -210,7 +210,11 @@ int pg_commit_outcome(pg_conn *c) {
     return out;
 }
 
-/* ?N -> $N outside quoted text; the highest N is the parameter count. */
+/* ?N -> $N outside quoted text; the highest N is the parameter count. And
+   COLLATE BINARY, SQLite's byte order, -> COLLATE "C", PostgreSQL's (store_db.h). */
+#define COLLATE_BINARY "COLLATE BINARY"
+static int is_name_char(char ch) { return ch == '_' || (ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z'); }
+
 pg_stmt *pg_prepare(pg_conn *c, const char *sql, mb_error *err) {
     pg_stmt *st = calloc(1, sizeof *st);
     size_t n = strlen(sql);
@@ -228,6 +232,12 @@ pg_stmt *pg_prepare(pg_conn *c, const char *sql, mb_error *err) {
             if (ch == quote) quote = 0;
         } else if (ch == '\'' || ch == '"') {
             quote = ch;
+        } else if (strncmp(sql + i, COLLATE_BINARY, sizeof COLLATE_BINARY - 1) == 0 &&
+                   !is_name_char(sql[i + sizeof COLLATE_BINARY - 1]) && (i == 0 || !is_name_char(sql[i - 1]))) {
+            memcpy(st->sql + j, "COLLATE \"C\"", 11); /* shorter: the buffer holds it */
+            j += 11;
+            i += sizeof COLLATE_BINARY - 2;
+            continue;
         } else if (ch == '?' && i + 1 < n && sql[i + 1] >= '0' && sql[i + 1] <= '9') {
             ch = '$';
             int k = atoi(sql + i + 1);

@@ -62,6 +62,16 @@ static mb_status each_row(mb_store *s, db_stmt *st, row_fn row, void *fn, void *
     return MB_OK;
 }
 
+/* each_row over the rows of one run: st (NULL when preparing it failed) takes
+   ?1 = run, and ?2 = filter when there is one (NULL: all rows). */
+static mb_status each_run_row(mb_store *s, db_stmt *st, int64_t run, const char *filter, row_fn row, void *fn,
+                              void *ctx, mb_error *err) {
+    if (!st) return MB_ERR_DB;
+    db_bind_int(st, 1, run);
+    if (filter) db_bind_text(st, 2, filter);
+    return each_row(s, st, row, fn, ctx, NULL, err);
+}
+
 static int run_row(db_stmt *st, void *fn, void *ctx) {
     mb_run_record r;
     read_run(st, &r);
@@ -110,10 +120,8 @@ static int event_row(db_stmt *st, void *fn, void *ctx) {
 }
 
 static mb_status run_events_once(mb_store *s, int64_t run, mb_run_event_visitor fn, void *ctx, mb_error *err) {
-    db_stmt *st = prepare(s, "SELECT kind, time, host, pid, message FROM run_events WHERE run_id = ?1 ORDER BY id", err);
-    if (!st) return MB_ERR_DB;
-    db_bind_int(st, 1, run);
-    return each_row(s, st, event_row, (void *)fn, ctx, NULL, err);
+    return each_run_row(s, prepare(s, "SELECT kind, time, host, pid, message FROM run_events WHERE run_id = ?1 ORDER BY id", err),
+                        run, NULL, event_row, (void *)fn, ctx, err);
 }
 
 static int param_row(db_stmt *st, void *fn, void *ctx) {
@@ -123,13 +131,12 @@ static int param_row(db_stmt *st, void *fn, void *ctx) {
 }
 
 static mb_status params_once(mb_store *s, int64_t run, mb_param_visitor fn, void *ctx, mb_error *err) {
-    /* Keys in byte order on both (PostgreSQL's default collation may differ). */
-    db_stmt *st = prepare(s, DIALECT(s, "SELECT key, value FROM params WHERE run_id = ?1 ORDER BY key",
-                                     "SELECT key, value, vtype FROM params WHERE run_id = ?1 ORDER BY key COLLATE \"C\""),
-                          err);
-    if (!st) return MB_ERR_DB;
-    db_bind_int(st, 1, run);
-    return each_row(s, st, param_row, (void *)fn, ctx, NULL, err);
+    /* Keys in byte order on both: COLLATE BINARY (store_db.h). PostgreSQL also reads
+       each value's type (column_value). */
+    return each_run_row(s, prepare(s, DIALECT(s, "SELECT key, value FROM params WHERE run_id = ?1 ORDER BY key COLLATE BINARY",
+                                              "SELECT key, value, vtype FROM params WHERE run_id = ?1 ORDER BY key COLLATE BINARY"),
+                                   err),
+                        run, NULL, param_row, (void *)fn, ctx, err);
 }
 
 static int tag_row(db_stmt *st, void *fn, void *ctx) {
@@ -137,11 +144,8 @@ static int tag_row(db_stmt *st, void *fn, void *ctx) {
 }
 
 static mb_status tags_once(mb_store *s, int64_t run, mb_tag_visitor fn, void *ctx, mb_error *err) {
-    db_stmt *st = prepare(s, DIALECT(s, "SELECT key, value FROM tags WHERE run_id = ?1 ORDER BY key",
-                                     "SELECT key, value FROM tags WHERE run_id = ?1 ORDER BY key COLLATE \"C\""), err);
-    if (!st) return MB_ERR_DB;
-    db_bind_int(st, 1, run);
-    return each_row(s, st, tag_row, (void *)fn, ctx, NULL, err);
+    return each_run_row(s, prepare(s, "SELECT key, value FROM tags WHERE run_id = ?1 ORDER BY key COLLATE BINARY", err), run,
+                        NULL, tag_row, (void *)fn, ctx, err);
 }
 
 static int metric_row(db_stmt *st, void *fn, void *ctx) {
@@ -159,28 +163,22 @@ static int metric_row(db_stmt *st, void *fn, void *ctx) {
 
 static mb_status metrics_once(mb_store *s, int64_t run, const char *key, mb_metric_visitor fn, void *ctx,
                            mb_error *err) {
-    db_stmt *st = prepare(s,
-                               "SELECT key, value, step, epoch, split, time FROM metrics"
-                               " WHERE run_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR key = ?2) ORDER BY id",
-                               err);
-    if (!st) return MB_ERR_DB;
-    db_bind_int(st, 1, run);
-    db_bind_text(st, 2, key);
-    return each_row(s, st, metric_row, (void *)fn, ctx, NULL, err);
+    return each_run_row(s,
+                        prepare(s,
+                                "SELECT key, value, step, epoch, split, time FROM metrics"
+                                " WHERE run_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR key = ?2) ORDER BY id",
+                                err),
+                        run, key, metric_row, (void *)fn, ctx, err);
 }
 
 static mb_status final_metrics_once(mb_store *s, int64_t run, mb_metric_visitor fn, void *ctx, mb_error *err) {
     /* The last point of each key: the row with the largest id per key. */
-    db_stmt *st = prepare(s, DIALECT(s,
-                                     "SELECT key, value, step, epoch, split, time FROM metrics WHERE id IN"
-                                     " (SELECT MAX(id) FROM metrics WHERE run_id = ?1 GROUP BY key) ORDER BY key",
-                                     "SELECT key, value, step, epoch, split, time FROM metrics WHERE id IN"
-                                     " (SELECT MAX(id) FROM metrics WHERE run_id = ?1 GROUP BY key)"
-                                     " ORDER BY key COLLATE \"C\""),
-                          err);
-    if (!st) return MB_ERR_DB;
-    db_bind_int(st, 1, run);
-    return each_row(s, st, metric_row, (void *)fn, ctx, NULL, err);
+    return each_run_row(s,
+                        prepare(s,
+                                "SELECT key, value, step, epoch, split, time FROM metrics WHERE id IN"
+                                " (SELECT MAX(id) FROM metrics WHERE run_id = ?1 GROUP BY key) ORDER BY key COLLATE BINARY",
+                                err),
+                        run, NULL, metric_row, (void *)fn, ctx, err);
 }
 
 static mb_status best_once(mb_store *s, const char *experiment, const char *metric, int maximize, const char *status,
@@ -252,14 +250,12 @@ static int confusion_row(db_stmt *st, void *fn, void *ctx) {
 
 static mb_status confusions_once(mb_store *s, int64_t run, const char *split, mb_confusion_visitor fn, void *ctx,
                               mb_error *err) {
-    db_stmt *st = prepare(s,
-                               "SELECT split, epoch, labels, matrix, time FROM confusion"
-                               " WHERE run_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR split = ?2) ORDER BY id",
-                               err);
-    if (!st) return MB_ERR_DB;
-    db_bind_int(st, 1, run);
-    db_bind_text(st, 2, split);
-    return each_row(s, st, confusion_row, (void *)fn, ctx, NULL, err);
+    return each_run_row(s,
+                        prepare(s,
+                                "SELECT split, epoch, labels, matrix, time FROM confusion"
+                                " WHERE run_id = ?1 AND (CAST(?2 AS TEXT) IS NULL OR split = ?2) ORDER BY id",
+                                err),
+                        run, split, confusion_row, (void *)fn, ctx, err);
 }
 
 static int prediction_row(db_stmt *st, void *fn, void *ctx) {
@@ -312,10 +308,8 @@ static int artifact_row(db_stmt *st, void *fn, void *ctx) {
 }
 
 static mb_status artifacts_once(mb_store *s, int64_t run, mb_artifact_visitor fn, void *ctx, mb_error *err) {
-    db_stmt *st = prepare(s, "SELECT kind, path, hash, time FROM artifacts WHERE run_id = ?1 ORDER BY id", err);
-    if (!st) return MB_ERR_DB;
-    db_bind_int(st, 1, run);
-    return each_row(s, st, artifact_row, (void *)fn, ctx, NULL, err);
+    return each_run_row(s, prepare(s, "SELECT kind, path, hash, time FROM artifacts WHERE run_id = ?1 ORDER BY id", err),
+                        run, NULL, artifact_row, (void *)fn, ctx, err);
 }
 
 /* ---- the public calls ---------------------------------------------------- */

@@ -56,4 +56,24 @@ describe("the layers of the C code", function()
     assert.is_falsy(out:find("MB_LUA_MODULE", 1, true), out)
     assert.is_truthy(out:match("2 cycles, 6 problems"), out)
   end)
+
+  it("lets the files of one binding module share a function, and no other module call it", function()
+    local dir = tree({
+      ["bindings/luamb.h"] = "int mb_lua_glue(void);\n",
+      ["bindings/core.c"] = '#include "luamb.h"\nint mb_lua_glue(void) { return 0; }\n',
+      ["bindings/store_impl.h"] = "void store_push_run(void);\n",
+      ["bindings/store_run.c"] = '#include "store_impl.h"\nvoid store_push_run(void) {\n}\n',
+      ["bindings/store.c"] = '#include "store_impl.h"\nMB_LUA_MODULE(store) { store_push_run(); return 1; }\n',
+    })
+    local out, _, code = check(dir)
+    assert.are.equal(0, code, out)
+    assert.is_truthy(out:match("0 cycles, 0 problems"), out)
+    support.write(dir .. "/bindings/metrics.c", '#include "luamb.h"\nMB_LUA_MODULE(metrics) { store_push_run(); return 1; }\n')
+    out, _, code = check(dir)
+    support.run("rm -rf " .. support.q(dir))
+    assert.are.equal(1, code, out)
+    assert.is_truthy(out:find("glue: bindings/metrics.c calls store_push_run() of bindings/store_run.c, " ..
+                              "which is private to bindings/store", 1, true), out)
+    assert.is_truthy(out:match("0 cycles, 1 problem\n"), out)
+  end)
 end)

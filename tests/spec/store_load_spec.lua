@@ -10,11 +10,14 @@ local support = require "tests.spec.support"
 local have_sqlite = select(3, support.sh("command -v sqlite3")) == 0
 
 -- The SQL text of the prepare() call in the store's source whose literals contain marker:
--- runtime/store_query.c (the reads) first, then runtime/store.c.
+-- runtime/store_query.c (the reads) first, then the store's other files.
+local STORE_FILES = {"store_query.c", "store_write.c", "store_run.c", "store_copy.c", "store.c"}
 local function store_sql(marker)
-  local src = support.read("runtime/store_query.c") .. "\n" .. support.read("runtime/store.c")
+  local parts = {}
+  for i, f in ipairs(STORE_FILES) do parts[i] = support.read("runtime/" .. f) end
+  local src = table.concat(parts, "\n")
   local at = src:find(marker, 1, true)
-  assert(at, "runtime/store_query.c and store.c have no query with " .. marker)
+  assert(at, "runtime/store*.c have no query with " .. marker)
   local start = src:sub(1, at):match(".*()prepare%(s,")
   local stop = src:find(",%s*err%)", at)
   -- The first argument's literals: DIALECT(s, sqlite_sql, pg_sql) holds the SQLite text first,
