@@ -28,8 +28,9 @@ static mb_status table_build(mb_vocab_table *t, size_t n_keys, mb_error *err) {
     return MB_OK;
 }
 
-/* Inserts unless the key is present (the first id wins, as in a vocab.txt with
-   duplicate lines where HF keeps the later one; tokenizer.json has no duplicates). */
+/* Inserts the key, or gives a key already present the new id: ids are inserted
+   in increasing order, so of a vocab.txt's duplicate lines the later one wins,
+   as in HF's reader (tokenizer.json has no duplicates). */
 static void table_insert(mb_vocab_table *t, const char *pool, uint32_t off, uint32_t len, int32_t id) {
     uint64_t h = hash_bytes(pool + off, len);
     for (uint64_t i = h & t->mask;; i = (i + 1) & t->mask) {
