@@ -17,7 +17,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../runtime/cuda.h"
 #include "../runtime/parallel.h"
@@ -256,33 +255,11 @@ static int t_bench_sgemm(lua_State *L) {
     lua_Integer reps = luaL_optinteger(L, 4, 3);
     if (m < 1 || n < 1 || k < 1 || m > 65536 || n > 65536 || k > 65536) luaL_argerror(L, 1, "sizes must be 1..65536");
     if (reps < 1) luaL_argerror(L, 4, "reps must be >= 1");
-    size_t na = (size_t)(m * k), nb = (size_t)(k * n), nc = (size_t)(m * n);
-    float *A = malloc(na * 4), *B = malloc(nb * 4), *C = malloc(nc * 4);
-    if (!A || !B || !C) {
-        free(A);
-        free(B);
-        free(C);
-        return luaL_error(L, "bench_sgemm: out of memory");
-    }
-    mb_rng rng;
-    mb_rng_seed(&rng, 1);
-    for (size_t i = 0; i < na; i++) A[i] = mb_rng_uniform_f32(&rng) - 0.5f;
-    for (size_t i = 0; i < nb; i++) B[i] = mb_rng_uniform_f32(&rng) - 0.5f;
-    mb_sgemm(0, 0, (int)m, (int)n, (int)k, 1.0f, A, (int)k, B, (int)n, 0.0f, C, (int)n); /* warm-up */
-    double total = 0, best = INFINITY;
-    for (lua_Integer r = 0; r < reps; r++) {
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        mb_sgemm(0, 0, (int)m, (int)n, (int)k, 1.0f, A, (int)k, B, (int)n, 0.0f, C, (int)n);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-        total += s;
-        if (s < best) best = s;
-    }
-    free(A);
-    free(B);
-    free(C);
-    lua_pushnumber(L, total / (double)reps);
+    double mean, best;
+    mb_error err;
+    if (mb_sgemm_bench((int)m, (int)n, (int)k, (int64_t)reps, &mean, &best, &err) != MB_OK)
+        return luaL_error(L, "%s", err.msg);
+    lua_pushnumber(L, mean);
     lua_pushnumber(L, best);
     return 2;
 }
@@ -744,83 +721,9 @@ static int mm_len(lua_State *L) {
     return 1;
 }
 
-/* ---- tostring, PyTorch style --------------------------------------------------------------- */
+/* ---- tostring, PyTorch style (runtime/tensor_format.c) ----------------------------------- */
 
-#define EDGE 3           /* elements shown at each end of a summarised dimension */
-#define SUMMARY_MIN 1000 /* tensors with more elements are summarised */
-#define LINE_WIDTH 80
-
-typedef struct fmt_state {
-    const mb_tensor *t;
-    int summarize, sci, width;
-    double maxabs, minabs; /* over finite non-zero shown values */
-    luaL_Buffer *B;        /* NULL while measuring */
-} fmt_state;
-
-static int fmt_value(const fmt_state *s, int64_t off, char *buf, size_t n) {
-    if (s->t->dtype == MB_INT32) return snprintf(buf, n, "%d", (int)((const int32_t *)s->t->storage->data)[off]);
-    double v = ((const float *)s->t->storage->data)[off];
-    if (isnan(v)) return snprintf(buf, n, "nan");
-    if (isinf(v)) return snprintf(buf, n, v > 0 ? "inf" : "-inf");
-    return snprintf(buf, n, s->sci ? "%.4e" : "%.4f", v);
-}
-
-/* mode 0: gather magnitudes, 1: measure widths, 2: write. */
-static void fmt_rec(fmt_state *s, int mode, int d, int64_t off) {
-    const mb_tensor *t = s->t;
-    if (d == t->ndim) {
-        if (mode == 0) {
-            if (t->dtype == MB_FLOAT32) {
-                double a = fabs((double)((const float *)t->storage->data)[off]);
-                if (isfinite(a) && a > 0) {
-                    if (a > s->maxabs) s->maxabs = a;
-                    if (a < s->minabs) s->minabs = a;
-                }
-            }
-            return;
-        }
-        char buf[64];
-        int len = fmt_value(s, off, buf, sizeof buf);
-        if (mode == 1) {
-            if (len > s->width) s->width = len;
-        } else {
-            for (int i = len; i < s->width; i++) luaL_addchar(s->B, ' ');
-            luaL_addstring(s->B, buf);
-        }
-        return;
-    }
-    int64_t n = t->shape[d];
-    /* Innermost rows wrap at LINE_WIDTH columns, as PyTorch's linewidth. */
-    int indent = 7 + d + 1; /* 7 = strlen("tensor(") */
-    int per_line = (LINE_WIDTH - indent) / (s->width + 2);
-    if (per_line < 1) per_line = 1;
-    int on_line = 0;
-    if (mode == 2) luaL_addchar(s->B, '[');
-    for (int64_t i = 0; i < n; i++) {
-        if (s->summarize && n > 2 * EDGE && i == EDGE) {
-            if (mode == 2) luaL_addstring(s->B, "...");
-            i = n - EDGE - 1;
-        } else {
-            fmt_rec(s, mode, d + 1, off + i * t->stride[d]);
-        }
-        if (mode == 2 && i < n - 1) {
-            luaL_addchar(s->B, ',');
-            if (d == t->ndim - 1) {
-                if (++on_line == per_line) {
-                    on_line = 0;
-                    luaL_addchar(s->B, '\n');
-                    for (int k = 0; k < indent; k++) luaL_addchar(s->B, ' ');
-                } else {
-                    luaL_addchar(s->B, ' ');
-                }
-            } else {
-                for (int k = d; k < t->ndim - 1; k++) luaL_addchar(s->B, '\n');
-                for (int k = 0; k < indent; k++) luaL_addchar(s->B, ' ');
-            }
-        }
-    }
-    if (mode == 2) luaL_addchar(s->B, ']');
-}
+static void put_buffer(void *B, const char *text, size_t n) { luaL_addlstring((luaL_Buffer *)B, text, n); }
 
 static int mm_tostring(lua_State *L) {
     tensor_box *b = luaL_checkudata(L, 1, MB_TENSOR_MT);
@@ -828,26 +731,9 @@ static int mm_tostring(lua_State *L) {
         lua_pushstring(L, "tensor(<freed>)");
         return 1;
     }
-    const mb_tensor *t = b->t;
-    if (t->storage->device != MB_CPU) { /* no peeking into device memory */
-        char sh[96];
-        lua_pushfstring(L, "tensor(<on cuda>, shape=%s, dtype=%s)", mb_shape_str(t->ndim, t->shape, sh, sizeof sh),
-                        mb_dtype_name(t->dtype));
-        return 1;
-    }
     luaL_Buffer B;
     luaL_buffinit(L, &B);
-    fmt_state s = {t, mb_tensor_numel(t) > SUMMARY_MIN, 0, 0, 0, INFINITY, NULL};
-    fmt_rec(&s, 0, 0, t->offset);
-    s.sci = s.maxabs >= 1e5 || (s.maxabs > 0 && s.minabs < 1e-4);
-    fmt_rec(&s, 1, 0, t->offset);
-    s.B = &B;
-    luaL_addstring(&B, "tensor(");
-    fmt_rec(&s, 2, 0, t->offset);
-    char shape[96];
-    mb_shape_str(t->ndim, t->shape, shape, sizeof shape);
-    lua_pushfstring(L, ", shape=%s, dtype=%s)", shape, mb_dtype_name(t->dtype));
-    luaL_addvalue(&B);
+    mb_tensor_format(b->t, put_buffer, &B);
     luaL_pushresult(&B);
     return 1;
 }

@@ -128,6 +128,13 @@ mb_tensor *mb_tensor_matmul(const mb_tensor *a, const mb_tensor *b, int trans_a,
    diagnostic that keeps the no-copy paths for transposed views honest). */
 int64_t mb_tensor_matmul_packs(void);
 
+/* ---- text --------------------------------------------------------------- */
+/* Receives n bytes of text (not NUL-terminated). */
+typedef void (*mb_text_sink)(void *ctx, const char *s, size_t n);
+/* t as text, PyTorch style ("tensor([1.0000, 2.0000], shape=[2], dtype=float32)"),
+   handed to put in pieces (tensor_format.c). A tensor on a GPU shows its shape only. */
+void mb_tensor_format(const mb_tensor *t, mb_text_sink put, void *ctx);
+
 /* ---- reductions (0-based dim; the dim is removed) ----------------------- */
 typedef enum mb_reduce { MB_SUM, MB_MEAN, MB_MAX, MB_MIN, MB_ARGMAX, MB_ARGMIN } mb_reduce;
 /* dim = -1 .. ndim-1 counts from the end; ALL reduces everything to a 0-d tensor.
@@ -142,6 +149,9 @@ mb_tensor *mb_tensor_softmax(const mb_tensor *t, int dim, int log, mb_error *err
 /* C[m,n] = alpha * op(A) op(B) + beta * C, row-major, through cblas_sgemm. */
 void mb_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const float *A, int lda,
               const float *B, int ldb, float beta, float *C, int ldc);
+/* Times mb_sgemm of random [m,k] x [k,n] matrices reps times after one warm-up
+   product: mean and best seconds per product (sizes >= 1, reps >= 1). */
+mb_status mb_sgemm_bench(int m, int n, int k, int64_t reps, double *mean_s, double *best_s, mb_error *err);
 /* Exact GELU used everywhere (forward) and its derivative. */
 float mb_gelu(float x);
 float mb_gelu_grad(float x);

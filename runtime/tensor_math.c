@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "parallel.h"
 #include "tensor.h"
@@ -289,6 +290,38 @@ void mb_sgemm(int trans_a, int trans_b, int m, int n, int k, float alpha, const 
     mb_threads_init();
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
                 alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+mb_status mb_sgemm_bench(int m, int n, int k, int64_t reps, double *mean_s, double *best_s, mb_error *err) {
+    size_t na = (size_t)m * (size_t)k, nb = (size_t)k * (size_t)n, nc = (size_t)m * (size_t)n;
+    float *A = malloc(na * 4), *B = malloc(nb * 4), *C = malloc(nc * 4);
+    if (!A || !B || !C) {
+        free(A);
+        free(B);
+        free(C);
+        return mb_fail(err, MB_ERR_NOMEM, "bench_sgemm: out of memory");
+    }
+    mb_rng rng;
+    mb_rng_seed(&rng, 1);
+    for (size_t i = 0; i < na; i++) A[i] = mb_rng_uniform_f32(&rng) - 0.5f;
+    for (size_t i = 0; i < nb; i++) B[i] = mb_rng_uniform_f32(&rng) - 0.5f;
+    mb_sgemm(0, 0, m, n, k, 1.0f, A, k, B, n, 0.0f, C, n); /* warm-up */
+    double total = 0, best = INFINITY;
+    for (int64_t r = 0; r < reps; r++) {
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        mb_sgemm(0, 0, m, n, k, 1.0f, A, k, B, n, 0.0f, C, n);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        total += s;
+        if (s < best) best = s;
+    }
+    free(A);
+    free(B);
+    free(C);
+    *mean_s = total / (double)reps;
+    *best_s = best;
+    return MB_OK;
 }
 
 /* How a strided r x c matrix can be handed to sgemm without a copy: as a

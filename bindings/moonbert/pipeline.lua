@@ -25,15 +25,33 @@ local function exists(path, mode)
   return lfs.attributes(path, "mode") == mode
 end
 
-local function check_dir(dir, fname)
+--- pipeline.check_dir(dir, task): dir (argument #2 of mb.pipeline) is a model folder with a config
+-- and tokenizer files, else an error that names the task ("fill-mask: no config.json in 'x'"),
+-- blaming the caller of the task's load.
+function M.check_dir(dir, task)
   if type(dir) ~= "string" then
-    check.arg(2, fname, "model folder expected, got " .. type(dir), 3)
+    check.arg(2, "pipeline", "model folder expected, got " .. type(dir), 3)
   end
-  if not exists(dir, "directory") then error(fname .. ": model folder '" .. dir .. "' not found", 4) end
-  if not exists(dir .. "/config.json", "file") then error(fname .. ": no config.json in '" .. dir .. "'", 4) end
+  if not exists(dir, "directory") then error(task .. ": model folder '" .. dir .. "' not found", 4) end
+  if not exists(dir .. "/config.json", "file") then error(task .. ": no config.json in '" .. dir .. "'", 4) end
   if not exists(dir .. "/tokenizer.json", "file") and not exists(dir .. "/vocab.txt", "file") then
-    error(fname .. ": no tokenizer files (tokenizer.json or vocab.txt) in '" .. dir .. "'", 4)
+    error(task .. ": no tokenizer files (tokenizer.json or vocab.txt) in '" .. dir .. "'", 4)
   end
+end
+local check_dir = M.check_dir
+
+--- pipeline.class(name) -> the metatable of a task's pipelines (name: its __name). A pipeline holds
+-- a model and a tokenizer; free() releases both, once, and serves __close and __gc.
+function M.class(name)
+  local C = { __name = name }
+  C.__index = C
+  function C:free()
+    if self.model then self.model:free(); self.model = nil end
+    if self.tokenizer then self.tokenizer:free(); self.tokenizer = nil end
+  end
+  C.__close = C.free
+  C.__gc = C.free
+  return C
 end
 
 -- top_k option -> number of classes to return (nil/"all"/0 -> all of K)
@@ -68,9 +86,7 @@ function M.place(model, opts)
 end
 
 -- ---- text-classification --------------------------------------------------------------------------
-local TextClassification = {}
-TextClassification.__index = TextClassification
-TextClassification.__name = "moonbert.TextClassificationPipeline"
+local TextClassification = M.class("moonbert.TextClassificationPipeline")
 
 function TextClassification:__call(texts, o)
   o = o or {}
@@ -110,13 +126,6 @@ function TextClassification:__call(texts, o)
   return out
 end
 
-function TextClassification:free()
-  if self.model then self.model:free(); self.model = nil end
-  if self.tokenizer then self.tokenizer:free(); self.tokenizer = nil end
-end
-TextClassification.__close = TextClassification.free
-TextClassification.__gc = TextClassification.free
-
 M.tasks["text-classification"] = {
   load = function(dir, opts)
     check_dir(dir, "pipeline")
@@ -131,9 +140,14 @@ M.tasks["text-classification"] = {
   end,
 }
 M.tasks["sentiment-analysis"] = M.tasks["text-classification"] -- Hugging Face's alias
-M.tasks["fill-mask"] = require("moonbert.pipeline_fill_mask") -- bindings/moonbert/pipeline_fill_mask.lua
-M.tasks["question-answering"] = require("moonbert.pipeline_qa") -- bindings/moonbert/pipeline_qa.lua
-M.tasks["token-classification"] = require("moonbert.pipeline_ner") -- bindings/moonbert/pipeline_ner.lua
+-- The other tasks are modules of their own, loaded when a pipeline of the task is made (they build
+-- on this module: class, check_dir, place).
+local function task_in(module)
+  return { load = function(dir, opts) return require(module).load(dir, opts) end }
+end
+M.tasks["fill-mask"] = task_in("moonbert.pipeline_fill_mask") -- bindings/moonbert/pipeline_fill_mask.lua
+M.tasks["question-answering"] = task_in("moonbert.pipeline_qa") -- bindings/moonbert/pipeline_qa.lua
+M.tasks["token-classification"] = task_in("moonbert.pipeline_ner") -- bindings/moonbert/pipeline_ner.lua
 M.tasks["ner"] = M.tasks["token-classification"] -- Hugging Face's alias
 
 --- new(task, dir, opts) -> pipeline (callable)

@@ -11,24 +11,10 @@
 -- position, evaluation mode; ties keep id order. sequence is the text decoded with that token in
 -- place of the mask (special tokens skipped for one mask, kept with several, as HF). Logits are computed at the mask positions only.
 -- A text without the tokenizer's mask token is an error, as in HF.
+local pipeline = require "moonbert.pipeline"
 local M = {}
 
-local FillMask = {}
-FillMask.__index = FillMask
-FillMask.__name = "moonbert.FillMaskPipeline"
-
-local function lfs_mode(path) return require("lfs").attributes(path, "mode") end
-
-local function check_dir(dir)
-  if type(dir) ~= "string" then
-    error("bad argument #2 to 'pipeline' (model folder expected, got " .. type(dir) .. ")", 4)
-  end
-  if lfs_mode(dir) ~= "directory" then error("fill-mask: model folder '" .. dir .. "' not found", 4) end
-  if lfs_mode(dir .. "/config.json") ~= "file" then error("fill-mask: no config.json in '" .. dir .. "'", 4) end
-  if lfs_mode(dir .. "/tokenizer.json") ~= "file" and lfs_mode(dir .. "/vocab.txt") ~= "file" then
-    error("fill-mask: no tokenizer files (tokenizer.json or vocab.txt) in '" .. dir .. "'", 4)
-  end
-end
+local FillMask = pipeline.class("moonbert.FillMaskPipeline")
 
 local function top_k_of(v, fname)
   if v == nil then return nil end
@@ -98,18 +84,11 @@ function FillMask:__call(texts, o)
   return out
 end
 
-function FillMask:free()
-  if self.model then self.model:free(); self.model = nil end
-  if self.tokenizer then self.tokenizer:free(); self.tokenizer = nil end
-end
-FillMask.__close = FillMask.free
-FillMask.__gc = FillMask.free
-
 --- load(dir, opts) -> pipeline. opts: top_k (5, as HF), max_length (the tokenizer's), device ("cpu",
 -- "cuda" or "auto": the GPU when present) and precision (on cuda: fp32, tf32 or bf16).
 function M.load(dir, opts)
   opts = opts or {}
-  check_dir(dir)
+  pipeline.check_dir(dir, "fill-mask")
   local tok = require("moonbert.tokenizer").load(dir)
   local st = tok:special_tokens()
   if not st.mask_token_id then error("fill-mask: the tokenizer in '" .. dir .. "' has no mask token", 3) end
@@ -119,7 +98,7 @@ function M.load(dir, opts)
   }, FillMask)
   self.top_k = top_k_of(opts.top_k, "pipeline") or 5
   if opts.device and opts.device ~= "cpu" and require("moonbert.cuda").device(opts.device) == "cuda" then
-    require("moonbert.pipeline").place(self.model, { device = "cuda", precision = opts.precision })
+    pipeline.place(self.model, { device = "cuda", precision = opts.precision })
   end
   return self
 end

@@ -19,6 +19,7 @@
 -- in the text (text:sub(start, end)), where HF gives 0-based character offsets. Scores are softmax
 -- probabilities in evaluation mode.
 local check = require "moonbert.check"
+local pipeline = require "moonbert.pipeline"
 local M = {}
 
 local STRATEGIES = { none = true, simple = true, first = true, average = true, max = true }
@@ -148,9 +149,7 @@ function M.aggregate(pre, strategy, id2label, tokens_to_string, ignore_labels)
 end
 
 -- ---- the pipeline object -----------------------------------------------------------------------
-local NER = {}
-NER.__index = NER
-NER.__name = "moonbert.TokenClassificationPipeline"
+local NER = pipeline.class("moonbert.TokenClassificationPipeline")
 
 function NER:__call(texts, o)
   if self.model == nil then error("token-classification: pipeline is freed", 2) end
@@ -189,13 +188,6 @@ function NER:__call(texts, o)
   if single then return out[1] end
   return out
 end
-
-function NER:free()
-  if self.model then self.model:free(); self.model = nil end
-  if self.tokenizer then self.tokenizer:free(); self.tokenizer = nil end
-end
-NER.__close = NER.free
-NER.__gc = NER.free
 
 --- load(dir, opts) -> pipeline. opts: aggregation_strategy ("none"), ignore_labels ({"O"}),
 -- max_length (the tokenizer's).

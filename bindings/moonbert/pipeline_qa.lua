@@ -22,6 +22,7 @@
 -- to whole words (a WordPiece word is a piece and its ## continuations) and mapped to the context
 -- through the tokenizer's offsets.
 local check = require "moonbert.check"
+local pipeline = require "moonbert.pipeline"
 local M = {}
 
 local DEFAULTS = { top_k = 1, max_answer_len = 15, handle_impossible_answer = false, batch_size = 8 }
@@ -119,9 +120,7 @@ function M.postprocess(windows, context, o)
 end
 
 -- ---- the pipeline object ----------------------------------------------------------------------
-local QA = {}
-QA.__index = QA
-QA.__name = "moonbert.QuestionAnsweringPipeline"
+local QA = pipeline.class("moonbert.QuestionAnsweringPipeline")
 
 --- The windows of (question, context) with model's logits: {{start_logits=, end_logits=, encoding=}, ...}.
 -- o: max_seq_len, doc_stride, batch_size (windows per forward).
@@ -197,13 +196,6 @@ function QA:__call(a, b, c)
   if single then return results[1] end
   return results
 end
-
-function QA:free()
-  if self.model then self.model:free(); self.model = nil end
-  if self.tokenizer then self.tokenizer:free(); self.tokenizer = nil end
-end
-QA.__close = QA.free
-QA.__gc = QA.free
 
 --- load(dir, opts) -> pipeline. opts: top_k (1), max_answer_len (15), max_seq_len
 -- (min(model_max_length, 384)), doc_stride (min(max_seq_len // 2, 128)), handle_impossible_answer

@@ -27,7 +27,7 @@
 -- up to max_length - 3 - #question context tokens, and starts (that many - stride) tokens after
 -- the previous one, as HF's overflowing tokens.
 -- Input text is any bytes: invalid UTF-8 is read as U+FFFD, which the normalizer drops.
--- The implementation is C (runtime/tokenizer.c, bindings/tokenizer.c).
+-- The implementation is C (runtime/tokenizer*.c, bindings/tokenizer.c).
 local core = require("moonbert.core").tokenizer
 
 local M = {}

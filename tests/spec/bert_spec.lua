@@ -13,19 +13,7 @@ local TINY = SHARED .. "/fixtures/bert-tiny"
 local HEADS = SHARED .. "/fixtures/bert-tiny-heads"
 local DHEADS = SHARED .. "/fixtures/distilbert-tiny-heads"
 local have_shared = io.open(TINY .. "/cases.safetensors") ~= nil
-local verbose = os.getenv("MOONBERT_VERBOSE")
-
-local function report(fmt, ...)
-  if verbose then io.stderr:write(string.format(fmt, ...), "\n") end
-end
-
-local function check_close(name, got, ref, rel, atol)
-  local err = (got - ref):abs():max()
-  local scale = ref:abs():max()
-  local bound = atol or rel * scale
-  report("%-58s max abs err %.3e (relative %.3e, bound %.1e)", name, err, scale > 0 and err / scale or err, bound)
-  assert(err <= bound, string.format("%s: max abs error %.3e exceeds %.3e", name, err, bound))
-end
+local report, check_close = support.report, support.check_close
 
 local function check_loss(name, got, ref_t)
   local ref = ref_t:totable()[1]

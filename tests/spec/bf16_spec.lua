@@ -17,11 +17,7 @@ local SHARED = os.getenv("MOONBERT_SHARED") or "../shared"
 local TINY = SHARED .. "/fixtures/distilbert-tiny"
 local HEADS12 = SHARED .. "/fixtures/distilbert-heads12"
 local have_shared = io.open(TINY .. "/cases.safetensors") ~= nil
-local verbose = os.getenv("MOONBERT_VERBOSE")
-
-local function report(fmt, ...)
-  if verbose then io.stderr:write(string.format(fmt, ...), "\n") end
-end
+local report = require("tests.spec.support").report
 
 local function rel_err(got, ref)
   local scale = ref:abs():max()

@@ -489,20 +489,9 @@ describe("mb.trainer.fit on the device", function()
     return
   end
 
-  local tok, train, val
-  setup(function()
-    tok = mb.tokenizer.load(TINY)
-    local data = mb.data.load_emotion(EMOTION)
-    train = data.train:head(200)
-    val = data.validation:head(64)
-  end)
-
-  local function fit(model, extra)
-    local o = { model = model, tokenizer = tok, train = train, eval = val, epochs = 2, batch_size = 50,
-                lr = 1e-3, seed = 11, max_length = 48, progress = false }
-    for k, v in pairs(extra or {}) do o[k] = v end
-    return mb.trainer.fit(o)
-  end
+  local small = support.emotion_fit(TINY, EMOTION)
+  setup(small.load)
+  local fit = small.fit
 
   it("2 epochs on 200 emotion examples: the same losses, accuracies and weights as the CPU (fp32)", function()
     local cpu_model, dev_model = fixture_model(), fixture_model()

@@ -205,7 +205,8 @@ describe_mpi("data parallel training under mpirun -np 2", function()
     assert.are.equal("completed", runs[1].status)
     assert.are.equal("2", tostring(store:params(runs[1].id).world_size))
     -- several ranks on GPUs need NCCL: without it, one line and exit 1 (the library made absent by name)
-    out, code = support.run("MOONBERT_NCCL_LIB=/nonexistent/libnccl.so.2 " .. cmd:gsub("%-x MOONBERT_THREADS=1",
+    local absent = support.tmppath("nccl") .. "/libnccl.so.2" -- a fresh path: nothing there to open
+    out, code = support.run("MOONBERT_NCCL_LIB=" .. support.q(absent) .. " " .. cmd:gsub("%-x MOONBERT_THREADS=1",
       "-x MOONBERT_THREADS=1 -x MOONBERT_NCCL_LIB") .. " --device cuda")
     assert.are_not.equal(0, code, out)
     assert.truthy(out:find("baseline_vs_finetune: --device cuda: several ranks with --device cuda need NCCL", 1, true), out)

@@ -67,11 +67,7 @@ describe_fuse("an I/O error (EIO) from the disk", function()
   setup(function()
     work = support.tmpdir()
     make_data(work)
-    tok = mb.tokenizer.load(work)
-    split = mb.data.load_text(work .. "/train.txt", { sep = ";", names = { "text", "label" },
-                                                      label_names = mb.data.EMOTION_LABELS })
-    config = { dim = 16, n_layers = 1, n_heads = 2, hidden_dim = 32, vocab_size = tok.vocab_size,
-               max_position_embeddings = 32 }
+    tok, split, config = require("tests.spec.faults.data").load_data(work)
   end)
   teardown(function() ckpt.rmtree(work) end)
 

@@ -11,21 +11,7 @@ local tmpdir = support.tmpdir
 local SHARED = os.getenv("MOONBERT_SHARED") or "../shared"
 local DIR = SHARED .. "/fixtures/distilbert-mlm-tiny"
 local have_shared = io.open(DIR .. "/cases.safetensors") ~= nil
-local verbose = os.getenv("MOONBERT_VERBOSE")
-
-local function report(fmt, ...)
-  if verbose then io.stderr:write(string.format(fmt, ...), "\n") end
-end
-
--- |got - ref| <= rel * max|ref| (or atol); returns the error
-local function check_close(name, got, ref, rel, atol)
-  local err = (got - ref):abs():max()
-  local scale = ref:abs():max()
-  local bound = atol or rel * scale
-  report("%-62s max abs err %.3e (relative %.3e, bound %.1e)", name, err, scale > 0 and err / scale or err, bound)
-  assert(err <= bound, string.format("%s: max abs error %.3e exceeds %.3e", name, err, bound))
-  return err
-end
+local report, check_close = support.report, support.check_close
 
 describe("masked-LM model (distilbert-mlm-tiny parity)", function()
   if not have_shared then

@@ -7,6 +7,9 @@
 --   support.tmpdir()      a new empty folder;  support.tmppath(tag)  a fresh path, not created
 --                         (both removed when the spec file is done; MOONBERT_KEEP_TMP=1 keeps them)
 --   support.read(path), support.write(path, s), support.count(s, pattern)
+--   support.report(fmt, ...)    a line on stderr when MOONBERT_VERBOSE is set (measured errors)
+--   support.check_close(name, got, ref, rel [, atol])   max |got - ref| within a fixture's tolerance
+--   support.emotion_fit(tokenizer_dir, emotion_dir)     the trainer specs' small fine-tune
 local M = {}
 
 M.q = require("moonbert.fs").shell_quote
@@ -87,6 +90,46 @@ function M.count(s, pat)
   local n = 0
   for _ in s:gmatch(pat) do n = n + 1 end
   return n
+end
+
+local verbose = os.getenv("MOONBERT_VERBOSE")
+
+-- A line on stderr when MOONBERT_VERBOSE is set: the errors a parity spec measured.
+function M.report(fmt, ...)
+  if verbose then io.stderr:write(string.format(fmt, ...), "\n") end
+end
+
+-- Asserts max |got - ref| <= atol, or <= rel * max|ref| without atol (the fixture READMEs'
+-- tolerances); reports the error under MOONBERT_VERBOSE and returns it.
+function M.check_close(name, got, ref, rel, atol)
+  local err = (got - ref):abs():max()
+  local scale = ref:abs():max()
+  local bound = atol or rel * scale
+  M.report("%-62s max abs err %.3e (relative %.3e, bound %.1e)", name, err, scale > 0 and err / scale or err, bound)
+  assert(err <= bound, string.format("%s: max abs error %.3e exceeds %.3e", name, err, bound))
+  return err
+end
+
+-- The trainer specs' small fine-tune (trainer_spec, cuda_spec): fx.load(), from a setup block,
+-- reads the tokenizer in tokenizer_dir and 200 training and 64 validation texts of the emotion
+-- data (fx.tok, fx.train, fx.val); fx.fit(model, extra) runs mb.trainer.fit on them for 2 epochs
+-- (batch 50, lr 1e-3, seed 11, max_length 48, no progress), extra's options replacing these.
+function M.emotion_fit(tokenizer_dir, emotion_dir)
+  local mb = require "moonbert"
+  local fx = {}
+  function fx.load()
+    fx.tok = mb.tokenizer.load(tokenizer_dir)
+    local data = mb.data.load_emotion(emotion_dir)
+    fx.train = data.train:head(200)
+    fx.val = data.validation:head(64)
+  end
+  function fx.fit(model, extra)
+    local o = { model = model, tokenizer = fx.tok, train = fx.train, eval = fx.val, epochs = 2, batch_size = 50,
+                lr = 1e-3, seed = 11, max_length = 48, progress = false }
+    for k, v in pairs(extra or {}) do o[k] = v end
+    return mb.trainer.fit(o)
+  end
+  return fx
 end
 
 return M

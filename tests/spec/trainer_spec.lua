@@ -53,20 +53,13 @@ describe("mb.trainer", function()
     return
   end
 
+  local small = support.emotion_fit(TINY, EMOTION)
   local tok, train, val
   setup(function()
-    tok = mb.tokenizer.load(TINY)
-    local data = mb.data.load_emotion(EMOTION)
-    train = data.train:head(200)
-    val = data.validation:head(64)
+    small.load()
+    tok, train, val = small.tok, small.train, small.val
   end)
-
-  local function fit(model, extra)
-    local o = { model = model, tokenizer = tok, train = train, eval = val, epochs = 2, batch_size = 50,
-                lr = 1e-3, seed = 11, max_length = 48, progress = false }
-    for k, v in pairs(extra or {}) do o[k] = v end
-    return mb.trainer.fit(o)
-  end
+  local fit = small.fit
 
   describe("fit", function()
     local dirs, db = {}, nil

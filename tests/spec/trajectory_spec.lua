@@ -11,11 +11,7 @@ local mb = require "moonbert"
 local SHARED = os.getenv("MOONBERT_SHARED") or "../shared"
 local TINY = SHARED .. "/fixtures/distilbert-tiny"
 local have_shared = io.open(TINY .. "/cases.safetensors") ~= nil
-local verbose = os.getenv("MOONBERT_VERBOSE")
-
-local function report(fmt, ...)
-  if verbose then io.stderr:write(string.format(fmt, ...), "\n") end
-end
+local report = require("tests.spec.support").report
 
 -- Five steps from the fixture weights; returns losses, norms, lrs and the model.
 local function run_trajectory(opts)

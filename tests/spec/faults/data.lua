@@ -1,6 +1,7 @@
 -- tests/spec/faults/data.lua: a made-up tokenizer folder and data set for the fault specs
 -- (faults_spec.lua, full_disk_spec.lua) and their child processes; not a spec.
 --   require("tests.spec.faults.data").make_data(dir)  -- dir/vocab.txt, dir/train.txt (96 texts)
+--   local tok, split, config = require("tests.spec.faults.data").load_data(dir)  -- read them back
 local mb = require "moonbert"
 local support = require "tests.spec.support"
 
@@ -28,5 +29,15 @@ function M.make_data(dir)
   support.write(dir .. "/train.txt", table.concat(lines, "\n") .. "\n")
 end
 
+-- What the fault specs train on, from a folder make_data wrote: its tokenizer, its 96 texts
+-- (an mb.data split with the emotion labels) and a one-layer model config of dim 16 for its vocabulary.
+function M.load_data(dir)
+  local tok = mb.tokenizer.load(dir)
+  local split = mb.data.load_text(dir .. "/train.txt", { sep = ";", names = { "text", "label" },
+                                                         label_names = mb.data.EMOTION_LABELS })
+  local config = { dim = 16, n_layers = 1, n_heads = 2, hidden_dim = 32, vocab_size = tok.vocab_size,
+                   max_position_embeddings = 32 }
+  return tok, split, config
+end
 
 return M
