@@ -17,7 +17,9 @@
 -- one job. With several jobs (or several machines on one store) a point depends on which
 -- trials had finished when it was drawn, as in Optuna. Drawn floats are rounded to 3
 -- significant digits like random search's (readable keys); a point whose key the sweep
--- already holds is drawn again from another stream (attempt 1, 2, ...).
+-- already holds is drawn again from another stream (attempt 1, 2, ...). On SLURM each array
+-- task draws its own trial with search.draw_tpe (moonbert.sweep_slurm). A trial's number is
+-- recorded as its runs' tag trial_number (MOONBERT_TRIAL_NUMBER).
 local tpe = require "moonbert.tpe"
 
 local M = {}
@@ -100,7 +102,8 @@ local FINISHED = { completed = 3, pruned = 2, failed = 1 }
 
 --- search.trials_in_store(store, spec) -> array, oldest first, of
 --   {key=, options=, state= "completed"|"pruned"|"failed"|"running"|"unfinished", value=,
---    step= (pruned: the rung), first_id=}
+--    step= (pruned: the rung), first_id=, number= (the tag trial_number: the TPE trial number
+--    that drew it, when recorded)}
 -- one per trial key of the sweep; a key's state is its best run's (completed > pruned >
 -- failed; "running" while a run of it is running; else "unfinished": killed, interrupted).
 -- value: the final spec.metric of that run (for a pruned run, the value where it stopped).
@@ -115,6 +118,7 @@ function M.trials_in_store(store, spec)
         by_key[tags.trial] = t
         list[#list + 1] = t
       end
+      t.number = t.number or math.tointeger(tonumber(tags.trial_number or ""))
       local rank = FINISHED[r.status] or (r.status == "running" and 0.5) or 0
       if rank > t.rank then
         t.rank, t.state, t.run_id = rank, r.status == "running" and "running" or r.status, r.id
@@ -174,7 +178,8 @@ end
 function M.tpe_queue(spec, store_path, exists)
   local mb_store = require "moonbert.store"
   local function read()
-    if not exists(store_path) then return {} end
+    -- (a PostgreSQL URL is no file: io.open cannot tell whether it exists)
+    if not mb_store.is_url(store_path) and not exists(store_path) then return {} end
     local store = mb_store.open(store_path)
     local ok, rec = pcall(M.trials_in_store, store, spec)
     store:close()
@@ -189,7 +194,7 @@ function M.tpe_queue(spec, store_path, exists)
     if t.state == "completed" or t.state == "pruned" then
       done = done + 1
     elseif t.state ~= "running" and t.options then
-      items[#items + 1] = { key = t.key, options = t.options }
+      items[#items + 1] = { key = t.key, options = t.options, number = t.number }
     end
   end
   local fixed = #items
@@ -211,7 +216,7 @@ function M.tpe_queue(spec, store_path, exists)
           return nil
         end
         taken[key] = true
-        item = { key = key, options = options }
+        item = { key = key, options = options, number = n_known + drawn }
       end
       item.index = done + i
       rawset(self, i, item)
