@@ -155,7 +155,8 @@ end
 function M.draw_tpe(spec, recorded, number, taken)
   local history = {}
   for _, t in ipairs(recorded) do
-    if (t.state == "completed" or t.state == "pruned") and t.options and t.value ~= nil then
+    -- a pruned trial counts without a value too (ranked after those that have one, as Optuna)
+    if t.options and ((t.state == "completed" and t.value ~= nil) or t.state == "pruned") then
       history[#history + 1] = { params = t.options, value = t.value, state = t.state, step = t.step }
     end
   end

@@ -1,5 +1,5 @@
 -- moonbert.tpe (mb.tpe): the Tree-structured Parzen Estimator sampler of Bergstra et al.
--- (NeurIPS 2011), with the choices and defaults of Optuna 3.1's TPESampler (univariate).
+-- (NeurIPS 2011), with the choices and defaults of Optuna 3.1's TPESampler (univariate by default).
 --
 --   local tpe = require "moonbert.tpe"
 --   local space = { lr = { log_uniform = { 1e-5, 1e-3 } }, warmup = { int_uniform = { 0, 100 } },
@@ -18,15 +18,15 @@
 -- fitted to the good trials and g(x) to the bad ones, n_ei_candidates (24) points are drawn
 -- from l and the one with the largest l(x)/g(x) wins.
 --
--- multivariate = true (the default; Optuna's TPESampler(multivariate=True), after Falkner et
--- al.'s BOHB): l and g are each one mixture over all parameters, a component per trial that
--- is the product of one kernel per parameter, so a candidate takes every parameter from the
--- same good trial's neighbourhood. Kernel widths follow Scott's rule: sigma = 0.2 *
--- n^(-1/(d+4)) * range for n trials in the group and d parameters, clipped as below.
--- multivariate = false: Optuna 3.1's default, univariate: each parameter on its own, its
--- kernel widths from the data: an observation's sigma is the larger gap to its sorted
+-- multivariate = false (the default, as Optuna 3.1's TPESampler): each parameter on its own,
+-- its kernel widths from the data: an observation's sigma is the larger gap to its sorted
 -- neighbours (the range ends count as neighbours, except for the outermost observations:
 -- consider_endpoints = false).
+-- multivariate = true (Optuna's TPESampler(multivariate=True), after Falkner et al.'s BOHB):
+-- l and g are each one mixture over all parameters, a component per trial that is the product
+-- of one kernel per parameter, so a candidate takes every parameter from the same good trial's
+-- neighbourhood. Kernel widths follow Scott's rule: sigma = 0.2 * n^(-1/(d+4)) * range for n
+-- trials in the group and d parameters, clipped as below.
 -- In both, each mixture has a prior component (the middle of the range, sigma = the range,
 -- weight prior_weight = 1), sigmas are clipped to [range / min(100, 1 + components), range]
 -- (the "magic clip"), observations older than the last 25 weigh less (a linear ramp from 1/n
@@ -36,11 +36,11 @@
 -- Both modes draw from the same distribution as Optuna 3.1 with the same settings:
 -- `scripts/bench-tpe --check-draws 300` compares the next draw from one fixed history, 300
 -- seeds each, per parameter (two-sample Kolmogorov-Smirnov distance under the 1% critical
--- value). Why multivariate is the default: on scripts/bench-tpe, moonbert seeds 100..199
--- (not the seeds reported in the README), the median best value was better in 3 of the 4
--- settings and within the noise in the fourth: branin4 at 30 trials 1.912 against 2.380
--- univariate, at 100 0.847 against 0.920; hartmann4 at 30 -2.812 against -2.733, at 100
--- -3.078 against -3.083.
+-- value). Multivariate did better on scripts/bench-tpe over moonbert seeds 100..199 (median best
+-- value better in 3 of the 4 settings, within the noise in the fourth: branin4 at 30 trials 1.912
+-- against 2.380 univariate, at 100 0.847 against 0.920; hartmann4 at 30 -2.812 against -2.733,
+-- at 100 -3.078 against -3.083); the default is still Optuna 3.1's, univariate, so that a
+-- sweep's TPE is the sampler users of Optuna know; set tpe = { multivariate = true } for it.
 -- A continuous kernel's density is Optuna 3.1's: the truncated normal's exp(-z^2/2) over its
 -- mass, without the 1/sigma of a normalised density (optuna/optuna#5109), so that wide
 -- kernels (the prior, isolated observations) weigh more; normalize_kernels = true gives the
@@ -61,7 +61,7 @@ local M = {}
 M.defaults = {
   n_startup_trials = 10, n_ei_candidates = 24, prior_weight = 1.0,
   consider_endpoints = false, consider_magic_clip = true, normalize_kernels = false,
-  multivariate = true,
+  multivariate = false,
 }
 
 --- tpe.gamma(n) -> how many of n finished trials count as good (Optuna's default_gamma)

@@ -187,6 +187,25 @@ describe("mb.tpe.suggest", function()
     assert.are.same({ 10, 11 }, good)
   end)
 
+  it("count a pruned trial that logged no value as an observation in a sweep (Optuna's score (1, 0))", function()
+    local search = require "moonbert.search"
+    local spec = { random = { x = { uniform = { 0, 1 } } }, seed = 3, mode = "min", tpe = { n_startup_trials = 3 } }
+    local recorded = {
+      { key = "x=0.2", options = { x = 0.2 }, state = "completed", value = 0.04 },
+      { key = "x=0.9", options = { x = 0.9 }, state = "completed", value = 0.81 },
+      { key = "x=0.5", options = { x = 0.5 }, state = "pruned", step = 0 }, -- pruned before logging the metric
+    }
+    local taken = { ["x=0.2"] = true, ["x=0.9"] = true, ["x=0.5"] = true }
+    local options = search.draw_tpe(spec, recorded, 4, taken)
+    -- three finished trials: the startup is over, so this is the TPE draw from all three
+    local want = tpe.suggest(spec.random, { { params = { x = 0.2 }, value = 0.04 }, { params = { x = 0.9 }, value = 0.81 },
+                                            { params = { x = 0.5 }, state = "pruned", step = 0 } },
+                             { seed = 3, trial = 4, mode = "min", n_startup_trials = 3 })
+    assert.are.equal(tonumber(string.format("%.3g", want.x)), options.x)
+    local startup = tpe.suggest(spec.random, {}, { seed = 3, trial = 4, n_startup_trials = 3 })
+    assert.are_not.equal(tonumber(string.format("%.3g", startup.x)), options.x)
+  end)
+
   it("search: draws concentrate around the optimum once the startup trials are done", function()
     local near_tpe, near_random = 0, 0
     for seed = 1, 5 do
