@@ -150,8 +150,8 @@ end
 
 --- search.draw_tpe(spec, recorded, number, taken) -> options, key | nil
 -- Trial `number` of the sweep, drawn by TPE from the finished trials in `recorded`
--- (search.trials_in_store); `taken` = {key = true} of keys in use. nil when 100 draws in a
--- row gave keys in use (a small discrete space is exhausted).
+-- (search.trials_in_store); `taken` = {key = true} of keys in use. After 100 draws of keys in
+-- use, random draws; nil when 100 of those gave keys in use too (the space is exhausted).
 function M.draw_tpe(spec, recorded, number, taken)
   local history = {}
   for _, t in ipairs(recorded) do
@@ -162,8 +162,11 @@ function M.draw_tpe(spec, recorded, number, taken)
   end
   local opts = { seed = spec.seed, trial = number, mode = spec.mode }
   for k, v in pairs(spec.tpe or {}) do opts[k] = v end
-  for attempt = 0, 99 do
+  for attempt = 0, 199 do
     opts.attempt = attempt
+    -- after 100 TPE draws of keys in use (in a small discrete space TPE keeps drawing its
+    -- favourite), 100 random ones find the points left
+    if attempt == 100 then opts.n_startup_trials = math.huge end
     local options = rounded(spec, tpe.suggest(spec.random, history, opts))
     local key = key_of(options)
     if not taken[key] then return options, key end

@@ -78,15 +78,6 @@ local function tpe_trial(spec, n, opts)
   local list, _, by_number = recorded(spec, opts)
   local t = by_number[n]
   if t and DONE[t.state] then return nil end
-  local options, key
-  if t and t.options then
-    options, key = t.options, t.key -- stopped before: the same point again
-  else
-    local taken = {}
-    for _, r in ipairs(list) do taken[r.key] = true end
-    options, key = search.draw_tpe(spec, list, n, taken)
-    if not options then error(string.format("trial %d: no new point left in the search space", n), 0) end
-  end
   local store = open_store(spec, opts)
   if t then -- a rerun: the reservations of a task that was stopped are dropped (killed by now)
     for _, r in ipairs(store:runs { experiment = spec.experiment }) do
@@ -96,10 +87,30 @@ local function tpe_trial(spec, n, opts)
       end
     end
   end
-  local run = store:start_run { experiment = spec.experiment, name = key, git = false, script = "-",
-                                tags = { sweep = spec.name, trial = key, trial_number = tostring(n),
-                                         sweep_reservation = "1" } }
-  return { index = n, number = n, key = key, options = options }, store, run
+  local function reserve(key)
+    return store:start_run { experiment = spec.experiment, name = key, git = false, script = "-",
+                             tags = { sweep = spec.name, trial = key, trial_number = tostring(n),
+                                      sweep_reservation = "1" } }
+  end
+  if t and t.options then -- stopped before: the same point again
+    return { index = n, number = n, key = t.key, options = t.options }, store, reserve(t.key)
+  end
+  local taken = {}
+  for _, r in ipairs(list) do taken[r.key] = true end
+  for _ = 1, 20 do
+    local options, key = search.draw_tpe(spec, list, n, taken)
+    if not options then break end
+    local run = reserve(key)
+    -- Another task may have drawn the same key between our read and our reservation: the
+    -- earlier reservation keeps it, and the later one draws again.
+    local _, by_key = recorded(spec, opts)
+    if not by_key[key] or by_key[key].number == n then return { index = n, number = n, key = key, options = options }, store, run end
+    run:interrupt("reservation of a TPE trial: another task holds the key")
+    store:delete_run(run.id)
+    taken[key] = true
+  end
+  store:close()
+  error(string.format("trial %d: no new point left in the search space", n), 0)
 end
 
 --- slurm.run_trial(spec, n [, opts]) -> exit code: run trial number n (1-based) here, in the

@@ -297,6 +297,51 @@ return {
   end)
 end)
 
+describe("moonbert sweep --trial N with sampler = \"tpe\" (what a SLURM array task runs)", function()
+  local lfs = require "lfs"
+  local mb = require "moonbert"
+  local BIN = os.getenv("MOONBERT_BIN") or (lfs.currentdir() .. "/build/bin/moonbert")
+
+  it("draws its point, skips a key another task has reserved, and leaves only the trial's run", function()
+    local dir = support.tmpdir()
+    support.write(dir .. "/trial.lua", [[
+local args = require "moonbert.args"
+local o = args.parse(arg, { { "--x", "X", "" }, { "--store", "PATH", "" } })
+local run <close> = mb.store.open(o.store):start_run { experiment = "t", params = { x = o.x } }
+run:log_metric("loss", o.x == "a" and 1 or 2)
+run:finish()
+]])
+    support.write(dir .. "/two.lua", [[
+return { name = "two", script = "trial.lua", sampler = "tpe", trials = 3, seed = 1,
+         random = { x = { choice = { "a", "b" } } }, metric = "loss", mode = "min", store = "]] .. dir .. [[/s.db" }]])
+    local spec = mb.sweep.load_spec(dir .. "/two.lua")
+    local search = require "moonbert.search"
+    -- the key trial 2 draws from an empty store; another task (trial 1) holds it, running
+    local _, first = search.draw_tpe(spec, {}, 2, {})
+    local other = first == "x=a" and "x=b" or "x=a"
+    local store = mb.store.open(dir .. "/s.db")
+    local held = store:start_run { experiment = "two", git = false, script = "-",
+                                   tags = { sweep = "two", trial = first, trial_number = "1", sweep_reservation = "1" } }
+    local out, code = support.run("cd " .. support.q(dir) .. " && " .. support.q(BIN) .. " sweep two.lua --trial 2")
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("trial 2: " .. other, 1, true), out)
+    local runs = {}
+    for _, r in ipairs(store:runs { experiment = "two" }) do
+      local tags = store:tags(r.id)
+      runs[#runs + 1] = { status = r.status, trial = tags.trial, number = tags.trial_number, reservation = tags.sweep_reservation }
+    end
+    -- the held reservation, and trial 2's own run; trial 2's reservation is gone
+    assert.are.same({ { status = "running", trial = first, number = "1", reservation = "1" },
+                      { status = "completed", trial = other, number = "2" } }, runs)
+    held:finish()
+    out, code = support.run("cd " .. support.q(dir) .. " && " .. support.q(BIN) .. " sweep two.lua --trial 2")
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("trial 2 is done already", 1, true), out)
+    store:close()
+    os.execute("rm -rf " .. support.q(dir))
+  end)
+end)
+
 describe("moonbert sweep budgets", function()
   local lfs = require "lfs"
   local mb = require "moonbert"
