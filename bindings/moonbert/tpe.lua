@@ -478,6 +478,67 @@ function M.suggest(space, history, opts)
   return point
 end
 
+-- The joint estimator over the free parameters for some rows (internal values by name):
+-- one estimator per parameter, all with sigma0 = tpe.scott_sigma0(#rows, #free).
+local function joint_estimator(infos, free, rows, o)
+  local oo = {}
+  for k, v in pairs(o) do oo[k] = v end
+  oo.sigma0 = M.scott_sigma0(#rows, #free)
+  local est = {}
+  for _, name in ipairs(free) do
+    local obs = {}
+    for j, row in ipairs(rows) do obs[j] = row[name] end
+    est[name] = estimator(infos[name], obs, oo)
+  end
+  return est, oo.sigma0
+end
+
+local function joint_log_pdf(infos, free, est, x)
+  local total
+  for _, name in ipairs(free) do
+    local terms = component_log_pdfs(infos[name], est[name], x[name])
+    if not total then total = terms
+    else for i = 1, #terms do total[i] = total[i] + terms[i] end end
+  end
+  local weights = est[free[1]].weights
+  for i, w in ipairs(weights) do total[i] = total[i] + math.log(w) end
+  return logsumexp(total)
+end
+
+--- tpe.scott_sigma0(n, d) -> 0.2 * max(n, 1)^(-1/(d+4)): the multivariate kernel width, as a
+-- fraction of each parameter's range, for n observations of d parameters (Scott's rule, as
+-- Optuna's _ParzenEstimator._precompute_sigmas0).
+function M.scott_sigma0(n, d) return 0.2 * math.max(n, 1) ^ (-1 / (d + 4)) end
+
+--- tpe.joint_parzen(space, points [, opts]) -> estimator: the multivariate Parzen estimator
+-- that suggest fits (multivariate = true) to some observed points (oldest first, each a
+-- {name = value} with every parameter of space). estimator.sigma0, .mus[name], .sigmas[name]
+-- (the estimators' space, the prior last), .weights; estimator:log_pdf(point). For tests.
+function M.joint_parzen(space, points, opts)
+  local o = {}
+  for k, v in pairs(M.defaults) do o[k] = v end
+  for k, v in pairs(opts or {}) do o[k] = v end
+  local names, infos = sorted_names(space), {}
+  for _, name in ipairs(names) do infos[name] = param_info(space[name]) end
+  local rows = {}
+  for i, p in ipairs(points) do
+    rows[i] = {}
+    for _, name in ipairs(names) do
+      rows[i][name] = to_internal(infos[name], p[name])
+      if rows[i][name] == nil then error("moonbert.tpe.joint_parzen: " .. name .. " of point " .. i .. " is outside the space", 2) end
+    end
+  end
+  local est, sigma0 = joint_estimator(infos, names, rows, o)
+  local e = { sigma0 = sigma0, mus = {}, sigmas = {}, weights = est[names[1]].weights }
+  for _, name in ipairs(names) do e.mus[name], e.sigmas[name] = est[name].mus, est[name].sigmas end
+  function e.log_pdf(_, point)
+    local x = {}
+    for _, name in ipairs(names) do x[name] = to_internal(infos[name], point[name]) end
+    return joint_log_pdf(infos, names, est, x)
+  end
+  return e
+end
+
 -- Multivariate TPE (Optuna's multivariate = true, after Falkner et al.'s BOHB): one mixture
 -- over all parameters at once, each component a product of one kernel per parameter around
 -- one finished trial, with one bandwidth sigma0 * range per group (Scott's rule,
@@ -493,6 +554,7 @@ function M._suggest_joint(space, names, hist, good, bad, o, rng)
     if info.kind ~= "choice" and info.lo == info.hi then point[name] = info.lo
     else free[#free + 1] = name end
   end
+  if #free == 0 then return point end
   local function group(idx)
     local rows = {}
     for _, i in ipairs(idx) do
@@ -503,36 +565,15 @@ function M._suggest_joint(space, names, hist, good, bad, o, rng)
       end
       if ok then rows[#rows + 1] = row end
     end
-    local oo = {}
-    for k, v in pairs(o) do oo[k] = v end
-    oo.sigma0 = 0.2 * math.max(#rows, 1) ^ (-1 / (#free + 4))
-    local est = {}
-    for _, name in ipairs(free) do
-      local obs = {}
-      for j, row in ipairs(rows) do obs[j] = row[name] end
-      est[name] = estimator(infos[name], obs, oo)
-    end
-    return est
+    return (joint_estimator(infos, free, rows, o))
   end
   local l, g = group(good), group(bad)
-  local function joint_log_pdf(est, x)
-    local total
-    for _, name in ipairs(free) do
-      local terms = component_log_pdfs(infos[name], est[name], x[name])
-      if not total then total = terms
-      else for i = 1, #terms do total[i] = total[i] + terms[i] end end
-    end
-    local weights = est[free[1]].weights
-    for i, w in ipairs(weights) do total[i] = total[i] + math.log(w) end
-    return logsumexp(total)
-  end
-  if #free == 0 then return point end
   local best, best_score
   for _ = 1, o.n_ei_candidates do
     local i = pick_component(l[free[1]], rng)
     local x = {}
     for _, name in ipairs(free) do x[name] = sample_component(infos[name], l[name], i, rng) end
-    local score = joint_log_pdf(l, x) - joint_log_pdf(g, x)
+    local score = joint_log_pdf(infos, free, l, x) - joint_log_pdf(infos, free, g, x)
     if best_score == nil or score > best_score then best, best_score = x, score end
   end
   for _, name in ipairs(free) do point[name] = from_internal(infos[name], best[name]) end

@@ -95,6 +95,36 @@ print(json.dumps(out))
     end
   end)
 
+  -- The multivariate estimator against Optuna 3.1's _ParzenEstimator(multivariate=True), numbers
+  -- from a one-off run of /usr/bin/python3 (python3-optuna 3.1.0) on 2026-12-07:
+  --   P = _ParzenEstimatorParameters(True, 1.0, True, False, default_weights, True)
+  --   space = {"a": FloatDistribution(-5, 10), "b": FloatDistribution(1e-3, 10, log=True),
+  --            "c": IntDistribution(0, 10)}
+  --   pe = _ParzenEstimator({"a": [0.3, -2.0, 7.5, 7.6, 9.9], "b": [1e-3, 0.1, 0.2, 5.0, 1.0],
+  --                          "c": [0, 3, 3, 10, 7]}, space, P)
+  --   pe._sigmas0, pe._sigmas[k], pe.log_pdf({"a": [0.0, 7.55], "b": [0.15, 3.0], "c": [3, 9]})
+  it("fit the multivariate estimator as Optuna 3.1 (Scott's rule widths, the joint density)", function()
+    local OPTUNA = {
+      sigma0 = 0.15891948094037045,
+      sigmas = { a = { 2.383792214105557, 15.0 }, b = { 1.4637025111985935, 9.210340371976184 },
+                 c = { 1.748114290344075, 11.0 } }, -- every observation's, then the prior's
+      log_pdf = { -3.8497111387488077, -3.478992192554343 },
+    }
+    local space = { a = { uniform = { -5, 10 } }, b = { log_uniform = { 1e-3, 10 } }, c = { int_uniform = { 0, 10 } } }
+    local a, b, c = { 0.3, -2.0, 7.5, 7.6, 9.9 }, { 1e-3, 0.1, 0.2, 5.0, 1.0 }, { 0, 3, 3, 10, 7 }
+    local points = {}
+    for i = 1, 5 do points[i] = { a = a[i], b = b[i], c = c[i] } end
+    local e = tpe.joint_parzen(space, points)
+    close(e.sigma0, OPTUNA.sigma0, 1e-14, "sigma0")
+    close(tpe.scott_sigma0(5, 3), OPTUNA.sigma0, 1e-14, "scott_sigma0")
+    for name, want in pairs(OPTUNA.sigmas) do
+      for i = 1, 5 do close(e.sigmas[name][i], want[1], 1e-12, name .. " sigma " .. i) end
+      close(e.sigmas[name][6], want[2], 1e-12, name .. " prior sigma")
+    end
+    close(e:log_pdf { a = 0.0, b = 0.15, c = 3 }, OPTUNA.log_pdf[1], 1e-6, "log_pdf 1")
+    close(e:log_pdf { a = 7.55, b = 3.0, c = 9 }, OPTUNA.log_pdf[2], 1e-6, "log_pdf 2")
+  end)
+
   it("weigh observations as Optuna's default_weights and split with gamma = ceil(n/10) <= 25", function()
     assert.are.same({ 1, 1, 1 }, tpe.weights(3))
     local w = tpe.weights(30) -- a ramp of 5 from 1/30 to 1, then 25 ones
