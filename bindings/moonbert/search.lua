@@ -17,7 +17,8 @@
 -- one job. With several jobs (or several machines on one store) a point depends on which
 -- trials had finished when it was drawn, as in Optuna. Drawn floats are rounded to 3
 -- significant digits like random search's (readable keys); a point whose key the sweep
--- already holds is drawn again from another stream (attempt 1, 2, ...). On SLURM each array
+-- already holds is drawn again from another stream (attempt 1, 2, ...; after 100 of them, at
+-- random, so that a small discrete space is used up). On SLURM each array
 -- task draws its own trial with search.draw_tpe (moonbert.sweep_slurm). A trial's number is
 -- recorded as its runs' tag trial_number (MOONBERT_TRIAL_NUMBER).
 local tpe = require "moonbert.tpe"
