@@ -147,8 +147,10 @@ function M.run_trial(spec, n, opts)
   if spec.timeout then cmd = "timeout " .. string.format("%d", math.ceil(spec.timeout)) .. " " .. cmd end
   local ok, how, code = os.execute(cmd)
   if reservation then -- the trial's own run holds its outcome now (a running run cannot be deleted)
-    reservation:interrupt("reservation of a TPE trial, released")
-    store:delete_run(reservation.id)
+    -- (a store on another host may have reaped it as killed meanwhile: it has no heartbeat)
+    pcall(reservation.interrupt, reservation, "reservation of a TPE trial, released")
+    local dok, derr = pcall(store.delete_run, store, reservation.id)
+    if not dok then out:write("warning: could not delete the reservation run " .. reservation.id .. ": " .. tostring(derr) .. "\n") end
     store:close()
   end
   if ok then return 0 end
