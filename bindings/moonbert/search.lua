@@ -17,7 +17,10 @@
 -- one job. With several jobs (or several machines on one store) a point depends on which
 -- trials had finished when it was drawn, as in Optuna. Drawn floats are rounded to 3
 -- significant digits like random search's (readable keys); a point whose key the sweep
--- already holds is drawn again from another stream (attempt 1, 2, ...).
+-- already holds is drawn again from another stream (attempt 1, 2, ...; after 100 of them, at
+-- random, so that a small discrete space is used up). On SLURM each array
+-- task draws its own trial with search.draw_tpe (moonbert.sweep_slurm). A trial's number is
+-- recorded as its runs' tag trial_number (MOONBERT_TRIAL_NUMBER).
 local tpe = require "moonbert.tpe"
 
 local M = {}
@@ -100,7 +103,8 @@ local FINISHED = { completed = 3, pruned = 2, failed = 1 }
 
 --- search.trials_in_store(store, spec) -> array, oldest first, of
 --   {key=, options=, state= "completed"|"pruned"|"failed"|"running"|"unfinished", value=,
---    step= (pruned: the rung), first_id=}
+--    step= (pruned: the rung), first_id=, number= (the tag trial_number: the TPE trial number
+--    that drew it, when recorded)}
 -- one per trial key of the sweep; a key's state is its best run's (completed > pruned >
 -- failed; "running" while a run of it is running; else "unfinished": killed, interrupted).
 -- value: the final spec.metric of that run (for a pruned run, the value where it stopped).
@@ -115,6 +119,7 @@ function M.trials_in_store(store, spec)
         by_key[tags.trial] = t
         list[#list + 1] = t
       end
+      t.number = t.number or math.tointeger(tonumber(tags.trial_number or ""))
       local rank = FINISHED[r.status] or (r.status == "running" and 0.5) or 0
       if rank > t.rank then
         t.rank, t.state, t.run_id = rank, r.status == "running" and "running" or r.status, r.id
@@ -146,19 +151,23 @@ end
 
 --- search.draw_tpe(spec, recorded, number, taken) -> options, key | nil
 -- Trial `number` of the sweep, drawn by TPE from the finished trials in `recorded`
--- (search.trials_in_store); `taken` = {key = true} of keys in use. nil when 100 draws in a
--- row gave keys in use (a small discrete space is exhausted).
+-- (search.trials_in_store); `taken` = {key = true} of keys in use. After 100 draws of keys in
+-- use, random draws; nil when 100 of those gave keys in use too (the space is exhausted).
 function M.draw_tpe(spec, recorded, number, taken)
   local history = {}
   for _, t in ipairs(recorded) do
-    if (t.state == "completed" or t.state == "pruned") and t.options and t.value ~= nil then
+    -- a pruned trial counts without a value too (ranked after those that have one, as Optuna)
+    if t.options and ((t.state == "completed" and t.value ~= nil) or t.state == "pruned") then
       history[#history + 1] = { params = t.options, value = t.value, state = t.state, step = t.step }
     end
   end
   local opts = { seed = spec.seed, trial = number, mode = spec.mode }
   for k, v in pairs(spec.tpe or {}) do opts[k] = v end
-  for attempt = 0, 99 do
+  for attempt = 0, 199 do
     opts.attempt = attempt
+    -- after 100 TPE draws of keys in use (in a small discrete space TPE keeps drawing its
+    -- favourite), 100 random ones find the points left
+    if attempt == 100 then opts.n_startup_trials = math.huge end
     local options = rounded(spec, tpe.suggest(spec.random, history, opts))
     local key = key_of(options)
     if not taken[key] then return options, key end
@@ -174,7 +183,8 @@ end
 function M.tpe_queue(spec, store_path, exists)
   local mb_store = require "moonbert.store"
   local function read()
-    if not exists(store_path) then return {} end
+    -- (a PostgreSQL URL is no file: io.open cannot tell whether it exists)
+    if not mb_store.is_url(store_path) and not exists(store_path) then return {} end
     local store = mb_store.open(store_path)
     local ok, rec = pcall(M.trials_in_store, store, spec)
     store:close()
@@ -189,7 +199,7 @@ function M.tpe_queue(spec, store_path, exists)
     if t.state == "completed" or t.state == "pruned" then
       done = done + 1
     elseif t.state ~= "running" and t.options then
-      items[#items + 1] = { key = t.key, options = t.options }
+      items[#items + 1] = { key = t.key, options = t.options, number = t.number }
     end
   end
   local fixed = #items
@@ -211,7 +221,7 @@ function M.tpe_queue(spec, store_path, exists)
           return nil
         end
         taken[key] = true
-        item = { key = key, options = options }
+        item = { key = key, options = options, number = n_known + drawn }
       end
       item.index = done + i
       rawset(self, i, item)

@@ -30,8 +30,8 @@
 -- transaction, skipped when other_store already has its UUID (`moonbert results push`).
 -- A PostgreSQL store reconnects after losing its server (store:reconnects() counts it).
 -- Params are written once (booleans are kept as "true"/"false", tables as JSON text).
--- Under `moonbert sweep`, MOONBERT_SWEEP and MOONBERT_TRIAL become the tags sweep
--- and trial of every run started (the trial is also the name of a run given none),
+-- Under `moonbert sweep`, MOONBERT_SWEEP and MOONBERT_TRIAL (and MOONBERT_TRIAL_NUMBER)
+-- become the tags sweep and trial (and trial_number) of every run started (the trial is also the name of a run given none),
 -- and MOONBERT_EXPERIMENT replaces the experiment.
 local core = require("moonbert.core").store
 local check = require "moonbert.check"
@@ -187,6 +187,8 @@ function Store:start_run(opts)
   local sweep, trial = os.getenv("MOONBERT_SWEEP"), os.getenv("MOONBERT_TRIAL")
   if sweep and sweep ~= "" then
     sweep_tags = { sweep = sweep, trial = trial }
+    local number = os.getenv("MOONBERT_TRIAL_NUMBER") -- a TPE trial's number (moonbert.search)
+    if number and number:match("^%d+$") then sweep_tags.trial_number = number end
     local exp = os.getenv("MOONBERT_EXPERIMENT")
     if exp and exp ~= "" then fields.experiment = exp end
     if fields.name == nil and trial and trial ~= "" then fields.name = trial end

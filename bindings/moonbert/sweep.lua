@@ -38,11 +38,8 @@
 -- Limits: processes are started through /bin/sh, setpriv and setsid and polled
 -- every 0.1 s.
 --
--- On a SLURM cluster (M.run_slurm, `moonbert sweep SPEC --backend slurm`) the
--- trials not yet completed go out as one job array, one array task per trial
--- (SLURM_ARRAY_TASK_ID = the trial's index - 1, which runs `moonbert sweep SPEC
--- --trial N`); they write to a central store (PostgreSQL). M.status shows each
--- trial's state in SLURM (squeue) and in the store.
+-- On a SLURM cluster (`moonbert sweep SPEC --backend slurm`) the trials go out as one
+-- job array: moonbert.sweep_slurm.
 local M = {}
 
 local fs = require "moonbert.fs"
@@ -289,7 +286,7 @@ function M.trials(spec, store)
   if spec.sampler == "tpe" then
     if not store then return out end
     for i, t in ipairs(require("moonbert.search").trials_in_store(store, spec)) do
-      out[i] = { index = i, key = t.key, options = t.options }
+      out[i] = { index = t.number or i, key = t.key, options = t.options, number = t.number }
     end
     return out
   end
@@ -380,11 +377,13 @@ end
 local function log_dir_of(spec, store_path) return M.log_dir(spec.name, store_path) end
 
 --- sweep.trial_command(spec, t, store_path [, bin [, extra]]) -> shell words: the trial's
--- environment (MOONBERT_SWEEP, MOONBERT_TRIAL, MOONBERT_EXPERIMENT) and its
+-- environment (MOONBERT_SWEEP, MOONBERT_TRIAL, MOONBERT_EXPERIMENT, MOONBERT_TRIAL_NUMBER) and its
 -- `moonbert run SCRIPT ARGS... --option value ... --store STORE [EXTRA...]`.
 function M.trial_command(spec, t, store_path, bin, extra)
   local words = { "MOONBERT_SWEEP=" .. shq(spec.name), "MOONBERT_TRIAL=" .. shq(t.key),
                   "MOONBERT_EXPERIMENT=" .. shq(spec.experiment) }
+  -- TPE: the trial's number (its random stream) becomes the tag trial_number
+  if t.number then words[#words + 1] = "MOONBERT_TRIAL_NUMBER=" .. string.format("%d", t.number) end
   -- ASHA's settings reach the trial (moonbert.asha), on either backend
   if spec.pruner then words[#words + 1] = (require("moonbert.search").trial_env(spec, shq):gsub("^ ", "")) end
   for _, w in ipairs { shq(bin or M.binary()), "run", shq(resolve_script(spec)) } do words[#words + 1] = w end
@@ -472,10 +471,11 @@ end
 -- Sleep; true when a Ctrl-C (SIGINT to the terminal's process group) or a
 -- SIGTERM ended the sleep: system() ignores SIGINT in this process while it
 -- waits, so the dead sleep is how the sweep learns of the interruption.
-local function sleep_interrupted(s)
+function M.sleep_interrupted(s)
   local _, how, sig = os.execute("sleep " .. s)
   return how == "signal" and (sig == 2 or sig == 15)
 end
+local sleep_interrupted = M.sleep_interrupted
 
 local read_file = fs.read_file
 
@@ -505,10 +505,11 @@ end
 -- handle for progress lines; io.stdout). summary: {trials=, skipped=,
 -- completed=, failed=, failures = {{key=, code=, log=}}, ranking = sweep.rank(...),
 -- interrupted = true when a Ctrl-C stopped it (then no ranking)}
--- Ctrl-C and SIGTERM only set a flag while a sweep runs (core.signal), which its loop reads
+-- sweep.with_signals(fn, spec, opts): fn(spec, opts) with
+-- Ctrl-C and SIGTERM only setting a flag while a sweep runs (core.signal), which its loop reads
 -- between steps: the host's own Ctrl-C handler raises "interrupted!" wherever Lua happens to
 -- be, and outside the loop's pcall that lost the running trials and the summary.
-local function with_signals(fn, spec, opts)
+function M.with_signals(fn, spec, opts)
   signal.watch()
   local ok, summary = pcall(fn, spec, opts)
   if ok and summary.interrupted then summary.signal = summary.signal or signal.pending() or "SIGINT" end
@@ -522,7 +523,7 @@ M.STOP_GRACE = 30 -- seconds the trials get to save and end after a Ctrl-C
 
 -- What `moonbert report --sweep NAME` needs beyond the runs' tags: the metric, the parameters
 -- and the pruner (sweeps/<name>/sweep.json beside the store; both backends write it).
-local function write_sweep_json(spec, log_dir, n_trials)
+function M.write_sweep_json(spec, log_dir, n_trials)
   local params = {}
   for k in pairs(spec.grid or spec.random or {}) do params[#params + 1] = k end
   table.sort(params)
@@ -532,7 +533,7 @@ local function write_sweep_json(spec, log_dir, n_trials)
 end
 
 local run_local
-function M.run(spec, opts) return with_signals(run_local, spec, opts) end
+function M.run(spec, opts) return M.with_signals(run_local, spec, opts) end
 
 function run_local(spec, opts)
   opts = opts or {}
@@ -588,7 +589,7 @@ function run_local(spec, opts)
     takes_resume = hp:read("a"):find("--resume", 1, true) ~= nil
     hp:close()
   end
-  write_sweep_json(spec, log_dir, #trials)
+  M.write_sweep_json(spec, log_dir, #trials)
 
   local function start(t)
     local stem = string.format("%s/%03d-%s", log_dir, t.index, t.key:gsub("[^%w_%-=.,]", "_"))
@@ -739,232 +740,11 @@ function run_local(spec, opts)
   return summary
 end
 
--- ---- SLURM ------------------------------------------------------------------------
-
---- sweep.run_trial(spec, index [, opts]) -> exit code: run trial number index
--- (1-based, in sweep.trials order) here, in the foreground; what a SLURM array
--- task does (`moonbert sweep SPEC --trial N`, N = SLURM_ARRAY_TASK_ID + 1).
-function M.run_trial(spec, index, opts)
-  opts = opts or {}
-  local trials = M.trials(spec)
-  local t = trials[index]
-  if not t then error(string.format("no trial %d: the sweep has %d trials", index, #trials), 0) end
-  local cmd = "env " .. M.trial_command(spec, t, M.store_path(spec, opts), opts.binary)
-  -- a SLURM task uses the CPUs it was given (--cpus-per-task), unless MOONBERT_THREADS is set
-  local cpus = math.tointeger(tonumber(os.getenv("SLURM_CPUS_PER_TASK") or ""))
-  local set = os.getenv("MOONBERT_THREADS")
-  if cpus and cpus >= 1 and not (set and set:match("%d")) then cmd = "env MOONBERT_THREADS=" .. cpus .. " " .. cmd:gsub("^env ", "") end
-  if spec.timeout then cmd = "timeout " .. string.format("%d", math.ceil(spec.timeout)) .. " " .. cmd end
-  cmd = "exec " .. cmd
-  local ok, how, code = os.execute(cmd)
-  if ok then return 0 end
-  return how == "exit" and code or 128 + (code or 0)
-end
-
--- Output of a command, its exit code (stderr kept apart for messages).
-local function capture(cmd)
-  local errf = os.tmpname()
-  local p = assert(io.popen(cmd .. " 2> " .. shq(errf)))
-  local out = p:read("a")
-  local _, _, code = p:close()
-  local err = read_file(errf) or ""
-  os.remove(errf)
-  return out, code, (err:gsub("%s+$", ""))
-end
-
--- The job name of a sweep's arrays (how --status and reruns find them in squeue).
-local function job_name(spec) return "moonbert-sweep-" .. spec.name:gsub("[^%w_%-]", "_") end
-
---- sweep.slurm_tasks(spec) -> {[index] = {job=, state=}}: the sweep's array tasks
--- SLURM still knows (pending, running, completing), by trial index (1-based).
-function M.slurm_tasks(spec)
-  local out, code, err = capture("squeue -h -r -n " .. shq(job_name(spec)) .. " -o '%A %K %T'")
-  if code ~= 0 then error("squeue failed: " .. err, 0) end
-  local tasks = {}
-  for job, idx, state in out:gmatch("(%d+)%s+(%d+)%s+(%S+)") do
-    tasks[tonumber(idx) + 1] = { job = job, state = state }
-  end
-  return tasks
-end
-
---- sweep.sbatch_args(opts) -> the sbatch options from the command line's
--- --partition, --time, --cpus-per-task, --mem, --gres and --sbatch-arg (a list).
-function M.sbatch_args(opts)
-  local a = {}
-  for _, k in ipairs { "partition", "time", "cpus_per_task", "mem", "gres" } do
-    if opts[k] then a[#a + 1] = "--" .. k:gsub("_", "-") .. "=" .. tostring(opts[k]) end
-  end
-  for _, x in ipairs(opts.sbatch_args or {}) do a[#a + 1] = x end
-  return a
-end
-
---- sweep.run_slurm(spec, opts) -> summary (as sweep.run's)
--- Submits the trials neither completed in the store nor queued or running in
--- SLURM as one job array (sbatch --array=I,J,...%J), then waits for it, printing
--- each trial as it ends, and ranks. opts: store (a postgresql:// URL; a SQLite
--- file only with allow_shared_sqlite), jobs (at most this many tasks at once;
--- default all), partition, time, cpus_per_task, mem, gres, sbatch_args,
--- binary, spec_path, wait (false: submit and return), poll (seconds, 2), out.
--- Ctrl-C while waiting cancels the array (scancel) and returns interrupted.
-local run_slurm
-function M.run_slurm(spec, opts) return with_signals(run_slurm, spec, opts) end
-
-function run_slurm(spec, opts)
-  opts = opts or {}
-  local out = opts.out or io.stdout
-  local mb_store = require "moonbert.store"
-  local store_path = M.store_path(spec, opts)
-  if not mb_store.is_url(store_path) and not opts.allow_shared_sqlite then
-    error("the store " .. store_path .. " is a SQLite file: trials on several nodes cannot share it (SQLite's " ..
-          "locking does not work over a network file system). Give --store postgresql://user@host:port/db, or " ..
-          "--allow-shared-sqlite on a single-node cluster", 0)
-  end
-  if spec.sampler == "tpe" then
-    error("sampler \"tpe\" does not run on --backend slurm yet (each point is drawn when a slot frees, from " ..
-          "the trials finished by then; an array is submitted up front): run it on the local backend, or use " ..
-          "sampler \"random\" with the pruner on SLURM", 0)
-  end
-  local trials = M.trials(spec)
-  local summary = { trials = #trials, skipped = 0, completed = 0, failed = 0, failures = {}, pruned = 0 }
-  local store = mb_store.open(store_path)
-  local done = M.done_keys(store, spec)
-  store:close()
-  local queued = M.slurm_tasks(spec)
-  local todo, indices, waiting = {}, {}, 0
-  for _, t in ipairs(trials) do
-    if done[t.key] then summary.skipped = summary.skipped + 1
-    elseif queued[t.index] then waiting = waiting + 1
-    elseif spec.max_trials and #todo >= spec.max_trials then summary.not_submitted = (summary.not_submitted or 0) + 1
-    else todo[#todo + 1] = t; indices[#indices + 1] = tostring(t.index - 1) end
-  end
-  if summary.not_submitted then
-    out:write(string.format("budget: max_trials %d: %d trials left for a later run of the sweep\n", spec.max_trials,
-                            summary.not_submitted))
-  end
-  out:write(string.format("sweep %s on SLURM: %d trials (%d already completed, %d queued or running, %d to submit); " ..
-                          "experiment %s, store %s\n", spec.name, #trials, summary.skipped, waiting, #todo,
-                          spec.experiment, store_path))
-  local log_dir = log_dir_of(spec, store_path)
-  mkdir_p(log_dir)
-  write_sweep_json(spec, log_dir, #trials)
-  local job
-  if #todo > 0 then
-    -- The array task runs this sweep's own trial runner with the same store.
-    local script_path = log_dir .. "/job.sh"
-    local f = assert(io.open(script_path, "w"))
-    f:write("#!/bin/sh\n# written by moonbert sweep --backend slurm: array task N runs trial N + 1\n",
-            "exec ", shq(opts.binary or M.binary()), " sweep ", shq(opts.spec_path or spec.path), " --store ",
-            shq(store_path), " --trial \"$((SLURM_ARRAY_TASK_ID + 1))\"\n")
-    f:close()
-    local array = table.concat(indices, ",") .. (opts.jobs and ("%" .. opts.jobs) or "")
-    local words = { "sbatch", "--parsable", "--job-name=" .. shq(job_name(spec)), "--array=" .. array,
-                    "--output=" .. shq(log_dir .. "/%A_%a.log"), "--chdir=" .. shq(require("lfs").currentdir()) }
-    for _, a in ipairs(M.sbatch_args(opts)) do words[#words + 1] = shq(a) end
-    words[#words + 1] = shq(script_path)
-    local text, code, err = capture(table.concat(words, " "))
-    if code ~= 0 then error("sbatch refused the array: " .. (err ~= "" and err or text), 0) end
-    job = text:match("^(%d+)")
-    out:write(string.format("submitted job array %s (%d tasks, --array=%s); logs %s/%s_<task>.log\n", job, #todo,
-                            array, log_dir, job))
-    out:flush()
-  end
-  summary.job = job
-  if opts.wait == false then return summary end
-  -- Wait: until SLURM has none of the sweep's tasks. A trial ends when its task
-  -- leaves squeue; its outcome is what the store says.
-  local started = mb_store.now()
-  local pending = {}
-  for _, t in ipairs(todo) do pending[t.index] = t end
-  for _, t in ipairs(trials) do if queued[t.index] and not done[t.key] then pending[t.index] = t end end
-  while next(pending) do
-    local ok, tasks = pcall(M.slurm_tasks, spec)
-    if ok then
-      local s2 = mb_store.open(store_path)
-      local runs_of = M.trial_runs(s2, spec)
-      s2:close()
-      for i, t in pairs(pending) do
-        if not tasks[i] then
-          pending[i] = nil
-          local status, rung
-          for _, r in ipairs(runs_of[t.key] or {}) do
-            if r.status == "completed" then status = "completed"
-            elseif r.status == "pruned" and status ~= "completed" then status, rung = "pruned", r.pruned_rung end
-          end
-          if status == "pruned" then
-            summary.pruned = summary.pruned + 1
-            out:write(string.format("[%d/%d] pruned %s at rung %s (%.0fs after submitting)\n", t.index, #trials, t.key,
-                                    tostring(rung), mb_store.now() - started))
-          elseif status then
-            summary.completed = summary.completed + 1
-            out:write(string.format("[%d/%d] done   %s (%.0fs after submitting)\n", t.index, #trials, t.key, mb_store.now() - started))
-          else
-            summary.failed = summary.failed + 1
-            summary.failures[#summary.failures + 1] = { key = t.key, log = job and string.format("%s/%s_%d.log", log_dir, job, i - 1) }
-            out:write(string.format("[%d/%d] FAILED %s (no completed run; log %s/<job>_%d.log)\n", t.index, #trials, t.key, log_dir, i - 1))
-          end
-          out:flush()
-        end
-      end
-    end
-    if next(pending) and spec.max_minutes and mb_store.now() - started >= spec.max_minutes * 60 then
-      -- max_minutes: the array is cancelled; a rerun submits the trials not completed
-      local ids = {}
-      for _, task in pairs(M.slurm_tasks(spec)) do ids[task.job] = true end
-      for id in pairs(ids) do os.execute("scancel " .. shq(id)) end
-      local n = 0
-      for _ in pairs(pending) do n = n + 1 end
-      summary.stopped = n
-      out:write(string.format("budget spent (max_minutes: %g minutes passed): cancelled the job array, %d trials " ..
-                              "stopped or not started; rerun the sweep to go on\n", spec.max_minutes, n))
-      out:flush()
-      break
-    end
-    if next(pending) and (signal.pending() or sleep_interrupted(opts.poll or 2) or signal.pending()) then
-      local ids = {}
-      for _, task in pairs(M.slurm_tasks(spec)) do ids[task.job] = true end
-      for id in pairs(ids) do os.execute("scancel " .. shq(id)) end
-      out:write("interrupted: cancelled the job array; rerun the sweep to submit what is left\n")
-      out:flush()
-      summary.interrupted = true
-      return summary
-    end
-  end
-  local s3 = mb_store.open(store_path)
-  summary.ranking = M.rank(s3, spec, trials)
-  s3:close()
-  return summary
-end
-
---- sweep.status(spec, opts) -> rows {index=, key=, slurm=, status=, run_id=, value=} in trial order:
--- each trial's state in SLURM (squeue: PENDING, RUNNING, ...; "-" when SLURM has
--- no task of it) and in the store (its best run's status, or "not run").
-function M.status(spec, opts)
-  local mb_store = require "moonbert.store"
-  local store = mb_store.open(M.store_path(spec, opts), { create = false })
-  local ranking = M.rank(store, spec)
-  store:close()
-  local ok, tasks = pcall(M.slurm_tasks, spec)
-  if not ok then tasks = {} end
-  table.sort(ranking, function(a, b) return a.index < b.index end)
-  for _, r in ipairs(ranking) do
-    r.slurm = ok and (tasks[r.index] and (tasks[r.index].state .. " (job " .. tasks[r.index].job .. ")") or "-")
-              or "? (no squeue)"
-  end
-  return ranking
-end
-
---- sweep.print_status(spec, rows [, out]): the table of sweep.status.
-function M.print_status(spec, rows, out)
-  out = out or io.stdout
-  local t = { { "TRIAL", "KEY", "SLURM", "STORE", "RUN", spec.metric } }
-  for _, r in ipairs(rows) do
-    t[#t + 1] = { tostring(r.index), r.key, r.slurm or "-", r.status .. (r.rung and string.format(" (rung %d)", r.rung) or ""),
-                  r.run_id and tostring(r.run_id) or "-",
-                  r.value ~= nil and string.format("%.6g", r.value) or "-" }
-  end
+--- sweep.print_table(rows, out): rows of cells (strings) in columns two spaces apart.
+function M.print_table(rows, out)
   local widths = {}
-  for _, row in ipairs(t) do for j, c in ipairs(row) do widths[j] = math.max(widths[j] or 0, #c) end end
-  for _, row in ipairs(t) do
+  for _, row in ipairs(rows) do for j, c in ipairs(row) do widths[j] = math.max(widths[j] or 0, #c) end end
+  for _, row in ipairs(rows) do
     local cells = {}
     for j, c in ipairs(row) do cells[j] = j < #row and (c .. string.rep(" ", widths[j] - #c)) or c end
     out:write(table.concat(cells, "  "), "\n")
@@ -980,13 +760,7 @@ function M.print_ranking(spec, ranking, out)
                         r.value ~= nil and string.format("%.6g", r.value) or "-",
                         r.status .. (r.rung and string.format(" (rung %d)", r.rung) or "") }
   end
-  local widths = {}
-  for _, row in ipairs(rows) do for j, c in ipairs(row) do widths[j] = math.max(widths[j] or 0, #c) end end
-  for _, row in ipairs(rows) do
-    local cells = {}
-    for j, c in ipairs(row) do cells[j] = j < #row and (c .. string.rep(" ", widths[j] - #c)) or c end
-    out:write(table.concat(cells, "  "), "\n")
-  end
+  M.print_table(rows, out)
   local best = ranking[1]
   if best and best.value ~= nil then
     out:write(string.format("best: %s (run %d) with %s = %.6g (%s)\n", best.key, best.run_id, spec.metric, best.value, spec.mode))

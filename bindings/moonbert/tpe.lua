@@ -1,5 +1,5 @@
 -- moonbert.tpe (mb.tpe): the Tree-structured Parzen Estimator sampler of Bergstra et al.
--- (NeurIPS 2011), with the choices and defaults of Optuna 3.1's TPESampler (univariate).
+-- (NeurIPS 2011), with the choices and defaults of Optuna 3.1's TPESampler (univariate by default).
 --
 --   local tpe = require "moonbert.tpe"
 --   local space = { lr = { log_uniform = { 1e-5, 1e-3 } }, warmup = { int_uniform = { 0, 100 } },
@@ -18,15 +18,15 @@
 -- fitted to the good trials and g(x) to the bad ones, n_ei_candidates (24) points are drawn
 -- from l and the one with the largest l(x)/g(x) wins.
 --
--- multivariate = true (the default; Optuna's TPESampler(multivariate=True), after Falkner et
--- al.'s BOHB): l and g are each one mixture over all parameters, a component per trial that
--- is the product of one kernel per parameter, so a candidate takes every parameter from the
--- same good trial's neighbourhood. Kernel widths follow Scott's rule: sigma = 0.2 *
--- n^(-1/(d+4)) * range for n trials in the group and d parameters, clipped as below.
--- multivariate = false: Optuna 3.1's default, univariate: each parameter on its own, its
--- kernel widths from the data: an observation's sigma is the larger gap to its sorted
+-- multivariate = false (the default, as Optuna 3.1's TPESampler): each parameter on its own,
+-- its kernel widths from the data: an observation's sigma is the larger gap to its sorted
 -- neighbours (the range ends count as neighbours, except for the outermost observations:
 -- consider_endpoints = false).
+-- multivariate = true (Optuna's TPESampler(multivariate=True), after Falkner et al.'s BOHB):
+-- l and g are each one mixture over all parameters, a component per trial that is the product
+-- of one kernel per parameter, so a candidate takes every parameter from the same good trial's
+-- neighbourhood. Kernel widths follow Scott's rule: sigma = 0.2 * n^(-1/(d+4)) * range for n
+-- trials in the group and d parameters, clipped as below.
 -- In both, each mixture has a prior component (the middle of the range, sigma = the range,
 -- weight prior_weight = 1), sigmas are clipped to [range / min(100, 1 + components), range]
 -- (the "magic clip"), observations older than the last 25 weigh less (a linear ramp from 1/n
@@ -36,11 +36,11 @@
 -- Both modes draw from the same distribution as Optuna 3.1 with the same settings:
 -- `scripts/bench-tpe --check-draws 300` compares the next draw from one fixed history, 300
 -- seeds each, per parameter (two-sample Kolmogorov-Smirnov distance under the 1% critical
--- value). Why multivariate is the default: on scripts/bench-tpe, moonbert seeds 100..199
--- (not the seeds reported in the README), the median best value was better in 3 of the 4
--- settings and within the noise in the fourth: branin4 at 30 trials 1.912 against 2.380
--- univariate, at 100 0.847 against 0.920; hartmann4 at 30 -2.812 against -2.733, at 100
--- -3.078 against -3.083.
+-- value). Multivariate did better on scripts/bench-tpe over moonbert seeds 100..199 (median best
+-- value better in 3 of the 4 settings, within the noise in the fourth: branin4 at 30 trials 1.912
+-- against 2.380 univariate, at 100 0.847 against 0.920; hartmann4 at 30 -2.812 against -2.733,
+-- at 100 -3.078 against -3.083); the default is still Optuna 3.1's, univariate, so that a
+-- sweep's TPE is the sampler users of Optuna know; set tpe = { multivariate = true } for it.
 -- A continuous kernel's density is Optuna 3.1's: the truncated normal's exp(-z^2/2) over its
 -- mass, without the 1/sigma of a normalised density (optuna/optuna#5109), so that wide
 -- kernels (the prior, isolated observations) weigh more; normalize_kernels = true gives the
@@ -61,7 +61,7 @@ local M = {}
 M.defaults = {
   n_startup_trials = 10, n_ei_candidates = 24, prior_weight = 1.0,
   consider_endpoints = false, consider_magic_clip = true, normalize_kernels = false,
-  multivariate = true,
+  multivariate = false,
 }
 
 --- tpe.gamma(n) -> how many of n finished trials count as good (Optuna's default_gamma)
@@ -478,6 +478,67 @@ function M.suggest(space, history, opts)
   return point
 end
 
+-- The joint estimator over the free parameters for some rows (internal values by name):
+-- one estimator per parameter, all with sigma0 = tpe.scott_sigma0(#rows, #free).
+local function joint_estimator(infos, free, rows, o)
+  local oo = {}
+  for k, v in pairs(o) do oo[k] = v end
+  oo.sigma0 = M.scott_sigma0(#rows, #free)
+  local est = {}
+  for _, name in ipairs(free) do
+    local obs = {}
+    for j, row in ipairs(rows) do obs[j] = row[name] end
+    est[name] = estimator(infos[name], obs, oo)
+  end
+  return est, oo.sigma0
+end
+
+local function joint_log_pdf(infos, free, est, x)
+  local total
+  for _, name in ipairs(free) do
+    local terms = component_log_pdfs(infos[name], est[name], x[name])
+    if not total then total = terms
+    else for i = 1, #terms do total[i] = total[i] + terms[i] end end
+  end
+  local weights = est[free[1]].weights
+  for i, w in ipairs(weights) do total[i] = total[i] + math.log(w) end
+  return logsumexp(total)
+end
+
+--- tpe.scott_sigma0(n, d) -> 0.2 * max(n, 1)^(-1/(d+4)): the multivariate kernel width, as a
+-- fraction of each parameter's range, for n observations of d parameters (Scott's rule, as
+-- Optuna's _ParzenEstimator._precompute_sigmas0).
+function M.scott_sigma0(n, d) return 0.2 * math.max(n, 1) ^ (-1 / (d + 4)) end
+
+--- tpe.joint_parzen(space, points [, opts]) -> estimator: the multivariate Parzen estimator
+-- that suggest fits (multivariate = true) to some observed points (oldest first, each a
+-- {name = value} with every parameter of space). estimator.sigma0, .mus[name], .sigmas[name]
+-- (the estimators' space, the prior last), .weights; estimator:log_pdf(point). For tests.
+function M.joint_parzen(space, points, opts)
+  local o = {}
+  for k, v in pairs(M.defaults) do o[k] = v end
+  for k, v in pairs(opts or {}) do o[k] = v end
+  local names, infos = sorted_names(space), {}
+  for _, name in ipairs(names) do infos[name] = param_info(space[name]) end
+  local rows = {}
+  for i, p in ipairs(points) do
+    rows[i] = {}
+    for _, name in ipairs(names) do
+      rows[i][name] = to_internal(infos[name], p[name])
+      if rows[i][name] == nil then error("moonbert.tpe.joint_parzen: " .. name .. " of point " .. i .. " is outside the space", 2) end
+    end
+  end
+  local est, sigma0 = joint_estimator(infos, names, rows, o)
+  local e = { sigma0 = sigma0, mus = {}, sigmas = {}, weights = est[names[1]].weights }
+  for _, name in ipairs(names) do e.mus[name], e.sigmas[name] = est[name].mus, est[name].sigmas end
+  function e.log_pdf(_, point)
+    local x = {}
+    for _, name in ipairs(names) do x[name] = to_internal(infos[name], point[name]) end
+    return joint_log_pdf(infos, names, est, x)
+  end
+  return e
+end
+
 -- Multivariate TPE (Optuna's multivariate = true, after Falkner et al.'s BOHB): one mixture
 -- over all parameters at once, each component a product of one kernel per parameter around
 -- one finished trial, with one bandwidth sigma0 * range per group (Scott's rule,
@@ -493,6 +554,7 @@ function M._suggest_joint(space, names, hist, good, bad, o, rng)
     if info.kind ~= "choice" and info.lo == info.hi then point[name] = info.lo
     else free[#free + 1] = name end
   end
+  if #free == 0 then return point end
   local function group(idx)
     local rows = {}
     for _, i in ipairs(idx) do
@@ -503,36 +565,15 @@ function M._suggest_joint(space, names, hist, good, bad, o, rng)
       end
       if ok then rows[#rows + 1] = row end
     end
-    local oo = {}
-    for k, v in pairs(o) do oo[k] = v end
-    oo.sigma0 = 0.2 * math.max(#rows, 1) ^ (-1 / (#free + 4))
-    local est = {}
-    for _, name in ipairs(free) do
-      local obs = {}
-      for j, row in ipairs(rows) do obs[j] = row[name] end
-      est[name] = estimator(infos[name], obs, oo)
-    end
-    return est
+    return (joint_estimator(infos, free, rows, o))
   end
   local l, g = group(good), group(bad)
-  local function joint_log_pdf(est, x)
-    local total
-    for _, name in ipairs(free) do
-      local terms = component_log_pdfs(infos[name], est[name], x[name])
-      if not total then total = terms
-      else for i = 1, #terms do total[i] = total[i] + terms[i] end end
-    end
-    local weights = est[free[1]].weights
-    for i, w in ipairs(weights) do total[i] = total[i] + math.log(w) end
-    return logsumexp(total)
-  end
-  if #free == 0 then return point end
   local best, best_score
   for _ = 1, o.n_ei_candidates do
     local i = pick_component(l[free[1]], rng)
     local x = {}
     for _, name in ipairs(free) do x[name] = sample_component(infos[name], l[name], i, rng) end
-    local score = joint_log_pdf(l, x) - joint_log_pdf(g, x)
+    local score = joint_log_pdf(infos, free, l, x) - joint_log_pdf(infos, free, g, x)
     if best_score == nil or score > best_score then best, best_score = x, score end
   end
   for _, name in ipairs(free) do point[name] = from_internal(infos[name], best[name]) end

@@ -468,6 +468,146 @@ run:finish()
       assert.matches("%(1 tasks, %-%-array=1%)", out)
     end)
 
+    -- TPE on SLURM (moonbert.sweep_slurm): x = 0.3, n = 2, c = "b" is the optimum; while slow.flag
+    -- exists a trial sleeps (at most 20 s), so that a budget can run out under it.
+    local TPE_TRIAL = [[
+local args = require "moonbert.args"
+local o = args.parse(arg, { { "--x", "X", "", type = "number" }, { "--n", "N", "", type = "number" },
+                            { "--c", "C", "" }, { "--store", "PATH", "" } })
+local run <close> = mb.store.open(o.store):start_run { experiment = "t", params = { x = o.x, n = o.n, c = o.c } }
+local here = arg[0]:match("^(.*)/[^/]*$") or "."
+for _ = 1, 200 do
+  local f = io.open(here .. "/slow.flag")
+  if not f then break end
+  f:close()
+  os.execute("sleep 0.1")
+end
+run:log_metric("loss", (o.x - 0.3) ^ 2 + (o.n - 2) ^ 2 / 10 + (o.c == "b" and 0 or 1))
+run:finish()
+]]
+    local function tpe_spec(file, name, extra)
+      write(dir .. "/" .. file, 'return { name = "' .. name .. '", script = "tpe_trial.lua", sampler = "tpe", seed = 5, ' ..
+        'random = { x = { uniform = { 0, 1 } }, n = { int_uniform = { 0, 5 } }, c = { choice = { "a", "b" } } }, ' ..
+        'tpe = { n_startup_trials = 3 }, metric = "loss", mode = "min", ' .. extra .. ' }')
+      return mb.sweep.load_spec(dir .. "/" .. file)
+    end
+    local function in_dir(cmd) return support.sh("cd " .. shq(dir) .. " && " .. slurm.env .. cmd) end
+
+    it("runs a TPE sweep: each array task draws its point from the finished trials in the store", function()
+      if not need_slurm() then return end
+      local url = pg.new_schema()
+      write(dir .. "/tpe_trial.lua", TPE_TRIAL)
+      local spec = tpe_spec("tpe6.lua", "tpe6", 'trials = 6, experiment = "slurm_tpe"')
+      local t0 = mb.store.now()
+      -- one task at a time: task k starts when trials 1 .. k - 1 have finished
+      local out, err, code = in_dir(shq(BIN) .. " sweep tpe6.lua --backend slurm --jobs 1 --cpus-per-task 1 --store " .. shq(url))
+      local secs = mb.store.now() - t0
+      assert.are.equal(0, code, out .. err)
+      assert.matches("sampler tpe %(seed 5, 3 random trials first%)", out)
+      assert.matches("submitted job array %d+ %(6 tasks, %-%-array=0,1,2,3,4,5%%1%)", out)
+      assert.matches("6 trials: 6 completed now, 0 skipped", out)
+      -- The reference: search.draw_tpe, given the trials that had finished before each draw (numbers 1 .. k - 1)
+      -- and trial number k; the task's own reservation runs are gone, each trial left one completed run.
+      local search = require "moonbert.search"
+      local store = mb.store.open(url)
+      local list = search.trials_in_store(store, spec)
+      assert.are.equal(6, #list)
+      assert.are.equal(6, #store:runs { experiment = "slurm_tpe" })
+      local depends = 0
+      for k, t in ipairs(list) do
+        assert.are.equal(k, t.number)
+        assert.are.equal("completed", t.state)
+        local before, taken = {}, {}
+        for j = 1, k - 1 do before[j] = list[j]; taken[list[j].key] = true end
+        local _, want = search.draw_tpe(spec, before, k, taken)
+        assert.are.equal(want, t.key, "trial " .. k)
+        -- after the 3 startup trials the point depends on the finished trials (a TPE draw, not the random one)
+        local _, blind = search.draw_tpe(spec, {}, k, {})
+        if k > 3 and blind ~= t.key then depends = depends + 1 end
+      end
+      assert.are.equal(3, depends)
+      store:close()
+      -- a local sweep of the same spec with one job draws the same points in the same order
+      local local_url = pg.new_schema()
+      out, err, code = in_dir(shq(BIN) .. " sweep tpe6.lua --jobs 1 --store " .. shq(local_url))
+      assert.are.equal(0, code, out .. err)
+      local s2 = mb.store.open(local_url)
+      local there = search.trials_in_store(s2, spec)
+      s2:close()
+      for k = 1, 6 do assert.are.equal(list[k].key, there[k].key) end
+      out, err, code = in_dir(shq(BIN) .. " sweep tpe6.lua --status --store " .. shq(url))
+      assert.are.equal(0, code, err)
+      assert.matches("\n6%s+" .. list[6].key:gsub("%p", "%%%0") .. "%s+%-%s+completed", out)
+      -- a rerun submits nothing
+      out, err, code = in_dir(shq(BIN) .. " sweep tpe6.lua --backend slurm --store " .. shq(url))
+      assert.are.equal(0, code, out .. err)
+      assert.matches("%(6 already completed, 0 queued or running, 0 to submit%)", out)
+      note("TPE sweep on SLURM, 6 trials one at a time: %.1f s (load %s)", secs, load1())
+      -- --status while the array waits: the running task's key, the queued ones not drawn yet
+      local url2 = pg.new_schema()
+      write(dir .. "/slow.flag", "")
+      tpe_spec("tpe3.lua", "tpe3", 'trials = 3, experiment = "slurm_tpe3"')
+      out, err, code = in_dir(shq(BIN) .. " sweep tpe3.lua --backend slurm --jobs 1 --no-wait --store " .. shq(url2))
+      assert.are.equal(0, code, out .. err)
+      local job = out:match("submitted job array (%d+)")
+      store = mb.store.open(url2)
+      wait_for(30, "trial 1 to start its run", function() return #store:runs { experiment = "slurm_tpe3", status = "running" } == 2 end)
+      store:close()
+      out, err, code = in_dir(shq(BIN) .. " sweep tpe3.lua --status --store " .. shq(url2))
+      os.remove(dir .. "/slow.flag")
+      os.execute(slurm.env .. "scancel " .. job)
+      assert.are.equal(0, code, err)
+      assert.matches("\n1%s+%S+=%S+%s+RUNNING %(job %d+%)%s+running", out) -- a running task is a job of its own
+      assert.matches("\n2%s+%(drawn by its task%)%s+PENDING", out)
+      assert.matches("\n3%s+%(drawn by its task%)%s+PENDING", out)
+    end)
+
+    it("stops a SLURM sweep at max_minutes: the array is cancelled, a late task does not run, a rerun goes on", function()
+      if not need_slurm() then return end
+      local url = pg.new_schema()
+      write(dir .. "/tpe_trial.lua", TPE_TRIAL)
+      write(dir .. "/slow.flag", "")
+      tpe_spec("budget.lua", "budget", 'trials = 3, experiment = "slurm_budget", max_minutes = 0.05')
+      local t0 = mb.store.now()
+      local out, err, code = in_dir(shq(BIN) .. " sweep budget.lua --backend slurm --jobs 1 --store " .. shq(url))
+      local secs = mb.store.now() - t0
+      assert.are.equal(0, code, out .. err)
+      assert.matches("budget spent %(max_minutes: 0.05 minutes passed%): cancelled the job array, 3 trials", out)
+      assert.matches("3 trials: 0 completed now, 0 skipped %(already completed%), 0 failed, 3 stopped by the budget", out)
+      assert.is_true(secs < 15, "took " .. secs .. " s")
+      wait_for(30, "SLURM to drop the array", function()
+        return not support.sh(slurm.env .. "squeue -h -r -n moonbert-sweep-budget -o %K"):match("%d")
+      end)
+      local store = mb.store.open(url) -- opening reaps the runs of the cancelled task
+      local first
+      for _, r in ipairs(store:runs { experiment = "slurm_budget" }) do
+        assert.are_not.equal("completed", r.status)
+        assert.are_not.equal("running", r.status)
+        first = first or store:tags(r.id).trial
+      end
+      store:close()
+      assert.truthy(first, "trial 1 had started")
+      -- A task that starts after the deadline exits 0 without running its trial.
+      os.remove(dir .. "/slow.flag")
+      local before = support.count(support.sh(shq(BIN) .. " results list --experiment slurm_budget --store " .. shq(url)), "\n")
+      out, err, code = in_dir("MOONBERT_SWEEP_DEADLINE=" .. string.format("%.0f", mb.store.now() - 1) .. " " .. shq(BIN) ..
+                              " sweep budget.lua --trial 2 --store " .. shq(url))
+      assert.are.equal(0, code, out .. err)
+      assert.matches("trial 2 not started: the sweep's max_minutes budget was spent", err)
+      assert.are.equal(before, support.count(support.sh(shq(BIN) .. " results list --experiment slurm_budget --store " .. shq(url)), "\n"))
+      -- Without the budget a rerun runs all three; trial 1 is the point it had drawn, and the
+      -- cancelled task's reservation is gone.
+      tpe_spec("budget_rest.lua", "budget", 'trials = 3, experiment = "slurm_budget"')
+      out, err, code = in_dir(shq(BIN) .. " sweep budget_rest.lua --backend slurm --jobs 1 --store " .. shq(url))
+      assert.are.equal(0, code, out .. err)
+      assert.matches("3 trials: 3 completed now", out)
+      assert.matches("%[1/3%] done   " .. first:gsub("%p", "%%%0"), out)
+      store = mb.store.open(url)
+      for _, r in ipairs(store:runs { experiment = "slurm_budget" }) do assert.is_nil(store:tags(r.id).sweep_reservation) end
+      store:close()
+      note("max_minutes 0.05 on SLURM: the sweep returned after %.1f s (load %s)", secs, load1())
+    end)
+
     it("Ctrl-C on a sweep waiting for its array cancels the array", function()
       if not need_slurm() then return end
       local url = pg.new_schema()

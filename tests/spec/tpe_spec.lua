@@ -95,6 +95,36 @@ print(json.dumps(out))
     end
   end)
 
+  -- The multivariate estimator against Optuna 3.1's _ParzenEstimator(multivariate=True), numbers
+  -- from a one-off run of /usr/bin/python3 (python3-optuna 3.1.0) on 2026-12-07:
+  --   P = _ParzenEstimatorParameters(True, 1.0, True, False, default_weights, True)
+  --   space = {"a": FloatDistribution(-5, 10), "b": FloatDistribution(1e-3, 10, log=True),
+  --            "c": IntDistribution(0, 10)}
+  --   pe = _ParzenEstimator({"a": [0.3, -2.0, 7.5, 7.6, 9.9], "b": [1e-3, 0.1, 0.2, 5.0, 1.0],
+  --                          "c": [0, 3, 3, 10, 7]}, space, P)
+  --   pe._sigmas0, pe._sigmas[k], pe.log_pdf({"a": [0.0, 7.55], "b": [0.15, 3.0], "c": [3, 9]})
+  it("fit the multivariate estimator as Optuna 3.1 (Scott's rule widths, the joint density)", function()
+    local OPTUNA = {
+      sigma0 = 0.15891948094037045,
+      sigmas = { a = { 2.383792214105557, 15.0 }, b = { 1.4637025111985935, 9.210340371976184 },
+                 c = { 1.748114290344075, 11.0 } }, -- every observation's, then the prior's
+      log_pdf = { -3.8497111387488077, -3.478992192554343 },
+    }
+    local space = { a = { uniform = { -5, 10 } }, b = { log_uniform = { 1e-3, 10 } }, c = { int_uniform = { 0, 10 } } }
+    local a, b, c = { 0.3, -2.0, 7.5, 7.6, 9.9 }, { 1e-3, 0.1, 0.2, 5.0, 1.0 }, { 0, 3, 3, 10, 7 }
+    local points = {}
+    for i = 1, 5 do points[i] = { a = a[i], b = b[i], c = c[i] } end
+    local e = tpe.joint_parzen(space, points)
+    close(e.sigma0, OPTUNA.sigma0, 1e-14, "sigma0")
+    close(tpe.scott_sigma0(5, 3), OPTUNA.sigma0, 1e-14, "scott_sigma0")
+    for name, want in pairs(OPTUNA.sigmas) do
+      for i = 1, 5 do close(e.sigmas[name][i], want[1], 1e-12, name .. " sigma " .. i) end
+      close(e.sigmas[name][6], want[2], 1e-12, name .. " prior sigma")
+    end
+    close(e:log_pdf { a = 0.0, b = 0.15, c = 3 }, OPTUNA.log_pdf[1], 1e-6, "log_pdf 1")
+    close(e:log_pdf { a = 7.55, b = 3.0, c = 9 }, OPTUNA.log_pdf[2], 1e-6, "log_pdf 2")
+  end)
+
   it("weigh observations as Optuna's default_weights and split with gamma = ceil(n/10) <= 25", function()
     assert.are.same({ 1, 1, 1 }, tpe.weights(3))
     local w = tpe.weights(30) -- a ramp of 5 from 1/30 to 1, then 25 ones
@@ -187,6 +217,25 @@ describe("mb.tpe.suggest", function()
     assert.are.same({ 10, 11 }, good)
   end)
 
+  it("count a pruned trial that logged no value as an observation in a sweep (Optuna's score (1, 0))", function()
+    local search = require "moonbert.search"
+    local spec = { random = { x = { uniform = { 0, 1 } } }, seed = 3, mode = "min", tpe = { n_startup_trials = 3 } }
+    local recorded = {
+      { key = "x=0.2", options = { x = 0.2 }, state = "completed", value = 0.04 },
+      { key = "x=0.9", options = { x = 0.9 }, state = "completed", value = 0.81 },
+      { key = "x=0.5", options = { x = 0.5 }, state = "pruned", step = 0 }, -- pruned before logging the metric
+    }
+    local taken = { ["x=0.2"] = true, ["x=0.9"] = true, ["x=0.5"] = true }
+    local options = search.draw_tpe(spec, recorded, 4, taken)
+    -- three finished trials: the startup is over, so this is the TPE draw from all three
+    local want = tpe.suggest(spec.random, { { params = { x = 0.2 }, value = 0.04 }, { params = { x = 0.9 }, value = 0.81 },
+                                            { params = { x = 0.5 }, state = "pruned", step = 0 } },
+                             { seed = 3, trial = 4, mode = "min", n_startup_trials = 3 })
+    assert.are.equal(tonumber(string.format("%.3g", want.x)), options.x)
+    local startup = tpe.suggest(spec.random, {}, { seed = 3, trial = 4, n_startup_trials = 3 })
+    assert.are_not.equal(tonumber(string.format("%.3g", startup.x)), options.x)
+  end)
+
   it("search: draws concentrate around the optimum once the startup trials are done", function()
     local near_tpe, near_random = 0, 0
     for seed = 1, 5 do
@@ -274,6 +323,51 @@ return {
     -- and a finished sweep runs nothing more
     out = sweep("rest.lua")
     assert.truthy(out:find("10 trials: 0 completed now, 10 skipped", 1, true), out)
+    os.execute("rm -rf " .. support.q(dir))
+  end)
+end)
+
+describe("moonbert sweep --trial N with sampler = \"tpe\" (what a SLURM array task runs)", function()
+  local lfs = require "lfs"
+  local mb = require "moonbert"
+  local BIN = os.getenv("MOONBERT_BIN") or (lfs.currentdir() .. "/build/bin/moonbert")
+
+  it("draws its point, skips a key another task has reserved, and leaves only the trial's run", function()
+    local dir = support.tmpdir()
+    support.write(dir .. "/trial.lua", [[
+local args = require "moonbert.args"
+local o = args.parse(arg, { { "--x", "X", "" }, { "--store", "PATH", "" } })
+local run <close> = mb.store.open(o.store):start_run { experiment = "t", params = { x = o.x } }
+run:log_metric("loss", o.x == "a" and 1 or 2)
+run:finish()
+]])
+    support.write(dir .. "/two.lua", [[
+return { name = "two", script = "trial.lua", sampler = "tpe", trials = 3, seed = 1,
+         random = { x = { choice = { "a", "b" } } }, metric = "loss", mode = "min", store = "]] .. dir .. [[/s.db" }]])
+    local spec = mb.sweep.load_spec(dir .. "/two.lua")
+    local search = require "moonbert.search"
+    -- the key trial 2 draws from an empty store; another task (trial 1) holds it, running
+    local _, first = search.draw_tpe(spec, {}, 2, {})
+    local other = first == "x=a" and "x=b" or "x=a"
+    local store = mb.store.open(dir .. "/s.db")
+    local held = store:start_run { experiment = "two", git = false, script = "-",
+                                   tags = { sweep = "two", trial = first, trial_number = "1", sweep_reservation = "1" } }
+    local out, code = support.run("cd " .. support.q(dir) .. " && " .. support.q(BIN) .. " sweep two.lua --trial 2")
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("trial 2: " .. other, 1, true), out)
+    local runs = {}
+    for _, r in ipairs(store:runs { experiment = "two" }) do
+      local tags = store:tags(r.id)
+      runs[#runs + 1] = { status = r.status, trial = tags.trial, number = tags.trial_number, reservation = tags.sweep_reservation }
+    end
+    -- the held reservation, and trial 2's own run; trial 2's reservation is gone
+    assert.are.same({ { status = "running", trial = first, number = "1", reservation = "1" },
+                      { status = "completed", trial = other, number = "2" } }, runs)
+    held:finish()
+    out, code = support.run("cd " .. support.q(dir) .. " && " .. support.q(BIN) .. " sweep two.lua --trial 2")
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("trial 2 is done already", 1, true), out)
+    store:close()
     os.execute("rm -rf " .. support.q(dir))
   end)
 end)

@@ -55,7 +55,9 @@ and `moonbert results compare` work on their runs. Logs: sweeps/<name>/ beside t
 --backend slurm submits the trials not yet completed (nor queued) as one job array
 (sbatch --array=...%J), one task per trial, writing to a central PostgreSQL store
 (a SQLite file is refused unless --allow-shared-sqlite), and waits for it; Ctrl-C
-cancels the array (scancel). Rerunning submits only what is not completed.
+cancels the array (scancel). Rerunning submits only what is not completed. With
+sampler = "tpe" each task draws its own point when it starts, from the trials the
+store holds then; max_minutes cancels the array and tasks starting later exit.
 
 options:]])
 
@@ -73,7 +75,7 @@ function M.main(argv)
   end
   if opts.trial then
     local n = args.integer(opts, "trial", 1)
-    local rok, code = pcall(sweep.run_trial, spec, n, { store = opts.store })
+    local rok, code = pcall(require("moonbert.sweep_slurm").run_trial, spec, n, { store = opts.store })
     if not rok then
       io.stderr:write("moonbert sweep: " .. tostring(code) .. "\n")
       return 1
@@ -81,12 +83,13 @@ function M.main(argv)
     return code
   end
   if opts.status then
-    local rok, rows = pcall(sweep.status, spec, { store = opts.store })
+    local slurm = require "moonbert.sweep_slurm"
+    local rok, rows = pcall(slurm.status, spec, { store = opts.store })
     if not rok then
       io.stderr:write("moonbert sweep: " .. tostring(rows) .. "\n")
       return 1
     end
-    sweep.print_status(spec, rows)
+    slurm.print_status(spec, rows)
     return 0
   end
   if opts.rank then
@@ -104,7 +107,7 @@ function M.main(argv)
   end
   local summary
   if opts.backend == "slurm" and not opts.dry_run then
-    ok, summary = pcall(sweep.run_slurm, spec, {
+    ok, summary = pcall(require("moonbert.sweep_slurm").run, spec, {
       jobs = opts.jobs and math.tointeger(opts.jobs), store = opts.store, spec_path = rest[1],
       partition = opts.partition, time = opts.time, cpus_per_task = opts.cpus_per_task, mem = opts.mem,
       gres = opts.gres, sbatch_args = opts.sbatch_arg, allow_shared_sqlite = opts.allow_shared_sqlite,
