@@ -1,10 +1,10 @@
 #!/bin/sh
 # tests/services/slurm.sh: a throwaway one-node SLURM cluster for the tests.
 #
-#   slurm.sh start DIR   munged (if none runs), then slurmctld and slurmd with a slurm.conf
+#   slurm.sh start DIR   a munged of its own (socket in DIR), then slurmctld and slurmd with a slurm.conf
 #                        generated in DIR (free loopback ports, state, spool, logs and pids in
 #                        DIR); prints the path of slurm.conf (export SLURM_CONF=... to use it)
-#   slurm.sh stop DIR    stops slurmd, slurmctld, and the munged this script started
+#   slurm.sh stop DIR    stops slurmd, slurmctld and that munged
 #
 # Needs root (slurmd runs jobs as their users). Exit 1 with the reason on stderr when a daemon
 # cannot start; the node must answer idle within 20 s.
@@ -30,14 +30,15 @@ start)
         command -v $b > /dev/null 2>&1 || [ -x /usr/sbin/$b ] || { echo "$b is not installed (apt-get install slurm-wlm munge)" >&2; exit 1; }
     done
     mkdir -p "$dir/state" "$dir/spool"
-    if ! munge -n 2>/dev/null | unmunge > /dev/null 2>&1; then
-        [ -f /etc/munge/munge.key ] || { echo "no /etc/munge/munge.key (reinstall munge or run mungekey)" >&2; exit 1; }
-        mkdir -p /run/munge && chown munge:munge /run/munge && chmod 755 /run/munge
-        chmod 711 "$dir" && mkdir -p "$dir/munge" && chown munge "$dir/munge"
-        runuser -u munge -- /usr/sbin/munged --pid-file="$dir/munge/munged.pid" 2> "$dir/munged.log" ||
-            { echo "munged failed: $(cat "$dir/munged.log")" >&2; exit 1; }
-        munge -n | unmunge > /dev/null 2>&1 || { echo "munge does not work after starting munged" >&2; exit 1; }
-    fi
+    # A munged of this cluster's own, on a socket in DIR (slurm.conf's AuthInfo points every
+    # daemon and client there): suites running at once each stop only their own.
+    [ -f /etc/munge/munge.key ] || { echo "no /etc/munge/munge.key (reinstall munge or run mungekey)" >&2; exit 1; }
+    chmod 711 "$dir" && mkdir -p "$dir/munge" && chown munge "$dir/munge"
+    sock="$dir/munge/munge.socket"
+    runuser -u munge -- /usr/sbin/munged --socket="$sock" --pid-file="$dir/munge/munged.pid" \
+        --log-file="$dir/munge/munged.log" --seed-file="$dir/munge/munged.seed" 2> "$dir/munged.log" ||
+        { echo "munged failed: $(cat "$dir/munged.log")" >&2; exit 1; }
+    munge -S "$sock" -n | unmunge -S "$sock" > /dev/null 2>&1 || { echo "munge does not work after starting munged" >&2; exit 1; }
     host=$(hostname -s)
     cpus=$(nproc)
     mem=$(awk '/MemTotal/ { print int($2 / 1024 / 2) }' /proc/meminfo)
@@ -48,6 +49,7 @@ SlurmUser=root
 SlurmctldPort=$(free_port)
 SlurmdPort=$(free_port)
 AuthType=auth/munge
+AuthInfo=socket=$sock
 StateSaveLocation=$dir/state
 SlurmdSpoolDir=$dir/spool
 SlurmctldPidFile=$dir/slurmctld.pid
