@@ -9,7 +9,6 @@
 #include "bert.h"
 
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,21 +122,6 @@ const char *mb_bert_class_name(mb_bert_task task) {
     return "?";
 }
 
-/* kind: 0 linear/embedding weight, 1 bias, 2 LayerNorm weight */
-static void add_tensor(mb_bert *m, int *idx, size_t *off, const char *name, int rows, int cols, int kind,
-                       int encoder) {
-    mb_param_info *pi = &m->info[(*idx)++];
-    snprintf(pi->name, sizeof pi->name, "%s", name);
-    pi->offset = *off;
-    pi->ndim = cols ? 2 : 1;
-    pi->shape[0] = rows;
-    pi->shape[1] = cols;
-    pi->numel = (size_t)rows * (cols ? (size_t)cols : 1);
-    pi->no_decay = kind != 0;
-    pi->encoder = encoder;
-    *off += pi->numel;
-}
-
 static int head_outputs(const mb_bert *m) {
     switch (m->task) {
     case MB_BERT_QUESTION_ANSWERING: return 2;
@@ -152,11 +136,11 @@ static size_t build_table(mb_bert *m) {
     int D = c->dim, F = c->hidden_dim, i = 0;
     size_t off = 0;
     char name[MB_PARAM_NAME_MAX];
-    add_tensor(m, &i, &off, "bert.embeddings.word_embeddings.weight", c->vocab_size, D, 0, 1);
-    add_tensor(m, &i, &off, "bert.embeddings.position_embeddings.weight", c->max_position_embeddings, D, 0, 1);
-    add_tensor(m, &i, &off, "bert.embeddings.token_type_embeddings.weight", m->cfg.type_vocab_size, D, 0, 1);
-    add_tensor(m, &i, &off, "bert.embeddings.LayerNorm.weight", D, 0, 2, 1);
-    add_tensor(m, &i, &off, "bert.embeddings.LayerNorm.bias", D, 0, 1, 1);
+    mb_param_add(m->info, &i, &off, "bert.embeddings.word_embeddings.weight", c->vocab_size, D, 0, 1);
+    mb_param_add(m->info, &i, &off, "bert.embeddings.position_embeddings.weight", c->max_position_embeddings, D, 0, 1);
+    mb_param_add(m->info, &i, &off, "bert.embeddings.token_type_embeddings.weight", m->cfg.type_vocab_size, D, 0, 1);
+    mb_param_add(m->info, &i, &off, "bert.embeddings.LayerNorm.weight", D, 0, 2, 1);
+    mb_param_add(m->info, &i, &off, "bert.embeddings.LayerNorm.bias", D, 0, 1, 1);
     static const struct { const char *suffix; int rows, cols, kind; } layer[] = {
         {"attention.self.query.weight", 'D', 'D', 0}, {"attention.self.query.bias", 'D', 0, 1},
         {"attention.self.key.weight", 'D', 'D', 0}, {"attention.self.key.bias", 'D', 0, 1},
@@ -171,27 +155,27 @@ static size_t build_table(mb_bert *m) {
             snprintf(name, sizeof name, "bert.encoder.layer.%d.%s", l, layer[s].suffix);
             int rows = layer[s].rows == 'D' ? D : F;
             int cols = layer[s].cols == 0 ? 0 : layer[s].cols == 'D' ? D : F;
-            add_tensor(m, &i, &off, name, rows, cols, layer[s].kind, 1);
+            mb_param_add(m->info, &i, &off, name, rows, cols, layer[s].kind, 1);
         }
     switch (m->task) {
     case MB_BERT_SEQUENCE_CLASSIFICATION:
-        add_tensor(m, &i, &off, "bert.pooler.dense.weight", D, D, 0, 1);
-        add_tensor(m, &i, &off, "bert.pooler.dense.bias", D, 0, 1, 1);
+        mb_param_add(m->info, &i, &off, "bert.pooler.dense.weight", D, D, 0, 1);
+        mb_param_add(m->info, &i, &off, "bert.pooler.dense.bias", D, 0, 1, 1);
         /* fallthrough */
     case MB_BERT_TOKEN_CLASSIFICATION:
-        add_tensor(m, &i, &off, "classifier.weight", c->num_labels, D, 0, 0);
-        add_tensor(m, &i, &off, "classifier.bias", c->num_labels, 0, 1, 0);
+        mb_param_add(m->info, &i, &off, "classifier.weight", c->num_labels, D, 0, 0);
+        mb_param_add(m->info, &i, &off, "classifier.bias", c->num_labels, 0, 1, 0);
         break;
     case MB_BERT_QUESTION_ANSWERING:
-        add_tensor(m, &i, &off, "qa_outputs.weight", 2, D, 0, 0);
-        add_tensor(m, &i, &off, "qa_outputs.bias", 2, 0, 1, 0);
+        mb_param_add(m->info, &i, &off, "qa_outputs.weight", 2, D, 0, 0);
+        mb_param_add(m->info, &i, &off, "qa_outputs.bias", 2, 0, 1, 0);
         break;
     case MB_BERT_MASKED_LM:
-        add_tensor(m, &i, &off, "cls.predictions.bias", c->vocab_size, 0, 1, 0);
-        add_tensor(m, &i, &off, "cls.predictions.transform.dense.weight", D, D, 0, 0);
-        add_tensor(m, &i, &off, "cls.predictions.transform.dense.bias", D, 0, 1, 0);
-        add_tensor(m, &i, &off, "cls.predictions.transform.LayerNorm.weight", D, 0, 2, 0);
-        add_tensor(m, &i, &off, "cls.predictions.transform.LayerNorm.bias", D, 0, 1, 0);
+        mb_param_add(m->info, &i, &off, "cls.predictions.bias", c->vocab_size, 0, 1, 0);
+        mb_param_add(m->info, &i, &off, "cls.predictions.transform.dense.weight", D, D, 0, 0);
+        mb_param_add(m->info, &i, &off, "cls.predictions.transform.dense.bias", D, 0, 1, 0);
+        mb_param_add(m->info, &i, &off, "cls.predictions.transform.LayerNorm.weight", D, 0, 2, 0);
+        mb_param_add(m->info, &i, &off, "cls.predictions.transform.LayerNorm.bias", D, 0, 1, 0);
         break;
     }
     m->n_tensors = i;
@@ -231,15 +215,6 @@ static void make_views(const mb_bert *m, float *base, views *v) {
 }
 
 /* ---- construction ---------------------------------------------------------- */
-
-static void append_warning(mb_bert *m, const char *text) {
-    size_t old = m->warnings ? strlen(m->warnings) : 0, add = strlen(text);
-    char *w = realloc(m->warnings, old + add + 2);
-    if (!w) return;
-    if (old) w[old++] = '\n';
-    memcpy(w + old, text, add + 1);
-    m->warnings = w;
-}
 
 static mb_bert *alloc_model(const mb_bert_config *cfg, mb_bert_task task, uint64_t seed, mb_error *err) {
     if ((int)task < MB_BERT_SEQUENCE_CLASSIFICATION || task > MB_BERT_MASKED_LM) {
@@ -282,22 +257,11 @@ nomem:
     return NULL;
 }
 
-/* HF BertPreTrainedModel._init_weights for one tensor. */
-static void init_tensor(mb_bert *m, int i) {
+/* HF BertPreTrainedModel._init_weights for tensor i (a missing one: mb_ckpt_rules.init). */
+static void init_tensor(void *model, int i) {
+    mb_bert *m = model;
     const mb_param_info *pi = &m->info[i];
-    float *w = m->params + pi->offset;
-    size_t len = strlen(pi->name);
-    int is_bias = (len > 5 && strcmp(pi->name + len - 5, ".bias") == 0) || strcmp(pi->name, "cls.predictions.bias") == 0;
-    if (is_bias) {
-        memset(w, 0, pi->numel * sizeof(float));
-    } else if (strstr(pi->name, "LayerNorm")) {
-        for (size_t k = 0; k < pi->numel; k++) w[k] = 1.0f;
-    } else {
-        float sd = m->cfg.base.initializer_range;
-        for (size_t k = 0; k < pi->numel; k++) w[k] = (float)(mb_rng_normal(&m->rng) * sd);
-        if (strstr(pi->name, "word_embeddings"))
-            memset(w + (size_t)m->cfg.base.pad_token_id * pi->shape[1], 0, pi->shape[1] * sizeof(float));
-    }
+    mb_param_init_hf(pi, m->params + pi->offset, m->cfg.base.initializer_range, m->cfg.base.pad_token_id, 0, &m->rng);
 }
 
 mb_bert *mb_bert_new(const mb_bert_config *cfg, mb_bert_task task, uint64_t seed, mb_error *err) {
@@ -332,65 +296,6 @@ void mb_bert_free(mb_bert *m) {
 
 /* ---- load ------------------------------------------------------------------ */
 
-/* A growing ", "-separated list of quoted names. */
-typedef struct name_list {
-    char *s;
-    size_t len, cap;
-    int n;
-} name_list;
-
-static void list_add(name_list *l, const char *name) {
-    size_t need = l->len + strlen(name) + 5;
-    if (need > l->cap) {
-        size_t cap = need * 2;
-        char *s = realloc(l->s, cap);
-        if (!s) return;
-        l->s = s;
-        l->cap = cap;
-    }
-    l->len += (size_t)sprintf(l->s + l->len, "%s'%s'", l->n ? ", " : "", name);
-    l->n++;
-}
-
-static void append_warningf(mb_bert *m, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    char *s = malloc((size_t)n + 1);
-    if (!s) return;
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    append_warning(m, s);
-    free(s);
-}
-
-/* The checkpoint's tensor for parameter `name`: the name itself, then old
-   LayerNorm.gamma / .beta names, then (encoder) a base BertModel's names
-   without "bert.". */
-static const mb_st_tensor *find_ckpt(const mb_safetensors *st, const char *name, int encoder) {
-    char alt[MB_PARAM_NAME_MAX + 8];
-    const char *cands[4] = {name, NULL, NULL, NULL};
-    int n = 1;
-    const char *ln = strstr(name, "LayerNorm.");
-    if (ln) {
-        const char *what = ln + strlen("LayerNorm.");
-        snprintf(alt, sizeof alt, "%.*sLayerNorm.%s", (int)(ln - name), name,
-                 strcmp(what, "weight") == 0 ? "gamma" : "beta");
-        cands[n++] = alt;
-    }
-    if (encoder && strncmp(name, "bert.", 5) == 0) {
-        cands[n++] = name + 5;
-        if (ln) cands[n++] = alt + 5;
-    }
-    for (int i = 0; i < n; i++) {
-        const mb_st_tensor *t = mb_safetensors_find(st, cands[i]);
-        if (t) return t;
-    }
-    return NULL;
-}
-
 /* Checkpoint tensors that transformers ignores without a word: the position
    ids buffer of old checkpoints, and the masked-LM decoder tied to the
    embeddings (weight) and to cls.predictions.bias (bias). */
@@ -402,6 +307,10 @@ static int silently_ignored(const mb_bert *m, const char *name) {
     return 0;
 }
 
+static const mb_ckpt_rules load_rules = {
+    .family = "BERT", .base_prefix = "bert.", .legacy_layernorm = 1, .optional = "bert.pooler.", .init = init_tensor,
+    .head_hint = " (num_labels differs from the checkpoint's classifier?)"};
+
 mb_bert *mb_bert_load(const char *dir, const mb_bert_load_opts *opts, mb_error *err) {
     mb_bert_load_opts defaults = {MB_BERT_SEQUENCE_CLASSIFICATION, 0, NULL, 42};
     if (!opts) opts = &defaults;
@@ -409,75 +318,40 @@ mb_bert *mb_bert_load(const char *dir, const mb_bert_load_opts *opts, mb_error *
     mb_bert_config cfg;
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (mb_bert_config_load(&cfg, path, err) != MB_OK) return NULL;
-    if (opts->num_labels > 0 || opts->id2label) {
-        int n = opts->num_labels > 0 ? opts->num_labels : cfg.base.num_labels;
-        if (mb_config_set_labels(&cfg.base, n, opts->id2label, err) != MB_OK) {
-            mb_bert_config_free(&cfg);
-            return NULL;
-        }
-        if (n == 1 && !cfg.base.problem_type_set) cfg.base.problem_type = MB_PROBLEM_REGRESSION;
-        else if (n > 1 && cfg.base.problem_type == MB_PROBLEM_REGRESSION && !cfg.base.problem_type_set)
-            cfg.base.problem_type = MB_PROBLEM_SINGLE_LABEL;
+    if (mb_config_override_labels(&cfg.base, opts->num_labels, opts->id2label, err) != MB_OK) {
+        mb_bert_config_free(&cfg);
+        return NULL;
     }
     mb_bert *m = alloc_model(&cfg, opts->task, opts->seed, err);
     mb_bert_config_free(&cfg);
     if (!m) return NULL;
     const char *cls = mb_bert_class_name(m->task);
-
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    mb_safetensors *st = mb_safetensors_open(path, err);
+    mb_safetensors *st = mb_model_folder_open(dir, path, sizeof path, err);
     if (!st) {
         mb_bert_free(m);
         return NULL;
     }
     char *used = calloc((size_t)st->n_tensors + 1, 1);
-    name_list missing = {0}, unused = {0};
-    if (!used) {
-        mb_fail(err, MB_ERR_NOMEM, "out of memory");
-        goto fail;
+    mb_name_list missing = {0}, unused = {0};
+    mb_status rc = used ? MB_OK : mb_fail(err, MB_ERR_NOMEM, "out of memory");
+    if (rc == MB_OK) rc = mb_params_read(st, path, &load_rules, m, m->info, m->n_tensors, m->params, used, &missing, err);
+    if (rc == MB_OK) {
+        for (int j = 0; j < st->n_tensors; j++)
+            if (!used[j] && !silently_ignored(m, st->tensors[j].name)) mb_name_list_add(&unused, st->tensors[j].name);
+        if (unused.n)
+            mb_warnings_append(&m->warnings, "Some weights of the model checkpoint at %s were not used when "
+                               "initializing %s: [%s]\n- This IS expected if you are initializing %s from the "
+                               "checkpoint of a model trained on another task or with another architecture (e.g. "
+                               "initializing a BertForSequenceClassification model from a BertForPreTraining model).\n"
+                               "- This IS NOT expected if you are initializing %s from the checkpoint of a model that "
+                               "you expect to be exactly identical.", dir, cls, unused.s, cls, cls);
+        if (missing.n) mb_warn_newly_initialized(&m->warnings, cls, dir, missing.s);
     }
-    for (int i = 0; i < m->n_tensors; i++) {
-        const mb_param_info *pi = &m->info[i];
-        int required = pi->encoder && !strstr(pi->name, "bert.pooler.");
-        const mb_st_tensor *t = find_ckpt(st, pi->name, pi->encoder);
-        if (!t) {
-            if (required) {
-                mb_fail(err, MB_ERR_FORMAT, "%s: missing tensor '%s' (is this a BERT checkpoint for this config?)",
-                        path, pi->name);
-                goto fail;
-            }
-            list_add(&missing, pi->name);
-            init_tensor(m, i);
-            continue;
-        }
-        used[t - st->tensors] = 1;
-        if (mb_param_read(path, t, pi, m->params + pi->offset,
-                          pi->encoder ? "" : " (num_labels differs from the checkpoint's classifier?)", err) != MB_OK)
-            goto fail;
-    }
-    for (int j = 0; j < st->n_tensors; j++)
-        if (!used[j] && !silently_ignored(m, st->tensors[j].name)) list_add(&unused, st->tensors[j].name);
-    if (unused.n)
-        append_warningf(m, "Some weights of the model checkpoint at %s were not used when initializing %s: [%s]\n"
-                        "- This IS expected if you are initializing %s from the checkpoint of a model trained on "
-                        "another task or with another architecture (e.g. initializing a BertForSequenceClassification "
-                        "model from a BertForPreTraining model).\n- This IS NOT expected if you are initializing %s "
-                        "from the checkpoint of a model that you expect to be exactly identical.",
-                        dir, cls, unused.s ? unused.s : "", cls, cls);
-    if (missing.n)
-        append_warningf(m, "Some weights of %s were not initialized from the model checkpoint at %s and are newly "
-                        "initialized: [%s]\nYou should probably TRAIN this model on a down-stream task to be able to "
-                        "use it for predictions and inference.", cls, dir, missing.s ? missing.s : "");
-    free(missing.s);
-    free(unused.s);
+    mb_name_list_free(&missing);
+    mb_name_list_free(&unused);
     free(used);
     mb_safetensors_close(st);
-    return m;
-fail:
-    free(missing.s);
-    free(unused.s);
-    free(used);
-    mb_safetensors_close(st);
+    if (rc == MB_OK) return m;
     mb_bert_free(m);
     return NULL;
 }
@@ -493,15 +367,7 @@ static const mb_param_info *param_at(const void *model, int i, const float **dat
 mb_status mb_bert_save(const mb_bert *m, const char *dir, mb_error *err) {
     char *json = mb_bert_config_to_json(&m->cfg, mb_bert_class_name(m->task), err);
     if (!json) return err ? err->code : MB_ERR_NOMEM;
-    mb_status rc = mb_model_folder_save(dir, NULL, NULL, m, m->n_tensors, param_at, err); /* creates dir */
-    if (rc == MB_OK) {
-        char path[4096];
-        snprintf(path, sizeof path, "%s/config.json", dir);
-        FILE *f = fopen(path, "wb");
-        int ok = f && fputs(json, f) >= 0 && fputc('\n', f) != EOF;
-        if (f && fclose(f) != 0) ok = 0;
-        if (!ok) rc = mb_fail(err, MB_ERR_IO, "%s: cannot write", path);
-    }
+    mb_status rc = mb_model_folder_save_json(dir, json, m, m->n_tensors, param_at, err);
     free(json);
     return rc;
 }
@@ -519,11 +385,7 @@ int mb_bert_num_tensors(const mb_bert *m) { return m->n_tensors; }
 const mb_param_info *mb_bert_param_info(const mb_bert *m, int i) {
     return i >= 0 && i < m->n_tensors ? &m->info[i] : NULL;
 }
-int mb_bert_find_param(const mb_bert *m, const char *name) {
-    for (int i = 0; i < m->n_tensors; i++)
-        if (strcmp(m->info[i].name, name) == 0) return i;
-    return -1;
-}
+int mb_bert_find_param(const mb_bert *m, const char *name) { return mb_param_find(m->info, m->n_tensors, name); }
 int mb_bert_trainable(const mb_bert *m, int i) {
     if (i < 0 || i >= m->n_tensors) return 0;
     return !(m->info[i].encoder && m->frozen);

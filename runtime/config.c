@@ -76,6 +76,17 @@ mb_status mb_config_set_labels(mb_distilbert_config *cfg, int num_labels, const 
     return MB_OK;
 }
 
+mb_status mb_config_override_labels(mb_distilbert_config *cfg, int num_labels, const char *const *id2label,
+                                    mb_error *err) {
+    if (num_labels <= 0 && !id2label) return MB_OK;
+    int n = num_labels > 0 ? num_labels : cfg->num_labels;
+    if (mb_config_set_labels(cfg, n, id2label, err) != MB_OK) return err ? err->code : MB_ERR_NOMEM;
+    if (n == 1 && !cfg->problem_type_set) cfg->problem_type = MB_PROBLEM_REGRESSION;
+    else if (n > 1 && cfg->problem_type == MB_PROBLEM_REGRESSION && !cfg->problem_type_set)
+        cfg->problem_type = MB_PROBLEM_SINGLE_LABEL;
+    return MB_OK;
+}
+
 mb_status mb_config_copy(mb_distilbert_config *dst, const mb_distilbert_config *src, mb_error *err) {
     *dst = *src;
     dst->id2label = NULL;

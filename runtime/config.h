@@ -65,6 +65,10 @@ mb_status mb_config_validate(const mb_distilbert_config *cfg, const char *source
 
 /* Replace the labels: names may be NULL (LABEL_0, ...). */
 mb_status mb_config_set_labels(mb_distilbert_config *cfg, int num_labels, const char *const *names, mb_error *err);
+/* A loader's num_labels / id2label over the file's (0 and NULL: keep them);
+   problem_type follows the count as in transformers unless the file sets it. */
+mb_status mb_config_override_labels(mb_distilbert_config *cfg, int num_labels, const char *const *id2label,
+                                    mb_error *err);
 mb_status mb_config_copy(mb_distilbert_config *dst, const mb_distilbert_config *src, mb_error *err);
 void mb_config_free(mb_distilbert_config *cfg);
 

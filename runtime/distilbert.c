@@ -85,23 +85,8 @@ struct mb_distilbert {
 typedef struct tensor_spec {
     const char *suffix;
     int rows, cols; /* cols 0: 1-D */
-    int kind;       /* 0 linear/embedding weight, 1 bias, 2 LayerNorm weight */
+    mb_param_kind kind;
 } tensor_spec;
-
-static int add_tensor(mb_distilbert *m, int *idx, size_t *off, const char *name, int rows, int cols, int kind,
-                      int encoder) {
-    mb_param_info *pi = &m->info[(*idx)++];
-    snprintf(pi->name, sizeof pi->name, "%s", name);
-    pi->offset = *off;
-    pi->ndim = cols ? 2 : 1;
-    pi->shape[0] = rows;
-    pi->shape[1] = cols;
-    pi->numel = (size_t)rows * (cols ? (size_t)cols : 1);
-    pi->no_decay = kind != 0;
-    pi->encoder = encoder;
-    *off += pi->numel;
-    return kind;
-}
 
 /* Fill m->info in HF order; returns the number of floats. */
 static size_t build_table(mb_distilbert *m) {
@@ -109,10 +94,10 @@ static size_t build_table(mb_distilbert *m) {
     int D = c->dim, F = c->hidden_dim, L = c->num_labels, i = 0;
     size_t off = 0;
     char name[MB_PARAM_NAME_MAX];
-    add_tensor(m, &i, &off, "distilbert.embeddings.word_embeddings.weight", c->vocab_size, D, 0, 1);
-    add_tensor(m, &i, &off, "distilbert.embeddings.position_embeddings.weight", c->max_position_embeddings, D, 0, 1);
-    add_tensor(m, &i, &off, "distilbert.embeddings.LayerNorm.weight", D, 0, 2, 1);
-    add_tensor(m, &i, &off, "distilbert.embeddings.LayerNorm.bias", D, 0, 1, 1);
+    mb_param_add(m->info, &i, &off, "distilbert.embeddings.word_embeddings.weight", c->vocab_size, D, 0, 1);
+    mb_param_add(m->info, &i, &off, "distilbert.embeddings.position_embeddings.weight", c->max_position_embeddings, D, 0, 1);
+    mb_param_add(m->info, &i, &off, "distilbert.embeddings.LayerNorm.weight", D, 0, 2, 1);
+    mb_param_add(m->info, &i, &off, "distilbert.embeddings.LayerNorm.bias", D, 0, 1, 1);
     const tensor_spec layer[] = {
         {"attention.q_lin.weight", D, D, 0}, {"attention.q_lin.bias", D, 0, 1},
         {"attention.k_lin.weight", D, D, 0}, {"attention.k_lin.bias", D, 0, 1},
@@ -125,13 +110,13 @@ static size_t build_table(mb_distilbert *m) {
     for (int l = 0; l < c->n_layers; l++)
         for (size_t s = 0; s < sizeof layer / sizeof layer[0]; s++) {
             snprintf(name, sizeof name, "distilbert.transformer.layer.%d.%s", l, layer[s].suffix);
-            add_tensor(m, &i, &off, name, layer[s].rows, layer[s].cols, layer[s].kind, 1);
+            mb_param_add(m->info, &i, &off, name, layer[s].rows, layer[s].cols, layer[s].kind, 1);
         }
     m->n_encoder_tensors = i;
-    add_tensor(m, &i, &off, "pre_classifier.weight", D, D, 0, 0);
-    add_tensor(m, &i, &off, "pre_classifier.bias", D, 0, 1, 0);
-    add_tensor(m, &i, &off, "classifier.weight", L, D, 0, 0);
-    add_tensor(m, &i, &off, "classifier.bias", L, 0, 1, 0);
+    mb_param_add(m->info, &i, &off, "pre_classifier.weight", D, D, 0, 0);
+    mb_param_add(m->info, &i, &off, "pre_classifier.bias", D, 0, 1, 0);
+    mb_param_add(m->info, &i, &off, "classifier.weight", L, D, 0, 0);
+    mb_param_add(m->info, &i, &off, "classifier.bias", L, 0, 1, 0);
     m->n_tensors = i;
     return off;
 }
@@ -160,26 +145,6 @@ static void make_views(const mb_distilbert *m, float *base, views *v) {
 }
 
 /* ---- construction ---------------------------------------------------------- */
-
-void mb_warnings_append(char **warnings, const char *text) {
-    size_t old = *warnings ? strlen(*warnings) : 0, add = strlen(text);
-    char *w = realloc(*warnings, old + add + 2);
-    if (!w) return;
-    if (old) w[old++] = '\n';
-    memcpy(w + old, text, add + 1);
-    *warnings = w;
-}
-
-void mb_warn_newly_initialized(char **warnings, const char *architecture, const char *dir, const char *missing) {
-    char msg[2600];
-    snprintf(msg, sizeof msg,
-             "Some weights of %s were not initialized from the model checkpoint at %s and are newly initialized: "
-             "[%s]\nYou should probably TRAIN this model on a down-stream task to be able to use it for predictions "
-             "and inference.", architecture, dir, missing);
-    mb_warnings_append(warnings, msg);
-}
-
-static void append_warning(mb_distilbert *m, const char *text) { mb_warnings_append(&m->warnings, text); }
 
 /* Allocate the blocks for cfg (copied). */
 static mb_distilbert *alloc_model(const mb_distilbert_config *cfg, uint64_t seed, mb_error *err) {
@@ -219,37 +184,18 @@ nomem:
     return NULL;
 }
 
-/* HF _init_weights for one tensor. */
-static void init_tensor(mb_distilbert *m, int i, mb_rng *rng) {
+/* HF _init_weights for tensor i (a missing one: mb_ckpt_rules.init). */
+static void init_tensor(void *model, int i) {
+    mb_distilbert *m = model;
     const mb_param_info *pi = &m->info[i];
-    float *w = m->params + pi->offset;
-    const char *name = pi->name;
-    size_t len = strlen(name);
-    int is_ln = strstr(name, "LayerNorm") || strstr(name, "layer_norm");
-    int is_bias = len > 5 && strcmp(name + len - 5, ".bias") == 0;
-    if (is_bias) {
-        memset(w, 0, pi->numel * sizeof(float));
-    } else if (is_ln) {
-        for (size_t k = 0; k < pi->numel; k++) w[k] = 1.0f;
-    } else if (strstr(name, "position_embeddings") && m->cfg.sinusoidal_pos_embds) {
-        int P = (int)pi->shape[0], D = (int)pi->shape[1];
-        for (int pos = 0; pos < P; pos++)
-            for (int j = 0; j < D; j++) {
-                double angle = pos / pow(10000.0, 2.0 * (j / 2) / D);
-                w[(size_t)pos * D + j] = (float)((j % 2 == 0) ? sin(angle) : cos(angle));
-            }
-    } else {
-        float sd = m->cfg.initializer_range;
-        for (size_t k = 0; k < pi->numel; k++) w[k] = (float)(mb_rng_normal(rng) * sd);
-        if (strstr(name, "word_embeddings"))
-            memset(w + (size_t)m->cfg.pad_token_id * pi->shape[1], 0, pi->shape[1] * sizeof(float));
-    }
+    mb_param_init_hf(pi, m->params + pi->offset, m->cfg.initializer_range, m->cfg.pad_token_id,
+                     m->cfg.sinusoidal_pos_embds, &m->rng);
 }
 
 mb_distilbert *mb_distilbert_new(const mb_distilbert_config *cfg, uint64_t seed, mb_error *err) {
     mb_distilbert *m = alloc_model(cfg, seed, err);
     if (!m) return NULL;
-    for (int i = 0; i < m->n_tensors; i++) init_tensor(m, i, &m->rng);
+    for (int i = 0; i < m->n_tensors; i++) init_tensor(m, i);
     return m;
 }
 
@@ -273,6 +219,10 @@ void mb_distilbert_free(mb_distilbert *m) {
 
 /* ---- load ------------------------------------------------------------------ */
 
+static const mb_ckpt_rules load_rules = {
+    .family = "DistilBERT", .base_prefix = "distilbert.", .init = init_tensor,
+    .head_hint = " (num_labels differs from the checkpoint's classifier?)"};
+
 mb_distilbert *mb_distilbert_load(const char *dir, const mb_distilbert_load_opts *opts, mb_error *err) {
     mb_distilbert_load_opts defaults = {0, NULL, 42};
     if (!opts) opts = &defaults;
@@ -280,81 +230,42 @@ mb_distilbert *mb_distilbert_load(const char *dir, const mb_distilbert_load_opts
     mb_distilbert_config cfg;
     snprintf(path, sizeof path, "%s/config.json", dir);
     if (mb_config_load(&cfg, path, err) != MB_OK) return NULL;
-    if (opts->num_labels > 0 || opts->id2label) {
-        int n = opts->num_labels > 0 ? opts->num_labels : cfg.num_labels;
-        if (mb_config_set_labels(&cfg, n, opts->id2label, err) != MB_OK) {
-            mb_config_free(&cfg);
-            return NULL;
-        }
-        if (n == 1 && !cfg.problem_type_set) cfg.problem_type = MB_PROBLEM_REGRESSION;
-        else if (n > 1 && cfg.problem_type == MB_PROBLEM_REGRESSION && !cfg.problem_type_set)
-            cfg.problem_type = MB_PROBLEM_SINGLE_LABEL;
+    if (mb_config_override_labels(&cfg, opts->num_labels, opts->id2label, err) != MB_OK) {
+        mb_config_free(&cfg);
+        return NULL;
     }
     mb_distilbert *m = alloc_model(&cfg, opts->seed, err);
     mb_config_free(&cfg);
     if (!m) return NULL;
-
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    mb_safetensors *st = mb_safetensors_open(path, err);
+    mb_safetensors *st = mb_model_folder_open(dir, path, sizeof path, err);
     if (!st) {
         mb_distilbert_free(m);
         return NULL;
     }
     char *used = calloc((size_t)st->n_tensors + 1, 1);
-    char missing[2048] = "";
-    int n_missing = 0;
-    if (!used) {
-        mb_fail(err, MB_ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    for (int i = 0; i < m->n_tensors; i++) {
-        const mb_param_info *pi = &m->info[i];
-        const mb_st_tensor *t = mb_safetensors_find(st, pi->name);
-        /* A base DistilBertModel checkpoint names its tensors without the prefix. */
-        if (!t && pi->encoder) t = mb_safetensors_find(st, pi->name + strlen("distilbert."));
-        if (!t) {
-            if (pi->encoder) {
-                mb_fail(err, MB_ERR_FORMAT, "%s: missing tensor '%s' (is this a DistilBERT checkpoint for this config?)",
-                        path, pi->name);
-                goto fail;
-            }
-            size_t k = strlen(missing);
-            snprintf(missing + k, sizeof missing - k, "%s'%s'", n_missing ? ", " : "", pi->name);
-            n_missing++;
-            init_tensor(m, i, &m->rng);
-            continue;
+    mb_name_list missing = {0}, unused = {0};
+    int mlm = 0;
+    mb_status rc = used ? MB_OK : mb_fail(err, MB_ERR_NOMEM, "out of memory");
+    if (rc == MB_OK) rc = mb_params_read(st, path, &load_rules, m, m->info, m->n_tensors, m->params, used, &missing, err);
+    if (rc == MB_OK) {
+        if (missing.n) mb_warn_newly_initialized(&m->warnings, "DistilBertForSequenceClassification", dir, missing.s);
+        for (int j = 0; j < st->n_tensors; j++) {
+            if (used[j]) continue;
+            const char *nm = st->tensors[j].name;
+            if (strncmp(nm, "vocab_", 6) == 0 || strncmp(nm, "distilbert.vocab_", 17) == 0) mlm = 1;
+            mb_name_list_add(&unused, nm);
         }
-        used[t - st->tensors] = 1;
-        if (mb_param_read(path, t, pi, m->params + pi->offset,
-                          pi->encoder ? "" : " (num_labels differs from the checkpoint's classifier?)", err) != MB_OK)
-            goto fail;
+        if (unused.n)
+            mb_warnings_append(&m->warnings, "Some weights of the model checkpoint at %s were not used when initializing "
+                               "DistilBertForSequenceClassification: [%s]%s", dir, unused.s,
+                               mlm ? "\n(the masked-LM head vocab_transform/vocab_layer_norm/vocab_projector is not "
+                                     "used for classification: expected when loading a pretrained checkpoint)" : "");
     }
-    if (n_missing) mb_warn_newly_initialized(&m->warnings, "DistilBertForSequenceClassification", dir, missing);
-    char unused[2048] = "";
-    int n_unused = 0, mlm = 0;
-    for (int j = 0; j < st->n_tensors; j++) {
-        if (used[j]) continue;
-        const char *nm = st->tensors[j].name;
-        if (strncmp(nm, "vocab_", 6) == 0 || strncmp(nm, "distilbert.vocab_", 17) == 0) mlm = 1;
-        size_t k = strlen(unused);
-        if (k < sizeof unused - 200)
-            snprintf(unused + k, sizeof unused - k, "%s'%s'", n_unused ? ", " : "", nm);
-        n_unused++;
-    }
-    if (n_unused) {
-        char msg[2600];
-        snprintf(msg, sizeof msg, "Some weights of the model checkpoint at %s were not used when initializing "
-                 "DistilBertForSequenceClassification: [%s]%s", dir, unused,
-                 mlm ? "\n(the masked-LM head vocab_transform/vocab_layer_norm/vocab_projector is not used for "
-                       "classification: expected when loading a pretrained checkpoint)" : "");
-        append_warning(m, msg);
-    }
+    mb_name_list_free(&missing);
+    mb_name_list_free(&unused);
     free(used);
     mb_safetensors_close(st);
-    return m;
-fail:
-    free(used);
-    mb_safetensors_close(st);
+    if (rc == MB_OK) return m;
     mb_distilbert_free(m);
     return NULL;
 }
@@ -388,9 +299,7 @@ const mb_param_info *mb_distilbert_param_info(const mb_distilbert *m, int i) {
     return i >= 0 && i < m->n_tensors ? &m->info[i] : NULL;
 }
 int mb_distilbert_find_param(const mb_distilbert *m, const char *name) {
-    for (int i = 0; i < m->n_tensors; i++)
-        if (strcmp(m->info[i].name, name) == 0) return i;
-    return -1;
+    return mb_param_find(m->info, m->n_tensors, name);
 }
 int mb_distilbert_trainable(const mb_distilbert *m, int i) {
     if (i < 0 || i >= m->n_tensors) return 0;

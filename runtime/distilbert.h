@@ -58,12 +58,6 @@ mb_status mb_distilbert_save(const mb_distilbert *m, const char *dir, mb_error *
 const mb_distilbert_config *mb_distilbert_get_config(const mb_distilbert *m);
 /* Warnings from load (new head, unused tensors), "" when none. */
 const char *mb_distilbert_warnings(const mb_distilbert *m);
-/* The warnings text of a model being built (*warnings NULL or malloc'd):
-   append a line; append HF's "Some weights of ARCH were not initialized from
-   the model checkpoint at DIR and are newly initialized: [MISSING]" (the
-   masked-LM model's loader shares them). */
-void mb_warnings_append(char **warnings, const char *text);
-void mb_warn_newly_initialized(char **warnings, const char *architecture, const char *dir, const char *missing);
 mb_rng *mb_distilbert_rng(mb_distilbert *m);
 
 /* ---- the parameter block ------------------------------------------------ */

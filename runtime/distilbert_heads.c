@@ -30,7 +30,8 @@ const char *mb_dbh_class_name(mb_dbh_task task) {
     return task == MB_DBH_QUESTION_ANSWERING ? "DistilBertForQuestionAnswering" : "DistilBertForTokenClassification";
 }
 
-static void init_head(mb_distilbert_heads *m, int i) {
+static void init_head(void *model, int i) {
+    mb_distilbert_heads *m = model;
     float *w = m->params + m->info[i].offset;
     size_t n = m->info[i].numel;
     if (i == 0) { /* HF _init_weights: Linear N(0, initializer_range), bias 0 */
@@ -56,17 +57,13 @@ static mb_distilbert_heads *wrap(mb_distilbert *enc, mb_dbh_task task, mb_error 
     const mb_distilbert_config *c = mb_distilbert_get_config(enc);
     m->L = task == MB_DBH_QUESTION_ANSWERING ? 2 : c->num_labels;
     const char *prefix = task == MB_DBH_QUESTION_ANSWERING ? "qa_outputs" : "classifier";
-    for (int i = 0; i < 2; i++) {
-        mb_param_info *pi = &m->info[i];
-        snprintf(pi->name, sizeof pi->name, "%s.%s", prefix, i == 0 ? "weight" : "bias");
-        pi->offset = i == 0 ? 0 : (size_t)m->L * c->dim;
-        pi->ndim = i == 0 ? 2 : 1;
-        pi->shape[0] = m->L;
-        pi->shape[1] = i == 0 ? c->dim : 0;
-        pi->numel = i == 0 ? (size_t)m->L * c->dim : (size_t)m->L;
-        pi->no_decay = i == 1;
-        pi->encoder = 0;
-    }
+    int i = 0;
+    size_t off = 0;
+    char name[MB_PARAM_NAME_MAX];
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    mb_param_add(m->info, &i, &off, name, m->L, c->dim, MB_PARAM_WEIGHT, 0);
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    mb_param_add(m->info, &i, &off, name, m->L, 0, MB_PARAM_BIAS, 0);
     m->n_head = (size_t)m->L * (c->dim + 1);
     for (int i = 0; i < mb_distilbert_num_tensors(enc); i++)
         if (mb_distilbert_param_info(enc, i)->encoder) m->n_enc = i + 1;
@@ -99,6 +96,10 @@ void mb_dbh_free(mb_distilbert_heads *m) {
     free(m);
 }
 
+/* The head's tensors in a checkpoint (the encoder's loader reads the rest). */
+static const mb_ckpt_rules head_rules = {
+    .family = "DistilBERT", .init = init_head, .head_hint = " (num_labels differs from the checkpoint's classifier?)"};
+
 mb_distilbert_heads *mb_dbh_load(const char *dir, mb_dbh_task task, const mb_distilbert_load_opts *opts,
                                  mb_error *err) {
     mb_distilbert_load_opts o = {0, NULL, 42};
@@ -108,37 +109,17 @@ mb_distilbert_heads *mb_dbh_load(const char *dir, mb_dbh_task task, const mb_dis
     mb_distilbert_heads *m = wrap(mb_distilbert_load(dir, &o, err), task, err);
     if (!m) return NULL;
     char path[4096];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    mb_safetensors *st = mb_safetensors_open(path, err);
-    if (!st) {
-        mb_dbh_free(m);
-        return NULL;
-    }
-    char missing[256] = "";
-    for (int i = 0; i < 2; i++) {
-        const mb_st_tensor *t = mb_safetensors_find(st, m->info[i].name);
-        if (!t) {
-            size_t k = strlen(missing);
-            snprintf(missing + k, sizeof missing - k, "%s'%s'", k ? ", " : "", m->info[i].name);
-            init_head(m, i);
-            continue;
-        }
-        if (mb_param_read(path, t, &m->info[i], m->params + m->info[i].offset,
-                          " (num_labels differs from the checkpoint's classifier?)", err) != MB_OK) {
-            mb_safetensors_close(st);
-            mb_dbh_free(m);
-            return NULL;
-        }
-    }
+    mb_safetensors *st = mb_model_folder_open(dir, path, sizeof path, err);
+    mb_name_list missing = {0};
+    mb_status rc = st ? mb_params_read(st, path, &head_rules, m, m->info, 2, m->params, NULL, &missing, err)
+                      : MB_ERR_IO;
     mb_safetensors_close(st);
-    if (missing[0]) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "Some weights of %s were not initialized from the model checkpoint at %s and are "
-                 "newly initialized: [%s]\nYou should probably TRAIN this model on a down-stream task to be able to "
-                 "use it for predictions and inference.", mb_dbh_class_name(task), dir, missing);
-        m->warnings = strdup(msg);
-    }
-    return m;
+    if (rc == MB_OK && missing.n)
+        mb_warn_newly_initialized(&m->warnings, mb_dbh_class_name(task), dir, missing.s);
+    mb_name_list_free(&missing);
+    if (rc == MB_OK) return m;
+    mb_dbh_free(m);
+    return NULL;
 }
 
 static const mb_param_info *param_at(const void *model, int i, const float **data) {

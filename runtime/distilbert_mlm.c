@@ -56,23 +56,13 @@ struct mb_distilbert_mlm {
 static void build_head(mb_distilbert_mlm *m) {
     const mb_distilbert_config *c = mb_distilbert_get_config(m->enc);
     int D = c->dim, V = c->vocab_size;
-    struct { const char *name; int rows, cols, no_decay; } spec[MB_MLM_HEAD_TENSORS] = {
-        {"vocab_transform.weight", D, D, 0}, {"vocab_transform.bias", D, 0, 1},
-        {"vocab_layer_norm.weight", D, 0, 1}, {"vocab_layer_norm.bias", D, 0, 1},
-        {"vocab_projector.bias", V, 0, 1}};
+    struct { const char *name; int rows, cols; mb_param_kind kind; } spec[MB_MLM_HEAD_TENSORS] = {
+        {"vocab_transform.weight", D, D, MB_PARAM_WEIGHT}, {"vocab_transform.bias", D, 0, MB_PARAM_BIAS},
+        {"vocab_layer_norm.weight", D, 0, MB_PARAM_NORM}, {"vocab_layer_norm.bias", D, 0, MB_PARAM_BIAS},
+        {"vocab_projector.bias", V, 0, MB_PARAM_BIAS}};
     size_t off = 0;
-    for (int i = 0; i < MB_MLM_HEAD_TENSORS; i++) {
-        mb_param_info *pi = &m->info[i];
-        snprintf(pi->name, sizeof pi->name, "%s", spec[i].name);
-        pi->offset = off;
-        pi->ndim = spec[i].cols ? 2 : 1;
-        pi->shape[0] = spec[i].rows;
-        pi->shape[1] = spec[i].cols;
-        pi->numel = (size_t)spec[i].rows * (spec[i].cols ? (size_t)spec[i].cols : 1);
-        pi->no_decay = spec[i].no_decay;
-        pi->encoder = 0;
-        off += pi->numel;
-    }
+    for (int i = 0; i < MB_MLM_HEAD_TENSORS;)
+        mb_param_add(m->info, &i, &off, spec[i].name, spec[i].rows, spec[i].cols, spec[i].kind, 0);
     m->n_head = off;
     m->n_enc = 0;
     for (int i = 0; i < mb_distilbert_num_tensors(m->enc); i++)
@@ -88,7 +78,8 @@ static void head_views_of(const mb_distilbert_mlm *m, float *base, head_views *v
 }
 
 /* HF _init_weights: Linear N(0, initializer_range), bias 0, LayerNorm 1/0. */
-static void init_head_tensor(mb_distilbert_mlm *m, int i) {
+static void init_head_tensor(void *model, int i) {
+    mb_distilbert_mlm *m = model;
     float *w = m->params + m->info[i].offset;
     size_t n = m->info[i].numel;
     if (i == TW) {
@@ -143,6 +134,9 @@ void mb_mlm_free(mb_distilbert_mlm *m) {
     free(m);
 }
 
+/* The head's tensors in a checkpoint (the encoder's loader reads the rest). */
+static const mb_ckpt_rules head_rules = {.family = "DistilBERT", .init = init_head_tensor, .head_hint = ""};
+
 mb_distilbert_mlm *mb_mlm_load(const char *dir, uint64_t seed, mb_error *err) {
     mb_distilbert_load_opts o = {0, NULL, seed};
     /* The encoder's loader handles prefixes, dtypes and shapes; its warnings
@@ -150,29 +144,15 @@ mb_distilbert_mlm *mb_mlm_load(const char *dir, uint64_t seed, mb_error *err) {
     mb_distilbert_mlm *m = wrap(mb_distilbert_load(dir, &o, err), err);
     if (!m) return NULL;
     char path[4096];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    mb_safetensors *st = mb_safetensors_open(path, err);
-    if (!st) {
-        mb_mlm_free(m);
-        return NULL;
-    }
-    char missing[512] = "";
-    for (int i = 0; i < MB_MLM_HEAD_TENSORS; i++) {
-        const mb_param_info *pi = &m->info[i];
-        const mb_st_tensor *t = mb_safetensors_find(st, pi->name);
-        if (!t) {
-            size_t k = strlen(missing);
-            snprintf(missing + k, sizeof missing - k, "%s'%s'", k ? ", " : "", pi->name);
-            init_head_tensor(m, i);
-            continue;
-        }
-        if (mb_param_read(path, t, pi, m->params + pi->offset, "", err) != MB_OK) goto fail;
-    }
-    if (missing[0]) mb_warn_newly_initialized(&m->warnings, "DistilBertForMaskedLM", dir, missing);
+    mb_safetensors *st = mb_model_folder_open(dir, path, sizeof path, err);
+    mb_name_list missing = {0};
+    mb_status rc = st ? mb_params_read(st, path, &head_rules, m, m->info, MB_MLM_HEAD_TENSORS, m->params, NULL,
+                                       &missing, err)
+                      : MB_ERR_IO;
     mb_safetensors_close(st);
-    return m;
-fail:
-    mb_safetensors_close(st);
+    if (rc == MB_OK && missing.n) mb_warn_newly_initialized(&m->warnings, "DistilBertForMaskedLM", dir, missing.s);
+    mb_name_list_free(&missing);
+    if (rc == MB_OK) return m;
     mb_mlm_free(m);
     return NULL;
 }
