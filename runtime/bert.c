@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "activations.h"
+#include "classifier_loss.h"
 #include "layers.h"
 #include "model_folder.h"
 #include "parallel.h"
@@ -722,44 +723,6 @@ mb_status mb_bert_forward(mb_bert *m, const int32_t *ids, const int32_t *mask, c
 
 /* ---- loss ------------------------------------------------------------------ */
 
-static mb_status seq_loss(mb_bert *m, const int32_t *labels, const float *targets, int B, double *loss,
-                          mb_error *err) {
-    head_acts *h = &m->head;
-    const mb_distilbert_config *c = &m->cfg.base;
-    const int L = c->num_labels;
-    if (c->problem_type == MB_PROBLEM_SINGLE_LABEL) {
-        if (!labels) return mb_fail(err, MB_ERR_DTYPE, "single-label classification needs integer labels");
-        for (int b = 0; b < B; b++)
-            if (labels[b] != -100 && (labels[b] < 0 || labels[b] >= L))
-                return mb_fail(err, MB_ERR_RANGE, "labels[%d] = %d is outside 0..%d (num_labels %d)", b + 1, labels[b],
-                               L - 1, L);
-        int count;
-        crossentropy_forward(h->per_ex, h->probs, h->logits, labels, B, L, loss, &count);
-        if (count == 0) return mb_fail(err, MB_ERR_ARG, "every label is -100 (ignored): the loss is undefined");
-        crossentropy_backward(h->dlogits, h->probs, labels, B, L, 1.0f / count);
-        return MB_OK;
-    }
-    if (!targets)
-        return mb_fail(err, MB_ERR_DTYPE, "%s needs float targets [%d,%d]", mb_problem_type_name(c->problem_type), B, L);
-    /* multi-label: BCE with logits; regression: MSE; both averaged over B*L as HF */
-    int bce = c->problem_type == MB_PROBLEM_MULTI_LABEL;
-    const long n = (long)B * L;
-    double total = 0.0;
-    for (int b = 0; b < B; b++) {
-        double row = 0.0;
-        for (int j = 0; j < L; j++) {
-            long i = (long)b * L + j;
-            double z = h->logits[i], y = targets[i];
-            row += bce ? fmax(z, 0.0) - z * y + log1p(exp(-fabs(z))) : (z - y) * (z - y);
-            h->dlogits[i] = (float)((bce ? 1.0 / (1.0 + exp(-z)) - y : 2.0 * (z - y)) / n);
-        }
-        h->per_ex[b] = (float)(row / L);
-        total += row;
-    }
-    *loss = total / n;
-    return MB_OK;
-}
-
 static mb_status mlm_loss(mb_bert *m, const int32_t *labels, int B, int T, double *loss, mb_error *err) {
     head_acts *h = &m->head;
     const int V = m->cfg.base.vocab_size;
@@ -796,7 +759,8 @@ mb_status mb_bert_loss(mb_bert *m, const int32_t *labels, const int32_t *labels2
     *loss = NAN;
     switch (m->task) {
     case MB_BERT_SEQUENCE_CLASSIFICATION:
-        rc = seq_loss(m, labels, targets, B, loss, err);
+        rc = mb_classifier_loss(m->cfg.base.problem_type, m->head.logits, labels, targets, B, m->cfg.base.num_labels,
+                                m->head.per_ex, m->head.probs, m->head.dlogits, loss, err);
         if (rc == MB_OK && per_example) memcpy(per_example, m->head.per_ex, sizeof(float) * B);
         break;
     case MB_BERT_TOKEN_CLASSIFICATION:

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 
 #include "bf16.h"
+#include "classifier_loss.h"
 #include "fsutil.h"
 #include "activations.h"
 #include "distilbert_acts.h"
@@ -649,45 +650,10 @@ mb_status mb_distilbert_loss(mb_distilbert *m, const int32_t *labels, const floa
     if (B != m->fwd_B)
         return mb_fail(err, MB_ERR_SHAPE, "%d labels for a batch of %d", B, m->fwd_B);
     head_acts *h = &m->head;
-    const int L = m->cfg.num_labels;
-    const long n = (long)B * L;
     double mean = 0.0;
-    if (m->cfg.problem_type == MB_PROBLEM_SINGLE_LABEL) {
-        if (!labels) return mb_fail(err, MB_ERR_DTYPE, "single-label classification needs integer labels");
-        for (int b = 0; b < B; b++)
-            if (labels[b] != -100 && (labels[b] < 0 || labels[b] >= L))
-                return mb_fail(err, MB_ERR_RANGE, "labels[%d] = %d is outside 0..%d (num_labels %d)", b + 1, labels[b],
-                               L - 1, L);
-        int count;
-        crossentropy_forward(h->per_ex, h->probs, h->logits, labels, B, L, &mean, &count);
-        if (count == 0) return mb_fail(err, MB_ERR_ARG, "every label is -100 (ignored): the loss is undefined");
-        if (isfinite(mean)) crossentropy_backward(h->dlogits, h->probs, labels, B, L, 1.0f / count);
-    } else {
-        if (!targets)
-            return mb_fail(err, MB_ERR_DTYPE, "%s needs float targets [%d,%d]", mb_problem_type_name(m->cfg.problem_type),
-                           B, L);
-        int bce = m->cfg.problem_type == MB_PROBLEM_MULTI_LABEL;
-        double total = 0.0;
-        for (int b = 0; b < B; b++) {
-            double row = 0.0;
-            for (int j = 0; j < L; j++) {
-                long i = (long)b * L + j;
-                double z = h->logits[i], y = targets[i], l, d;
-                if (bce) {
-                    l = fmax(z, 0.0) - z * y + log1p(exp(-fabs(z)));
-                    d = 1.0 / (1.0 + exp(-z)) - y;
-                } else {
-                    l = (z - y) * (z - y);
-                    d = 2.0 * (z - y);
-                }
-                row += l;
-                h->dlogits[i] = (float)(d / n);
-            }
-            h->per_ex[b] = (float)(row / L);
-            total += row;
-        }
-        mean = total / n;
-    }
+    mb_status rc = mb_classifier_loss(m->cfg.problem_type, h->logits, labels, targets, B, m->cfg.num_labels, h->per_ex,
+                                      h->probs, h->dlogits, &mean, err);
+    if (rc != MB_OK) return rc;
     if (per_example) memcpy(per_example, h->per_ex, sizeof(float) * B);
     *loss = mean;
     if (!isfinite(mean)) return report_nonfinite(m, mean, err);
