@@ -291,6 +291,45 @@ void mb_lua_releaseshared(mb_lua_shared *s) {
     if (s) shared_release(s);
 }
 
+static void free_model(void *p) {
+    mb_lua_model *h = p;
+    mb_lua_releaseshared(h->dev);
+    h->free_host(h->host);
+    free(h);
+}
+
+void mb_lua_pushmodel(lua_State *L, const char *mt, void *host, void (*free_host)(void *), size_t gc_bytes) {
+    mb_lua_model *h = malloc(sizeof *h);
+    if (!h) {
+        free_host(host);
+        luaL_error(L, "out of memory");
+        return;
+    }
+    *h = (mb_lua_model){host, free_host, NULL};
+    mb_lua_pushshared(L, mt, h, free_model, gc_bytes);
+}
+
+mb_lua_model *mb_lua_checkmodel(lua_State *L, int arg, const char *mt) { return mb_lua_checkshared(L, arg, mt)->obj; }
+
+void *mb_lua_model_device(const mb_lua_model *h) { return h->dev ? h->dev->obj : NULL; }
+
+void mb_lua_pushparam(lua_State *L, mb_lua_shared *owner, const mb_param_info *pi, float *value, float *grad,
+                      int trainable, mb_device device) {
+    lua_createtable(L, 0, 7);
+    lua_pushstring(L, pi->name);
+    lua_setfield(L, -2, "name");
+    mb_lua_pushview_on(L, owner, value, pi->ndim, pi->shape, device);
+    lua_setfield(L, -2, "value");
+    mb_lua_pushview_on(L, owner, grad, pi->ndim, pi->shape, device);
+    lua_setfield(L, -2, "grad");
+    lua_pushboolean(L, pi->no_decay);
+    lua_setfield(L, -2, "no_decay");
+    lua_pushboolean(L, trainable);
+    lua_setfield(L, -2, "trainable");
+    lua_pushboolean(L, pi->encoder);
+    lua_setfield(L, -2, "encoder");
+}
+
 void mb_lua_pushview_on(lua_State *L, mb_lua_shared *s, float *data, int ndim, const int64_t *shape,
                         mb_device device) {
     mb_error err;

@@ -19,6 +19,7 @@
 #include <lua.h>
 
 #include "../runtime/error.h"
+#include "../runtime/param_info.h"
 #include "../runtime/tensor.h"
 
 #define MB_LUA_MODULE(name) int mb_luaopen_##name(lua_State *L)
@@ -85,6 +86,27 @@ void mb_lua_pushview_on(lua_State *L, mb_lua_shared *s, float *data, int ndim, c
    of memory (obj is then not freed). */
 mb_lua_shared *mb_lua_newshared(void *obj, void (*free_obj)(void *));
 void mb_lua_releaseshared(mb_lua_shared *s); /* NULL is fine */
+
+/* A model object (mb.distilbert, mb.distilbert masked LM): the host model,
+   and its device half while on the GPU (a shared object of its own: device
+   parameter views hold it). The userdata holds it as a shared object. */
+typedef struct mb_lua_model {
+    void *host;
+    void (*free_host)(void *host);
+    mb_lua_shared *dev; /* obj: the device half; NULL on the CPU */
+} mb_lua_model;
+/* Push a userdata of type mt holding host (mb_lua_pushshared); frees host and
+   raises on out of memory. */
+void mb_lua_pushmodel(lua_State *L, const char *mt, void *host, void (*free_host)(void *), size_t gc_bytes);
+/* The live model at arg (mb_lua_checkshared's errors). */
+mb_lua_model *mb_lua_checkmodel(lua_State *L, int arg, const char *mt);
+/* The device half, or NULL when the model is on the CPU. */
+void *mb_lua_model_device(const mb_lua_model *h);
+
+/* Push one entry of model:parameters(): {name=, value=, grad=, no_decay=,
+   trainable=, encoder=}, value and grad views onto owner's memory on device. */
+void mb_lua_pushparam(lua_State *L, mb_lua_shared *owner, const mb_param_info *pi, float *value, float *grad,
+                      int trainable, mb_device device);
 
 /* Any live tensor, on any device (metadata, device copies); the test form
    returns NULL for a non-tensor. mb_lua_checktensor/testtensor refuse device
