@@ -151,20 +151,11 @@ static mb_status prepare_head(mb_bert *m, int B, int n, mb_error *err) {
 
 static mb_status check_inputs(const mb_bert *m, const int32_t *ids, const int32_t *types, int B, int T,
                               mb_error *err) {
-    const mb_distilbert_config *c = &m->cfg.base;
-    if (B < 1 || T < 1) return mb_fail(err, MB_ERR_SHAPE, "batch is empty (%d x %d)", B, T);
-    if (T > c->max_position_embeddings)
-        return mb_fail(err, MB_ERR_SHAPE,
-                       "sequence length %d is longer than max_position_embeddings (%d): truncate the input "
-                       "(tokenizer max_length)", T, c->max_position_embeddings);
-    for (long i = 0; i < (long)B * T; i++) {
-        if (ids[i] < 0 || ids[i] >= c->vocab_size)
-            return mb_fail(err, MB_ERR_RANGE, "input_ids[%ld][%ld] = %d is outside the vocabulary (0..%d)", i / T + 1,
-                           i % T + 1, ids[i], c->vocab_size - 1);
-        if (types && (types[i] < 0 || types[i] >= m->cfg.type_vocab_size))
+    if (mb_config_check_ids(&m->cfg.base, ids, B, T, err) != MB_OK) return err ? err->code : MB_ERR_RANGE;
+    for (long i = 0; types && i < (long)B * T; i++)
+        if (types[i] < 0 || types[i] >= m->cfg.type_vocab_size)
             return mb_fail(err, MB_ERR_RANGE, "token_type_ids[%ld][%ld] = %d is outside 0..%d (type_vocab_size %d)",
                            i / T + 1, i % T + 1, types[i], m->cfg.type_vocab_size - 1, m->cfg.type_vocab_size);
-    }
     return MB_OK;
 }
 

@@ -132,6 +132,19 @@ mb_status mb_config_validate(const mb_distilbert_config *c, const char *src, mb_
     return MB_OK;
 }
 
+mb_status mb_config_check_ids(const mb_distilbert_config *c, const int32_t *ids, int B, int T, mb_error *err) {
+    if (B < 1 || T < 1) return mb_fail(err, MB_ERR_SHAPE, "batch is empty (%d x %d)", B, T);
+    if (T > c->max_position_embeddings)
+        return mb_fail(err, MB_ERR_SHAPE,
+                       "sequence length %d is longer than max_position_embeddings (%d): truncate the input "
+                       "(tokenizer max_length)", T, c->max_position_embeddings);
+    for (long i = 0; i < (long)B * T; i++)
+        if (ids[i] < 0 || ids[i] >= c->vocab_size)
+            return mb_fail(err, MB_ERR_RANGE, "input_ids[%ld][%ld] = %d is outside the vocabulary (0..%d)",
+                           i / T + 1, i % T + 1, ids[i], c->vocab_size - 1);
+    return MB_OK;
+}
+
 /* ---- parsing ------------------------------------------------------------ */
 
 json_t *mb_config_json_open(const char *text, size_t len, const char *src, const char *model_type, mb_error *err) {

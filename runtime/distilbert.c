@@ -43,20 +43,6 @@ static mb_status prepare_head(mb_distilbert *m, int B, mb_error *err) {
 
 /* ---- forward (activation buffers: distilbert_acts.c) ------------------------- */
 
-static mb_status check_inputs(const mb_distilbert *m, const int32_t *ids, int B, int T, mb_error *err) {
-    const mb_distilbert_config *c = &m->cfg;
-    if (B < 1 || T < 1) return mb_fail(err, MB_ERR_SHAPE, "batch is empty (%d x %d)", B, T);
-    if (T > c->max_position_embeddings)
-        return mb_fail(err, MB_ERR_SHAPE,
-                       "sequence length %d is longer than max_position_embeddings (%d): truncate the input "
-                       "(tokenizer max_length)", T, c->max_position_embeddings);
-    for (long i = 0; i < (long)B * T; i++)
-        if (ids[i] < 0 || ids[i] >= c->vocab_size)
-            return mb_fail(err, MB_ERR_RANGE, "input_ids[%ld][%ld] = %d is outside the vocabulary (0..%d)",
-                           i / T + 1, i % T + 1, ids[i], c->vocab_size - 1);
-    return MB_OK;
-}
-
 /* Keep masks are drawn for the padded shape; a packed forward moves the rows
    (or probability blocks) of real tokens to the front, in row order (each
    destination is at or before its source, so in place is safe). */
@@ -178,7 +164,7 @@ static mb_status forward_impl(mb_distilbert *m, const int32_t *ids, const int32_
     m->have_loss = 0;
     m->fwd_head = 0;
     m->last_hidden = NULL;
-    if (check_inputs(m, ids, B, T, err) != MB_OK) return err ? err->code : MB_ERR_ARG;
+    if (mb_config_check_ids(&m->cfg, ids, B, T, err) != MB_OK) return err ? err->code : MB_ERR_ARG;
     int keep_enc = opts->keep && !m->frozen;
     enc_acts *a = keep_enc ? &m->keep_acts : &m->infer_acts;
     mb_dbacts_release(a == &m->keep_acts ? &m->infer_acts : &m->keep_acts);

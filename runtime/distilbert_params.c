@@ -248,3 +248,54 @@ void mb_distilbert_freeze_encoder(mb_distilbert *m, int frozen) {
 int mb_distilbert_encoder_frozen(const mb_distilbert *m) { return m->frozen; }
 const float *mb_distilbert_logits(const mb_distilbert *m) { return m->fwd_head ? m->head.logits : NULL; }
 const float *mb_distilbert_last_hidden(const mb_distilbert *m) { return m->last_hidden; }
+
+/* ---- a task model over the encoder ---------------------------------------- */
+
+mb_status mb_task_params_alloc(mb_task_params *t, mb_distilbert *enc, const mb_param_info *info, int n_head,
+                               mb_error *err) {
+    *t = (mb_task_params){.enc = enc, .info = info, .n_head = n_head};
+    for (int i = 0; i < enc->n_tensors; i++)
+        if (enc->info[i].encoder) t->n_enc = i + 1;
+    for (int i = 0; i < n_head; i++) t->numel += info[i].numel;
+    t->params = calloc(t->numel, sizeof(float));
+    t->grads = calloc(t->numel, sizeof(float));
+    if (!t->params || !t->grads) return mb_fail(err, MB_ERR_NOMEM, "out of memory for the head's parameters");
+    return MB_OK;
+}
+
+void mb_task_params_free(mb_task_params *t) {
+    mb_distilbert_free(t->enc);
+    free(t->params);
+    free(t->grads);
+    *t = (mb_task_params){0};
+}
+
+int mb_task_num_tensors(const mb_task_params *t) { return t->n_enc + t->n_head; }
+const mb_param_info *mb_task_param_info(const mb_task_params *t, int i) {
+    if (i < 0 || i >= mb_task_num_tensors(t)) return NULL;
+    return i < t->n_enc ? &t->enc->info[i] : &t->info[i - t->n_enc];
+}
+float *mb_task_param(mb_task_params *t, int i) {
+    const mb_param_info *pi = mb_task_param_info(t, i);
+    if (!pi) return NULL;
+    return (i < t->n_enc ? mb_distilbert_params(t->enc) : t->params) + pi->offset;
+}
+float *mb_task_grad(mb_task_params *t, int i) {
+    const mb_param_info *pi = mb_task_param_info(t, i);
+    if (!pi) return NULL;
+    return (i < t->n_enc ? t->enc->grads : t->grads) + pi->offset;
+}
+int mb_task_find_param(const mb_task_params *t, const char *name) {
+    for (int i = 0; i < mb_task_num_tensors(t); i++)
+        if (strcmp(mb_task_param_info(t, i)->name, name) == 0) return i;
+    return -1;
+}
+size_t mb_task_num_params(const mb_task_params *t) {
+    size_t n = 0;
+    for (int i = 0; i < mb_task_num_tensors(t); i++) n += mb_task_param_info(t, i)->numel;
+    return n;
+}
+void mb_task_zero_grad(mb_task_params *t) {
+    mb_distilbert_zero_grad(t->enc);
+    memset(t->grads, 0, t->numel * sizeof(float));
+}
