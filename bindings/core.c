@@ -10,6 +10,7 @@
 
 #include "luamb.h"
 #include "../runtime/config.h"
+#include "../runtime/cuda.h"
 #include "../runtime/parallel.h"
 #include "../runtime/rng.h"
 
@@ -409,6 +410,36 @@ void mb_lua_check_rng_state(lua_State *L, int arg, mb_rng *rng) {
         luaL_argerror(L, arg, lua_pushfstring(L, "RNG state of %d bytes expected (from rng_state()), got %d",
                                               (int)sizeof *rng, (int)len));
     memcpy(rng, s, sizeof *rng);
+}
+
+void mb_lua_push_dropout_state(lua_State *L, const mb_rng *rng, const mb_cuda_model *dev) {
+    mb_lua_push_rng_state(L, rng);
+    if (dev) {
+        uint64_t d[2];
+        mb_cuda_model_get_dropout(dev, &d[0], &d[1]);
+        lua_pushlstring(L, (const char *)d, sizeof d);
+        lua_concat(L, 2);
+    }
+}
+
+void mb_lua_check_dropout_state(lua_State *L, int arg, mb_rng *rng, mb_cuda_model *dev) {
+    size_t len, host = sizeof(mb_rng);
+    const char *s = luaL_checklstring(L, arg, &len);
+    if (len == host + 2 * sizeof(uint64_t)) { /* made on the device */
+        if (dev) {
+            uint64_t d[2];
+            memcpy(d, s + host, sizeof d);
+            mb_cuda_model_set_dropout(dev, d[0], d[1]);
+        }
+        lua_pushlstring(L, s, host);
+        lua_replace(L, arg);
+    }
+    mb_lua_check_rng_state(L, arg, rng);
+}
+
+void mb_lua_seed_dropout(mb_rng *rng, mb_cuda_model *dev, uint64_t seed) {
+    mb_rng_seed(rng, seed);
+    if (dev) mb_cuda_model_set_dropout(dev, seed, 0);
 }
 
 void mb_lua_newclass(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta) {

@@ -258,39 +258,22 @@ static int m_warnings(lua_State *L) {
 static int m_rng_state(lua_State *L) {
     mlm_handle *h = check_handle(L, 1);
     mb_cuda_mlm *c = device_of(h);
-    mb_lua_push_rng_state(L, mb_distilbert_rng(mb_mlm_encoder(h->host)));
-    if (c) {
-        uint64_t d[2];
-        mb_cuda_model_get_dropout(mb_cuda_mlm_encoder(c), &d[0], &d[1]);
-        lua_pushlstring(L, (const char *)d, sizeof d);
-        lua_concat(L, 2);
-    }
+    mb_lua_push_dropout_state(L, mb_distilbert_rng(mb_mlm_encoder(h->host)), c ? mb_cuda_mlm_encoder(c) : NULL);
     return 1;
 }
 
 static int m_set_rng_state(lua_State *L) {
     mlm_handle *h = check_handle(L, 1);
     mb_cuda_mlm *c = device_of(h);
-    size_t len, host = sizeof(mb_rng);
-    const char *s = luaL_checklstring(L, 2, &len);
-    if (len == host + 2 * sizeof(uint64_t)) { /* made on the device */
-        if (c) {
-            uint64_t d[2];
-            memcpy(d, s + host, sizeof d);
-            mb_cuda_model_set_dropout(mb_cuda_mlm_encoder(c), d[0], d[1]);
-        }
-        lua_pushlstring(L, s, host);
-        lua_replace(L, 2);
-    }
-    mb_lua_check_rng_state(L, 2, mb_distilbert_rng(mb_mlm_encoder(h->host)));
+    mb_lua_check_dropout_state(L, 2, mb_distilbert_rng(mb_mlm_encoder(h->host)), c ? mb_cuda_mlm_encoder(c) : NULL);
     return 0;
 }
 
 static int m_seed(lua_State *L) {
     mlm_handle *h = check_handle(L, 1);
-    uint64_t seed = (uint64_t)luaL_checkinteger(L, 2);
-    mb_rng_seed(mb_distilbert_rng(mb_mlm_encoder(h->host)), seed);
-    if (device_of(h)) mb_cuda_model_set_dropout(mb_cuda_mlm_encoder(device_of(h)), seed, 0);
+    mb_cuda_mlm *c = device_of(h);
+    mb_lua_seed_dropout(mb_distilbert_rng(mb_mlm_encoder(h->host)), c ? mb_cuda_mlm_encoder(c) : NULL,
+                        (uint64_t)luaL_checkinteger(L, 2));
     return 0;
 }
 

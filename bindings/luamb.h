@@ -138,6 +138,15 @@ void mb_lua_checkconfig(lua_State *L, int arg, struct mb_distilbert_config *cfg)
 struct mb_rng;
 void mb_lua_push_rng_state(lua_State *L, const struct mb_rng *rng);
 void mb_lua_check_rng_state(lua_State *L, int arg, struct mb_rng *rng);
+/* A model's dropout generators (model:rng_state, set_rng_state, seed): the
+   host RNG's bytes, then with a device half (dev, NULL on the CPU) the Philox
+   key and counter offset (16 bytes), so that a checkpoint resumes the masks
+   exactly on the device it was made on; a host-only state restores the host
+   RNG alone. */
+struct mb_cuda_model;
+void mb_lua_push_dropout_state(lua_State *L, const struct mb_rng *rng, const struct mb_cuda_model *dev);
+void mb_lua_check_dropout_state(lua_State *L, int arg, struct mb_rng *rng, struct mb_cuda_model *dev);
+void mb_lua_seed_dropout(struct mb_rng *rng, struct mb_cuda_model *dev, uint64_t seed);
 
 /* Register a userdata type: metatable name, methods (may be NULL), metamethods. */
 void mb_lua_newclass(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta);
