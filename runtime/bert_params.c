@@ -142,11 +142,7 @@ static mb_bert *alloc_model(const mb_bert_config *cfg, mb_bert_task task, uint64
     m->infer_acts.layer = calloc((size_t)NL, sizeof(layer_acts));
     if (!m->info || !m->p.layer || !m->g.layer || !m->keep_acts.layer || !m->infer_acts.layer) goto nomem;
     m->n_params = build_table(m);
-    m->params = calloc(m->n_params, sizeof(float));
-    m->grads = calloc(m->n_params, sizeof(float));
-    if (!m->params || !m->grads) {
-        mb_fail(err, MB_ERR_NOMEM, "out of memory for %zu parameters (%.1f MB twice)", m->n_params,
-                m->n_params * 4.0 / 1e6);
+    if (mb_param_blocks_alloc(m->n_params, &m->params, &m->grads, err) != MB_OK) {
         mb_bert_free(m);
         return NULL;
     }

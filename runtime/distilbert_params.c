@@ -97,11 +97,7 @@ static mb_distilbert *alloc_model(const mb_distilbert_config *cfg, uint64_t seed
     m->infer_acts.layer = calloc((size_t)cfg->n_layers, sizeof(layer_acts));
     if (!m->info || !m->p.layer || !m->g.layer || !m->keep_acts.layer || !m->infer_acts.layer) goto nomem;
     m->n_params = build_table(m);
-    m->params = calloc(m->n_params, sizeof(float));
-    m->grads = calloc(m->n_params, sizeof(float));
-    if (!m->params || !m->grads) {
-        mb_fail(err, MB_ERR_NOMEM, "out of memory for %zu parameters (%.1f MB twice)", m->n_params,
-                m->n_params * 4.0 / 1e6);
+    if (mb_param_blocks_alloc(m->n_params, &m->params, &m->grads, err) != MB_OK) {
         mb_distilbert_free(m);
         return NULL;
     }
@@ -257,10 +253,7 @@ mb_status mb_task_params_alloc(mb_task_params *t, mb_distilbert *enc, const mb_p
     for (int i = 0; i < enc->n_tensors; i++)
         if (enc->info[i].encoder) t->n_enc = i + 1;
     for (int i = 0; i < n_head; i++) t->numel += info[i].numel;
-    t->params = calloc(t->numel, sizeof(float));
-    t->grads = calloc(t->numel, sizeof(float));
-    if (!t->params || !t->grads) return mb_fail(err, MB_ERR_NOMEM, "out of memory for the head's parameters");
-    return MB_OK;
+    return mb_param_blocks_alloc(t->numel, &t->params, &t->grads, err);
 }
 
 void mb_task_params_free(mb_task_params *t) {

@@ -4,6 +4,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 void mb_param_add(mb_param_info *info, int *idx, size_t *off, const char *name, int rows, int cols,
@@ -18,6 +19,16 @@ void mb_param_add(mb_param_info *info, int *idx, size_t *off, const char *name, 
     pi->no_decay = kind != MB_PARAM_WEIGHT;
     pi->encoder = encoder;
     *off += pi->numel;
+}
+
+mb_status mb_param_blocks_alloc(size_t n, float **params, float **grads, mb_error *err) {
+    *params = calloc(n, sizeof(float));
+    *grads = calloc(n, sizeof(float));
+    if (*params && *grads) return MB_OK;
+    free(*params);
+    free(*grads);
+    *params = *grads = NULL;
+    return mb_fail(err, MB_ERR_NOMEM, "out of memory for %zu parameters (%.1f MB twice)", n, n * 4.0 / 1e6);
 }
 
 int mb_param_find(const mb_param_info *info, int n, const char *name) {

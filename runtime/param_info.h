@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "error.h"
 #include "rng.h"
 
 #define MB_PARAM_NAME_MAX 96
@@ -35,6 +36,10 @@ typedef enum mb_param_kind { MB_PARAM_WEIGHT = 0, MB_PARAM_BIAS, MB_PARAM_NORM }
    get no_decay. */
 void mb_param_add(mb_param_info *info, int *idx, size_t *off, const char *name, int rows, int cols,
                   mb_param_kind kind, int encoder);
+
+/* A parameter block and its gradient block of n floats each, zeroed; on
+   failure both are NULL and err says how much was asked for. */
+mb_status mb_param_blocks_alloc(size_t n, float **params, float **grads, mb_error *err);
 
 /* Index of the tensor called name among info[0..n-1], -1 if absent. */
 int mb_param_find(const mb_param_info *info, int n, const char *name);
