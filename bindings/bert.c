@@ -386,19 +386,7 @@ static int m_parameters(lua_State *L) {
     lua_createtable(L, n, 0);
     for (int i = 0; i < n; i++) {
         const mb_param_info *pi = param_info(r, i);
-        lua_createtable(L, 0, 6);
-        lua_pushstring(L, pi->name);
-        lua_setfield(L, -2, "name");
-        mb_lua_pushview(L, r.ref, param_ptr(r, i), pi->ndim, pi->shape);
-        lua_setfield(L, -2, "value");
-        mb_lua_pushview(L, r.ref, grad_ptr(r, i), pi->ndim, pi->shape);
-        lua_setfield(L, -2, "grad");
-        lua_pushboolean(L, pi->no_decay);
-        lua_setfield(L, -2, "no_decay");
-        lua_pushboolean(L, trainable(r, i));
-        lua_setfield(L, -2, "trainable");
-        lua_pushboolean(L, pi->encoder);
-        lua_setfield(L, -2, "encoder");
+        mb_lua_pushparam(L, r.ref, pi, param_ptr(r, i), grad_ptr(r, i), trainable(r, i), MB_CPU);
         lua_rawseti(L, -2, i + 1);
     }
     return 1;

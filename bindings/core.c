@@ -10,6 +10,7 @@
 
 #include "luamb.h"
 #include "../runtime/config.h"
+#include "../runtime/cuda.h"
 #include "../runtime/parallel.h"
 #include "../runtime/rng.h"
 
@@ -291,6 +292,45 @@ void mb_lua_releaseshared(mb_lua_shared *s) {
     if (s) shared_release(s);
 }
 
+static void free_model(void *p) {
+    mb_lua_model *h = p;
+    mb_lua_releaseshared(h->dev);
+    h->free_host(h->host);
+    free(h);
+}
+
+void mb_lua_pushmodel(lua_State *L, const char *mt, void *host, void (*free_host)(void *), size_t gc_bytes) {
+    mb_lua_model *h = malloc(sizeof *h);
+    if (!h) {
+        free_host(host);
+        luaL_error(L, "out of memory");
+        return;
+    }
+    *h = (mb_lua_model){host, free_host, NULL};
+    mb_lua_pushshared(L, mt, h, free_model, gc_bytes);
+}
+
+mb_lua_model *mb_lua_checkmodel(lua_State *L, int arg, const char *mt) { return mb_lua_checkshared(L, arg, mt)->obj; }
+
+void *mb_lua_model_device(const mb_lua_model *h) { return h->dev ? h->dev->obj : NULL; }
+
+void mb_lua_pushparam(lua_State *L, mb_lua_shared *owner, const mb_param_info *pi, float *value, float *grad,
+                      int trainable, mb_device device) {
+    lua_createtable(L, 0, 7);
+    lua_pushstring(L, pi->name);
+    lua_setfield(L, -2, "name");
+    mb_lua_pushview_on(L, owner, value, pi->ndim, pi->shape, device);
+    lua_setfield(L, -2, "value");
+    mb_lua_pushview_on(L, owner, grad, pi->ndim, pi->shape, device);
+    lua_setfield(L, -2, "grad");
+    lua_pushboolean(L, pi->no_decay);
+    lua_setfield(L, -2, "no_decay");
+    lua_pushboolean(L, trainable);
+    lua_setfield(L, -2, "trainable");
+    lua_pushboolean(L, pi->encoder);
+    lua_setfield(L, -2, "encoder");
+}
+
 void mb_lua_pushview_on(lua_State *L, mb_lua_shared *s, float *data, int ndim, const int64_t *shape,
                         mb_device device) {
     mb_error err;
@@ -370,6 +410,36 @@ void mb_lua_check_rng_state(lua_State *L, int arg, mb_rng *rng) {
         luaL_argerror(L, arg, lua_pushfstring(L, "RNG state of %d bytes expected (from rng_state()), got %d",
                                               (int)sizeof *rng, (int)len));
     memcpy(rng, s, sizeof *rng);
+}
+
+void mb_lua_push_dropout_state(lua_State *L, const mb_rng *rng, const mb_cuda_model *dev) {
+    mb_lua_push_rng_state(L, rng);
+    if (dev) {
+        uint64_t d[2];
+        mb_cuda_model_get_dropout(dev, &d[0], &d[1]);
+        lua_pushlstring(L, (const char *)d, sizeof d);
+        lua_concat(L, 2);
+    }
+}
+
+void mb_lua_check_dropout_state(lua_State *L, int arg, mb_rng *rng, mb_cuda_model *dev) {
+    size_t len, host = sizeof(mb_rng);
+    const char *s = luaL_checklstring(L, arg, &len);
+    if (len == host + 2 * sizeof(uint64_t)) { /* made on the device */
+        if (dev) {
+            uint64_t d[2];
+            memcpy(d, s + host, sizeof d);
+            mb_cuda_model_set_dropout(dev, d[0], d[1]);
+        }
+        lua_pushlstring(L, s, host);
+        lua_replace(L, arg);
+    }
+    mb_lua_check_rng_state(L, arg, rng);
+}
+
+void mb_lua_seed_dropout(mb_rng *rng, mb_cuda_model *dev, uint64_t seed) {
+    mb_rng_seed(rng, seed);
+    if (dev) mb_cuda_model_set_dropout(dev, seed, 0);
 }
 
 void mb_lua_newclass(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta) {

@@ -30,40 +30,22 @@
 
 #define MODEL_MT "moonbert.DistilBert"
 
-/* The model object: the host model, and its device half while on the GPU
-   (a shared object of its own: device parameter views hold it). */
-typedef struct model_handle {
-    mb_distilbert *m;
-    mb_lua_shared *dev; /* obj: mb_cuda_model; NULL on the CPU */
-} model_handle;
+typedef mb_lua_model model_handle; /* host: mb_distilbert; device half: mb_cuda_model */
 
 static void free_device_half(void *cm) { mb_cuda_model_free(cm); }
-
-static void free_model(void *p) {
-    model_handle *h = p;
-    mb_lua_releaseshared(h->dev);
-    mb_distilbert_free(h->m);
-    free(h);
-}
+static void free_host(void *m) { mb_distilbert_free(m); }
 
 /* The userdata and every host parameter view share the model (luamb.h: mb_lua_shared). */
 static void push_model(lua_State *L, mb_distilbert *m) {
-    model_handle *h = malloc(sizeof *h);
-    if (!h) {
-        mb_distilbert_free(m);
-        luaL_error(L, "out of memory");
-        return;
-    }
-    *h = (model_handle){m, NULL};
-    mb_lua_pushshared(L, MODEL_MT, h, free_model, mb_distilbert_num_params(m) * 2 * sizeof(float));
+    mb_lua_pushmodel(L, MODEL_MT, m, free_host, mb_distilbert_num_params(m) * 2 * sizeof(float));
 }
 
 static mb_lua_shared *check_ref(lua_State *L, int arg) { return mb_lua_checkshared(L, arg, MODEL_MT); }
-static model_handle *check_handle(lua_State *L, int arg) { return check_ref(L, arg)->obj; }
+static model_handle *check_handle(lua_State *L, int arg) { return mb_lua_checkmodel(L, arg, MODEL_MT); }
 /* The host model (config, parameter table, flags: valid on either device). */
-static mb_distilbert *mb_lua_checkdistilbert(lua_State *L, int arg) { return check_handle(L, arg)->m; }
+static mb_distilbert *mb_lua_checkdistilbert(lua_State *L, int arg) { return check_handle(L, arg)->host; }
 /* The device half, or NULL when the model is on the CPU. */
-static mb_cuda_model *device_of(const model_handle *h) { return h->dev ? h->dev->obj : NULL; }
+static mb_cuda_model *device_of(const model_handle *h) { return mb_lua_model_device(h); }
 
 static int model_close(lua_State *L) {
     mb_lua_closeshared(L, 1, MODEL_MT);
@@ -131,7 +113,7 @@ static mb_tensor *new_f32(lua_State *L, int ndim, const int64_t *shape, const fl
 
 static int m_forward(lua_State *L) {
     model_handle *h = check_handle(L, 1);
-    mb_distilbert *m = h->m;
+    mb_distilbert *m = h->host;
     mb_cuda_model *cm = device_of(h);
     int train = mb_lua_optfield_bool(L, 3, "train", 0);
     int want_hidden = mb_lua_optfield_bool(L, 3, "output_hidden_states", 0);
@@ -212,7 +194,7 @@ static int m_forward(lua_State *L) {
 
 static int m_features(lua_State *L) {
     model_handle *h = check_handle(L, 1);
-    mb_distilbert *m = h->m;
+    mb_distilbert *m = h->host;
     mb_cuda_model *cm = device_of(h);
     mb_lua_batch b;
     mb_lua_checkbatch(L, 2, &b);
@@ -235,7 +217,7 @@ static int m_features(lua_State *L) {
 
 static int m_loss(lua_State *L) {
     model_handle *h = check_handle(L, 1);
-    mb_distilbert *m = h->m;
+    mb_distilbert *m = h->host;
     mb_cuda_model *cm = device_of(h);
     const mb_distilbert_config *c = mb_distilbert_get_config(m);
     int train = mb_lua_optfield_bool(L, 4, "train", 0);
@@ -287,7 +269,7 @@ static int m_backward(lua_State *L) {
     model_handle *h = check_handle(L, 1);
     mb_cuda_model *cm = device_of(h);
     mb_error err;
-    if ((cm ? mb_cuda_model_backward(cm, &err) : mb_distilbert_backward(h->m, &err)) != MB_OK)
+    if ((cm ? mb_cuda_model_backward(cm, &err) : mb_distilbert_backward(h->host, &err)) != MB_OK)
         return mb_lua_raise(L, &err);
     return 0;
 }
@@ -307,7 +289,7 @@ static blocks blocks_of(lua_State *L, int arg) {
     model_handle *h = r->obj;
     mb_cuda_model *cm = device_of(h);
     if (cm) return (blocks){h->dev, mb_cuda_model_params(cm), mb_cuda_model_grads(cm), MB_CUDA};
-    return (blocks){r, mb_distilbert_params(h->m), mb_distilbert_grads(h->m), MB_CPU};
+    return (blocks){r, mb_distilbert_params(h->host), mb_distilbert_grads(h->host), MB_CPU};
 }
 
 static int m_parameters(lua_State *L) {
@@ -317,19 +299,8 @@ static int m_parameters(lua_State *L) {
     lua_createtable(L, n, 0);
     for (int i = 0; i < n; i++) {
         const mb_param_info *pi = mb_distilbert_param_info(m, i);
-        lua_createtable(L, 0, 6);
-        lua_pushstring(L, pi->name);
-        lua_setfield(L, -2, "name");
-        mb_lua_pushview_on(L, bl.owner, bl.params + pi->offset, pi->ndim, pi->shape, bl.device);
-        lua_setfield(L, -2, "value");
-        mb_lua_pushview_on(L, bl.owner, bl.grads + pi->offset, pi->ndim, pi->shape, bl.device);
-        lua_setfield(L, -2, "grad");
-        lua_pushboolean(L, pi->no_decay);
-        lua_setfield(L, -2, "no_decay");
-        lua_pushboolean(L, mb_distilbert_trainable(m, i));
-        lua_setfield(L, -2, "trainable");
-        lua_pushboolean(L, pi->encoder);
-        lua_setfield(L, -2, "encoder");
+        mb_lua_pushparam(L, bl.owner, pi, bl.params + pi->offset, bl.grads + pi->offset, mb_distilbert_trainable(m, i),
+                         bl.device);
         lua_pushinteger(L, (lua_Integer)pi->offset);
         lua_setfield(L, -2, "offset");
         lua_rawseti(L, -2, i + 1);
@@ -357,7 +328,7 @@ static int m_zero_grad(lua_State *L) {
     mb_cuda_model *cm = device_of(h);
     mb_error err;
     if (cm && mb_cuda_model_zero_grad(cm, &err) != MB_OK) return mb_lua_raise(L, &err);
-    if (!cm) mb_distilbert_zero_grad(h->m);
+    if (!cm) mb_distilbert_zero_grad(h->host);
     return 0;
 }
 
@@ -389,7 +360,7 @@ static int m_save(lua_State *L) {
     mb_cuda_model *cm = device_of(h);
     mb_error err;
     if (cm && mb_cuda_model_download_params(cm, &err) != MB_OK) return mb_lua_raise(L, &err);
-    if (mb_distilbert_save(h->m, dir, &err) != MB_OK) return mb_lua_raise(L, &err);
+    if (mb_distilbert_save(h->host, dir, &err) != MB_OK) return mb_lua_raise(L, &err);
     return 0;
 }
 
@@ -425,40 +396,19 @@ static int m_set_precision(lua_State *L) {
    the masks exactly on the device it was made on. */
 static int m_rng_state(lua_State *L) {
     model_handle *h = check_handle(L, 1);
-    mb_cuda_model *cm = device_of(h);
-    mb_lua_push_rng_state(L, mb_distilbert_rng(h->m));
-    if (cm) {
-        uint64_t d[2];
-        mb_cuda_model_get_dropout(cm, &d[0], &d[1]);
-        lua_pushlstring(L, (const char *)d, sizeof d);
-        lua_concat(L, 2);
-    }
+    mb_lua_push_dropout_state(L, mb_distilbert_rng(h->host), device_of(h));
     return 1;
 }
 
 static int m_set_rng_state(lua_State *L) {
     model_handle *h = check_handle(L, 1);
-    mb_cuda_model *cm = device_of(h);
-    size_t len, host = sizeof(mb_rng);
-    const char *s = luaL_checklstring(L, 2, &len);
-    if (len == host + 2 * sizeof(uint64_t)) { /* made on the device */
-        if (cm) {
-            uint64_t d[2];
-            memcpy(d, s + host, sizeof d);
-            mb_cuda_model_set_dropout(cm, d[0], d[1]);
-        }
-        lua_pushlstring(L, s, host);
-        lua_replace(L, 2);
-    }
-    mb_lua_check_rng_state(L, 2, mb_distilbert_rng(h->m));
+    mb_lua_check_dropout_state(L, 2, mb_distilbert_rng(h->host), device_of(h));
     return 0;
 }
 
 static int m_seed(lua_State *L) {
     model_handle *h = check_handle(L, 1);
-    uint64_t seed = (uint64_t)luaL_checkinteger(L, 2);
-    mb_rng_seed(mb_distilbert_rng(h->m), seed);
-    if (device_of(h)) mb_cuda_model_set_dropout(device_of(h), seed, 0);
+    mb_lua_seed_dropout(mb_distilbert_rng(h->host), device_of(h), (uint64_t)luaL_checkinteger(L, 2));
     return 0;
 }
 
@@ -469,7 +419,7 @@ static int m_seed(lua_State *L) {
 static mb_status to_cpu(model_handle *h, mb_error *err) {
     mb_cuda_model *cm = device_of(h);
     if (!cm) return MB_OK;
-    if (mb_cuda_model_download_params(cm, err) || mb_cuda_model_download_grads(cm, mb_distilbert_grads(h->m), err))
+    if (mb_cuda_model_download_params(cm, err) || mb_cuda_model_download_grads(cm, mb_distilbert_grads(h->host), err))
         return err->code;
     mb_lua_releaseshared(h->dev);
     h->dev = NULL;
@@ -488,7 +438,7 @@ static int m_to(lua_State *L) {
     mb_error err;
     if (!to_cuda) { /* the CPU's precision: fp32 or bf16 products (mb_distilbert_set_precision) */
         const char *notice = NULL;
-        if (pname && mb_distilbert_set_precision(h->m, pname, &notice, &err) != MB_OK)
+        if (pname && mb_distilbert_set_precision(h->host, pname, &notice, &err) != MB_OK)
             return luaL_argerror(L, 3, err.msg);
         if (to_cpu(h, &err) != MB_OK) return mb_lua_raise(L, &err);
         lua_settop(L, 1);
@@ -508,12 +458,12 @@ static int m_to(lua_State *L) {
     if (!mb_cuda_available())
         return luaL_error(L, "model:to(\"cuda\"): CUDA is not available: %s", mb_cuda_unavailable_reason());
     if (to_cpu(h, &err) != MB_OK) return mb_lua_raise(L, &err);
-    cm = mb_cuda_model_new(h->m, (mb_cuda_precision)prec, seed, &err);
+    cm = mb_cuda_model_new(h->host, (mb_cuda_precision)prec, seed, &err);
     if (!cm) return mb_lua_raise(L, &err);
     mb_cuda_model_set_dropout(cm, seed, offset);
     /* the host gradients go along (zero after a fresh load) */
-    mb_status rc = mb_cuda_memcpy_h2d(mb_cuda_model_grads(cm), mb_distilbert_grads(h->m),
-                                      mb_distilbert_num_params(h->m) * sizeof(float), &err);
+    mb_status rc = mb_cuda_memcpy_h2d(mb_cuda_model_grads(cm), mb_distilbert_grads(h->host),
+                                      mb_distilbert_num_params(h->host) * sizeof(float), &err);
     if (rc != MB_OK || !(h->dev = mb_lua_newshared(cm, free_device_half))) {
         mb_cuda_model_free(cm);
         if (rc != MB_OK) return mb_lua_raise(L, &err);
@@ -532,7 +482,7 @@ static int m_device(lua_State *L) {
 static int m_precision(lua_State *L) {
     model_handle *h = check_handle(L, 1);
     mb_cuda_model *cm = device_of(h);
-    lua_pushstring(L, cm ? mb_cuda_precision_name(mb_cuda_model_precision(cm)) : mb_distilbert_precision(h->m));
+    lua_pushstring(L, cm ? mb_cuda_precision_name(mb_cuda_model_precision(cm)) : mb_distilbert_precision(h->host));
     return 1;
 }
 
@@ -555,7 +505,7 @@ static int m_tostring(lua_State *L) {
         return 1;
     }
     model_handle *h = r->obj;
-    mb_distilbert *m = h->m;
+    mb_distilbert *m = h->host;
     mb_cuda_model *cm = device_of(h);
     const mb_distilbert_config *c = mb_distilbert_get_config(m);
     lua_pushfstring(L, "moonbert.DistilBert (dim %d, %d layers, %d heads, %d labels, %f M parameters%s, %s%s)", c->dim,

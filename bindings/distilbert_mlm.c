@@ -31,40 +31,22 @@
 
 #define MLM_MT "moonbert.DistilBertMLM"
 
-/* The host model, and its device half while on the GPU (a shared object of
-   its own: device parameter views hold it). */
-typedef struct mlm_handle {
-    mb_distilbert_mlm *m;
-    mb_lua_shared *dev; /* obj: mb_cuda_mlm; NULL on the CPU */
-} mlm_handle;
+typedef mb_lua_model mlm_handle; /* host: mb_distilbert_mlm; device half: mb_cuda_mlm */
 
 static void free_device_half(void *c) { mb_cuda_mlm_free(c); }
-
-static void free_mlm(void *p) {
-    mlm_handle *h = p;
-    mb_lua_releaseshared(h->dev);
-    mb_mlm_free(h->m);
-    free(h);
-}
+static void free_host(void *m) { mb_mlm_free(m); }
 
 /* The userdata and every host parameter view share the model (luamb.h: mb_lua_shared). */
 static void push_model(lua_State *L, mb_distilbert_mlm *m) {
-    mlm_handle *h = malloc(sizeof *h);
-    if (!h) {
-        mb_mlm_free(m);
-        luaL_error(L, "out of memory");
-        return;
-    }
-    *h = (mlm_handle){m, NULL};
-    mb_lua_pushshared(L, MLM_MT, h, free_mlm, mb_mlm_num_params(m) * 2 * sizeof(float));
+    mb_lua_pushmodel(L, MLM_MT, m, free_host, mb_mlm_num_params(m) * 2 * sizeof(float));
 }
 
 static mb_lua_shared *check_ref(lua_State *L, int arg) { return mb_lua_checkshared(L, arg, MLM_MT); }
-static mlm_handle *check_handle(lua_State *L, int arg) { return check_ref(L, arg)->obj; }
+static mlm_handle *check_handle(lua_State *L, int arg) { return mb_lua_checkmodel(L, arg, MLM_MT); }
 /* The host model (config, parameter table, flags: valid on either device). */
-static mb_distilbert_mlm *check_mlm(lua_State *L, int arg) { return check_handle(L, arg)->m; }
+static mb_distilbert_mlm *check_mlm(lua_State *L, int arg) { return check_handle(L, arg)->host; }
 /* The device half, or NULL when the model is on the CPU. */
-static mb_cuda_mlm *device_of(const mlm_handle *h) { return h->dev ? h->dev->obj : NULL; }
+static mb_cuda_mlm *device_of(const mlm_handle *h) { return mb_lua_model_device(h); }
 
 static int model_close(lua_State *L) {
     mb_lua_closeshared(L, 1, MLM_MT);
@@ -105,7 +87,7 @@ static void push_f32(lua_State *L, int ndim, const int64_t *shape, const float *
 
 static int m_forward(lua_State *L) {
     mlm_handle *h = check_handle(L, 1);
-    mb_distilbert_mlm *m = h->m;
+    mb_distilbert_mlm *m = h->host;
     mb_cuda_mlm *c = device_of(h);
     int train = mb_lua_optfield_bool(L, 3, "train", 0);
     mb_lua_batch b;
@@ -142,7 +124,7 @@ static int m_forward(lua_State *L) {
 
 static int m_loss(lua_State *L) {
     mlm_handle *h = check_handle(L, 1);
-    mb_distilbert_mlm *m = h->m;
+    mb_distilbert_mlm *m = h->host;
     mb_cuda_mlm *c = device_of(h);
     int train = mb_lua_optfield_bool(L, 4, "train", 0);
     int want_logits = mb_lua_optfield_bool(L, 4, "logits", 0);
@@ -189,7 +171,7 @@ static int m_backward(lua_State *L) {
     mlm_handle *h = check_handle(L, 1);
     mb_cuda_mlm *c = device_of(h);
     mb_error err;
-    if ((c ? mb_cuda_mlm_backward(c, &err) : mb_mlm_backward(h->m, &err)) != MB_OK) return mb_lua_raise(L, &err);
+    if ((c ? mb_cuda_mlm_backward(c, &err) : mb_mlm_backward(h->host, &err)) != MB_OK) return mb_lua_raise(L, &err);
     return 0;
 }
 
@@ -210,9 +192,9 @@ static blocks blocks_of(lua_State *L, int arg) {
         return (blocks){h->dev, mb_cuda_model_params(e), mb_cuda_model_grads(e), mb_cuda_mlm_head_params(c),
                         mb_cuda_mlm_head_grads(c), MB_CUDA};
     }
-    mb_distilbert *enc = mb_mlm_encoder(h->m);
-    return (blocks){r, mb_distilbert_params(enc), mb_distilbert_grads(enc), mb_mlm_head_params(h->m),
-                    mb_mlm_head_grads(h->m), MB_CPU};
+    mb_distilbert *enc = mb_mlm_encoder(h->host);
+    return (blocks){r, mb_distilbert_params(enc), mb_distilbert_grads(enc), mb_mlm_head_params(h->host),
+                    mb_mlm_head_grads(h->host), MB_CPU};
 }
 
 static int m_parameters(lua_State *L) {
@@ -223,20 +205,9 @@ static int m_parameters(lua_State *L) {
     lua_createtable(L, n, 0);
     for (int i = 0; i < n; i++) {
         const mb_param_info *pi = mb_mlm_param_info(m, i);
-        lua_createtable(L, 0, 6);
-        lua_pushstring(L, pi->name);
-        lua_setfield(L, -2, "name");
         float *pb = pi->encoder ? bl.enc_params : bl.head_params, *gb = pi->encoder ? bl.enc_grads : bl.head_grads;
-        mb_lua_pushview_on(L, bl.owner, pb + pi->offset, pi->ndim, pi->shape, bl.device);
-        lua_setfield(L, -2, "value");
-        mb_lua_pushview_on(L, bl.owner, gb + pi->offset, pi->ndim, pi->shape, bl.device);
-        lua_setfield(L, -2, "grad");
-        lua_pushboolean(L, pi->no_decay);
-        lua_setfield(L, -2, "no_decay");
-        lua_pushboolean(L, pi->encoder ? mb_distilbert_trainable(enc, i) : 1);
-        lua_setfield(L, -2, "trainable");
-        lua_pushboolean(L, pi->encoder);
-        lua_setfield(L, -2, "encoder");
+        mb_lua_pushparam(L, bl.owner, pi, pb + pi->offset, gb + pi->offset, pi->encoder ? mb_distilbert_trainable(enc, i) : 1,
+                         bl.device);
         lua_rawseti(L, -2, i + 1);
     }
     return 1;
@@ -247,7 +218,7 @@ static int m_zero_grad(lua_State *L) {
     mb_cuda_mlm *c = device_of(h);
     mb_error err;
     if (c && mb_cuda_mlm_zero_grad(c, &err) != MB_OK) return mb_lua_raise(L, &err);
-    if (!c) mb_mlm_zero_grad(h->m);
+    if (!c) mb_mlm_zero_grad(h->host);
     return 0;
 }
 
@@ -263,7 +234,7 @@ static int m_save(lua_State *L) {
     mb_cuda_mlm *c = device_of(h);
     mb_error err;
     if (c && mb_cuda_mlm_download_params(c, &err) != MB_OK) return mb_lua_raise(L, &err);
-    if (mb_mlm_save(h->m, dir, &err) != MB_OK) return mb_lua_raise(L, &err);
+    if (mb_mlm_save(h->host, dir, &err) != MB_OK) return mb_lua_raise(L, &err);
     return 0;
 }
 
@@ -287,39 +258,22 @@ static int m_warnings(lua_State *L) {
 static int m_rng_state(lua_State *L) {
     mlm_handle *h = check_handle(L, 1);
     mb_cuda_mlm *c = device_of(h);
-    mb_lua_push_rng_state(L, mb_distilbert_rng(mb_mlm_encoder(h->m)));
-    if (c) {
-        uint64_t d[2];
-        mb_cuda_model_get_dropout(mb_cuda_mlm_encoder(c), &d[0], &d[1]);
-        lua_pushlstring(L, (const char *)d, sizeof d);
-        lua_concat(L, 2);
-    }
+    mb_lua_push_dropout_state(L, mb_distilbert_rng(mb_mlm_encoder(h->host)), c ? mb_cuda_mlm_encoder(c) : NULL);
     return 1;
 }
 
 static int m_set_rng_state(lua_State *L) {
     mlm_handle *h = check_handle(L, 1);
     mb_cuda_mlm *c = device_of(h);
-    size_t len, host = sizeof(mb_rng);
-    const char *s = luaL_checklstring(L, 2, &len);
-    if (len == host + 2 * sizeof(uint64_t)) { /* made on the device */
-        if (c) {
-            uint64_t d[2];
-            memcpy(d, s + host, sizeof d);
-            mb_cuda_model_set_dropout(mb_cuda_mlm_encoder(c), d[0], d[1]);
-        }
-        lua_pushlstring(L, s, host);
-        lua_replace(L, 2);
-    }
-    mb_lua_check_rng_state(L, 2, mb_distilbert_rng(mb_mlm_encoder(h->m)));
+    mb_lua_check_dropout_state(L, 2, mb_distilbert_rng(mb_mlm_encoder(h->host)), c ? mb_cuda_mlm_encoder(c) : NULL);
     return 0;
 }
 
 static int m_seed(lua_State *L) {
     mlm_handle *h = check_handle(L, 1);
-    uint64_t seed = (uint64_t)luaL_checkinteger(L, 2);
-    mb_rng_seed(mb_distilbert_rng(mb_mlm_encoder(h->m)), seed);
-    if (device_of(h)) mb_cuda_model_set_dropout(mb_cuda_mlm_encoder(device_of(h)), seed, 0);
+    mb_cuda_mlm *c = device_of(h);
+    mb_lua_seed_dropout(mb_distilbert_rng(mb_mlm_encoder(h->host)), c ? mb_cuda_mlm_encoder(c) : NULL,
+                        (uint64_t)luaL_checkinteger(L, 2));
     return 0;
 }
 
@@ -365,7 +319,7 @@ static int m_to(lua_State *L) {
     if (!mb_cuda_available())
         return luaL_error(L, "model:to(\"cuda\"): CUDA is not available: %s", mb_cuda_unavailable_reason());
     if (to_cpu(h, &err) != MB_OK) return mb_lua_raise(L, &err);
-    c = mb_cuda_mlm_new(h->m, (mb_cuda_precision)prec, seed, &err); /* uploads gradients too */
+    c = mb_cuda_mlm_new(h->host, (mb_cuda_precision)prec, seed, &err); /* uploads gradients too */
     if (!c) return mb_lua_raise(L, &err);
     mb_cuda_model_set_dropout(mb_cuda_mlm_encoder(c), seed, offset);
     if (!(h->dev = mb_lua_newshared(c, free_device_half))) {
@@ -394,7 +348,7 @@ static int m_tostring(lua_State *L) {
         return 1;
     }
     mlm_handle *h = r->obj;
-    mb_distilbert_mlm *m = h->m;
+    mb_distilbert_mlm *m = h->host;
     mb_cuda_mlm *dev = device_of(h);
     const mb_distilbert_config *c = mb_distilbert_get_config(mb_mlm_encoder(m));
     lua_pushfstring(L, "moonbert.DistilBertMLM (dim %d, %d layers, %d heads, vocab %d, %f M parameters, %s%s)", c->dim,

@@ -19,6 +19,7 @@
 #include <lua.h>
 
 #include "../runtime/error.h"
+#include "../runtime/param_info.h"
 #include "../runtime/tensor.h"
 
 #define MB_LUA_MODULE(name) int mb_luaopen_##name(lua_State *L)
@@ -86,6 +87,27 @@ void mb_lua_pushview_on(lua_State *L, mb_lua_shared *s, float *data, int ndim, c
 mb_lua_shared *mb_lua_newshared(void *obj, void (*free_obj)(void *));
 void mb_lua_releaseshared(mb_lua_shared *s); /* NULL is fine */
 
+/* A model object (mb.distilbert, mb.distilbert masked LM): the host model,
+   and its device half while on the GPU (a shared object of its own: device
+   parameter views hold it). The userdata holds it as a shared object. */
+typedef struct mb_lua_model {
+    void *host;
+    void (*free_host)(void *host);
+    mb_lua_shared *dev; /* obj: the device half; NULL on the CPU */
+} mb_lua_model;
+/* Push a userdata of type mt holding host (mb_lua_pushshared); frees host and
+   raises on out of memory. */
+void mb_lua_pushmodel(lua_State *L, const char *mt, void *host, void (*free_host)(void *), size_t gc_bytes);
+/* The live model at arg (mb_lua_checkshared's errors). */
+mb_lua_model *mb_lua_checkmodel(lua_State *L, int arg, const char *mt);
+/* The device half, or NULL when the model is on the CPU. */
+void *mb_lua_model_device(const mb_lua_model *h);
+
+/* Push one entry of model:parameters(): {name=, value=, grad=, no_decay=,
+   trainable=, encoder=}, value and grad views onto owner's memory on device. */
+void mb_lua_pushparam(lua_State *L, mb_lua_shared *owner, const mb_param_info *pi, float *value, float *grad,
+                      int trainable, mb_device device);
+
 /* Any live tensor, on any device (metadata, device copies); the test form
    returns NULL for a non-tensor. mb_lua_checktensor/testtensor refuse device
    tensors with "tensor is on cuda: CPU operations need a CPU tensor". */
@@ -116,6 +138,15 @@ void mb_lua_checkconfig(lua_State *L, int arg, struct mb_distilbert_config *cfg)
 struct mb_rng;
 void mb_lua_push_rng_state(lua_State *L, const struct mb_rng *rng);
 void mb_lua_check_rng_state(lua_State *L, int arg, struct mb_rng *rng);
+/* A model's dropout generators (model:rng_state, set_rng_state, seed): the
+   host RNG's bytes, then with a device half (dev, NULL on the CPU) the Philox
+   key and counter offset (16 bytes), so that a checkpoint resumes the masks
+   exactly on the device it was made on; a host-only state restores the host
+   RNG alone. */
+struct mb_cuda_model;
+void mb_lua_push_dropout_state(lua_State *L, const struct mb_rng *rng, const struct mb_cuda_model *dev);
+void mb_lua_check_dropout_state(lua_State *L, int arg, struct mb_rng *rng, struct mb_cuda_model *dev);
+void mb_lua_seed_dropout(struct mb_rng *rng, struct mb_cuda_model *dev, uint64_t seed);
 
 /* Register a userdata type: metatable name, methods (may be NULL), metamethods. */
 void mb_lua_newclass(lua_State *L, const char *name, const luaL_Reg *methods, const luaL_Reg *meta);

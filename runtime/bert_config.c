@@ -4,13 +4,12 @@
  * parser under the DistilBERT names it knows, so that the labels (id2label,
  * label2id, num_labels) and problem_type follow exactly one set of rules.
  */
-#include <errno.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bert.h"
+#include "config_impl.h"
 #include "textdata.h"
 
 void mb_bert_config_defaults(mb_bert_config *cfg) {
@@ -29,26 +28,6 @@ void mb_bert_config_free(mb_bert_config *cfg) {
 mb_status mb_bert_config_copy(mb_bert_config *dst, const mb_bert_config *src, mb_error *err) {
     *dst = *src;
     return mb_config_copy(&dst->base, &src->base, err);
-}
-
-static mb_status get_int(json_t *root, const char *key, int required, int *out, const char *src, mb_error *err) {
-    json_t *v = json_object_get(root, key);
-    if (!v || json_is_null(v))
-        return required ? mb_fail(err, MB_ERR_FORMAT, "%s: missing key '%s'", src, key) : MB_OK;
-    if (!json_is_integer(v)) return mb_fail(err, MB_ERR_FORMAT, "%s: '%s' must be an integer", src, key);
-    json_int_t x = json_integer_value(v);
-    if (x < -(1LL << 30) || x > (1LL << 30))
-        return mb_fail(err, MB_ERR_FORMAT, "%s: '%s' (%lld) is out of range", src, key, (long long)x);
-    *out = (int)x;
-    return MB_OK;
-}
-
-static mb_status get_float(json_t *root, const char *key, float *out, const char *src, mb_error *err) {
-    json_t *v = json_object_get(root, key);
-    if (!v || json_is_null(v)) return MB_OK;
-    if (!json_is_number(v)) return mb_fail(err, MB_ERR_FORMAT, "%s: '%s' must be a number", src, key);
-    *out = (float)json_number_value(v);
-    return MB_OK;
 }
 
 static mb_status check_sizes(const mb_bert_config *c, const char *src, mb_error *err) {
@@ -79,37 +58,24 @@ static mb_status check_sizes(const mb_bert_config *c, const char *src, mb_error 
 
 mb_status mb_bert_config_parse(mb_bert_config *cfg, const char *text, size_t len, const char *src, mb_error *err) {
     mb_bert_config_defaults(cfg);
-    json_error_t jerr;
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root)
-        return mb_fail(err, MB_ERR_FORMAT, "%s: not valid JSON: %s (line %d, column %d)", src, jerr.text, jerr.line,
-                       jerr.column);
+    json_t *root = mb_config_json_open(text, len, src, "bert", err);
+    if (!root) return err ? err->code : MB_ERR_FORMAT;
     mb_status rc = MB_OK;
     json_t *tr = NULL;
     mb_distilbert_config *b = &cfg->base;
-    if (!json_is_object(root)) {
-        rc = mb_fail(err, MB_ERR_FORMAT, "%s: not a JSON object", src);
-        goto out;
-    }
-    json_t *mt = json_object_get(root, "model_type");
-    if (mt && !(json_is_string(mt) && strcmp(json_string_value(mt), "bert") == 0)) {
-        rc = mb_fail(err, MB_ERR_FORMAT, "%s: model_type is %s, expected \"bert\"", src,
-                     json_is_string(mt) ? json_string_value(mt) : "not a string");
-        goto out;
-    }
-    if ((rc = get_int(root, "vocab_size", 1, &b->vocab_size, src, err)) ||
-        (rc = get_int(root, "hidden_size", 1, &b->dim, src, err)) ||
-        (rc = get_int(root, "num_hidden_layers", 1, &b->n_layers, src, err)) ||
-        (rc = get_int(root, "num_attention_heads", 1, &b->n_heads, src, err)) ||
-        (rc = get_int(root, "intermediate_size", 1, &b->hidden_dim, src, err)) ||
-        (rc = get_int(root, "max_position_embeddings", 0, &b->max_position_embeddings, src, err)) ||
-        (rc = get_int(root, "type_vocab_size", 0, &cfg->type_vocab_size, src, err)) ||
-        (rc = get_int(root, "pad_token_id", 0, &b->pad_token_id, src, err)) ||
-        (rc = get_float(root, "hidden_dropout_prob", &b->dropout, src, err)) ||
-        (rc = get_float(root, "attention_probs_dropout_prob", &b->attention_dropout, src, err)) ||
-        (rc = get_float(root, "initializer_range", &b->initializer_range, src, err)) ||
-        (rc = get_float(root, "layer_norm_eps", &cfg->layer_norm_eps, src, err)) ||
-        (rc = get_float(root, "classifier_dropout", &cfg->classifier_dropout, src, err)))
+    if ((rc = mb_config_json_int(root, "vocab_size", 1, &b->vocab_size, src, err)) ||
+        (rc = mb_config_json_int(root, "hidden_size", 1, &b->dim, src, err)) ||
+        (rc = mb_config_json_int(root, "num_hidden_layers", 1, &b->n_layers, src, err)) ||
+        (rc = mb_config_json_int(root, "num_attention_heads", 1, &b->n_heads, src, err)) ||
+        (rc = mb_config_json_int(root, "intermediate_size", 1, &b->hidden_dim, src, err)) ||
+        (rc = mb_config_json_int(root, "max_position_embeddings", 0, &b->max_position_embeddings, src, err)) ||
+        (rc = mb_config_json_int(root, "type_vocab_size", 0, &cfg->type_vocab_size, src, err)) ||
+        (rc = mb_config_json_int(root, "pad_token_id", 0, &b->pad_token_id, src, err)) ||
+        (rc = mb_config_json_float(root, "hidden_dropout_prob", &b->dropout, src, err)) ||
+        (rc = mb_config_json_float(root, "attention_probs_dropout_prob", &b->attention_dropout, src, err)) ||
+        (rc = mb_config_json_float(root, "initializer_range", &b->initializer_range, src, err)) ||
+        (rc = mb_config_json_float(root, "layer_norm_eps", &cfg->layer_norm_eps, src, err)) ||
+        (rc = mb_config_json_float(root, "classifier_dropout", &cfg->classifier_dropout, src, err)))
         goto out;
     json_t *act = json_object_get(root, "hidden_act");
     if (act && !json_is_null(act)) {
@@ -173,16 +139,6 @@ mb_status mb_bert_config_load(mb_bert_config *cfg, const char *path, mb_error *e
     return rc;
 }
 
-/* The float's shortest decimal form (0.1, not 0.10000000149011612), as config.c writes. */
-static json_t *short_real(float x) {
-    char buf[64];
-    for (int prec = 1; prec <= 9; prec++) {
-        snprintf(buf, sizeof buf, "%.*g", prec, (double)x);
-        if ((float)strtod(buf, NULL) == x) break;
-    }
-    return json_real(strtod(buf, NULL));
-}
-
 char *mb_bert_config_to_json(const mb_bert_config *cfg, const char *architecture, mb_error *err) {
     const mb_distilbert_config *c = &cfg->base;
     json_t *root = c->json ? json_deep_copy((json_t *)c->json) : json_object();
@@ -200,29 +156,13 @@ char *mb_bert_config_to_json(const mb_bert_config *cfg, const char *architecture
     json_object_set_new(root, "max_position_embeddings", json_integer(c->max_position_embeddings));
     json_object_set_new(root, "type_vocab_size", json_integer(cfg->type_vocab_size));
     json_object_set_new(root, "hidden_act", json_string(c->activation == MB_ACT_RELU ? "relu" : "gelu"));
-    json_object_set_new(root, "hidden_dropout_prob", short_real(c->dropout));
-    json_object_set_new(root, "attention_probs_dropout_prob", short_real(c->attention_dropout));
-    json_object_set_new(root, "initializer_range", short_real(c->initializer_range));
-    json_object_set_new(root, "layer_norm_eps", short_real(cfg->layer_norm_eps));
+    json_object_set_new(root, "hidden_dropout_prob", mb_config_json_real(c->dropout));
+    json_object_set_new(root, "attention_probs_dropout_prob", mb_config_json_real(c->attention_dropout));
+    json_object_set_new(root, "initializer_range", mb_config_json_real(c->initializer_range));
+    json_object_set_new(root, "layer_norm_eps", mb_config_json_real(cfg->layer_norm_eps));
     json_object_set_new(root, "classifier_dropout",
-                        cfg->classifier_dropout < 0 ? json_null() : short_real(cfg->classifier_dropout));
+                        cfg->classifier_dropout < 0 ? json_null() : mb_config_json_real(cfg->classifier_dropout));
     json_object_set_new(root, "pad_token_id", json_integer(c->pad_token_id));
     json_object_set_new(root, "position_embedding_type", json_string("absolute"));
-    if (c->problem_type_set || c->problem_type != MB_PROBLEM_SINGLE_LABEL || json_object_get(root, "problem_type"))
-        json_object_set_new(root, "problem_type", json_string(mb_problem_type_name(c->problem_type)));
-    json_t *id2 = json_object(), *l2i = json_object();
-    for (int i = 0; i < c->num_labels; i++) {
-        char key[32];
-        snprintf(key, sizeof key, "%d", i);
-        json_object_set_new(id2, key, json_string(c->id2label[i]));
-        json_object_set_new(l2i, c->id2label[i], json_integer(i));
-    }
-    json_object_set_new(root, "id2label", id2);
-    json_object_set_new(root, "label2id", l2i);
-    if (architecture) json_object_set_new(root, "architectures", json_pack("[s]", architecture));
-    json_object_set_new(root, "torch_dtype", json_string("float32"));
-    char *s = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(9));
-    json_decref(root);
-    if (!s) mb_fail(err, MB_ERR_NOMEM, "cannot encode config");
-    return s;
+    return mb_config_json_finish(root, c, architecture, err);
 }

@@ -1,5 +1,6 @@
 /* config.c: DistilBERT config.json parsing, validation and writing (jansson). */
 #include "config.h"
+#include "config_impl.h"
 
 #include "fsutil.h"
 
@@ -76,6 +77,17 @@ mb_status mb_config_set_labels(mb_distilbert_config *cfg, int num_labels, const 
     return MB_OK;
 }
 
+mb_status mb_config_override_labels(mb_distilbert_config *cfg, int num_labels, const char *const *id2label,
+                                    mb_error *err) {
+    if (num_labels <= 0 && !id2label) return MB_OK;
+    int n = num_labels > 0 ? num_labels : cfg->num_labels;
+    if (mb_config_set_labels(cfg, n, id2label, err) != MB_OK) return err ? err->code : MB_ERR_NOMEM;
+    if (n == 1 && !cfg->problem_type_set) cfg->problem_type = MB_PROBLEM_REGRESSION;
+    else if (n > 1 && cfg->problem_type == MB_PROBLEM_REGRESSION && !cfg->problem_type_set)
+        cfg->problem_type = MB_PROBLEM_SINGLE_LABEL;
+    return MB_OK;
+}
+
 mb_status mb_config_copy(mb_distilbert_config *dst, const mb_distilbert_config *src, mb_error *err) {
     *dst = *src;
     dst->id2label = NULL;
@@ -120,16 +132,49 @@ mb_status mb_config_validate(const mb_distilbert_config *c, const char *src, mb_
     return MB_OK;
 }
 
+mb_status mb_config_check_ids(const mb_distilbert_config *c, const int32_t *ids, int B, int T, mb_error *err) {
+    if (B < 1 || T < 1) return mb_fail(err, MB_ERR_SHAPE, "batch is empty (%d x %d)", B, T);
+    if (T > c->max_position_embeddings)
+        return mb_fail(err, MB_ERR_SHAPE,
+                       "sequence length %d is longer than max_position_embeddings (%d): truncate the input "
+                       "(tokenizer max_length)", T, c->max_position_embeddings);
+    for (long i = 0; i < (long)B * T; i++)
+        if (ids[i] < 0 || ids[i] >= c->vocab_size)
+            return mb_fail(err, MB_ERR_RANGE, "input_ids[%ld][%ld] = %d is outside the vocabulary (0..%d)",
+                           i / T + 1, i % T + 1, ids[i], c->vocab_size - 1);
+    return MB_OK;
+}
+
 /* ---- parsing ------------------------------------------------------------ */
 
-static mb_status get_int(json_t *root, const char *key, int required, int *out, const char *src, mb_error *err) {
-    json_t *v = json_object_get(root, key);
-    if (!v || json_is_null(v)) {
-        if (required) return mb_fail(err, MB_ERR_FORMAT, "%s: missing key '%s'", src, key);
-        return MB_OK;
+json_t *mb_config_json_open(const char *text, size_t len, const char *src, const char *model_type, mb_error *err) {
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        mb_fail(err, MB_ERR_FORMAT, "%s: not valid JSON: %s (line %d, column %d)", src, jerr.text, jerr.line,
+                jerr.column);
+        return NULL;
     }
-    if (!json_is_integer(v))
-        return mb_fail(err, MB_ERR_FORMAT, "%s: '%s' must be an integer", src, key);
+    if (!json_is_object(root)) {
+        mb_fail(err, MB_ERR_FORMAT, "%s: not a JSON object", src);
+        json_decref(root);
+        return NULL;
+    }
+    json_t *mt = json_object_get(root, "model_type");
+    if (mt && !(json_is_string(mt) && strcmp(json_string_value(mt), model_type) == 0)) {
+        mb_fail(err, MB_ERR_FORMAT, "%s: model_type is %s, expected \"%s\"", src,
+                json_is_string(mt) ? json_string_value(mt) : "not a string", model_type);
+        json_decref(root);
+        return NULL;
+    }
+    return root;
+}
+
+mb_status mb_config_json_int(json_t *root, const char *key, int required, int *out, const char *src, mb_error *err) {
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v))
+        return required ? mb_fail(err, MB_ERR_FORMAT, "%s: missing key '%s'", src, key) : MB_OK;
+    if (!json_is_integer(v)) return mb_fail(err, MB_ERR_FORMAT, "%s: '%s' must be an integer", src, key);
     json_int_t x = json_integer_value(v);
     if (x < -(1LL << 30) || x > (1LL << 30))
         return mb_fail(err, MB_ERR_FORMAT, "%s: '%s' (%lld) is out of range", src, key, (long long)x);
@@ -137,7 +182,7 @@ static mb_status get_int(json_t *root, const char *key, int required, int *out, 
     return MB_OK;
 }
 
-static mb_status get_float(json_t *root, const char *key, float *out, const char *src, mb_error *err) {
+mb_status mb_config_json_float(json_t *root, const char *key, float *out, const char *src, mb_error *err) {
     json_t *v = json_object_get(root, key);
     if (!v || json_is_null(v)) return MB_OK;
     if (!json_is_number(v)) return mb_fail(err, MB_ERR_FORMAT, "%s: '%s' must be a number", src, key);
@@ -228,36 +273,23 @@ out:
 
 mb_status mb_config_parse(mb_distilbert_config *cfg, const char *text, size_t len, const char *src, mb_error *err) {
     mb_config_defaults(cfg);
-    json_error_t jerr;
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root)
-        return mb_fail(err, MB_ERR_FORMAT, "%s: not valid JSON: %s (line %d, column %d)", src, jerr.text, jerr.line,
-                       jerr.column);
+    json_t *root = mb_config_json_open(text, len, src, "distilbert", err);
+    if (!root) return err ? err->code : MB_ERR_FORMAT;
     mb_status rc = MB_OK;
-    if (!json_is_object(root)) {
-        rc = mb_fail(err, MB_ERR_FORMAT, "%s: not a JSON object", src);
-        goto fail;
-    }
-    json_t *mt = json_object_get(root, "model_type");
-    if (mt && !(json_is_string(mt) && strcmp(json_string_value(mt), "distilbert") == 0)) {
-        rc = mb_fail(err, MB_ERR_FORMAT, "%s: model_type is %s, expected \"distilbert\"", src,
-                     json_is_string(mt) ? json_string_value(mt) : "not a string");
-        goto fail;
-    }
-    if ((rc = get_int(root, "vocab_size", 1, &cfg->vocab_size, src, err)) ||
-        (rc = get_int(root, "max_position_embeddings", 1, &cfg->max_position_embeddings, src, err)) ||
-        (rc = get_int(root, "n_layers", 1, &cfg->n_layers, src, err)) ||
-        (rc = get_int(root, "n_heads", 1, &cfg->n_heads, src, err)) ||
-        (rc = get_int(root, "dim", 1, &cfg->dim, src, err)) ||
-        (rc = get_int(root, "hidden_dim", 1, &cfg->hidden_dim, src, err)) ||
-        (rc = get_int(root, "pad_token_id", 0, &cfg->pad_token_id, src, err)) ||
+    if ((rc = mb_config_json_int(root, "vocab_size", 1, &cfg->vocab_size, src, err)) ||
+        (rc = mb_config_json_int(root, "max_position_embeddings", 1, &cfg->max_position_embeddings, src, err)) ||
+        (rc = mb_config_json_int(root, "n_layers", 1, &cfg->n_layers, src, err)) ||
+        (rc = mb_config_json_int(root, "n_heads", 1, &cfg->n_heads, src, err)) ||
+        (rc = mb_config_json_int(root, "dim", 1, &cfg->dim, src, err)) ||
+        (rc = mb_config_json_int(root, "hidden_dim", 1, &cfg->hidden_dim, src, err)) ||
+        (rc = mb_config_json_int(root, "pad_token_id", 0, &cfg->pad_token_id, src, err)) ||
         (rc = get_bool(root, "sinusoidal_pos_embds", &cfg->sinusoidal_pos_embds, src, err)) ||
         (rc = get_bool(root, "tie_weights_", &cfg->tie_weights, src, err)) ||
-        (rc = get_float(root, "dropout", &cfg->dropout, src, err)) ||
-        (rc = get_float(root, "attention_dropout", &cfg->attention_dropout, src, err)) ||
-        (rc = get_float(root, "initializer_range", &cfg->initializer_range, src, err)) ||
-        (rc = get_float(root, "qa_dropout", &cfg->qa_dropout, src, err)) ||
-        (rc = get_float(root, "seq_classif_dropout", &cfg->seq_classif_dropout, src, err)))
+        (rc = mb_config_json_float(root, "dropout", &cfg->dropout, src, err)) ||
+        (rc = mb_config_json_float(root, "attention_dropout", &cfg->attention_dropout, src, err)) ||
+        (rc = mb_config_json_float(root, "initializer_range", &cfg->initializer_range, src, err)) ||
+        (rc = mb_config_json_float(root, "qa_dropout", &cfg->qa_dropout, src, err)) ||
+        (rc = mb_config_json_float(root, "seq_classif_dropout", &cfg->seq_classif_dropout, src, err)))
         goto fail;
     json_t *act = json_object_get(root, "activation");
     if (act && !json_is_null(act)) {
@@ -347,14 +379,27 @@ char *mb_config_to_json(const mb_distilbert_config *c, const char *architecture,
     json_object_set_new(root, "n_heads", json_integer(c->n_heads));
     json_object_set_new(root, "dim", json_integer(c->dim));
     json_object_set_new(root, "hidden_dim", json_integer(c->hidden_dim));
-    json_object_set_new(root, "dropout", json_real(c->dropout));
-    json_object_set_new(root, "attention_dropout", json_real(c->attention_dropout));
+    json_object_set_new(root, "dropout", mb_config_json_real(c->dropout));
+    json_object_set_new(root, "attention_dropout", mb_config_json_real(c->attention_dropout));
     json_object_set_new(root, "activation", json_string(c->activation == MB_ACT_RELU ? "relu" : "gelu"));
-    json_object_set_new(root, "initializer_range", json_real(c->initializer_range));
-    json_object_set_new(root, "qa_dropout", json_real(c->qa_dropout));
-    json_object_set_new(root, "seq_classif_dropout", json_real(c->seq_classif_dropout));
+    json_object_set_new(root, "initializer_range", mb_config_json_real(c->initializer_range));
+    json_object_set_new(root, "qa_dropout", mb_config_json_real(c->qa_dropout));
+    json_object_set_new(root, "seq_classif_dropout", mb_config_json_real(c->seq_classif_dropout));
     json_object_set_new(root, "pad_token_id", json_integer(c->pad_token_id));
     json_object_set_new(root, "tie_weights_", json_boolean(c->tie_weights));
+    return mb_config_json_finish(root, c, architecture, err);
+}
+
+json_t *mb_config_json_real(float x) {
+    char buf[64];
+    for (int prec = 1; prec <= 9; prec++) {
+        snprintf(buf, sizeof buf, "%.*g", prec, (double)x);
+        if ((float)strtod(buf, NULL) == x) break;
+    }
+    return json_real(strtod(buf, NULL));
+}
+
+char *mb_config_json_finish(json_t *root, const mb_distilbert_config *c, const char *architecture, mb_error *err) {
     if (c->problem_type_set || c->problem_type != MB_PROBLEM_SINGLE_LABEL || json_object_get(root, "problem_type"))
         json_object_set_new(root, "problem_type", json_string(mb_problem_type_name(c->problem_type)));
     json_t *id2 = json_object(), *l2i = json_object();
@@ -368,18 +413,6 @@ char *mb_config_to_json(const mb_distilbert_config *c, const char *architecture,
     json_object_set_new(root, "label2id", l2i);
     if (architecture) json_object_set_new(root, "architectures", json_pack("[s]", architecture));
     json_object_set_new(root, "torch_dtype", json_string("float32")); /* we write F32 weights */
-    /* Real numbers: jansson prints the shortest round-trip form of a double;
-       print the float value's shortest form (0.1, not 0.10000000149011612). */
-    const char *fkeys[] = {"dropout", "attention_dropout", "initializer_range", "qa_dropout", "seq_classif_dropout"};
-    for (size_t i = 0; i < sizeof fkeys / sizeof fkeys[0]; i++) {
-        json_t *v = json_object_get(root, fkeys[i]);
-        char buf[64];
-        for (int prec = 1; prec <= 9; prec++) {
-            snprintf(buf, sizeof buf, "%.*g", prec, json_real_value(v));
-            if ((float)strtod(buf, NULL) == (float)json_real_value(v)) break;
-        }
-        json_object_set_new(root, fkeys[i], json_real(strtod(buf, NULL)));
-    }
     char *s = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(9));
     json_decref(root);
     if (!s) mb_fail(err, MB_ERR_NOMEM, "cannot encode config");

@@ -16,6 +16,7 @@
 #define MB_CONFIG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "error.h"
 
@@ -63,8 +64,16 @@ mb_status mb_config_load(mb_distilbert_config *cfg, const char *path, mb_error *
    the vocabulary, label names); called by parse and by model constructors. */
 mb_status mb_config_validate(const mb_distilbert_config *cfg, const char *source, mb_error *err);
 
+/* A batch's input_ids [B,T] against the sizes: not empty, T within
+   max_position_embeddings, every id in the vocabulary (messages 1-based). */
+mb_status mb_config_check_ids(const mb_distilbert_config *cfg, const int32_t *ids, int B, int T, mb_error *err);
+
 /* Replace the labels: names may be NULL (LABEL_0, ...). */
 mb_status mb_config_set_labels(mb_distilbert_config *cfg, int num_labels, const char *const *names, mb_error *err);
+/* A loader's num_labels / id2label over the file's (0 and NULL: keep them);
+   problem_type follows the count as in transformers unless the file sets it. */
+mb_status mb_config_override_labels(mb_distilbert_config *cfg, int num_labels, const char *const *id2label,
+                                    mb_error *err);
 mb_status mb_config_copy(mb_distilbert_config *dst, const mb_distilbert_config *src, mb_error *err);
 void mb_config_free(mb_distilbert_config *cfg);
 

@@ -1,411 +1,23 @@
-/* distilbert.c: DistilBertForSequenceClassification: parameter block, checkpoint
- * I/O, forward, loss and backward on raw buffers (see distilbert.h).
+/* distilbert.c: DistilBertForSequenceClassification's forward, loss and
+ * backward on raw buffers (see distilbert.h). The model object and its
+ * parameter block (table, views, construction, load, save, accessors) are
+ * distilbert_params.c's, over distilbert_impl.h; the activation planner is
+ * distilbert_acts.c's.
  *
- * Reading order: parameter layout and views; activation layout; construction,
- * init, load, save; forward; loss; backward.
+ * Reading order: the head's buffers; forward; precision; loss; backward.
  */
-#include "distilbert.h"
+#include "distilbert_impl.h"
 
-#include <errno.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
-#include "bf16.h"
-#include "fsutil.h"
 #include "activations.h"
-#include "distilbert_acts.h"
+#include "classifier_loss.h"
 #include "layers.h"
-#include "model_folder.h"
 #include "parallel.h"
-#include "safetensors.h"
 
 #define LN_EPS 1e-12f
-
-/* ---- parameter layout ---------------------------------------------------- */
-
-/* Views into one block (params or grads), Hugging Face order. */
-typedef struct layer_views {
-    float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b; /* attention.{q,k,v,out}_lin */
-    float *sa_ln_w, *sa_ln_b;                              /* sa_layer_norm */
-    float *ff1_w, *ff1_b, *ff2_w, *ff2_b;                  /* ffn.lin1, ffn.lin2 */
-    float *out_ln_w, *out_ln_b;                            /* output_layer_norm */
-} layer_views;
-
-typedef struct views {
-    float *word, *pos, *emb_ln_w, *emb_ln_b; /* embeddings */
-    layer_views *layer;                      /* [n_layers] */
-    float *pre_w, *pre_b, *cls_w, *cls_b;    /* pre_classifier, classifier */
-} views;
-
-/* Head activations, sized by batch. */
-typedef struct head_acts {
-    size_t cap_f, cap_u8;
-    float *f;
-    uint8_t *u8;
-    float *cls;       /* [B,D] hidden[:,0] */
-    float *pre;       /* [B,D] pre_classifier output */
-    float *act;       /* [B,D] ReLU output */
-    float *dropped;   /* [B,D] after dropout (classifier input) */
-    uint8_t *drop;    /* [B,D] */
-    float *logits;    /* [B,L] */
-    float *probs;     /* [B,L] softmax / sigmoid */
-    float *dlogits;   /* [B,L] */
-    float *per_ex;    /* [B] */
-    float *d_a, *d_b; /* [B,D] */
-    int32_t *labels;  /* [B] */
-    size_t cap_labels;
-} head_acts;
-
-struct mb_distilbert {
-    mb_distilbert_config cfg;
-    float *params, *grads;
-    size_t n_params;
-    mb_param_info *info;
-    int n_tensors, n_encoder_tensors;
-    views p, g;
-    mb_rng rng;
-    int frozen;
-    char *warnings;
-    enc_acts keep_acts, infer_acts;
-    head_acts head;
-    /* state of the last forward/loss */
-    const float *d_hidden_in; /* set by backward_hidden: d loss/d last hidden from another head */
-    enc_acts *last;        /* acts used by the last forward */
-    int fwd_B, fwd_T, fwd_keep, fwd_train, fwd_head, have_loss;
-    const float *last_hidden;
-    int bf16;              /* precision "bf16": linear products through w16 (bf16.h) */
-    mb_bf16_weights w16;   /* bf16 copy of the layers and head, synced in forward when stale */
-};
-
-/* ---- parameter table ------------------------------------------------------ */
-
-typedef struct tensor_spec {
-    const char *suffix;
-    int rows, cols; /* cols 0: 1-D */
-    int kind;       /* 0 linear/embedding weight, 1 bias, 2 LayerNorm weight */
-} tensor_spec;
-
-static int add_tensor(mb_distilbert *m, int *idx, size_t *off, const char *name, int rows, int cols, int kind,
-                      int encoder) {
-    mb_param_info *pi = &m->info[(*idx)++];
-    snprintf(pi->name, sizeof pi->name, "%s", name);
-    pi->offset = *off;
-    pi->ndim = cols ? 2 : 1;
-    pi->shape[0] = rows;
-    pi->shape[1] = cols;
-    pi->numel = (size_t)rows * (cols ? (size_t)cols : 1);
-    pi->no_decay = kind != 0;
-    pi->encoder = encoder;
-    *off += pi->numel;
-    return kind;
-}
-
-/* Fill m->info in HF order; returns the number of floats. */
-static size_t build_table(mb_distilbert *m) {
-    const mb_distilbert_config *c = &m->cfg;
-    int D = c->dim, F = c->hidden_dim, L = c->num_labels, i = 0;
-    size_t off = 0;
-    char name[MB_PARAM_NAME_MAX];
-    add_tensor(m, &i, &off, "distilbert.embeddings.word_embeddings.weight", c->vocab_size, D, 0, 1);
-    add_tensor(m, &i, &off, "distilbert.embeddings.position_embeddings.weight", c->max_position_embeddings, D, 0, 1);
-    add_tensor(m, &i, &off, "distilbert.embeddings.LayerNorm.weight", D, 0, 2, 1);
-    add_tensor(m, &i, &off, "distilbert.embeddings.LayerNorm.bias", D, 0, 1, 1);
-    const tensor_spec layer[] = {
-        {"attention.q_lin.weight", D, D, 0}, {"attention.q_lin.bias", D, 0, 1},
-        {"attention.k_lin.weight", D, D, 0}, {"attention.k_lin.bias", D, 0, 1},
-        {"attention.v_lin.weight", D, D, 0}, {"attention.v_lin.bias", D, 0, 1},
-        {"attention.out_lin.weight", D, D, 0}, {"attention.out_lin.bias", D, 0, 1},
-        {"sa_layer_norm.weight", D, 0, 2}, {"sa_layer_norm.bias", D, 0, 1},
-        {"ffn.lin1.weight", F, D, 0}, {"ffn.lin1.bias", F, 0, 1},
-        {"ffn.lin2.weight", D, F, 0}, {"ffn.lin2.bias", D, 0, 1},
-        {"output_layer_norm.weight", D, 0, 2}, {"output_layer_norm.bias", D, 0, 1}};
-    for (int l = 0; l < c->n_layers; l++)
-        for (size_t s = 0; s < sizeof layer / sizeof layer[0]; s++) {
-            snprintf(name, sizeof name, "distilbert.transformer.layer.%d.%s", l, layer[s].suffix);
-            add_tensor(m, &i, &off, name, layer[s].rows, layer[s].cols, layer[s].kind, 1);
-        }
-    m->n_encoder_tensors = i;
-    add_tensor(m, &i, &off, "pre_classifier.weight", D, D, 0, 0);
-    add_tensor(m, &i, &off, "pre_classifier.bias", D, 0, 1, 0);
-    add_tensor(m, &i, &off, "classifier.weight", L, D, 0, 0);
-    add_tensor(m, &i, &off, "classifier.bias", L, 0, 1, 0);
-    m->n_tensors = i;
-    return off;
-}
-
-static void make_views(const mb_distilbert *m, float *base, views *v) {
-    const mb_param_info *pi = m->info;
-    int i = 0;
-#define NEXT (base + pi[i++].offset)
-    v->word = NEXT;
-    v->pos = NEXT;
-    v->emb_ln_w = NEXT;
-    v->emb_ln_b = NEXT;
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        layer_views *lv = &v->layer[l];
-        lv->q_w = NEXT; lv->q_b = NEXT; lv->k_w = NEXT; lv->k_b = NEXT;
-        lv->v_w = NEXT; lv->v_b = NEXT; lv->o_w = NEXT; lv->o_b = NEXT;
-        lv->sa_ln_w = NEXT; lv->sa_ln_b = NEXT;
-        lv->ff1_w = NEXT; lv->ff1_b = NEXT; lv->ff2_w = NEXT; lv->ff2_b = NEXT;
-        lv->out_ln_w = NEXT; lv->out_ln_b = NEXT;
-    }
-    v->pre_w = NEXT;
-    v->pre_b = NEXT;
-    v->cls_w = NEXT;
-    v->cls_b = NEXT;
-#undef NEXT
-}
-
-/* ---- construction ---------------------------------------------------------- */
-
-void mb_warnings_append(char **warnings, const char *text) {
-    size_t old = *warnings ? strlen(*warnings) : 0, add = strlen(text);
-    char *w = realloc(*warnings, old + add + 2);
-    if (!w) return;
-    if (old) w[old++] = '\n';
-    memcpy(w + old, text, add + 1);
-    *warnings = w;
-}
-
-void mb_warn_newly_initialized(char **warnings, const char *architecture, const char *dir, const char *missing) {
-    char msg[2600];
-    snprintf(msg, sizeof msg,
-             "Some weights of %s were not initialized from the model checkpoint at %s and are newly initialized: "
-             "[%s]\nYou should probably TRAIN this model on a down-stream task to be able to use it for predictions "
-             "and inference.", architecture, dir, missing);
-    mb_warnings_append(warnings, msg);
-}
-
-static void append_warning(mb_distilbert *m, const char *text) { mb_warnings_append(&m->warnings, text); }
-
-/* Allocate the blocks for cfg (copied). */
-static mb_distilbert *alloc_model(const mb_distilbert_config *cfg, uint64_t seed, mb_error *err) {
-    if (mb_config_validate(cfg, "config", err) != MB_OK) return NULL;
-    mb_threads_init();
-    mb_distilbert *m = calloc(1, sizeof *m);
-    if (!m) goto nomem;
-    if (mb_config_copy(&m->cfg, cfg, err) != MB_OK) {
-        free(m);
-        return NULL;
-    }
-    int n = 4 + 16 * cfg->n_layers + 4;
-    m->info = calloc((size_t)n, sizeof *m->info);
-    m->p.layer = calloc((size_t)cfg->n_layers, sizeof(layer_views));
-    m->g.layer = calloc((size_t)cfg->n_layers, sizeof(layer_views));
-    m->keep_acts.layer = calloc((size_t)cfg->n_layers, sizeof(layer_acts));
-    m->infer_acts.layer = calloc((size_t)cfg->n_layers, sizeof(layer_acts));
-    if (!m->info || !m->p.layer || !m->g.layer || !m->keep_acts.layer || !m->infer_acts.layer) goto nomem;
-    m->n_params = build_table(m);
-    m->params = calloc(m->n_params, sizeof(float));
-    m->grads = calloc(m->n_params, sizeof(float));
-    if (!m->params || !m->grads) {
-        mb_fail(err, MB_ERR_NOMEM, "out of memory for %zu parameters (%.1f MB twice)", m->n_params,
-                m->n_params * 4.0 / 1e6);
-        mb_distilbert_free(m);
-        return NULL;
-    }
-    make_views(m, m->params, &m->p);
-    make_views(m, m->grads, &m->g);
-    m->keep_acts.keep = 1;
-    m->infer_acts.keep = 0;
-    mb_rng_seed(&m->rng, seed);
-    return m;
-nomem:
-    mb_fail(err, MB_ERR_NOMEM, "out of memory creating the model");
-    mb_distilbert_free(m);
-    return NULL;
-}
-
-/* HF _init_weights for one tensor. */
-static void init_tensor(mb_distilbert *m, int i, mb_rng *rng) {
-    const mb_param_info *pi = &m->info[i];
-    float *w = m->params + pi->offset;
-    const char *name = pi->name;
-    size_t len = strlen(name);
-    int is_ln = strstr(name, "LayerNorm") || strstr(name, "layer_norm");
-    int is_bias = len > 5 && strcmp(name + len - 5, ".bias") == 0;
-    if (is_bias) {
-        memset(w, 0, pi->numel * sizeof(float));
-    } else if (is_ln) {
-        for (size_t k = 0; k < pi->numel; k++) w[k] = 1.0f;
-    } else if (strstr(name, "position_embeddings") && m->cfg.sinusoidal_pos_embds) {
-        int P = (int)pi->shape[0], D = (int)pi->shape[1];
-        for (int pos = 0; pos < P; pos++)
-            for (int j = 0; j < D; j++) {
-                double angle = pos / pow(10000.0, 2.0 * (j / 2) / D);
-                w[(size_t)pos * D + j] = (float)((j % 2 == 0) ? sin(angle) : cos(angle));
-            }
-    } else {
-        float sd = m->cfg.initializer_range;
-        for (size_t k = 0; k < pi->numel; k++) w[k] = (float)(mb_rng_normal(rng) * sd);
-        if (strstr(name, "word_embeddings"))
-            memset(w + (size_t)m->cfg.pad_token_id * pi->shape[1], 0, pi->shape[1] * sizeof(float));
-    }
-}
-
-mb_distilbert *mb_distilbert_new(const mb_distilbert_config *cfg, uint64_t seed, mb_error *err) {
-    mb_distilbert *m = alloc_model(cfg, seed, err);
-    if (!m) return NULL;
-    for (int i = 0; i < m->n_tensors; i++) init_tensor(m, i, &m->rng);
-    return m;
-}
-
-void mb_distilbert_free(mb_distilbert *m) {
-    if (!m) return;
-    mb_config_free(&m->cfg);
-    free(m->params);
-    free(m->grads);
-    free(m->info);
-    free(m->p.layer);
-    free(m->g.layer);
-    mb_dbacts_free(&m->keep_acts);
-    mb_dbacts_free(&m->infer_acts);
-    free(m->head.f);
-    free(m->head.u8);
-    free(m->head.labels);
-    free(m->warnings);
-    mb_bf16_weights_free(&m->w16);
-    free(m);
-}
-
-/* ---- load ------------------------------------------------------------------ */
-
-mb_distilbert *mb_distilbert_load(const char *dir, const mb_distilbert_load_opts *opts, mb_error *err) {
-    mb_distilbert_load_opts defaults = {0, NULL, 42};
-    if (!opts) opts = &defaults;
-    char path[4096];
-    mb_distilbert_config cfg;
-    snprintf(path, sizeof path, "%s/config.json", dir);
-    if (mb_config_load(&cfg, path, err) != MB_OK) return NULL;
-    if (opts->num_labels > 0 || opts->id2label) {
-        int n = opts->num_labels > 0 ? opts->num_labels : cfg.num_labels;
-        if (mb_config_set_labels(&cfg, n, opts->id2label, err) != MB_OK) {
-            mb_config_free(&cfg);
-            return NULL;
-        }
-        if (n == 1 && !cfg.problem_type_set) cfg.problem_type = MB_PROBLEM_REGRESSION;
-        else if (n > 1 && cfg.problem_type == MB_PROBLEM_REGRESSION && !cfg.problem_type_set)
-            cfg.problem_type = MB_PROBLEM_SINGLE_LABEL;
-    }
-    mb_distilbert *m = alloc_model(&cfg, opts->seed, err);
-    mb_config_free(&cfg);
-    if (!m) return NULL;
-
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    mb_safetensors *st = mb_safetensors_open(path, err);
-    if (!st) {
-        mb_distilbert_free(m);
-        return NULL;
-    }
-    char *used = calloc((size_t)st->n_tensors + 1, 1);
-    char missing[2048] = "";
-    int n_missing = 0;
-    if (!used) {
-        mb_fail(err, MB_ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    for (int i = 0; i < m->n_tensors; i++) {
-        const mb_param_info *pi = &m->info[i];
-        const mb_st_tensor *t = mb_safetensors_find(st, pi->name);
-        /* A base DistilBertModel checkpoint names its tensors without the prefix. */
-        if (!t && pi->encoder) t = mb_safetensors_find(st, pi->name + strlen("distilbert."));
-        if (!t) {
-            if (pi->encoder) {
-                mb_fail(err, MB_ERR_FORMAT, "%s: missing tensor '%s' (is this a DistilBERT checkpoint for this config?)",
-                        path, pi->name);
-                goto fail;
-            }
-            size_t k = strlen(missing);
-            snprintf(missing + k, sizeof missing - k, "%s'%s'", n_missing ? ", " : "", pi->name);
-            n_missing++;
-            init_tensor(m, i, &m->rng);
-            continue;
-        }
-        used[t - st->tensors] = 1;
-        if (mb_param_read(path, t, pi, m->params + pi->offset,
-                          pi->encoder ? "" : " (num_labels differs from the checkpoint's classifier?)", err) != MB_OK)
-            goto fail;
-    }
-    if (n_missing) mb_warn_newly_initialized(&m->warnings, "DistilBertForSequenceClassification", dir, missing);
-    char unused[2048] = "";
-    int n_unused = 0, mlm = 0;
-    for (int j = 0; j < st->n_tensors; j++) {
-        if (used[j]) continue;
-        const char *nm = st->tensors[j].name;
-        if (strncmp(nm, "vocab_", 6) == 0 || strncmp(nm, "distilbert.vocab_", 17) == 0) mlm = 1;
-        size_t k = strlen(unused);
-        if (k < sizeof unused - 200)
-            snprintf(unused + k, sizeof unused - k, "%s'%s'", n_unused ? ", " : "", nm);
-        n_unused++;
-    }
-    if (n_unused) {
-        char msg[2600];
-        snprintf(msg, sizeof msg, "Some weights of the model checkpoint at %s were not used when initializing "
-                 "DistilBertForSequenceClassification: [%s]%s", dir, unused,
-                 mlm ? "\n(the masked-LM head vocab_transform/vocab_layer_norm/vocab_projector is not used for "
-                       "classification: expected when loading a pretrained checkpoint)" : "");
-        append_warning(m, msg);
-    }
-    free(used);
-    mb_safetensors_close(st);
-    return m;
-fail:
-    free(used);
-    mb_safetensors_close(st);
-    mb_distilbert_free(m);
-    return NULL;
-}
-
-/* ---- save ------------------------------------------------------------------ */
-
-static const mb_param_info *param_at(const void *model, int i, const float **data) {
-    const mb_distilbert *m = model;
-    *data = m->params + m->info[i].offset;
-    return &m->info[i];
-}
-
-mb_status mb_distilbert_save(const mb_distilbert *m, const char *dir, mb_error *err) {
-    return mb_model_folder_save(dir, &m->cfg, "DistilBertForSequenceClassification", m, m->n_tensors, param_at, err);
-}
-
-/* ---- accessors ---------------------------------------------------------- */
-
-const mb_distilbert_config *mb_distilbert_get_config(const mb_distilbert *m) { return &m->cfg; }
-const char *mb_distilbert_warnings(const mb_distilbert *m) { return m->warnings ? m->warnings : ""; }
-mb_rng *mb_distilbert_rng(mb_distilbert *m) { return &m->rng; }
-float *mb_distilbert_params(mb_distilbert *m) {
-    m->w16.stale = 1; /* the caller may write the parameters */
-    m->w16.stale_from = 0;
-    return m->params;
-}
-float *mb_distilbert_grads(mb_distilbert *m) { return m->grads; }
-size_t mb_distilbert_num_params(const mb_distilbert *m) { return m->n_params; }
-int mb_distilbert_num_tensors(const mb_distilbert *m) { return m->n_tensors; }
-const mb_param_info *mb_distilbert_param_info(const mb_distilbert *m, int i) {
-    return i >= 0 && i < m->n_tensors ? &m->info[i] : NULL;
-}
-int mb_distilbert_find_param(const mb_distilbert *m, const char *name) {
-    for (int i = 0; i < m->n_tensors; i++)
-        if (strcmp(m->info[i].name, name) == 0) return i;
-    return -1;
-}
-int mb_distilbert_trainable(const mb_distilbert *m, int i) {
-    if (i < 0 || i >= m->n_tensors) return 0;
-    if (m->info[i].encoder && m->frozen) return 0;
-    if (m->cfg.sinusoidal_pos_embds && strstr(m->info[i].name, "position_embeddings")) return 0;
-    return 1;
-}
-void mb_distilbert_zero_grad(mb_distilbert *m) { memset(m->grads, 0, m->n_params * sizeof(float)); }
-void mb_distilbert_freeze_encoder(mb_distilbert *m, int frozen) {
-    m->frozen = frozen != 0;
-    m->have_loss = 0;
-}
-int mb_distilbert_encoder_frozen(const mb_distilbert *m) { return m->frozen; }
-const float *mb_distilbert_logits(const mb_distilbert *m) { return m->fwd_head ? m->head.logits : NULL; }
-const float *mb_distilbert_last_hidden(const mb_distilbert *m) { return m->last_hidden; }
 
 static mb_status prepare_head(mb_distilbert *m, int B, mb_error *err) {
     head_acts *h = &m->head;
@@ -430,20 +42,6 @@ static mb_status prepare_head(mb_distilbert *m, int B, mb_error *err) {
 }
 
 /* ---- forward (activation buffers: distilbert_acts.c) ------------------------- */
-
-static mb_status check_inputs(const mb_distilbert *m, const int32_t *ids, int B, int T, mb_error *err) {
-    const mb_distilbert_config *c = &m->cfg;
-    if (B < 1 || T < 1) return mb_fail(err, MB_ERR_SHAPE, "batch is empty (%d x %d)", B, T);
-    if (T > c->max_position_embeddings)
-        return mb_fail(err, MB_ERR_SHAPE,
-                       "sequence length %d is longer than max_position_embeddings (%d): truncate the input "
-                       "(tokenizer max_length)", T, c->max_position_embeddings);
-    for (long i = 0; i < (long)B * T; i++)
-        if (ids[i] < 0 || ids[i] >= c->vocab_size)
-            return mb_fail(err, MB_ERR_RANGE, "input_ids[%ld][%ld] = %d is outside the vocabulary (0..%d)",
-                           i / T + 1, i % T + 1, ids[i], c->vocab_size - 1);
-    return MB_OK;
-}
 
 /* Keep masks are drawn for the padded shape; a packed forward moves the rows
    (or probability blocks) of real tokens to the front, in row order (each
@@ -566,7 +164,7 @@ static mb_status forward_impl(mb_distilbert *m, const int32_t *ids, const int32_
     m->have_loss = 0;
     m->fwd_head = 0;
     m->last_hidden = NULL;
-    if (check_inputs(m, ids, B, T, err) != MB_OK) return err ? err->code : MB_ERR_ARG;
+    if (mb_config_check_ids(&m->cfg, ids, B, T, err) != MB_OK) return err ? err->code : MB_ERR_ARG;
     int keep_enc = opts->keep && !m->frozen;
     enc_acts *a = keep_enc ? &m->keep_acts : &m->infer_acts;
     mb_dbacts_release(a == &m->keep_acts ? &m->infer_acts : &m->keep_acts);
@@ -740,45 +338,10 @@ mb_status mb_distilbert_loss(mb_distilbert *m, const int32_t *labels, const floa
     if (B != m->fwd_B)
         return mb_fail(err, MB_ERR_SHAPE, "%d labels for a batch of %d", B, m->fwd_B);
     head_acts *h = &m->head;
-    const int L = m->cfg.num_labels;
-    const long n = (long)B * L;
     double mean = 0.0;
-    if (m->cfg.problem_type == MB_PROBLEM_SINGLE_LABEL) {
-        if (!labels) return mb_fail(err, MB_ERR_DTYPE, "single-label classification needs integer labels");
-        for (int b = 0; b < B; b++)
-            if (labels[b] != -100 && (labels[b] < 0 || labels[b] >= L))
-                return mb_fail(err, MB_ERR_RANGE, "labels[%d] = %d is outside 0..%d (num_labels %d)", b + 1, labels[b],
-                               L - 1, L);
-        int count;
-        crossentropy_forward(h->per_ex, h->probs, h->logits, labels, B, L, &mean, &count);
-        if (count == 0) return mb_fail(err, MB_ERR_ARG, "every label is -100 (ignored): the loss is undefined");
-        if (isfinite(mean)) crossentropy_backward(h->dlogits, h->probs, labels, B, L, 1.0f / count);
-    } else {
-        if (!targets)
-            return mb_fail(err, MB_ERR_DTYPE, "%s needs float targets [%d,%d]", mb_problem_type_name(m->cfg.problem_type),
-                           B, L);
-        int bce = m->cfg.problem_type == MB_PROBLEM_MULTI_LABEL;
-        double total = 0.0;
-        for (int b = 0; b < B; b++) {
-            double row = 0.0;
-            for (int j = 0; j < L; j++) {
-                long i = (long)b * L + j;
-                double z = h->logits[i], y = targets[i], l, d;
-                if (bce) {
-                    l = fmax(z, 0.0) - z * y + log1p(exp(-fabs(z)));
-                    d = 1.0 / (1.0 + exp(-z)) - y;
-                } else {
-                    l = (z - y) * (z - y);
-                    d = 2.0 * (z - y);
-                }
-                row += l;
-                h->dlogits[i] = (float)(d / n);
-            }
-            h->per_ex[b] = (float)(row / L);
-            total += row;
-        }
-        mean = total / n;
-    }
+    mb_status rc = mb_classifier_loss(m->cfg.problem_type, h->logits, labels, targets, B, m->cfg.num_labels, h->per_ex,
+                                      h->probs, h->dlogits, &mean, err);
+    if (rc != MB_OK) return rc;
     if (per_example) memcpy(per_example, h->per_ex, sizeof(float) * B);
     *loss = mean;
     if (!isfinite(mean)) return report_nonfinite(m, mean, err);

@@ -58,12 +58,6 @@ mb_status mb_distilbert_save(const mb_distilbert *m, const char *dir, mb_error *
 const mb_distilbert_config *mb_distilbert_get_config(const mb_distilbert *m);
 /* Warnings from load (new head, unused tensors), "" when none. */
 const char *mb_distilbert_warnings(const mb_distilbert *m);
-/* The warnings text of a model being built (*warnings NULL or malloc'd):
-   append a line; append HF's "Some weights of ARCH were not initialized from
-   the model checkpoint at DIR and are newly initialized: [MISSING]" (the
-   masked-LM model's loader shares them). */
-void mb_warnings_append(char **warnings, const char *text);
-void mb_warn_newly_initialized(char **warnings, const char *architecture, const char *dir, const char *missing);
 mb_rng *mb_distilbert_rng(mb_distilbert *m);
 
 /* ---- the parameter block ------------------------------------------------ */
@@ -124,6 +118,30 @@ mb_status mb_distilbert_backward(mb_distilbert *m, mb_error *err);
    another head (the masked-LM head, runtime/distilbert_mlm.h): needs an
    encoder_only forward with keep=1. A frozen encoder makes it a no-op. */
 mb_status mb_distilbert_backward_hidden(mb_distilbert *m, const float *d_hidden, mb_error *err);
+
+/* ---- a task model over the encoder ---------------------------------------- */
+/* The parameters of a model built on this encoder with a head of its own
+   (distilbert_heads.h, distilbert_mlm.h): the encoder's tensors 0..n_enc-1
+   (its classification head left out), then the head's n_head tensors. */
+typedef struct mb_task_params {
+    mb_distilbert *enc;
+    int n_enc, n_head;
+    const mb_param_info *info; /* [n_head] the head's table (the caller's) */
+    float *params, *grads;     /* the head's block, numel floats each */
+    size_t numel;
+} mb_task_params;
+/* Take over enc (freed by mb_task_params_free, also after a failure) and
+   allocate the head's block for the filled table info[0..n_head-1]. */
+mb_status mb_task_params_alloc(mb_task_params *t, mb_distilbert *enc, const mb_param_info *info, int n_head,
+                               mb_error *err);
+void mb_task_params_free(mb_task_params *t); /* the encoder and the head's block */
+int mb_task_num_tensors(const mb_task_params *t);
+const mb_param_info *mb_task_param_info(const mb_task_params *t, int i); /* NULL out of range */
+float *mb_task_param(mb_task_params *t, int i);
+float *mb_task_grad(mb_task_params *t, int i);
+int mb_task_find_param(const mb_task_params *t, const char *name); /* -1 if absent */
+size_t mb_task_num_params(const mb_task_params *t);
+void mb_task_zero_grad(mb_task_params *t);
 
 /* Floating-point operations of one forward (and backward, ~2x) at B x T,
    for throughput figures. */

@@ -1,4 +1,4 @@
-/* distilbert_acts.h: DistilBERT's activation planner, internal to distilbert.c.
+/* distilbert_acts.h: DistilBERT's activation planner, internal to distilbert.c (and freed by distilbert_params.c).
  *
  * Which rows a forward computes (packing right-padded batches, [CLS]-only last
  * layer), where every encoder buffer lives (one layout over activations.h's

@@ -12,13 +12,10 @@
 #include "token_head.h"
 
 struct mb_distilbert_heads {
-    mb_distilbert *enc;
+    mb_task_params tp;        /* the encoder's tensors, then the head's block */
     mb_dbh_task task;
-    int n_enc;                /* encoder tensors of enc */
     int L;                    /* head outputs */
     mb_param_info info[2];    /* weight [L,D], bias [L] */
-    float *params, *grads;    /* the head's block */
-    size_t n_head;
     char *warnings;
     mb_token_head head;
     float *d_hidden;          /* [B,T,D] */
@@ -30,16 +27,12 @@ const char *mb_dbh_class_name(mb_dbh_task task) {
     return task == MB_DBH_QUESTION_ANSWERING ? "DistilBertForQuestionAnswering" : "DistilBertForTokenClassification";
 }
 
-static void init_head(mb_distilbert_heads *m, int i) {
-    float *w = m->params + m->info[i].offset;
-    size_t n = m->info[i].numel;
-    if (i == 0) { /* HF _init_weights: Linear N(0, initializer_range), bias 0 */
-        float sd = mb_distilbert_get_config(m->enc)->initializer_range;
-        mb_rng *rng = mb_distilbert_rng(m->enc);
-        for (size_t k = 0; k < n; k++) w[k] = (float)(mb_rng_normal(rng) * sd);
-    } else {
-        memset(w, 0, n * sizeof(float));
-    }
+/* HF _init_weights: Linear N(0, initializer_range), bias 0. */
+static void init_head(void *model, int i) {
+    mb_distilbert_heads *m = model;
+    const mb_distilbert_config *c = mb_distilbert_get_config(m->tp.enc);
+    mb_param_init_hf(&m->info[i], m->tp.params + m->info[i].offset, c->initializer_range, c->pad_token_id, 0,
+                     mb_distilbert_rng(m->tp.enc));
 }
 
 /* Take over enc and allocate the head's block. */
@@ -51,30 +44,20 @@ static mb_distilbert_heads *wrap(mb_distilbert *enc, mb_dbh_task task, mb_error 
         mb_fail(err, MB_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    m->enc = enc;
+    m->tp.enc = enc;
     m->task = task;
     const mb_distilbert_config *c = mb_distilbert_get_config(enc);
     m->L = task == MB_DBH_QUESTION_ANSWERING ? 2 : c->num_labels;
     const char *prefix = task == MB_DBH_QUESTION_ANSWERING ? "qa_outputs" : "classifier";
-    for (int i = 0; i < 2; i++) {
-        mb_param_info *pi = &m->info[i];
-        snprintf(pi->name, sizeof pi->name, "%s.%s", prefix, i == 0 ? "weight" : "bias");
-        pi->offset = i == 0 ? 0 : (size_t)m->L * c->dim;
-        pi->ndim = i == 0 ? 2 : 1;
-        pi->shape[0] = m->L;
-        pi->shape[1] = i == 0 ? c->dim : 0;
-        pi->numel = i == 0 ? (size_t)m->L * c->dim : (size_t)m->L;
-        pi->no_decay = i == 1;
-        pi->encoder = 0;
-    }
-    m->n_head = (size_t)m->L * (c->dim + 1);
-    for (int i = 0; i < mb_distilbert_num_tensors(enc); i++)
-        if (mb_distilbert_param_info(enc, i)->encoder) m->n_enc = i + 1;
-    m->params = calloc(m->n_head, sizeof(float));
-    m->grads = calloc(m->n_head, sizeof(float));
-    if (!m->params || !m->grads) {
+    int i = 0;
+    size_t off = 0;
+    char name[MB_PARAM_NAME_MAX];
+    snprintf(name, sizeof name, "%s.weight", prefix);
+    mb_param_add(m->info, &i, &off, name, m->L, c->dim, MB_PARAM_WEIGHT, 0);
+    snprintf(name, sizeof name, "%s.bias", prefix);
+    mb_param_add(m->info, &i, &off, name, m->L, 0, MB_PARAM_BIAS, 0);
+    if (mb_task_params_alloc(&m->tp, enc, m->info, 2, err) != MB_OK) {
         mb_dbh_free(m);
-        mb_fail(err, MB_ERR_NOMEM, "out of memory");
         return NULL;
     }
     return m;
@@ -90,14 +73,16 @@ mb_distilbert_heads *mb_dbh_new(const mb_distilbert_config *cfg, mb_dbh_task tas
 
 void mb_dbh_free(mb_distilbert_heads *m) {
     if (!m) return;
-    mb_distilbert_free(m->enc);
-    free(m->params);
-    free(m->grads);
+    mb_task_params_free(&m->tp);
     free(m->warnings);
     free(m->d_hidden);
     mb_token_head_free(&m->head);
     free(m);
 }
+
+/* The head's tensors in a checkpoint (the encoder's loader reads the rest). */
+static const mb_ckpt_rules head_rules = {
+    .family = "DistilBERT", .init = init_head, .head_hint = " (num_labels differs from the checkpoint's classifier?)"};
 
 mb_distilbert_heads *mb_dbh_load(const char *dir, mb_dbh_task task, const mb_distilbert_load_opts *opts,
                                  mb_error *err) {
@@ -108,37 +93,17 @@ mb_distilbert_heads *mb_dbh_load(const char *dir, mb_dbh_task task, const mb_dis
     mb_distilbert_heads *m = wrap(mb_distilbert_load(dir, &o, err), task, err);
     if (!m) return NULL;
     char path[4096];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    mb_safetensors *st = mb_safetensors_open(path, err);
-    if (!st) {
-        mb_dbh_free(m);
-        return NULL;
-    }
-    char missing[256] = "";
-    for (int i = 0; i < 2; i++) {
-        const mb_st_tensor *t = mb_safetensors_find(st, m->info[i].name);
-        if (!t) {
-            size_t k = strlen(missing);
-            snprintf(missing + k, sizeof missing - k, "%s'%s'", k ? ", " : "", m->info[i].name);
-            init_head(m, i);
-            continue;
-        }
-        if (mb_param_read(path, t, &m->info[i], m->params + m->info[i].offset,
-                          " (num_labels differs from the checkpoint's classifier?)", err) != MB_OK) {
-            mb_safetensors_close(st);
-            mb_dbh_free(m);
-            return NULL;
-        }
-    }
+    mb_safetensors *st = mb_model_folder_open(dir, path, sizeof path, err);
+    mb_name_list missing = {0};
+    mb_status rc = st ? mb_params_read(st, path, &head_rules, m, m->info, 2, m->tp.params, NULL, &missing, err)
+                      : MB_ERR_IO;
     mb_safetensors_close(st);
-    if (missing[0]) {
-        char msg[1024];
-        snprintf(msg, sizeof msg, "Some weights of %s were not initialized from the model checkpoint at %s and are "
-                 "newly initialized: [%s]\nYou should probably TRAIN this model on a down-stream task to be able to "
-                 "use it for predictions and inference.", mb_dbh_class_name(task), dir, missing);
-        m->warnings = strdup(msg);
-    }
-    return m;
+    if (rc == MB_OK && missing.n)
+        mb_warn_newly_initialized(&m->warnings, mb_dbh_class_name(task), dir, missing.s);
+    mb_name_list_free(&missing);
+    if (rc == MB_OK) return m;
+    mb_dbh_free(m);
+    return NULL;
 }
 
 static const mb_param_info *param_at(const void *model, int i, const float **data) {
@@ -148,45 +113,23 @@ static const mb_param_info *param_at(const void *model, int i, const float **dat
 }
 
 mb_status mb_dbh_save(const mb_distilbert_heads *m, const char *dir, mb_error *err) {
-    return mb_model_folder_save(dir, mb_distilbert_get_config(m->enc), mb_dbh_class_name(m->task), m,
+    return mb_model_folder_save(dir, mb_distilbert_get_config(m->tp.enc), mb_dbh_class_name(m->task), m,
                                 mb_dbh_num_tensors(m), param_at, err);
 }
 
 /* ---- accessors -------------------------------------------------------------- */
 
-mb_distilbert *mb_dbh_encoder(mb_distilbert_heads *m) { return m->enc; }
+mb_distilbert *mb_dbh_encoder(mb_distilbert_heads *m) { return m->tp.enc; }
 mb_dbh_task mb_dbh_get_task(const mb_distilbert_heads *m) { return m->task; }
 const char *mb_dbh_warnings(const mb_distilbert_heads *m) { return m->warnings ? m->warnings : ""; }
 int mb_dbh_num_outputs(const mb_distilbert_heads *m) { return m->L; }
-int mb_dbh_num_tensors(const mb_distilbert_heads *m) { return m->n_enc + 2; }
-const mb_param_info *mb_dbh_param_info(const mb_distilbert_heads *m, int i) {
-    if (i < 0 || i >= mb_dbh_num_tensors(m)) return NULL;
-    return i < m->n_enc ? mb_distilbert_param_info(m->enc, i) : &m->info[i - m->n_enc];
-}
-float *mb_dbh_param(mb_distilbert_heads *m, int i) {
-    const mb_param_info *pi = mb_dbh_param_info(m, i);
-    if (!pi) return NULL;
-    return (i < m->n_enc ? mb_distilbert_params(m->enc) : m->params) + pi->offset;
-}
-float *mb_dbh_grad(mb_distilbert_heads *m, int i) {
-    const mb_param_info *pi = mb_dbh_param_info(m, i);
-    if (!pi) return NULL;
-    return (i < m->n_enc ? mb_distilbert_grads(m->enc) : m->grads) + pi->offset;
-}
-int mb_dbh_find_param(const mb_distilbert_heads *m, const char *name) {
-    for (int i = 0; i < mb_dbh_num_tensors(m); i++)
-        if (strcmp(mb_dbh_param_info(m, i)->name, name) == 0) return i;
-    return -1;
-}
-size_t mb_dbh_num_params(const mb_distilbert_heads *m) {
-    size_t n = 0;
-    for (int i = 0; i < mb_dbh_num_tensors(m); i++) n += mb_dbh_param_info(m, i)->numel;
-    return n;
-}
-void mb_dbh_zero_grad(mb_distilbert_heads *m) {
-    mb_distilbert_zero_grad(m->enc);
-    memset(m->grads, 0, m->n_head * sizeof(float));
-}
+int mb_dbh_num_tensors(const mb_distilbert_heads *m) { return mb_task_num_tensors(&m->tp); }
+const mb_param_info *mb_dbh_param_info(const mb_distilbert_heads *m, int i) { return mb_task_param_info(&m->tp, i); }
+float *mb_dbh_param(mb_distilbert_heads *m, int i) { return mb_task_param(&m->tp, i); }
+float *mb_dbh_grad(mb_distilbert_heads *m, int i) { return mb_task_grad(&m->tp, i); }
+int mb_dbh_find_param(const mb_distilbert_heads *m, const char *name) { return mb_task_find_param(&m->tp, name); }
+size_t mb_dbh_num_params(const mb_distilbert_heads *m) { return mb_task_num_params(&m->tp); }
+void mb_dbh_zero_grad(mb_distilbert_heads *m) { mb_task_zero_grad(&m->tp); }
 const float *mb_dbh_logits(const mb_distilbert_heads *m) { return m->have_fwd ? m->head.logits : NULL; }
 const float *mb_dbh_start_logits(const mb_distilbert_heads *m) {
     return m->have_fwd ? mb_token_head_start(&m->head) : NULL;
@@ -194,20 +137,20 @@ const float *mb_dbh_start_logits(const mb_distilbert_heads *m) {
 const float *mb_dbh_end_logits(const mb_distilbert_heads *m) {
     return m->have_fwd ? mb_token_head_end(&m->head) : NULL;
 }
-const float *mb_dbh_last_hidden(const mb_distilbert_heads *m) { return mb_distilbert_last_hidden(m->enc); }
+const float *mb_dbh_last_hidden(const mb_distilbert_heads *m) { return mb_distilbert_last_hidden(m->tp.enc); }
 
 /* ---- forward, loss, backward ------------------------------------------------------ */
 
 mb_status mb_dbh_forward(mb_distilbert_heads *m, const int32_t *ids, const int32_t *mask, int B, int T, int train,
                          int keep, mb_error *err) {
     m->have_fwd = 0;
-    const mb_distilbert_config *c = mb_distilbert_get_config(m->enc);
+    const mb_distilbert_config *c = mb_distilbert_get_config(m->tp.enc);
     mb_forward_opts o = {.train = train, .keep = keep, .encoder_only = 1, .padded_rows = 1};
-    if (mb_distilbert_forward(m->enc, ids, mask, B, T, &o, err) != MB_OK) return err ? err->code : MB_ERR_ARG;
+    if (mb_distilbert_forward(m->tp.enc, ids, mask, B, T, &o, err) != MB_OK) return err ? err->code : MB_ERR_ARG;
     float p = m->task == MB_DBH_QUESTION_ANSWERING ? c->qa_dropout : c->dropout;
-    mb_status rc = mb_token_head_forward(&m->head, mb_distilbert_last_hidden(m->enc), B, T, c->dim, m->L,
-                                         m->params + m->info[0].offset, m->params + m->info[1].offset, p, train,
-                                         mb_distilbert_rng(m->enc), err);
+    mb_status rc = mb_token_head_forward(&m->head, mb_distilbert_last_hidden(m->tp.enc), B, T, c->dim, m->L,
+                                         m->tp.params + m->info[0].offset, m->tp.params + m->info[1].offset, p, train,
+                                         mb_distilbert_rng(m->tp.enc), err);
     if (rc != MB_OK) return rc;
     m->fwd_B = B;
     m->fwd_T = T;
@@ -238,8 +181,8 @@ mb_status mb_dbh_loss(mb_distilbert_heads *m, const int32_t *labels, const int32
 
 mb_status mb_dbh_backward(mb_distilbert_heads *m, mb_error *err) {
     if (!m->fwd_keep) return mb_fail(err, MB_ERR_STATE, "backward needs a forward that kept its activations (keep=1)");
-    const int D = mb_distilbert_get_config(m->enc)->dim;
-    int frozen = mb_distilbert_encoder_frozen(m->enc);
+    const int D = mb_distilbert_get_config(m->tp.enc)->dim;
+    int frozen = mb_distilbert_encoder_frozen(m->tp.enc);
     size_t need = (size_t)m->fwd_B * m->fwd_T * D;
     if (!frozen && need > m->cap_hidden) {
         free(m->d_hidden);
@@ -247,8 +190,8 @@ mb_status mb_dbh_backward(mb_distilbert_heads *m, mb_error *err) {
         m->cap_hidden = m->d_hidden ? need : 0;
         if (!m->d_hidden) return mb_fail(err, MB_ERR_NOMEM, "out of memory");
     }
-    mb_status rc = mb_token_head_backward(&m->head, m->params + m->info[0].offset, m->grads + m->info[0].offset,
-                                          m->grads + m->info[1].offset, frozen ? NULL : m->d_hidden, err);
+    mb_status rc = mb_token_head_backward(&m->head, m->tp.params + m->info[0].offset, m->tp.grads + m->info[0].offset,
+                                          m->tp.grads + m->info[1].offset, frozen ? NULL : m->d_hidden, err);
     if (rc != MB_OK || frozen) return rc;
-    return mb_distilbert_backward_hidden(m->enc, m->d_hidden, err);
+    return mb_distilbert_backward_hidden(m->tp.enc, m->d_hidden, err);
 }

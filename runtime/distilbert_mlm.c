@@ -30,11 +30,8 @@ typedef struct head_views {
 } head_views;
 
 struct mb_distilbert_mlm {
-    mb_distilbert *enc;
-    int n_enc; /* encoder tensors of enc (its classification head is left out) */
+    mb_task_params tp; /* the encoder's tensors (its classification head left out), then the head's block */
     mb_param_info info[MB_MLM_HEAD_TENSORS];
-    float *params, *grads; /* the head's block */
-    size_t n_head;
     head_views p, g;
     char *warnings;
     /* activations of the last forward, for n rows (capacity cap_rows) */
@@ -53,30 +50,16 @@ struct mb_distilbert_mlm {
 
 /* ---- parameters ------------------------------------------------------------ */
 
-static void build_head(mb_distilbert_mlm *m) {
-    const mb_distilbert_config *c = mb_distilbert_get_config(m->enc);
+static void build_head(mb_distilbert_mlm *m, const mb_distilbert *enc) {
+    const mb_distilbert_config *c = mb_distilbert_get_config(enc);
     int D = c->dim, V = c->vocab_size;
-    struct { const char *name; int rows, cols, no_decay; } spec[MB_MLM_HEAD_TENSORS] = {
-        {"vocab_transform.weight", D, D, 0}, {"vocab_transform.bias", D, 0, 1},
-        {"vocab_layer_norm.weight", D, 0, 1}, {"vocab_layer_norm.bias", D, 0, 1},
-        {"vocab_projector.bias", V, 0, 1}};
+    struct { const char *name; int rows, cols; mb_param_kind kind; } spec[MB_MLM_HEAD_TENSORS] = {
+        {"vocab_transform.weight", D, D, MB_PARAM_WEIGHT}, {"vocab_transform.bias", D, 0, MB_PARAM_BIAS},
+        {"vocab_layer_norm.weight", D, 0, MB_PARAM_NORM}, {"vocab_layer_norm.bias", D, 0, MB_PARAM_BIAS},
+        {"vocab_projector.bias", V, 0, MB_PARAM_BIAS}};
     size_t off = 0;
-    for (int i = 0; i < MB_MLM_HEAD_TENSORS; i++) {
-        mb_param_info *pi = &m->info[i];
-        snprintf(pi->name, sizeof pi->name, "%s", spec[i].name);
-        pi->offset = off;
-        pi->ndim = spec[i].cols ? 2 : 1;
-        pi->shape[0] = spec[i].rows;
-        pi->shape[1] = spec[i].cols;
-        pi->numel = (size_t)spec[i].rows * (spec[i].cols ? (size_t)spec[i].cols : 1);
-        pi->no_decay = spec[i].no_decay;
-        pi->encoder = 0;
-        off += pi->numel;
-    }
-    m->n_head = off;
-    m->n_enc = 0;
-    for (int i = 0; i < mb_distilbert_num_tensors(m->enc); i++)
-        if (mb_distilbert_param_info(m->enc, i)->encoder) m->n_enc = i + 1;
+    for (int i = 0; i < MB_MLM_HEAD_TENSORS;)
+        mb_param_add(m->info, &i, &off, spec[i].name, spec[i].rows, spec[i].cols, spec[i].kind, 0);
 }
 
 static void head_views_of(const mb_distilbert_mlm *m, float *base, head_views *v) {
@@ -88,18 +71,11 @@ static void head_views_of(const mb_distilbert_mlm *m, float *base, head_views *v
 }
 
 /* HF _init_weights: Linear N(0, initializer_range), bias 0, LayerNorm 1/0. */
-static void init_head_tensor(mb_distilbert_mlm *m, int i) {
-    float *w = m->params + m->info[i].offset;
-    size_t n = m->info[i].numel;
-    if (i == TW) {
-        float sd = mb_distilbert_get_config(m->enc)->initializer_range;
-        mb_rng *rng = mb_distilbert_rng(m->enc);
-        for (size_t k = 0; k < n; k++) w[k] = (float)(mb_rng_normal(rng) * sd);
-    } else if (i == LNW) {
-        for (size_t k = 0; k < n; k++) w[k] = 1.0f;
-    } else {
-        memset(w, 0, n * sizeof(float));
-    }
+static void init_head_tensor(void *model, int i) {
+    mb_distilbert_mlm *m = model;
+    const mb_distilbert_config *c = mb_distilbert_get_config(m->tp.enc);
+    mb_param_init_hf(&m->info[i], m->tp.params + m->info[i].offset, c->initializer_range, c->pad_token_id, 0,
+                     mb_distilbert_rng(m->tp.enc));
 }
 
 /* Wrap enc (taking it over) and allocate the head's block. */
@@ -111,17 +87,13 @@ static mb_distilbert_mlm *wrap(mb_distilbert *enc, mb_error *err) {
         mb_fail(err, MB_ERR_NOMEM, "out of memory creating the masked-LM model");
         return NULL;
     }
-    m->enc = enc;
-    build_head(m);
-    m->params = calloc(m->n_head, sizeof(float));
-    m->grads = calloc(m->n_head, sizeof(float));
-    if (!m->params || !m->grads) {
+    build_head(m, enc);
+    if (mb_task_params_alloc(&m->tp, enc, m->info, MB_MLM_HEAD_TENSORS, err) != MB_OK) {
         mb_mlm_free(m);
-        mb_fail(err, MB_ERR_NOMEM, "out of memory for the masked-LM head");
         return NULL;
     }
-    head_views_of(m, m->params, &m->p);
-    head_views_of(m, m->grads, &m->g);
+    head_views_of(m, m->tp.params, &m->p);
+    head_views_of(m, m->tp.grads, &m->g);
     return m;
 }
 
@@ -134,14 +106,15 @@ mb_distilbert_mlm *mb_mlm_new(const mb_distilbert_config *cfg, uint64_t seed, mb
 
 void mb_mlm_free(mb_distilbert_mlm *m) {
     if (!m) return;
-    mb_distilbert_free(m->enc);
-    free(m->params);
-    free(m->grads);
+    mb_task_params_free(&m->tp);
     free(m->warnings);
     free(m->f);
     free(m->d_hidden);
     free(m);
 }
+
+/* The head's tensors in a checkpoint (the encoder's loader reads the rest). */
+static const mb_ckpt_rules head_rules = {.family = "DistilBERT", .init = init_head_tensor, .head_hint = ""};
 
 mb_distilbert_mlm *mb_mlm_load(const char *dir, uint64_t seed, mb_error *err) {
     mb_distilbert_load_opts o = {0, NULL, seed};
@@ -150,29 +123,15 @@ mb_distilbert_mlm *mb_mlm_load(const char *dir, uint64_t seed, mb_error *err) {
     mb_distilbert_mlm *m = wrap(mb_distilbert_load(dir, &o, err), err);
     if (!m) return NULL;
     char path[4096];
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    mb_safetensors *st = mb_safetensors_open(path, err);
-    if (!st) {
-        mb_mlm_free(m);
-        return NULL;
-    }
-    char missing[512] = "";
-    for (int i = 0; i < MB_MLM_HEAD_TENSORS; i++) {
-        const mb_param_info *pi = &m->info[i];
-        const mb_st_tensor *t = mb_safetensors_find(st, pi->name);
-        if (!t) {
-            size_t k = strlen(missing);
-            snprintf(missing + k, sizeof missing - k, "%s'%s'", k ? ", " : "", pi->name);
-            init_head_tensor(m, i);
-            continue;
-        }
-        if (mb_param_read(path, t, pi, m->params + pi->offset, "", err) != MB_OK) goto fail;
-    }
-    if (missing[0]) mb_warn_newly_initialized(&m->warnings, "DistilBertForMaskedLM", dir, missing);
+    mb_safetensors *st = mb_model_folder_open(dir, path, sizeof path, err);
+    mb_name_list missing = {0};
+    mb_status rc = st ? mb_params_read(st, path, &head_rules, m, m->info, MB_MLM_HEAD_TENSORS, m->tp.params, NULL,
+                                       &missing, err)
+                      : MB_ERR_IO;
     mb_safetensors_close(st);
-    return m;
-fail:
-    mb_safetensors_close(st);
+    if (rc == MB_OK && missing.n) mb_warn_newly_initialized(&m->warnings, "DistilBertForMaskedLM", dir, missing.s);
+    mb_name_list_free(&missing);
+    if (rc == MB_OK) return m;
     mb_mlm_free(m);
     return NULL;
 }
@@ -184,46 +143,24 @@ static const mb_param_info *param_at(const void *model, int i, const float **dat
 }
 
 mb_status mb_mlm_save(const mb_distilbert_mlm *m, const char *dir, mb_error *err) {
-    return mb_model_folder_save(dir, mb_distilbert_get_config(m->enc), "DistilBertForMaskedLM", m,
+    return mb_model_folder_save(dir, mb_distilbert_get_config(m->tp.enc), "DistilBertForMaskedLM", m,
                                 mb_mlm_num_tensors(m), param_at, err);
 }
 
 /* ---- accessors ------------------------------------------------------------- */
 
-mb_distilbert *mb_mlm_encoder(mb_distilbert_mlm *m) { return m->enc; }
+mb_distilbert *mb_mlm_encoder(mb_distilbert_mlm *m) { return m->tp.enc; }
 const char *mb_mlm_warnings(const mb_distilbert_mlm *m) { return m->warnings ? m->warnings : ""; }
-int mb_mlm_num_tensors(const mb_distilbert_mlm *m) { return m->n_enc + MB_MLM_HEAD_TENSORS; }
-float *mb_mlm_head_params(mb_distilbert_mlm *m) { return m->params; }
-float *mb_mlm_head_grads(mb_distilbert_mlm *m) { return m->grads; }
-size_t mb_mlm_head_numel(const mb_distilbert_mlm *m) { return m->n_head; }
-const mb_param_info *mb_mlm_param_info(const mb_distilbert_mlm *m, int i) {
-    if (i < 0 || i >= mb_mlm_num_tensors(m)) return NULL;
-    return i < m->n_enc ? mb_distilbert_param_info(m->enc, i) : &m->info[i - m->n_enc];
-}
-float *mb_mlm_param(mb_distilbert_mlm *m, int i) {
-    const mb_param_info *pi = mb_mlm_param_info(m, i);
-    if (!pi) return NULL;
-    return (i < m->n_enc ? mb_distilbert_params(m->enc) : m->params) + pi->offset;
-}
-float *mb_mlm_grad(mb_distilbert_mlm *m, int i) {
-    const mb_param_info *pi = mb_mlm_param_info(m, i);
-    if (!pi) return NULL;
-    return (i < m->n_enc ? mb_distilbert_grads(m->enc) : m->grads) + pi->offset;
-}
-int mb_mlm_find_param(const mb_distilbert_mlm *m, const char *name) {
-    for (int i = 0; i < mb_mlm_num_tensors(m); i++)
-        if (strcmp(mb_mlm_param_info(m, i)->name, name) == 0) return i;
-    return -1;
-}
-size_t mb_mlm_num_params(const mb_distilbert_mlm *m) {
-    size_t n = 0;
-    for (int i = 0; i < mb_mlm_num_tensors(m); i++) n += mb_mlm_param_info(m, i)->numel;
-    return n;
-}
-void mb_mlm_zero_grad(mb_distilbert_mlm *m) {
-    mb_distilbert_zero_grad(m->enc);
-    memset(m->grads, 0, m->n_head * sizeof(float));
-}
+int mb_mlm_num_tensors(const mb_distilbert_mlm *m) { return mb_task_num_tensors(&m->tp); }
+float *mb_mlm_head_params(mb_distilbert_mlm *m) { return m->tp.params; }
+float *mb_mlm_head_grads(mb_distilbert_mlm *m) { return m->tp.grads; }
+size_t mb_mlm_head_numel(const mb_distilbert_mlm *m) { return m->tp.numel; }
+const mb_param_info *mb_mlm_param_info(const mb_distilbert_mlm *m, int i) { return mb_task_param_info(&m->tp, i); }
+float *mb_mlm_param(mb_distilbert_mlm *m, int i) { return mb_task_param(&m->tp, i); }
+float *mb_mlm_grad(mb_distilbert_mlm *m, int i) { return mb_task_grad(&m->tp, i); }
+int mb_mlm_find_param(const mb_distilbert_mlm *m, const char *name) { return mb_task_find_param(&m->tp, name); }
+size_t mb_mlm_num_params(const mb_distilbert_mlm *m) { return mb_task_num_params(&m->tp); }
+void mb_mlm_zero_grad(mb_distilbert_mlm *m) { mb_task_zero_grad(&m->tp); }
 const float *mb_mlm_logits(const mb_distilbert_mlm *m) { return m->n ? m->logits : NULL; }
 int mb_mlm_num_rows(const mb_distilbert_mlm *m) { return m->n; }
 const int32_t *mb_mlm_rows(const mb_distilbert_mlm *m) { return m->rows; }
@@ -231,7 +168,7 @@ const int32_t *mb_mlm_rows(const mb_distilbert_mlm *m) { return m->rows; }
 /* ---- forward ------------------------------------------------------------------ */
 
 static mb_status prepare_rows(mb_distilbert_mlm *m, int n, int B, int T, mb_error *err) {
-    const mb_distilbert_config *c = mb_distilbert_get_config(m->enc);
+    const mb_distilbert_config *c = mb_distilbert_get_config(m->tp.enc);
     size_t D = (size_t)c->dim, V = (size_t)c->vocab_size;
     if ((size_t)n > m->cap_rows) {
         /* per row: rows, labels (as floats' room), 6 x D, mean, rstd, 2 x V */
@@ -270,7 +207,7 @@ mb_status mb_mlm_forward(mb_distilbert_mlm *m, const int32_t *ids, const int32_t
                          const int32_t *positions, int n_pos, int train, int keep, mb_error *err) {
     m->have_loss = 0;
     m->n = 0;
-    const mb_distilbert_config *c = mb_distilbert_get_config(m->enc);
+    const mb_distilbert_config *c = mb_distilbert_get_config(m->tp.enc);
     const int D = c->dim, V = c->vocab_size;
     if (B < 1 || T < 1) return mb_fail(err, MB_ERR_SHAPE, "batch is empty (%d x %d)", B, T);
     int n = positions ? n_pos : B * T;
@@ -281,9 +218,9 @@ mb_status mb_mlm_forward(mb_distilbert_mlm *m, const int32_t *ids, const int32_t
                 return mb_fail(err, MB_ERR_RANGE, "position %d is %d, outside the batch's %d x %d tokens", i + 1,
                                positions[i], B, T);
     mb_forward_opts o = {.train = train, .keep = keep, .encoder_only = 1};
-    if (mb_distilbert_forward(m->enc, ids, mask, B, T, &o, err) != MB_OK) return err ? err->code : MB_ERR_ARG;
+    if (mb_distilbert_forward(m->tp.enc, ids, mask, B, T, &o, err) != MB_OK) return err ? err->code : MB_ERR_ARG;
     if (prepare_rows(m, n, B, T, err) != MB_OK) return err ? err->code : MB_ERR_NOMEM;
-    const float *hidden = mb_distilbert_last_hidden(m->enc);
+    const float *hidden = mb_distilbert_last_hidden(m->tp.enc);
     for (int i = 0; i < n; i++) {
         m->rows[i] = positions ? positions[i] : i;
         memcpy(m->h + (size_t)i * D, hidden + (size_t)m->rows[i] * D, D * sizeof(float));
@@ -306,7 +243,7 @@ mb_status mb_mlm_forward(mb_distilbert_mlm *m, const int32_t *ids, const int32_t
 
 mb_status mb_mlm_loss(mb_distilbert_mlm *m, const int32_t *ids, const int32_t *mask, const int32_t *labels, int B,
                       int T, int train, double *loss, int *n_masked, mb_error *err) {
-    const int V = mb_distilbert_get_config(m->enc)->vocab_size;
+    const int V = mb_distilbert_get_config(m->tp.enc)->vocab_size;
     if (B < 1 || T < 1) return mb_fail(err, MB_ERR_SHAPE, "batch is empty (%d x %d)", B, T);
     int n = 0;
     for (long i = 0; i < (long)B * T; i++) {
@@ -359,7 +296,7 @@ mb_status mb_mlm_loss(mb_distilbert_mlm *m, const int32_t *ids, const int32_t *m
 mb_status mb_mlm_backward(mb_distilbert_mlm *m, mb_error *err) {
     if (!m->have_loss || !m->keep) return mb_fail(err, MB_ERR_STATE, "backward needs mb_mlm_loss first");
     m->have_loss = 0;
-    const mb_distilbert_config *c = mb_distilbert_get_config(m->enc);
+    const mb_distilbert_config *c = mb_distilbert_get_config(m->tp.enc);
     const int D = c->dim, V = c->vocab_size, n = m->n;
     /* logits = x W^T + b: the tied projector part of d W goes into the word embeddings' gradient */
     linear_backward(m->dx, mb_mlm_grad(m, 0), m->g.pb, m->dlogits, m->x, mb_mlm_param(m, 0), n, D, V, 0);
@@ -371,5 +308,5 @@ mb_status mb_mlm_backward(mb_distilbert_mlm *m, mb_error *err) {
     memset(m->d_hidden, 0, BTD * sizeof(float));
     for (int i = 0; i < n; i++) /* rows are distinct positions */
         memcpy(m->d_hidden + (size_t)m->rows[i] * D, m->dx + (size_t)i * D, D * sizeof(float));
-    return mb_distilbert_backward_hidden(m->enc, m->d_hidden, err);
+    return mb_distilbert_backward_hidden(m->tp.enc, m->d_hidden, err);
 }

@@ -55,4 +55,34 @@ static void check_out(fx_case *c, const char *name, const float *got, size_t n, 
     *worst = fmax(*worst, e);
 }
 
+/* Every grad.<name> of the fixture against the model's gradients: tensor i is
+ * info(model, i, &grad) for i < n; relative error <= 1e-4, or absolute <= 1e-7 where
+ * zero(model, name) says the gradient is analytically zero. Prints and returns the worst. */
+typedef const mb_param_info *(*fx_grad_at)(void *model, int i, const float **grad);
+static double check_grads_fx(fx_case *c, void *model, int n, fx_grad_at info, int (*zero)(void *model, const char *name)) {
+    double worst = 0, worst_zero = 0;
+    const char *worst_name = "";
+    for (int i = 0; i < n; i++) {
+        const float *got;
+        const mb_param_info *pi = info(model, i, &got);
+        char key[160];
+        snprintf(key, sizeof key, "grad.%s", pi->name);
+        const float *ref = ref_f32(c, key, NULL);
+        if (!ref) continue;
+        double abs_e, e = rel_err(got, ref, pi->numel, &abs_e);
+        if (zero(model, pi->name)) {
+            CHECK(abs_e <= 1e-7, "%s: abs error %.3g (analytically zero)", pi->name, abs_e);
+            worst_zero = fmax(worst_zero, abs_e);
+            continue;
+        }
+        CHECK(e <= 1e-4, "%s: relative error %.3g", key, e);
+        if (e > worst) {
+            worst = e;
+            worst_name = pi->name;
+        }
+    }
+    printf("  grads                rel %.2e (%s); zero grads abs %.2e\n", worst, worst_name, worst_zero);
+    return worst;
+}
+
 #endif

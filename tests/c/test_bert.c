@@ -20,42 +20,27 @@
 #include "st_read.h"
 #include "fixture_check.h"
 
+static const mb_param_info *grad_at(void *model, int i, const float **grad) {
+    const mb_param_info *pi = mb_bert_param_info(model, i);
+    *grad = mb_bert_grads(model) + pi->offset;
+    return pi;
+}
+
+/* analytically zero: the key biases (softmax shift), and in question answering
+   qa_outputs.bias and the last LayerNorm bias (each softmax over positions
+   shifts all of its logits alike) */
+static int zero_grad_of(void *model, const char *name) {
+    mb_bert *m = model;
+    if (strstr(name, "attention.self.key.bias")) return 1;
+    if (mb_bert_get_task(m) != MB_BERT_QUESTION_ANSWERING) return 0;
+    char last[96];
+    snprintf(last, sizeof last, "bert.encoder.layer.%d.output.LayerNorm.bias", mb_bert_get_config(m)->base.n_layers - 1);
+    return strcmp(name, "qa_outputs.bias") == 0 || strcmp(name, last) == 0;
+}
+
 /* every grad.<name> of the fixture; returns the worst relative error */
 static double check_grads(fx_case *c, mb_bert *m) {
-    double worst = 0, worst_zero = 0;
-    const char *worst_name = "";
-    for (int i = 0; i < mb_bert_num_tensors(m); i++) {
-        const mb_param_info *pi = mb_bert_param_info(m, i);
-        char key[160];
-        snprintf(key, sizeof key, "grad.%s", pi->name);
-        int64_t n;
-        const float *ref = ref_f32(c, key, &n);
-        if (!ref) continue;
-        const float *got = mb_bert_grads(m) + pi->offset;
-        double abs_e, e = rel_err(got, ref, pi->numel, &abs_e);
-        /* analytically zero: the key biases (softmax shift), and in question answering
-           qa_outputs.bias and the last LayerNorm bias (each softmax over positions
-           shifts all of its logits alike) */
-        int zero = strstr(pi->name, "attention.self.key.bias") != NULL;
-        if (mb_bert_get_task(m) == MB_BERT_QUESTION_ANSWERING) {
-            char last[96];
-            snprintf(last, sizeof last, "bert.encoder.layer.%d.output.LayerNorm.bias",
-                     mb_bert_get_config(m)->base.n_layers - 1);
-            zero = zero || strcmp(pi->name, "qa_outputs.bias") == 0 || strcmp(pi->name, last) == 0;
-        }
-        if (zero) {
-            CHECK(abs_e <= 1e-7, "%s: abs error %.3g (analytically zero)", pi->name, abs_e);
-            worst_zero = fmax(worst_zero, abs_e);
-            continue;
-        }
-        CHECK(e <= 1e-4, "%s: relative error %.3g", key, e);
-        if (e > worst) {
-            worst = e;
-            worst_name = pi->name;
-        }
-    }
-    printf("  grads                rel %.2e (%s); zero grads abs %.2e\n", worst, worst_name, worst_zero);
-    return worst;
+    return check_grads_fx(c, m, mb_bert_num_tensors(m), grad_at, zero_grad_of);
 }
 
 static mb_bert *load_task(const char *dir, mb_bert_task task) {
