@@ -740,17 +740,6 @@ function run_local(spec, opts)
   return summary
 end
 
---- sweep.print_table(rows, out): rows of cells (strings) in columns two spaces apart.
-function M.print_table(rows, out)
-  local widths = {}
-  for _, row in ipairs(rows) do for j, c in ipairs(row) do widths[j] = math.max(widths[j] or 0, #c) end end
-  for _, row in ipairs(rows) do
-    local cells = {}
-    for j, c in ipairs(row) do cells[j] = j < #row and (c .. string.rep(" ", widths[j] - #c)) or c end
-    out:write(table.concat(cells, "  "), "\n")
-  end
-end
-
 --- sweep.print_ranking(spec, ranking [, out]): the table of trials, best first, and the best.
 function M.print_ranking(spec, ranking, out)
   out = out or io.stdout
@@ -760,7 +749,7 @@ function M.print_ranking(spec, ranking, out)
                         r.value ~= nil and string.format("%.6g", r.value) or "-",
                         r.status .. (r.rung and string.format(" (rung %d)", r.rung) or "") }
   end
-  M.print_table(rows, out)
+  require("moonbert.columns").print(rows, out)
   local best = ranking[1]
   if best and best.value ~= nil then
     out:write(string.format("best: %s (run %d) with %s = %.6g (%s)\n", best.key, best.run_id, spec.metric, best.value, spec.mode))

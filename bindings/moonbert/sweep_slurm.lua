@@ -363,7 +363,7 @@ function M.print_status(spec, rows, out)
                   r.run_id and tostring(r.run_id) or "-",
                   r.value ~= nil and string.format("%.6g", r.value) or "-" }
   end
-  sweep.print_table(t, out or io.stdout)
+  require("moonbert.columns").print(t, out or io.stdout)
 end
 
 return M
