@@ -22,7 +22,7 @@
  * Train-mode dropout draws from the model's RNG (mb_distilbert_rng), so the
  * trainer can save and restore its state with a checkpoint.
  *
- * Limits: CPU only; batch and sequence length are free up to
+ * Limits: this is the CPU model (runtime/cuda.h moves it to a GPU); batch and sequence length are free up to
  * max_position_embeddings; single-label (cross-entropy, labels -100 ignored),
  * multi-label (BCE with logits) and regression (MSE) losses as in HF.
  */

@@ -459,13 +459,10 @@ static mb_status forward(mb_cuda_model *cm, const int32_t *ids, const int32_t *m
                          float *logits_out, mb_error *err) {
     const mb_distilbert_config *c = &cm->cfg;
     cm->have_fwd = cm->have_loss = 0;
-    if (B < 1 || T < 1) return mb_fail(err, MB_ERR_SHAPE, "batch is empty (%d x %d)", B, T);
-    if (T > c->max_position_embeddings)
-        return mb_fail(err, MB_ERR_SHAPE, "sequence length %d is longer than max_position_embeddings (%d)", T,
-                       c->max_position_embeddings);
+    /* the CPU model's check, with its messages */
+    if (mb_config_check_ids(c, ids, B, T, err) != MB_OK) return err ? err->code : MB_ERR_ARG;
     const int D = c->dim, F = c->hidden_dim, H = c->n_heads, hs = D / H, L = c->num_labels, BT = B * T;
     const long BTD = (long)BT * D, BHTT = (long)B * H * T * T;
-    /* the embedding plan also checks every id against the vocabulary */
     if (mb_embed_plan_build(&cm->plan, ids, BT, c->vocab_size, c->pad_token_id, err) != MB_OK)
         return mb_error_prefix(err, "input_ids: ");
     if (prepare(cm, B, T, err) != MB_OK) return err->code;

@@ -377,6 +377,22 @@ describe("one model on the device", function()
     back:free(); cpu:free(); dev:free()
   end)
 
+  it("a bad batch is refused with the CPU model's message (ids outside the vocabulary, too long)", function()
+    local cpu = fixture_model()
+    local dev = fixture_model():to("cuda", { precision = "fp32" })
+    local cfg = json.decode(support.read(TINY .. "/config.json"))
+    local V, P = cfg.vocab_size, cfg.max_position_embeddings
+    for _, ids in ipairs { T.from({ { 1, V, 2 } }, { dtype = "int32" }), T.from({ { 1, -1 } }, { dtype = "int32" }),
+                           T.zeros(1, P + 1, { dtype = "int32" }) } do
+      local ok1, e1 = pcall(cpu.forward, cpu, { input_ids = ids })
+      local ok2, e2 = pcall(dev.forward, dev, { input_ids = ids })
+      assert.is_false(ok1)
+      assert.is_false(ok2)
+      assert.are.equal(tostring(e1), tostring(e2))
+    end
+    dev:free(); cpu:free()
+  end)
+
   it("seeded train-mode runs (dropout on) are bit-identical; no allocation after the first step", function()
     local function run(prec, seed)
       local model = mb.distilbert.load(TINY, { quiet = true }):to("cuda", { precision = prec })
