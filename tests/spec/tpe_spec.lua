@@ -1,9 +1,10 @@
 -- tpe_spec.lua: moonbert.tpe, the TPE sampler.
 --
--- References: Optuna 3.1's own _ParzenEstimator (run through /usr/bin/python3 when
--- python3-optuna is installed; skipped otherwise) for the mixture weights, means, sigmas and
--- the log densities; known values of the normal distribution; hand-ranked histories for the
--- good/bad split; and properties (determinism, bounds, concentration near an optimum).
+-- References: Optuna 3.1's own _ParzenEstimator and numpy's argsort (run through
+-- /usr/bin/python3; python3-optuna is in `make deps`; skipped where absent) for the mixture
+-- weights, means, sigmas, log densities and the order of equal observations; known values of
+-- the normal distribution; hand-ranked histories for the good/bad split; and properties
+-- (determinism, bounds, concentration near an optimum).
 local tpe = require "moonbert.tpe"
 local support = require "tests.spec.support"
 
@@ -39,8 +40,9 @@ P = _ParzenEstimatorParameters(True, 1.0, True, False, default_weights, False)
 cases = [
   ("float", D.FloatDistribution(-5, 10), [0.3, -2.0, 7.5, 7.6, 9.9], [0.0, 7.55, -4.9, 9.99]),
   ("float", D.FloatDistribution(0, 1), [((i * 37) % 101) / 101.0 for i in range(30)], [0.01, 0.5, 0.97]),
-  ("log", D.FloatDistribution(1e-3, 10, log=True), [1e-3, 0.1, 0.2, 5.0], [1e-3, 0.15, 3.0]),
+  ("log", D.FloatDistribution(1e-3, 10, log=True), [1e-3, 0.12, 0.2, 5.0], [1e-3, 0.15, 3.0]),
   ("int", D.IntDistribution(0, 10), [0, 3, 3, 10, 7], [0, 3, 5, 10]),
+  ("int", D.IntDistribution(0, 10), [(i * i * 7 + 3) % 11 for i in range(60)], list(range(11))),
   ("choice", D.CategoricalDistribution(["a", "b", "c"]), [0, 2, 2], [0, 1, 2]),
 ]
 out = []
@@ -67,13 +69,19 @@ print(json.dumps(out))
     os.remove(path)
     assert.are.equal(0, code, err)
     local ref = require("dkjson").decode(text)
-    local obs30 = {}
+    local obs30, int60 = {}, {}
     for i = 0, 29 do obs30[#obs30 + 1] = ((i * 37) % 101) / 101 end
+    for i = 0, 59 do int60[#int60 + 1] = (i * i * 7 + 3) % 11 end
     local cases = {
       { { uniform = { -5, 10 } }, { 0.3, -2.0, 7.5, 7.6, 9.9 }, { 0.0, 7.55, -4.9, 9.99 } },
       { { uniform = { 0, 1 } }, obs30, { 0.01, 0.5, 0.97 } },
-      { { log_uniform = { 1e-3, 10 } }, { 1e-3, 0.1, 0.2, 5.0 }, { 1e-3, 0.15, 3.0 } },
+      -- not 0.1: log(0.1) is the prior's mean, (log(1e-3) + log(10)) / 2, and whether the two
+      -- tie or differ in the last bit depends on which log (numpy's AVX-512 one or the C library's)
+      { { log_uniform = { 1e-3, 10 } }, { 1e-3, 0.12, 0.2, 5.0 }, { 1e-3, 0.15, 3.0 } },
       { { int_uniform = { 0, 10 } }, { 0, 3, 3, 10, 7 }, { 0, 3, 5, 10 } },
+      -- 60 observations of 11 values: runs of equal values, and weights that differ (a ramp
+      -- over the 35 oldest), so which of a run gets the gaps to its neighbours shows
+      { { int_uniform = { 0, 10 } }, int60, { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 } },
       { { choice = { "a", "b", "c" } }, { "a", "c", "c" }, { "a", "b", "c" } },
     }
     for c, case in ipairs(cases) do
@@ -89,8 +97,8 @@ print(json.dumps(out))
       end
       local en = tpe.parzen(case[1], case[2], { normalize_kernels = true })
       for i, x in ipairs(case[3]) do
-        close(e:log_pdf(x), r.log_pdf[i], 1e-6, "case " .. c .. " log_pdf " .. i)
-        close(en:log_pdf(x), r.log_pdf_normalised[i], 1e-6, "case " .. c .. " normalised log_pdf " .. i)
+        close(e:log_pdf(x), r.log_pdf[i], 1e-10, "case " .. c .. " log_pdf " .. i)
+        close(en:log_pdf(x), r.log_pdf_normalised[i], 1e-10, "case " .. c .. " normalised log_pdf " .. i)
       end
     end
   end)
@@ -121,8 +129,66 @@ print(json.dumps(out))
       for i = 1, 5 do close(e.sigmas[name][i], want[1], 1e-12, name .. " sigma " .. i) end
       close(e.sigmas[name][6], want[2], 1e-12, name .. " prior sigma")
     end
-    close(e:log_pdf { a = 0.0, b = 0.15, c = 3 }, OPTUNA.log_pdf[1], 1e-6, "log_pdf 1")
-    close(e:log_pdf { a = 7.55, b = 3.0, c = 9 }, OPTUNA.log_pdf[2], 1e-6, "log_pdf 2")
+    close(e:log_pdf { a = 0.0, b = 0.15, c = 3 }, OPTUNA.log_pdf[1], 1e-10, "log_pdf 1")
+    close(e:log_pdf { a = 7.55, b = 3.0, c = 9 }, OPTUNA.log_pdf[2], 1e-10, "log_pdf 2")
+  end)
+
+  -- Equal observations get the gaps to their neighbours in the order numpy.argsort puts them
+  -- (an introsort, not stable), as in Optuna. Properties always; the order itself against
+  -- numpy where /usr/bin/python3 has it.
+  it("sort equal values in numpy.argsort's order", function()
+    local arrays = {}
+    local rng = tpe.rng(7)
+    for n = 0, 120, 3 do
+      local a = {}
+      for i = 1, n do a[i] = rng:integer(0, 1 + n % 9) end
+      arrays[#arrays + 1] = a
+    end
+    -- inputs that drive the quicksort past 2 * floor(log2(n)) partitions, into its heapsort
+    -- (built with McIlroy's adversary, "A killer adversary for quicksort", 1999)
+    arrays[#arrays + 1] = { 0, 20, 2, 23, 4, 39, 6, 37, 8, 38, 10, 36, 12, 35, 14, 34, 16, 33, 18, 1, 3, 5,
+                            7, 9, 11, 13, 15, 17, 19, 21, 31, 30, 29, 28, 27, 26, 25, 24, 32, 22 }
+    local k = {}
+    for i, v in ipairs(arrays[#arrays]) do k[i] = v // 3 end -- the same with ties
+    arrays[#arrays + 1] = k
+    local got = {}
+    for a, v in ipairs(arrays) do
+      local idx = tpe.argsort(v)
+      local seen = {}
+      assert.are.equal(#v, #idx)
+      for i, j in ipairs(idx) do
+        assert.is_nil(seen[j], "array " .. a .. ": index " .. j .. " twice")
+        seen[j] = true
+        if i > 1 then assert.is_true(v[idx[i - 1]] <= v[j], "array " .. a .. " is not sorted") end
+      end
+      got[a] = idx
+    end
+    local _, _, code = support.sh("/usr/bin/python3 -c 'import numpy' 2>/dev/null")
+    if code ~= 0 then
+      pending("numpy's order not compared: /usr/bin/python3 has no numpy (Debian package python3-numpy)")
+      return
+    end
+    local json = require "dkjson"
+    local path = os.tmpname()
+    support.write(path, json.encode(arrays))
+    local text, err, rc = support.sh("/usr/bin/python3 -c " .. support.q(
+      "import json, sys, numpy as np\n" ..
+      "print(json.dumps([(np.argsort(np.array(a, dtype=float)) + 1).tolist() for a in json.load(open(sys.argv[1]))]))") ..
+      " " .. support.q(path))
+    os.remove(path)
+    assert.are.equal(0, rc, err)
+    local want = json.decode(text)
+    local stable_differs = 0
+    for a = 1, #arrays do
+      assert.are.same(want[a], got[a], "array " .. a)
+      for i = 2, #want[a] do
+        if arrays[a][want[a][i]] == arrays[a][want[a][i - 1]] and want[a][i] < want[a][i - 1] then
+          stable_differs = stable_differs + 1
+          break
+        end
+      end
+    end
+    assert.is_true(stable_differs > 10, "the arrays do not tell numpy's order from a stable sort")
   end)
 
   it("weigh observations as Optuna's default_weights and split with gamma = ceil(n/10) <= 25", function()
@@ -135,10 +201,10 @@ print(json.dumps(out))
   end)
 
   it("compute Gaussian masses in the tails and the middle", function()
-    close(math.exp(tpe.log_gauss_mass(-1, 1)), 0.682689492137086, 1e-7)
-    close(math.exp(tpe.log_gauss_mass(0, 1e9)), 0.5, 1e-7)
+    close(math.exp(tpe.log_gauss_mass(-1, 1)), 0.682689492137086, 1e-14)
+    close(math.exp(tpe.log_gauss_mass(0, 1e9)), 0.5, 1e-15)
     -- upper tail: Q(10) - Q(11) = 7.61985302416053e-24 - 1.91065957449868e-28
-    close(tpe.log_gauss_mass(10, 11), math.log(7.61985302416053e-24 - 1.91065957449868e-28), 1e-6)
+    close(tpe.log_gauss_mass(10, 11), math.log(7.61985302416053e-24 - 1.91065957449868e-28), 1e-13)
     close(tpe.log_gauss_mass(-11, -10), tpe.log_gauss_mass(10, 11), 1e-12)
     -- a narrow interval: density times width
     close(tpe.log_gauss_mass(1, 1.001), math.log(0.001 * math.exp(-0.5 * 1.0005 ^ 2) / math.sqrt(2 * math.pi)), 1e-6)
