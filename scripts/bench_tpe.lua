@@ -5,10 +5,14 @@
 --   build/bin/moonbert run scripts/bench_tpe.lua [--objective branin4|hartmann4]
 --       [--sampler tpe|random] [--budget 30] [--seeds 10] [--first-seed 0]
 --   build/bin/moonbert run scripts/bench_tpe.lua --objective NAME --history FILE [--seeds 400]
+--   build/bin/moonbert run scripts/bench_tpe.lua --objective NAME --inspect FILE
 --
 -- With --history (a JSON list of {params=, value=} finished trials, as scripts/bench-tpe
 -- --check-draws writes it), prints instead the point TPE draws next from that history with
--- each seed, one JSON object per line: {seed=, params=}.
+-- each seed, one JSON object per line: {seed=, params=}. With --inspect (a JSON object
+-- {history=, points={name={...}}}), prints one JSON object: the good and bad trials' indices
+-- (tpe.split) and, per parameter, both Parzen estimators (mus, sigmas, weights) with their log
+-- densities at the points (scripts/bench-tpe --check-scores).
 -- Prints one JSON object per line: {objective=, sampler=, budget=, seed=, best=, params=}
 -- (best: the smallest value found in budget trials; params: where). The objectives are
 -- written out again in scripts/bench-tpe (Python); that script checks that both sides
@@ -66,6 +70,8 @@ local SPEC = {
   { "--seeds", "N", "searches, seeds first-seed.. first-seed+N-1", type = "number", default = 10 },
   { "--first-seed", "N", "first seed", type = "number", default = 0 },
   { "--history", "FILE", "print the next draw from these finished trials, once per seed" },
+  { "--inspect", "FILE", "print the good/bad split of FILE's history and each parameter's two " ..
+                         "Parzen estimators, with their log densities at FILE's points" },
 }
 
 local ok, err = pcall(function()
@@ -81,6 +87,26 @@ local ok, err = pcall(function()
   local budget = args.integer(opts, "budget", 1)
   local seeds = args.integer(opts, "seeds", 1)
   local first = args.integer(opts, "first_seed", 0)
+  if opts.inspect then
+    local fh = io.open(opts.inspect) or args.fail("cannot read " .. opts.inspect)
+    local d = json.decode(fh:read("a"))
+    fh:close()
+    local good, bad = tpe.split(d.history, "min")
+    local out = { good = good, bad = bad, params = {} }
+    for name, dist in pairs(obj.space) do
+      local function fit(idx)
+        local values = {}
+        for _, i in ipairs(idx) do values[#values + 1] = d.history[i].params[name] end
+        local e = tpe.parzen(dist, values)
+        local lp = {}
+        for j, x in ipairs(d.points[name]) do lp[j] = e:log_pdf(x) end
+        return { mus = e.mus, sigmas = e.sigmas, weights = e.weights, log_pdf = lp }
+      end
+      out.params[name] = { l = fit(good), g = fit(bad) }
+    end
+    print(json.encode(out))
+    return
+  end
   if opts.history then
     local fh = io.open(opts.history) or args.fail("cannot read " .. opts.history)
     local history = json.decode(fh:read("a"))
