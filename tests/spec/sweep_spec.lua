@@ -342,6 +342,8 @@ return {
       os.execute("sleep 0.1")
     end
     assert.is_true(gone, "the trials outlived their sweep")
+    -- each trial's `sleep 30` (a grandchild, in the trial's process group) outlives it: end it
+    for _, pid in ipairs(trial_pids) do os.execute("kill -9 -" .. pid .. " 2>/dev/null") end
     store:reap()
     local runs = store:runs { experiment = "sweep_kill" }
     assert.are.equal(2, #runs)
