@@ -25,7 +25,7 @@ PKG_CONFIG ?= pkg-config
 DEB_PACKAGES := lua5.4 liblua5.4-dev lua-filesystem lua-busted libopenblas-dev libopenblas-openmp-dev libsqlite3-dev \
                 lua-dkjson pkg-config libutf8proc-dev libjansson-dev libreadline-dev sqlite3 valgrind chromium wordnet-base \
                 postgresql libpq-dev slurm-wlm munge openmpi-bin libopenmpi-dev libdnnl-dev curl \
-                libfuse3-dev fuse3 python3-optuna
+                libfuse3-dev fuse3 python3-optuna python3-torch
 
 # OpenBLAS: Debian's OpenMP build (libopenblas-openmp-dev) where present, so that matrix products
 # and the runtime's own OpenMP loops share libgomp's one thread pool. With the pthread build,
