@@ -127,11 +127,7 @@ end)
 
 describe("fit in this process", function()
   local work, tok, split, config
-  setup(function()
-    work = support.tmpdir()
-    make_data(work)
-    tok, split, config = require("tests.spec.faults.data").load_data(work)
-  end)
+  setup(function() work, tok, split, config = require("tests.spec.faults.data").workspace() end)
   teardown(function() ckpt.rmtree(work) end)
 
   local function fit(model, o)

@@ -10,7 +10,6 @@ local mb = require "moonbert"
 local lfs = require "lfs"
 local support = require "tests.spec.support"
 local ckpt = require "moonbert.checkpoint"
-local make_data = require("tests.spec.faults.data").make_data
 
 local BIN = os.getenv("MOONBERT_BIN")
 local EIOFS = BIN and BIN:gsub("/bin/moonbert$", "/tests/eiofs")
@@ -64,11 +63,7 @@ end
 
 describe_fuse("an I/O error (EIO) from the disk", function()
   local work, tok, split, config
-  setup(function()
-    work = support.tmpdir()
-    make_data(work)
-    tok, split, config = require("tests.spec.faults.data").load_data(work)
-  end)
+  setup(function() work, tok, split, config = require("tests.spec.faults.data").workspace() end)
   teardown(function() ckpt.rmtree(work) end)
 
   local function new_model() return mb.distilbert.new(config, { seed = 7, id2label = mb.data.EMOTION_LABELS }) end

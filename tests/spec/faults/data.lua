@@ -2,6 +2,7 @@
 -- (faults_spec.lua, full_disk_spec.lua) and their child processes; not a spec.
 --   require("tests.spec.faults.data").make_data(dir)  -- dir/vocab.txt, dir/train.txt (96 texts)
 --   local tok, split, config = require("tests.spec.faults.data").load_data(dir)  -- read them back
+--   local dir, tok, split, config = require("tests.spec.faults.data").workspace()  -- both, in a new folder
 local mb = require "moonbert"
 local support = require "tests.spec.support"
 
@@ -38,6 +39,13 @@ function M.load_data(dir)
   local config = { dim = 16, n_layers = 1, n_heads = 2, hidden_dim = 32, vocab_size = tok.vocab_size,
                    max_position_embeddings = 32 }
   return tok, split, config
+end
+
+-- A fresh folder (support.tmpdir) with make_data's files -> dir, and load_data's values for it.
+function M.workspace()
+  local dir = support.tmpdir()
+  M.make_data(dir)
+  return dir, M.load_data(dir)
 end
 
 return M
